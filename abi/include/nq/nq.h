@@ -1,0 +1,442 @@
+/*
+ * nq.h: the public interface of libnq, network queues for any language.
+ *
+ * libnq gives a program a *communicator*: put(data, peers...) returns a
+ * future, get() blocks until a message arrives.  A communicator is either a
+ * server (many clients) or a client (one server).  Peers are named by a
+ * 16-byte identity (a UUID) that each side declares when it connects.
+ *
+ * libnq speaks the wire protocol of the Python library net-queue byte for
+ * byte, so a libnq peer and a net-queue peer exchange messages (net-queue
+ * must then use its bytes serializer, or the libnq side must read and write
+ * pickles through a serializer callback).
+ *
+ * This header is the manual.  Every function says what it returns, who owns
+ * what, and what may be called from which thread.
+ *
+ * Conventions
+ * -----------
+ * - Every function that can fail returns an int: NQ_OK (0) or a negative
+ *   NQ_E* code.  nq_strerror() turns a code into a sentence.  Codes never
+ *   change meaning and are never reused.
+ * - Handles are opaque.  Objects are created by *_new / nq_open and released
+ *   by the matching *_free / nq_destroy.
+ * - Out parameters are pointers; on failure they are left untouched unless
+ *   the function says otherwise.
+ * - Timeouts are milliseconds as int64_t: -1 waits forever, 0 polls.
+ * - Thread-safety: a communicator (nq_comm) is fully thread-safe: any thread
+ *   may call put, get and close at any time.  An options object (nq_opts) is
+ *   not: build it on one thread, then hand it to nq_open (which copies it).
+ *   Futures may be waited on from any thread; messages belong to whoever
+ *   received them.
+ *
+ * Symbols are versioned (NQ_1.0, ...).  A binary built against an older
+ * release keeps working with a newer libnq.so.1.
+ */
+#ifndef NQ_NQ_H
+#define NQ_NQ_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#if defined(NQ_STATIC) || defined(SWIG)
+#define NQ_API
+#elif defined(__GNUC__)
+#define NQ_API __attribute__((visibility("default")))
+#else
+#define NQ_API
+#endif
+
+/* ------------------------------------------------------------------------ */
+/* Versions                                                                  */
+/* ------------------------------------------------------------------------ */
+
+#define NQ_VERSION_MAJOR 1
+#define NQ_VERSION_MINOR 0
+#define NQ_VERSION_PATCH 0
+/* The version of this header as one number: major*10000 + minor*100 + patch. */
+#define NQ_VERSION_NUMBER \
+    (NQ_VERSION_MAJOR * 10000 + NQ_VERSION_MINOR * 100 + NQ_VERSION_PATCH)
+
+/* The version of the library actually loaded, e.g. "1.0.0".  The string is
+ * static; never free it.  Thread-safe. */
+NQ_API const char *nq_version(void);
+
+/* The version of the library actually loaded as one number (see
+ * NQ_VERSION_NUMBER).  Compare it with NQ_VERSION_NUMBER to detect a program
+ * running against an older library than it was built with.  Thread-safe. */
+NQ_API int nq_version_number(void);
+
+/* ------------------------------------------------------------------------ */
+/* Errors                                                                    */
+/* ------------------------------------------------------------------------ */
+
+#define NQ_OK            0
+#define NQ_EINVAL       (-1)  /* an argument is invalid (the log says which)  */
+#define NQ_ENOMEM       (-2)  /* out of memory                                */
+#define NQ_ETIMEDOUT    (-3)  /* the wait ended before the event              */
+#define NQ_ECLOSED      (-4)  /* the communicator is closed                   */
+#define NQ_ECONNRESET   (-5)  /* the connection to the peer was lost          */
+#define NQ_ENOPEER      (-6)  /* no connected peer has that id                */
+#define NQ_ETLS         (-7)  /* TLS failed: certificate, key or handshake    */
+#define NQ_EPROTO       (-8)  /* the peer broke the wire protocol             */
+#define NQ_ECONNREFUSED (-9)  /* the server could not be reached              */
+#define NQ_EADDR        (-10) /* the host name or address cannot be used      */
+#define NQ_EADDRINUSE   (-11) /* the address is already in use                */
+#define NQ_ENOTSUP      (-12) /* not supported (protocol not built in, ...)   */
+#define NQ_ESYS         (-13) /* an operating system call failed              */
+#define NQ_EFULL        (-14) /* a send limit was reached; nothing was queued */
+#define NQ_ESERIALIZE   (-15) /* the serializer callback failed               */
+#define NQ_EPENDING     (-16) /* the future has not completed yet             */
+
+/* A sentence describing an error code, e.g. "connection to the peer was
+ * lost".  Unknown codes give "unknown error".  The string is static; never
+ * free it.  Thread-safe. */
+NQ_API const char *nq_strerror(int err);
+
+/* ------------------------------------------------------------------------ */
+/* Identities                                                                */
+/* ------------------------------------------------------------------------ */
+
+/* A peer identity: a UUID in RFC 4122 byte order (the order of its canonical
+ * text form), exactly as it travels on the wire. */
+typedef struct nq_id {
+    uint8_t bytes[16];
+} nq_id;
+
+/* Length of the canonical text form including the terminating NUL. */
+#define NQ_ID_STRLEN 37
+
+/* Fills *out with a random version-4 UUID from the system's random source.
+ * Returns NQ_OK, NQ_EINVAL (out is NULL) or NQ_ESYS. */
+NQ_API int nq_id_random(nq_id *out);
+
+/* Parses "8f02c060-b59c-4520-9795-369445186a49" (or the same 32 hex digits
+ * without dashes, either case).  Returns NQ_OK or NQ_EINVAL. */
+NQ_API int nq_id_parse(const char *text, nq_id *out);
+
+/* Writes the canonical lower-case text form and a NUL into buf, which must
+ * hold NQ_ID_STRLEN bytes.  Returns NQ_OK or NQ_EINVAL. */
+NQ_API int nq_id_format(const nq_id *id, char *buf, size_t buflen);
+
+/* 1 when a and b are the same identity, else 0. */
+NQ_API int nq_id_equal(const nq_id *a, const nq_id *b);
+
+/* ------------------------------------------------------------------------ */
+/* Options                                                                   */
+/* ------------------------------------------------------------------------ */
+
+typedef enum nq_protocol {
+    NQ_TCP = 0,  /* TCP, optionally with TLS (see nq_opts_set_tls) */
+    NQ_MQTT = 1, /* MQTT through a broker                          */
+    NQ_GRPC = 2  /* gRPC bidirectional stream                      */
+} nq_protocol;
+
+typedef enum nq_purpose {
+    NQ_CLIENT = 0, /* connects to one server                 */
+    NQ_SERVER = 1  /* accepts many clients                   */
+} nq_purpose;
+
+/* Integer options, set with nq_opts_set_int.  The first seven carry
+ * net-queue's names and defaults. */
+typedef enum nq_option {
+    /* Receive each message into one contiguous buffer of its own (1) or
+     * not (0).  libnq always delivers contiguous messages; the option is
+     * accepted for net-queue compatibility.  Default 1. */
+    NQ_OPT_GET_MERGE = 1,
+    /* Coalesce small queued frames before sending.  Default 1.  With 0,
+     * every frame still leaves in a batch of vectored writes. */
+    NQ_OPT_PUT_MERGE = 2,
+    /* Frames smaller than this are candidates for coalescing.  1 .. 2^30,
+     * default 65536. */
+    NQ_OPT_EFFICIENT_SIZE = 3,
+    /* Largest piece handed to the transport in one call (TCP write, MQTT
+     * publish, gRPC message).  4096 .. 2^30, default 4194304. */
+    NQ_OPT_PROTOCOL_SIZE = 4,
+    /* Largest number of received, undelivered messages held per peer.  When
+     * a peer reaches it, libnq stops reading from that peer (the transport's
+     * flow control holds the sender back) until get() makes room; nothing is
+     * dropped.  1 .. 2^40, default 2^30. */
+    NQ_OPT_QUEUE_SIZE = 5,
+    /* Largest message accepted from the wire.  A longer frame is a protocol
+     * error: the connection is closed, nothing is allocated for it.
+     * 16 .. 2^62, default 2^40. */
+    NQ_OPT_MESSAGE_SIZE = 6,
+    /* Server: number of I/O threads that share the connections.
+     * 1 .. 64, default 1.  Clients always use one. */
+    NQ_OPT_WORKERS = 7,
+    /* Bytes of copied data (puts without a future) that may wait in the send
+     * queues of one communicator before put fails with NQ_EFULL.
+     * 0 .. 2^62, default 2^30. */
+    NQ_OPT_SEND_LIMIT = 8,
+    /* Server: milliseconds a new connection may take to finish its TLS
+     * handshake and send its INI before it is closed.  100 .. 2^31,
+     * default 10000. */
+    NQ_OPT_HANDSHAKE_TIMEOUT_MS = 9,
+    /* Idle milliseconds before TCP keep-alive probes start; a peer that
+     * stops answering is declared lost about three probe intervals later.
+     * 0 disables keep-alive.  0 or 1000 .. 2^31, default 15000. */
+    NQ_OPT_KEEPALIVE_MS = 10,
+    /* Milliseconds nq_close waits for the close handshake before it drops
+     * the remaining connections.  -1 waits forever (net-queue's behaviour).
+     * -1 or 0 .. 2^31, default -1. */
+    NQ_OPT_CLOSE_TIMEOUT_MS = 11
+} nq_option;
+
+typedef struct nq_opts nq_opts;
+
+/* A log hook.  level is one of NQ_LOG_*; message is a NUL-terminated line
+ * without a newline, valid only during the call.  Called from libnq's I/O
+ * threads and from callers' threads; it must not block or call back into
+ * the communicator. */
+#define NQ_LOG_ERROR 0
+#define NQ_LOG_WARN 1
+#define NQ_LOG_INFO 2
+#define NQ_LOG_DEBUG 3
+typedef void (*nq_log_fn)(void *ctx, int level, const char *message);
+
+/* Serialization.  nq_put_value hands the caller's value to dump, which
+ * fills *out with bytes it allocated with nq_alloc (libnq frees them with
+ * nq_free once they are sent).  nq_get_value hands the received bytes to
+ * load, which stores the value it built in *value.  Both return NQ_OK or
+ * any non-zero value for failure (reported as NQ_ESERIALIZE).  They run on
+ * the calling thread of nq_put_value / nq_get_value. */
+typedef struct nq_bytes {
+    void *data;
+    size_t len;
+} nq_bytes;
+typedef int (*nq_dump_fn)(void *ctx, const void *value, nq_bytes *out);
+typedef int (*nq_load_fn)(void *ctx, const nq_bytes *in, void **value);
+
+/* Creates an options object holding the defaults: a random id, netloc
+ * 127.0.0.1:51966, no TLS, no serializer, no log hook.  The caller owns it
+ * and frees it with nq_opts_free.  Returns NQ_OK, NQ_EINVAL or NQ_ENOMEM. */
+NQ_API int nq_opts_new(nq_opts **out);
+
+/* Frees an options object.  NULL is allowed. */
+NQ_API void nq_opts_free(nq_opts *opts);
+
+/* Sets this communicator's identity, sent to peers in INI and FIN.
+ * Returns NQ_OK or NQ_EINVAL. */
+NQ_API int nq_opts_set_id(nq_opts *opts, const nq_id *id);
+
+/* Reads back the identity.  Returns NQ_OK or NQ_EINVAL. */
+NQ_API int nq_opts_get_id(const nq_opts *opts, nq_id *out);
+
+/* Sets the network location: for TCP and gRPC the address a server binds or
+ * a client connects to; for MQTT the broker.  host is a host name, an IPv4
+ * address or an IPv6 address (without brackets), at most 255 bytes; it is
+ * copied.  A server given port 0 binds a free port (see nq_local_port).
+ * Returns NQ_OK or NQ_EINVAL. */
+NQ_API int nq_opts_set_netloc(nq_opts *opts, const char *host, uint16_t port);
+
+/* Sets an integer option.  Returns NQ_OK, or NQ_EINVAL when the option is
+ * unknown or the value out of its range (the range is in nq_option). */
+NQ_API int nq_opts_set_int(nq_opts *opts, nq_option option, int64_t value);
+
+/* Reads an integer option.  Returns NQ_OK or NQ_EINVAL. */
+NQ_API int nq_opts_get_int(const nq_opts *opts, nq_option option, int64_t *out);
+
+/* Turns TLS on (net-queue's SecurityOptions).  Paths are copied; files are
+ * read at nq_open.
+ * - Server: key_path (PEM private key) and cert_path (PEM certificate
+ *   chain) are both required.
+ * - Client: key_path must be NULL; cert_path names the PEM file of trusted
+ *   certificates, or NULL to trust the system's store.  The client checks
+ *   the chain and that the server's certificate names the netloc host (DNS
+ *   name or IP address).
+ * TLS 1.2 is the lowest version offered.  Returns NQ_OK or NQ_EINVAL. */
+NQ_API int nq_opts_set_tls(nq_opts *opts, const char *key_path, const char *cert_path);
+
+/* Registers serializer callbacks for nq_put_value / nq_get_value.  ctx is
+ * passed to both and must outlive every communicator opened with these
+ * options.  Returns NQ_OK or NQ_EINVAL (a NULL function). */
+NQ_API int nq_opts_set_serializer(nq_opts *opts, nq_dump_fn dump, nq_load_fn load, void *ctx);
+
+/* Registers a log hook (NULL removes it).  Without a hook libnq is silent
+ * unless the environment variable NQ_LOG is set to error, warn, info or
+ * debug, which logs to standard error.  Returns NQ_OK or NQ_EINVAL. */
+NQ_API int nq_opts_set_log(nq_opts *opts, nq_log_fn fn, void *ctx);
+
+/* ------------------------------------------------------------------------ */
+/* Communicators                                                             */
+/* ------------------------------------------------------------------------ */
+
+typedef struct nq_comm nq_comm;
+typedef struct nq_future nq_future;
+typedef struct nq_msg nq_msg;
+
+/* One piece of a message to send: len bytes at data.  The bytes are not
+ * copied when a future is requested (see nq_put). */
+typedef struct nq_chunk {
+    const void *data;
+    size_t len;
+} nq_chunk;
+
+/* Opens a communicator.  opts may be NULL for the defaults; it is copied and
+ * may be freed at once.  Never blocks on the network: a server binds its
+ * address before returning (so address errors are reported here), a client
+ * connects in the background and reports failures on its futures and get.
+ * The communicator is owned by the caller: nq_close it, then nq_destroy it.
+ * Returns NQ_OK, NQ_EINVAL, NQ_ENOMEM, NQ_ENOTSUP (protocol not built in),
+ * NQ_EADDR, NQ_EADDRINUSE, NQ_ETLS (key or certificate cannot be loaded) or
+ * NQ_ESYS. */
+NQ_API int nq_open(nq_protocol protocol, nq_purpose purpose, const nq_opts *opts, nq_comm **out);
+
+/* Queues one message, the concatenation of n chunks, without blocking.
+ * - Client: peers must be NULL/0; the message goes to the server.
+ * - Server: with npeers == 0 the message goes to every connected client
+ *   (none connected: it goes nowhere and the future succeeds, as in
+ *   net-queue); otherwise to each listed peer.
+ * - future: when out is not NULL, *out receives a future that completes
+ *   when every peer's copy has been handed to the transport, and the chunks
+ *   are sent zero-copy: the caller must keep them unchanged until then.
+ *   When out is NULL the bytes are copied before nq_put returns, counted
+ *   against NQ_OPT_SEND_LIMIT.
+ * - A 16-byte message equal to this communicator's own id is refused with
+ *   NQ_EINVAL, because the peer would read it as the close handshake.
+ * Returns NQ_OK, NQ_EINVAL, NQ_ENOMEM, NQ_ECLOSED (after nq_close),
+ * NQ_ENOPEER (a listed peer is not connected; nothing was queued) or
+ * NQ_EFULL (copy refused by NQ_OPT_SEND_LIMIT; nothing was queued).  Later
+ * failures (the connection is lost, TLS fails, ...) complete the future with
+ * that error.  Thread-safe. */
+NQ_API int nq_put(nq_comm *comm, const nq_chunk *chunks, size_t n, const nq_id *peers,
+                  size_t npeers, nq_future **out);
+
+/* Takes the next received message, in arrival order across all peers (FIFO
+ * per peer), waiting up to timeout_ms.  *out is owned by the caller (free it
+ * with nq_msg_free).  After nq_close, queued messages are still returned;
+ * when none is left the result is NQ_ECLOSED.  A client whose connection
+ * failed gets its queued messages, then the failure (NQ_ECONNRESET,
+ * NQ_ECONNREFUSED, NQ_ETLS, NQ_EPROTO ...).  Returns NQ_OK, NQ_EINVAL,
+ * NQ_ETIMEDOUT or one of those errors.  Thread-safe. */
+NQ_API int nq_get(nq_comm *comm, int64_t timeout_ms, nq_msg **out);
+
+/* Closes the communicator, blocking until it is done: queued data is
+ * flushed, then the close handshake runs (a client sends FIN after its data
+ * and waits for the server's FIN; a server stops accepting and waits until
+ * every client has finished), bounded by NQ_OPT_CLOSE_TIMEOUT_MS.  Peers that
+ * are lost do not hold it up.  Futures still pending fail with NQ_ECLOSED.
+ * Idempotent.  Returns NQ_OK when every handshake completed cleanly, else
+ * the first problem seen (NQ_ECONNRESET, NQ_ETIMEDOUT, ...); the
+ * communicator is closed either way.  Thread-safe; do not call it from a
+ * future callback or log hook. */
+NQ_API int nq_close(nq_comm *comm);
+
+/* Closes the communicator if needed and frees it.  Messages and futures
+ * obtained from it remain valid and must still be freed.  NULL allowed. */
+NQ_API void nq_destroy(nq_comm *comm);
+
+/* This communicator's own identity.  Returns NQ_OK or NQ_EINVAL. */
+NQ_API int nq_comm_id(const nq_comm *comm, nq_id *out);
+
+/* Client: the server's identity once its INI has arrived (NQ_ENOPEER
+ * before).  Server: NQ_EINVAL. */
+NQ_API int nq_server_id(nq_comm *comm, nq_id *out);
+
+/* The local port: for a server the port it listens on (useful with port 0),
+ * for a client the source port of its connection (0 before it connects).
+ * Returns NQ_OK or NQ_EINVAL. */
+NQ_API int nq_local_port(nq_comm *comm, uint16_t *out);
+
+/* Copies up to cap connected peer ids (clients that completed their INI)
+ * into ids and stores their total number in *count.  Returns NQ_OK or
+ * NQ_EINVAL.  Thread-safe; the list can change right after. */
+NQ_API int nq_peers(nq_comm *comm, nq_id *ids, size_t cap, size_t *count);
+
+/* Counters, read with nq_stat. */
+typedef enum nq_stat_id {
+    NQ_STAT_MSGS_IN = 1,          /* data messages received                    */
+    NQ_STAT_MSGS_OUT = 2,         /* data messages fully handed to the kernel  */
+    NQ_STAT_BYTES_IN = 3,         /* payload bytes received                    */
+    NQ_STAT_BYTES_OUT = 4,        /* wire bytes sent (headers included)        */
+    NQ_STAT_PEERS = 5,            /* peers connected now                       */
+    NQ_STAT_CONNECTIONS = 6,      /* connections accepted or made, in total    */
+    NQ_STAT_PROTOCOL_ERRORS = 7,  /* connections closed for breaking protocol  */
+    NQ_STAT_TLS_ERRORS = 8,       /* TLS handshakes or records that failed     */
+    NQ_STAT_CONNECTIONS_LOST = 9, /* connections that ended without FIN        */
+    NQ_STAT_HANDSHAKE_TIMEOUTS = 10, /* connections closed for never finishing INI */
+    NQ_STAT_READ_PAUSES = 11      /* times a peer hit NQ_OPT_QUEUE_SIZE        */
+} nq_stat_id;
+
+/* Reads a counter.  Returns NQ_OK or NQ_EINVAL.  Thread-safe. */
+NQ_API int nq_stat(nq_comm *comm, nq_stat_id stat, int64_t *out);
+
+/* ------------------------------------------------------------------------ */
+/* Futures                                                                   */
+/* ------------------------------------------------------------------------ */
+
+/* Called once when a future completes, with the put's result (NQ_OK or an
+ * error).  It runs on a libnq I/O thread, or on the registering thread when
+ * the future is already complete; it must not block, must not call nq_close,
+ * and must not free the future. */
+typedef void (*nq_future_cb)(nq_future *future, int result, void *ctx);
+
+/* Waits up to timeout_ms for the future.  Returns the put's result (NQ_OK,
+ * NQ_ECONNRESET, NQ_ECLOSED, NQ_ETLS, ...) once complete, or NQ_ETIMEDOUT
+ * when it is still pending.  Thread-safe. */
+NQ_API int nq_future_wait(nq_future *future, int64_t timeout_ms);
+
+/* The put's result if complete, else NQ_EPENDING.  Never blocks. */
+NQ_API int nq_future_result(nq_future *future);
+
+/* Registers the completion callback (one per future).  Returns NQ_OK or
+ * NQ_EINVAL (NULL function, or a callback already registered). */
+NQ_API int nq_future_on_done(nq_future *future, nq_future_cb cb, void *ctx);
+
+/* Releases the caller's reference.  The put itself goes on; a registered
+ * callback still runs.  NULL allowed. */
+NQ_API void nq_future_free(nq_future *future);
+
+/* ------------------------------------------------------------------------ */
+/* Messages                                                                  */
+/* ------------------------------------------------------------------------ */
+
+/* The sender's identity.  Returns NQ_OK or NQ_EINVAL. */
+NQ_API int nq_msg_peer(const nq_msg *msg, nq_id *out);
+
+/* A view of the message's bytes, contiguous, valid until nq_msg_free.  A
+ * zero-length message gives len 0 (data is then not NULL but must not be
+ * read).  Returns NQ_OK or NQ_EINVAL. */
+NQ_API int nq_msg_data(const nq_msg *msg, const void **data, size_t *len);
+
+/* The message's length in bytes (0 for NULL). */
+NQ_API size_t nq_msg_size(const nq_msg *msg);
+
+/* Frees a message.  NULL allowed. */
+NQ_API void nq_msg_free(nq_msg *msg);
+
+/* ------------------------------------------------------------------------ */
+/* Values (serializer callbacks)                                             */
+/* ------------------------------------------------------------------------ */
+
+/* Allocates memory that libnq may free (for nq_dump_fn output and for
+ * buffers handed to libnq).  Returns NULL on failure.  nq_alloc(0) returns
+ * a valid pointer. */
+NQ_API void *nq_alloc(size_t size);
+
+/* Frees memory from nq_alloc.  NULL allowed. */
+NQ_API void nq_free(void *ptr);
+
+/* Serializes value with the registered dump callback and puts the bytes as
+ * nq_put does (they are owned by libnq, so no caller memory is held).
+ * Returns what nq_put returns, NQ_EINVAL when no serializer is registered,
+ * or NQ_ESERIALIZE when dump fails. */
+NQ_API int nq_put_value(nq_comm *comm, const void *value, const nq_id *peers, size_t npeers,
+                        nq_future **out);
+
+/* Gets a message as nq_get does and hands its bytes to the registered load
+ * callback; *value receives what load produced and *peer (if not NULL) the
+ * sender.  Returns what nq_get returns, NQ_EINVAL when no serializer is
+ * registered, or NQ_ESERIALIZE when load fails (the message is consumed). */
+NQ_API int nq_get_value(nq_comm *comm, int64_t timeout_ms, nq_id *peer, void **value);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* NQ_NQ_H */

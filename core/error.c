@@ -1,0 +1,48 @@
+/* Error texts, versions and the allocator shared with callers. */
+#include <stdlib.h>
+
+#include "core/nqi.h"
+
+const char *nq_strerror(int err)
+{
+    switch (err) {
+    case NQ_OK: return "success";
+    case NQ_EINVAL: return "invalid argument";
+    case NQ_ENOMEM: return "out of memory";
+    case NQ_ETIMEDOUT: return "timed out";
+    case NQ_ECLOSED: return "communicator is closed";
+    case NQ_ECONNRESET: return "connection to the peer was lost";
+    case NQ_ENOPEER: return "no connected peer has that id";
+    case NQ_ETLS: return "TLS failure (certificate, key or handshake)";
+    case NQ_EPROTO: return "peer broke the wire protocol";
+    case NQ_ECONNREFUSED: return "server could not be reached";
+    case NQ_EADDR: return "host name or address cannot be used";
+    case NQ_EADDRINUSE: return "address already in use";
+    case NQ_ENOTSUP: return "not supported by this build";
+    case NQ_ESYS: return "operating system call failed";
+    case NQ_EFULL: return "send limit reached";
+    case NQ_ESERIALIZE: return "serializer failed";
+    case NQ_EPENDING: return "not completed yet";
+    default: return "unknown error";
+    }
+}
+
+const char *nq_version(void)
+{
+    return "1.0.0";
+}
+
+int nq_version_number(void)
+{
+    return NQ_VERSION_NUMBER;
+}
+
+void *nq_alloc(size_t size)
+{
+    return malloc(size == 0 ? 1 : size);
+}
+
+void nq_free(void *ptr)
+{
+    free(ptr);
+}

@@ -1,0 +1,88 @@
+/* The arrival queue: every received message of a communicator, in arrival
+ * order, waiting for get. */
+#include <errno.h>
+#include <time.h>
+
+#include "core/nqi.h"
+
+void nqi_msgq_init(nqi_msgq *q)
+{
+    pthread_condattr_t ca;
+    pthread_condattr_init(&ca);
+    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+    pthread_mutex_init(&q->mu, NULL);
+    pthread_cond_init(&q->cv, &ca);
+    pthread_condattr_destroy(&ca);
+    q->head = q->tail = NULL;
+    q->final_error = 0;
+}
+
+void nqi_msgq_fini(nqi_msgq *q)
+{
+    nq_msg *m = q->head;
+    while (m != NULL) {
+        nq_msg *next = m->next;
+        nq_msg_free(m);
+        m = next;
+    }
+    q->head = q->tail = NULL;
+    pthread_mutex_destroy(&q->mu);
+    pthread_cond_destroy(&q->cv);
+}
+
+void nqi_msgq_push(nqi_msgq *q, nq_msg *first, nq_msg *last)
+{
+    last->next = NULL;
+    pthread_mutex_lock(&q->mu);
+    if (q->tail != NULL) {
+        q->tail->next = first;
+    } else {
+        q->head = first;
+    }
+    q->tail = last;
+    pthread_cond_broadcast(&q->cv);
+    pthread_mutex_unlock(&q->mu);
+}
+
+void nqi_msgq_finish(nqi_msgq *q, int err)
+{
+    pthread_mutex_lock(&q->mu);
+    if (q->final_error == 0) {
+        q->final_error = err;
+    }
+    pthread_cond_broadcast(&q->cv);
+    pthread_mutex_unlock(&q->mu);
+}
+
+int nqi_msgq_pop(nqi_msgq *q, int64_t timeout_ms, nq_msg **out)
+{
+    struct timespec dl = nqi_deadline_after(timeout_ms);
+    int rv = NQ_OK;
+    pthread_mutex_lock(&q->mu);
+    while (q->head == NULL && q->final_error == 0) {
+        if (timeout_ms == 0) {
+            rv = NQ_ETIMEDOUT;
+            break;
+        }
+        if (timeout_ms < 0) {
+            pthread_cond_wait(&q->cv, &q->mu);
+        } else if (pthread_cond_timedwait(&q->cv, &q->mu, &dl) == ETIMEDOUT) {
+            rv = q->head == NULL && q->final_error == 0 ? NQ_ETIMEDOUT : NQ_OK;
+            break;
+        }
+    }
+    nq_msg *m = q->head;
+    if (rv == NQ_OK && m == NULL) {
+        rv = q->final_error;
+    }
+    if (rv == NQ_OK) {
+        q->head = m->next;
+        if (q->head == NULL) {
+            q->tail = NULL;
+        }
+        m->next = NULL;
+        *out = m;
+    }
+    pthread_mutex_unlock(&q->mu);
+    return rv;
+}

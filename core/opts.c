@@ -1,0 +1,204 @@
+/* Options: setters validate, nq_open copies. */
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/nqi.h"
+
+struct option_spec {
+    int64_t min;
+    int64_t max;
+    int64_t def;
+    int64_t alt; /* a second allowed value outside [min, max], or min */
+};
+
+#define GIB (INT64_C(1) << 30)
+
+/* Indexed by nq_option; ranges as documented in nq.h. */
+static const struct option_spec specs[NQI_OPT_COUNT] = {
+    [NQ_OPT_GET_MERGE] = {0, 1, 1, 0},
+    [NQ_OPT_PUT_MERGE] = {0, 1, 1, 0},
+    [NQ_OPT_EFFICIENT_SIZE] = {1, GIB, 65536, 1},
+    [NQ_OPT_PROTOCOL_SIZE] = {4096, GIB, 4 * 1024 * 1024, 4096},
+    [NQ_OPT_QUEUE_SIZE] = {1, INT64_C(1) << 40, GIB, 1},
+    [NQ_OPT_MESSAGE_SIZE] = {16, INT64_C(1) << 62, INT64_C(1) << 40, 16},
+    [NQ_OPT_WORKERS] = {1, 64, 1, 1},
+    [NQ_OPT_SEND_LIMIT] = {0, INT64_C(1) << 62, GIB, 0},
+    [NQ_OPT_HANDSHAKE_TIMEOUT_MS] = {100, INT64_C(1) << 31, 10000, 100},
+    [NQ_OPT_KEEPALIVE_MS] = {1000, INT64_C(1) << 31, 15000, 0},
+    [NQ_OPT_CLOSE_TIMEOUT_MS] = {0, INT64_C(1) << 31, -1, -1},
+};
+
+static int valid_option(int option)
+{
+    return option >= NQ_OPT_GET_MERGE && option < NQI_OPT_COUNT;
+}
+
+int nqi_opts_defaults(nq_opts *o)
+{
+    memset(o, 0, sizeof(*o));
+    int rv = nq_id_random(&o->id);
+    if (rv != NQ_OK) {
+        return rv;
+    }
+    strcpy(o->host, "127.0.0.1");
+    o->port = 51966;
+    for (int i = NQ_OPT_GET_MERGE; i < NQI_OPT_COUNT; i++) {
+        o->ints[i] = specs[i].def;
+    }
+    return NQ_OK;
+}
+
+int nq_opts_new(nq_opts **out)
+{
+    if (out == NULL) {
+        return NQ_EINVAL;
+    }
+    nq_opts *o = malloc(sizeof(*o));
+    if (o == NULL) {
+        return NQ_ENOMEM;
+    }
+    int rv = nqi_opts_defaults(o);
+    if (rv != NQ_OK) {
+        free(o);
+        return rv;
+    }
+    *out = o;
+    return NQ_OK;
+}
+
+void nqi_opts_clear(nq_opts *o)
+{
+    free(o->key_path);
+    free(o->cert_path);
+    o->key_path = o->cert_path = NULL;
+}
+
+void nq_opts_free(nq_opts *opts)
+{
+    if (opts != NULL) {
+        nqi_opts_clear(opts);
+        free(opts);
+    }
+}
+
+/* strdup that keeps NULL as NULL; *ok turns 0 when memory runs out. */
+static char *dup_or_null(const char *s, int *ok)
+{
+    if (s == NULL) {
+        return NULL;
+    }
+    char *d = strdup(s);
+    if (d == NULL) {
+        *ok = 0;
+    }
+    return d;
+}
+
+int nqi_opts_copy(nq_opts *dst, const nq_opts *src)
+{
+    *dst = *src;
+    int ok = 1;
+    dst->key_path = dup_or_null(src->key_path, &ok);
+    dst->cert_path = dup_or_null(src->cert_path, &ok);
+    if (!ok) {
+        nqi_opts_clear(dst);
+        return NQ_ENOMEM;
+    }
+    return NQ_OK;
+}
+
+int nq_opts_set_id(nq_opts *opts, const nq_id *id)
+{
+    if (opts == NULL || id == NULL) {
+        return NQ_EINVAL;
+    }
+    opts->id = *id;
+    return NQ_OK;
+}
+
+int nq_opts_get_id(const nq_opts *opts, nq_id *out)
+{
+    if (opts == NULL || out == NULL) {
+        return NQ_EINVAL;
+    }
+    *out = opts->id;
+    return NQ_OK;
+}
+
+int nq_opts_set_netloc(nq_opts *opts, const char *host, uint16_t port)
+{
+    if (opts == NULL || host == NULL) {
+        return NQ_EINVAL;
+    }
+    size_t len = strlen(host);
+    if (len == 0 || len >= sizeof(opts->host)) {
+        return NQ_EINVAL;
+    }
+    memcpy(opts->host, host, len + 1);
+    opts->port = port;
+    return NQ_OK;
+}
+
+int nq_opts_set_int(nq_opts *opts, nq_option option, int64_t value)
+{
+    if (opts == NULL || !valid_option((int)option)) {
+        return NQ_EINVAL;
+    }
+    const struct option_spec *s = &specs[option];
+    if ((value < s->min || value > s->max) && value != s->alt) {
+        return NQ_EINVAL;
+    }
+    opts->ints[option] = value;
+    return NQ_OK;
+}
+
+int nq_opts_get_int(const nq_opts *opts, nq_option option, int64_t *out)
+{
+    if (opts == NULL || out == NULL || !valid_option((int)option)) {
+        return NQ_EINVAL;
+    }
+    *out = opts->ints[option];
+    return NQ_OK;
+}
+
+int nq_opts_set_tls(nq_opts *opts, const char *key_path, const char *cert_path)
+{
+    if (opts == NULL || (key_path != NULL && key_path[0] == '\0') ||
+        (cert_path != NULL && cert_path[0] == '\0')) {
+        return NQ_EINVAL;
+    }
+    int ok = 1;
+    char *key = dup_or_null(key_path, &ok);
+    char *cert = dup_or_null(cert_path, &ok);
+    if (!ok) {
+        free(key);
+        free(cert);
+        return NQ_ENOMEM;
+    }
+    nqi_opts_clear(opts);
+    opts->key_path = key;
+    opts->cert_path = cert;
+    opts->tls = 1;
+    return NQ_OK;
+}
+
+int nq_opts_set_serializer(nq_opts *opts, nq_dump_fn dump, nq_load_fn load, void *ctx)
+{
+    if (opts == NULL || dump == NULL || load == NULL) {
+        return NQ_EINVAL;
+    }
+    opts->dump = dump;
+    opts->load = load;
+    opts->serializer_ctx = ctx;
+    return NQ_OK;
+}
+
+int nq_opts_set_log(nq_opts *opts, nq_log_fn fn, void *ctx)
+{
+    if (opts == NULL) {
+        return NQ_EINVAL;
+    }
+    opts->log_fn = fn;
+    opts->log_ctx = ctx;
+    return NQ_OK;
+}

@@ -1,0 +1,1153 @@
+/*
+ * Communicator tests over loopback: every item of the contract, the close
+ * handshake, dead peers, hostile input and TLS.
+ */
+#include <arpa/inet.h>
+#include <errno.h>
+#include <netinet/in.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "harness.h"
+#include "nq/nq.h"
+
+#define WAIT_MS 10000
+
+/* ---- helpers ---------------------------------------------------------------- */
+
+static nq_opts *opts_at(const char *host, uint16_t port, const nq_id *id)
+{
+    nq_opts *o = NULL;
+    if (nq_opts_new(&o) != NQ_OK) {
+        abort();
+    }
+    nq_opts_set_netloc(o, host, port);
+    if (id != NULL) {
+        nq_opts_set_id(o, id);
+    }
+    return o;
+}
+
+static nq_comm *open_with(nq_purpose purpose, nq_opts *o)
+{
+    nq_comm *c = NULL;
+    int rv = nq_open(NQ_TCP, purpose, o, &c);
+    nq_opts_free(o);
+    if (rv != NQ_OK) {
+        fprintf(stderr, "nq_open: %s\n", nq_strerror(rv));
+        return NULL;
+    }
+    return c;
+}
+
+static nq_comm *server_on(const char *host)
+{
+    return open_with(NQ_SERVER, opts_at(host, 0, NULL));
+}
+
+static uint16_t port_of(nq_comm *c)
+{
+    uint16_t p = 0;
+    nq_local_port(c, &p);
+    return p;
+}
+
+static nq_comm *client_of(nq_comm *server, const nq_id *id)
+{
+    return open_with(NQ_CLIENT, opts_at("127.0.0.1", port_of(server), id));
+}
+
+/* Puts one buffer and waits for its future. */
+static int put_wait(nq_comm *c, const void *data, size_t len, const nq_id *peers, size_t npeers)
+{
+    nq_chunk ch = {data, len};
+    nq_future *f = NULL;
+    int rv = nq_put(c, &ch, 1, peers, npeers, &f);
+    if (rv != NQ_OK) {
+        return rv;
+    }
+    rv = nq_future_wait(f, WAIT_MS);
+    nq_future_free(f);
+    return rv;
+}
+
+/* Gets one message and checks its bytes (and peer when given). */
+static int expect_msg(nq_comm *c, const void *data, size_t len, const nq_id *peer)
+{
+    nq_msg *m = NULL;
+    CHECK_OK(nq_get(c, WAIT_MS, &m));
+    const void *d;
+    size_t n;
+    CHECK_OK(nq_msg_data(m, &d, &n));
+    CHECK(n == len);
+    CHECK(len == 0 || memcmp(d, data, len) == 0);
+    if (peer != NULL) {
+        nq_id got;
+        nq_msg_peer(m, &got);
+        CHECK(nq_id_equal(&got, peer));
+    }
+    nq_msg_free(m);
+    return 0;
+}
+
+/* Waits until the server lists n peers. */
+static int wait_peers(nq_comm *server, size_t n)
+{
+    for (int i = 0; i < 1000; i++) {
+        size_t count = 0;
+        nq_peers(server, NULL, 0, &count);
+        if (count == n) {
+            return 0;
+        }
+        usleep(10000);
+    }
+    return 1;
+}
+
+static int64_t stat_of(nq_comm *c, nq_stat_id s)
+{
+    int64_t v = -1;
+    nq_stat(c, s, &v);
+    return v;
+}
+
+/* Waits until a counter reaches at least want. */
+static int wait_stat(nq_comm *c, nq_stat_id s, int64_t want)
+{
+    for (int i = 0; i < 1000; i++) {
+        if (stat_of(c, s) >= want) {
+            return 0;
+        }
+        usleep(10000);
+    }
+    return 1;
+}
+
+static int64_t now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* A raw TCP connection to a server, for speaking the protocol by hand. */
+static int raw_connect(uint16_t port)
+{
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons(port)};
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    if (fd < 0 || connect(fd, (struct sockaddr *)&a, sizeof(a)) != 0) {
+        abort();
+    }
+    return fd;
+}
+
+static void put_header(uint8_t *out, uint64_t len)
+{
+    for (int i = 7; i >= 0; i--) {
+        out[i] = (uint8_t)(len & 0xff);
+        len >>= 8;
+    }
+}
+
+static int raw_send_frame(int fd, const void *data, size_t len)
+{
+    uint8_t h[8];
+    put_header(h, len);
+    if (write(fd, h, 8) != 8) {
+        return -1;
+    }
+    return len == 0 || write(fd, data, len) == (ssize_t)len ? 0 : -1;
+}
+
+/* Reads until EOF or timeout; returns bytes read. */
+static ssize_t raw_read_all(int fd, uint8_t *buf, size_t cap, int timeout_ms)
+{
+    struct timeval tv = {.tv_sec = timeout_ms / 1000, .tv_usec = (timeout_ms % 1000) * 1000};
+    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+    size_t have = 0;
+    while (have < cap) {
+        ssize_t n = read(fd, buf + have, cap - have);
+        if (n <= 0) {
+            break;
+        }
+        have += (size_t)n;
+    }
+    return (ssize_t)have;
+}
+
+/* A hello from a client, for checking that a server still works. */
+static int round_trip(nq_comm *server, nq_comm *client)
+{
+    nq_id cid;
+    nq_comm_id(client, &cid);
+    CHECK_OK(put_wait(client, "ping", 4, NULL, 0));
+    CHECK(expect_msg(server, "ping", 4, &cid) == 0);
+    CHECK_OK(put_wait(server, "pong", 4, &cid, 1));
+    CHECK(expect_msg(client, "pong", 4, NULL) == 0);
+    return 0;
+}
+
+/* ---- the contract ------------------------------------------------------------ */
+
+static int test_put_get_both_ways(void)
+{
+    nq_comm *s = server_on("127.0.0.1");
+    CHECK(s != NULL);
+    CHECK(port_of(s) != 0);
+    nq_comm *c = client_of(s, NULL);
+    CHECK(c != NULL);
+    CHECK(round_trip(s, c) == 0);
+    nq_id sid, got;
+    nq_comm_id(s, &sid);
+    CHECK_OK(nq_server_id(c, &got));
+    CHECK(nq_id_equal(&sid, &got));
+    CHECK_OK(nq_close(c));
+    CHECK_OK(nq_close(s));
+    nq_destroy(c);
+    nq_destroy(s);
+    return 0;
+}
+
+static int test_put_before_connect_is_delivered(void)
+{
+    nq_comm *s = server_on("127.0.0.1");
+    nq_comm *c = client_of(s, NULL);
+    /* Queued before the connection exists: sent after the INI. */
+    nq_chunk ch[3] = {{"a", 1}, {"bc", 2}, {"def", 3}};
+    CHECK_OK(nq_put(c, ch, 3, NULL, 0, NULL));
+    CHECK(expect_msg(s, "abcdef", 6, NULL) == 0);
+    nq_destroy(c);
+    nq_destroy(s);
+    return 0;
+}
+
+static int test_broadcast_reaches_every_client(void)
+{
+    nq_comm *s = server_on("127.0.0.1");
+    nq_comm *a = client_of(s, NULL);
+    nq_comm *b = client_of(s, NULL);
+    CHECK_OK(put_wait(a, "hi", 2, NULL, 0));
+    CHECK_OK(put_wait(b, "hi", 2, NULL, 0));
+    CHECK(wait_peers(s, 2) == 0);
+    /* One future covers both copies. */
+    CHECK_OK(put_wait(s, "all", 3, NULL, 0));
+    CHECK(expect_msg(a, "all", 3, NULL) == 0);
+    CHECK(expect_msg(b, "all", 3, NULL) == 0);
+    nq_destroy(a);
+    nq_destroy(b);
+    nq_destroy(s);
+    return 0;
+}
+
+static int test_broadcast_with_no_clients_succeeds(void)
+{
+    nq_comm *s = server_on("127.0.0.1");
+    CHECK_OK(put_wait(s, "nobody", 6, NULL, 0));
+    nq_destroy(s);
+    return 0;
+}
+
+static int test_targeted_put_reaches_only_that_client(void)
+{
+    nq_comm *s = server_on("127.0.0.1");
+    nq_id ida, idb;
+    nq_id_random(&ida);
+    nq_id_random(&idb);
+    nq_comm *a = client_of(s, &ida);
+    nq_comm *b = client_of(s, &idb);
+    CHECK(wait_peers(s, 2) == 0);
+    CHECK_OK(put_wait(s, "to-a", 4, &ida, 1));
+    CHECK_OK(put_wait(s, "to-b", 4, &idb, 1));
+    nq_id both[2] = {ida, idb};
+    CHECK_OK(put_wait(s, "both", 4, both, 2));
+    CHECK(expect_msg(a, "to-a", 4, NULL) == 0);
+    CHECK(expect_msg(a, "both", 4, NULL) == 0);
+    CHECK(expect_msg(b, "to-b", 4, NULL) == 0);
+    CHECK(expect_msg(b, "both", 4, NULL) == 0);
+    nq_msg *m = NULL;
+    CHECK_RC(nq_get(a, 100, &m), NQ_ETIMEDOUT);
+    nq_destroy(a);
+    nq_destroy(b);
+    nq_destroy(s);
+    return 0;
+}
+
+static int test_put_to_unknown_peer_fails(void)
+{
+    nq_comm *s = server_on("127.0.0.1");
+    nq_id stranger;
+    nq_id_random(&stranger);
+    nq_chunk ch = {"x", 1};
+    nq_future *f = NULL;
+    CHECK_RC(nq_put(s, &ch, 1, &stranger, 1, &f), NQ_ENOPEER);
+    CHECK(f == NULL);
+    /* A client cannot name peers. */
+    nq_comm *c = client_of(s, NULL);
+    CHECK_RC(nq_put(c, &ch, 1, &stranger, 1, NULL), NQ_EINVAL);
+    nq_destroy(c);
+    nq_destroy(s);
+    return 0;
+}
+
+static int test_zero_and_sixteen_byte_payloads(void)
+{
+    nq_comm *s = server_on("127.0.0.1");
+    nq_comm *c = client_of(s, NULL);
+    const char sixteen[16] = "0123456789abcdef";
+    CHECK_OK(put_wait(c, "", 0, NULL, 0));
+    CHECK_OK(put_wait(c, sixteen, 16, NULL, 0));
+    CHECK(expect_msg(s, "", 0, NULL) == 0);
+    CHECK(expect_msg(s, sixteen, 16, NULL) == 0);
+    /* Its own id would read as FIN on the other side. */
+    nq_id own;
+    nq_comm_id(c, &own);
+    nq_chunk ch = {own.bytes, 16};
+    CHECK_RC(nq_put(c, &ch, 1, NULL, 0, NULL), NQ_EINVAL);
+    CHECK_OK(nq_close(c));
+    nq_destroy(c);
+    nq_destroy(s);
+    return 0;
+}
+
+static int test_large_message_arrives_intact(void)
+{
+    size_t len = 10 * 1024 * 1024 + 7;
+    uint8_t *buf = malloc(len);
+    CHECK(buf != NULL);
+    for (size_t i = 0; i < len; i++) {
+        buf[i] = (uint8_t)(i * 31 + (i >> 13));
+    }
+    nq_comm *s = server_on("127.0.0.1");
+    nq_comm *c = client_of(s, NULL);
+    CHECK_OK(put_wait(c, buf, len, NULL, 0));
+    CHECK(expect_msg(s, buf, len, NULL) == 0);
+    nq_id cid;
+    nq_comm_id(c, &cid);
+    CHECK_OK(put_wait(s, buf, len, &cid, 1));
+    CHECK(expect_msg(c, buf, len, NULL) == 0);
+    nq_destroy(c);
+    nq_destroy(s);
+    free(buf);
+    return 0;
+}
+
+static int test_ten_thousand_messages_keep_order(void)
+{
+    nq_comm *s = server_on("127.0.0.1");
+    nq_comm *c = client_of(s, NULL);
+    for (uint32_t i = 0; i < 10000; i++) {
+        nq_chunk ch = {&i, sizeof(i)};
+        CHECK_OK(nq_put(c, &ch, 1, NULL, 0, NULL));
+    }
+    for (uint32_t i = 0; i < 10000; i++) {
+        CHECK(expect_msg(s, &i, sizeof(i), NULL) == 0);
+    }
+    nq_destroy(c);
+    nq_destroy(s);
+    return 0;
+}
+
+static void count_cb(nq_future *f, int result, void *ctx)
+{
+    (void)f;
+    if (result == NQ_OK) {
+        atomic_fetch_add((_Atomic int *)ctx, 1);
+    }
+}
+
+static int test_future_callbacks_run(void)
+{
+    nq_comm *s = server_on("127.0.0.1");
+    nq_comm *c = client_of(s, NULL);
+    _Atomic int done = 0;
+    nq_future *fs[50];
+    for (int i = 0; i < 50; i++) {
+        nq_chunk ch = {"cb", 2};
+        CHECK_OK(nq_put(c, &ch, 1, NULL, 0, &fs[i]));
+        CHECK_OK(nq_future_on_done(fs[i], count_cb, &done));
+        CHECK_RC(nq_future_on_done(fs[i], count_cb, &done), NQ_EINVAL);
+    }
+    for (int i = 0; i < 50; i++) {
+        CHECK_OK(nq_future_wait(fs[i], WAIT_MS));
+        CHECK_OK(nq_future_result(fs[i]));
+        nq_future_free(fs[i]);
+    }
+    CHECK(atomic_load(&done) == 50);
+    nq_destroy(c);
+    nq_destroy(s);
+    return 0;
+}
+
+static int test_get_after_close_drains_then_reports_closed(void)
+{
+    nq_comm *s = server_on("127.0.0.1");
+    nq_comm *c = client_of(s, NULL);
+    nq_id cid;
+    nq_comm_id(c, &cid);
+    CHECK_OK(put_wait(c, "x", 1, NULL, 0));
+    CHECK(wait_peers(s, 1) == 0);
+    CHECK_OK(put_wait(s, "one", 3, &cid, 1));
+    CHECK_OK(put_wait(s, "two", 3, &cid, 1));
+    CHECK_OK(nq_close(c));
+    CHECK(expect_msg(c, "one", 3, NULL) == 0);
+    CHECK(expect_msg(c, "two", 3, NULL) == 0);
+    nq_msg *m = NULL;
+    CHECK_RC(nq_get(c, WAIT_MS, &m), NQ_ECLOSED);
+    CHECK_RC(nq_put(c, NULL, 0, NULL, 0, NULL), NQ_ECLOSED);
+    CHECK_OK(nq_close(s));
+    CHECK(expect_msg(s, "x", 1, NULL) == 0);
+    CHECK_RC(nq_get(s, 0, &m), NQ_ECLOSED);
+    nq_destroy(c);
+    nq_destroy(s);
+    return 0;
+}
+
+struct closer {
+    nq_comm *comm;
+    int result;
+    int64_t done_at;
+};
+
+static void *close_thread(void *arg)
+{
+    struct closer *cl = arg;
+    cl->result = nq_close(cl->comm);
+    cl->done_at = now_ms();
+    return NULL;
+}
+
+static int test_server_close_waits_for_clients(void)
+{
+    nq_comm *s = server_on("127.0.0.1");
+    nq_comm *c = client_of(s, NULL);
+    CHECK_OK(put_wait(c, "x", 1, NULL, 0));
+    CHECK(wait_peers(s, 1) == 0);
+    struct closer cl = {s, -100, 0};
+    pthread_t t;
+    pthread_create(&t, NULL, close_thread, &cl);
+    usleep(300 * 1000);
+    CHECK(cl.done_at == 0); /* still waiting for the client */
+    /* The server still answers while it waits. */
+    nq_id cid;
+    nq_comm_id(c, &cid);
+    int64_t closed_at = now_ms();
+    CHECK_OK(nq_close(c));
+    pthread_join(t, NULL);
+    CHECK_OK(cl.result);
+    CHECK(cl.done_at >= closed_at);
+    nq_destroy(c);
+    nq_destroy(s);
+    return 0;
+}
+
+static int test_close_flushes_pending_data(void)
+{
+    nq_comm *s = server_on("127.0.0.1");
+    nq_comm *c = client_of(s, NULL);
+    for (uint32_t i = 0; i < 1000; i++) {
+        nq_chunk ch = {&i, sizeof(i)};
+        CHECK_OK(nq_put(c, &ch, 1, NULL, 0, NULL));
+    }
+    CHECK_OK(nq_close(c));
+    for (uint32_t i = 0; i < 1000; i++) {
+        CHECK(expect_msg(s, &i, sizeof(i), NULL) == 0);
+    }
+    nq_destroy(c);
+    nq_destroy(s);
+    return 0;
+}
+
+static int test_reconnect_with_same_id_is_served(void)
+{
+    nq_comm *s = server_on("127.0.0.1");
+    nq_id id;
+    nq_id_random(&id);
+    for (int round = 0; round < 3; round++) {
+        nq_comm *c = client_of(s, &id);
+        CHECK(round_trip(s, c) == 0);
+        CHECK_OK(nq_close(c));
+        nq_destroy(c);
+        CHECK(wait_peers(s, 0) == 0);
+    }
+    nq_destroy(s);
+    return 0;
+}
+
+static int test_unreachable_server_fails_futures_and_get(void)
+{
+    /* Bind a port, then free it, so nothing listens there. */
+    nq_comm *s = server_on("127.0.0.1");
+    uint16_t port = port_of(s);
+    nq_destroy(s);
+    nq_comm *c = open_with(NQ_CLIENT, opts_at("127.0.0.1", port, NULL));
+    CHECK(c != NULL);
+    CHECK_RC(put_wait(c, "x", 1, NULL, 0), NQ_ECONNREFUSED);
+    nq_msg *m = NULL;
+    CHECK_RC(nq_get(c, WAIT_MS, &m), NQ_ECONNREFUSED);
+    int64_t t0 = now_ms();
+    CHECK_RC(nq_close(c), NQ_ECONNREFUSED);
+    CHECK(now_ms() - t0 < 5000);
+    nq_destroy(c);
+    return 0;
+}
+
+static int test_unresolvable_host_fails_cleanly(void)
+{
+    nq_comm *c = open_with(NQ_CLIENT, opts_at("no-such-host.invalid", 9, NULL));
+    CHECK(c != NULL);
+    CHECK_RC(put_wait(c, "x", 1, NULL, 0), NQ_EADDR);
+    nq_destroy(c);
+    nq_comm *s = NULL;
+    nq_opts *o = opts_at("no-such-host.invalid", 0, NULL);
+    CHECK_RC(nq_open(NQ_TCP, NQ_SERVER, o, &s), NQ_EADDR);
+    nq_opts_free(o);
+    return 0;
+}
+
+static int test_address_in_use_is_reported(void)
+{
+    nq_comm *s = server_on("127.0.0.1");
+    nq_comm *s2 = NULL;
+    nq_opts *o = opts_at("127.0.0.1", port_of(s), NULL);
+    CHECK_RC(nq_open(NQ_TCP, NQ_SERVER, o, &s2), NQ_EADDRINUSE);
+    nq_opts_free(o);
+    nq_destroy(s);
+    return 0;
+}
+
+static int test_ipv6_and_host_names(void)
+{
+    nq_comm *s = server_on("::1");
+    CHECK(s != NULL);
+    nq_comm *c = open_with(NQ_CLIENT, opts_at("::1", port_of(s), NULL));
+    CHECK(round_trip(s, c) == 0);
+    nq_destroy(c);
+    nq_comm *c2 = open_with(NQ_CLIENT, opts_at("localhost", port_of(s), NULL));
+    CHECK(round_trip(s, c2) == 0);
+    nq_destroy(c2);
+    nq_destroy(s);
+    return 0;
+}
+
+static int test_workers_share_clients(void)
+{
+    nq_opts *o = opts_at("127.0.0.1", 0, NULL);
+    CHECK_OK(nq_opts_set_int(o, NQ_OPT_WORKERS, 3));
+    nq_comm *s = open_with(NQ_SERVER, o);
+    CHECK(s != NULL);
+    nq_comm *cs[6];
+    for (int i = 0; i < 6; i++) {
+        cs[i] = client_of(s, NULL);
+        CHECK(round_trip(s, cs[i]) == 0);
+    }
+    CHECK_OK(put_wait(s, "all", 3, NULL, 0));
+    for (int i = 0; i < 6; i++) {
+        CHECK(expect_msg(cs[i], "all", 3, NULL) == 0);
+        CHECK_OK(nq_close(cs[i]));
+        nq_destroy(cs[i]);
+    }
+    CHECK_OK(nq_close(s));
+    nq_destroy(s);
+    return 0;
+}
+
+static int test_queue_size_holds_sender_back_without_loss(void)
+{
+    nq_opts *o = opts_at("127.0.0.1", 0, NULL);
+    CHECK_OK(nq_opts_set_int(o, NQ_OPT_QUEUE_SIZE, 4));
+    nq_comm *s = open_with(NQ_SERVER, o);
+    nq_comm *c = client_of(s, NULL);
+    for (uint32_t i = 0; i < 300; i++) {
+        nq_chunk ch = {&i, sizeof(i)};
+        CHECK_OK(nq_put(c, &ch, 1, NULL, 0, NULL));
+    }
+    CHECK(wait_stat(s, NQ_STAT_READ_PAUSES, 1) == 0);
+    for (uint32_t i = 0; i < 300; i++) {
+        CHECK(expect_msg(s, &i, sizeof(i), NULL) == 0);
+    }
+    CHECK(stat_of(s, NQ_STAT_MSGS_IN) == 300);
+    nq_destroy(c);
+    nq_destroy(s);
+    return 0;
+}
+
+static int test_send_limit_refuses_copies(void)
+{
+    nq_opts *o = opts_at("127.0.0.1", 0, NULL);
+    nq_comm *s = open_with(NQ_SERVER, o);
+    o = opts_at("127.0.0.1", port_of(s), NULL);
+    CHECK_OK(nq_opts_set_int(o, NQ_OPT_SEND_LIMIT, 1000));
+    nq_comm *c = open_with(NQ_CLIENT, o);
+    static uint8_t big[2000];
+    nq_chunk ch = {big, sizeof(big)};
+    CHECK_RC(nq_put(c, &ch, 1, NULL, 0, NULL), NQ_EFULL);
+    /* Zero-copy puts are not limited: the caller holds that memory. */
+    nq_future *f = NULL;
+    CHECK_OK(nq_put(c, &ch, 1, NULL, 0, &f));
+    CHECK_OK(nq_future_wait(f, WAIT_MS));
+    nq_future_free(f);
+    CHECK(expect_msg(s, big, sizeof(big), NULL) == 0);
+    nq_destroy(c);
+    nq_destroy(s);
+    return 0;
+}
+
+/* Serializer over NUL-terminated strings. */
+static int dump_str(void *ctx, const void *value, nq_bytes *out)
+{
+    (void)ctx;
+    size_t n = strlen(value);
+    out->data = nq_alloc(n);
+    if (out->data == NULL) {
+        return 1;
+    }
+    memcpy(out->data, value, n);
+    out->len = n;
+    return 0;
+}
+
+static int load_str(void *ctx, const nq_bytes *in, void **value)
+{
+    (void)ctx;
+    if (memchr(in->data, 0, in->len) != NULL) {
+        return 1;
+    }
+    char *s = malloc(in->len + 1);
+    memcpy(s, in->data, in->len);
+    s[in->len] = 0;
+    *value = s;
+    return 0;
+}
+
+static int test_values_use_the_serializer(void)
+{
+    nq_opts *o = opts_at("127.0.0.1", 0, NULL);
+    nq_opts_set_serializer(o, dump_str, load_str, NULL);
+    nq_comm *s = open_with(NQ_SERVER, o);
+    o = opts_at("127.0.0.1", port_of(s), NULL);
+    nq_opts_set_serializer(o, dump_str, load_str, NULL);
+    nq_comm *c = open_with(NQ_CLIENT, o);
+    nq_future *f = NULL;
+    CHECK_OK(nq_put_value(c, "hello value", NULL, 0, &f));
+    CHECK_OK(nq_future_wait(f, WAIT_MS));
+    nq_future_free(f);
+    void *v = NULL;
+    nq_id peer, cid;
+    CHECK_OK(nq_get_value(s, WAIT_MS, &peer, &v));
+    nq_comm_id(c, &cid);
+    CHECK(nq_id_equal(&peer, &cid));
+    CHECK(strcmp(v, "hello value") == 0);
+    free(v);
+    /* A load failure is reported and consumes the message. */
+    nq_chunk bad = {"a\0b", 3};
+    CHECK_OK(nq_put(c, &bad, 1, NULL, 0, NULL));
+    CHECK_RC(nq_get_value(s, WAIT_MS, NULL, &v), NQ_ESERIALIZE);
+    nq_destroy(c);
+    nq_destroy(s);
+    return 0;
+}
+
+/* ---- dead peers ------------------------------------------------------------ */
+
+static int test_peer_vanishing_without_fin_is_detected(void)
+{
+    nq_comm *s = server_on("127.0.0.1");
+    nq_id ghost;
+    nq_id_random(&ghost);
+    int fd = raw_connect(port_of(s));
+    CHECK(raw_send_frame(fd, ghost.bytes, 16) == 0);
+    CHECK(raw_send_frame(fd, "last words", 10) == 0);
+    CHECK(wait_peers(s, 1) == 0);
+    CHECK(expect_msg(s, "last words", 10, &ghost) == 0);
+    close(fd);
+    CHECK(wait_stat(s, NQ_STAT_CONNECTIONS_LOST, 1) == 0);
+    CHECK(wait_peers(s, 0) == 0);
+    nq_chunk ch = {"x", 1};
+    CHECK_RC(nq_put(s, &ch, 1, &ghost, 1, NULL), NQ_ENOPEER);
+    int64_t t0 = now_ms();
+    CHECK_OK(nq_close(s));
+    CHECK(now_ms() - t0 < 2000);
+    nq_destroy(s);
+    return 0;
+}
+
+static int test_pending_futures_fail_when_peer_dies(void)
+{
+    nq_comm *s = server_on("127.0.0.1");
+    nq_id ghost;
+    nq_id_random(&ghost);
+    int fd = raw_connect(port_of(s));
+    int small = 4096;
+    setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &small, sizeof(small));
+    CHECK(raw_send_frame(fd, ghost.bytes, 16) == 0);
+    CHECK(wait_peers(s, 1) == 0);
+    /* More than the socket buffers hold: the put stays pending. */
+    size_t len = 64 * 1024 * 1024;
+    uint8_t *big = calloc(1, len);
+    nq_chunk ch = {big, len};
+    nq_future *f = NULL;
+    CHECK_OK(nq_put(s, &ch, 1, &ghost, 1, &f));
+    CHECK_RC(nq_future_wait(f, 200), NQ_ETIMEDOUT);
+    close(fd);
+    CHECK_RC(nq_future_wait(f, WAIT_MS), NQ_ECONNRESET);
+    nq_future_free(f);
+    free(big);
+    nq_destroy(s);
+    return 0;
+}
+
+static int test_server_vanishing_fails_client(void)
+{
+    /* A listener that accepts and then drops the connection. */
+    int lfd = socket(AF_INET, SOCK_STREAM, 0);
+    struct sockaddr_in a = {.sin_family = AF_INET};
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    CHECK(bind(lfd, (struct sockaddr *)&a, sizeof(a)) == 0 && listen(lfd, 4) == 0);
+    socklen_t al = sizeof(a);
+    getsockname(lfd, (struct sockaddr *)&a, &al);
+    nq_comm *c = open_with(NQ_CLIENT, opts_at("127.0.0.1", ntohs(a.sin_port), NULL));
+    int fd = accept(lfd, NULL, NULL);
+    CHECK(fd >= 0);
+    uint8_t ini[24];
+    CHECK(raw_read_all(fd, ini, sizeof(ini), 2000) == 24);
+    close(fd);
+    close(lfd);
+    nq_msg *m = NULL;
+    CHECK_RC(nq_get(c, WAIT_MS, &m), NQ_ECONNRESET);
+    CHECK_RC(put_wait(c, "x", 1, NULL, 0), NQ_ECONNRESET);
+    int64_t t0 = now_ms();
+    CHECK_RC(nq_close(c), NQ_ECONNRESET);
+    CHECK(now_ms() - t0 < 2000);
+    nq_destroy(c);
+    return 0;
+}
+
+static int test_close_timeout_bounds_a_silent_server(void)
+{
+    /* A listener that accepts and never answers FIN. */
+    int lfd = socket(AF_INET, SOCK_STREAM, 0);
+    struct sockaddr_in a = {.sin_family = AF_INET};
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    CHECK(bind(lfd, (struct sockaddr *)&a, sizeof(a)) == 0 && listen(lfd, 4) == 0);
+    socklen_t al = sizeof(a);
+    getsockname(lfd, (struct sockaddr *)&a, &al);
+    nq_opts *o = opts_at("127.0.0.1", ntohs(a.sin_port), NULL);
+    CHECK_OK(nq_opts_set_int(o, NQ_OPT_CLOSE_TIMEOUT_MS, 300));
+    nq_comm *c = open_with(NQ_CLIENT, o);
+    int fd = accept(lfd, NULL, NULL);
+    int64_t t0 = now_ms();
+    CHECK_RC(nq_close(c), NQ_ETIMEDOUT);
+    CHECK(now_ms() - t0 < 3000);
+    nq_destroy(c);
+    close(fd);
+    close(lfd);
+    return 0;
+}
+
+/* ---- hostile input ------------------------------------------------------------ */
+
+/* Runs one hostile connection against a server with a good client, and
+ * checks that only the hostile one is dropped, with the counter. */
+static int hostile_case(const void *bytes, size_t len, int close_after, nq_stat_id counter)
+{
+    nq_opts *o = opts_at("127.0.0.1", 0, NULL);
+    CHECK_OK(nq_opts_set_int(o, NQ_OPT_MESSAGE_SIZE, 1024 * 1024));
+    CHECK_OK(nq_opts_set_int(o, NQ_OPT_HANDSHAKE_TIMEOUT_MS, 300));
+    nq_comm *s = open_with(NQ_SERVER, o);
+    nq_comm *good = client_of(s, NULL);
+    CHECK(round_trip(s, good) == 0);
+    int fd = raw_connect(port_of(s));
+    CHECK(write(fd, bytes, len) == (ssize_t)len);
+    if (close_after) {
+        shutdown(fd, SHUT_WR);
+    }
+    CHECK(wait_stat(s, counter, 1) == 0);
+    /* The server dropped the hostile connection: we read EOF. */
+    uint8_t junk[64];
+    CHECK(raw_read_all(fd, junk, sizeof(junk), 2000) >= 0);
+    close(fd);
+    CHECK(round_trip(s, good) == 0);
+    CHECK(stat_of(s, NQ_STAT_PEERS) == 1);
+    CHECK_OK(nq_close(good));
+    CHECK_OK(nq_close(s));
+    nq_destroy(good);
+    nq_destroy(s);
+    return 0;
+}
+
+static int test_garbage_bytes_close_only_that_connection(void)
+{
+    const char garbage[] = "GET / HTTP/1.1\r\nHost: x\r\n\r\n";
+    return hostile_case(garbage, sizeof(garbage) - 1, 0, NQ_STAT_PROTOCOL_ERRORS);
+}
+
+static int test_first_message_not_ini_is_rejected(void)
+{
+    uint8_t frame[8 + 5];
+    put_header(frame, 5);
+    memcpy(frame + 8, "hello", 5);
+    return hostile_case(frame, sizeof(frame), 0, NQ_STAT_PROTOCOL_ERRORS);
+}
+
+static int test_huge_length_header_allocates_nothing(void)
+{
+    uint8_t frame[8 + 24];
+    put_header(frame, 16);
+    nq_id id;
+    nq_id_random(&id);
+    memcpy(frame + 8, id.bytes, 16);
+    put_header(frame + 24, UINT64_C(1) << 63);
+    return hostile_case(frame, sizeof(frame), 0, NQ_STAT_PROTOCOL_ERRORS);
+}
+
+static int test_length_over_message_size_is_rejected(void)
+{
+    uint8_t frame[8 + 24];
+    put_header(frame, 16);
+    nq_id id;
+    nq_id_random(&id);
+    memcpy(frame + 8, id.bytes, 16);
+    put_header(frame + 24, 1024 * 1024 + 1);
+    return hostile_case(frame, sizeof(frame), 0, NQ_STAT_PROTOCOL_ERRORS);
+}
+
+static int test_frame_cut_by_eof_is_a_lost_connection(void)
+{
+    uint8_t frame[8 + 24 + 3];
+    put_header(frame, 16);
+    nq_id id;
+    nq_id_random(&id);
+    memcpy(frame + 8, id.bytes, 16);
+    put_header(frame + 24, 100);
+    memcpy(frame + 32, "abc", 3);
+    return hostile_case(frame, sizeof(frame), 1, NQ_STAT_CONNECTIONS_LOST);
+}
+
+static int test_silent_connections_time_out(void)
+{
+    nq_opts *o = opts_at("127.0.0.1", 0, NULL);
+    CHECK_OK(nq_opts_set_int(o, NQ_OPT_HANDSHAKE_TIMEOUT_MS, 300));
+    nq_comm *s = open_with(NQ_SERVER, o);
+    enum { FLOOD = 200 };
+    int fds[FLOOD];
+    for (int i = 0; i < FLOOD; i++) {
+        fds[i] = raw_connect(port_of(s));
+    }
+    nq_comm *good = client_of(s, NULL);
+    CHECK(round_trip(s, good) == 0);
+    CHECK(wait_stat(s, NQ_STAT_HANDSHAKE_TIMEOUTS, FLOOD) == 0);
+    for (int i = 0; i < FLOOD; i++) {
+        close(fds[i]);
+    }
+    CHECK(round_trip(s, good) == 0);
+    CHECK_OK(nq_close(good));
+    CHECK_OK(nq_close(s));
+    nq_destroy(good);
+    nq_destroy(s);
+    return 0;
+}
+
+static int test_duplicate_live_id_is_refused(void)
+{
+    nq_comm *s = server_on("127.0.0.1");
+    nq_id id;
+    nq_id_random(&id);
+    nq_comm *a = client_of(s, &id);
+    CHECK(round_trip(s, a) == 0);
+    nq_comm *b = client_of(s, &id);
+    CHECK(wait_stat(s, NQ_STAT_PROTOCOL_ERRORS, 1) == 0);
+    nq_msg *m = NULL;
+    CHECK_RC(nq_get(b, WAIT_MS, &m), NQ_ECONNRESET);
+    CHECK(round_trip(s, a) == 0);
+    nq_destroy(b);
+    nq_destroy(a);
+    nq_destroy(s);
+    return 0;
+}
+
+/* ---- wire bytes ------------------------------------------------------------------ */
+
+static int test_wire_handshake_bytes(void)
+{
+    nq_comm *s = server_on("127.0.0.1");
+    nq_id sid, cid;
+    nq_comm_id(s, &sid);
+    nq_id_random(&cid);
+    int fd = raw_connect(port_of(s));
+    /* The server says nothing before the client speaks. */
+    uint8_t buf[256];
+    CHECK(raw_read_all(fd, buf, sizeof(buf), 200) == 0);
+    CHECK(raw_send_frame(fd, cid.bytes, 16) == 0);
+    CHECK(raw_send_frame(fd, "data", 4) == 0);
+    CHECK(expect_msg(s, "data", 4, &cid) == 0);
+    CHECK_OK(put_wait(s, "back", 4, &cid, 1));
+    CHECK(raw_send_frame(fd, cid.bytes, 16) == 0); /* FIN */
+    ssize_t n = raw_read_all(fd, buf, sizeof(buf), 3000);
+    /* INI, data, FIN, then EOF. */
+    CHECK(n == 24 + 12 + 24);
+    uint8_t h[8];
+    put_header(h, 16);
+    CHECK(memcmp(buf, h, 8) == 0 && memcmp(buf + 8, sid.bytes, 16) == 0);
+    put_header(h, 4);
+    CHECK(memcmp(buf + 24, h, 8) == 0 && memcmp(buf + 32, "back", 4) == 0);
+    put_header(h, 16);
+    CHECK(memcmp(buf + 36, h, 8) == 0 && memcmp(buf + 44, sid.bytes, 16) == 0);
+    close(fd);
+    CHECK_OK(nq_close(s));
+    nq_destroy(s);
+    return 0;
+}
+
+static int test_client_speaks_first_and_finishes_last(void)
+{
+    int lfd = socket(AF_INET, SOCK_STREAM, 0);
+    struct sockaddr_in a = {.sin_family = AF_INET};
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    CHECK(bind(lfd, (struct sockaddr *)&a, sizeof(a)) == 0 && listen(lfd, 4) == 0);
+    socklen_t al = sizeof(a);
+    getsockname(lfd, (struct sockaddr *)&a, &al);
+    nq_id cid, sid;
+    nq_id_random(&cid);
+    nq_id_random(&sid);
+    nq_comm *c = open_with(NQ_CLIENT, opts_at("127.0.0.1", ntohs(a.sin_port), &cid));
+    CHECK_OK(nq_put(c, (nq_chunk[]){{"abc", 3}}, 1, NULL, 0, NULL));
+    int fd = accept(lfd, NULL, NULL);
+    uint8_t buf[64];
+    /* INI then data, without waiting for the server's INI. */
+    CHECK(raw_read_all(fd, buf, 24 + 11, 3000) == 35);
+    CHECK(memcmp(buf + 8, cid.bytes, 16) == 0);
+    CHECK(memcmp(buf + 32, "abc", 3) == 0);
+    CHECK(raw_send_frame(fd, sid.bytes, 16) == 0);
+    struct closer cl = {c, -100, 0};
+    pthread_t t;
+    pthread_create(&t, NULL, close_thread, &cl);
+    CHECK(raw_read_all(fd, buf, 24, 3000) == 24); /* client FIN */
+    CHECK(memcmp(buf + 8, cid.bytes, 16) == 0);
+    usleep(100 * 1000);
+    CHECK(cl.done_at == 0); /* waits for the server's FIN */
+    CHECK(raw_send_frame(fd, sid.bytes, 16) == 0);
+    pthread_join(t, NULL);
+    CHECK_OK(cl.result);
+    nq_id got;
+    CHECK_OK(nq_server_id(c, &got));
+    CHECK(nq_id_equal(&got, &sid));
+    nq_destroy(c);
+    close(fd);
+    close(lfd);
+    return 0;
+}
+
+/* ---- TLS ------------------------------------------------------------------------- */
+
+static char tls_dir[64];
+
+/* Makes a self-signed certificate naming the hosts in san. */
+static int make_cert_for(const char *name, const char *san)
+{
+    if (tls_dir[0] == 0) {
+        strcpy(tls_dir, "/tmp/nqtlsXXXXXX");
+        if (mkdtemp(tls_dir) == NULL) {
+            return 1;
+        }
+    }
+    char cmd[1024];
+    snprintf(cmd, sizeof(cmd),
+             "openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes "
+             "-keyout %s/%s.key -out %s/%s.pem -days 2 -subj /CN=localhost "
+             "-addext subjectAltName=%s 2>/dev/null",
+             tls_dir, name, tls_dir, name, san);
+    return system(cmd) != 0;
+}
+
+static int make_cert(const char *name)
+{
+    return make_cert_for(name, "DNS:localhost,IP:127.0.0.1");
+}
+
+static void tls_paths(const char *name, char *key, char *cert)
+{
+    snprintf(key, 128, "%s/%s.key", tls_dir, name);
+    snprintf(cert, 128, "%s/%s.pem", tls_dir, name);
+}
+
+static nq_comm *tls_server(const char *name)
+{
+    char key[128], cert[128];
+    tls_paths(name, key, cert);
+    nq_opts *o = opts_at("127.0.0.1", 0, NULL);
+    nq_opts_set_tls(o, key, cert);
+    return open_with(NQ_SERVER, o);
+}
+
+static nq_comm *tls_client(nq_comm *s, const char *host, const char *trust)
+{
+    char key[128], cert[128];
+    tls_paths(trust, key, cert);
+    nq_opts *o = opts_at(host, port_of(s), NULL);
+    nq_opts_set_tls(o, NULL, cert);
+    return open_with(NQ_CLIENT, o);
+}
+
+static int test_tls_exchange_with_trusted_certificate(void)
+{
+    CHECK(make_cert("good") == 0);
+    nq_comm *s = tls_server("good");
+    CHECK(s != NULL);
+    nq_comm *c = tls_client(s, "127.0.0.1", "good");
+    CHECK(round_trip(s, c) == 0);
+    size_t len = 3 * 1024 * 1024 + 5;
+    uint8_t *buf = malloc(len);
+    for (size_t i = 0; i < len; i++) {
+        buf[i] = (uint8_t)(i ^ (i >> 9));
+    }
+    CHECK_OK(put_wait(c, buf, len, NULL, 0));
+    CHECK(expect_msg(s, buf, len, NULL) == 0);
+    for (uint32_t i = 0; i < 2000; i++) {
+        nq_chunk ch = {&i, sizeof(i)};
+        CHECK_OK(nq_put(c, &ch, 1, NULL, 0, NULL));
+    }
+    for (uint32_t i = 0; i < 2000; i++) {
+        CHECK(expect_msg(s, &i, sizeof(i), NULL) == 0);
+    }
+    nq_comm *c2 = tls_client(s, "localhost", "good");
+    CHECK(round_trip(s, c2) == 0);
+    CHECK_OK(nq_close(c));
+    CHECK_OK(nq_close(c2));
+    CHECK_OK(nq_close(s));
+    nq_destroy(c);
+    nq_destroy(c2);
+    nq_destroy(s);
+    free(buf);
+    return 0;
+}
+
+static int test_tls_untrusted_certificate_fails_cleanly(void)
+{
+    CHECK(make_cert("good") == 0);
+    CHECK(make_cert("other") == 0);
+    nq_comm *s = tls_server("good");
+    nq_comm *c = tls_client(s, "127.0.0.1", "other");
+    CHECK_RC(put_wait(c, "x", 1, NULL, 0), NQ_ETLS);
+    nq_msg *m = NULL;
+    CHECK_RC(nq_get(c, WAIT_MS, &m), NQ_ETLS);
+    CHECK_RC(nq_close(c), NQ_ETLS);
+    nq_destroy(c);
+    CHECK(wait_stat(s, NQ_STAT_TLS_ERRORS, 1) == 0);
+    /* The server goes on serving good clients. */
+    nq_comm *ok = tls_client(s, "127.0.0.1", "good");
+    CHECK(round_trip(s, ok) == 0);
+    nq_destroy(ok);
+    nq_destroy(s);
+    return 0;
+}
+
+static int test_tls_wrong_host_name_fails(void)
+{
+    /* Trusted, but issued to another host. */
+    CHECK(make_cert_for("elsewhere", "DNS:elsewhere.invalid") == 0);
+    nq_comm *s = tls_server("elsewhere");
+    nq_comm *c = tls_client(s, "127.0.0.1", "elsewhere");
+    CHECK_RC(put_wait(c, "x", 1, NULL, 0), NQ_ETLS);
+    nq_destroy(c);
+    nq_destroy(s);
+    return 0;
+}
+
+static int test_tls_plain_client_cannot_confuse_server(void)
+{
+    CHECK(make_cert("good") == 0);
+    nq_comm *s = tls_server("good");
+    nq_comm *plain = client_of(s, NULL);
+    nq_msg *m = NULL;
+    CHECK(nq_get(plain, WAIT_MS, &m) != NQ_OK);
+    nq_destroy(plain);
+    nq_comm *ok = tls_client(s, "127.0.0.1", "good");
+    CHECK(round_trip(s, ok) == 0);
+    nq_destroy(ok);
+    nq_destroy(s);
+    return 0;
+}
+
+static int test_tls_bad_key_files_fail_at_open(void)
+{
+    nq_opts *o = opts_at("127.0.0.1", 0, NULL);
+    nq_opts_set_tls(o, "/nonexistent.key", "/nonexistent.pem");
+    nq_comm *s = NULL;
+    CHECK_RC(nq_open(NQ_TCP, NQ_SERVER, o, &s), NQ_ETLS);
+    /* A server without a key is a usage error. */
+    nq_opts_set_tls(o, NULL, "/nonexistent.pem");
+    CHECK_RC(nq_open(NQ_TCP, NQ_SERVER, o, &s), NQ_EINVAL);
+    nq_opts_free(o);
+    return 0;
+}
+
+static int test_other_protocols_are_reported_unsupported(void)
+{
+    nq_comm *c = NULL;
+    CHECK_RC(nq_open(NQ_MQTT, NQ_CLIENT, NULL, &c), NQ_ENOTSUP);
+    CHECK_RC(nq_open((nq_protocol)42, NQ_CLIENT, NULL, &c), NQ_EINVAL);
+    return 0;
+}
+
+static const struct test_case tests[] = {
+    TEST(test_put_get_both_ways),
+    TEST(test_put_before_connect_is_delivered),
+    TEST(test_broadcast_reaches_every_client),
+    TEST(test_broadcast_with_no_clients_succeeds),
+    TEST(test_targeted_put_reaches_only_that_client),
+    TEST(test_put_to_unknown_peer_fails),
+    TEST(test_zero_and_sixteen_byte_payloads),
+    TEST(test_large_message_arrives_intact),
+    TEST(test_ten_thousand_messages_keep_order),
+    TEST(test_future_callbacks_run),
+    TEST(test_get_after_close_drains_then_reports_closed),
+    TEST(test_server_close_waits_for_clients),
+    TEST(test_close_flushes_pending_data),
+    TEST(test_reconnect_with_same_id_is_served),
+    TEST(test_unreachable_server_fails_futures_and_get),
+    TEST(test_unresolvable_host_fails_cleanly),
+    TEST(test_address_in_use_is_reported),
+    TEST(test_ipv6_and_host_names),
+    TEST(test_workers_share_clients),
+    TEST(test_queue_size_holds_sender_back_without_loss),
+    TEST(test_send_limit_refuses_copies),
+    TEST(test_values_use_the_serializer),
+    TEST(test_peer_vanishing_without_fin_is_detected),
+    TEST(test_pending_futures_fail_when_peer_dies),
+    TEST(test_server_vanishing_fails_client),
+    TEST(test_close_timeout_bounds_a_silent_server),
+    TEST(test_garbage_bytes_close_only_that_connection),
+    TEST(test_first_message_not_ini_is_rejected),
+    TEST(test_huge_length_header_allocates_nothing),
+    TEST(test_length_over_message_size_is_rejected),
+    TEST(test_frame_cut_by_eof_is_a_lost_connection),
+    TEST(test_silent_connections_time_out),
+    TEST(test_duplicate_live_id_is_refused),
+    TEST(test_wire_handshake_bytes),
+    TEST(test_client_speaks_first_and_finishes_last),
+    TEST(test_tls_exchange_with_trusted_certificate),
+    TEST(test_tls_untrusted_certificate_fails_cleanly),
+    TEST(test_tls_wrong_host_name_fails),
+    TEST(test_tls_plain_client_cannot_confuse_server),
+    TEST(test_tls_bad_key_files_fail_at_open),
+    TEST(test_other_protocols_are_reported_unsupported),
+};
+
+int main(int argc, char **argv)
+{
+    int rv = run_tests(tests, TEST_COUNT(tests), argc, argv);
+    if (tls_dir[0] != 0) {
+        char cmd[128];
+        snprintf(cmd, sizeof(cmd), "rm -rf %s", tls_dir);
+        if (system(cmd) != 0) {
+            fprintf(stderr, "could not remove %s\n", tls_dir);
+        }
+    }
+    return rv;
+}

@@ -1,0 +1,27 @@
+#!/usr/bin/env bash
+# Installs everything libnq needs to build and test on Debian 12, idempotently.
+# Debian packages come from apt-get; the net-queue reference peer goes into a
+# private virtualenv built from a pyenv Python >= 3.13 (net-queue requires it).
+set -euo pipefail
+
+here=$(cd "$(dirname "$0")/.." && pwd)
+
+packages=(
+  build-essential pkg-config cmake ninja-build openssl libssl-dev ca-certificates
+  clang libclang-rt-14-dev python3 python3-venv
+)
+
+missing=()
+for p in "${packages[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+  sudo=""
+  [ "$(id -u)" -eq 0 ] || sudo="sudo"
+  $sudo apt-get update
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y --no-install-recommends "${missing[@]}"
+fi
+
+if [ "${NQ_SKIP_NETQUEUE:-0}" != 1 ]; then
+  "$here/tools/netqueue-env.sh" >/dev/null
+fi
