@@ -244,9 +244,13 @@ void nqi_session_end(nqi_session *s, int err)
     if (c->purpose == NQ_CLIENT) {
         nqi_msgq_finish(&c->msgq, err != 0 ? err : NQ_ECLOSED);
     }
-    /* A server's close result only reflects peers that introduced
-     * themselves; rejected strangers are counted, not reported. */
-    int counted = c->purpose == NQ_CLIENT || s->ini_received ? err : 0;
+    /* A client's close reports how its one connection ended.  A server's
+     * close reports peers that were lost while it was closing; peers lost
+     * earlier, and strangers it rejected, are counted, not reported. */
+    int counted = c->purpose == NQ_CLIENT ||
+                          (s->ini_received && atomic_load(&c->state) != NQI_OPEN)
+                      ? err
+                      : 0;
     nqi_live_dec(c, counted == NQ_ECLOSED ? 0 : counted);
     nqi_session_unref(s); /* the loop's reference */
 }

@@ -321,9 +321,11 @@ NQ_API int nq_get(nq_comm *comm, int64_t timeout_ms, nq_msg **out);
  * and waits for the server's FIN; a server stops accepting and waits until
  * every client has finished), bounded by NQ_OPT_CLOSE_TIMEOUT_MS.  Peers that
  * are lost do not hold it up.  Futures still pending fail with NQ_ECLOSED.
- * Idempotent.  Returns NQ_OK when every handshake completed cleanly, else
- * the first problem seen (NQ_ECONNRESET, NQ_ETIMEDOUT, ...); the
- * communicator is closed either way.  Thread-safe; do not call it from a
+ * Idempotent.  A client returns NQ_OK when its connection ended with a
+ * clean handshake, else how it ended (NQ_ECONNREFUSED, NQ_ECONNRESET,
+ * NQ_ETLS, ...); a server returns NQ_OK unless a peer was lost while it was
+ * closing.  NQ_ETIMEDOUT means the close timeout cut the handshake short.
+ * The communicator is closed either way.  Thread-safe; do not call it from a
  * future callback or log hook. */
 NQ_API int nq_close(nq_comm *comm);
 
