@@ -110,21 +110,25 @@ static void begin_close(nqi_loop *l)
     nqi_session *next;
     for (nqi_session *s = l->sessions; s != NULL; s = next) {
         next = s->loop_next;
+        nqi_session_ref(s);
         if (c->purpose == NQ_CLIENT) {
             nqi_session_queue_fin(s);
         } else if (!s->ini_received) {
             /* Strangers that never introduced themselves are not peers to
              * wait for. */
             nqi_session_end(s, NQ_ECLOSED);
-            continue;
         }
         resume(s);
+        nqi_session_unref(s);
     }
 }
 
 static void run_command(nqi_loop *l, nqi_cmd *c)
 {
     nqi_session *s = c->session;
+    /* An embedded command dies with its frame, which the work below may
+     * release: keep what we need from it first. */
+    int embedded = c->embedded;
     switch (c->type) {
     case NQI_CMD_SEND:
         if (s->ended) {
@@ -163,7 +167,7 @@ static void run_command(nqi_loop *l, nqi_cmd *c)
     if (s != NULL) {
         nqi_session_unref(s);
     }
-    if (!c->embedded) {
+    if (!embedded) {
         free(c);
     }
 }
@@ -244,10 +248,14 @@ static void *loop_main(void *arg)
             } else if (p == &l->listen_fd) {
                 nqi_tcp_on_listen(l);
             } else {
+                /* The session may end, and drop the loop's reference,
+                 * inside its own event. */
                 nqi_session *s = p;
+                nqi_session_ref(s);
                 if (!s->ended) {
                     nqi_tcp_on_event(s, evs[i].events);
                 }
+                nqi_session_unref(s);
             }
         }
         drain_commands(l);
