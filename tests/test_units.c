@@ -1,0 +1,357 @@
+/*
+ * Unit tests of the pure parts: the frame parser, the command queue,
+ * futures, options and identities.  No sockets.
+ */
+#include <pthread.h>
+#include <stdlib.h>
+
+#include "core/nqi.h"
+#include "harness.h"
+
+/* ---- frame parser ------------------------------------------------------------ */
+
+struct collected {
+    size_t count;
+    size_t lens[64];
+    uint8_t first[64];
+    size_t total;
+};
+
+static int collect(void *ctx, uint8_t *data, size_t len)
+{
+    struct collected *c = ctx;
+    if (c->count < 64) {
+        c->lens[c->count] = len;
+        c->first[c->count] = len > 0 ? data[0] : 0;
+    }
+    c->count++;
+    c->total += len;
+    free(data);
+    return 0;
+}
+
+/* Builds header + payload of len bytes all equal to fill. */
+static size_t make_frame(uint8_t *out, size_t len, uint8_t fill)
+{
+    nqi_frame_header(out, len);
+    memset(out + NQI_HEADER_SIZE, fill, len);
+    return NQI_HEADER_SIZE + len;
+}
+
+static int test_header_is_big_endian_u64(void)
+{
+    uint8_t h[8];
+    nqi_frame_header(h, 0x0102030405060708ULL);
+    const uint8_t want[8] = {1, 2, 3, 4, 5, 6, 7, 8};
+    CHECK(memcmp(h, want, 8) == 0);
+    CHECK(nqi_frame_length(h) == 0x0102030405060708ULL);
+    nqi_frame_header(h, 16);
+    const uint8_t ini[8] = {0, 0, 0, 0, 0, 0, 0, 16};
+    CHECK(memcmp(h, ini, 8) == 0);
+    return 0;
+}
+
+static int test_parser_splits_frames_at_any_boundary(void)
+{
+    uint8_t stream[512];
+    size_t n = 0;
+    n += make_frame(stream + n, 0, 0);
+    n += make_frame(stream + n, 16, 'a');
+    n += make_frame(stream + n, 100, 'b');
+    n += make_frame(stream + n, 1, 'c');
+    /* Every feed size from 1 byte to the whole stream gives the same frames. */
+    for (size_t step = 1; step <= n; step++) {
+        nqi_parser p;
+        nqi_parser_init(&p, 1 << 20);
+        struct collected c = {0};
+        for (size_t at = 0; at < n; at += step) {
+            size_t len = n - at < step ? n - at : step;
+            CHECK_OK(nqi_parser_feed(&p, stream + at, len, collect, &c));
+        }
+        CHECK(c.count == 4);
+        CHECK(c.lens[0] == 0 && c.lens[1] == 16 && c.lens[2] == 100 && c.lens[3] == 1);
+        CHECK(c.first[1] == 'a' && c.first[2] == 'b' && c.first[3] == 'c');
+        CHECK(nqi_parser_idle(&p));
+        nqi_parser_fini(&p);
+    }
+    return 0;
+}
+
+static int test_parser_rejects_length_over_limit(void)
+{
+    uint8_t h[8];
+    nqi_parser p;
+    nqi_parser_init(&p, 1000);
+    struct collected c = {0};
+    nqi_frame_header(h, 1001);
+    CHECK_RC(nqi_parser_feed(&p, h, 8, collect, &c), NQ_EPROTO);
+    nqi_parser_fini(&p);
+    nqi_parser_init(&p, UINT64_C(1) << 62);
+    nqi_frame_header(h, UINT64_C(1) << 63);
+    CHECK_RC(nqi_parser_feed(&p, h, 8, collect, &c), NQ_EPROTO);
+    nqi_parser_fini(&p);
+    CHECK(c.count == 0);
+    return 0;
+}
+
+static int test_parser_allocation_grows_with_arrivals(void)
+{
+    /* A header claiming 1 GiB allocates only as bytes arrive. */
+    uint8_t h[8];
+    nqi_parser p;
+    nqi_parser_init(&p, UINT64_C(1) << 40);
+    struct collected c = {0};
+    nqi_frame_header(h, UINT64_C(1) << 30);
+    CHECK_OK(nqi_parser_feed(&p, h, 8, collect, &c));
+    uint8_t *win;
+    size_t len;
+    CHECK(nqi_parser_window(&p, &win, &len) == 1);
+    CHECK(p.cap <= 64 * 1024);
+    uint8_t data[1000] = {0};
+    CHECK_OK(nqi_parser_feed(&p, data, sizeof(data), collect, &c));
+    CHECK(p.cap <= 64 * 1024);
+    nqi_parser_fini(&p);
+    return 0;
+}
+
+static int test_parser_window_reads_straight_into_message(void)
+{
+    size_t len = 300 * 1000;
+    uint8_t h[8];
+    nqi_frame_header(h, len);
+    nqi_parser p;
+    nqi_parser_init(&p, 1 << 20);
+    struct collected c = {0};
+    CHECK_OK(nqi_parser_feed(&p, h, 8, collect, &c));
+    size_t have = 0;
+    while (c.count == 0) {
+        uint8_t *win;
+        size_t room;
+        CHECK(nqi_parser_window(&p, &win, &room) == 1);
+        CHECK(room > 0);
+        size_t take = room > 7000 ? 7000 : room;
+        if (take > len - have) {
+            take = len - have;
+        }
+        memset(win, 'z', take);
+        have += take;
+        CHECK_OK(nqi_parser_commit(&p, take, collect, &c));
+        /* Never more than twice what has arrived (after the first block). */
+        CHECK(p.cap <= 64 * 1024 || p.cap <= 2 * have);
+    }
+    CHECK(c.count == 1 && c.lens[0] == len && c.first[0] == 'z');
+    CHECK(nqi_parser_window(&p, &(uint8_t *){0}, &(size_t){0}) == 0);
+    nqi_parser_fini(&p);
+    return 0;
+}
+
+static int stop_at_second(void *ctx, uint8_t *data, size_t len)
+{
+    (void)len;
+    free(data);
+    return ++*(int *)ctx == 2 ? NQ_EPROTO : 0;
+}
+
+static int test_parser_stops_when_callback_fails(void)
+{
+    uint8_t stream[64];
+    size_t n = 0;
+    for (int i = 0; i < 3; i++) {
+        n += make_frame(stream + n, 4, (uint8_t)i);
+    }
+    nqi_parser p;
+    nqi_parser_init(&p, 100);
+    int seen = 0;
+    CHECK_RC(nqi_parser_feed(&p, stream, n, stop_at_second, &seen), NQ_EPROTO);
+    CHECK(seen == 2);
+    nqi_parser_fini(&p);
+    return 0;
+}
+
+/* ---- command queue ------------------------------------------------------------- */
+
+struct item {
+    nqi_mpsc_node node; /* first member */
+    int producer;
+    int seq;
+};
+
+struct producer_arg {
+    nqi_mpsc *q;
+    int id;
+    int count;
+    struct item *items;
+};
+
+static void *produce(void *arg)
+{
+    struct producer_arg *a = arg;
+    for (int i = 0; i < a->count; i++) {
+        a->items[i].producer = a->id;
+        a->items[i].seq = i;
+        nqi_mpsc_push(a->q, &a->items[i].node);
+    }
+    return NULL;
+}
+
+static int test_mpsc_keeps_each_producers_order(void)
+{
+    enum { PRODUCERS = 4, COUNT = 50000 };
+    nqi_mpsc q;
+    nqi_mpsc_init(&q);
+    CHECK(nqi_mpsc_pop(&q) == NULL);
+    pthread_t t[PRODUCERS];
+    struct producer_arg args[PRODUCERS];
+    for (int i = 0; i < PRODUCERS; i++) {
+        args[i] = (struct producer_arg){&q, i, COUNT, calloc(COUNT, sizeof(struct item))};
+        pthread_create(&t[i], NULL, produce, &args[i]);
+    }
+    int next[PRODUCERS] = {0};
+    int got = 0;
+    while (got < PRODUCERS * COUNT) {
+        struct item *it = (struct item *)nqi_mpsc_pop(&q);
+        if (it == NULL) {
+            continue;
+        }
+        CHECK(it->seq == next[it->producer]);
+        next[it->producer]++;
+        got++;
+    }
+    for (int i = 0; i < PRODUCERS; i++) {
+        pthread_join(t[i], NULL);
+        free(args[i].items);
+    }
+    CHECK(nqi_mpsc_pop(&q) == NULL);
+    return 0;
+}
+
+/* ---- futures ---------------------------------------------------------------- */
+
+static void record(nq_future *f, int result, void *ctx)
+{
+    (void)f;
+    *(int *)ctx = result;
+}
+
+static int test_future_completes_after_every_part(void)
+{
+    nq_future *f = nqi_future_new(3);
+    CHECK(f != NULL);
+    int seen = 1;
+    CHECK_OK(nq_future_on_done(f, record, &seen));
+    nqi_future_part_done(f, NQ_OK);
+    nqi_future_part_done(f, NQ_ECONNRESET);
+    CHECK_RC(nq_future_result(f), NQ_EPENDING);
+    CHECK_RC(nq_future_wait(f, 10), NQ_ETIMEDOUT);
+    CHECK(seen == 1);
+    nqi_future_part_done(f, NQ_ECLOSED);
+    /* The first error wins. */
+    CHECK_RC(nq_future_wait(f, -1), NQ_ECONNRESET);
+    CHECK(seen == NQ_ECONNRESET);
+    nq_future_free(f);
+    return 0;
+}
+
+static int test_future_callback_on_completed_future_runs_at_once(void)
+{
+    nq_future *f = nqi_future_new(1);
+    nqi_future_part_done(f, NQ_OK);
+    int seen = 99;
+    CHECK_OK(nq_future_on_done(f, record, &seen));
+    CHECK(seen == NQ_OK);
+    CHECK_RC(nq_future_on_done(f, NULL, NULL), NQ_EINVAL);
+    CHECK_RC(nq_future_wait(NULL, 0), NQ_EINVAL);
+    nq_future_free(f);
+    return 0;
+}
+
+/* ---- options and identities ---------------------------------------------------- */
+
+static int test_options_validate_ranges(void)
+{
+    nq_opts *o = NULL;
+    CHECK_OK(nq_opts_new(&o));
+    int64_t v;
+    CHECK_OK(nq_opts_get_int(o, NQ_OPT_PROTOCOL_SIZE, &v));
+    CHECK(v == 4194304);
+    CHECK_OK(nq_opts_get_int(o, NQ_OPT_QUEUE_SIZE, &v));
+    CHECK(v == INT64_C(1) << 30);
+    CHECK_OK(nq_opts_get_int(o, NQ_OPT_MESSAGE_SIZE, &v));
+    CHECK(v == INT64_C(1) << 40);
+    CHECK_OK(nq_opts_get_int(o, NQ_OPT_EFFICIENT_SIZE, &v));
+    CHECK(v == 65536);
+    CHECK_RC(nq_opts_set_int(o, NQ_OPT_PROTOCOL_SIZE, 100), NQ_EINVAL);
+    CHECK_RC(nq_opts_set_int(o, NQ_OPT_WORKERS, 0), NQ_EINVAL);
+    CHECK_RC(nq_opts_set_int(o, NQ_OPT_WORKERS, 65), NQ_EINVAL);
+    CHECK_OK(nq_opts_set_int(o, NQ_OPT_WORKERS, 4));
+    CHECK_RC(nq_opts_set_int(o, NQ_OPT_GET_MERGE, 2), NQ_EINVAL);
+    CHECK_RC(nq_opts_set_int(o, NQ_OPT_KEEPALIVE_MS, 5), NQ_EINVAL);
+    CHECK_OK(nq_opts_set_int(o, NQ_OPT_KEEPALIVE_MS, 0));
+    CHECK_OK(nq_opts_set_int(o, NQ_OPT_CLOSE_TIMEOUT_MS, -1));
+    CHECK_RC(nq_opts_set_int(o, NQ_OPT_CLOSE_TIMEOUT_MS, -2), NQ_EINVAL);
+    CHECK_RC(nq_opts_set_int(o, (nq_option)0, 1), NQ_EINVAL);
+    CHECK_RC(nq_opts_set_int(o, (nq_option)999, 1), NQ_EINVAL);
+    CHECK_RC(nq_opts_set_netloc(o, "", 1), NQ_EINVAL);
+    char longhost[300];
+    memset(longhost, 'a', sizeof(longhost) - 1);
+    longhost[sizeof(longhost) - 1] = 0;
+    CHECK_RC(nq_opts_set_netloc(o, longhost, 1), NQ_EINVAL);
+    CHECK_RC(nq_opts_set_tls(o, "", NULL), NQ_EINVAL);
+    CHECK_RC(nq_opts_set_serializer(o, NULL, NULL, NULL), NQ_EINVAL);
+    nq_opts_free(o);
+    return 0;
+}
+
+static int test_ids_parse_and_format(void)
+{
+    nq_id id;
+    CHECK_OK(nq_id_parse("8f02c060-b59c-4520-9795-369445186a49", &id));
+    CHECK(id.bytes[0] == 0x8f && id.bytes[15] == 0x49);
+    char text[NQ_ID_STRLEN];
+    CHECK_OK(nq_id_format(&id, text, sizeof(text)));
+    CHECK(strcmp(text, "8f02c060-b59c-4520-9795-369445186a49") == 0);
+    nq_id same;
+    CHECK_OK(nq_id_parse("8F02C060B59C45209795369445186A49", &same));
+    CHECK(nq_id_equal(&id, &same));
+    CHECK_RC(nq_id_parse("8f02c060-b59c-4520-9795-369445186a4", &id), NQ_EINVAL);
+    CHECK_RC(nq_id_parse("8f02c060+b59c-4520-9795-369445186a49", &id), NQ_EINVAL);
+    CHECK_RC(nq_id_parse("zz02c060-b59c-4520-9795-369445186a49", &id), NQ_EINVAL);
+    CHECK_RC(nq_id_format(&id, text, 36), NQ_EINVAL);
+    nq_id r1, r2;
+    CHECK_OK(nq_id_random(&r1));
+    CHECK_OK(nq_id_random(&r2));
+    CHECK(!nq_id_equal(&r1, &r2));
+    CHECK((r1.bytes[6] >> 4) == 4 && (r1.bytes[8] & 0xc0) == 0x80);
+    return 0;
+}
+
+static int test_errors_have_texts_and_version_matches(void)
+{
+    for (int e = NQ_OK; e >= NQ_EPENDING; e--) {
+        CHECK(strcmp(nq_strerror(e), "unknown error") != 0);
+    }
+    CHECK(strcmp(nq_strerror(-999), "unknown error") == 0);
+    CHECK(nq_version_number() == NQ_VERSION_NUMBER);
+    CHECK(strcmp(nq_version(), "1.0.0") == 0);
+    return 0;
+}
+
+static const struct test_case tests[] = {
+    TEST(test_header_is_big_endian_u64),
+    TEST(test_parser_splits_frames_at_any_boundary),
+    TEST(test_parser_rejects_length_over_limit),
+    TEST(test_parser_allocation_grows_with_arrivals),
+    TEST(test_parser_window_reads_straight_into_message),
+    TEST(test_parser_stops_when_callback_fails),
+    TEST(test_mpsc_keeps_each_producers_order),
+    TEST(test_future_completes_after_every_part),
+    TEST(test_future_callback_on_completed_future_runs_at_once),
+    TEST(test_options_validate_ranges),
+    TEST(test_ids_parse_and_format),
+    TEST(test_errors_have_texts_and_version_matches),
+};
+
+int main(int argc, char **argv)
+{
+    return run_tests(tests, TEST_COUNT(tests), argc, argv);
+}
