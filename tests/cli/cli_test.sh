@@ -1,0 +1,183 @@
+#!/usr/bin/env bash
+# Tests of the nq command-line tool: cli_test.sh NQ_BINARY CASE.
+# Every case talks to 127.0.0.1 only and lets the kernel pick the port, so
+# cases may run in parallel with each other and with anything else.
+set -euo pipefail
+
+nq=$1
+case_name=$2
+
+server_id=11111111-2222-4333-8444-555555555555
+client_id=aaaaaaaa-bbbb-4ccc-8ddd-eeeeeeeeeeee
+
+work=$(mktemp -d)
+server_pid=
+cleanup() {
+  if [ -n "$server_pid" ] && kill -0 "$server_pid" 2>/dev/null; then
+    kill -KILL "$server_pid" 2>/dev/null || true
+  fi
+  rm -rf "$work"
+}
+trap cleanup EXIT
+
+fail() {
+  echo "FAIL: $*" >&2
+  for f in "$work"/*; do
+    [ -f "$f" ] || continue
+    echo "--- $(basename "$f")" >&2
+    cat "$f" >&2
+  done
+  exit 1
+}
+
+# Starts "nq serve --port 0 ARGS..." in the background and sets $port from
+# its "listening" line.
+start_server() {
+  # Created here: the background job opens it only once it gets to run.
+  : >"$work/serve.out"
+  "$nq" serve --port 0 "$@" >"$work/serve.out" 2>"$work/serve.err" &
+  server_pid=$!
+  local line=
+  for _ in $(seq 100); do
+    line=$(head -n 1 "$work/serve.out")
+    [ -n "$line" ] && break
+    kill -0 "$server_pid" 2>/dev/null || fail "server exited before listening"
+    sleep 0.1
+  done
+  [[ $line =~ ^listening\ 127\.0\.0\.1\ ([0-9]+)$ ]] || fail "bad listening line: '$line'"
+  port=${BASH_REMATCH[1]}
+  [ "$port" -gt 0 ] || fail "server listens on port 0"
+}
+
+# Waits (at most 15 s) for the server to exit and checks that it exited 0.
+expect_server_exit_ok() {
+  for _ in $(seq 150); do
+    kill -0 "$server_pid" 2>/dev/null || break
+    sleep 0.1
+  done
+  kill -0 "$server_pid" 2>/dev/null && fail "server still running"
+  local rc=0
+  wait "$server_pid" || rc=$?
+  server_pid=
+  [ "$rc" -eq 0 ] || fail "server exited with $rc"
+}
+
+# Runs nq with ARGS, bounded in time; sets $rc, $out (stdout) and $err (stderr).
+run_nq() {
+  rc=0
+  timeout 30 "$nq" "$@" >"$work/run.out" 2>"$work/run.err" || rc=$?
+  [ "$rc" -ne 124 ] || fail "nq $* did not finish in 30 s"
+  out=$(cat "$work/run.out")
+  err=$(cat "$work/run.err")
+}
+
+expect_equal() { # what expected actual
+  [ "$2" == "$3" ] || fail "$1: expected
+$2
+got
+$3"
+}
+
+expect_one_error_line() { # status_wanted
+  [ "$rc" -eq "$1" ] || fail "exit status $rc, expected $1"
+  [ "$(printf '%s\n' "$err" | wc -l)" -eq 1 ] || fail "stderr is not one line: $err"
+  [[ $err == nq:\ * ]] || fail "stderr does not start with 'nq: ': $err"
+}
+
+test_echo_round_trip() {
+  start_server --id "$server_id" --echo --count 3
+  run_nq send --port "$port" --id "$client_id" --expect 3 hello "two words" $'tab\tback\\slash'
+  [ "$rc" -eq 0 ] || fail "send exited with $rc: $err"
+  expect_equal "send output" "$server_id 5 hello
+$server_id 9 two words
+$server_id 14 tab\\x09back\\\\slash" "$out"
+  expect_equal "send stderr" "" "$err"
+  expect_server_exit_ok
+  expect_equal "serve output" "listening 127.0.0.1 $port
+$client_id 5 hello
+$client_id 9 two words
+$client_id 14 tab\\x09back\\\\slash" "$(cat "$work/serve.out")"
+  expect_equal "serve stderr" "" "$(cat "$work/serve.err")"
+}
+
+test_empty_message() {
+  start_server --id "$server_id" --echo --count 2
+  run_nq send --port "$port" --id "$client_id" --expect 2 "" after-empty
+  [ "$rc" -eq 0 ] || fail "send exited with $rc: $err"
+  expect_equal "send output" "$server_id 0 
+$server_id 11 after-empty" "$out"
+  expect_server_exit_ok
+  expect_equal "serve output" "listening 127.0.0.1 $port
+$client_id 0 
+$client_id 11 after-empty" "$(cat "$work/serve.out")"
+}
+
+test_signal_stops_server() {
+  start_server
+  kill -TERM "$server_pid"
+  expect_server_exit_ok
+  expect_equal "serve stderr" "" "$(cat "$work/serve.err")"
+}
+
+test_bad_arguments() {
+  local bad=(
+    ""
+    "frobnicate"
+    "serve --port 70000"
+    "serve --port abc"
+    "serve --bogus"
+    "serve --protocol udp"
+    "serve --key only.pem"
+    "serve --count 0"
+    "serve stray-message"
+    "send"
+    "send --port"
+    "send --port 0 x"
+    "send --id not-a-uuid x"
+    "send --expect -1 x"
+    "send --timeout soon x"
+    "send --echo x"
+    "version extra"
+  )
+  for args in "${bad[@]}"; do
+    # Word splitting is wanted: each entry is a command line.
+    # shellcheck disable=SC2086
+    run_nq $args
+    [ "$rc" -eq 2 ] || fail "nq $args: exit status $rc, expected 2 (stderr: $err)"
+    expect_one_error_line 2
+  done
+}
+
+test_help_and_version() {
+  run_nq --help
+  [ "$rc" -eq 0 ] || fail "--help exited with $rc"
+  [[ $out == usage:* ]] || fail "--help does not print usage: $out"
+  run_nq help
+  [ "$rc" -eq 0 ] || fail "help exited with $rc"
+  run_nq version
+  [ "$rc" -eq 0 ] || fail "version exited with $rc"
+  [[ $out =~ ^[0-9]+\.[0-9]+\.[0-9]+$ ]] || fail "version printed '$out'"
+}
+
+test_closed_port() {
+  # A port that was just ours and is now closed: nothing else listens there
+  # unless the kernel hands it out again within these few milliseconds.
+  start_server
+  local closed_port=$port
+  kill -TERM "$server_pid"
+  expect_server_exit_ok
+  run_nq send --port "$closed_port" --timeout 5000 --expect 1 hello
+  expect_one_error_line 1
+}
+
+test_unsupported_protocol() {
+  run_nq serve --protocol mqtt --port 0
+  expect_one_error_line 1
+  expect_equal "serve stderr" "nq: protocol mqtt is not built into this libnq" "$err"
+  run_nq send --protocol grpc hello
+  expect_one_error_line 1
+  expect_equal "send stderr" "nq: protocol grpc is not built into this libnq" "$err"
+}
+
+"test_$case_name"
+echo "PASS: $case_name"
