@@ -99,6 +99,9 @@ static int wait_live(nq_comm *c, int64_t timeout_ms)
 
 static void comm_free(nq_comm *c)
 {
+    if (c->transport != NULL && c->transport->shutdown != NULL) {
+        c->transport->shutdown(c);
+    }
     for (int i = 0; i < c->nloops; i++) {
         nqi_loop_fini(&c->loops[i]);
     }
@@ -165,8 +168,18 @@ int nq_open(nq_protocol protocol, nq_purpose purpose, const nq_opts *opts, nq_co
     if (out == NULL || (purpose != NQ_CLIENT && purpose != NQ_SERVER)) {
         return NQ_EINVAL;
     }
-    if (protocol != NQ_TCP) {
-        return protocol == NQ_MQTT || protocol == NQ_GRPC ? NQ_ENOTSUP : NQ_EINVAL;
+    const nqi_transport *transport;
+    switch (protocol) {
+    case NQ_TCP:
+        transport = &nqi_tcp_transport;
+        break;
+    case NQ_MQTT:
+        transport = &nqi_mqtt_transport;
+        break;
+    case NQ_GRPC:
+        return NQ_ENOTSUP;
+    default:
+        return NQ_EINVAL;
     }
     nq_comm *c = calloc(1, sizeof(*c));
     if (c == NULL) {
@@ -177,6 +190,7 @@ int nq_open(nq_protocol protocol, nq_purpose purpose, const nq_opts *opts, nq_co
         free(c);
         return rv;
     }
+    c->transport = transport;
     c->protocol = protocol;
     c->purpose = purpose;
     nqi_log_init(&c->log, c->opts.log_fn, c->opts.log_ctx);
@@ -192,7 +206,8 @@ int nq_open(nq_protocol protocol, nq_purpose purpose, const nq_opts *opts, nq_co
     pthread_mutex_init(&c->server_id_mu, NULL);
     nqi_msgq_init(&c->msgq);
 
-    int nloops = purpose == NQ_SERVER ? (int)c->opts.ints[NQ_OPT_WORKERS] : 1;
+    /* Only TCP servers spread connections over several loops. */
+    int nloops = purpose == NQ_SERVER && protocol == NQ_TCP ? (int)c->opts.ints[NQ_OPT_WORKERS] : 1;
     c->loops = calloc((size_t)nloops, sizeof(*c->loops));
     if (c->loops == NULL) {
         comm_free(c);
@@ -205,8 +220,11 @@ int nq_open(nq_protocol protocol, nq_purpose purpose, const nq_opts *opts, nq_co
     if (rv == NQ_OK) {
         rv = check_tls_options(c);
     }
+    if (rv == NQ_OK && purpose == NQ_CLIENT) {
+        rv = start_client_session(c);
+    }
     if (rv == NQ_OK) {
-        rv = purpose == NQ_SERVER ? nqi_tcp_listen(c) : start_client_session(c);
+        rv = transport->open(c);
     }
     for (int i = 0; i < nloops && rv == NQ_OK; i++) {
         rv = nqi_loop_start(&c->loops[i]);
@@ -251,6 +269,9 @@ int nq_close(nq_comm *c)
             }
         }
         wait_live(c, -1);
+    }
+    if (c->transport->close != NULL) {
+        c->transport->close(c);
     }
     for (int i = 0; i < c->nloops; i++) {
         while (nqi_loop_post_simple(&c->loops[i], NQI_CMD_STOP, NULL, -1) != NQ_OK) {

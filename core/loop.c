@@ -93,9 +93,7 @@ static void resume(nqi_session *s)
 {
     atomic_store(&s->resume_requested, 0);
     if (atomic_exchange(&s->paused, 0) && !s->ended) {
-        nqi_tcp_update_events(s);
-        /* TLS may hold decrypted bytes the socket will not signal again. */
-        nqi_tcp_on_event(s, EPOLLIN);
+        s->comm->transport->resume(s);
     }
 }
 
@@ -161,6 +159,9 @@ static void run_command(nqi_loop *l, nqi_cmd *c)
     case NQI_CMD_STOP:
         l->stopping = 1;
         break;
+    case NQI_CMD_TRANSPORT:
+        l->comm->transport->on_command(l, c);
+        break;
     default:
         break;
     }
@@ -188,7 +189,7 @@ static void flush_dirty(nqi_loop *l)
         s->dirty_next = NULL;
         s->dirty = 0;
         if (!s->ended) {
-            nqi_tcp_flush(s);
+            s->comm->transport->flush(s);
         }
         nqi_session_unref(s);
     }
@@ -224,8 +225,8 @@ static void *loop_main(void *arg)
     nq_comm *c = l->comm;
     struct epoll_event evs[MAX_EVENTS];
 
-    if (c->purpose == NQ_CLIENT && c->client != NULL) {
-        nqi_tcp_client_start(l, c->client);
+    if (c->transport->loop_start != NULL) {
+        c->transport->loop_start(l);
     }
     flush_dirty(l);
     for (;;) {
@@ -253,7 +254,7 @@ static void *loop_main(void *arg)
                 nqi_session *s = p;
                 nqi_session_ref(s);
                 if (!s->ended) {
-                    nqi_tcp_on_event(s, evs[i].events);
+                    c->transport->on_event(s, evs[i].events);
                 }
                 nqi_session_unref(s);
             }

@@ -14,7 +14,7 @@
 #include "core/framer.h"
 #include "nq/nq.h"
 
-#define NQI_OPT_COUNT 12
+#define NQI_OPT_COUNT 13
 #define NQI_ARRAY_LEN(a) (sizeof(a) / sizeof((a)[0]))
 
 /* ---- options ---------------------------------------------------------- */
@@ -27,6 +27,7 @@ struct nq_opts {
     int tls;
     char *key_path;
     char *cert_path;
+    char *mqtt_prefix;
     nq_dump_fn dump;
     nq_load_fn load;
     void *serializer_ctx;
@@ -88,6 +89,7 @@ nqi_mpsc_node *nqi_mpsc_pop(nqi_mpsc *q);
 
 typedef struct nqi_session nqi_session;
 typedef struct nqi_loop nqi_loop;
+typedef struct nqi_transport nqi_transport;
 
 enum nqi_cmd_type {
     NQI_CMD_SEND = 1, /* queue frame on session                     */
@@ -95,7 +97,8 @@ enum nqi_cmd_type {
     NQI_CMD_CLOSE,    /* begin the close handshake                  */
     NQI_CMD_RESUME,   /* a paused session may read again            */
     NQI_CMD_ABORT,    /* drop every connection now                  */
-    NQI_CMD_STOP      /* leave the loop                             */
+    NQI_CMD_STOP,     /* leave the loop                             */
+    NQI_CMD_TRANSPORT /* for the transport's on_command             */
 };
 
 typedef struct nqi_frame nqi_frame;
@@ -103,7 +106,10 @@ typedef struct nqi_frame nqi_frame;
 typedef struct nqi_cmd {
     nqi_mpsc_node node; /* first member: the queue links commands */
     int type;
+    int subtype; /* NQI_CMD_TRANSPORT: the transport's own kind */
     int fd;
+    long long arg;
+    void *ptr;
     int embedded; /* lives inside its frame; not freed alone */
     nqi_session *session;
     nqi_frame *frame;
@@ -215,6 +221,9 @@ struct nqi_session {
     size_t out_head;
     size_t out_len;
     uint64_t out_off;
+    uint64_t out_sent;  /* bytes past out_off handed over, not yet confirmed */
+    char *topic;        /* MQTT: where this session publishes */
+    nq_id route;        /* MQTT: the id in the peer's topic */
     uint8_t *tls_stage; /* TLS: small frames coalesced into one record */
     size_t tls_stage_len;
 
@@ -283,6 +292,8 @@ enum nqi_stat_index {
 typedef struct ssl_ctx_st nqi_ssl_ctx;
 
 struct nq_comm {
+    const nqi_transport *transport;
+    void *tp; /* the transport's per-communicator state */
     nq_protocol protocol;
     nq_purpose purpose;
     nq_opts opts;
@@ -344,6 +355,8 @@ void nqi_session_mark_dirty(nqi_session *s);
  * entries and max_bytes bytes.  Returns the count. */
 int nqi_session_out_iov(nqi_session *s, struct iovec *iov, int max_iov, size_t max_bytes,
                         size_t *total);
+/* Bytes queued and not yet handed to the transport (beyond out_sent). */
+uint64_t nqi_session_out_pending(const nqi_session *s);
 /* Accounts n bytes handed to the transport; completes finished frames. */
 void nqi_session_out_commit(nqi_session *s, size_t n);
 /* Feeds received bytes.  Returns 0 or an error that ends the session. */
@@ -367,19 +380,44 @@ void nqi_peers_remove(nq_comm *c, nqi_session *s);
 void nqi_live_inc(nq_comm *c);
 void nqi_live_dec(nq_comm *c, int err);
 
+/* ---- transports -------------------------------------------------------------- */
+
+/* What the core asks of a transport.  Every hook runs on the session's loop
+ * thread except open and shutdown, which run on the caller's thread. */
+struct nqi_transport {
+    /* At nq_open, before the loops start: bind, connect to a broker...
+     * Returns an nq error. */
+    int (*open)(nq_comm *c);
+    /* First thing on each loop thread (may be NULL). */
+    void (*loop_start)(nqi_loop *l);
+    /* Write as much queued output as the transport takes now. */
+    void (*flush)(nqi_session *s);
+    /* An epoll event on a session's descriptor, or a read resumed after a
+     * pause (events == EPOLLIN). */
+    void (*on_event)(nqi_session *s, uint32_t events);
+    /* A paused session may read again. */
+    void (*resume)(nqi_session *s);
+    /* NQI_CMD_TRANSPORT commands posted by the transport's own threads. */
+    void (*on_command)(nqi_loop *l, nqi_cmd *c);
+    /* The session ended: release its transport resources. */
+    void (*session_end)(nqi_session *s);
+    /* In nq_close once every session has ended, before the loops stop:
+     * stop producing commands (may be NULL). */
+    void (*close)(nq_comm *c);
+    /* After the loops stopped: release the communicator's resources. */
+    void (*shutdown)(nq_comm *c);
+    /* 1 when reading from one peer can be paused (flow control). */
+    int pausable;
+};
+
+extern const nqi_transport nqi_tcp_transport;
+extern const nqi_transport nqi_mqtt_transport;
+
 /* ---- TCP transport (transports/tcp) --------------------------------------- */
 
-/* Binds and listens (server) at open.  Returns an nq error. */
-int nqi_tcp_listen(nq_comm *c);
-/* Loop callbacks. */
+/* Accepting connections (loop 0 of a server) and taking one over. */
 void nqi_tcp_on_listen(nqi_loop *l);
 void nqi_tcp_adopt(nqi_loop *l, int fd);
-void nqi_tcp_client_start(nqi_loop *l, nqi_session *s);
-void nqi_tcp_on_event(nqi_session *s, uint32_t events);
-/* Writes as much queued output as the socket takes. */
-void nqi_tcp_flush(nqi_session *s);
-/* Re-arms epoll interest after state changes. */
-void nqi_tcp_update_events(nqi_session *s);
 
 /* ---- TLS (transports/tcp/tls.c) ------------------------------------------- */
 

@@ -26,6 +26,7 @@ static const struct option_spec specs[NQI_OPT_COUNT] = {
     [NQ_OPT_HANDSHAKE_TIMEOUT_MS] = {100, INT64_C(1) << 31, 10000, 100},
     [NQ_OPT_KEEPALIVE_MS] = {1000, INT64_C(1) << 31, 15000, 0},
     [NQ_OPT_CLOSE_TIMEOUT_MS] = {0, INT64_C(1) << 31, -1, -1},
+    [NQ_OPT_MQTT_QOS] = {0, 2, 1, 0},
 };
 
 static int valid_option(int option)
@@ -70,7 +71,8 @@ void nqi_opts_clear(nq_opts *o)
 {
     free(o->key_path);
     free(o->cert_path);
-    o->key_path = o->cert_path = NULL;
+    free(o->mqtt_prefix);
+    o->key_path = o->cert_path = o->mqtt_prefix = NULL;
 }
 
 void nq_opts_free(nq_opts *opts)
@@ -100,6 +102,7 @@ int nqi_opts_copy(nq_opts *dst, const nq_opts *src)
     int ok = 1;
     dst->key_path = dup_or_null(src->key_path, &ok);
     dst->cert_path = dup_or_null(src->cert_path, &ok);
+    dst->mqtt_prefix = dup_or_null(src->mqtt_prefix, &ok);
     if (!ok) {
         nqi_opts_clear(dst);
         return NQ_ENOMEM;
@@ -175,7 +178,8 @@ int nq_opts_set_tls(nq_opts *opts, const char *key_path, const char *cert_path)
         free(cert);
         return NQ_ENOMEM;
     }
-    nqi_opts_clear(opts);
+    free(opts->key_path);
+    free(opts->cert_path);
     opts->key_path = key;
     opts->cert_path = cert;
     opts->tls = 1;
@@ -200,5 +204,19 @@ int nq_opts_set_log(nq_opts *opts, nq_log_fn fn, void *ctx)
     }
     opts->log_fn = fn;
     opts->log_ctx = ctx;
+    return NQ_OK;
+}
+
+int nq_opts_set_mqtt_prefix(nq_opts *opts, const char *prefix)
+{
+    if (opts == NULL || prefix == NULL || strlen(prefix) > 128 || strpbrk(prefix, "+#") != NULL) {
+        return NQ_EINVAL;
+    }
+    char *copy = NULL;
+    if (prefix[0] != '\0' && (copy = strdup(prefix)) == NULL) {
+        return NQ_ENOMEM;
+    }
+    free(opts->mqtt_prefix);
+    opts->mqtt_prefix = copy;
     return NQ_OK;
 }

@@ -5,10 +5,8 @@
  * the first 16-byte message is the peer's INI, a later 16-byte message equal
  * to the peer's id is its FIN, anything else is data.
  */
-#include <netdb.h>
 #include <stdlib.h>
 #include <string.h>
-#include <unistd.h>
 
 #include "core/nqi.h"
 
@@ -158,6 +156,7 @@ void nqi_session_unref(nqi_session *s)
     nqi_parser_fini(&s->parser);
     free(s->out);
     free(s->tls_stage);
+    free(s->topic);
     free(s);
 }
 
@@ -219,15 +218,7 @@ void nqi_session_end(nqi_session *s, int err)
     }
     s->loop_next = s->loop_prev = NULL;
 
-    nqi_tls_free(s);
-    if (s->fd >= 0) {
-        close(s->fd); /* also removes it from epoll */
-        s->fd = -1;
-    }
-    if (s->addrs != NULL) {
-        freeaddrinfo(s->addrs);
-        s->addrs = s->addr_next = NULL;
-    }
+    c->transport->session_end(s);
     count_end(c, err);
 
     char peer[NQ_ID_STRLEN] = "(before INI)";
@@ -293,7 +284,7 @@ int nqi_session_out_iov(nqi_session *s, struct iovec *iov, int max_iov, size_t m
 {
     int n = 0;
     size_t bytes = 0;
-    uint64_t skip = s->out_off;
+    uint64_t skip = s->out_off + s->out_sent;
     for (size_t k = 0; k < s->out_len && n < max_iov && bytes < max_bytes; k++) {
         nqi_frame *f = s->out[(s->out_head + k) % s->out_cap];
         for (size_t i = 0; i <= f->nchunks && n < max_iov && bytes < max_bytes; i++) {
@@ -324,6 +315,15 @@ int nqi_session_out_iov(nqi_session *s, struct iovec *iov, int max_iov, size_t m
     }
     *total = bytes;
     return n;
+}
+
+uint64_t nqi_session_out_pending(const nqi_session *s)
+{
+    uint64_t total = 0;
+    for (size_t k = 0; k < s->out_len; k++) {
+        total += NQI_HEADER_SIZE + s->out[(s->out_head + k) % s->out_cap]->payload_len;
+    }
+    return total - s->out_off - s->out_sent;
 }
 
 void nqi_session_out_commit(nqi_session *s, size_t n)
@@ -502,7 +502,8 @@ int nqi_session_deliver(nqi_session *s)
 
     nq_comm *c = s->comm;
     long limit = (long)c->opts.ints[NQ_OPT_QUEUE_SIZE];
-    if (queued >= limit && atomic_load(&c->state) == NQI_OPEN && !atomic_load(&s->paused)) {
+    if (c->transport->pausable && queued >= limit && atomic_load(&c->state) == NQI_OPEN &&
+        !atomic_load(&s->paused)) {
         atomic_store(&s->paused, 1);
         nqi_stat_add(c, NQI_ST_READ_PAUSES, 1);
         /* A getter may have made room between the count and the flag. */

@@ -35,17 +35,22 @@ typedef int (*test_fn)(void);
 struct test_case {
     const char *name;
     test_fn fn;
+    int tcp_only; /* uses raw sockets or TCP-only features */
 };
 
-#define TEST(name) {#name, name}
+#define TEST(name) {#name, name, 0}
+#define TEST_TCP(name) {#name, name, 1}
 #define TEST_COUNT(a) (sizeof(a) / sizeof((a)[0]))
 
-static inline int run_tests(const struct test_case *tests, size_t n, int argc, char **argv)
+/* Runs the test named by argv[1], or all; with tcp 0 the TCP-only ones are
+ * left out. */
+static inline int run_tests_for(const struct test_case *tests, size_t n, int argc, char **argv,
+                                int tcp)
 {
     int failed = 0;
     int ran = 0;
     for (size_t i = 0; i < n; i++) {
-        if (argc > 1 && strcmp(argv[1], tests[i].name) != 0) {
+        if ((argc > 1 && strcmp(argv[1], tests[i].name) != 0) || (!tcp && tests[i].tcp_only)) {
             continue;
         }
         ran++;
@@ -60,6 +65,11 @@ static inline int run_tests(const struct test_case *tests, size_t n, int argc, c
     }
     printf("%d passed, %d failed\n", ran - failed, failed);
     return failed != 0;
+}
+
+static inline int run_tests(const struct test_case *tests, size_t n, int argc, char **argv)
+{
+    return run_tests_for(tests, n, argc, argv, 1);
 }
 
 #endif

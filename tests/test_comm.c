@@ -6,6 +6,7 @@
 #include <errno.h>
 #include <netinet/in.h>
 #include <pthread.h>
+#include <signal.h>
 #include <stdatomic.h>
 #include <stdint.h>
 #include <stdlib.h>
@@ -13,10 +14,16 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "broker.h"
 #include "harness.h"
 #include "nq/nq.h"
 
 #define WAIT_MS 10000
+
+/* The protocol under test (first argument: tcp or mqtt); MQTT peers meet at
+ * a broker this process starts. */
+static nq_protocol g_proto = NQ_TCP;
+static nqt_broker g_broker;
 
 /* ---- helpers ---------------------------------------------------------------- */
 
@@ -36,7 +43,10 @@ static nq_opts *opts_at(const char *host, uint16_t port, const nq_id *id)
 static nq_comm *open_with(nq_purpose purpose, nq_opts *o)
 {
     nq_comm *c = NULL;
-    int rv = nq_open(NQ_TCP, purpose, o, &c);
+    if (g_proto == NQ_MQTT) {
+        nq_opts_set_netloc(o, "127.0.0.1", g_broker.port);
+    }
+    int rv = nq_open(g_proto, purpose, o, &c);
     nq_opts_free(o);
     if (rv != NQ_OK) {
         fprintf(stderr, "nq_open: %s\n", nq_strerror(rv));
@@ -199,7 +209,7 @@ static int test_put_get_both_ways(void)
 {
     nq_comm *s = server_on("127.0.0.1");
     CHECK(s != NULL);
-    CHECK(port_of(s) != 0);
+    CHECK(g_proto != NQ_TCP || port_of(s) != 0);
     nq_comm *c = client_of(s, NULL);
     CHECK(c != NULL);
     CHECK(round_trip(s, c) == 0);
@@ -1094,7 +1104,7 @@ static int test_tls_bad_key_files_fail_at_open(void)
 static int test_other_protocols_are_reported_unsupported(void)
 {
     nq_comm *c = NULL;
-    CHECK_RC(nq_open(NQ_MQTT, NQ_CLIENT, NULL, &c), NQ_ENOTSUP);
+    CHECK_RC(nq_open(NQ_GRPC, NQ_CLIENT, NULL, &c), NQ_ENOTSUP);
     CHECK_RC(nq_open((nq_protocol)42, NQ_CLIENT, NULL, &c), NQ_EINVAL);
     return 0;
 }
@@ -1114,38 +1124,51 @@ static const struct test_case tests[] = {
     TEST(test_server_close_waits_for_clients),
     TEST(test_close_flushes_pending_data),
     TEST(test_reconnect_with_same_id_is_served),
-    TEST(test_unreachable_server_fails_futures_and_get),
-    TEST(test_unresolvable_host_fails_cleanly),
-    TEST(test_address_in_use_is_reported),
-    TEST(test_ipv6_and_host_names),
-    TEST(test_workers_share_clients),
-    TEST(test_queue_size_holds_sender_back_without_loss),
+    TEST_TCP(test_unreachable_server_fails_futures_and_get),
+    TEST_TCP(test_unresolvable_host_fails_cleanly),
+    TEST_TCP(test_address_in_use_is_reported),
+    TEST_TCP(test_ipv6_and_host_names),
+    TEST_TCP(test_workers_share_clients),
+    TEST_TCP(test_queue_size_holds_sender_back_without_loss),
     TEST(test_send_limit_refuses_copies),
     TEST(test_values_use_the_serializer),
-    TEST(test_peer_vanishing_without_fin_is_detected),
-    TEST(test_pending_futures_fail_when_peer_dies),
-    TEST(test_server_vanishing_fails_client),
-    TEST(test_close_timeout_bounds_a_silent_server),
-    TEST(test_garbage_bytes_close_only_that_connection),
-    TEST(test_first_message_not_ini_is_rejected),
-    TEST(test_huge_length_header_allocates_nothing),
-    TEST(test_length_over_message_size_is_rejected),
-    TEST(test_frame_cut_by_eof_is_a_lost_connection),
-    TEST(test_silent_connections_time_out),
-    TEST(test_duplicate_live_id_is_refused),
-    TEST(test_wire_handshake_bytes),
-    TEST(test_client_speaks_first_and_finishes_last),
-    TEST(test_tls_exchange_with_trusted_certificate),
-    TEST(test_tls_untrusted_certificate_fails_cleanly),
-    TEST(test_tls_wrong_host_name_fails),
-    TEST(test_tls_plain_client_cannot_confuse_server),
-    TEST(test_tls_bad_key_files_fail_at_open),
-    TEST(test_other_protocols_are_reported_unsupported),
+    TEST_TCP(test_peer_vanishing_without_fin_is_detected),
+    TEST_TCP(test_pending_futures_fail_when_peer_dies),
+    TEST_TCP(test_server_vanishing_fails_client),
+    TEST_TCP(test_close_timeout_bounds_a_silent_server),
+    TEST_TCP(test_garbage_bytes_close_only_that_connection),
+    TEST_TCP(test_first_message_not_ini_is_rejected),
+    TEST_TCP(test_huge_length_header_allocates_nothing),
+    TEST_TCP(test_length_over_message_size_is_rejected),
+    TEST_TCP(test_frame_cut_by_eof_is_a_lost_connection),
+    TEST_TCP(test_silent_connections_time_out),
+    TEST_TCP(test_duplicate_live_id_is_refused),
+    TEST_TCP(test_wire_handshake_bytes),
+    TEST_TCP(test_client_speaks_first_and_finishes_last),
+    TEST_TCP(test_tls_exchange_with_trusted_certificate),
+    TEST_TCP(test_tls_untrusted_certificate_fails_cleanly),
+    TEST_TCP(test_tls_wrong_host_name_fails),
+    TEST_TCP(test_tls_plain_client_cannot_confuse_server),
+    TEST_TCP(test_tls_bad_key_files_fail_at_open),
+    TEST_TCP(test_other_protocols_are_reported_unsupported),
 };
 
 int main(int argc, char **argv)
 {
-    int rv = run_tests(tests, TEST_COUNT(tests), argc, argv);
+    if (argc > 1 && strcmp(argv[1], "mqtt") == 0) {
+        g_proto = NQ_MQTT;
+        if (nqt_broker_start(&g_broker, NULL, NULL) != 0) {
+            return 1;
+        }
+    }
+    if (argc > 1 && (strcmp(argv[1], "mqtt") == 0 || strcmp(argv[1], "tcp") == 0)) {
+        argc--;
+        argv++;
+    }
+    int rv = run_tests_for(tests, TEST_COUNT(tests), argc, argv, g_proto == NQ_TCP);
+    if (g_proto == NQ_MQTT) {
+        nqt_broker_stop(&g_broker, SIGTERM);
+    }
     if (tls_dir[0] != 0) {
         char cmd[128];
         snprintf(cmd, sizeof(cmd), "rm -rf %s", tls_dir);

@@ -22,6 +22,9 @@
  * it is still to come. */
 #define DIRECT_READ_MIN (64 * 1024)
 
+static void flush(nqi_session *s);
+static void on_event(nqi_session *s, uint32_t events);
+
 static void set_socket_options(nq_comm *c, int fd)
 {
     int one = 1;
@@ -76,7 +79,7 @@ static uint16_t bound_port(int fd)
     return ntohs(((struct sockaddr_in *)&ss)->sin_port);
 }
 
-int nqi_tcp_listen(nq_comm *c)
+static int tcp_listen(nq_comm *c)
 {
     struct addrinfo *ai;
     int rv = resolve(c, 1, &ai);
@@ -120,7 +123,7 @@ int nqi_tcp_listen(nq_comm *c)
     return NQ_OK;
 }
 
-void nqi_tcp_update_events(nqi_session *s)
+static void update_events(nqi_session *s)
 {
     if (s->fd < 0 || s->ended) {
         return;
@@ -185,7 +188,7 @@ void nqi_tcp_adopt(nqi_loop *l, int fd)
         }
         s->conn_state = NQI_CONN_TLS_HANDSHAKE;
     }
-    nqi_tcp_update_events(s);
+    update_events(s);
 }
 
 void nqi_tcp_on_listen(nqi_loop *l)
@@ -234,7 +237,7 @@ static void try_connect(nqi_session *s)
         s->in_epoll = 0;
         if (connect(fd, a->ai_addr, a->ai_addrlen) == 0 || errno == EINPROGRESS) {
             s->conn_state = NQI_CONN_CONNECTING;
-            nqi_tcp_update_events(s);
+            update_events(s);
             return;
         }
         close(fd);
@@ -245,9 +248,12 @@ static void try_connect(nqi_session *s)
     nqi_session_end(s, NQ_ECONNREFUSED);
 }
 
-void nqi_tcp_client_start(nqi_loop *l, nqi_session *s)
+static void client_start(nqi_loop *l)
 {
-    (void)l;
+    nqi_session *s = l->comm->client;
+    if (s == NULL || l->index != 0) {
+        return;
+    }
     if (s->ended) {
         return;
     }
@@ -287,12 +293,12 @@ static void on_connected(nqi_session *s)
             return;
         }
         s->conn_state = NQI_CONN_TLS_HANDSHAKE;
-        nqi_tcp_on_event(s, EPOLLOUT);
+        on_event(s, EPOLLOUT);
         return;
     }
     s->conn_state = NQI_CONN_OPEN;
-    nqi_tcp_update_events(s);
-    nqi_tcp_flush(s);
+    update_events(s);
+    flush(s);
 }
 
 /* Reads what the socket has, within a budget so one busy peer cannot starve
@@ -331,7 +337,7 @@ static void do_read(nqi_session *s)
             if (n == 0 && s->fin_received) {
                 /* The peer finished the handshake and left; send what we
                  * still can and end cleanly if nothing is lost. */
-                nqi_tcp_flush(s);
+                flush(s);
                 err = nqi_session_finished(s) ? 0 : NQ_ECONNRESET;
             }
             nqi_session_end(s, err);
@@ -344,7 +350,7 @@ static void do_read(nqi_session *s)
             return;
         }
         if (nqi_session_deliver(s)) {
-            nqi_tcp_update_events(s);
+            update_events(s);
             break;
         }
         if (s->ssl == NULL) {
@@ -357,12 +363,12 @@ static void do_read(nqi_session *s)
     if (!s->ended) {
         nqi_session_deliver(s);
         if (s->dirty || nqi_session_finished(s)) {
-            nqi_tcp_flush(s);
+            flush(s);
         }
     }
 }
 
-void nqi_tcp_on_event(nqi_session *s, uint32_t events)
+static void on_event(nqi_session *s, uint32_t events)
 {
     switch (s->conn_state) {
     case NQI_CONN_CONNECTING:
@@ -375,12 +381,12 @@ void nqi_tcp_on_event(nqi_session *s, uint32_t events)
             return;
         }
         if (rv == 0) {
-            nqi_tcp_update_events(s);
+            update_events(s);
             return;
         }
         s->conn_state = NQI_CONN_OPEN;
-        nqi_tcp_update_events(s);
-        nqi_tcp_flush(s);
+        update_events(s);
+        flush(s);
         if (!s->ended) {
             do_read(s);
         }
@@ -391,7 +397,7 @@ void nqi_tcp_on_event(nqi_session *s, uint32_t events)
             do_read(s);
         }
         if (!s->ended && (events & EPOLLOUT)) {
-            nqi_tcp_flush(s);
+            flush(s);
         }
         return;
     default:
@@ -422,7 +428,7 @@ static long tls_write_iov(nqi_session *s, struct iovec *iov, int n)
     return nqi_tls_write(s, s->tls_stage, at);
 }
 
-void nqi_tcp_flush(nqi_session *s)
+static void flush(nqi_session *s)
 {
     if (s->ended || s->conn_state != NQI_CONN_OPEN) {
         return;
@@ -470,5 +476,43 @@ void nqi_tcp_flush(nqi_session *s)
         nqi_session_end(s, 0);
         return;
     }
-    nqi_tcp_update_events(s);
+    update_events(s);
 }
+
+static int tcp_open(nq_comm *c)
+{
+    return c->purpose == NQ_SERVER ? tcp_listen(c) : NQ_OK;
+}
+
+static void resume(nqi_session *s)
+{
+    update_events(s);
+    /* TLS may hold decrypted bytes the socket will not signal again. */
+    on_event(s, EPOLLIN);
+}
+
+static void session_end(nqi_session *s)
+{
+    nqi_tls_free(s);
+    if (s->fd >= 0) {
+        close(s->fd); /* also removes it from epoll */
+        s->fd = -1;
+    }
+    if (s->addrs != NULL) {
+        freeaddrinfo(s->addrs);
+        s->addrs = s->addr_next = NULL;
+    }
+}
+
+const nqi_transport nqi_tcp_transport = {
+    .open = tcp_open,
+    .loop_start = client_start,
+    .flush = flush,
+    .on_event = on_event,
+    .resume = resume,
+    .on_command = NULL,
+    .session_end = session_end,
+    .close = NULL,
+    .shutdown = NULL,
+    .pausable = 1,
+};

@@ -184,7 +184,11 @@ typedef enum nq_option {
     /* Milliseconds nq_close waits for the close handshake before it drops
      * the remaining connections.  -1 waits forever (net-queue's behaviour).
      * -1 or 0 .. 2^31, default -1. */
-    NQ_OPT_CLOSE_TIMEOUT_MS = 11
+    NQ_OPT_CLOSE_TIMEOUT_MS = 11,
+    /* MQTT: the QoS of publishes and subscriptions, 0 .. 2, default 1.
+     * Brokers deliver at the lower of the two sides' levels, so net-queue
+     * peers (QoS 0) still interoperate. */
+    NQ_OPT_MQTT_QOS = 12
 } nq_option;
 
 typedef struct nq_opts nq_opts;
@@ -251,6 +255,12 @@ NQ_API int nq_opts_get_int(const nq_opts *opts, nq_option option, int64_t *out);
  *   name or IP address).
  * TLS 1.2 is the lowest version offered.  Returns NQ_OK or NQ_EINVAL. */
 NQ_API int nq_opts_set_tls(nq_opts *opts, const char *key_path, const char *cert_path);
+
+/* MQTT: puts prefix in front of every topic (prefix + "c2s/<hex>"), so
+ * several independent servers can share one broker.  The default, "", gives
+ * net-queue's topics.  At most 128 bytes, without '+' or '#'; it is copied.
+ * Returns NQ_OK, NQ_EINVAL or NQ_ENOMEM. */
+NQ_API int nq_opts_set_mqtt_prefix(nq_opts *opts, const char *prefix);
 
 /* Registers serializer callbacks for nq_put_value / nq_get_value.  ctx is
  * passed to both and must outlive every communicator opened with these

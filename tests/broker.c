@@ -1,0 +1,155 @@
+#include "broker.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/prctl.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+/* A port that was free a moment ago. */
+static uint16_t free_port(void)
+{
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    struct sockaddr_in a = {.sin_family = AF_INET};
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    socklen_t len = sizeof(a);
+    uint16_t port = 0;
+    if (fd >= 0 && bind(fd, (struct sockaddr *)&a, sizeof(a)) == 0 &&
+        getsockname(fd, (struct sockaddr *)&a, &len) == 0) {
+        port = ntohs(a.sin_port);
+    }
+    if (fd >= 0) {
+        close(fd);
+    }
+    return port;
+}
+
+static int port_open(uint16_t port)
+{
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons(port)};
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    int ok = fd >= 0 && connect(fd, (struct sockaddr *)&a, sizeof(a)) == 0;
+    if (fd >= 0) {
+        close(fd);
+    }
+    return ok;
+}
+
+/* Copies src into the broker's directory so the broker's own user can read
+ * it after it drops root. */
+static int copy_in(const char *dir, const char *name, const char *src)
+{
+    char cmd[512];
+    snprintf(cmd, sizeof(cmd), "cp '%s' '%s/%s' && chmod 644 '%s/%s'", src, dir, name, dir, name);
+    return system(cmd) == 0 ? 0 : -1;
+}
+
+static int try_start(nqt_broker *b, const char *cert)
+{
+    b->port = free_port();
+    b->tls_port = cert != NULL ? free_port() : 0;
+    char conf[128];
+    snprintf(conf, sizeof(conf), "%s/mosquitto.conf", b->dir);
+    FILE *f = fopen(conf, "w");
+    if (f == NULL) {
+        return -1;
+    }
+    fprintf(f, "per_listener_settings false\nallow_anonymous true\npersistence false\n");
+    fprintf(f, "log_dest stderr\nlog_type error\nlog_type warning\nlog_type notice\n");
+    fprintf(f, "listener %u 127.0.0.1\n", (unsigned)b->port);
+    if (cert != NULL) {
+        fprintf(f, "listener %u 127.0.0.1\ncertfile %s/cert.pem\nkeyfile %s/key.pem\n",
+                (unsigned)b->tls_port, b->dir, b->dir);
+    }
+    fclose(f);
+    chmod(conf, 0644);
+
+    char log[128];
+    snprintf(log, sizeof(log), "%s/broker.log", b->dir);
+    pid_t pid = fork();
+    if (pid < 0) {
+        return -1;
+    }
+    if (pid == 0) {
+        /* The broker must not outlive a test that crashes. */
+        prctl(PR_SET_PDEATHSIG, SIGKILL);
+        int fd = open(log, O_WRONLY | O_CREAT | O_APPEND, 0666);
+        if (fd >= 0) {
+            dup2(fd, 1);
+            dup2(fd, 2);
+        }
+        execlp("mosquitto", "mosquitto", "-c", conf, (char *)NULL);
+        execl("/usr/sbin/mosquitto", "mosquitto", "-c", conf, (char *)NULL);
+        _exit(127);
+    }
+    b->pid = pid;
+    for (int i = 0; i < 500; i++) {
+        int status;
+        if (waitpid(pid, &status, WNOHANG) == pid) {
+            b->pid = 0;
+            return -1; /* exited: the port was taken, or no broker */
+        }
+        if (port_open(b->port) && (b->tls_port == 0 || port_open(b->tls_port))) {
+            return 0;
+        }
+        struct timespec ts = {0, 10 * 1000 * 1000};
+        nanosleep(&ts, NULL);
+    }
+    kill(pid, SIGKILL);
+    waitpid(pid, NULL, 0);
+    b->pid = 0;
+    return -1;
+}
+
+int nqt_broker_start(nqt_broker *b, const char *cert, const char *key)
+{
+    memset(b, 0, sizeof(*b));
+    strcpy(b->dir, "/tmp/nqbrokerXXXXXX");
+    if (mkdtemp(b->dir) == NULL) {
+        perror("mkdtemp");
+        return -1;
+    }
+    chmod(b->dir, 0755);
+    if (cert != NULL && (copy_in(b->dir, "cert.pem", cert) != 0 || copy_in(b->dir, "key.pem", key) != 0)) {
+        fprintf(stderr, "broker: cannot copy the TLS files\n");
+        return -1;
+    }
+    for (int attempt = 0; attempt < 5; attempt++) {
+        if (try_start(b, cert) == 0) {
+            return 0;
+        }
+    }
+    char cmd[256];
+    snprintf(cmd, sizeof(cmd), "cat %s/broker.log >&2", b->dir);
+    if (system(cmd) != 0) {
+        fprintf(stderr, "broker: no log\n");
+    }
+    fprintf(stderr, "broker: mosquitto did not start (is it installed?)\n");
+    return -1;
+}
+
+void nqt_broker_stop(nqt_broker *b, int sig)
+{
+    if (b->pid > 0) {
+        kill(b->pid, sig);
+        waitpid(b->pid, NULL, 0);
+        b->pid = 0;
+    }
+    if (b->dir[0] != 0 && getenv("NQ_KEEP_BROKER_DIR") == NULL) {
+        char cmd[128];
+        snprintf(cmd, sizeof(cmd), "rm -rf %s", b->dir);
+        if (system(cmd) != 0) {
+            fprintf(stderr, "broker: could not remove %s\n", b->dir);
+        }
+    }
+}

@@ -1,0 +1,27 @@
+/*
+ * A private mosquitto broker for a test process: its own directory, a free
+ * port on 127.0.0.1 (and optionally a TLS listener), started and stopped by
+ * the test itself.
+ */
+#ifndef NQ_TESTS_BROKER_H
+#define NQ_TESTS_BROKER_H
+
+#include <stdint.h>
+#include <sys/types.h>
+
+typedef struct nqt_broker {
+    pid_t pid;
+    uint16_t port;     /* plain listener */
+    uint16_t tls_port; /* 0 without TLS */
+    char dir[64];
+} nqt_broker;
+
+/* Starts a broker; with cert and key (PEM paths) it also listens with TLS.
+ * Returns 0, or -1 with a message on standard error. */
+int nqt_broker_start(nqt_broker *b, const char *cert, const char *key);
+
+/* Stops it with sig (SIGTERM normally, SIGKILL to simulate a crash) and
+ * removes its directory. */
+void nqt_broker_stop(nqt_broker *b, int sig);
+
+#endif
