@@ -131,6 +131,16 @@ static int check_tls_options(nq_comm *c)
     if (!c->opts.tls) {
         return NQ_OK;
     }
+    if (c->protocol == NQ_MQTT) {
+        /* Both roles are clients of the broker, which holds the key; paho
+         * runs the TLS session. */
+        if (c->opts.key_path != NULL) {
+            nqi_logf(&c->log, NQ_LOG_ERROR,
+                     "MQTT peers take only the broker's trusted certificates, no key");
+            return NQ_EINVAL;
+        }
+        return NQ_OK;
+    }
     if (c->purpose == NQ_SERVER && (c->opts.key_path == NULL || c->opts.cert_path == NULL)) {
         nqi_logf(&c->log, NQ_LOG_ERROR, "a TLS server needs both a key and a certificate");
         return NQ_EINVAL;

@@ -253,6 +253,8 @@ NQ_API int nq_opts_get_int(const nq_opts *opts, nq_option option, int64_t *out);
  *   certificates, or NULL to trust the system's store.  The client checks
  *   the chain and that the server's certificate names the netloc host (DNS
  *   name or IP address).
+ * - MQTT: both roles are clients of the broker, so both take the client's
+ *   form (key_path NULL); the broker holds the key.
  * TLS 1.2 is the lowest version offered.  Returns NQ_OK or NQ_EINVAL. */
 NQ_API int nq_opts_set_tls(nq_opts *opts, const char *key_path, const char *cert_path);
 
@@ -292,9 +294,14 @@ typedef struct nq_chunk {
  * address before returning (so address errors are reported here), a client
  * connects in the background and reports failures on its futures and get.
  * The communicator is owned by the caller: nq_close it, then nq_destroy it.
+ * With MQTT both roles connect to the broker in nq_open and wait (bounded
+ * by NQ_OPT_HANDSHAKE_TIMEOUT_MS) until it has acknowledged the connection
+ * and the subscription, so that nothing is published before the answers can
+ * be received; a broker that cannot be reached gives NQ_ECONNREFUSED, a TLS
+ * failure NQ_ETLS.
  * Returns NQ_OK, NQ_EINVAL, NQ_ENOMEM, NQ_ENOTSUP (protocol not built in),
- * NQ_EADDR, NQ_EADDRINUSE, NQ_ETLS (key or certificate cannot be loaded) or
- * NQ_ESYS. */
+ * NQ_EADDR, NQ_EADDRINUSE, NQ_ECONNREFUSED (MQTT), NQ_ETLS (key or
+ * certificate cannot be loaded, or MQTT's TLS failed) or NQ_ESYS. */
 NQ_API int nq_open(nq_protocol protocol, nq_purpose purpose, const nq_opts *opts, nq_comm **out);
 
 /* Queues one message, the concatenation of n chunks, without blocking.
