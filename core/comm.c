@@ -249,6 +249,9 @@ int nq_open(nq_protocol protocol, nq_purpose purpose, const nq_opts *opts, nq_co
                 nqi_loop_join(&c->loops[i]);
             }
         }
+        if (c->client != NULL) {
+            nqi_session_end(c->client, NQ_ECLOSED);
+        }
         comm_free(c);
         return rv;
     }

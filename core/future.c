@@ -6,13 +6,15 @@
 
 #include "core/nqi.h"
 
+enum { PENDING = 0, COMPLETING, DONE };
+
 struct nq_future {
     atomic_int refs;
     atomic_int parts;
     atomic_int first_error;
     pthread_mutex_t mu;
     pthread_cond_t cv;
-    int done;
+    int state; /* PENDING, COMPLETING (callback running), DONE */
     int result;
     nq_future_cb cb;
     void *cb_ctx;
@@ -53,19 +55,24 @@ void nqi_future_add_parts(nq_future *f, int parts)
     atomic_fetch_add(&f->parts, parts);
 }
 
+/* The callback runs before waiters wake, so a wait that returns has seen
+ * the callback's effects. */
 static void complete(nq_future *f)
 {
     int result = atomic_load(&f->first_error);
     pthread_mutex_lock(&f->mu);
-    f->done = 1;
+    f->state = COMPLETING;
     f->result = result;
     nq_future_cb cb = f->cb;
     void *ctx = f->cb_ctx;
-    pthread_cond_broadcast(&f->cv);
     pthread_mutex_unlock(&f->mu);
     if (cb != NULL) {
         cb(f, result, ctx);
     }
+    pthread_mutex_lock(&f->mu);
+    f->state = DONE;
+    pthread_cond_broadcast(&f->cv);
+    pthread_mutex_unlock(&f->mu);
     future_unref(f);
 }
 
@@ -86,7 +93,7 @@ int nq_future_result(nq_future *future)
         return NQ_EINVAL;
     }
     pthread_mutex_lock(&future->mu);
-    int rv = future->done ? future->result : NQ_EPENDING;
+    int rv = future->state == DONE ? future->result : NQ_EPENDING;
     pthread_mutex_unlock(&future->mu);
     return rv;
 }
@@ -98,14 +105,14 @@ int nq_future_wait(nq_future *future, int64_t timeout_ms)
     }
     struct timespec dl = nqi_deadline_after(timeout_ms);
     pthread_mutex_lock(&future->mu);
-    while (!future->done) {
+    while (future->state != DONE) {
         if (timeout_ms < 0) {
             pthread_cond_wait(&future->cv, &future->mu);
         } else if (pthread_cond_timedwait(&future->cv, &future->mu, &dl) == ETIMEDOUT) {
             break;
         }
     }
-    int rv = future->done ? future->result : NQ_ETIMEDOUT;
+    int rv = future->state == DONE ? future->result : NQ_ETIMEDOUT;
     pthread_mutex_unlock(&future->mu);
     return rv;
 }
@@ -122,10 +129,11 @@ int nq_future_on_done(nq_future *future, nq_future_cb cb, void *ctx)
     }
     future->cb = cb;
     future->cb_ctx = ctx;
-    int done = future->done;
+    /* Too late for complete() to see it: run it here. */
+    int late = future->state != PENDING;
     int result = future->result;
     pthread_mutex_unlock(&future->mu);
-    if (done) {
+    if (late) {
         cb(future, result, ctx);
     }
     return NQ_OK;

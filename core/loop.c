@@ -44,8 +44,30 @@ int nqi_loop_init(nqi_loop *l, nq_comm *comm, int index)
     return NQ_OK;
 }
 
+void nqi_cmd_release(nqi_cmd *c)
+{
+    int embedded = c->embedded;
+    if (c->type == NQI_CMD_SEND) {
+        nqi_frame_done(c->frame, NQ_ECLOSED);
+    } else if (c->type == NQI_CMD_ADOPT && c->fd >= 0) {
+        close(c->fd);
+    }
+    if (c->session != NULL) {
+        nqi_session_unref(c->session);
+    }
+    if (!embedded) {
+        free(c);
+    }
+}
+
 void nqi_loop_fini(nqi_loop *l)
 {
+    /* Commands posted after the loop stopped (a late get's resume, say)
+     * still hold references. */
+    nqi_mpsc_node *n;
+    while ((n = nqi_mpsc_pop(&l->cmds)) != NULL) {
+        nqi_cmd_release((nqi_cmd *)n);
+    }
     if (l->listen_fd >= 0) {
         close(l->listen_fd);
         l->listen_fd = -1;

@@ -267,6 +267,10 @@ void nqi_loop_join(nqi_loop *l);
 void nqi_loop_fini(nqi_loop *l);
 /* Hands a command to the loop from any thread. */
 void nqi_loop_post(nqi_loop *l, nqi_cmd *c);
+/* Releases a command that will never run (its frame fails with
+ * NQ_ECLOSED).  Not for NQI_CMD_TRANSPORT commands, which the transport
+ * releases. */
+void nqi_cmd_release(nqi_cmd *c);
 /* Posts a command with no frame; returns NQ_ENOMEM if it cannot. */
 int nqi_loop_post_simple(nqi_loop *l, int type, nqi_session *s, int fd);
 

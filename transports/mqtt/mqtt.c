@@ -40,6 +40,7 @@ typedef struct mqtt_state {
     int ready;         /* 0 waiting, 1 subscribed, or an nq error */
     int disconnected;  /* the DISCONNECT completed */
     atomic_int lost;
+    struct sent *inflight; /* loop thread only */
 } mqtt_state;
 
 /* An arrival from paho's thread: the message and the id in its topic. */
@@ -49,10 +50,14 @@ struct arrival {
     nq_id from;
 };
 
-/* A publish in flight; comes back as MQ_SENT or MQ_SEND_FAILED. */
+/* A publish in flight; comes back as MQ_SENT or MQ_SEND_FAILED.  Listed
+ * until then, because paho drops the callbacks of publishes it never got to
+ * send when the broker goes away. */
 struct sent {
     nqi_cmd cmd; /* first member */
     size_t len;
+    struct sent *prev;
+    struct sent *next;
 };
 
 static void hex_of(const nq_id *id, char out[HEX_LEN + 1])
@@ -289,6 +294,11 @@ static void mqtt_flush(nqi_session *s)
             return;
         }
         s->out_sent += total;
+        sn->next = st->inflight;
+        if (st->inflight != NULL) {
+            st->inflight->prev = sn;
+        }
+        st->inflight = sn;
     }
     if (nqi_session_finished(s) && s->out_sent == 0) {
         nqi_session_end(s, 0);
@@ -361,6 +371,19 @@ static void on_data(nqi_loop *l, struct arrival *a)
     nqi_session_unref(s);
 }
 
+static void unlink_sent(mqtt_state *st, struct sent *sn)
+{
+    if (sn->prev != NULL) {
+        sn->prev->next = sn->next;
+    } else if (st->inflight == sn) {
+        st->inflight = sn->next;
+    }
+    if (sn->next != NULL) {
+        sn->next->prev = sn->prev;
+    }
+    sn->prev = sn->next = NULL;
+}
+
 static void mqtt_on_command(nqi_loop *l, nqi_cmd *cmd)
 {
     switch (cmd->subtype) {
@@ -375,6 +398,7 @@ static void mqtt_on_command(nqi_loop *l, nqi_cmd *cmd)
     case MQ_SEND_FAILED: {
         struct sent *sn = (struct sent *)cmd;
         nqi_session *s = sn->cmd.session;
+        unlink_sent(l->comm->tp, sn);
         if (!s->ended) {
             if (cmd->subtype == MQ_SENT) {
                 s->out_sent -= sn->len;
@@ -568,6 +592,29 @@ static void mqtt_shutdown(nq_comm *c)
     }
     if (st->client != NULL) {
         MQTTAsync_destroy(&st->client);
+    }
+    /* paho is gone: discard what it posted after the loop stopped, then the
+     * publishes it never answered. */
+    nqi_mpsc_node *n;
+    while (c->loops != NULL && (n = nqi_mpsc_pop(&c->loops[0].cmds)) != NULL) {
+        nqi_cmd *cmd = (nqi_cmd *)n;
+        if (cmd->type != NQI_CMD_TRANSPORT) {
+            nqi_cmd_release(cmd);
+            continue;
+        }
+        if (cmd->subtype == MQ_DATA) {
+            MQTTAsync_freeMessage(&((struct arrival *)cmd)->msg);
+        } else if (cmd->subtype == MQ_SENT || cmd->subtype == MQ_SEND_FAILED) {
+            unlink_sent(st, (struct sent *)cmd);
+            nqi_session_unref(cmd->session);
+        }
+        free(cmd);
+    }
+    while (st->inflight != NULL) {
+        struct sent *sn = st->inflight;
+        unlink_sent(st, sn);
+        nqi_session_unref(sn->cmd.session);
+        free(sn);
     }
     pthread_mutex_destroy(&st->mu);
     pthread_cond_destroy(&st->cv);

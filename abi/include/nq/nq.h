@@ -397,7 +397,8 @@ typedef void (*nq_future_cb)(nq_future *future, int result, void *ctx);
 
 /* Waits up to timeout_ms for the future.  Returns the put's result (NQ_OK,
  * NQ_ECONNRESET, NQ_ECLOSED, NQ_ETLS, ...) once complete, or NQ_ETIMEDOUT
- * when it is still pending.  Thread-safe. */
+ * when it is still pending.  A callback registered in time has run before
+ * this returns the result.  Thread-safe. */
 NQ_API int nq_future_wait(nq_future *future, int64_t timeout_ms);
 
 /* The put's result if complete, else NQ_EPENDING.  Never blocks. */
