@@ -171,12 +171,34 @@ test_closed_port() {
 }
 
 test_unsupported_protocol() {
-  run_nq serve --protocol mqtt --port 0
-  expect_one_error_line 1
-  expect_equal "serve stderr" "nq: protocol mqtt is not built into this libnq" "$err"
   run_nq send --protocol grpc hello
   expect_one_error_line 1
   expect_equal "send stderr" "nq: protocol grpc is not built into this libnq" "$err"
+}
+
+test_mqtt_echo_round_trip() {
+  broker="$work/broker"
+  bport=$("$(dirname "$0")/../mqtt-broker.sh" start "$broker")
+  trap 'cleanup; "$(dirname "$0")/../mqtt-broker.sh" stop "$broker"' EXIT
+  : >"$work/serve.out"
+  "$nq" serve --protocol mqtt --port "$bport" --id "$server_id" --echo --count 2 \
+    >"$work/serve.out" 2>"$work/serve.err" &
+  server_pid=$!
+  for _ in $(seq 100); do
+    [ -s "$work/serve.out" ] && break
+    sleep 0.1
+  done
+  expect_equal "listening line" "listening 127.0.0.1 $bport" "$(head -n 1 "$work/serve.out")"
+  run_nq send --protocol mqtt --port "$bport" --id "$client_id" --expect 2 hello "over mqtt"
+  [ "$rc" -eq 0 ] || fail "send exited with $rc"
+  expect_equal "replies" "$server_id 5 hello
+$server_id 9 over mqtt" "$out"
+  expect_server_exit_ok
+  expect_equal "server lines" "listening 127.0.0.1 $bport
+$client_id 5 hello
+$client_id 9 over mqtt" "$(cat "$work/serve.out")"
+  run_nq send --protocol mqtt --port "$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')" hello
+  expect_one_error_line 1
 }
 
 "test_$case_name"

@@ -63,7 +63,7 @@ static const char usage_text[] =
     "        is an error.\n"
     "\n"
     "options:\n"
-    "  --protocol P  tcp (mqtt and grpc when built into libnq); default tcp\n"
+    "  --protocol P  tcp, mqtt (host and port name the broker) or grpc; default tcp\n"
     "  --host H      host name or address; default 127.0.0.1\n"
     "  --port P      port; default 51966; serve --port 0 picks a free port\n"
     "  --id UUID     this side's identity; default a random UUID\n"
@@ -522,7 +522,14 @@ static int serve(const args *a)
     if ((status = open_comm(a, NQ_SERVER, SERVE_CLOSE_TIMEOUT_MS, &comm)) != 0) {
         return status;
     }
-    if ((rc = nq_local_port(comm, &port)) != NQ_OK) {
+    /* An MQTT server listens at its broker, which has the port. */
+    if (a->protocol == NQ_MQTT) {
+        port = a->port;
+        rc = NQ_OK;
+    } else {
+        rc = nq_local_port(comm, &port);
+    }
+    if (rc != NQ_OK) {
         status = report(rc, "read the listening port");
     } else {
         printf("listening %s %u\n", a->host, (unsigned)port);
