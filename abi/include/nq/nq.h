@@ -160,7 +160,8 @@ typedef enum nq_option {
     /* Largest number of received, undelivered messages held per peer.  When
      * a peer reaches it, libnq stops reading from that peer (the transport's
      * flow control holds the sender back) until get() makes room; nothing is
-     * dropped.  1 .. 2^40, default 2^30. */
+     * dropped.  A broker cannot hold one publisher back, so over MQTT every
+     * arriving message is queued.  1 .. 2^40, default 2^30. */
     NQ_OPT_QUEUE_SIZE = 5,
     /* Largest message accepted from the wire.  A longer frame is a protocol
      * error: the connection is closed, nothing is allocated for it.
