@@ -1,0 +1,268 @@
+"""A net-queue 1.1.1 peer with the command line and output of nq_peer.
+
+net-queue exchanges raw bytes here (its BytesSerializer), which is what a
+libnq peer sends and receives.  See nq_peer.c for the options, actions and
+output lines; both programs must stay in step.
+"""
+
+import hashlib
+import os
+import sys
+import threading
+import uuid
+from pathlib import Path
+
+import net_queue as nq
+import net_queue.core.comm
+from net_queue.core import (
+    CommunicatorOptions,
+    NetworkLocation,
+    SecurityOptions,
+    SerializationOptions,
+)
+from net_queue.utils.streamtools import BytesSerializer
+
+EXIT_USAGE = 1
+EXIT_OPEN = 2
+EXIT_ACTION = 3
+EXIT_WATCHDOG = 124
+
+OPTIONS = {"--host", "--port", "--id", "--key", "--cert", "--timeout"}
+ACTIONS_WITH_ARG = {
+    "--send-hex",
+    "--send-size",
+    "--send-each-hex",
+    "--send-each-size",
+    "--send-all-hex",
+    "--expect",
+}
+ACTIONS = ACTIONS_WITH_ARG | {"--targeted", "--echo", "--nowait", "--close", "--drain"}
+
+
+class ActionError(Exception):
+    pass
+
+
+def usage(message):
+    print(f"usage error: {message}", file=sys.stderr)
+    sys.exit(EXIT_USAGE)
+
+
+def pattern(size):
+    """The deterministic payload: byte i is i % 251."""
+    return (bytes(range(251)) * (size // 251 + 1))[:size]
+
+
+def load_bytes(stream):
+    """BytesSerializer.load, except that an empty message gives b"".
+
+    net-queue 1.1.1's BytesSerializer.load raises BlockingIOError on the
+    empty stream of a zero-length message (Stream.read of nothing), so
+    get() would fail although the frame arrived intact.
+    """
+    if stream.nbytes == 0:
+        return b""
+    return stream.tobytes()
+
+
+def guard_connection_ini():
+    """Makes Communicator._connection_ini idempotent per connection.
+
+    A net-queue 1.1.1 TCP client registers its socket with the selector
+    before its constructor calls _connection_ini.  Over TLS the server's
+    session tickets make the socket readable at once, so the selector thread
+    may set the session up first; the constructor then fails with bidict's
+    ValueDuplicationError, the INI having already gone out.  Taking the
+    communicator's (reentrant) lock and reusing the existing session removes
+    the race without changing a byte on the wire.
+    """
+    base = net_queue.core.comm.Communicator
+    original = base._connection_ini
+
+    def connection_ini(self, comm):
+        with self._lock:
+            if comm in self._comms.inverse:
+                return self._comms.inverse[comm]
+            return original(self, comm)
+
+    base._connection_ini = connection_ini
+
+
+def emit(line):
+    sys.stdout.write(line + "\n")
+    sys.stdout.flush()
+
+
+def describe(message):
+    data = bytes(message.data)
+    prefix = data[:16].hex() or "-"
+    return f"got {message.peer} {len(data)} {hashlib.sha256(data).hexdigest()} {prefix}"
+
+
+def start_watchdog(seconds):
+    def expire():
+        sys.stderr.write("error watchdog: the run took too long\n")
+        sys.stderr.flush()
+        os._exit(EXIT_WATCHDOG)
+
+    timer = threading.Timer(seconds, expire)
+    timer.daemon = True
+    timer.start()
+
+
+class Peer:
+    def __init__(self, comm, is_server, timeout):
+        self.comm = comm
+        self.is_server = is_server
+        self.timeout = timeout
+        self.wait_puts = True
+        self.closed = False
+        self.senders = []
+        self.last = []
+
+    def put(self, data, *peers):
+        try:
+            future = self.comm.put(data, *peers)
+            if self.wait_puts:
+                future.result(timeout=self.timeout)
+        except Exception as exc:
+            raise ActionError(f"put: {exc!r}") from exc
+        emit(f"sent {len(data)}")
+
+    def require_server(self, action):
+        if not self.is_server:
+            usage(f"{action} is a server action")
+
+    def expect(self, count):
+        self.last = []
+        for index in range(count):
+            try:
+                message = self.comm.get()
+            except Exception as exc:
+                raise ActionError(f"expect: message {index + 1} of {count}: {exc!r}") from exc
+            emit(describe(message))
+            if message.peer not in self.senders:
+                self.senders.append(message.peer)
+            self.last.append(message)
+
+    def close(self):
+        try:
+            self.comm.close()
+        except Exception as exc:
+            emit(f"closed {type(exc).__name__}")
+        else:
+            emit("closed ok")
+        self.closed = True
+
+    def drain(self):
+        while True:
+            try:
+                message = self.comm.get()
+            except ConnectionError:
+                emit("drained closed")
+                return
+            except Exception as exc:
+                emit(f"drained {type(exc).__name__}")
+                return
+            emit(describe(message))
+
+    def run(self, actions):
+        index = 0
+        while index < len(actions):
+            action = actions[index]
+            if action not in ACTIONS:
+                usage(f"unknown action {action}")
+            arg = None
+            if action in ACTIONS_WITH_ARG:
+                if index + 1 >= len(actions):
+                    usage(f"{action} needs an argument")
+                arg = actions[index + 1]
+                index += 1
+            index += 1
+
+            if action == "--send-hex":
+                self.put(bytes.fromhex(arg))
+            elif action == "--send-size":
+                self.put(pattern(int(arg)))
+            elif action in ("--send-each-hex", "--send-each-size"):
+                self.require_server(action)
+                data = bytes.fromhex(arg) if action.endswith("hex") else pattern(int(arg))
+                for sender in self.senders:
+                    self.put(data, sender)
+            elif action == "--send-all-hex":
+                self.require_server(action)
+                self.put(bytes.fromhex(arg), *self.senders)
+            elif action == "--targeted":
+                self.require_server(action)
+                for sender in self.senders:
+                    self.put(f"to {sender}".encode(), sender)
+            elif action == "--echo":
+                self.require_server(action)
+                for message in self.last:
+                    self.put(bytes(message.data), message.peer)
+            elif action == "--nowait":
+                self.wait_puts = False
+            elif action == "--expect":
+                self.expect(int(arg))
+            elif action == "--close":
+                self.close()
+            elif action == "--drain":
+                self.drain()
+
+
+def main(argv):
+    if len(argv) < 1 or argv[0] not in ("server", "client"):
+        usage("first argument must be server or client")
+    is_server = argv[0] == "server"
+    settings = {"--host": "127.0.0.1", "--timeout": "60"}
+    index = 1
+    while index < len(argv) and argv[index] in OPTIONS:
+        if index + 1 >= len(argv):
+            usage(f"{argv[index]} needs an argument")
+        settings[argv[index]] = argv[index + 1]
+        index += 2
+    if "--port" not in settings:
+        usage("--port is required")
+    if is_server and ("--key" in settings) != ("--cert" in settings):
+        usage("a TLS server needs both --key and --cert")
+    if not is_server and "--key" in settings:
+        usage("a client takes no --key")
+
+    timeout = float(settings["--timeout"])
+    start_watchdog(timeout)
+    guard_connection_ini()
+
+    serializer = BytesSerializer()
+    security = None
+    if "--cert" in settings:
+        key = Path(settings["--key"]) if is_server else None
+        security = SecurityOptions(key=key, certificate=Path(settings["--cert"]))
+    options = CommunicatorOptions(
+        id=uuid.UUID(settings["--id"]) if "--id" in settings else uuid.uuid4(),
+        netloc=NetworkLocation(settings["--host"], int(settings["--port"])),
+        serialization=SerializationOptions(load=load_bytes, dump=serializer.dump),
+        security=security,
+    )
+    purpose = nq.Purpose.SERVER if is_server else nq.Purpose.CLIENT
+    try:
+        comm = nq.new(nq.Protocol.TCP, purpose, options)
+    except Exception as exc:
+        print(f"error open: {exc!r}", file=sys.stderr)
+        return EXIT_OPEN
+    if is_server:
+        emit(f"listening {comm._comm.getsockname()[1]}")
+
+    peer = Peer(comm, is_server, timeout)
+    try:
+        peer.run(argv[index:])
+    except ActionError as exc:
+        print(f"error {exc}", file=sys.stderr)
+        sys.stderr.flush()
+        os._exit(EXIT_ACTION)
+    if not peer.closed:
+        peer.close()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
