@@ -1,0 +1,97 @@
+#!/usr/bin/env bash
+# Builds libnq and runs its whole test suite, installing what it needs first
+# (Debian 12, as root or with sudo).  Stages, each in its own build tree:
+#
+#   main   build/       gcc, RelWithDebInfo: every test
+#   asan   build-asan/  gcc with ASan+UBSan: every test not labelled
+#                       no-sanitize
+#   fuzz   build-fuzz/  clang: the fuzz targets, replayed and run by libFuzzer
+#
+# Build trees are reused, so running it again only rebuilds what changed.
+#
+# Environment:
+#   NQ_TEST_STAGES     stages to run, in order (default "main asan fuzz")
+#   NQ_TEST_SKIP_DEPS  1 skips tools/install-deps.sh
+#   NQ_TEST_JOBS       parallel build and test jobs (default 2)
+# Exits 0 only when every selected stage passed; the last lines say how each
+# stage went.
+set -uo pipefail
+
+root=$(cd "$(dirname "$0")/.." && pwd)
+stages=${NQ_TEST_STAGES:-main asan fuzz}
+jobs=${NQ_TEST_JOBS:-2}
+
+say() { printf '\n=== test.sh: %s\n' "$*"; }
+
+for stage in $stages; do
+    case $stage in
+        main | asan | fuzz) ;;
+        *) echo "test.sh: unknown stage '$stage' (known: main asan fuzz)" >&2; exit 2 ;;
+    esac
+done
+
+if [ "${NQ_TEST_SKIP_DEPS:-0}" != 1 ]; then
+    say "installing dependencies (tools/install-deps.sh)"
+    if ! bash "$root/tools/install-deps.sh"; then
+        echo "test.sh: FAIL: tools/install-deps.sh failed" >&2
+        exit 1
+    fi
+fi
+
+# configure DIR CC ARGS...: the generator and compiler are chosen only when
+# the tree is new (CMake reads CC only then), so an existing tree is
+# reconfigured in place and only what changed is rebuilt.
+configure() {
+    local dir=$1 cc=$2
+    shift 2
+    local gen=()
+    [ -f "$dir/CMakeCache.txt" ] || gen=(-G Ninja)
+    CC=$cc cmake -S "$root" -B "$dir" "${gen[@]}" -DCMAKE_BUILD_TYPE=RelWithDebInfo "$@"
+}
+
+run_main() {
+    local dir=$root/build
+    configure "$dir" gcc -DNQ_SANITIZE= &&
+        cmake --build "$dir" -j "$jobs" &&
+        (cd "$dir" && ctest --output-on-failure --no-tests=error -j "$jobs")
+}
+
+run_asan() {
+    local dir=$root/build-asan
+    configure "$dir" gcc -DNQ_SANITIZE=address,undefined &&
+        cmake --build "$dir" -j "$jobs" &&
+        (cd "$dir" && UBSAN_OPTIONS=${UBSAN_OPTIONS:-print_stacktrace=1} \
+            ctest --output-on-failure --no-tests=error -j "$jobs" -LE no-sanitize)
+}
+
+# Only the fuzz executables are built here: the gcc stages cover the rest.
+run_fuzz() {
+    local dir=$root/build-fuzz
+    configure "$dir" clang -DNQ_SANITIZE= || return 1
+    local listed
+    listed=$(cd "$dir" && ctest -N -R '^fuzz_.*_short$' 2>/dev/null)
+    if ! printf '%s\n' "$listed" | grep -q 'Test *#'; then
+        echo "test.sh: clang built no libFuzzer target (is libclang-rt-14-dev installed?)" >&2
+        return 1
+    fi
+    cmake --build "$dir" -j "$jobs" --target fuzzers &&
+        (cd "$dir" && ctest --output-on-failure --no-tests=error -j "$jobs" -R '^fuzz_')
+}
+
+summary=()
+failed=0
+for stage in $stages; do
+    say "stage $stage"
+    start=$SECONDS
+    if "run_$stage"; then
+        result=PASS
+    else
+        result=FAIL
+        failed=1
+    fi
+    summary+=("$(printf 'test.sh: %-5s %s (%ds)' "$stage" "$result" $((SECONDS - start)))")
+done
+
+say "summary"
+printf '%s\n' "${summary[@]}"
+exit "$failed"
