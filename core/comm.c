@@ -187,7 +187,8 @@ int nq_open(nq_protocol protocol, nq_purpose purpose, const nq_opts *opts, nq_co
         transport = &nqi_mqtt_transport;
         break;
     case NQ_GRPC:
-        return NQ_ENOTSUP;
+        transport = &nqi_grpc_transport;
+        break;
     default:
         return NQ_EINVAL;
     }

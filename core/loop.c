@@ -234,6 +234,12 @@ static void check_timers(nqi_loop *l)
             }
         }
     }
+    if (l->timer_ms > 0 && now >= l->timer_ms) {
+        l->timer_ms = 0;
+        if (l->comm->transport->on_timer != NULL) {
+            l->comm->transport->on_timer(l);
+        }
+    }
     if (l->listen_retry_ms > 0 && now >= l->listen_retry_ms && l->listen_fd >= 0) {
         l->listen_retry_ms = 0;
         struct epoll_event ev = {.events = EPOLLIN, .data.ptr = &l->listen_fd};
@@ -256,6 +262,13 @@ static void *loop_main(void *arg)
             break;
         }
         int timeout = (l->pending_ini > 0 || l->listen_retry_ms > 0) ? TIMER_MS : -1;
+        if (l->timer_ms > 0) {
+            int64_t left = l->timer_ms - nqi_now_ms();
+            left = left < 0 ? 0 : left;
+            if (timeout < 0 || left < timeout) {
+                timeout = (int)left;
+            }
+        }
         int n = epoll_wait(l->epfd, evs, MAX_EVENTS, timeout);
         if (n < 0 && errno != EINTR) {
             nqi_logf(&c->log, NQ_LOG_ERROR, "epoll_wait failed: %s", strerror(errno));

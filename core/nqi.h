@@ -222,6 +222,7 @@ struct nqi_session {
     size_t out_len;
     uint64_t out_off;
     uint64_t out_sent;  /* bytes past out_off handed over, not yet confirmed */
+    void *tp;           /* the transport's per-session state */
     char *topic;        /* MQTT: where this session publishes */
     nq_id route;        /* MQTT: the id in the peer's topic */
     uint8_t *tls_stage; /* TLS: small frames coalesced into one record */
@@ -255,6 +256,7 @@ struct nqi_loop {
     int closing;
     int stopping;
     int pending_ini;         /* server sessions still waiting for INI */
+    int64_t timer_ms;        /* when to call the transport's on_timer, or 0 */
     int64_t listen_retry_ms; /* accept paused (out of descriptors) until */
     int listen_fd;           /* loop 0 of a server */
     uint8_t *stage;          /* receive staging buffer */
@@ -403,6 +405,8 @@ struct nqi_transport {
     void (*resume)(nqi_session *s);
     /* NQI_CMD_TRANSPORT commands posted by the transport's own threads. */
     void (*on_command)(nqi_loop *l, nqi_cmd *c);
+    /* The loop's timer_ms has passed (may be NULL). */
+    void (*on_timer)(nqi_loop *l);
     /* The session ended: release its transport resources. */
     void (*session_end)(nqi_session *s);
     /* In nq_close once every session has ended, before the loops stop:
@@ -416,6 +420,7 @@ struct nqi_transport {
 
 extern const nqi_transport nqi_tcp_transport;
 extern const nqi_transport nqi_mqtt_transport;
+extern const nqi_transport nqi_grpc_transport;
 
 /* ---- TCP transport (transports/tcp) --------------------------------------- */
 

@@ -9,7 +9,7 @@ here=$(cd "$(dirname "$0")/.." && pwd)
 packages=(
   build-essential pkg-config cmake ninja-build openssl libssl-dev ca-certificates
   clang libclang-rt-14-dev python3 python3-venv
-  libpaho-mqtt-dev mosquitto mosquitto-clients
+  libpaho-mqtt-dev mosquitto mosquitto-clients libgrpc-dev
 )
 
 missing=()
