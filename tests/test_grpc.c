@@ -1,0 +1,347 @@
+/*
+ * gRPC-only behaviour: TLS through grpc's credentials, and peers whose
+ * process dies mid-stream (run as child processes of this test binary).
+ * The contract cases shared with TCP live in test_comm.c (run with "grpc").
+ */
+#include <signal.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "harness.h"
+#include "nq/nq.h"
+
+#define WAIT_MS 10000
+
+static char tls_dir[64];
+
+static nq_opts *opts_at(uint16_t port)
+{
+    nq_opts *o = NULL;
+    if (nq_opts_new(&o) != NQ_OK) {
+        abort();
+    }
+    nq_opts_set_netloc(o, "127.0.0.1", port);
+    return o;
+}
+
+static nq_comm *open_grpc(nq_purpose purpose, nq_opts *o)
+{
+    nq_comm *c = NULL;
+    int rv = nq_open(NQ_GRPC, purpose, o, &c);
+    nq_opts_free(o);
+    if (rv != NQ_OK) {
+        fprintf(stderr, "nq_open: %s\n", nq_strerror(rv));
+        return NULL;
+    }
+    return c;
+}
+
+static uint16_t port_of(nq_comm *c)
+{
+    uint16_t p = 0;
+    nq_local_port(c, &p);
+    return p;
+}
+
+static int put_wait(nq_comm *c, const void *data, size_t len, const nq_id *peers, size_t npeers)
+{
+    nq_chunk ch = {data, len};
+    nq_future *f = NULL;
+    int rv = nq_put(c, &ch, 1, peers, npeers, &f);
+    if (rv != NQ_OK) {
+        return rv;
+    }
+    rv = nq_future_wait(f, WAIT_MS);
+    nq_future_free(f);
+    return rv;
+}
+
+static int expect_msg(nq_comm *c, const void *data, size_t len)
+{
+    nq_msg *m = NULL;
+    CHECK_OK(nq_get(c, WAIT_MS, &m));
+    const void *d;
+    size_t n;
+    nq_msg_data(m, &d, &n);
+    CHECK(n == len);
+    CHECK(len == 0 || memcmp(d, data, len) == 0);
+    nq_msg_free(m);
+    return 0;
+}
+
+static int round_trip(nq_comm *server, nq_comm *client)
+{
+    nq_id cid;
+    nq_comm_id(client, &cid);
+    CHECK_OK(put_wait(client, "ping", 4, NULL, 0));
+    CHECK(expect_msg(server, "ping", 4) == 0);
+    CHECK_OK(put_wait(server, "pong", 4, &cid, 1));
+    CHECK(expect_msg(client, "pong", 4) == 0);
+    return 0;
+}
+
+static int64_t now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* ---- child processes ------------------------------------------------------------ */
+
+/* Runs this binary as a child in a role; its standard output comes back on
+ * *out (a pipe). */
+static pid_t spawn(const char *role, uint16_t port, FILE **out)
+{
+    int fds[2];
+    if (pipe(fds) != 0) {
+        return -1;
+    }
+    pid_t pid = fork();
+    if (pid == 0) {
+        dup2(fds[1], 1);
+        close(fds[0]);
+        close(fds[1]);
+        char portarg[16];
+        snprintf(portarg, sizeof(portarg), "%u", (unsigned)port);
+        execl("/proc/self/exe", "test_grpc", role, portarg, (char *)NULL);
+        _exit(127);
+    }
+    close(fds[1]);
+    *out = fdopen(fds[0], "r");
+    return pid;
+}
+
+/* A client that says hello, starts a put too large to finish, and waits
+ * to be killed. */
+static int child_client(uint16_t port)
+{
+    nq_comm *c = open_grpc(NQ_CLIENT, opts_at(port));
+    if (c == NULL || put_wait(c, "hello", 5, NULL, 0) != NQ_OK) {
+        return 1;
+    }
+    size_t len = 512 * 1024 * 1024;
+    void *big = calloc(1, len);
+    nq_chunk ch = {big, len};
+    nq_future *f = NULL;
+    nq_put(c, &ch, 1, NULL, 0, &f);
+    printf("ready\n");
+    fflush(stdout);
+    pause();
+    return 0;
+}
+
+/* A server that prints its port and serves until killed. */
+static int child_server(void)
+{
+    nq_comm *s = open_grpc(NQ_SERVER, opts_at(0));
+    if (s == NULL) {
+        return 1;
+    }
+    printf("%u\n", (unsigned)port_of(s));
+    fflush(stdout);
+    for (;;) {
+        nq_msg *m = NULL;
+        if (nq_get(s, -1, &m) == NQ_OK) {
+            nq_id peer;
+            nq_msg_peer(m, &peer);
+            const void *d;
+            size_t n;
+            nq_msg_data(m, &d, &n);
+            nq_chunk ch = {d, n};
+            nq_put(s, &ch, 1, &peer, 1, NULL);
+            nq_msg_free(m);
+        }
+    }
+}
+
+static int test_client_killed_mid_stream_leaves_server_serving(void)
+{
+    nq_comm *s = open_grpc(NQ_SERVER, opts_at(0));
+    CHECK(s != NULL);
+    nq_comm *good = open_grpc(NQ_CLIENT, opts_at(port_of(s)));
+    CHECK(round_trip(s, good) == 0);
+    FILE *out = NULL;
+    pid_t pid = spawn("child-client", port_of(s), &out);
+    CHECK(pid > 0);
+    char line[32] = "";
+    CHECK(fgets(line, sizeof(line), out) != NULL && strcmp(line, "ready\n") == 0);
+    CHECK(expect_msg(s, "hello", 5) == 0);
+    kill(pid, SIGKILL);
+    waitpid(pid, NULL, 0);
+    fclose(out);
+    int64_t lost = 0;
+    for (int i = 0; i < 1000 && lost == 0; i++) {
+        nq_stat(s, NQ_STAT_CONNECTIONS_LOST, &lost);
+        usleep(10000);
+    }
+    CHECK(lost == 1);
+    CHECK(round_trip(s, good) == 0);
+    CHECK_OK(nq_close(good));
+    int64_t t0 = now_ms();
+    CHECK_OK(nq_close(s));
+    CHECK(now_ms() - t0 < 5000);
+    nq_destroy(good);
+    nq_destroy(s);
+    return 0;
+}
+
+static int test_server_killed_fails_client_cleanly(void)
+{
+    FILE *out = NULL;
+    pid_t pid = spawn("child-server", 0, &out);
+    CHECK(pid > 0);
+    unsigned port = 0;
+    CHECK(fscanf(out, "%u", &port) == 1 && port > 0);
+    nq_comm *c = open_grpc(NQ_CLIENT, opts_at((uint16_t)port));
+    CHECK_OK(put_wait(c, "echo", 4, NULL, 0));
+    CHECK(expect_msg(c, "echo", 4) == 0);
+    size_t len = 256 * 1024 * 1024;
+    uint8_t *big = calloc(1, len);
+    nq_chunk ch = {big, len};
+    nq_future *f = NULL;
+    CHECK_OK(nq_put(c, &ch, 1, NULL, 0, &f));
+    kill(pid, SIGKILL);
+    waitpid(pid, NULL, 0);
+    fclose(out);
+    CHECK_RC(nq_future_wait(f, WAIT_MS), NQ_ECONNRESET);
+    nq_future_free(f);
+    nq_msg *m = NULL;
+    CHECK_RC(nq_get(c, WAIT_MS, &m), NQ_ECONNRESET);
+    int64_t t0 = now_ms();
+    CHECK_RC(nq_close(c), NQ_ECONNRESET);
+    CHECK(now_ms() - t0 < 5000);
+    nq_destroy(c);
+    free(big);
+    return 0;
+}
+
+static int test_unreachable_server_fails_futures_and_get(void)
+{
+    nq_comm *s = open_grpc(NQ_SERVER, opts_at(0));
+    uint16_t port = port_of(s);
+    nq_destroy(s);
+    nq_comm *c = open_grpc(NQ_CLIENT, opts_at(port));
+    CHECK(c != NULL);
+    CHECK_RC(put_wait(c, "x", 1, NULL, 0), NQ_ECONNREFUSED);
+    nq_msg *m = NULL;
+    CHECK_RC(nq_get(c, WAIT_MS, &m), NQ_ECONNREFUSED);
+    nq_destroy(c);
+    return 0;
+}
+
+/* ---- TLS ------------------------------------------------------------------------ */
+
+static int make_certs(void)
+{
+    strcpy(tls_dir, "/tmp/nqgrpctlsXXXXXX");
+    if (mkdtemp(tls_dir) == NULL) {
+        return 1;
+    }
+    char cmd[1024];
+    snprintf(cmd, sizeof(cmd),
+             "for n in good other; do openssl req -x509 -newkey ec "
+             "-pkeyopt ec_paramgen_curve:prime256v1 -nodes -keyout %s/$n.key -out %s/$n.pem "
+             "-days 2 -subj /CN=localhost "
+             "-addext subjectAltName=DNS:localhost,IP:127.0.0.1 2>/dev/null || exit 1; done",
+             tls_dir, tls_dir);
+    return system(cmd) != 0;
+}
+
+static nq_comm *tls_peer(nq_purpose purpose, uint16_t port, const char *host, const char *name)
+{
+    char key[128], cert[128];
+    snprintf(key, sizeof(key), "%s/%s.key", tls_dir, name);
+    snprintf(cert, sizeof(cert), "%s/%s.pem", tls_dir, name);
+    nq_opts *o = opts_at(port);
+    nq_opts_set_netloc(o, host, port);
+    nq_opts_set_tls(o, purpose == NQ_SERVER ? key : NULL, cert);
+    return open_grpc(purpose, o);
+}
+
+static int test_tls_with_trusted_and_untrusted_certificates(void)
+{
+    CHECK(make_certs() == 0);
+    nq_comm *s = tls_peer(NQ_SERVER, 0, "127.0.0.1", "good");
+    CHECK(s != NULL);
+    nq_comm *c = tls_peer(NQ_CLIENT, port_of(s), "localhost", "good");
+    CHECK(c != NULL);
+    CHECK(round_trip(s, c) == 0);
+    nq_comm *bad = tls_peer(NQ_CLIENT, port_of(s), "localhost", "other");
+    CHECK_RC(put_wait(bad, "x", 1, NULL, 0), NQ_ETLS);
+    nq_msg *m = NULL;
+    CHECK_RC(nq_get(bad, WAIT_MS, &m), NQ_ETLS);
+    nq_destroy(bad);
+    CHECK(round_trip(s, c) == 0);
+    CHECK_OK(nq_close(c));
+    CHECK_OK(nq_close(s));
+    nq_destroy(c);
+    nq_destroy(s);
+    char rm[128];
+    snprintf(rm, sizeof(rm), "rm -rf %s", tls_dir);
+    CHECK(system(rm) == 0);
+    return 0;
+}
+
+static int test_many_clients_stream_at_once(void)
+{
+    nq_comm *s = open_grpc(NQ_SERVER, opts_at(0));
+    enum { CLIENTS = 8, EACH = 200 };
+    nq_comm *cs[CLIENTS];
+    for (int i = 0; i < CLIENTS; i++) {
+        cs[i] = open_grpc(NQ_CLIENT, opts_at(port_of(s)));
+        CHECK(cs[i] != NULL);
+    }
+    for (uint32_t k = 0; k < EACH; k++) {
+        for (int i = 0; i < CLIENTS; i++) {
+            uint32_t v = (uint32_t)i << 16 | k;
+            nq_chunk ch = {&v, sizeof(v)};
+            CHECK_OK(nq_put(cs[i], &ch, 1, NULL, 0, NULL));
+        }
+    }
+    uint32_t next[CLIENTS] = {0};
+    for (int n = 0; n < CLIENTS * EACH; n++) {
+        nq_msg *m = NULL;
+        CHECK_OK(nq_get(s, WAIT_MS, &m));
+        const void *d;
+        size_t len;
+        nq_msg_data(m, &d, &len);
+        CHECK(len == 4);
+        uint32_t v;
+        memcpy(&v, d, 4);
+        CHECK((v & 0xffff) == next[v >> 16]);
+        next[v >> 16]++;
+        nq_msg_free(m);
+    }
+    CHECK_OK(put_wait(s, "bye", 3, NULL, 0));
+    for (int i = 0; i < CLIENTS; i++) {
+        CHECK(expect_msg(cs[i], "bye", 3) == 0);
+        CHECK_OK(nq_close(cs[i]));
+        nq_destroy(cs[i]);
+    }
+    CHECK_OK(nq_close(s));
+    nq_destroy(s);
+    return 0;
+}
+
+static const struct test_case tests[] = {
+    TEST(test_client_killed_mid_stream_leaves_server_serving),
+    TEST(test_server_killed_fails_client_cleanly),
+    TEST(test_unreachable_server_fails_futures_and_get),
+    TEST(test_tls_with_trusted_and_untrusted_certificates),
+    TEST(test_many_clients_stream_at_once),
+};
+
+int main(int argc, char **argv)
+{
+    if (argc == 3 && strcmp(argv[1], "child-client") == 0) {
+        return child_client((uint16_t)atoi(argv[2]));
+    }
+    if (argc == 3 && strcmp(argv[1], "child-server") == 0) {
+        return child_server();
+    }
+    return run_tests(tests, TEST_COUNT(tests), argc, argv);
+}
