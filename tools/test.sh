@@ -5,6 +5,9 @@
 #   main   build/       gcc, RelWithDebInfo: every test
 #   asan   build-asan/  gcc with ASan+UBSan: every test not labelled
 #                       no-sanitize
+#   tsan   build-tsan/  gcc with ThreadSanitizer: the C communicator tests
+#                       over TCP and MQTT (grpc's own libraries are not
+#                       instrumented, so gRPC runs under ASan only)
 #   fuzz   build-fuzz/  clang: the fuzz targets, replayed and run by libFuzzer
 #
 # Build trees are reused, so running it again only rebuilds what changed.
@@ -18,15 +21,15 @@
 set -uo pipefail
 
 root=$(cd "$(dirname "$0")/.." && pwd)
-stages=${NQ_TEST_STAGES:-main asan fuzz}
+stages=${NQ_TEST_STAGES:-main asan tsan fuzz}
 jobs=${NQ_TEST_JOBS:-2}
 
 say() { printf '\n=== test.sh: %s\n' "$*"; }
 
 for stage in $stages; do
     case $stage in
-        main | asan | fuzz) ;;
-        *) echo "test.sh: unknown stage '$stage' (known: main asan fuzz)" >&2; exit 2 ;;
+        main | asan | tsan | fuzz) ;;
+        *) echo "test.sh: unknown stage '$stage' (known: main asan tsan fuzz)" >&2; exit 2 ;;
     esac
 done
 
@@ -62,6 +65,14 @@ run_asan() {
         cmake --build "$dir" -j "$jobs" &&
         (cd "$dir" && UBSAN_OPTIONS=${UBSAN_OPTIONS:-print_stacktrace=1} \
             ctest --output-on-failure --no-tests=error -j "$jobs" -LE no-sanitize)
+}
+
+run_tsan() {
+    local dir=$root/build-tsan
+    configure "$dir" gcc -DNQ_SANITIZE=thread -DNQ_BUILD_BINDINGS=OFF -DNQ_BUILD_BENCH=OFF &&
+        cmake --build "$dir" -j "$jobs" --target test_units test_comm test_mqtt &&
+        (cd "$dir" && TSAN_OPTIONS=${TSAN_OPTIONS:-halt_on_error=1} \
+            ctest --output-on-failure --no-tests=error -j "$jobs" -R '^test_(units|comm\.(tcp|mqtt)|mqtt)\.')
 }
 
 # Only the fuzz executables are built here: the gcc stages cover the rest.
