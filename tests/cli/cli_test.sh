@@ -170,10 +170,16 @@ test_closed_port() {
   expect_one_error_line 1
 }
 
-test_unsupported_protocol() {
-  run_nq send --protocol grpc hello
-  expect_one_error_line 1
-  expect_equal "send stderr" "nq: protocol grpc is not built into this libnq" "$err"
+test_grpc_echo_round_trip() {
+  start_server --protocol grpc --id "$server_id" --echo --count 2
+  run_nq send --protocol grpc --port "$port" --id "$client_id" --expect 2 hello "over grpc"
+  [ "$rc" -eq 0 ] || fail "send exited with $rc"
+  expect_equal "replies" "$server_id 5 hello
+$server_id 9 over grpc" "$out"
+  expect_server_exit_ok
+  expect_equal "server lines" "listening 127.0.0.1 $port
+$client_id 5 hello
+$client_id 9 over grpc" "$(cat "$work/serve.out")"
 }
 
 test_mqtt_echo_round_trip() {
