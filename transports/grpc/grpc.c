@@ -475,7 +475,9 @@ static void server_new_call(nqi_loop *l, int success)
 
     nqi_session *s = server_session(l, gc);
     if (s == NULL) {
-        grpc_call_cancel(call, NULL);
+        /* Closing: a polling client gets an empty round, not an error. */
+        gc->half_closed = 1;
+        server_maybe_finish(gc);
         return;
     }
     struct gsess *gs = gs_of(s);
@@ -874,10 +876,16 @@ static void grpc_session_end(nqi_session *s)
     }
     if (gs->active != NULL) {
         gcall *gc = gs->active;
-        if (!gc->done && !gc->status_sent) {
-            grpc_call_cancel(gc->call, NULL);
-        }
         detach(gc);
+        if (!gc->done && !gc->status_sent) {
+            if (gc->server && (s->error == 0 || s->error == NQ_ECLOSED)) {
+                /* A round cut short by close ends like any other round. */
+                gc->half_closed = 1;
+                server_maybe_finish(gc);
+            } else {
+                grpc_call_cancel(gc->call, NULL);
+            }
+        }
     }
     s->out_sent = 0;
     free(gs->key);
