@@ -92,3 +92,13 @@ int nq_id_equal(const nq_id *a, const nq_id *b)
     }
     return memcmp(a->bytes, b->bytes, sizeof(a->bytes)) == 0;
 }
+
+void nqi_id_hex(const nq_id *id, char out[NQI_ID_HEX_LEN + 1])
+{
+    static const char digits[] = "0123456789abcdef";
+    for (int i = 0; i < 16; i++) {
+        out[2 * i] = digits[id->bytes[i] >> 4];
+        out[2 * i + 1] = digits[id->bytes[i] & 15];
+    }
+    out[NQI_ID_HEX_LEN] = 0;
+}

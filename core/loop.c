@@ -114,7 +114,7 @@ int nqi_loop_post_simple(nqi_loop *l, int type, nqi_session *s, int fd)
 static void resume(nqi_session *s)
 {
     atomic_store(&s->resume_requested, 0);
-    if (atomic_exchange(&s->paused, 0) && !s->ended) {
+    if (atomic_exchange(&s->paused, 0) && !s->ended && s->comm->transport->resume != NULL) {
         s->comm->transport->resume(s);
     }
 }

@@ -43,6 +43,12 @@ void nqi_opts_clear(nq_opts *o);
 /* Initialises o with the defaults (o zeroed, nothing allocated). */
 int nqi_opts_defaults(nq_opts *o);
 
+/* ---- identities -------------------------------------------------------- */
+
+#define NQI_ID_HEX_LEN 32
+/* The id as 32 lower-case hex digits and a NUL (net-queue's uuid.hex). */
+void nqi_id_hex(const nq_id *id, char out[NQI_ID_HEX_LEN + 1]);
+
 /* ---- logging ---------------------------------------------------------- */
 
 typedef struct nqi_log {
@@ -398,10 +404,9 @@ struct nqi_transport {
     void (*loop_start)(nqi_loop *l);
     /* Write as much queued output as the transport takes now. */
     void (*flush)(nqi_session *s);
-    /* An epoll event on a session's descriptor, or a read resumed after a
-     * pause (events == EPOLLIN). */
+    /* An epoll event on a session's descriptor (NULL without descriptors). */
     void (*on_event)(nqi_session *s, uint32_t events);
-    /* A paused session may read again. */
+    /* A paused session may read again (NULL unless pausable). */
     void (*resume)(nqi_session *s);
     /* NQI_CMD_TRANSPORT commands posted by the transport's own threads. */
     void (*on_command)(nqi_loop *l, nqi_cmd *c);

@@ -135,16 +135,6 @@ static void arm(nqi_loop *l, int64_t when)
     }
 }
 
-static void hex_of(const nq_id *id, char out[33])
-{
-    static const char digits[] = "0123456789abcdef";
-    for (int i = 0; i < 16; i++) {
-        out[2 * i] = digits[id->bytes[i] >> 4];
-        out[2 * i + 1] = digits[id->bytes[i] & 15];
-    }
-    out[32] = 0;
-}
-
 static int slice_equals(grpc_slice s, const char *text)
 {
     size_t n = strlen(text);
@@ -532,8 +522,8 @@ static void client_start_call(nqi_loop *l)
         nqi_session_end(s, NQ_ECONNRESET);
         return;
     }
-    char hex[33];
-    hex_of(&c->opts.id, hex);
+    char hex[NQI_ID_HEX_LEN + 1];
+    nqi_id_hex(&c->opts.id, hex);
     grpc_metadata md[2];
     memset(md, 0, sizeof(md));
     md[0].key = grpc_slice_from_static_string(MD_ID);
@@ -857,17 +847,6 @@ static void grpc_loop_start(nqi_loop *l)
     }
 }
 
-static void grpc_on_event(nqi_session *s, uint32_t events)
-{
-    (void)s;
-    (void)events;
-}
-
-static void grpc_resume(nqi_session *s)
-{
-    (void)s;
-}
-
 static void grpc_session_end(nqi_session *s)
 {
     struct gsess *gs = s->tp;
@@ -1171,8 +1150,8 @@ const nqi_transport nqi_grpc_transport = {
     .open = grpc_open,
     .loop_start = grpc_loop_start,
     .flush = flush,
-    .on_event = grpc_on_event,
-    .resume = grpc_resume,
+    .on_event = NULL,
+    .resume = NULL,
     .on_command = grpc_on_command,
     .on_timer = grpc_on_timer,
     .session_end = grpc_session_end,

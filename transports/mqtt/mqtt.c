@@ -25,13 +25,12 @@
 #include "core/nqi.h"
 
 #define MAX_TOPIC 256
-#define HEX_LEN 32
 
 enum { MQ_DATA = 1, MQ_SENT, MQ_SEND_FAILED, MQ_LOST };
 
 typedef struct mqtt_state {
     MQTTAsync client;
-    char own_hex[HEX_LEN + 1];
+    char own_hex[NQI_ID_HEX_LEN + 1];
     char sub_topic[MAX_TOPIC];
     size_t prefix_len;
     int qos;
@@ -59,16 +58,6 @@ struct sent {
     struct sent *prev;
     struct sent *next;
 };
-
-static void hex_of(const nq_id *id, char out[HEX_LEN + 1])
-{
-    static const char digits[] = "0123456789abcdef";
-    for (int i = 0; i < 16; i++) {
-        out[2 * i] = digits[id->bytes[i] >> 4];
-        out[2 * i + 1] = digits[id->bytes[i] & 15];
-    }
-    out[HEX_LEN] = 0;
-}
 
 static void signal_ready(mqtt_state *st, int value)
 {
@@ -186,14 +175,14 @@ static void on_connection_lost(void *context, char *cause)
 static int topic_id(mqtt_state *st, const char *topic, int len, const char *dir, nq_id *out)
 {
     size_t dlen = strlen(dir);
-    if (len < 0 || (size_t)len != st->prefix_len + dlen + HEX_LEN ||
+    if (len < 0 || (size_t)len != st->prefix_len + dlen + NQI_ID_HEX_LEN ||
         memcmp(topic, st->sub_topic, st->prefix_len) != 0 ||
         memcmp(topic + st->prefix_len, dir, dlen) != 0) {
         return -1;
     }
-    char hex[HEX_LEN + 1];
-    memcpy(hex, topic + st->prefix_len + dlen, HEX_LEN);
-    hex[HEX_LEN] = 0;
+    char hex[NQI_ID_HEX_LEN + 1];
+    memcpy(hex, topic + st->prefix_len + dlen, NQI_ID_HEX_LEN);
+    hex[NQI_ID_HEX_LEN] = 0;
     return nq_id_parse(hex, out) == NQ_OK ? 0 : -1;
 }
 
@@ -307,7 +296,7 @@ static void mqtt_flush(nqi_session *s)
 
 static char *topic_for(mqtt_state *st, const char *dir, const char *hex)
 {
-    size_t n = st->prefix_len + strlen(dir) + HEX_LEN + 1;
+    size_t n = st->prefix_len + strlen(dir) + NQI_ID_HEX_LEN + 1;
     char *t = malloc(n);
     if (t != NULL) {
         snprintf(t, n, "%.*s%s%s", (int)st->prefix_len, st->sub_topic, dir, hex);
@@ -331,8 +320,8 @@ static nqi_session *server_session(nqi_loop *l, const nq_id *from)
     if (s == NULL) {
         return NULL;
     }
-    char hex[HEX_LEN + 1];
-    hex_of(from, hex);
+    char hex[NQI_ID_HEX_LEN + 1];
+    nqi_id_hex(from, hex);
     s->route = *from;
     s->topic = topic_for(c->tp, "s2c/", hex);
     s->conn_state = NQI_CONN_OPEN;
@@ -434,17 +423,6 @@ static void mqtt_loop_start(nqi_loop *l)
     }
 }
 
-static void mqtt_on_event(nqi_session *s, uint32_t events)
-{
-    (void)s;
-    (void)events;
-}
-
-static void mqtt_resume(nqi_session *s)
-{
-    (void)s;
-}
-
 static void mqtt_session_end(nqi_session *s)
 {
     s->out_sent = 0;
@@ -495,7 +473,7 @@ static int mqtt_open(nq_comm *c)
     pthread_cond_init(&st->cv, &ca);
     pthread_condattr_destroy(&ca);
     st->qos = (int)c->opts.ints[NQ_OPT_MQTT_QOS];
-    hex_of(&c->opts.id, st->own_hex);
+    nqi_id_hex(&c->opts.id, st->own_hex);
     const char *prefix = c->opts.mqtt_prefix != NULL ? c->opts.mqtt_prefix : "";
     st->prefix_len = strlen(prefix);
     if (c->purpose == NQ_SERVER) {
@@ -626,8 +604,8 @@ const nqi_transport nqi_mqtt_transport = {
     .open = mqtt_open,
     .loop_start = mqtt_loop_start,
     .flush = mqtt_flush,
-    .on_event = mqtt_on_event,
-    .resume = mqtt_resume,
+    .on_event = NULL,
+    .resume = NULL,
     .on_command = mqtt_on_command,
     .session_end = mqtt_session_end,
     .close = mqtt_close,
