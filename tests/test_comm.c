@@ -16,9 +16,10 @@
 
 #include "broker.h"
 #include "harness.h"
+#include "peers.h"
 #include "nq/nq.h"
 
-#define WAIT_MS 10000
+#define WAIT_MS NQT_WAIT_MS
 
 /* The protocol under test (first argument: tcp, mqtt or grpc); MQTT peers
  * meet at a broker this process starts. */
@@ -26,19 +27,6 @@ static nq_protocol g_proto = NQ_TCP;
 static nqt_broker g_broker;
 
 /* ---- helpers ---------------------------------------------------------------- */
-
-static nq_opts *opts_at(const char *host, uint16_t port, const nq_id *id)
-{
-    nq_opts *o = NULL;
-    if (nq_opts_new(&o) != NQ_OK) {
-        abort();
-    }
-    nq_opts_set_netloc(o, host, port);
-    if (id != NULL) {
-        nq_opts_set_id(o, id);
-    }
-    return o;
-}
 
 static nq_comm *open_with(nq_purpose purpose, nq_opts *o)
 {
@@ -57,52 +45,12 @@ static nq_comm *open_with(nq_purpose purpose, nq_opts *o)
 
 static nq_comm *server_on(const char *host)
 {
-    return open_with(NQ_SERVER, opts_at(host, 0, NULL));
-}
-
-static uint16_t port_of(nq_comm *c)
-{
-    uint16_t p = 0;
-    nq_local_port(c, &p);
-    return p;
+    return open_with(NQ_SERVER, nqt_opts(host, 0, NULL));
 }
 
 static nq_comm *client_of(nq_comm *server, const nq_id *id)
 {
-    return open_with(NQ_CLIENT, opts_at("127.0.0.1", port_of(server), id));
-}
-
-/* Puts one buffer and waits for its future. */
-static int put_wait(nq_comm *c, const void *data, size_t len, const nq_id *peers, size_t npeers)
-{
-    nq_chunk ch = {data, len};
-    nq_future *f = NULL;
-    int rv = nq_put(c, &ch, 1, peers, npeers, &f);
-    if (rv != NQ_OK) {
-        return rv;
-    }
-    rv = nq_future_wait(f, WAIT_MS);
-    nq_future_free(f);
-    return rv;
-}
-
-/* Gets one message and checks its bytes (and peer when given). */
-static int expect_msg(nq_comm *c, const void *data, size_t len, const nq_id *peer)
-{
-    nq_msg *m = NULL;
-    CHECK_OK(nq_get(c, WAIT_MS, &m));
-    const void *d;
-    size_t n;
-    CHECK_OK(nq_msg_data(m, &d, &n));
-    CHECK(n == len);
-    CHECK(len == 0 || memcmp(d, data, len) == 0);
-    if (peer != NULL) {
-        nq_id got;
-        nq_msg_peer(m, &got);
-        CHECK(nq_id_equal(&got, peer));
-    }
-    nq_msg_free(m);
-    return 0;
+    return open_with(NQ_CLIENT, nqt_opts("127.0.0.1", nqt_port(server), id));
 }
 
 /* Waits until the server lists n peers. */
@@ -117,32 +65,6 @@ static int wait_peers(nq_comm *server, size_t n)
         usleep(10000);
     }
     return 1;
-}
-
-static int64_t stat_of(nq_comm *c, nq_stat_id s)
-{
-    int64_t v = -1;
-    nq_stat(c, s, &v);
-    return v;
-}
-
-/* Waits until a counter reaches at least want. */
-static int wait_stat(nq_comm *c, nq_stat_id s, int64_t want)
-{
-    for (int i = 0; i < 1000; i++) {
-        if (stat_of(c, s) >= want) {
-            return 0;
-        }
-        usleep(10000);
-    }
-    return 1;
-}
-
-static int64_t now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
 /* A raw TCP connection to a server, for speaking the protocol by hand. */
@@ -191,28 +113,16 @@ static ssize_t raw_read_all(int fd, uint8_t *buf, size_t cap, int timeout_ms)
     return (ssize_t)have;
 }
 
-/* A hello from a client, for checking that a server still works. */
-static int round_trip(nq_comm *server, nq_comm *client)
-{
-    nq_id cid;
-    nq_comm_id(client, &cid);
-    CHECK_OK(put_wait(client, "ping", 4, NULL, 0));
-    CHECK(expect_msg(server, "ping", 4, &cid) == 0);
-    CHECK_OK(put_wait(server, "pong", 4, &cid, 1));
-    CHECK(expect_msg(client, "pong", 4, NULL) == 0);
-    return 0;
-}
-
 /* ---- the contract ------------------------------------------------------------ */
 
 static int test_put_get_both_ways(void)
 {
     nq_comm *s = server_on("127.0.0.1");
     CHECK(s != NULL);
-    CHECK(g_proto != NQ_TCP || port_of(s) != 0);
+    CHECK(g_proto != NQ_TCP || nqt_port(s) != 0);
     nq_comm *c = client_of(s, NULL);
     CHECK(c != NULL);
-    CHECK(round_trip(s, c) == 0);
+    CHECK(nqt_round_trip(s, c) == 0);
     nq_id sid, got;
     nq_comm_id(s, &sid);
     CHECK_OK(nq_server_id(c, &got));
@@ -231,7 +141,7 @@ static int test_put_before_connect_is_delivered(void)
     /* Queued before the connection exists: sent after the INI. */
     nq_chunk ch[3] = {{"a", 1}, {"bc", 2}, {"def", 3}};
     CHECK_OK(nq_put(c, ch, 3, NULL, 0, NULL));
-    CHECK(expect_msg(s, "abcdef", 6, NULL) == 0);
+    CHECK(nqt_expect(s, "abcdef", 6, NULL) == 0);
     nq_destroy(c);
     nq_destroy(s);
     return 0;
@@ -242,13 +152,13 @@ static int test_broadcast_reaches_every_client(void)
     nq_comm *s = server_on("127.0.0.1");
     nq_comm *a = client_of(s, NULL);
     nq_comm *b = client_of(s, NULL);
-    CHECK_OK(put_wait(a, "hi", 2, NULL, 0));
-    CHECK_OK(put_wait(b, "hi", 2, NULL, 0));
+    CHECK_OK(nqt_put_wait(a, "hi", 2, NULL, 0));
+    CHECK_OK(nqt_put_wait(b, "hi", 2, NULL, 0));
     CHECK(wait_peers(s, 2) == 0);
     /* One future covers both copies. */
-    CHECK_OK(put_wait(s, "all", 3, NULL, 0));
-    CHECK(expect_msg(a, "all", 3, NULL) == 0);
-    CHECK(expect_msg(b, "all", 3, NULL) == 0);
+    CHECK_OK(nqt_put_wait(s, "all", 3, NULL, 0));
+    CHECK(nqt_expect(a, "all", 3, NULL) == 0);
+    CHECK(nqt_expect(b, "all", 3, NULL) == 0);
     nq_destroy(a);
     nq_destroy(b);
     nq_destroy(s);
@@ -258,7 +168,7 @@ static int test_broadcast_reaches_every_client(void)
 static int test_broadcast_with_no_clients_succeeds(void)
 {
     nq_comm *s = server_on("127.0.0.1");
-    CHECK_OK(put_wait(s, "nobody", 6, NULL, 0));
+    CHECK_OK(nqt_put_wait(s, "nobody", 6, NULL, 0));
     nq_destroy(s);
     return 0;
 }
@@ -272,14 +182,14 @@ static int test_targeted_put_reaches_only_that_client(void)
     nq_comm *a = client_of(s, &ida);
     nq_comm *b = client_of(s, &idb);
     CHECK(wait_peers(s, 2) == 0);
-    CHECK_OK(put_wait(s, "to-a", 4, &ida, 1));
-    CHECK_OK(put_wait(s, "to-b", 4, &idb, 1));
+    CHECK_OK(nqt_put_wait(s, "to-a", 4, &ida, 1));
+    CHECK_OK(nqt_put_wait(s, "to-b", 4, &idb, 1));
     nq_id both[2] = {ida, idb};
-    CHECK_OK(put_wait(s, "both", 4, both, 2));
-    CHECK(expect_msg(a, "to-a", 4, NULL) == 0);
-    CHECK(expect_msg(a, "both", 4, NULL) == 0);
-    CHECK(expect_msg(b, "to-b", 4, NULL) == 0);
-    CHECK(expect_msg(b, "both", 4, NULL) == 0);
+    CHECK_OK(nqt_put_wait(s, "both", 4, both, 2));
+    CHECK(nqt_expect(a, "to-a", 4, NULL) == 0);
+    CHECK(nqt_expect(a, "both", 4, NULL) == 0);
+    CHECK(nqt_expect(b, "to-b", 4, NULL) == 0);
+    CHECK(nqt_expect(b, "both", 4, NULL) == 0);
     nq_msg *m = NULL;
     CHECK_RC(nq_get(a, 100, &m), NQ_ETIMEDOUT);
     nq_destroy(a);
@@ -310,10 +220,10 @@ static int test_zero_and_sixteen_byte_payloads(void)
     nq_comm *s = server_on("127.0.0.1");
     nq_comm *c = client_of(s, NULL);
     const char sixteen[16] = "0123456789abcdef";
-    CHECK_OK(put_wait(c, "", 0, NULL, 0));
-    CHECK_OK(put_wait(c, sixteen, 16, NULL, 0));
-    CHECK(expect_msg(s, "", 0, NULL) == 0);
-    CHECK(expect_msg(s, sixteen, 16, NULL) == 0);
+    CHECK_OK(nqt_put_wait(c, "", 0, NULL, 0));
+    CHECK_OK(nqt_put_wait(c, sixteen, 16, NULL, 0));
+    CHECK(nqt_expect(s, "", 0, NULL) == 0);
+    CHECK(nqt_expect(s, sixteen, 16, NULL) == 0);
     /* Its own id would read as FIN on the other side. */
     nq_id own;
     nq_comm_id(c, &own);
@@ -335,12 +245,12 @@ static int test_large_message_arrives_intact(void)
     }
     nq_comm *s = server_on("127.0.0.1");
     nq_comm *c = client_of(s, NULL);
-    CHECK_OK(put_wait(c, buf, len, NULL, 0));
-    CHECK(expect_msg(s, buf, len, NULL) == 0);
+    CHECK_OK(nqt_put_wait(c, buf, len, NULL, 0));
+    CHECK(nqt_expect(s, buf, len, NULL) == 0);
     nq_id cid;
     nq_comm_id(c, &cid);
-    CHECK_OK(put_wait(s, buf, len, &cid, 1));
-    CHECK(expect_msg(c, buf, len, NULL) == 0);
+    CHECK_OK(nqt_put_wait(s, buf, len, &cid, 1));
+    CHECK(nqt_expect(c, buf, len, NULL) == 0);
     nq_destroy(c);
     nq_destroy(s);
     free(buf);
@@ -356,7 +266,7 @@ static int test_ten_thousand_messages_keep_order(void)
         CHECK_OK(nq_put(c, &ch, 1, NULL, 0, NULL));
     }
     for (uint32_t i = 0; i < 10000; i++) {
-        CHECK(expect_msg(s, &i, sizeof(i), NULL) == 0);
+        CHECK(nqt_expect(s, &i, sizeof(i), NULL) == 0);
     }
     nq_destroy(c);
     nq_destroy(s);
@@ -400,18 +310,18 @@ static int test_get_after_close_drains_then_reports_closed(void)
     nq_comm *c = client_of(s, NULL);
     nq_id cid;
     nq_comm_id(c, &cid);
-    CHECK_OK(put_wait(c, "x", 1, NULL, 0));
+    CHECK_OK(nqt_put_wait(c, "x", 1, NULL, 0));
     CHECK(wait_peers(s, 1) == 0);
-    CHECK_OK(put_wait(s, "one", 3, &cid, 1));
-    CHECK_OK(put_wait(s, "two", 3, &cid, 1));
+    CHECK_OK(nqt_put_wait(s, "one", 3, &cid, 1));
+    CHECK_OK(nqt_put_wait(s, "two", 3, &cid, 1));
     CHECK_OK(nq_close(c));
-    CHECK(expect_msg(c, "one", 3, NULL) == 0);
-    CHECK(expect_msg(c, "two", 3, NULL) == 0);
+    CHECK(nqt_expect(c, "one", 3, NULL) == 0);
+    CHECK(nqt_expect(c, "two", 3, NULL) == 0);
     nq_msg *m = NULL;
     CHECK_RC(nq_get(c, WAIT_MS, &m), NQ_ECLOSED);
     CHECK_RC(nq_put(c, NULL, 0, NULL, 0, NULL), NQ_ECLOSED);
     CHECK_OK(nq_close(s));
-    CHECK(expect_msg(s, "x", 1, NULL) == 0);
+    CHECK(nqt_expect(s, "x", 1, NULL) == 0);
     CHECK_RC(nq_get(s, 0, &m), NQ_ECLOSED);
     nq_destroy(c);
     nq_destroy(s);
@@ -428,7 +338,7 @@ static void *close_thread(void *arg)
 {
     struct closer *cl = arg;
     cl->result = nq_close(cl->comm);
-    cl->done_at = now_ms();
+    cl->done_at = nqt_now_ms();
     return NULL;
 }
 
@@ -436,7 +346,7 @@ static int test_server_close_waits_for_clients(void)
 {
     nq_comm *s = server_on("127.0.0.1");
     nq_comm *c = client_of(s, NULL);
-    CHECK_OK(put_wait(c, "x", 1, NULL, 0));
+    CHECK_OK(nqt_put_wait(c, "x", 1, NULL, 0));
     CHECK(wait_peers(s, 1) == 0);
     struct closer cl = {s, -100, 0};
     pthread_t t;
@@ -446,7 +356,7 @@ static int test_server_close_waits_for_clients(void)
     /* The server still answers while it waits. */
     nq_id cid;
     nq_comm_id(c, &cid);
-    int64_t closed_at = now_ms();
+    int64_t closed_at = nqt_now_ms();
     CHECK_OK(nq_close(c));
     pthread_join(t, NULL);
     CHECK_OK(cl.result);
@@ -466,7 +376,7 @@ static int test_close_flushes_pending_data(void)
     }
     CHECK_OK(nq_close(c));
     for (uint32_t i = 0; i < 1000; i++) {
-        CHECK(expect_msg(s, &i, sizeof(i), NULL) == 0);
+        CHECK(nqt_expect(s, &i, sizeof(i), NULL) == 0);
     }
     nq_destroy(c);
     nq_destroy(s);
@@ -480,7 +390,7 @@ static int test_reconnect_with_same_id_is_served(void)
     nq_id_random(&id);
     for (int round = 0; round < 3; round++) {
         nq_comm *c = client_of(s, &id);
-        CHECK(round_trip(s, c) == 0);
+        CHECK(nqt_round_trip(s, c) == 0);
         CHECK_OK(nq_close(c));
         nq_destroy(c);
         CHECK(wait_peers(s, 0) == 0);
@@ -493,28 +403,28 @@ static int test_unreachable_server_fails_futures_and_get(void)
 {
     /* Bind a port, then free it, so nothing listens there. */
     nq_comm *s = server_on("127.0.0.1");
-    uint16_t port = port_of(s);
+    uint16_t port = nqt_port(s);
     nq_destroy(s);
-    nq_comm *c = open_with(NQ_CLIENT, opts_at("127.0.0.1", port, NULL));
+    nq_comm *c = open_with(NQ_CLIENT, nqt_opts("127.0.0.1", port, NULL));
     CHECK(c != NULL);
-    CHECK_RC(put_wait(c, "x", 1, NULL, 0), NQ_ECONNREFUSED);
+    CHECK_RC(nqt_put_wait(c, "x", 1, NULL, 0), NQ_ECONNREFUSED);
     nq_msg *m = NULL;
     CHECK_RC(nq_get(c, WAIT_MS, &m), NQ_ECONNREFUSED);
-    int64_t t0 = now_ms();
+    int64_t t0 = nqt_now_ms();
     CHECK_RC(nq_close(c), NQ_ECONNREFUSED);
-    CHECK(now_ms() - t0 < 5000);
+    CHECK(nqt_now_ms() - t0 < 5000);
     nq_destroy(c);
     return 0;
 }
 
 static int test_unresolvable_host_fails_cleanly(void)
 {
-    nq_comm *c = open_with(NQ_CLIENT, opts_at("no-such-host.invalid", 9, NULL));
+    nq_comm *c = open_with(NQ_CLIENT, nqt_opts("no-such-host.invalid", 9, NULL));
     CHECK(c != NULL);
-    CHECK_RC(put_wait(c, "x", 1, NULL, 0), NQ_EADDR);
+    CHECK_RC(nqt_put_wait(c, "x", 1, NULL, 0), NQ_EADDR);
     nq_destroy(c);
     nq_comm *s = NULL;
-    nq_opts *o = opts_at("no-such-host.invalid", 0, NULL);
+    nq_opts *o = nqt_opts("no-such-host.invalid", 0, NULL);
     CHECK_RC(nq_open(NQ_TCP, NQ_SERVER, o, &s), NQ_EADDR);
     nq_opts_free(o);
     return 0;
@@ -524,7 +434,7 @@ static int test_address_in_use_is_reported(void)
 {
     nq_comm *s = server_on("127.0.0.1");
     nq_comm *s2 = NULL;
-    nq_opts *o = opts_at("127.0.0.1", port_of(s), NULL);
+    nq_opts *o = nqt_opts("127.0.0.1", nqt_port(s), NULL);
     CHECK_RC(nq_open(NQ_TCP, NQ_SERVER, o, &s2), NQ_EADDRINUSE);
     nq_opts_free(o);
     nq_destroy(s);
@@ -535,15 +445,15 @@ static int test_ipv6_and_host_names(void)
 {
     nq_comm *s = server_on("::1");
     CHECK(s != NULL);
-    nq_comm *c = open_with(NQ_CLIENT, opts_at("::1", port_of(s), NULL));
-    CHECK(round_trip(s, c) == 0);
+    nq_comm *c = open_with(NQ_CLIENT, nqt_opts("::1", nqt_port(s), NULL));
+    CHECK(nqt_round_trip(s, c) == 0);
     nq_destroy(c);
     nq_destroy(s);
     /* A name resolving to several addresses: the client tries each. */
     s = server_on("localhost");
     CHECK(s != NULL);
-    nq_comm *c2 = open_with(NQ_CLIENT, opts_at("localhost", port_of(s), NULL));
-    CHECK(round_trip(s, c2) == 0);
+    nq_comm *c2 = open_with(NQ_CLIENT, nqt_opts("localhost", nqt_port(s), NULL));
+    CHECK(nqt_round_trip(s, c2) == 0);
     nq_destroy(c2);
     nq_destroy(s);
     return 0;
@@ -551,18 +461,18 @@ static int test_ipv6_and_host_names(void)
 
 static int test_workers_share_clients(void)
 {
-    nq_opts *o = opts_at("127.0.0.1", 0, NULL);
+    nq_opts *o = nqt_opts("127.0.0.1", 0, NULL);
     CHECK_OK(nq_opts_set_int(o, NQ_OPT_WORKERS, 3));
     nq_comm *s = open_with(NQ_SERVER, o);
     CHECK(s != NULL);
     nq_comm *cs[6];
     for (int i = 0; i < 6; i++) {
         cs[i] = client_of(s, NULL);
-        CHECK(round_trip(s, cs[i]) == 0);
+        CHECK(nqt_round_trip(s, cs[i]) == 0);
     }
-    CHECK_OK(put_wait(s, "all", 3, NULL, 0));
+    CHECK_OK(nqt_put_wait(s, "all", 3, NULL, 0));
     for (int i = 0; i < 6; i++) {
-        CHECK(expect_msg(cs[i], "all", 3, NULL) == 0);
+        CHECK(nqt_expect(cs[i], "all", 3, NULL) == 0);
         CHECK_OK(nq_close(cs[i]));
         nq_destroy(cs[i]);
     }
@@ -573,7 +483,7 @@ static int test_workers_share_clients(void)
 
 static int test_queue_size_holds_sender_back_without_loss(void)
 {
-    nq_opts *o = opts_at("127.0.0.1", 0, NULL);
+    nq_opts *o = nqt_opts("127.0.0.1", 0, NULL);
     CHECK_OK(nq_opts_set_int(o, NQ_OPT_QUEUE_SIZE, 4));
     nq_comm *s = open_with(NQ_SERVER, o);
     nq_comm *c = client_of(s, NULL);
@@ -581,11 +491,11 @@ static int test_queue_size_holds_sender_back_without_loss(void)
         nq_chunk ch = {&i, sizeof(i)};
         CHECK_OK(nq_put(c, &ch, 1, NULL, 0, NULL));
     }
-    CHECK(wait_stat(s, NQ_STAT_READ_PAUSES, 1) == 0);
+    CHECK(nqt_wait_stat(s, NQ_STAT_READ_PAUSES, 1) == 0);
     for (uint32_t i = 0; i < 300; i++) {
-        CHECK(expect_msg(s, &i, sizeof(i), NULL) == 0);
+        CHECK(nqt_expect(s, &i, sizeof(i), NULL) == 0);
     }
-    CHECK(stat_of(s, NQ_STAT_MSGS_IN) == 300);
+    CHECK(nqt_stat(s, NQ_STAT_MSGS_IN) == 300);
     nq_destroy(c);
     nq_destroy(s);
     return 0;
@@ -593,9 +503,9 @@ static int test_queue_size_holds_sender_back_without_loss(void)
 
 static int test_send_limit_refuses_copies(void)
 {
-    nq_opts *o = opts_at("127.0.0.1", 0, NULL);
+    nq_opts *o = nqt_opts("127.0.0.1", 0, NULL);
     nq_comm *s = open_with(NQ_SERVER, o);
-    o = opts_at("127.0.0.1", port_of(s), NULL);
+    o = nqt_opts("127.0.0.1", nqt_port(s), NULL);
     CHECK_OK(nq_opts_set_int(o, NQ_OPT_SEND_LIMIT, 1000));
     nq_comm *c = open_with(NQ_CLIENT, o);
     static uint8_t big[2000];
@@ -606,7 +516,7 @@ static int test_send_limit_refuses_copies(void)
     CHECK_OK(nq_put(c, &ch, 1, NULL, 0, &f));
     CHECK_OK(nq_future_wait(f, WAIT_MS));
     nq_future_free(f);
-    CHECK(expect_msg(s, big, sizeof(big), NULL) == 0);
+    CHECK(nqt_expect(s, big, sizeof(big), NULL) == 0);
     nq_destroy(c);
     nq_destroy(s);
     return 0;
@@ -641,10 +551,10 @@ static int load_str(void *ctx, const nq_bytes *in, void **value)
 
 static int test_values_use_the_serializer(void)
 {
-    nq_opts *o = opts_at("127.0.0.1", 0, NULL);
+    nq_opts *o = nqt_opts("127.0.0.1", 0, NULL);
     nq_opts_set_serializer(o, dump_str, load_str, NULL);
     nq_comm *s = open_with(NQ_SERVER, o);
-    o = opts_at("127.0.0.1", port_of(s), NULL);
+    o = nqt_opts("127.0.0.1", nqt_port(s), NULL);
     nq_opts_set_serializer(o, dump_str, load_str, NULL);
     nq_comm *c = open_with(NQ_CLIENT, o);
     nq_future *f = NULL;
@@ -674,19 +584,19 @@ static int test_peer_vanishing_without_fin_is_detected(void)
     nq_comm *s = server_on("127.0.0.1");
     nq_id ghost;
     nq_id_random(&ghost);
-    int fd = raw_connect(port_of(s));
+    int fd = raw_connect(nqt_port(s));
     CHECK(raw_send_frame(fd, ghost.bytes, 16) == 0);
     CHECK(raw_send_frame(fd, "last words", 10) == 0);
     CHECK(wait_peers(s, 1) == 0);
-    CHECK(expect_msg(s, "last words", 10, &ghost) == 0);
+    CHECK(nqt_expect(s, "last words", 10, &ghost) == 0);
     close(fd);
-    CHECK(wait_stat(s, NQ_STAT_CONNECTIONS_LOST, 1) == 0);
+    CHECK(nqt_wait_stat(s, NQ_STAT_CONNECTIONS_LOST, 1) == 0);
     CHECK(wait_peers(s, 0) == 0);
     nq_chunk ch = {"x", 1};
     CHECK_RC(nq_put(s, &ch, 1, &ghost, 1, NULL), NQ_ENOPEER);
-    int64_t t0 = now_ms();
+    int64_t t0 = nqt_now_ms();
     CHECK_OK(nq_close(s));
-    CHECK(now_ms() - t0 < 2000);
+    CHECK(nqt_now_ms() - t0 < 2000);
     nq_destroy(s);
     return 0;
 }
@@ -696,7 +606,7 @@ static int test_pending_futures_fail_when_peer_dies(void)
     nq_comm *s = server_on("127.0.0.1");
     nq_id ghost;
     nq_id_random(&ghost);
-    int fd = raw_connect(port_of(s));
+    int fd = raw_connect(nqt_port(s));
     int small = 4096;
     setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &small, sizeof(small));
     CHECK(raw_send_frame(fd, ghost.bytes, 16) == 0);
@@ -725,7 +635,7 @@ static int test_server_vanishing_fails_client(void)
     CHECK(bind(lfd, (struct sockaddr *)&a, sizeof(a)) == 0 && listen(lfd, 4) == 0);
     socklen_t al = sizeof(a);
     getsockname(lfd, (struct sockaddr *)&a, &al);
-    nq_comm *c = open_with(NQ_CLIENT, opts_at("127.0.0.1", ntohs(a.sin_port), NULL));
+    nq_comm *c = open_with(NQ_CLIENT, nqt_opts("127.0.0.1", ntohs(a.sin_port), NULL));
     int fd = accept(lfd, NULL, NULL);
     CHECK(fd >= 0);
     uint8_t ini[24];
@@ -734,10 +644,10 @@ static int test_server_vanishing_fails_client(void)
     close(lfd);
     nq_msg *m = NULL;
     CHECK_RC(nq_get(c, WAIT_MS, &m), NQ_ECONNRESET);
-    CHECK_RC(put_wait(c, "x", 1, NULL, 0), NQ_ECONNRESET);
-    int64_t t0 = now_ms();
+    CHECK_RC(nqt_put_wait(c, "x", 1, NULL, 0), NQ_ECONNRESET);
+    int64_t t0 = nqt_now_ms();
     CHECK_RC(nq_close(c), NQ_ECONNRESET);
-    CHECK(now_ms() - t0 < 2000);
+    CHECK(nqt_now_ms() - t0 < 2000);
     nq_destroy(c);
     return 0;
 }
@@ -751,13 +661,13 @@ static int test_close_timeout_bounds_a_silent_server(void)
     CHECK(bind(lfd, (struct sockaddr *)&a, sizeof(a)) == 0 && listen(lfd, 4) == 0);
     socklen_t al = sizeof(a);
     getsockname(lfd, (struct sockaddr *)&a, &al);
-    nq_opts *o = opts_at("127.0.0.1", ntohs(a.sin_port), NULL);
+    nq_opts *o = nqt_opts("127.0.0.1", ntohs(a.sin_port), NULL);
     CHECK_OK(nq_opts_set_int(o, NQ_OPT_CLOSE_TIMEOUT_MS, 300));
     nq_comm *c = open_with(NQ_CLIENT, o);
     int fd = accept(lfd, NULL, NULL);
-    int64_t t0 = now_ms();
+    int64_t t0 = nqt_now_ms();
     CHECK_RC(nq_close(c), NQ_ETIMEDOUT);
-    CHECK(now_ms() - t0 < 3000);
+    CHECK(nqt_now_ms() - t0 < 3000);
     nq_destroy(c);
     close(fd);
     close(lfd);
@@ -770,24 +680,24 @@ static int test_close_timeout_bounds_a_silent_server(void)
  * checks that only the hostile one is dropped, with the counter. */
 static int hostile_case(const void *bytes, size_t len, int close_after, nq_stat_id counter)
 {
-    nq_opts *o = opts_at("127.0.0.1", 0, NULL);
+    nq_opts *o = nqt_opts("127.0.0.1", 0, NULL);
     CHECK_OK(nq_opts_set_int(o, NQ_OPT_MESSAGE_SIZE, 1024 * 1024));
     CHECK_OK(nq_opts_set_int(o, NQ_OPT_HANDSHAKE_TIMEOUT_MS, 300));
     nq_comm *s = open_with(NQ_SERVER, o);
     nq_comm *good = client_of(s, NULL);
-    CHECK(round_trip(s, good) == 0);
-    int fd = raw_connect(port_of(s));
+    CHECK(nqt_round_trip(s, good) == 0);
+    int fd = raw_connect(nqt_port(s));
     CHECK(write(fd, bytes, len) == (ssize_t)len);
     if (close_after) {
         shutdown(fd, SHUT_WR);
     }
-    CHECK(wait_stat(s, counter, 1) == 0);
+    CHECK(nqt_wait_stat(s, counter, 1) == 0);
     /* The server dropped the hostile connection: we read EOF. */
     uint8_t junk[64];
     CHECK(raw_read_all(fd, junk, sizeof(junk), 2000) >= 0);
     close(fd);
-    CHECK(round_trip(s, good) == 0);
-    CHECK(stat_of(s, NQ_STAT_PEERS) == 1);
+    CHECK(nqt_round_trip(s, good) == 0);
+    CHECK(nqt_stat(s, NQ_STAT_PEERS) == 1);
     CHECK_OK(nq_close(good));
     CHECK_OK(nq_close(s));
     nq_destroy(good);
@@ -845,21 +755,21 @@ static int test_frame_cut_by_eof_is_a_lost_connection(void)
 
 static int test_silent_connections_time_out(void)
 {
-    nq_opts *o = opts_at("127.0.0.1", 0, NULL);
+    nq_opts *o = nqt_opts("127.0.0.1", 0, NULL);
     CHECK_OK(nq_opts_set_int(o, NQ_OPT_HANDSHAKE_TIMEOUT_MS, 300));
     nq_comm *s = open_with(NQ_SERVER, o);
     enum { FLOOD = 200 };
     int fds[FLOOD];
     for (int i = 0; i < FLOOD; i++) {
-        fds[i] = raw_connect(port_of(s));
+        fds[i] = raw_connect(nqt_port(s));
     }
     nq_comm *good = client_of(s, NULL);
-    CHECK(round_trip(s, good) == 0);
-    CHECK(wait_stat(s, NQ_STAT_HANDSHAKE_TIMEOUTS, FLOOD) == 0);
+    CHECK(nqt_round_trip(s, good) == 0);
+    CHECK(nqt_wait_stat(s, NQ_STAT_HANDSHAKE_TIMEOUTS, FLOOD) == 0);
     for (int i = 0; i < FLOOD; i++) {
         close(fds[i]);
     }
-    CHECK(round_trip(s, good) == 0);
+    CHECK(nqt_round_trip(s, good) == 0);
     CHECK_OK(nq_close(good));
     CHECK_OK(nq_close(s));
     nq_destroy(good);
@@ -873,12 +783,12 @@ static int test_duplicate_live_id_is_refused(void)
     nq_id id;
     nq_id_random(&id);
     nq_comm *a = client_of(s, &id);
-    CHECK(round_trip(s, a) == 0);
+    CHECK(nqt_round_trip(s, a) == 0);
     nq_comm *b = client_of(s, &id);
-    CHECK(wait_stat(s, NQ_STAT_PROTOCOL_ERRORS, 1) == 0);
+    CHECK(nqt_wait_stat(s, NQ_STAT_PROTOCOL_ERRORS, 1) == 0);
     nq_msg *m = NULL;
     CHECK_RC(nq_get(b, WAIT_MS, &m), NQ_ECONNRESET);
-    CHECK(round_trip(s, a) == 0);
+    CHECK(nqt_round_trip(s, a) == 0);
     nq_destroy(b);
     nq_destroy(a);
     nq_destroy(s);
@@ -893,14 +803,14 @@ static int test_wire_handshake_bytes(void)
     nq_id sid, cid;
     nq_comm_id(s, &sid);
     nq_id_random(&cid);
-    int fd = raw_connect(port_of(s));
+    int fd = raw_connect(nqt_port(s));
     /* The server says nothing before the client speaks. */
     uint8_t buf[256];
     CHECK(raw_read_all(fd, buf, sizeof(buf), 200) == 0);
     CHECK(raw_send_frame(fd, cid.bytes, 16) == 0);
     CHECK(raw_send_frame(fd, "data", 4) == 0);
-    CHECK(expect_msg(s, "data", 4, &cid) == 0);
-    CHECK_OK(put_wait(s, "back", 4, &cid, 1));
+    CHECK(nqt_expect(s, "data", 4, &cid) == 0);
+    CHECK_OK(nqt_put_wait(s, "back", 4, &cid, 1));
     CHECK(raw_send_frame(fd, cid.bytes, 16) == 0); /* FIN */
     ssize_t n = raw_read_all(fd, buf, sizeof(buf), 3000);
     /* INI, data, FIN, then EOF. */
@@ -929,7 +839,7 @@ static int test_client_speaks_first_and_finishes_last(void)
     nq_id cid, sid;
     nq_id_random(&cid);
     nq_id_random(&sid);
-    nq_comm *c = open_with(NQ_CLIENT, opts_at("127.0.0.1", ntohs(a.sin_port), &cid));
+    nq_comm *c = open_with(NQ_CLIENT, nqt_opts("127.0.0.1", ntohs(a.sin_port), &cid));
     CHECK_OK(nq_put(c, (nq_chunk[]){{"abc", 3}}, 1, NULL, 0, NULL));
     int fd = accept(lfd, NULL, NULL);
     uint8_t buf[64];
@@ -964,19 +874,10 @@ static char tls_dir[64];
 /* Makes a self-signed certificate naming the hosts in san. */
 static int make_cert_for(const char *name, const char *san)
 {
-    if (tls_dir[0] == 0) {
-        strcpy(tls_dir, "/tmp/nqtlsXXXXXX");
-        if (mkdtemp(tls_dir) == NULL) {
-            return 1;
-        }
+    if (tls_dir[0] == 0 && nqt_temp_dir(tls_dir, "nqtls") != 0) {
+        return 1;
     }
-    char cmd[1024];
-    snprintf(cmd, sizeof(cmd),
-             "openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes "
-             "-keyout %s/%s.key -out %s/%s.pem -days 2 -subj /CN=localhost "
-             "-addext subjectAltName=%s 2>/dev/null",
-             tls_dir, name, tls_dir, name, san);
-    return system(cmd) != 0;
+    return nqt_make_cert(tls_dir, name, san);
 }
 
 static int make_cert(const char *name)
@@ -994,7 +895,7 @@ static nq_comm *tls_server(const char *name)
 {
     char key[128], cert[128];
     tls_paths(name, key, cert);
-    nq_opts *o = opts_at("127.0.0.1", 0, NULL);
+    nq_opts *o = nqt_opts("127.0.0.1", 0, NULL);
     nq_opts_set_tls(o, key, cert);
     return open_with(NQ_SERVER, o);
 }
@@ -1003,7 +904,7 @@ static nq_comm *tls_client(nq_comm *s, const char *host, const char *trust)
 {
     char key[128], cert[128];
     tls_paths(trust, key, cert);
-    nq_opts *o = opts_at(host, port_of(s), NULL);
+    nq_opts *o = nqt_opts(host, nqt_port(s), NULL);
     nq_opts_set_tls(o, NULL, cert);
     return open_with(NQ_CLIENT, o);
 }
@@ -1014,23 +915,23 @@ static int test_tls_exchange_with_trusted_certificate(void)
     nq_comm *s = tls_server("good");
     CHECK(s != NULL);
     nq_comm *c = tls_client(s, "127.0.0.1", "good");
-    CHECK(round_trip(s, c) == 0);
+    CHECK(nqt_round_trip(s, c) == 0);
     size_t len = 3 * 1024 * 1024 + 5;
     uint8_t *buf = malloc(len);
     for (size_t i = 0; i < len; i++) {
         buf[i] = (uint8_t)(i ^ (i >> 9));
     }
-    CHECK_OK(put_wait(c, buf, len, NULL, 0));
-    CHECK(expect_msg(s, buf, len, NULL) == 0);
+    CHECK_OK(nqt_put_wait(c, buf, len, NULL, 0));
+    CHECK(nqt_expect(s, buf, len, NULL) == 0);
     for (uint32_t i = 0; i < 2000; i++) {
         nq_chunk ch = {&i, sizeof(i)};
         CHECK_OK(nq_put(c, &ch, 1, NULL, 0, NULL));
     }
     for (uint32_t i = 0; i < 2000; i++) {
-        CHECK(expect_msg(s, &i, sizeof(i), NULL) == 0);
+        CHECK(nqt_expect(s, &i, sizeof(i), NULL) == 0);
     }
     nq_comm *c2 = tls_client(s, "localhost", "good");
-    CHECK(round_trip(s, c2) == 0);
+    CHECK(nqt_round_trip(s, c2) == 0);
     CHECK_OK(nq_close(c));
     CHECK_OK(nq_close(c2));
     CHECK_OK(nq_close(s));
@@ -1047,15 +948,15 @@ static int test_tls_untrusted_certificate_fails_cleanly(void)
     CHECK(make_cert("other") == 0);
     nq_comm *s = tls_server("good");
     nq_comm *c = tls_client(s, "127.0.0.1", "other");
-    CHECK_RC(put_wait(c, "x", 1, NULL, 0), NQ_ETLS);
+    CHECK_RC(nqt_put_wait(c, "x", 1, NULL, 0), NQ_ETLS);
     nq_msg *m = NULL;
     CHECK_RC(nq_get(c, WAIT_MS, &m), NQ_ETLS);
     CHECK_RC(nq_close(c), NQ_ETLS);
     nq_destroy(c);
-    CHECK(wait_stat(s, NQ_STAT_TLS_ERRORS, 1) == 0);
+    CHECK(nqt_wait_stat(s, NQ_STAT_TLS_ERRORS, 1) == 0);
     /* The server goes on serving good clients. */
     nq_comm *ok = tls_client(s, "127.0.0.1", "good");
-    CHECK(round_trip(s, ok) == 0);
+    CHECK(nqt_round_trip(s, ok) == 0);
     nq_destroy(ok);
     nq_destroy(s);
     return 0;
@@ -1067,7 +968,7 @@ static int test_tls_wrong_host_name_fails(void)
     CHECK(make_cert_for("elsewhere", "DNS:elsewhere.invalid") == 0);
     nq_comm *s = tls_server("elsewhere");
     nq_comm *c = tls_client(s, "127.0.0.1", "elsewhere");
-    CHECK_RC(put_wait(c, "x", 1, NULL, 0), NQ_ETLS);
+    CHECK_RC(nqt_put_wait(c, "x", 1, NULL, 0), NQ_ETLS);
     nq_destroy(c);
     nq_destroy(s);
     return 0;
@@ -1082,7 +983,7 @@ static int test_tls_plain_client_cannot_confuse_server(void)
     CHECK(nq_get(plain, WAIT_MS, &m) != NQ_OK);
     nq_destroy(plain);
     nq_comm *ok = tls_client(s, "127.0.0.1", "good");
-    CHECK(round_trip(s, ok) == 0);
+    CHECK(nqt_round_trip(s, ok) == 0);
     nq_destroy(ok);
     nq_destroy(s);
     return 0;
@@ -1090,7 +991,7 @@ static int test_tls_plain_client_cannot_confuse_server(void)
 
 static int test_tls_bad_key_files_fail_at_open(void)
 {
-    nq_opts *o = opts_at("127.0.0.1", 0, NULL);
+    nq_opts *o = nqt_opts("127.0.0.1", 0, NULL);
     nq_opts_set_tls(o, "/nonexistent.key", "/nonexistent.pem");
     nq_comm *s = NULL;
     CHECK_RC(nq_open(NQ_TCP, NQ_SERVER, o, &s), NQ_ETLS);
@@ -1174,11 +1075,7 @@ int main(int argc, char **argv)
         nqt_broker_stop(&g_broker, SIGTERM);
     }
     if (tls_dir[0] != 0) {
-        char cmd[128];
-        snprintf(cmd, sizeof(cmd), "rm -rf %s", tls_dir);
-        if (system(cmd) != 0) {
-            fprintf(stderr, "could not remove %s\n", tls_dir);
-        }
+        nqt_remove_dir(tls_dir);
     }
     return rv;
 }

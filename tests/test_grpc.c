@@ -11,83 +11,16 @@
 #include <unistd.h>
 
 #include "harness.h"
+#include "peers.h"
 #include "nq/nq.h"
 
-#define WAIT_MS 10000
+#define WAIT_MS NQT_WAIT_MS
 
 static char tls_dir[64];
 
-static nq_opts *opts_at(uint16_t port)
+static nq_comm *grpc_peer(nq_purpose purpose, nq_opts *o)
 {
-    nq_opts *o = NULL;
-    if (nq_opts_new(&o) != NQ_OK) {
-        abort();
-    }
-    nq_opts_set_netloc(o, "127.0.0.1", port);
-    return o;
-}
-
-static nq_comm *open_grpc(nq_purpose purpose, nq_opts *o)
-{
-    nq_comm *c = NULL;
-    int rv = nq_open(NQ_GRPC, purpose, o, &c);
-    nq_opts_free(o);
-    if (rv != NQ_OK) {
-        fprintf(stderr, "nq_open: %s\n", nq_strerror(rv));
-        return NULL;
-    }
-    return c;
-}
-
-static uint16_t port_of(nq_comm *c)
-{
-    uint16_t p = 0;
-    nq_local_port(c, &p);
-    return p;
-}
-
-static int put_wait(nq_comm *c, const void *data, size_t len, const nq_id *peers, size_t npeers)
-{
-    nq_chunk ch = {data, len};
-    nq_future *f = NULL;
-    int rv = nq_put(c, &ch, 1, peers, npeers, &f);
-    if (rv != NQ_OK) {
-        return rv;
-    }
-    rv = nq_future_wait(f, WAIT_MS);
-    nq_future_free(f);
-    return rv;
-}
-
-static int expect_msg(nq_comm *c, const void *data, size_t len)
-{
-    nq_msg *m = NULL;
-    CHECK_OK(nq_get(c, WAIT_MS, &m));
-    const void *d;
-    size_t n;
-    nq_msg_data(m, &d, &n);
-    CHECK(n == len);
-    CHECK(len == 0 || memcmp(d, data, len) == 0);
-    nq_msg_free(m);
-    return 0;
-}
-
-static int round_trip(nq_comm *server, nq_comm *client)
-{
-    nq_id cid;
-    nq_comm_id(client, &cid);
-    CHECK_OK(put_wait(client, "ping", 4, NULL, 0));
-    CHECK(expect_msg(server, "ping", 4) == 0);
-    CHECK_OK(put_wait(server, "pong", 4, &cid, 1));
-    CHECK(expect_msg(client, "pong", 4) == 0);
-    return 0;
-}
-
-static int64_t now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+    return nqt_open(NQ_GRPC, purpose, o);
 }
 
 /* ---- child processes ------------------------------------------------------------ */
@@ -119,8 +52,8 @@ static pid_t spawn(const char *role, uint16_t port, FILE **out)
  * to be killed. */
 static int child_client(uint16_t port)
 {
-    nq_comm *c = open_grpc(NQ_CLIENT, opts_at(port));
-    if (c == NULL || put_wait(c, "hello", 5, NULL, 0) != NQ_OK) {
+    nq_comm *c = grpc_peer(NQ_CLIENT, nqt_opts("127.0.0.1", port, NULL));
+    if (c == NULL || nqt_put_wait(c, "hello", 5, NULL, 0) != NQ_OK) {
         return 1;
     }
     size_t len = 512 * 1024 * 1024;
@@ -137,11 +70,11 @@ static int child_client(uint16_t port)
 /* A server that prints its port and serves until killed. */
 static int child_server(void)
 {
-    nq_comm *s = open_grpc(NQ_SERVER, opts_at(0));
+    nq_comm *s = grpc_peer(NQ_SERVER, nqt_opts("127.0.0.1", 0, NULL));
     if (s == NULL) {
         return 1;
     }
-    printf("%u\n", (unsigned)port_of(s));
+    printf("%u\n", (unsigned)nqt_port(s));
     fflush(stdout);
     for (;;) {
         nq_msg *m = NULL;
@@ -160,16 +93,16 @@ static int child_server(void)
 
 static int test_client_killed_mid_stream_leaves_server_serving(void)
 {
-    nq_comm *s = open_grpc(NQ_SERVER, opts_at(0));
+    nq_comm *s = grpc_peer(NQ_SERVER, nqt_opts("127.0.0.1", 0, NULL));
     CHECK(s != NULL);
-    nq_comm *good = open_grpc(NQ_CLIENT, opts_at(port_of(s)));
-    CHECK(round_trip(s, good) == 0);
+    nq_comm *good = grpc_peer(NQ_CLIENT, nqt_opts("127.0.0.1", nqt_port(s), NULL));
+    CHECK(nqt_round_trip(s, good) == 0);
     FILE *out = NULL;
-    pid_t pid = spawn("child-client", port_of(s), &out);
+    pid_t pid = spawn("child-client", nqt_port(s), &out);
     CHECK(pid > 0);
     char line[32] = "";
     CHECK(fgets(line, sizeof(line), out) != NULL && strcmp(line, "ready\n") == 0);
-    CHECK(expect_msg(s, "hello", 5) == 0);
+    CHECK(nqt_expect(s, "hello", 5, NULL) == 0);
     kill(pid, SIGKILL);
     waitpid(pid, NULL, 0);
     fclose(out);
@@ -179,11 +112,11 @@ static int test_client_killed_mid_stream_leaves_server_serving(void)
         usleep(10000);
     }
     CHECK(lost == 1);
-    CHECK(round_trip(s, good) == 0);
+    CHECK(nqt_round_trip(s, good) == 0);
     CHECK_OK(nq_close(good));
-    int64_t t0 = now_ms();
+    int64_t t0 = nqt_now_ms();
     CHECK_OK(nq_close(s));
-    CHECK(now_ms() - t0 < 5000);
+    CHECK(nqt_now_ms() - t0 < 5000);
     nq_destroy(good);
     nq_destroy(s);
     return 0;
@@ -196,9 +129,9 @@ static int test_server_killed_fails_client_cleanly(void)
     CHECK(pid > 0);
     unsigned port = 0;
     CHECK(fscanf(out, "%u", &port) == 1 && port > 0);
-    nq_comm *c = open_grpc(NQ_CLIENT, opts_at((uint16_t)port));
-    CHECK_OK(put_wait(c, "echo", 4, NULL, 0));
-    CHECK(expect_msg(c, "echo", 4) == 0);
+    nq_comm *c = grpc_peer(NQ_CLIENT, nqt_opts("127.0.0.1", (uint16_t)port, NULL));
+    CHECK_OK(nqt_put_wait(c, "echo", 4, NULL, 0));
+    CHECK(nqt_expect(c, "echo", 4, NULL) == 0);
     size_t len = 256 * 1024 * 1024;
     uint8_t *big = calloc(1, len);
     nq_chunk ch = {big, len};
@@ -211,9 +144,9 @@ static int test_server_killed_fails_client_cleanly(void)
     nq_future_free(f);
     nq_msg *m = NULL;
     CHECK_RC(nq_get(c, WAIT_MS, &m), NQ_ECONNRESET);
-    int64_t t0 = now_ms();
+    int64_t t0 = nqt_now_ms();
     CHECK_RC(nq_close(c), NQ_ECONNRESET);
-    CHECK(now_ms() - t0 < 5000);
+    CHECK(nqt_now_ms() - t0 < 5000);
     nq_destroy(c);
     free(big);
     return 0;
@@ -221,12 +154,12 @@ static int test_server_killed_fails_client_cleanly(void)
 
 static int test_unreachable_server_fails_futures_and_get(void)
 {
-    nq_comm *s = open_grpc(NQ_SERVER, opts_at(0));
-    uint16_t port = port_of(s);
+    nq_comm *s = grpc_peer(NQ_SERVER, nqt_opts("127.0.0.1", 0, NULL));
+    uint16_t port = nqt_port(s);
     nq_destroy(s);
-    nq_comm *c = open_grpc(NQ_CLIENT, opts_at(port));
+    nq_comm *c = grpc_peer(NQ_CLIENT, nqt_opts("127.0.0.1", port, NULL));
     CHECK(c != NULL);
-    CHECK_RC(put_wait(c, "x", 1, NULL, 0), NQ_ECONNREFUSED);
+    CHECK_RC(nqt_put_wait(c, "x", 1, NULL, 0), NQ_ECONNREFUSED);
     nq_msg *m = NULL;
     CHECK_RC(nq_get(c, WAIT_MS, &m), NQ_ECONNREFUSED);
     nq_destroy(c);
@@ -237,18 +170,9 @@ static int test_unreachable_server_fails_futures_and_get(void)
 
 static int make_certs(void)
 {
-    strcpy(tls_dir, "/tmp/nqgrpctlsXXXXXX");
-    if (mkdtemp(tls_dir) == NULL) {
-        return 1;
-    }
-    char cmd[1024];
-    snprintf(cmd, sizeof(cmd),
-             "for n in good other; do openssl req -x509 -newkey ec "
-             "-pkeyopt ec_paramgen_curve:prime256v1 -nodes -keyout %s/$n.key -out %s/$n.pem "
-             "-days 2 -subj /CN=localhost "
-             "-addext subjectAltName=DNS:localhost,IP:127.0.0.1 2>/dev/null || exit 1; done",
-             tls_dir, tls_dir);
-    return system(cmd) != 0;
+    return nqt_temp_dir(tls_dir, "nqgrpctls") != 0 ||
+           nqt_make_cert(tls_dir, "good", "DNS:localhost,IP:127.0.0.1") != 0 ||
+           nqt_make_cert(tls_dir, "other", "DNS:localhost,IP:127.0.0.1") != 0;
 }
 
 static nq_comm *tls_peer(nq_purpose purpose, uint16_t port, const char *host, const char *name)
@@ -256,10 +180,10 @@ static nq_comm *tls_peer(nq_purpose purpose, uint16_t port, const char *host, co
     char key[128], cert[128];
     snprintf(key, sizeof(key), "%s/%s.key", tls_dir, name);
     snprintf(cert, sizeof(cert), "%s/%s.pem", tls_dir, name);
-    nq_opts *o = opts_at(port);
+    nq_opts *o = nqt_opts("127.0.0.1", port, NULL);
     nq_opts_set_netloc(o, host, port);
     nq_opts_set_tls(o, purpose == NQ_SERVER ? key : NULL, cert);
-    return open_grpc(purpose, o);
+    return grpc_peer(purpose, o);
 }
 
 static int test_tls_with_trusted_and_untrusted_certificates(void)
@@ -267,32 +191,30 @@ static int test_tls_with_trusted_and_untrusted_certificates(void)
     CHECK(make_certs() == 0);
     nq_comm *s = tls_peer(NQ_SERVER, 0, "127.0.0.1", "good");
     CHECK(s != NULL);
-    nq_comm *c = tls_peer(NQ_CLIENT, port_of(s), "localhost", "good");
+    nq_comm *c = tls_peer(NQ_CLIENT, nqt_port(s), "localhost", "good");
     CHECK(c != NULL);
-    CHECK(round_trip(s, c) == 0);
-    nq_comm *bad = tls_peer(NQ_CLIENT, port_of(s), "localhost", "other");
-    CHECK_RC(put_wait(bad, "x", 1, NULL, 0), NQ_ETLS);
+    CHECK(nqt_round_trip(s, c) == 0);
+    nq_comm *bad = tls_peer(NQ_CLIENT, nqt_port(s), "localhost", "other");
+    CHECK_RC(nqt_put_wait(bad, "x", 1, NULL, 0), NQ_ETLS);
     nq_msg *m = NULL;
     CHECK_RC(nq_get(bad, WAIT_MS, &m), NQ_ETLS);
     nq_destroy(bad);
-    CHECK(round_trip(s, c) == 0);
+    CHECK(nqt_round_trip(s, c) == 0);
     CHECK_OK(nq_close(c));
     CHECK_OK(nq_close(s));
     nq_destroy(c);
     nq_destroy(s);
-    char rm[128];
-    snprintf(rm, sizeof(rm), "rm -rf %s", tls_dir);
-    CHECK(system(rm) == 0);
+    nqt_remove_dir(tls_dir);
     return 0;
 }
 
 static int test_many_clients_stream_at_once(void)
 {
-    nq_comm *s = open_grpc(NQ_SERVER, opts_at(0));
+    nq_comm *s = grpc_peer(NQ_SERVER, nqt_opts("127.0.0.1", 0, NULL));
     enum { CLIENTS = 8, EACH = 200 };
     nq_comm *cs[CLIENTS];
     for (int i = 0; i < CLIENTS; i++) {
-        cs[i] = open_grpc(NQ_CLIENT, opts_at(port_of(s)));
+        cs[i] = grpc_peer(NQ_CLIENT, nqt_opts("127.0.0.1", nqt_port(s), NULL));
         CHECK(cs[i] != NULL);
     }
     for (uint32_t k = 0; k < EACH; k++) {
@@ -316,9 +238,9 @@ static int test_many_clients_stream_at_once(void)
         next[v >> 16]++;
         nq_msg_free(m);
     }
-    CHECK_OK(put_wait(s, "bye", 3, NULL, 0));
+    CHECK_OK(nqt_put_wait(s, "bye", 3, NULL, 0));
     for (int i = 0; i < CLIENTS; i++) {
-        CHECK(expect_msg(cs[i], "bye", 3) == 0);
+        CHECK(nqt_expect(cs[i], "bye", 3, NULL) == 0);
         CHECK_OK(nq_close(cs[i]));
         nq_destroy(cs[i]);
     }

@@ -11,107 +11,44 @@
 
 #include "broker.h"
 #include "harness.h"
+#include "peers.h"
 #include "nq/nq.h"
 
-#define WAIT_MS 10000
+#define WAIT_MS NQT_WAIT_MS
 
 static nqt_broker broker;
+
+static nq_comm *mqtt_peer(nq_purpose purpose, nq_opts *o)
+{
+    return nqt_open(NQ_MQTT, purpose, o);
+}
 static char tls_dir[64];
-
-static nq_opts *opts_on(uint16_t port)
-{
-    nq_opts *o = NULL;
-    if (nq_opts_new(&o) != NQ_OK) {
-        abort();
-    }
-    nq_opts_set_netloc(o, "127.0.0.1", port);
-    return o;
-}
-
-static nq_comm *open_mqtt(nq_purpose purpose, nq_opts *o)
-{
-    nq_comm *c = NULL;
-    int rv = nq_open(NQ_MQTT, purpose, o, &c);
-    nq_opts_free(o);
-    if (rv != NQ_OK) {
-        fprintf(stderr, "nq_open: %s\n", nq_strerror(rv));
-        return NULL;
-    }
-    return c;
-}
-
-static int put_wait(nq_comm *c, const void *data, size_t len, const nq_id *peers, size_t npeers)
-{
-    nq_chunk ch = {data, len};
-    nq_future *f = NULL;
-    int rv = nq_put(c, &ch, 1, peers, npeers, &f);
-    if (rv != NQ_OK) {
-        return rv;
-    }
-    rv = nq_future_wait(f, WAIT_MS);
-    nq_future_free(f);
-    return rv;
-}
-
-static int expect_msg(nq_comm *c, const void *data, size_t len)
-{
-    nq_msg *m = NULL;
-    CHECK_OK(nq_get(c, WAIT_MS, &m));
-    const void *d;
-    size_t n;
-    nq_msg_data(m, &d, &n);
-    CHECK(n == len);
-    CHECK(len == 0 || memcmp(d, data, len) == 0);
-    nq_msg_free(m);
-    return 0;
-}
-
-static int round_trip(nq_comm *server, nq_comm *client)
-{
-    nq_id cid;
-    nq_comm_id(client, &cid);
-    CHECK_OK(put_wait(client, "ping", 4, NULL, 0));
-    CHECK(expect_msg(server, "ping", 4) == 0);
-    CHECK_OK(put_wait(server, "pong", 4, &cid, 1));
-    CHECK(expect_msg(client, "pong", 4) == 0);
-    return 0;
-}
 
 static int start_broker(int tls)
 {
-    char cert[128] = "", key[128] = "";
-    if (tls) {
-        strcpy(tls_dir, "/tmp/nqmqtlsXXXXXX");
-        if (mkdtemp(tls_dir) == NULL) {
-            return 1;
-        }
-        char cmd[1024];
-        snprintf(cmd, sizeof(cmd),
-                 "openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes "
-                 "-keyout %s/key.pem -out %s/cert.pem -days 2 -subj /CN=localhost "
-                 "-addext subjectAltName=DNS:localhost,IP:127.0.0.1 2>/dev/null && "
-                 "openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes "
-                 "-keyout %s/other.key -out %s/other.pem -days 2 -subj /CN=localhost "
-                 "-addext subjectAltName=DNS:localhost,IP:127.0.0.1 2>/dev/null",
-                 tls_dir, tls_dir, tls_dir, tls_dir);
-        if (system(cmd) != 0) {
-            return 1;
-        }
-        snprintf(cert, sizeof(cert), "%s/cert.pem", tls_dir);
-        snprintf(key, sizeof(key), "%s/key.pem", tls_dir);
+    if (!tls) {
+        return nqt_broker_start(&broker, NULL, NULL);
     }
-    return nqt_broker_start(&broker, tls ? cert : NULL, tls ? key : NULL);
+    if (nqt_temp_dir(tls_dir, "nqmqtls") != 0 ||
+        nqt_make_cert(tls_dir, "cert", "DNS:localhost,IP:127.0.0.1") != 0 ||
+        nqt_make_cert(tls_dir, "other", "DNS:localhost,IP:127.0.0.1") != 0) {
+        return 1;
+    }
+    char cert[128], key[128];
+    snprintf(cert, sizeof(cert), "%s/cert.pem", tls_dir);
+    snprintf(key, sizeof(key), "%s/cert.key", tls_dir);
+    return nqt_broker_start(&broker, cert, key);
 }
 
 static int test_slices_carry_a_large_message(void)
 {
     CHECK(start_broker(0) == 0);
-    nq_opts *o = opts_on(broker.port);
+    nq_opts *o = nqt_opts("127.0.0.1", broker.port, NULL);
     CHECK_OK(nq_opts_set_int(o, NQ_OPT_PROTOCOL_SIZE, 64 * 1024));
-    nq_comm *s = open_mqtt(NQ_SERVER, o);
-    o = opts_on(broker.port);
+    nq_comm *s = mqtt_peer(NQ_SERVER, o);
+    o = nqt_opts("127.0.0.1", broker.port, NULL);
     CHECK_OK(nq_opts_set_int(o, NQ_OPT_PROTOCOL_SIZE, 64 * 1024));
-    nq_comm *c = open_mqtt(NQ_CLIENT, o);
+    nq_comm *c = mqtt_peer(NQ_CLIENT, o);
     CHECK(s != NULL && c != NULL);
     /* 10 MiB in 64 KiB publishes: 161 slices, the last one partial. */
     size_t len = 10 * 1024 * 1024 + 3;
@@ -119,12 +56,12 @@ static int test_slices_carry_a_large_message(void)
     for (size_t i = 0; i < len; i++) {
         buf[i] = (uint8_t)(i * 7 + (i >> 16));
     }
-    CHECK_OK(put_wait(c, buf, len, NULL, 0));
-    CHECK(expect_msg(s, buf, len) == 0);
+    CHECK_OK(nqt_put_wait(c, buf, len, NULL, 0));
+    CHECK(nqt_expect(s, buf, len, NULL) == 0);
     nq_id cid;
     nq_comm_id(c, &cid);
-    CHECK_OK(put_wait(s, buf, len, &cid, 1));
-    CHECK(expect_msg(c, buf, len) == 0);
+    CHECK_OK(nqt_put_wait(s, buf, len, &cid, 1));
+    CHECK(nqt_expect(c, buf, len, NULL) == 0);
     CHECK_OK(nq_close(c));
     CHECK_OK(nq_close(s));
     nq_destroy(c);
@@ -138,20 +75,20 @@ static int test_every_qos_level_works(void)
 {
     CHECK(start_broker(0) == 0);
     for (int qos = 0; qos <= 2; qos++) {
-        nq_opts *o = opts_on(broker.port);
+        nq_opts *o = nqt_opts("127.0.0.1", broker.port, NULL);
         CHECK_OK(nq_opts_set_int(o, NQ_OPT_MQTT_QOS, qos));
-        nq_comm *s = open_mqtt(NQ_SERVER, o);
-        o = opts_on(broker.port);
+        nq_comm *s = mqtt_peer(NQ_SERVER, o);
+        o = nqt_opts("127.0.0.1", broker.port, NULL);
         CHECK_OK(nq_opts_set_int(o, NQ_OPT_MQTT_QOS, qos));
-        nq_comm *c = open_mqtt(NQ_CLIENT, o);
+        nq_comm *c = mqtt_peer(NQ_CLIENT, o);
         CHECK(s != NULL && c != NULL);
-        CHECK(round_trip(s, c) == 0);
+        CHECK(nqt_round_trip(s, c) == 0);
         CHECK_OK(nq_close(c));
         CHECK_OK(nq_close(s));
         nq_destroy(c);
         nq_destroy(s);
     }
-    nq_opts *o = opts_on(broker.port);
+    nq_opts *o = nqt_opts("127.0.0.1", broker.port, NULL);
     CHECK_RC(nq_opts_set_int(o, NQ_OPT_MQTT_QOS, 3), NQ_EINVAL);
     nq_opts_free(o);
     nqt_broker_stop(&broker, SIGTERM);
@@ -164,28 +101,28 @@ static int test_prefixes_let_servers_share_a_broker(void)
     nq_comm *s[2], *c[2];
     const char *prefix[2] = {"app-one/", "app-two/"};
     for (int i = 0; i < 2; i++) {
-        nq_opts *o = opts_on(broker.port);
+        nq_opts *o = nqt_opts("127.0.0.1", broker.port, NULL);
         CHECK_OK(nq_opts_set_mqtt_prefix(o, prefix[i]));
-        s[i] = open_mqtt(NQ_SERVER, o);
+        s[i] = mqtt_peer(NQ_SERVER, o);
         CHECK(s[i] != NULL);
     }
     for (int i = 0; i < 2; i++) {
-        nq_opts *o = opts_on(broker.port);
+        nq_opts *o = nqt_opts("127.0.0.1", broker.port, NULL);
         CHECK_OK(nq_opts_set_mqtt_prefix(o, prefix[i]));
-        c[i] = open_mqtt(NQ_CLIENT, o);
+        c[i] = mqtt_peer(NQ_CLIENT, o);
         CHECK(c[i] != NULL);
-        CHECK_OK(put_wait(c[i], prefix[i], strlen(prefix[i]), NULL, 0));
+        CHECK_OK(nqt_put_wait(c[i], prefix[i], strlen(prefix[i]), NULL, 0));
     }
     for (int i = 0; i < 2; i++) {
-        CHECK(expect_msg(s[i], prefix[i], strlen(prefix[i])) == 0);
+        CHECK(nqt_expect(s[i], prefix[i], strlen(prefix[i]), NULL) == 0);
         nq_msg *m = NULL;
         CHECK_RC(nq_get(s[i], 200, &m), NQ_ETIMEDOUT);
         /* A broadcast reaches only this server's clients. */
-        CHECK_OK(put_wait(s[i], "mine", 4, NULL, 0));
-        CHECK(expect_msg(c[i], "mine", 4) == 0);
+        CHECK_OK(nqt_put_wait(s[i], "mine", 4, NULL, 0));
+        CHECK(nqt_expect(c[i], "mine", 4, NULL) == 0);
         CHECK_RC(nq_get(c[i], 200, &m), NQ_ETIMEDOUT);
     }
-    nq_opts *o = opts_on(broker.port);
+    nq_opts *o = nqt_opts("127.0.0.1", broker.port, NULL);
     CHECK_RC(nq_opts_set_mqtt_prefix(o, "bad/+/"), NQ_EINVAL);
     nq_opts_free(o);
     for (int i = 0; i < 2; i++) {
@@ -202,7 +139,7 @@ static int test_missing_broker_fails_at_open(void)
     uint16_t port = broker.port;
     nqt_broker_stop(&broker, SIGTERM);
     nq_comm *c = NULL;
-    nq_opts *o = opts_on(port);
+    nq_opts *o = nqt_opts("127.0.0.1", port, NULL);
     nq_opts_set_int(o, NQ_OPT_HANDSHAKE_TIMEOUT_MS, 2000);
     CHECK_RC(nq_open(NQ_MQTT, NQ_CLIENT, o, &c), NQ_ECONNREFUSED);
     CHECK_RC(nq_open(NQ_MQTT, NQ_SERVER, o, &c), NQ_ECONNREFUSED);
@@ -210,20 +147,13 @@ static int test_missing_broker_fails_at_open(void)
     return 0;
 }
 
-static int64_t now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
 static int test_broker_killed_mid_exchange_fails_cleanly(void)
 {
     CHECK(start_broker(0) == 0);
-    nq_comm *s = open_mqtt(NQ_SERVER, opts_on(broker.port));
-    nq_comm *c = open_mqtt(NQ_CLIENT, opts_on(broker.port));
+    nq_comm *s = mqtt_peer(NQ_SERVER, nqt_opts("127.0.0.1", broker.port, NULL));
+    nq_comm *c = mqtt_peer(NQ_CLIENT, nqt_opts("127.0.0.1", broker.port, NULL));
     CHECK(s != NULL && c != NULL);
-    CHECK(round_trip(s, c) == 0);
+    CHECK(nqt_round_trip(s, c) == 0);
     /* A large put in flight when the broker dies. */
     size_t len = 256 * 1024 * 1024;
     uint8_t *big = calloc(1, len);
@@ -235,10 +165,10 @@ static int test_broker_killed_mid_exchange_fails_cleanly(void)
     nq_future_free(f);
     nq_msg *m = NULL;
     CHECK_RC(nq_get(c, WAIT_MS, &m), NQ_ECONNRESET);
-    int64_t t0 = now_ms();
+    int64_t t0 = nqt_now_ms();
     CHECK_RC(nq_close(c), NQ_ECONNRESET);
     CHECK_OK(nq_close(s));
-    CHECK(now_ms() - t0 < 5000);
+    CHECK(nqt_now_ms() - t0 < 5000);
     nq_destroy(c);
     nq_destroy(s);
     free(big);
@@ -248,13 +178,13 @@ static int test_broker_killed_mid_exchange_fails_cleanly(void)
 static int test_close_sends_a_clean_disconnect(void)
 {
     CHECK(start_broker(0) == 0);
-    nq_comm *s = open_mqtt(NQ_SERVER, opts_on(broker.port));
+    nq_comm *s = mqtt_peer(NQ_SERVER, nqt_opts("127.0.0.1", broker.port, NULL));
     nq_id cid;
     nq_id_random(&cid);
-    nq_opts *o = opts_on(broker.port);
+    nq_opts *o = nqt_opts("127.0.0.1", broker.port, NULL);
     nq_opts_set_id(o, &cid);
-    nq_comm *c = open_mqtt(NQ_CLIENT, o);
-    CHECK(round_trip(s, c) == 0);
+    nq_comm *c = mqtt_peer(NQ_CLIENT, o);
+    CHECK(nqt_round_trip(s, c) == 0);
     CHECK_OK(nq_close(c));
     CHECK_OK(nq_close(s));
     nq_destroy(c);
@@ -285,39 +215,37 @@ static int test_tls_to_the_broker(void)
     CHECK(start_broker(1) == 0);
     char cert[128];
     snprintf(cert, sizeof(cert), "%s/cert.pem", tls_dir);
-    nq_opts *o = opts_on(broker.tls_port);
+    nq_opts *o = nqt_opts("127.0.0.1", broker.tls_port, NULL);
     nq_opts_set_tls(o, NULL, cert);
-    nq_comm *s = open_mqtt(NQ_SERVER, o);
-    o = opts_on(broker.tls_port);
+    nq_comm *s = mqtt_peer(NQ_SERVER, o);
+    o = nqt_opts("127.0.0.1", broker.tls_port, NULL);
     nq_opts_set_tls(o, NULL, cert);
-    nq_comm *c = open_mqtt(NQ_CLIENT, o);
+    nq_comm *c = mqtt_peer(NQ_CLIENT, o);
     CHECK(s != NULL && c != NULL);
-    CHECK(round_trip(s, c) == 0);
+    CHECK(nqt_round_trip(s, c) == 0);
     CHECK_OK(nq_close(c));
     CHECK_OK(nq_close(s));
     nq_destroy(c);
     nq_destroy(s);
     /* A certificate the client does not trust fails at open, clearly. */
     snprintf(cert, sizeof(cert), "%s/other.pem", tls_dir);
-    o = opts_on(broker.tls_port);
+    o = nqt_opts("127.0.0.1", broker.tls_port, NULL);
     nq_opts_set_tls(o, NULL, cert);
     nq_opts_set_int(o, NQ_OPT_HANDSHAKE_TIMEOUT_MS, 3000);
     nq_comm *bad = NULL;
     CHECK_RC(nq_open(NQ_MQTT, NQ_CLIENT, o, &bad), NQ_ETLS);
     nq_opts_free(o);
     nqt_broker_stop(&broker, SIGTERM);
-    char rm[128];
-    snprintf(rm, sizeof(rm), "rm -rf %s", tls_dir);
-    CHECK(system(rm) == 0);
+    nqt_remove_dir(tls_dir);
     return 0;
 }
 
 static int test_garbage_on_a_client_topic_hurts_only_that_topic(void)
 {
     CHECK(start_broker(0) == 0);
-    nq_comm *s = open_mqtt(NQ_SERVER, opts_on(broker.port));
-    nq_comm *good = open_mqtt(NQ_CLIENT, opts_on(broker.port));
-    CHECK(round_trip(s, good) == 0);
+    nq_comm *s = mqtt_peer(NQ_SERVER, nqt_opts("127.0.0.1", broker.port, NULL));
+    nq_comm *good = mqtt_peer(NQ_CLIENT, nqt_opts("127.0.0.1", broker.port, NULL));
+    CHECK(nqt_round_trip(s, good) == 0);
     /* A stranger publishes garbage where a client would. */
     char cmd[256];
     snprintf(cmd, sizeof(cmd),
@@ -335,7 +263,7 @@ static int test_garbage_on_a_client_topic_hurts_only_that_topic(void)
         usleep(10000);
     }
     CHECK(after == before + 1);
-    CHECK(round_trip(s, good) == 0);
+    CHECK(nqt_round_trip(s, good) == 0);
     nq_destroy(good);
     nq_destroy(s);
     nqt_broker_stop(&broker, SIGTERM);

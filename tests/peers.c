@@ -1,0 +1,131 @@
+#include "peers.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "harness.h"
+
+nq_opts *nqt_opts(const char *host, uint16_t port, const nq_id *id)
+{
+    nq_opts *o = NULL;
+    if (nq_opts_new(&o) != NQ_OK || nq_opts_set_netloc(o, host, port) != NQ_OK) {
+        abort();
+    }
+    if (id != NULL) {
+        nq_opts_set_id(o, id);
+    }
+    return o;
+}
+
+nq_comm *nqt_open(nq_protocol protocol, nq_purpose purpose, nq_opts *o)
+{
+    nq_comm *c = NULL;
+    int rv = nq_open(protocol, purpose, o, &c);
+    nq_opts_free(o);
+    if (rv != NQ_OK) {
+        fprintf(stderr, "nq_open: %s\n", nq_strerror(rv));
+        return NULL;
+    }
+    return c;
+}
+
+uint16_t nqt_port(nq_comm *c)
+{
+    uint16_t p = 0;
+    nq_local_port(c, &p);
+    return p;
+}
+
+int nqt_put_wait(nq_comm *c, const void *data, size_t len, const nq_id *peers, size_t npeers)
+{
+    nq_chunk ch = {data, len};
+    nq_future *f = NULL;
+    int rv = nq_put(c, &ch, 1, peers, npeers, &f);
+    if (rv != NQ_OK) {
+        return rv;
+    }
+    rv = nq_future_wait(f, NQT_WAIT_MS);
+    nq_future_free(f);
+    return rv;
+}
+
+int nqt_expect(nq_comm *c, const void *data, size_t len, const nq_id *peer)
+{
+    nq_msg *m = NULL;
+    CHECK_OK(nq_get(c, NQT_WAIT_MS, &m));
+    const void *d;
+    size_t n;
+    CHECK_OK(nq_msg_data(m, &d, &n));
+    int same = n == len && (len == 0 || memcmp(d, data, len) == 0);
+    nq_id got;
+    nq_msg_peer(m, &got);
+    nq_msg_free(m);
+    CHECK(same);
+    CHECK(peer == NULL || nq_id_equal(&got, peer));
+    return 0;
+}
+
+int nqt_round_trip(nq_comm *server, nq_comm *client)
+{
+    nq_id cid;
+    nq_comm_id(client, &cid);
+    CHECK_OK(nqt_put_wait(client, "ping", 4, NULL, 0));
+    CHECK(nqt_expect(server, "ping", 4, &cid) == 0);
+    CHECK_OK(nqt_put_wait(server, "pong", 4, &cid, 1));
+    CHECK(nqt_expect(client, "pong", 4, NULL) == 0);
+    return 0;
+}
+
+int64_t nqt_now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+int64_t nqt_stat(nq_comm *c, nq_stat_id s)
+{
+    int64_t v = -1;
+    nq_stat(c, s, &v);
+    return v;
+}
+
+int nqt_wait_stat(nq_comm *c, nq_stat_id s, int64_t want)
+{
+    for (int i = 0; i < 1000; i++) {
+        if (nqt_stat(c, s) >= want) {
+            return 0;
+        }
+        usleep(10000);
+    }
+    return 1;
+}
+
+int nqt_temp_dir(char *dir, const char *prefix)
+{
+    snprintf(dir, 64, "/tmp/%sXXXXXX", prefix);
+    return mkdtemp(dir) == NULL;
+}
+
+void nqt_remove_dir(const char *dir)
+{
+    char cmd[128];
+    snprintf(cmd, sizeof(cmd), "rm -rf '%s'", dir);
+    if (system(cmd) != 0) {
+        fprintf(stderr, "could not remove %s\n", dir);
+    }
+}
+
+int nqt_make_cert(const char *dir, const char *name, const char *san)
+{
+    char cmd[1024];
+    snprintf(cmd, sizeof(cmd),
+             "openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes "
+             "-keyout '%s/%s.key' -out '%s/%s.pem' -days 2 -subj /CN=localhost "
+             "-addext subjectAltName=%s 2>/dev/null",
+             dir, name, dir, name, san);
+    return system(cmd) != 0;
+}

@@ -1,0 +1,48 @@
+/*
+ * Helpers shared by the communicator tests: opening peers, exchanging and
+ * checking messages, waiting for counters, making certificates.  Functions
+ * returning int return 0 on success, so tests CHECK them.
+ */
+#ifndef NQ_TESTS_PEERS_H
+#define NQ_TESTS_PEERS_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "nq/nq.h"
+
+#define NQT_WAIT_MS 10000
+
+/* Options for host:port and, if not NULL, id.  Aborts if out of memory. */
+nq_opts *nqt_opts(const char *host, uint16_t port, const nq_id *id);
+
+/* Opens a communicator and frees o; NULL (with a message) on failure. */
+nq_comm *nqt_open(nq_protocol protocol, nq_purpose purpose, nq_opts *o);
+
+/* The communicator's local port (a server's listening port). */
+uint16_t nqt_port(nq_comm *c);
+
+/* Puts one buffer and waits for its future; returns the put's result. */
+int nqt_put_wait(nq_comm *c, const void *data, size_t len, const nq_id *peers, size_t npeers);
+
+/* Gets one message and checks its bytes, and its sender when peer is not
+ * NULL. */
+int nqt_expect(nq_comm *c, const void *data, size_t len, const nq_id *peer);
+
+/* The client says ping, the server answers pong to that client only. */
+int nqt_round_trip(nq_comm *server, nq_comm *client);
+
+int64_t nqt_now_ms(void);
+int64_t nqt_stat(nq_comm *c, nq_stat_id s);
+/* Waits (10 s at most) until a counter reaches want. */
+int nqt_wait_stat(nq_comm *c, nq_stat_id s, int64_t want);
+
+/* Makes a fresh directory /tmp/<prefix>XXXXXX into dir (64 bytes). */
+int nqt_temp_dir(char *dir, const char *prefix);
+/* Removes it and everything in it. */
+void nqt_remove_dir(const char *dir);
+/* Writes dir/name.key and dir/name.pem, a self-signed certificate for the
+ * subject alternative names in san ("DNS:localhost,IP:127.0.0.1"). */
+int nqt_make_cert(const char *dir, const char *name, const char *san);
+
+#endif
