@@ -1,0 +1,3 @@
+module github.com/libnq/libnq/bindings/go
+
+go 1.21

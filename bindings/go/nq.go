@@ -1,0 +1,359 @@
+// Package nq gives Go programs network queues on libnq: Put(data, peers...)
+// returns a Future, Get(ctx) blocks until a message arrives.  A communicator
+// is a server (many clients) or a client (one server); peers are named by
+// an ID (a UUID).  The wire protocol is net-queue's, so nq talks to libnq
+// peers in any language and to net-queue itself.
+//
+//	server, err := nq.Open(nq.TCP, nq.Server, &nq.Options{Addr: "127.0.0.1:0"})
+//	...
+//	msg, err := server.Get(ctx)
+//	err = server.Put([]byte("hello"), msg.Peer).Wait(ctx)
+//
+// All methods of a Communicator are safe for concurrent use.
+package nq
+
+import (
+	"context"
+	"math"
+	"net"
+	"runtime"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/libnq/libnq/bindings/go/internal/nqraw"
+)
+
+// Protocol selects the transport.
+type Protocol int
+
+// The transports (nq_protocol).
+const (
+	TCP  Protocol = 0 // TCP, with TLS when Options.TLS is set
+	MQTT Protocol = 1 // MQTT through a broker (Options.Addr is the broker)
+	GRPC Protocol = 2 // gRPC bidirectional stream
+)
+
+// Purpose selects the role.
+type Purpose int
+
+// The roles (nq_purpose).
+const (
+	Client Purpose = 0 // connects to one server
+	Server Purpose = 1 // accepts many clients
+)
+
+// TLS turns TLS on.  A server gives KeyFile and CertFile (PEM key and
+// certificate chain); a client gives only CertFile, the PEM certificates it
+// trusts, or nothing to trust the system's store.
+type TLS struct {
+	KeyFile  string
+	CertFile string
+}
+
+// Options configure Open.  The zero value of every field keeps libnq's
+// default (net-queue's, where net-queue has the setting).
+type Options struct {
+	ID   ID     // this communicator's identity; zero: a random one
+	Addr string // "host:port"; "": 127.0.0.1:51966; a server on port 0 binds a free port (see LocalPort)
+	TLS  *TLS   // nil: plain TCP
+
+	Workers       int   // server I/O threads (1..64)
+	EfficientSize int64 // frames smaller than this are coalesced
+	ProtocolSize  int64 // largest piece handed to the transport at once
+	QueueSize     int64 // undelivered messages held per peer before reading pauses
+	MessageSize   int64 // largest message accepted
+	SendLimit     int64 // bytes of copied puts that may wait
+	NoPutMerge    bool  // do not coalesce small frames
+
+	HandshakeTimeout time.Duration // a connection must finish TLS and INI within this
+	KeepAlive        time.Duration // idle time before keep-alive probes; negative disables them
+	CloseTimeout     time.Duration // bounds Close's handshake; zero waits as long as it takes
+
+	MQTTQoS    *int   // MQTT publish and subscribe QoS (default 1)
+	MQTTPrefix string // MQTT topic prefix
+}
+
+// Message is one received message.
+type Message struct {
+	Peer ID     // the sender
+	Data []byte // the payload (owned by the receiver)
+}
+
+// Communicator is an open server or client.  Close it when done: that
+// flushes queued puts and runs the close handshake; its memory is freed once
+// it is closed and unreachable.
+type Communicator struct {
+	raw     nqraw.Comm
+	id      ID
+	done    nqraw.Completions
+	tokens  atomic.Int64
+	pmu     sync.Mutex
+	pending map[int64]*pendingPut
+
+	resolved  chan struct{} // closed when the resolver goroutine has ended
+	closeOnce sync.Once
+	closeErr  error
+}
+
+// pendingPut keeps a put's data pinned (libnq reads it in place) until
+// libnq reports the put complete.
+type pendingPut struct {
+	future *Future
+	pinner runtime.Pinner
+}
+
+// getSlice bounds each wait inside Get when ctx can be cancelled, so a
+// cancellation is seen within this time; a message ends the wait at once.
+const getSlice = 100 * time.Millisecond
+
+func millis(d time.Duration) int64 {
+	return int64(math.Ceil(float64(d) / float64(time.Millisecond)))
+}
+
+func buildOptions(o *Options) (nqraw.Opts, error) {
+	ro := nqraw.NewOpts()
+	fail := func(err error) (nqraw.Opts, error) {
+		nqraw.DeleteOpts(ro)
+		return nil, err
+	}
+	if err := check(ro.Status()); err != nil {
+		return fail(err)
+	}
+	if o == nil {
+		return ro, nil
+	}
+	if !o.ID.IsZero() {
+		// A copy of its own: cgo refuses memory that holds Go pointers (the
+		// rest of *o), and the id must not be such memory.
+		id := new(ID)
+		*id = o.ID
+		if err := check(ro.Set_id(id[:])); err != nil {
+			return fail(err)
+		}
+	}
+	if o.Addr != "" {
+		host, port, err := net.SplitHostPort(o.Addr)
+		if err != nil {
+			return fail(ErrInvalid)
+		}
+		p, err := strconv.Atoi(port)
+		if err != nil {
+			return fail(ErrInvalid)
+		}
+		if err := check(ro.Set_netloc(host, p)); err != nil {
+			return fail(err)
+		}
+	}
+	if o.TLS != nil {
+		if err := check(ro.Set_tls(o.TLS.KeyFile, o.TLS.CertFile)); err != nil {
+			return fail(err)
+		}
+	}
+	ints := []struct {
+		option nqraw.Nq_option
+		value  int64
+		set    bool
+	}{
+		{nqraw.NQ_OPT_WORKERS, int64(o.Workers), o.Workers != 0},
+		{nqraw.NQ_OPT_EFFICIENT_SIZE, o.EfficientSize, o.EfficientSize != 0},
+		{nqraw.NQ_OPT_PROTOCOL_SIZE, o.ProtocolSize, o.ProtocolSize != 0},
+		{nqraw.NQ_OPT_QUEUE_SIZE, o.QueueSize, o.QueueSize != 0},
+		{nqraw.NQ_OPT_MESSAGE_SIZE, o.MessageSize, o.MessageSize != 0},
+		{nqraw.NQ_OPT_SEND_LIMIT, o.SendLimit, o.SendLimit != 0},
+		{nqraw.NQ_OPT_PUT_MERGE, 0, o.NoPutMerge},
+		{nqraw.NQ_OPT_HANDSHAKE_TIMEOUT_MS, millis(o.HandshakeTimeout), o.HandshakeTimeout != 0},
+		{nqraw.NQ_OPT_KEEPALIVE_MS, max(0, millis(o.KeepAlive)), o.KeepAlive != 0},
+		{nqraw.NQ_OPT_CLOSE_TIMEOUT_MS, millis(o.CloseTimeout), o.CloseTimeout > 0},
+	}
+	if o.MQTTQoS != nil {
+		ints = append(ints, struct {
+			option nqraw.Nq_option
+			value  int64
+			set    bool
+		}{nqraw.NQ_OPT_MQTT_QOS, int64(*o.MQTTQoS), true})
+	}
+	for _, opt := range ints {
+		if !opt.set {
+			continue
+		}
+		if err := check(ro.Set_int(int(opt.option), opt.value)); err != nil {
+			return fail(err)
+		}
+	}
+	if o.MQTTPrefix != "" {
+		if err := check(ro.Set_mqtt_prefix(o.MQTTPrefix)); err != nil {
+			return fail(err)
+		}
+	}
+	return ro, nil
+}
+
+// Open opens a communicator; opts may be nil for the defaults.  It never
+// blocks on the network (except MQTT, which waits for the broker): a server
+// binds before Open returns, a client connects in the background and
+// reports a failure through its futures and Get.
+func Open(protocol Protocol, purpose Purpose, opts *Options) (*Communicator, error) {
+	ro, err := buildOptions(opts)
+	if err != nil {
+		return nil, err
+	}
+	defer nqraw.DeleteOpts(ro)
+	raw := nqraw.NewComm()
+	if err := check(raw.Open(int(protocol), int(purpose), ro)); err != nil {
+		nqraw.DeleteComm(raw)
+		return nil, err
+	}
+	c := &Communicator{
+		raw:      raw,
+		id:       idFromBytes(raw.Id()),
+		done:     nqraw.NewCompletions(),
+		pending:  make(map[int64]*pendingPut),
+		resolved: make(chan struct{}),
+	}
+	// The resolver goroutine keeps c reachable until Close has run, so this
+	// only frees a closed communicator.  Methods end with KeepAlive(c) so
+	// that c outlives their calls into libnq.
+	runtime.SetFinalizer(c, func(c *Communicator) {
+		nqraw.DeleteComm(c.raw)
+		nqraw.DeleteCompletions(c.done)
+	})
+	go c.resolve()
+	return c, nil
+}
+
+// resolve completes futures as libnq reports their puts, until Close.
+func (c *Communicator) resolve() {
+	defer close(c.resolved)
+	completion := nqraw.NewCompletion()
+	defer nqraw.DeleteCompletion(completion)
+	for {
+		rc := c.done.Next(-1, completion)
+		if rc == nqraw.NQ_ECLOSED {
+			return
+		}
+		if rc != nqraw.NQ_OK {
+			continue
+		}
+		token := completion.GetToken()
+		c.pmu.Lock()
+		p := c.pending[token]
+		delete(c.pending, token)
+		c.pmu.Unlock()
+		p.pinner.Unpin()
+		p.future.complete(check(completion.GetResult()))
+	}
+}
+
+// ID returns this communicator's identity.
+func (c *Communicator) ID() ID { return c.id }
+
+// Put sends data to peers and returns its Future.  A client sends to its
+// server and takes no peers; a server sends to the listed peers, or to
+// every client when none are listed.  data is sent in place, without a
+// copy: do not modify it until the Future completes.  Errors (ErrClosed,
+// ErrNoPeer, ErrInvalid, ...) come back through the Future.
+func (c *Communicator) Put(data []byte, peers ...ID) *Future {
+	defer runtime.KeepAlive(c)
+	f := newFuture()
+	var list []byte
+	if len(peers) > 0 {
+		list = make([]byte, 0, len(peers)*len(ID{}))
+		for _, p := range peers {
+			list = append(list, p[:]...)
+		}
+	}
+	p := &pendingPut{future: f}
+	if len(data) > 0 {
+		p.pinner.Pin(&data[0])
+	}
+	token := c.tokens.Add(1)
+	c.pmu.Lock()
+	c.pending[token] = p
+	c.pmu.Unlock()
+	if err := check(c.raw.Put(data, list, c.done, token)); err != nil {
+		c.pmu.Lock()
+		delete(c.pending, token)
+		c.pmu.Unlock()
+		p.pinner.Unpin()
+		f.complete(err)
+	}
+	return f
+}
+
+// Get takes the next message, in arrival order, waiting until one arrives
+// or ctx ends (then it returns ctx.Err()).  After Close, queued messages
+// are still returned, then ErrClosed; a client whose connection failed gets
+// why (ErrConnectionRefused, ErrConnectionReset, ErrTLS, ...).  A Get
+// blocked in another goroutine returns when Close is called.
+func (c *Communicator) Get(ctx context.Context) (Message, error) {
+	defer runtime.KeepAlive(c)
+	msg := nqraw.NewMsg()
+	defer nqraw.DeleteMsg(msg)
+	for {
+		if err := ctx.Err(); err != nil {
+			return Message{}, err
+		}
+		wait := int64(-1)
+		if ctx.Done() != nil {
+			slice := getSlice
+			if deadline, ok := ctx.Deadline(); ok {
+				slice = min(slice, max(0, time.Until(deadline)))
+			}
+			wait = millis(slice)
+		}
+		rc := c.raw.Get(wait, msg)
+		if rc == nqraw.NQ_OK {
+			return Message{Peer: idFromBytes(msg.Peer()), Data: msg.Data()}, nil
+		}
+		if rc != nqraw.NQ_ETIMEDOUT {
+			return Message{}, Error(rc)
+		}
+	}
+}
+
+// Close closes the communicator and waits until it is done: queued puts are
+// flushed, the close handshake runs (a server waits for its clients), and
+// every Future has completed.  It returns nil when the connection ended
+// cleanly, else how it ended (ErrConnectionReset, ErrTimeout, ...).  Later
+// calls return the same result.
+func (c *Communicator) Close() error {
+	defer runtime.KeepAlive(c)
+	c.closeOnce.Do(func() {
+		c.closeErr = check(c.raw.Close())
+		c.done.Shutdown()
+		<-c.resolved
+	})
+	return c.closeErr
+}
+
+// LocalPort returns a server's listening port (useful with port 0), or a
+// client's source port (0 before it connects).
+func (c *Communicator) LocalPort() (int, error) {
+	defer runtime.KeepAlive(c)
+	port := c.raw.Local_port()
+	return max(port, 0), check(port)
+}
+
+// ServerID returns a client's server identity once its handshake arrived.
+func (c *Communicator) ServerID() (ID, bool) {
+	defer runtime.KeepAlive(c)
+	id := idFromBytes(c.raw.Server_id())
+	return id, !id.IsZero()
+}
+
+// Peers returns the connected peers: a server's clients, a client's server.
+func (c *Communicator) Peers() ([]ID, error) {
+	defer runtime.KeepAlive(c)
+	ids := nqraw.NewIds()
+	defer nqraw.DeleteIds(ids)
+	if err := check(c.raw.Peers(ids)); err != nil {
+		return nil, err
+	}
+	out := make([]ID, ids.Size())
+	for i := range out {
+		out[i] = idFromBytes(ids.At(int64(i)))
+	}
+	return out, nil
+}

@@ -1,0 +1,421 @@
+package nq_test
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"os/exec"
+	"path/filepath"
+	"sync"
+	"testing"
+	"time"
+
+	nq "github.com/libnq/libnq/bindings/go"
+	"github.com/libnq/libnq/bindings/go/internal/nqraw"
+)
+
+const timeout = 10 * time.Second
+
+func ctx(t *testing.T) context.Context {
+	c, cancel := context.WithTimeout(context.Background(), timeout)
+	t.Cleanup(cancel)
+	return c
+}
+
+func addr(port int) string { return fmt.Sprintf("127.0.0.1:%d", port) }
+
+// open opens a communicator and closes it when the test ends (clients
+// before servers, since cleanups run last-in first-out).
+func open(t *testing.T, purpose nq.Purpose, opts *nq.Options) *nq.Communicator {
+	t.Helper()
+	c, err := nq.Open(nq.TCP, purpose, opts)
+	if err != nil {
+		t.Fatalf("Open: %v", err)
+	}
+	t.Cleanup(func() { c.Close() })
+	return c
+}
+
+func server(t *testing.T) (*nq.Communicator, int) {
+	t.Helper()
+	s := open(t, nq.Server, &nq.Options{Addr: addr(0)})
+	port, err := s.LocalPort()
+	if err != nil || port == 0 {
+		t.Fatalf("LocalPort: %d, %v", port, err)
+	}
+	return s, port
+}
+
+func client(t *testing.T, port int) *nq.Communicator {
+	t.Helper()
+	return open(t, nq.Client, &nq.Options{Addr: addr(port)})
+}
+
+func waitPeers(t *testing.T, s *nq.Communicator, n int) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for {
+		peers, err := s.Peers()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(peers) >= n {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%d of %d clients connected", len(peers), n)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+func get(t *testing.T, c *nq.Communicator) nq.Message {
+	t.Helper()
+	m, err := c.Get(ctx(t))
+	if err != nil {
+		t.Fatalf("Get: %v", err)
+	}
+	return m
+}
+
+func TestConstantsMatchLibnq(t *testing.T) {
+	if int(nq.TCP) != int(nqraw.NQ_TCP) || int(nq.MQTT) != int(nqraw.NQ_MQTT) ||
+		int(nq.GRPC) != int(nqraw.NQ_GRPC) || int(nq.Client) != int(nqraw.NQ_CLIENT) ||
+		int(nq.Server) != int(nqraw.NQ_SERVER) {
+		t.Fatal("protocol or purpose constants differ from nq/nq.h")
+	}
+}
+
+func TestClientPutReachesServerWithClientID(t *testing.T) {
+	s, port := server(t)
+	c := client(t, port)
+	if err := c.Put([]byte("hello")).Wait(ctx(t)); err != nil {
+		t.Fatal(err)
+	}
+	m := get(t, s)
+	if string(m.Data) != "hello" || m.Peer != c.ID() {
+		t.Fatalf("got %q from %v, want hello from %v", m.Data, m.Peer, c.ID())
+	}
+}
+
+func TestServerReplyReachesClient(t *testing.T) {
+	s, port := server(t)
+	c := client(t, port)
+	c.Put([]byte("ping"))
+	req := get(t, s)
+	if err := s.Put([]byte("pong"), req.Peer).Wait(ctx(t)); err != nil {
+		t.Fatal(err)
+	}
+	m := get(t, c)
+	if string(m.Data) != "pong" || m.Peer != s.ID() {
+		t.Fatalf("got %q from %v", m.Data, m.Peer)
+	}
+	if id, ok := c.ServerID(); !ok || id != s.ID() {
+		t.Fatalf("ServerID %v %v, want %v", id, ok, s.ID())
+	}
+}
+
+func TestBroadcastReachesEveryClient(t *testing.T) {
+	s, port := server(t)
+	clients := []*nq.Communicator{client(t, port), client(t, port), client(t, port)}
+	waitPeers(t, s, 3)
+	if err := s.Put([]byte("all")).Wait(ctx(t)); err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range clients {
+		if m := get(t, c); string(m.Data) != "all" {
+			t.Fatalf("got %q", m.Data)
+		}
+	}
+}
+
+func TestTargetedPutReachesOnlyThatClient(t *testing.T) {
+	s, port := server(t)
+	first, second := client(t, port), client(t, port)
+	waitPeers(t, s, 2)
+	if err := s.Put([]byte("only you"), second.ID()).Wait(ctx(t)); err != nil {
+		t.Fatal(err)
+	}
+	if m := get(t, second); string(m.Data) != "only you" {
+		t.Fatalf("got %q", m.Data)
+	}
+	short, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
+	defer cancel()
+	if m, err := first.Get(short); !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("first client got %q, %v", m.Data, err)
+	}
+}
+
+func TestMessagesKeepTheirOrderAndBytes(t *testing.T) {
+	s, port := server(t)
+	c := client(t, port)
+	var futures []*nq.Future
+	for i := 0; i < 500; i++ {
+		futures = append(futures, c.Put([]byte(fmt.Sprint(i))))
+	}
+	for _, f := range futures {
+		if err := f.Wait(ctx(t)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for i := 0; i < 500; i++ {
+		if m := get(t, s); string(m.Data) != fmt.Sprint(i) {
+			t.Fatalf("message %d is %q", i, m.Data)
+		}
+	}
+	big := bytes.Repeat([]byte{1, 2, 3, 4, 5, 6, 7}, 3<<20)
+	if err := c.Put(big).Wait(ctx(t)); err != nil {
+		t.Fatal(err)
+	}
+	if m := get(t, s); !bytes.Equal(m.Data, big) {
+		t.Fatal("large message differs")
+	}
+	if err := c.Put(nil).Wait(ctx(t)); err != nil {
+		t.Fatal(err)
+	}
+	if m := get(t, s); len(m.Data) != 0 {
+		t.Fatalf("empty message arrived as %d bytes", len(m.Data))
+	}
+}
+
+func TestFutureFailsForAPeerThatIsNotConnected(t *testing.T) {
+	s, _ := server(t)
+	err := s.Put([]byte("nobody"), nq.NewID()).Wait(ctx(t))
+	if !errors.Is(err, nq.ErrNoPeer) {
+		t.Fatalf("got %v, want ErrNoPeer", err)
+	}
+}
+
+func TestFutureFailsWhenTheServerCannotBeReached(t *testing.T) {
+	s, port := server(t)
+	s.Close()
+	c, err := nq.Open(nq.TCP, nq.Client, &nq.Options{Addr: addr(port)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Put([]byte("hello")).Wait(ctx(t)); !errors.Is(err, nq.ErrConnectionRefused) {
+		t.Fatalf("future: %v", err)
+	}
+	if _, err := c.Get(ctx(t)); !errors.Is(err, nq.ErrConnectionRefused) {
+		t.Fatalf("get: %v", err)
+	}
+	if err := c.Close(); !errors.Is(err, nq.ErrConnectionRefused) {
+		t.Fatalf("close: %v", err)
+	}
+}
+
+func TestPutAfterCloseFails(t *testing.T) {
+	_, port := server(t)
+	c := client(t, port)
+	if err := c.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Put([]byte("late")).Wait(ctx(t)); !errors.Is(err, nq.ErrClosed) {
+		t.Fatalf("got %v, want ErrClosed", err)
+	}
+	if err := c.Close(); err != nil {
+		t.Fatalf("second close: %v", err)
+	}
+}
+
+func TestClientPutWithPeersIsInvalid(t *testing.T) {
+	_, port := server(t)
+	c := client(t, port)
+	if err := c.Put([]byte("x"), nq.NewID()).Wait(ctx(t)); !errors.Is(err, nq.ErrInvalid) {
+		t.Fatalf("got %v", err)
+	}
+}
+
+func TestGetAfterCloseReturnsQueuedMessagesThenErrClosed(t *testing.T) {
+	s, port := server(t)
+	c := client(t, port)
+	if err := c.Put([]byte("before close")).Wait(ctx(t)); err != nil {
+		t.Fatal(err)
+	}
+	// The client's close sends its FIN after the data, and the server's
+	// close waits for that FIN: the message is queued by then.
+	if err := c.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if m := get(t, s); string(m.Data) != "before close" {
+		t.Fatalf("got %q", m.Data)
+	}
+	if _, err := s.Get(ctx(t)); !errors.Is(err, nq.ErrClosed) {
+		t.Fatalf("got %v", err)
+	}
+	if err := s.Put([]byte("x")).Wait(ctx(t)); !errors.Is(err, nq.ErrClosed) {
+		t.Fatalf("put after close: %v", err)
+	}
+}
+
+func TestGetBlockedInAnotherGoroutineEndsWithClose(t *testing.T) {
+	_, port := server(t)
+	c := client(t, port)
+	result := make(chan error)
+	go func() {
+		_, err := c.Get(context.Background())
+		result <- err
+	}()
+	time.Sleep(100 * time.Millisecond)
+	go c.Close()
+	select {
+	case err := <-result:
+		if !errors.Is(err, nq.ErrClosed) {
+			t.Fatalf("got %v", err)
+		}
+	case <-time.After(timeout):
+		t.Fatal("Get did not return")
+	}
+}
+
+func TestGetHonoursCancellation(t *testing.T) {
+	s, _ := server(t)
+	c, cancel := context.WithCancel(context.Background())
+	go func() {
+		time.Sleep(100 * time.Millisecond)
+		cancel()
+	}()
+	start := time.Now()
+	if _, err := s.Get(c); !errors.Is(err, context.Canceled) {
+		t.Fatalf("got %v", err)
+	}
+	if d := time.Since(start); d > 2*time.Second {
+		t.Fatalf("cancellation took %v", d)
+	}
+}
+
+func TestManyGoroutinesPutAtOnce(t *testing.T) {
+	s, port := server(t)
+	c := client(t, port)
+	var wg sync.WaitGroup
+	for g := 0; g < 8; g++ {
+		wg.Add(1)
+		go func(g int) {
+			defer wg.Done()
+			for i := 0; i < 50; i++ {
+				if err := c.Put([]byte{byte(g), byte(i)}).Wait(context.Background()); err != nil {
+					t.Error(err)
+					return
+				}
+			}
+		}(g)
+	}
+	wg.Wait()
+	seen := map[[2]byte]bool{}
+	for i := 0; i < 400; i++ {
+		m := get(t, s)
+		seen[[2]byte{m.Data[0], m.Data[1]}] = true
+	}
+	if len(seen) != 400 {
+		t.Fatalf("%d distinct messages", len(seen))
+	}
+}
+
+func TestOptionsAreApplied(t *testing.T) {
+	s, port := server(t)
+	id := nq.NewID()
+	c := open(t, nq.Client, &nq.Options{ID: id, Addr: addr(port), CloseTimeout: 5 * time.Second})
+	if c.ID() != id {
+		t.Fatalf("ID %v, want %v", c.ID(), id)
+	}
+	c.Put([]byte("x"))
+	if m := get(t, s); m.Peer != id {
+		t.Fatalf("peer %v", m.Peer)
+	}
+	if _, err := nq.Open(nq.TCP, nq.Server, &nq.Options{Addr: addr(0), Workers: 1000}); !errors.Is(err, nq.ErrInvalid) {
+		t.Fatalf("workers 1000: %v", err)
+	}
+	if _, err := nq.Open(nq.TCP, nq.Server, &nq.Options{Addr: "no port"}); !errors.Is(err, nq.ErrInvalid) {
+		t.Fatalf("bad addr: %v", err)
+	}
+	if _, err := nq.Open(nq.TCP, nq.Server, &nq.Options{Addr: addr(port)}); !errors.Is(err, nq.ErrAddressInUse) {
+		t.Fatalf("port in use: %v", err)
+	}
+}
+
+func TestGRPCRoundTrip(t *testing.T) {
+	s, err := nq.Open(nq.GRPC, nq.Server, &nq.Options{Addr: addr(0)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.Close() })
+	port, _ := s.LocalPort()
+	c, err := nq.Open(nq.GRPC, nq.Client, &nq.Options{Addr: addr(port)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	if err := c.Put([]byte("over grpc")).Wait(ctx(t)); err != nil {
+		t.Fatal(err)
+	}
+	req := get(t, s)
+	if string(req.Data) != "over grpc" || req.Peer != c.ID() {
+		t.Fatalf("got %q from %v", req.Data, req.Peer)
+	}
+	if err := s.Put([]byte("reply"), req.Peer).Wait(ctx(t)); err != nil {
+		t.Fatal(err)
+	}
+	if m := get(t, c); string(m.Data) != "reply" {
+		t.Fatalf("got %q", m.Data)
+	}
+}
+
+func TestIDText(t *testing.T) {
+	id, err := nq.ParseID("8F02C060B59C45209795369445186A49")
+	if err != nil || id.String() != "8f02c060-b59c-4520-9795-369445186a49" {
+		t.Fatalf("%v %v", id, err)
+	}
+	if _, err := nq.ParseID("not-a-uuid"); err == nil {
+		t.Fatal("parsed garbage")
+	}
+	if a, b := nq.NewID(), nq.NewID(); a == b || a.IsZero() || a[6]>>4 != 4 {
+		t.Fatal("NewID")
+	}
+}
+
+func certificate(t *testing.T) (key, cert string) {
+	dir := t.TempDir()
+	key, cert = filepath.Join(dir, "key.pem"), filepath.Join(dir, "cert.pem")
+	out, err := exec.Command("openssl", "req", "-x509", "-newkey", "ec",
+		"-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes", "-keyout", key, "-out", cert,
+		"-days", "2", "-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1").CombinedOutput()
+	if err != nil {
+		t.Fatalf("openssl: %v\n%s", err, out)
+	}
+	return key, cert
+}
+
+func TestTLSRoundTrip(t *testing.T) {
+	key, cert := certificate(t)
+	s := open(t, nq.Server, &nq.Options{Addr: addr(0), TLS: &nq.TLS{KeyFile: key, CertFile: cert}})
+	port, _ := s.LocalPort()
+	c := open(t, nq.Client, &nq.Options{Addr: addr(port), TLS: &nq.TLS{CertFile: cert}})
+	if err := c.Put([]byte("secret")).Wait(ctx(t)); err != nil {
+		t.Fatal(err)
+	}
+	req := get(t, s)
+	s.Put([]byte("answer"), req.Peer)
+	if m := get(t, c); string(m.Data) != "answer" {
+		t.Fatalf("got %q", m.Data)
+	}
+}
+
+func TestTLSClientRefusesAnUntrustedServer(t *testing.T) {
+	key, cert := certificate(t)
+	s := open(t, nq.Server, &nq.Options{Addr: addr(0), TLS: &nq.TLS{KeyFile: key, CertFile: cert}})
+	port, _ := s.LocalPort()
+	c, err := nq.Open(nq.TCP, nq.Client, &nq.Options{Addr: addr(port), TLS: &nq.TLS{}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Put([]byte("secret")).Wait(ctx(t)); !errors.Is(err, nq.ErrTLS) {
+		t.Fatalf("got %v, want ErrTLS", err)
+	}
+	if err := c.Close(); !errors.Is(err, nq.ErrTLS) {
+		t.Fatalf("close: %v", err)
+	}
+}

@@ -1,0 +1,306 @@
+package org.libnq;
+
+import java.lang.ref.Cleaner;
+import java.lang.ref.Reference;
+import java.nio.ByteBuffer;
+import java.time.Duration;
+import java.util.ArrayList;
+import java.util.List;
+import java.util.Map;
+import java.util.Optional;
+import java.util.UUID;
+import java.util.concurrent.CompletableFuture;
+import java.util.concurrent.ConcurrentHashMap;
+import java.util.concurrent.TimeoutException;
+import java.util.concurrent.atomic.AtomicLong;
+import org.libnq.raw.Comm;
+import org.libnq.raw.Completion;
+import org.libnq.raw.Completions;
+import org.libnq.raw.Msg;
+import org.libnq.raw.Opts;
+import org.libnq.raw.nqraw;
+
+/**
+ * A network queue: a server (many clients) or a client (one server). {@code put} returns a
+ * {@link CompletableFuture}, {@code get} blocks until a message arrives. The wire protocol is
+ * net-queue's, so peers may be libnq programs in any language or net-queue itself.
+ *
+ * <p>All methods are thread-safe. Close the communicator when done: close flushes queued puts
+ * and runs the close handshake; its native memory is freed once it is closed and unreachable.
+ * Futures complete on one thread per communicator, so their dependent actions should not block.
+ */
+public final class Communicator implements AutoCloseable {
+    private static final Cleaner CLEANER = Cleaner.create();
+
+    /** A blocking get waits in slices this long, so that it sees interrupts. */
+    private static final long GET_SLICE_MS = 100;
+
+    private final Comm raw;
+    private final Completions done;
+    private final UUID id;
+    private final Map<Long, Pending> pending = new ConcurrentHashMap<>();
+    private final AtomicLong tokens = new AtomicLong();
+    private final Thread resolver;
+    private final Object closeLock = new Object();
+    private boolean closed;
+
+    /** A put in flight: its future, and the buffer libnq reads in place (if any). */
+    private record Pending(CompletableFuture<Void> future, ByteBuffer keepAlive) {
+    }
+
+    /** Frees the native objects; holds no reference to the communicator. */
+    private record Release(Comm raw, Completions done) implements Runnable {
+        @Override
+        public void run() {
+            raw.delete();
+            done.delete();
+        }
+    }
+
+    private Communicator(Comm raw) {
+        this.raw = raw;
+        this.done = new Completions();
+        this.id = Ids.fromBytes(raw.id());
+        // The resolver thread references this communicator until close, so the cleaner only
+        // ever frees a closed one.
+        CLEANER.register(this, new Release(raw, done));
+        this.resolver = new Thread(this::resolve, "nq-futures-" + id);
+        this.resolver.setDaemon(true);
+        this.resolver.start();
+    }
+
+    /**
+     * Opens a communicator. Never blocks on the network (except MQTT, which waits for its
+     * broker): a server binds before this returns, a client connects in the background and
+     * reports a failure through its futures and {@code get}.
+     *
+     * @throws NqException for invalid options, an address in use, an unsupported protocol, ...
+     */
+    public static Communicator open(Protocol protocol, Purpose purpose, Options options)
+            throws NqException {
+        Opts opts = (options == null ? Options.defaults() : options).toRaw();
+        Comm raw = new Comm();
+        try {
+            NqException.check(raw.open(protocol.code, purpose.code, opts));
+        } catch (NqException e) {
+            raw.delete();
+            throw e;
+        } finally {
+            opts.delete();
+        }
+        return new Communicator(raw);
+    }
+
+    private void resolve() {
+        Completion completion = new Completion();
+        try {
+            while (done.next(-1, completion) != nqraw.NQ_ECLOSED) {
+                Pending p = pending.remove(completion.getToken());
+                if (p == null) {
+                    continue;
+                }
+                int result = completion.getResult();
+                if (result == nqraw.NQ_OK) {
+                    p.future().complete(null);
+                } else {
+                    p.future().completeExceptionally(new NqException(result));
+                }
+            }
+        } finally {
+            completion.delete();
+        }
+    }
+
+    /** This communicator's identity. */
+    public UUID id() {
+        return id;
+    }
+
+    /**
+     * Sends a copy of data to peers. A client sends to its server and takes no peers; a server
+     * sends to the listed peers, or to every client when none are listed. The future completes
+     * when every copy has been handed to the transport, or fails with an {@link NqException}
+     * (closed, no such peer, connection lost, ...).
+     *
+     * @throws IllegalArgumentException when libnq refuses the arguments (a client given peers)
+     */
+    public CompletableFuture<Void> put(byte[] data, UUID... peers) {
+        byte[] list = Ids.toBytes(peers);
+        return send(null, (token) -> raw.put_copy(data, list, done, token));
+    }
+
+    /**
+     * Sends the bytes of data between its position and limit to peers, like {@link
+     * #put(byte[], UUID...)}. A direct buffer is sent in place, without a copy: do not modify
+     * it until the future completes. A heap buffer is copied.
+     */
+    public CompletableFuture<Void> put(ByteBuffer data, UUID... peers) {
+        if (!data.isDirect()) {
+            byte[] copy = new byte[data.remaining()];
+            data.duplicate().get(copy);
+            return put(copy, peers);
+        }
+        byte[] list = Ids.toBytes(peers);
+        ByteBuffer view = data.slice();
+        return send(view, (token) -> raw.put(view, list, done, token));
+    }
+
+    private interface Sender {
+        int send(long token);
+    }
+
+    private CompletableFuture<Void> send(ByteBuffer keepAlive, Sender sender) {
+        CompletableFuture<Void> future = new CompletableFuture<>();
+        long token = tokens.incrementAndGet();
+        pending.put(token, new Pending(future, keepAlive));
+        int rc;
+        try {
+            rc = sender.send(token);
+        } finally {
+            Reference.reachabilityFence(this);
+        }
+        if (rc != nqraw.NQ_OK) {
+            pending.remove(token);
+            if (rc == nqraw.NQ_EINVAL) {
+                throw new IllegalArgumentException(nqraw.nq_strerror(rc));
+            }
+            future.completeExceptionally(new NqException(rc));
+        }
+        return future;
+    }
+
+    /**
+     * Takes the next message, in arrival order, waiting as long as it takes. After {@link
+     * #close()}, queued messages are still returned, then {@link NqError#CLOSED} is thrown; a
+     * client whose connection failed gets why (connection refused or reset, TLS, ...).
+     *
+     * @throws InterruptedException when the thread is interrupted while waiting
+     */
+    public Message get() throws NqException, InterruptedException {
+        try {
+            return take(-1);
+        } catch (TimeoutException e) {
+            throw new AssertionError("a wait without a deadline timed out", e);
+        }
+    }
+
+    /**
+     * Takes the next message, waiting up to timeout; see {@link #get()}.
+     *
+     * @throws TimeoutException when no message arrived in time
+     */
+    public Message get(Duration timeout)
+            throws NqException, InterruptedException, TimeoutException {
+        return take(Math.max(0, timeout.toNanos()));
+    }
+
+    private Message take(long timeoutNanos)
+            throws NqException, InterruptedException, TimeoutException {
+        long deadline = System.nanoTime() + timeoutNanos;
+        Msg msg = new Msg();
+        try {
+            while (true) {
+                if (Thread.interrupted()) {
+                    throw new InterruptedException();
+                }
+                long wait = GET_SLICE_MS;
+                if (timeoutNanos >= 0) {
+                    long left = deadline - System.nanoTime();
+                    wait = Math.min(wait, Math.max(0, (left + 999_999) / 1_000_000));
+                }
+                int rc = raw.get(wait, msg);
+                if (rc == nqraw.NQ_OK) {
+                    return new Message(Ids.fromBytes(msg.peer()), msg.data());
+                }
+                if (rc != nqraw.NQ_ETIMEDOUT) {
+                    throw new NqException(rc);
+                }
+                if (timeoutNanos >= 0 && deadline - System.nanoTime() <= 0) {
+                    throw new TimeoutException("no message within the timeout");
+                }
+            }
+        } finally {
+            msg.delete();
+            Reference.reachabilityFence(this);
+        }
+    }
+
+    /**
+     * Closes the communicator, blocking until it is done: queued puts are flushed, the close
+     * handshake runs (a server waits for its clients) and every future has completed. Later
+     * calls return at once.
+     *
+     * @throws NqException when the connection did not end cleanly (the first call only)
+     */
+    @Override
+    public void close() throws NqException {
+        int rc = nqraw.NQ_OK;
+        synchronized (closeLock) {
+            if (!closed) {
+                closed = true;
+                try {
+                    rc = raw.close();
+                    done.shutdown();
+                } finally {
+                    Reference.reachabilityFence(this);
+                }
+            }
+        }
+        if (Thread.currentThread() != resolver) {
+            boolean interrupted = false;
+            while (resolver.isAlive()) {
+                try {
+                    resolver.join();
+                } catch (InterruptedException e) {
+                    interrupted = true;
+                }
+            }
+            if (interrupted) {
+                Thread.currentThread().interrupt();
+            }
+        }
+        NqException.check(rc);
+    }
+
+    /** A server's listening port (useful with port 0); a client's source port. */
+    public int localPort() throws NqException {
+        try {
+            return NqException.check(raw.local_port());
+        } finally {
+            Reference.reachabilityFence(this);
+        }
+    }
+
+    /** A client's server identity, once its handshake has arrived. */
+    public Optional<UUID> serverId() {
+        try {
+            UUID server = Ids.fromBytes(raw.server_id());
+            return server.getMostSignificantBits() == 0 && server.getLeastSignificantBits() == 0
+                    ? Optional.empty()
+                    : Optional.of(server);
+        } finally {
+            Reference.reachabilityFence(this);
+        }
+    }
+
+    /** The connected peers: a server's clients, a client's server. */
+    public List<UUID> peers() throws NqException {
+        org.libnq.raw.Ids ids = new org.libnq.raw.Ids();
+        try {
+            NqException.check(raw.peers(ids));
+            List<UUID> out = new ArrayList<>();
+            for (long i = 0; i < ids.size(); i++) {
+                out.add(Ids.fromBytes(ids.at(i)));
+            }
+            return out;
+        } finally {
+            ids.delete();
+            Reference.reachabilityFence(this);
+        }
+    }
+
+    @Override
+    public String toString() {
+        return "Communicator(" + id + ")";
+    }
+}

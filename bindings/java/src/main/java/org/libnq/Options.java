@@ -1,0 +1,187 @@
+package org.libnq;
+
+import java.nio.file.Path;
+import java.time.Duration;
+import java.util.LinkedHashMap;
+import java.util.Map;
+import java.util.Objects;
+import java.util.UUID;
+import org.libnq.raw.Opts;
+import org.libnq.raw.nqraw;
+
+/**
+ * Options of {@link Communicator#open}, built with {@link #builder()}. Anything not set keeps
+ * libnq's default (net-queue's, where net-queue has the setting): a random id, 127.0.0.1:51966,
+ * no TLS.
+ */
+public final class Options {
+    private final UUID id;
+    private final String host;
+    private final int port;
+    private final boolean tls;
+    private final Path key;
+    private final Path certificate;
+    private final Map<Integer, Long> ints;
+    private final String mqttPrefix;
+
+    private Options(Builder b) {
+        id = b.id;
+        host = b.host;
+        port = b.port;
+        tls = b.tls;
+        key = b.key;
+        certificate = b.certificate;
+        ints = Map.copyOf(b.ints);
+        mqttPrefix = b.mqttPrefix;
+    }
+
+    /** A builder holding the defaults. */
+    public static Builder builder() {
+        return new Builder();
+    }
+
+    /** The defaults. */
+    public static Options defaults() {
+        return builder().build();
+    }
+
+    /** libnq options for these (the caller deletes them). */
+    Opts toRaw() throws NqException {
+        Opts o = new Opts();
+        try {
+            NqException.check(o.status());
+            if (id != null) {
+                NqException.check(o.set_id(Ids.toBytes(id)));
+            }
+            if (host != null) {
+                NqException.check(o.set_netloc(host, port));
+            }
+            if (tls) {
+                NqException.check(o.set_tls(key == null ? null : key.toString(),
+                        certificate == null ? null : certificate.toString()));
+            }
+            for (Map.Entry<Integer, Long> e : ints.entrySet()) {
+                NqException.check(o.set_int(e.getKey(), e.getValue()));
+            }
+            if (mqttPrefix != null) {
+                NqException.check(o.set_mqtt_prefix(mqttPrefix));
+            }
+            return o;
+        } catch (NqException | RuntimeException e) {
+            o.delete();
+            throw e;
+        }
+    }
+
+    /** Builds {@link Options}; values are checked by libnq when the communicator opens. */
+    public static final class Builder {
+        private UUID id;
+        private String host;
+        private int port;
+        private boolean tls;
+        private Path key;
+        private Path certificate;
+        private final Map<Integer, Long> ints = new LinkedHashMap<>();
+        private String mqttPrefix;
+
+        private Builder() {
+        }
+
+        /** This communicator's identity. */
+        public Builder id(UUID id) {
+            this.id = Objects.requireNonNull(id);
+            return this;
+        }
+
+        /**
+         * The address a server binds or a client connects to (for MQTT, the broker's). A server
+         * given port 0 binds a free port: see {@link Communicator#localPort()}.
+         */
+        public Builder address(String host, int port) {
+            this.host = Objects.requireNonNull(host);
+            this.port = port;
+            return this;
+        }
+
+        /**
+         * Turns TLS on. A server gives its PEM key and certificate chain; a client gives a null
+         * key and the PEM certificates it trusts, or null to trust the system's store.
+         */
+        public Builder tls(Path key, Path certificate) {
+            this.tls = true;
+            this.key = key;
+            this.certificate = certificate;
+            return this;
+        }
+
+        /** Server I/O threads (1..64). */
+        public Builder workers(int workers) {
+            return set(nqraw.NQ_OPT_WORKERS, workers);
+        }
+
+        /** Coalesce small frames before sending (default true). */
+        public Builder putMerge(boolean merge) {
+            return set(nqraw.NQ_OPT_PUT_MERGE, merge ? 1 : 0);
+        }
+
+        /** Frames smaller than this are candidates for coalescing. */
+        public Builder efficientSize(long bytes) {
+            return set(nqraw.NQ_OPT_EFFICIENT_SIZE, bytes);
+        }
+
+        /** The largest piece handed to the transport at once. */
+        public Builder protocolSize(long bytes) {
+            return set(nqraw.NQ_OPT_PROTOCOL_SIZE, bytes);
+        }
+
+        /** Undelivered messages held per peer before libnq stops reading from it. */
+        public Builder queueSize(long messages) {
+            return set(nqraw.NQ_OPT_QUEUE_SIZE, messages);
+        }
+
+        /** The largest message accepted from the wire. */
+        public Builder messageSize(long bytes) {
+            return set(nqraw.NQ_OPT_MESSAGE_SIZE, bytes);
+        }
+
+        /** Bytes of copied puts that may wait to be sent. */
+        public Builder sendLimit(long bytes) {
+            return set(nqraw.NQ_OPT_SEND_LIMIT, bytes);
+        }
+
+        /** A new connection must finish TLS and its handshake within this. */
+        public Builder handshakeTimeout(Duration timeout) {
+            return set(nqraw.NQ_OPT_HANDSHAKE_TIMEOUT_MS, timeout.toMillis());
+        }
+
+        /** Idle time before TCP keep-alive probes start; zero disables them. */
+        public Builder keepAlive(Duration idle) {
+            return set(nqraw.NQ_OPT_KEEPALIVE_MS, idle.toMillis());
+        }
+
+        /** Bounds {@link Communicator#close()}'s handshake (default: no bound). */
+        public Builder closeTimeout(Duration timeout) {
+            return set(nqraw.NQ_OPT_CLOSE_TIMEOUT_MS, timeout.toMillis());
+        }
+
+        /** MQTT publish and subscribe QoS (0..2, default 1). */
+        public Builder mqttQos(int qos) {
+            return set(nqraw.NQ_OPT_MQTT_QOS, qos);
+        }
+
+        /** MQTT topic prefix, so that several servers can share a broker. */
+        public Builder mqttPrefix(String prefix) {
+            this.mqttPrefix = Objects.requireNonNull(prefix);
+            return this;
+        }
+
+        public Options build() {
+            return new Options(this);
+        }
+
+        private Builder set(int option, long value) {
+            ints.put(option, value);
+            return this;
+        }
+    }
+}

@@ -1,0 +1,355 @@
+package org.libnq;
+
+import static org.junit.jupiter.api.Assertions.assertArrayEquals;
+import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertFalse;
+import static org.junit.jupiter.api.Assertions.assertInstanceOf;
+import static org.junit.jupiter.api.Assertions.assertThrows;
+import static org.junit.jupiter.api.Assertions.assertTrue;
+
+import java.nio.ByteBuffer;
+import java.nio.charset.StandardCharsets;
+import java.nio.file.Path;
+import java.time.Duration;
+import java.util.ArrayDeque;
+import java.util.ArrayList;
+import java.util.Deque;
+import java.util.HashSet;
+import java.util.List;
+import java.util.Set;
+import java.util.UUID;
+import java.util.concurrent.CompletableFuture;
+import java.util.concurrent.ExecutionException;
+import java.util.concurrent.TimeUnit;
+import java.util.concurrent.TimeoutException;
+import org.junit.jupiter.api.AfterEach;
+import org.junit.jupiter.api.Test;
+import org.junit.jupiter.api.Timeout;
+import org.junit.jupiter.api.io.TempDir;
+
+@Timeout(60)
+class CommunicatorTest {
+    private static final Duration WAIT = Duration.ofSeconds(10);
+
+    /** Opened communicators, closed newest first (clients before their server). */
+    private final Deque<Communicator> open = new ArrayDeque<>();
+
+    @AfterEach
+    void closeAll() {
+        while (!open.isEmpty()) {
+            try {
+                open.pop().close();
+            } catch (NqException e) {
+                // The test already checked what it needed.
+            }
+        }
+    }
+
+    private Communicator track(Communicator c) {
+        open.push(c);
+        return c;
+    }
+
+    private Communicator server(Options.Builder b) throws NqException {
+        return track(Communicator.open(Protocol.TCP, Purpose.SERVER, b.address("127.0.0.1", 0).build()));
+    }
+
+    private Communicator server() throws NqException {
+        return server(Options.builder());
+    }
+
+    private Communicator client(Communicator server, Options.Builder b) throws NqException {
+        return track(Communicator.open(Protocol.TCP, Purpose.CLIENT,
+                b.address("127.0.0.1", server.localPort()).build()));
+    }
+
+    private Communicator client(Communicator server) throws NqException {
+        return client(server, Options.builder());
+    }
+
+    private static byte[] bytes(String s) {
+        return s.getBytes(StandardCharsets.UTF_8);
+    }
+
+    private static String text(Message m) {
+        return new String(m.data(), StandardCharsets.UTF_8);
+    }
+
+    private static void awaitPeers(Communicator server, int n) throws Exception {
+        long end = System.nanoTime() + WAIT.toNanos();
+        while (server.peers().size() < n) {
+            assertTrue(System.nanoTime() < end, "clients did not connect");
+            Thread.sleep(10);
+        }
+    }
+
+    private static NqException failure(CompletableFuture<Void> f) throws Exception {
+        ExecutionException e = assertThrows(ExecutionException.class,
+                () -> f.get(WAIT.toMillis(), TimeUnit.MILLISECONDS));
+        return assertInstanceOf(NqException.class, e.getCause());
+    }
+
+    @Test
+    void clientPutReachesServerWithClientId() throws Exception {
+        Communicator s = server();
+        Communicator c = client(s);
+        c.put(bytes("hello")).get(WAIT.toMillis(), TimeUnit.MILLISECONDS);
+        Message m = s.get(WAIT);
+        assertEquals("hello", text(m));
+        assertEquals(c.id(), m.peer());
+    }
+
+    @Test
+    void serverReplyReachesClientWithServerId() throws Exception {
+        Communicator s = server();
+        Communicator c = client(s);
+        c.put(bytes("ping"));
+        Message request = s.get(WAIT);
+        s.put(bytes("pong"), request.peer()).get(WAIT.toMillis(), TimeUnit.MILLISECONDS);
+        Message reply = c.get(WAIT);
+        assertEquals("pong", text(reply));
+        assertEquals(s.id(), reply.peer());
+        assertEquals(s.id(), c.serverId().orElseThrow());
+    }
+
+    @Test
+    void broadcastReachesEveryClient() throws Exception {
+        Communicator s = server();
+        List<Communicator> clients = List.of(client(s), client(s), client(s));
+        awaitPeers(s, 3);
+        s.put(bytes("all")).get(WAIT.toMillis(), TimeUnit.MILLISECONDS);
+        for (Communicator c : clients) {
+            assertEquals("all", text(c.get(WAIT)));
+        }
+    }
+
+    @Test
+    void targetedPutReachesOnlyThatClient() throws Exception {
+        Communicator s = server();
+        Communicator first = client(s);
+        Communicator second = client(s);
+        awaitPeers(s, 2);
+        s.put(bytes("only you"), second.id()).get(WAIT.toMillis(), TimeUnit.MILLISECONDS);
+        assertEquals("only you", text(second.get(WAIT)));
+        assertThrows(TimeoutException.class, () -> first.get(Duration.ofMillis(200)));
+    }
+
+    @Test
+    void directBuffersAreSentFromPositionToLimit() throws Exception {
+        Communicator s = server();
+        Communicator c = client(s);
+        ByteBuffer direct = ByteBuffer.allocateDirect(64);
+        direct.put(bytes("xxpayloadyy")).flip().position(2).limit(9);
+        c.put(direct).get(WAIT.toMillis(), TimeUnit.MILLISECONDS);
+        ByteBuffer heap = ByteBuffer.wrap(bytes("--heap--"), 2, 4);
+        c.put(heap).get(WAIT.toMillis(), TimeUnit.MILLISECONDS);
+        c.put(new byte[0]).get(WAIT.toMillis(), TimeUnit.MILLISECONDS);
+        assertEquals("payload", text(s.get(WAIT)));
+        assertEquals("heap", text(s.get(WAIT)));
+        assertEquals(0, s.get(WAIT).data().length);
+        assertEquals(2, direct.position(), "put must not move the buffer's position");
+    }
+
+    @Test
+    void messagesKeepTheirOrderAndLargeOnesArriveWhole() throws Exception {
+        Communicator s = server();
+        Communicator c = client(s);
+        List<CompletableFuture<Void>> futures = new ArrayList<>();
+        for (int i = 0; i < 300; i++) {
+            futures.add(c.put(bytes(Integer.toString(i))));
+        }
+        CompletableFuture.allOf(futures.toArray(new CompletableFuture[0]))
+                .get(WAIT.toMillis(), TimeUnit.MILLISECONDS);
+        for (int i = 0; i < 300; i++) {
+            assertEquals(Integer.toString(i), text(s.get(WAIT)));
+        }
+        byte[] big = new byte[12 << 20];
+        for (int i = 0; i < big.length; i++) {
+            big[i] = (byte) (i * 31);
+        }
+        c.put(big).get(WAIT.toMillis(), TimeUnit.MILLISECONDS);
+        assertArrayEquals(big, s.get(WAIT).data());
+    }
+
+    @Test
+    void futureFailsForAPeerThatIsNotConnected() throws Exception {
+        Communicator s = server();
+        assertEquals(NqError.NO_PEER, failure(s.put(bytes("nobody"), UUID.randomUUID())).error());
+    }
+
+    @Test
+    void futureFailsWhenTheServerCannotBeReached() throws Exception {
+        Communicator s = Communicator.open(Protocol.TCP, Purpose.SERVER,
+                Options.builder().address("127.0.0.1", 0).build());
+        int port = s.localPort();
+        s.close();
+        Communicator c = Communicator.open(Protocol.TCP, Purpose.CLIENT,
+                Options.builder().address("127.0.0.1", port).build());
+        assertEquals(NqError.CONNECTION_REFUSED, failure(c.put(bytes("hello"))).error());
+        NqException e = assertThrows(NqException.class, () -> c.get(WAIT));
+        assertEquals(NqError.CONNECTION_REFUSED, e.error());
+        assertEquals(NqError.CONNECTION_REFUSED, assertThrows(NqException.class, c::close).error());
+        c.close(); // later calls return quietly
+    }
+
+    @Test
+    void putAfterCloseFails() throws Exception {
+        Communicator s = server();
+        Communicator c = client(s);
+        c.close();
+        assertEquals(NqError.CLOSED, failure(c.put(bytes("late"))).error());
+    }
+
+    @Test
+    void clientPutWithPeersIsRefused() throws Exception {
+        Communicator c = client(server());
+        assertThrows(IllegalArgumentException.class, () -> c.put(bytes("x"), UUID.randomUUID()));
+    }
+
+    @Test
+    void getAfterCloseReturnsQueuedMessagesThenClosed() throws Exception {
+        Communicator s = server();
+        Communicator c = client(s);
+        c.put(bytes("before close")).get(WAIT.toMillis(), TimeUnit.MILLISECONDS);
+        c.close(); // sends FIN after the data; the server's close waits for it
+        s.close();
+        assertEquals("before close", text(s.get(WAIT)));
+        assertEquals(NqError.CLOSED, assertThrows(NqException.class, () -> s.get(WAIT)).error());
+        assertEquals(NqError.CLOSED, assertThrows(NqException.class, s::get).error());
+    }
+
+    @Test
+    void getTimesOut() throws Exception {
+        Communicator s = server();
+        long start = System.nanoTime();
+        assertThrows(TimeoutException.class, () -> s.get(Duration.ofMillis(300)));
+        long ms = (System.nanoTime() - start) / 1_000_000;
+        assertTrue(ms >= 250 && ms < 5000, "waited " + ms + " ms");
+    }
+
+    /** What a get() blocked in another thread ends with, after {@code then} ran. */
+    private static Throwable blockedGetEndsWith(Communicator c, ThrowingConsumer<Thread> then)
+            throws Exception {
+        CompletableFuture<Throwable> outcome = new CompletableFuture<>();
+        Thread reader = new Thread(() -> {
+            try {
+                c.get();
+                outcome.complete(null);
+            } catch (Throwable t) {
+                outcome.complete(t);
+            }
+        });
+        reader.start();
+        Thread.sleep(100);
+        then.accept(reader);
+        return outcome.get(WAIT.toMillis(), TimeUnit.MILLISECONDS);
+    }
+
+    private interface ThrowingConsumer<T> {
+        void accept(T t) throws Exception;
+    }
+
+    @Test
+    void blockedGetSeesInterrupts() throws Exception {
+        Communicator s = server();
+        assertInstanceOf(InterruptedException.class, blockedGetEndsWith(s, Thread::interrupt));
+    }
+
+    @Test
+    void blockedGetEndsWithClose() throws Exception {
+        Communicator c = client(server());
+        Throwable t = blockedGetEndsWith(c, reader -> c.close());
+        assertEquals(NqError.CLOSED, assertInstanceOf(NqException.class, t).error());
+    }
+
+    @Test
+    void manyThreadsPutAtOnce() throws Exception {
+        Communicator s = server();
+        Communicator c = client(s);
+        List<Thread> threads = new ArrayList<>();
+        List<CompletableFuture<Void>> futures = java.util.Collections.synchronizedList(new ArrayList<>());
+        for (int t = 0; t < 6; t++) {
+            int base = t * 1000;
+            threads.add(new Thread(() -> {
+                for (int i = 0; i < 50; i++) {
+                    futures.add(c.put(bytes(Integer.toString(base + i))));
+                }
+            }));
+        }
+        threads.forEach(Thread::start);
+        for (Thread t : threads) {
+            t.join();
+        }
+        CompletableFuture.allOf(futures.toArray(new CompletableFuture[0]))
+                .get(WAIT.toMillis(), TimeUnit.MILLISECONDS);
+        Set<String> seen = new HashSet<>();
+        for (int i = 0; i < 300; i++) {
+            seen.add(text(s.get(WAIT)));
+        }
+        assertEquals(300, seen.size());
+    }
+
+    @Test
+    void optionsAreAppliedAndChecked() throws Exception {
+        Communicator s = server();
+        UUID id = UUID.randomUUID();
+        Communicator c = client(s, Options.builder().id(id).closeTimeout(Duration.ofSeconds(5)));
+        assertEquals(id, c.id());
+        c.put(bytes("x"));
+        assertEquals(id, s.get(WAIT).peer());
+        NqException bad = assertThrows(NqException.class,
+                () -> server(Options.builder().workers(1000)));
+        assertEquals(NqError.INVALID, bad.error());
+        NqException inUse = assertThrows(NqException.class, () -> Communicator.open(Protocol.TCP,
+                Purpose.SERVER, Options.builder().address("127.0.0.1", s.localPort()).build()));
+        assertEquals(NqError.ADDRESS_IN_USE, inUse.error());
+    }
+
+    @Test
+    void grpcRoundTrip() throws Exception {
+        Communicator s = track(Communicator.open(Protocol.GRPC, Purpose.SERVER,
+                Options.builder().address("127.0.0.1", 0).build()));
+        Communicator c = track(Communicator.open(Protocol.GRPC, Purpose.CLIENT,
+                Options.builder().address("127.0.0.1", s.localPort()).build()));
+        c.put(bytes("over grpc")).get(WAIT.toMillis(), TimeUnit.MILLISECONDS);
+        Message request = s.get(WAIT);
+        assertEquals("over grpc", text(request));
+        assertEquals(c.id(), request.peer());
+        s.put(bytes("reply"), request.peer()).get(WAIT.toMillis(), TimeUnit.MILLISECONDS);
+        assertEquals("reply", text(c.get(WAIT)));
+    }
+
+    private static Path[] certificate(Path dir) throws Exception {
+        Path key = dir.resolve("key.pem");
+        Path cert = dir.resolve("cert.pem");
+        Process p = new ProcessBuilder("openssl", "req", "-x509", "-newkey", "ec",
+                "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes", "-keyout", key.toString(),
+                "-out", cert.toString(), "-days", "2", "-subj", "/CN=127.0.0.1",
+                "-addext", "subjectAltName=IP:127.0.0.1")
+                .redirectErrorStream(true).start();
+        p.getInputStream().readAllBytes();
+        assertEquals(0, p.waitFor(), "openssl failed");
+        return new Path[] {key, cert};
+    }
+
+    @Test
+    void tlsRoundTrip(@TempDir Path dir) throws Exception {
+        Path[] kc = certificate(dir);
+        Communicator s = server(Options.builder().tls(kc[0], kc[1]));
+        Communicator c = client(s, Options.builder().tls(null, kc[1]));
+        c.put(bytes("secret")).get(WAIT.toMillis(), TimeUnit.MILLISECONDS);
+        Message request = s.get(WAIT);
+        assertEquals("secret", text(request));
+        s.put(bytes("answer"), request.peer());
+        assertEquals("answer", text(c.get(WAIT)));
+    }
+
+    @Test
+    void tlsClientRefusesAnUntrustedServer(@TempDir Path dir) throws Exception {
+        Path[] kc = certificate(dir);
+        Communicator s = server(Options.builder().tls(kc[0], kc[1]));
+        Communicator c = client(s, Options.builder().tls(null, null));
+        assertEquals(NqError.TLS, failure(c.put(bytes("secret"))).error());
+        assertFalse(c.serverId().isPresent());
+    }
+}

@@ -1,0 +1,776 @@
+/*
+ * nq.i: the SWIG interface behind libnq's Python, Go and Java bindings.
+ *
+ * It generates one raw layer per language, module "nqraw":
+ * - the constants and version functions of nq/nq.h (error codes, options,
+ *   protocols, purposes, counters, nq_version, nq_strerror);
+ * - a few small classes (Opts, Comm, Msg, Completions, Completion, Ids)
+ *   that hold libnq's handles and turn its out-parameters into values every
+ *   target language can take: each method returns an NQ_* code or a plain
+ *   value.
+ * Each language's package builds its native API on top; nothing here or
+ * there re-implements the protocol, every call goes to libnq.so.1.
+ *
+ * Futures without callbacks into the language: Comm::put registers a C++
+ * completion (nq_future_on_done) that only appends (token, result) to a
+ * Completions queue; one thread (or goroutine) per communicator in the
+ * language blocks in Completions::next and resolves the language's future.
+ * libnq's I/O threads therefore never enter Python, Go or Java: no GIL to
+ * take on an I/O thread, no directors, no callback into an interpreter that
+ * is shutting down.
+ *
+ * Bytes cross the boundary through four parameter pairs, mapped per
+ * language below:
+ *   (const void *data, size_t len)       message bytes sent zero-copy: they
+ *                                        must stay alive and unchanged until
+ *                                        the put's completion is reported
+ *                                        (Python buffer, Go []byte, Java
+ *                                        direct ByteBuffer)
+ *   (const void *src, size_t src_len),
+ *   (const void *peers, size_t peers_len),
+ *   (const void *id, size_t id_len)      bytes read during the call only
+ *                                        (Python buffer, Go []byte, Java
+ *                                        byte[]); peers are 16 bytes each
+ * and two return types, nqb_view (a view of bytes owned by the object
+ * called, such as a message) and nq_id, both copied into a bytes object,
+ * []byte or byte[].
+ *
+ * Built with swig -c++ (the helpers are C++); for Python also -threads, so
+ * the GIL is released around every call into libnq.
+ */
+
+#if defined(SWIGPYTHON)
+%module(package="nq", threads="1") nqraw
+#else
+%module nqraw
+#endif
+
+%{
+#include <nq/nq.h>
+
+#include <chrono>
+#include <condition_variable>
+#include <mutex>
+#include <new>
+#include <string.h>
+#include <vector>
+%}
+
+%include <stdint.i>
+
+#if defined(SWIGJAVA)
+/* Plain int constants: the Java layer passes them as int. */
+%include <enumsimple.swg>
+/* Lifetimes are managed explicitly by the Java layer (delete()). */
+%typemap(javafinalize) SWIGTYPE ""
+%pragma(java) jniclasscode=%{
+  static {
+    String path = System.getProperty("libnq.jni.path");
+    if (path != null && !path.isEmpty()) {
+      System.load(path);
+    } else {
+      System.loadLibrary("nqjni");
+    }
+  }
+%}
+#endif
+
+/* ---- what nq/nq.h contributes ------------------------------------------- */
+
+/* Handle-based functions are reached through the classes below; the types
+ * that carry raw pointers or callbacks are not wrapped. */
+%ignore nq_id;
+%ignore nq_id_random;
+%ignore nq_id_parse;
+%ignore nq_id_format;
+%ignore nq_id_equal;
+%ignore nq_bytes;
+%ignore nq_chunk;
+%ignore nq_opts_new;
+%ignore nq_opts_free;
+%ignore nq_opts_set_id;
+%ignore nq_opts_get_id;
+%ignore nq_opts_set_netloc;
+%ignore nq_opts_set_int;
+%ignore nq_opts_get_int;
+%ignore nq_opts_set_tls;
+%ignore nq_opts_set_mqtt_prefix;
+%ignore nq_opts_set_serializer;
+%ignore nq_opts_set_log;
+%ignore nq_open;
+%ignore nq_put;
+%ignore nq_get;
+%ignore nq_close;
+%ignore nq_destroy;
+%ignore nq_comm_id;
+%ignore nq_server_id;
+%ignore nq_local_port;
+%ignore nq_peers;
+%ignore nq_stat;
+%ignore nq_future_wait;
+%ignore nq_future_result;
+%ignore nq_future_on_done;
+%ignore nq_future_free;
+%ignore nq_msg_peer;
+%ignore nq_msg_data;
+%ignore nq_msg_size;
+%ignore nq_msg_free;
+%ignore nq_alloc;
+%ignore nq_free;
+%ignore nq_put_value;
+%ignore nq_get_value;
+
+/* ---- bytes in ----------------------------------------------------------- */
+
+#if defined(SWIGPYTHON)
+%{
+/* A buffer export held for the duration of one wrapped call; released when
+ * the wrapper returns (with the GIL held again). */
+struct nqb_pybuf {
+    Py_buffer view;
+    bool held;
+    nqb_pybuf() : held(false) {}
+    ~nqb_pybuf()
+    {
+        if (held) {
+            PyBuffer_Release(&view);
+        }
+    }
+};
+%}
+%typemap(in) (const void *data, size_t len) (nqb_pybuf pybuf)
+{
+    if ($input == Py_None) {
+        $1 = NULL;
+        $2 = 0;
+    } else {
+        if (PyObject_GetBuffer($input, &pybuf.view, PyBUF_CONTIG_RO) != 0) {
+            SWIG_fail;
+        }
+        pybuf.held = true;
+        $1 = pybuf.view.buf;
+        $2 = (size_t)pybuf.view.len;
+    }
+}
+%apply (const void *data, size_t len) {
+    (const void *src, size_t src_len),
+    (const void *peers, size_t peers_len),
+    (const void *id, size_t id_len)
+};
+#endif
+
+#if defined(SWIGGO)
+%typemap(gotype) (const void *data, size_t len) "[]byte"
+%typemap(in) (const void *data, size_t len)
+%{
+    $1 = $input.array;
+    $2 = (size_t)$input.len;
+%}
+%apply (const void *data, size_t len) {
+    (const void *src, size_t src_len),
+    (const void *peers, size_t peers_len),
+    (const void *id, size_t id_len)
+};
+#endif
+
+#if defined(SWIGJAVA)
+/* Zero-copy: a direct ByteBuffer, whole capacity (the Java layer passes a
+ * slice from position to limit). */
+%typemap(jni) (const void *data, size_t len) "jobject"
+%typemap(jtype) (const void *data, size_t len) "java.nio.ByteBuffer"
+%typemap(jstype) (const void *data, size_t len) "java.nio.ByteBuffer"
+%typemap(javain) (const void *data, size_t len) "$javainput"
+%typemap(in) (const void *data, size_t len)
+{
+    jlong cap = JCALL1(GetDirectBufferCapacity, jenv, $input);
+    $1 = JCALL1(GetDirectBufferAddress, jenv, $input);
+    if (cap < 0 || ($1 == NULL && cap > 0)) {
+        SWIG_JavaThrowException(jenv, SWIG_JavaIllegalArgumentException,
+                                "a direct ByteBuffer is required");
+        return $null;
+    }
+    $2 = (size_t)cap;
+}
+
+/* Read during the call: byte[] (null gives no bytes). */
+%typemap(jni) (const void *src, size_t src_len) "jbyteArray"
+%typemap(jtype) (const void *src, size_t src_len) "byte[]"
+%typemap(jstype) (const void *src, size_t src_len) "byte[]"
+%typemap(javain) (const void *src, size_t src_len) "$javainput"
+%typemap(in) (const void *src, size_t src_len)
+{
+    if ($input) {
+        $2 = (size_t)JCALL1(GetArrayLength, jenv, $input);
+        $1 = JCALL2(GetByteArrayElements, jenv, $input, 0);
+        if ($1 == NULL) {
+            return $null;
+        }
+    } else {
+        $1 = NULL;
+        $2 = 0;
+    }
+}
+%typemap(freearg) (const void *src, size_t src_len)
+{
+    if ($input && $1) {
+        JCALL3(ReleaseByteArrayElements, jenv, $input, (jbyte *)$1, JNI_ABORT);
+    }
+}
+%apply (const void *src, size_t src_len) {
+    (const void *peers, size_t peers_len),
+    (const void *id, size_t id_len)
+};
+#endif
+
+/* ---- bytes out ---------------------------------------------------------- */
+
+%{
+/* A view of bytes owned by someone else (a message), valid at least until
+ * the wrapper has copied them into the target language. */
+struct nqb_view {
+    const void *data;
+    size_t len;
+};
+%}
+
+#if defined(SWIGPYTHON)
+%typemap(out) nqb_view
+{
+    $result = PyBytes_FromStringAndSize((const char *)$1.data, (Py_ssize_t)$1.len);
+}
+%typemap(out) nq_id
+{
+    $result = PyBytes_FromStringAndSize((const char *)$1.bytes, (Py_ssize_t)sizeof($1.bytes));
+}
+#endif
+
+#if defined(SWIGGO)
+%typemap(gotype) nqb_view, nq_id "[]byte"
+/* The message's memory outlives the call, so the Go side copies from it. */
+%typemap(out) nqb_view
+%{
+    $result.array = (void *)$1.data;
+    $result.len = (intgo)$1.len;
+    $result.cap = (intgo)$1.len;
+%}
+%typemap(goout) nqb_view
+%{
+    $result = make([]byte, len($1))
+    copy($result, $1)
+%}
+/* An id is a temporary of the wrapper: it travels in malloc'd memory that
+ * the Go side copies and frees. */
+%typemap(out) nq_id
+%{
+    $result.array = malloc(sizeof($1.bytes));
+    if ($result.array != NULL) {
+        memcpy($result.array, $1.bytes, sizeof($1.bytes));
+    }
+    $result.len = $result.array != NULL ? (intgo)sizeof($1.bytes) : 0;
+    $result.cap = $result.len;
+%}
+%typemap(goout) nq_id
+%{
+    $result = make([]byte, len($1))
+    copy($result, $1)
+    if cap($1) > 0 {
+        Swig_free(uintptr(unsafe.Pointer(&$1[:1][0])))
+    }
+%}
+#endif
+
+#if defined(SWIGJAVA)
+%typemap(jni) nqb_view, nq_id "jbyteArray"
+%typemap(jtype) nqb_view, nq_id "byte[]"
+%typemap(jstype) nqb_view, nq_id "byte[]"
+%typemap(javaout) nqb_view, nq_id { return $jnicall; }
+%typemap(out) nqb_view
+{
+    $result = JCALL1(NewByteArray, jenv, (jsize)$1.len);
+    if ($result != NULL && $1.len > 0) {
+        JCALL4(SetByteArrayRegion, jenv, $result, 0, (jsize)$1.len, (const jbyte *)$1.data);
+    }
+}
+%typemap(out) nq_id
+{
+    $result = JCALL1(NewByteArray, jenv, (jsize)sizeof($1.bytes));
+    if ($result != NULL) {
+        JCALL4(SetByteArrayRegion, jenv, $result, 0, (jsize)sizeof($1.bytes),
+               (const jbyte *)$1.bytes);
+    }
+}
+#endif
+
+%include "nq/nq.h"
+
+/* ---- the classes -------------------------------------------------------- */
+
+%{
+struct nqb_completions_state;
+
+/* One tracked put: allocated when the put is queued, so that the I/O
+ * thread only links it into the done list. */
+struct nqb_pending {
+    nqb_pending *next;
+    nqb_completions_state *state;
+    int64_t token;
+    int result;
+    void *owned; /* nq_alloc'd copy of the data, or NULL */
+};
+
+/* Shared by a Completions object and every pending put, so it outlives
+ * both: freed when the last of them lets go. */
+struct nqb_completions_state {
+    std::mutex mu;
+    std::condition_variable cv;
+    nqb_pending *head;
+    nqb_pending *tail;
+    long outstanding; /* tracked puts not yet completed */
+    long refs;        /* the Completions object + outstanding */
+    bool shut;
+    nqb_completions_state() : head(NULL), tail(NULL), outstanding(0), refs(1), shut(false) {}
+};
+
+static void nqb_completions_unref(nqb_completions_state *s, std::unique_lock<std::mutex> &lock)
+{
+    bool last = --s->refs == 0;
+    lock.unlock();
+    if (last) {
+        while (s->head != NULL) {
+            nqb_pending *p = s->head;
+            s->head = p->next;
+            delete p;
+        }
+        delete s;
+    }
+}
+
+/* Runs on a libnq I/O thread (or on the putting thread when the future is
+ * already complete): frees the owned copy, links the entry, wakes next(). */
+static void nqb_future_done(nq_future *future, int result, void *ctx)
+{
+    (void)future;
+    nqb_pending *p = (nqb_pending *)ctx;
+    nq_free(p->owned);
+    p->owned = NULL;
+    p->result = result;
+    nqb_completions_state *s = p->state;
+    std::unique_lock<std::mutex> lock(s->mu);
+    p->next = NULL;
+    if (s->tail != NULL) {
+        s->tail->next = p;
+    } else {
+        s->head = p;
+    }
+    s->tail = p;
+    s->outstanding--;
+    s->cv.notify_all();
+    nqb_completions_unref(s, lock);
+}
+%}
+
+
+/* Members that hold libnq handles stay out of the target languages. */
+%ignore Opts::raw;
+%ignore Msg::reset;
+%ignore Completions::track;
+%ignore Completions::untrack;
+%ignore Ids::ids_;
+
+%inline %{
+
+/* Options for Comm::open.  Not thread-safe (like nq_opts); build one, open
+ * with it, free it. */
+class Opts {
+public:
+    Opts() : o_(NULL)
+    {
+        if (nq_opts_new(&o_) != NQ_OK) {
+            o_ = NULL;
+        }
+    }
+    ~Opts() { nq_opts_free(o_); }
+
+    /* NQ_OK, or NQ_ENOMEM when the options could not be allocated. */
+    int status() const { return o_ != NULL ? NQ_OK : NQ_ENOMEM; }
+
+    /* id is the 16 bytes of a UUID. */
+    int set_id(const void *id, size_t id_len)
+    {
+        nq_id v;
+        if (id == NULL || id_len != sizeof(v.bytes)) {
+            return NQ_EINVAL;
+        }
+        memcpy(v.bytes, id, sizeof(v.bytes));
+        return nq_opts_set_id(o_, &v);
+    }
+
+    nq_id id() const
+    {
+        nq_id v;
+        memset(&v, 0, sizeof(v));
+        nq_opts_get_id(o_, &v);
+        return v;
+    }
+
+    int set_netloc(const char *host, int port)
+    {
+        if (port < 0 || port > 65535) {
+            return NQ_EINVAL;
+        }
+        return nq_opts_set_netloc(o_, host, (uint16_t)port);
+    }
+
+    int set_int(int option, int64_t value)
+    {
+        return nq_opts_set_int(o_, (nq_option)option, value);
+    }
+
+    /* NULL or "" means "none": the client's system trust store, or no key. */
+    int set_tls(const char *key_path, const char *cert_path)
+    {
+        return nq_opts_set_tls(o_, key_path != NULL && *key_path ? key_path : NULL,
+                               cert_path != NULL && *cert_path ? cert_path : NULL);
+    }
+
+    int set_mqtt_prefix(const char *prefix) { return nq_opts_set_mqtt_prefix(o_, prefix); }
+
+    const nq_opts *raw() const { return o_; }
+
+private:
+    Opts(const Opts &);
+    Opts &operator=(const Opts &);
+    nq_opts *o_;
+};
+
+/* A received message: empty until Comm::get fills it, freed with the
+ * object (or by release()). */
+class Msg {
+public:
+    Msg() : m_(NULL) { memset(&peer_, 0, sizeof(peer_)); }
+    ~Msg() { nq_msg_free(m_); }
+
+    /* The sender (all zeros while empty). */
+    nq_id peer() const { return peer_; }
+
+    /* The message's bytes, copied into the target language. */
+    nqb_view data() const
+    {
+        nqb_view v = {"", 0};
+        if (m_ != NULL) {
+            const void *p;
+            size_t n;
+            if (nq_msg_data(m_, &p, &n) == NQ_OK && n > 0) {
+                v.data = p;
+                v.len = n;
+            }
+        }
+        return v;
+    }
+
+    int64_t size() const { return (int64_t)nq_msg_size(m_); }
+
+    /* Frees the message now; the object is empty again. */
+    void release()
+    {
+        nq_msg_free(m_);
+        m_ = NULL;
+        memset(&peer_, 0, sizeof(peer_));
+    }
+
+    void reset(nq_msg *m)
+    {
+        release();
+        m_ = m;
+        nq_msg_peer(m_, &peer_);
+    }
+
+private:
+    Msg(const Msg &);
+    Msg &operator=(const Msg &);
+    nq_msg *m_;
+    nq_id peer_;
+};
+
+/* One completed put, as reported by Completions::next. */
+struct Completion {
+    int64_t token;
+    int result;
+    Completion() : token(0), result(0) {}
+};
+
+struct nqb_completions_state;
+
+/* Completed puts, in completion order.  Thread-safe. */
+class Completions {
+public:
+    Completions() : s_(new nqb_completions_state()) {}
+    ~Completions()
+    {
+        std::unique_lock<std::mutex> lock(s_->mu);
+        s_->shut = true;
+        s_->cv.notify_all();
+        nqb_completions_unref(s_, lock);
+    }
+
+    /* Waits up to timeout_ms (-1: forever) for the next completed put and
+     * stores it in *out.  Returns NQ_OK, NQ_ETIMEDOUT, NQ_EINVAL, or
+     * NQ_ECLOSED once shutdown() was called and every tracked put has been
+     * reported. */
+    int next(int64_t timeout_ms, Completion *out)
+    {
+        if (out == NULL || timeout_ms < -1) {
+            return NQ_EINVAL;
+        }
+        std::unique_lock<std::mutex> lock(s_->mu);
+        bool ready;
+        if (timeout_ms < 0) {
+            s_->cv.wait(lock, [this] { return ready_locked(); });
+            ready = true;
+        } else {
+            ready = s_->cv.wait_for(lock, std::chrono::milliseconds(timeout_ms),
+                                    [this] { return ready_locked(); });
+        }
+        if (!ready) {
+            return NQ_ETIMEDOUT;
+        }
+        nqb_pending *p = s_->head;
+        if (p == NULL) {
+            return NQ_ECLOSED;
+        }
+        s_->head = p->next;
+        if (s_->head == NULL) {
+            s_->tail = NULL;
+        }
+        lock.unlock();
+        out->token = p->token;
+        out->result = p->result;
+        delete p;
+        return NQ_OK;
+    }
+
+    /* After this, next() reports NQ_ECLOSED once everything tracked has
+     * been reported.  Call it after the communicator is closed. */
+    void shutdown()
+    {
+        std::lock_guard<std::mutex> lock(s_->mu);
+        s_->shut = true;
+        s_->cv.notify_all();
+    }
+
+    /* Number of tracked puts not yet completed. */
+    long outstanding()
+    {
+        std::lock_guard<std::mutex> lock(s_->mu);
+        return s_->outstanding;
+    }
+
+    nqb_pending *track(int64_t token, void *owned)
+    {
+        nqb_pending *p = new (std::nothrow) nqb_pending();
+        if (p == NULL) {
+            return NULL;
+        }
+        p->next = NULL;
+        p->state = s_;
+        p->token = token;
+        p->result = NQ_EPENDING;
+        p->owned = owned;
+        std::lock_guard<std::mutex> lock(s_->mu);
+        s_->outstanding++;
+        s_->refs++;
+        return p;
+    }
+
+    /* Undoes track() for a put that libnq refused. */
+    void untrack(nqb_pending *p)
+    {
+        nq_free(p->owned);
+        std::unique_lock<std::mutex> lock(s_->mu);
+        s_->outstanding--;
+        delete p;
+        nqb_completions_unref(s_, lock);
+    }
+
+private:
+    Completions(const Completions &);
+    Completions &operator=(const Completions &);
+    bool ready_locked() const { return s_->head != NULL || (s_->shut && s_->outstanding == 0); }
+    nqb_completions_state *s_;
+};
+
+/* The ids of connected peers at one moment (Comm::peers). */
+class Ids {
+public:
+    int64_t size() const { return (int64_t)ids_.size(); }
+    nq_id at(int64_t i) const
+    {
+        nq_id v;
+        memset(&v, 0, sizeof(v));
+        if (i >= 0 && (size_t)i < ids_.size()) {
+            v = ids_[(size_t)i];
+        }
+        return v;
+    }
+    std::vector<nq_id> ids_;
+};
+
+/* A communicator.  Thread-safe like nq_comm; the object must outlive every
+ * call on it (the language layers see to that). */
+class Comm {
+public:
+    Comm() : c_(NULL) { memset(&id_, 0, sizeof(id_)); }
+    ~Comm() { nq_destroy(c_); }
+
+    int open(int protocol, int purpose, const Opts *opts)
+    {
+        if (c_ != NULL) {
+            return NQ_EINVAL;
+        }
+        int rv = nq_open((nq_protocol)protocol, (nq_purpose)purpose,
+                         opts != NULL ? opts->raw() : NULL, &c_);
+        if (rv != NQ_OK) {
+            c_ = NULL;
+            return rv;
+        }
+        nq_comm_id(c_, &id_);
+        return NQ_OK;
+    }
+
+    /* Sends len bytes at data to the listed peers (16 bytes each; none: the
+     * server, or every client).  With done, the bytes are sent zero-copy and
+     * the put's result is reported to done under token: the caller keeps
+     * them alive and unchanged until then.  Without done, libnq copies them
+     * and nothing is reported. */
+    int put(const void *data, size_t len, const void *peers, size_t peers_len,
+            Completions *done, int64_t token)
+    {
+        return send(data, len, NULL, peers, peers_len, done, token);
+    }
+
+    /* As put, but the bytes are copied first, so the caller may reuse them
+     * at once; the result is still reported to done. */
+    int put_copy(const void *src, size_t src_len, const void *peers, size_t peers_len,
+                 Completions *done, int64_t token)
+    {
+        if (done == NULL) {
+            return send(src, src_len, NULL, peers, peers_len, NULL, token);
+        }
+        void *owned = nq_alloc(src_len);
+        if (owned == NULL) {
+            return NQ_ENOMEM;
+        }
+        if (src_len > 0) {
+            memcpy(owned, src, src_len);
+        }
+        return send(owned, src_len, owned, peers, peers_len, done, token);
+    }
+
+    /* Takes the next message into *out (see nq_get). */
+    int get(int64_t timeout_ms, Msg *out)
+    {
+        if (out == NULL) {
+            return NQ_EINVAL;
+        }
+        nq_msg *m;
+        int rv = nq_get(c_, timeout_ms, &m);
+        if (rv == NQ_OK) {
+            out->reset(m);
+        }
+        return rv;
+    }
+
+    int close() { return nq_close(c_); }
+
+    nq_id id() const { return id_; }
+
+    /* A client's server id once known, else all zeros. */
+    nq_id server_id()
+    {
+        nq_id v;
+        memset(&v, 0, sizeof(v));
+        if (nq_server_id(c_, &v) != NQ_OK) {
+            memset(&v, 0, sizeof(v));
+        }
+        return v;
+    }
+
+    /* The local port, or a negative NQ_* code. */
+    int local_port()
+    {
+        uint16_t port;
+        int rv = nq_local_port(c_, &port);
+        return rv == NQ_OK ? (int)port : rv;
+    }
+
+    int peers(Ids *out)
+    {
+        if (out == NULL) {
+            return NQ_EINVAL;
+        }
+        for (;;) {
+            size_t count = 0;
+            int rv = nq_peers(c_, out->ids_.data(), out->ids_.size(), &count);
+            if (rv != NQ_OK) {
+                return rv;
+            }
+            if (count <= out->ids_.size()) {
+                out->ids_.resize(count);
+                return NQ_OK;
+            }
+            out->ids_.resize(count + 8); /* it grew meanwhile: read again */
+        }
+    }
+
+    /* A counter's value, or a negative NQ_* code. */
+    int64_t stat(int which)
+    {
+        int64_t v = 0;
+        int rv = nq_stat(c_, (nq_stat_id)which, &v);
+        return rv == NQ_OK ? v : rv;
+    }
+
+private:
+    Comm(const Comm &);
+    Comm &operator=(const Comm &);
+
+    int send(const void *data, size_t len, void *owned, const void *peers, size_t peers_len,
+             Completions *done, int64_t token)
+    {
+        if (peers_len % sizeof(nq_id) != 0 || (len > 0 && data == NULL)) {
+            nq_free(owned);
+            return NQ_EINVAL;
+        }
+        nq_chunk chunk = {data, len};
+        size_t nchunks = len > 0 ? 1 : 0;
+        const nq_id *ids = peers_len > 0 ? (const nq_id *)peers : NULL;
+        size_t nids = peers_len / sizeof(nq_id);
+        if (done == NULL) {
+            return nq_put(c_, &chunk, nchunks, ids, nids, NULL);
+        }
+        nqb_pending *p = done->track(token, owned);
+        if (p == NULL) {
+            nq_free(owned);
+            return NQ_ENOMEM;
+        }
+        nq_future *f = NULL;
+        int rv = nq_put(c_, &chunk, nchunks, ids, nids, &f);
+        if (rv != NQ_OK) {
+            done->untrack(p);
+            return rv;
+        }
+        rv = nq_future_on_done(f, nqb_future_done, p);
+        if (rv != NQ_OK) {
+            /* Only a second registration fails, and this is the first. */
+            nq_future_wait(f, -1);
+            nqb_future_done(f, nq_future_result(f), p);
+        }
+        nq_future_free(f);
+        return NQ_OK;
+    }
+
+    nq_comm *c_;
+    nq_id id_;
+};
+
+%}

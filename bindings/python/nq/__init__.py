@@ -1,0 +1,32 @@
+"""nq: network queues on libnq, with net-queue 1.1.1's Python API.
+
+    import nq
+
+    with nq.new(purpose=nq.Purpose.SERVER) as queue:
+        message = queue.get()
+        queue.put("Hello, Client!", message.peer)
+"""
+
+from . import nqraw as _raw
+from .comm import Communicator, new
+from .errors import (
+    AddressError, AddressInUse, Closed, ConnectionLost, ConnectionRefused, Error,
+    InvalidArgument, NoPeer, NotSupported, OutOfMemory, ProtocolError, SendLimitReached,
+    SerializationError, SystemCallError, Timeout, TLSError,
+)
+from .options import (
+    CommunicatorOptions, ConnectionOptions, Message, NetworkLocation, Protocol, Purpose,
+    SecurityOptions, SerializationOptions, TransportOptions,
+)
+from .serialization import BytesSerializer, PickleSerializer
+
+__version__ = _raw.nq_version()
+
+__all__ = (
+    "Protocol", "Purpose", "Message", "NetworkLocation", "ConnectionOptions",
+    "SerializationOptions", "SecurityOptions", "TransportOptions", "CommunicatorOptions",
+    "Communicator", "new", "PickleSerializer", "BytesSerializer",
+    "Error", "InvalidArgument", "OutOfMemory", "Timeout", "Closed", "ConnectionLost", "NoPeer",
+    "TLSError", "ProtocolError", "ConnectionRefused", "AddressError", "AddressInUse",
+    "NotSupported", "SystemCallError", "SendLimitReached", "SerializationError",
+)

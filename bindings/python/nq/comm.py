@@ -1,0 +1,267 @@
+"""The communicator: put, get and close on top of libnq."""
+
+import itertools
+import math
+import threading
+import time
+import uuid
+from concurrent.futures import Future
+
+from . import errors
+from . import nqraw as _raw
+from .options import CommunicatorOptions, Message, Protocol, Purpose
+
+__all__ = ("Communicator", "new")
+
+_PROTOCOLS = {Protocol.TCP: _raw.NQ_TCP, Protocol.MQTT: _raw.NQ_MQTT, Protocol.GRPC: _raw.NQ_GRPC}
+_PURPOSES = {Purpose.CLIENT: _raw.NQ_CLIENT, Purpose.SERVER: _raw.NQ_SERVER}
+
+# A blocking get waits in slices this long, so that signal handlers
+# (KeyboardInterrupt) run while it waits; a message ends the wait at once.
+_GET_SLICE_MS = 250
+
+
+def _ms(seconds):
+    """Seconds (None: libnq's default) to whole milliseconds, rounded up."""
+    return None if seconds is None else max(0, math.ceil(seconds * 1000))
+
+
+def _raw_options(options):
+    """A libnq options object for options (the caller frees it)."""
+    opts = _raw.Opts()
+    errors.check(opts.status())
+    errors.check(opts.set_id(options.id.bytes))
+    errors.check(opts.set_netloc(str(options.netloc[0]), int(options.netloc[1])))
+    conn = options.connection
+    transport = options.transport
+    ints = [
+        (_raw.NQ_OPT_GET_MERGE, int(bool(conn.get_merge))),
+        (_raw.NQ_OPT_PUT_MERGE, int(bool(conn.put_merge))),
+        (_raw.NQ_OPT_EFFICIENT_SIZE, conn.efficient_size),
+        (_raw.NQ_OPT_PROTOCOL_SIZE, conn.protocol_size),
+        (_raw.NQ_OPT_QUEUE_SIZE, conn.queue_size),
+        (_raw.NQ_OPT_MESSAGE_SIZE, conn.message_size),
+        (_raw.NQ_OPT_WORKERS, options.workers),
+        (_raw.NQ_OPT_SEND_LIMIT, transport.send_limit),
+        (_raw.NQ_OPT_HANDSHAKE_TIMEOUT_MS, _ms(transport.handshake_timeout)),
+        (_raw.NQ_OPT_KEEPALIVE_MS, _ms(transport.keepalive)),
+        (_raw.NQ_OPT_CLOSE_TIMEOUT_MS, _ms(transport.close_timeout)),
+        (_raw.NQ_OPT_MQTT_QOS, transport.mqtt_qos),
+    ]
+    for option, value in ints:
+        if value is not None:
+            errors.check(opts.set_int(option, int(value)))
+    if transport.mqtt_prefix:
+        errors.check(opts.set_mqtt_prefix(transport.mqtt_prefix))
+    if options.security is not None:
+        key, cert = options.security.key, options.security.certificate
+        errors.check(opts.set_tls(None if key is None else str(key),
+                                  None if cert is None else str(cert)))
+    return opts
+
+
+def _peer_bytes(peer):
+    """The 16 bytes of a peer given as a UUID, its text or its bytes."""
+    if isinstance(peer, uuid.UUID):
+        return peer.bytes
+    if isinstance(peer, str):
+        return uuid.UUID(peer).bytes
+    raw = bytes(peer)
+    if len(raw) != 16:
+        raise errors.InvalidArgument(f"a peer id is 16 bytes, not {len(raw)}")
+    return raw
+
+
+def _resolve_futures(done, pending, lock):
+    """Body of the thread that resolves put futures as libnq reports them.
+
+    It holds no reference to the communicator, so an unused communicator can
+    still be collected (and closed by __del__)."""
+    completion = _raw.Completion()
+    while done.next(-1, completion) != _raw.NQ_ECLOSED:
+        with lock:
+            # Dropping the view ends the buffer export (the put's wrapper may
+            # still hold its own for a moment, so it is not released here).
+            future, _view = pending.pop(completion.token)
+        del _view
+        try:
+            if completion.result == _raw.NQ_OK:
+                future.set_result(None)
+            else:
+                future.set_exception(errors.from_code(completion.result))
+        except Exception:  # noqa: BLE001 - one future's trouble must not stop the others
+            pass
+
+
+class Communicator:
+    """A server (many clients) or a client (one server).
+
+    Operations are thread-safe.  Communicator has ``with`` support: leaving
+    the block closes it.
+    """
+
+    def __init__(self, protocol=Protocol.TCP, purpose=Purpose.CLIENT, options=None):
+        self._raw = None
+        self._closed = False
+        self._close_lock = threading.Lock()
+        self.options = CommunicatorOptions() if options is None else options
+        self.protocol = Protocol(protocol)
+        self.purpose = Purpose(purpose)
+        opts = _raw_options(self.options)
+        comm = _raw.Comm()
+        errors.check(comm.open(_PROTOCOLS[self.protocol], _PURPOSES[self.purpose], opts))
+        self._id = uuid.UUID(bytes=comm.id())
+        self._load = self.options.serialization.load
+        self._dump = self.options.serialization.dump
+        self._done = _raw.Completions()
+        self._pending = {}
+        self._lock = threading.Lock()
+        self._tokens = itertools.count(1)
+        self._resolver = threading.Thread(
+            target=_resolve_futures, args=(self._done, self._pending, self._lock),
+            name=f"nq-futures-{self._id}", daemon=True)
+        self._resolver.start()
+        self._raw = comm
+
+    def __repr__(self):
+        return f"{self.__class__.__name__}({self.protocol!s}, {self.purpose!s}, id={self._id})"
+
+    @property
+    def id(self):
+        """This communicator's identity (``options.id``)."""
+        return self._id
+
+    @property
+    def local_port(self):
+        """A server's listening port (useful with port 0); a client's source port."""
+        return errors.check(self._raw.local_port())
+
+    @property
+    def server_id(self):
+        """A client's server identity once known, else None."""
+        raw = self._raw.server_id()
+        return None if raw == bytes(16) else uuid.UUID(bytes=raw)
+
+    def peers(self):
+        """The identities of the connected clients (a server) or server (a client)."""
+        ids = _raw.Ids()
+        errors.check(self._raw.peers(ids))
+        return [uuid.UUID(bytes=ids.at(i)) for i in range(ids.size())]
+
+    def stats(self):
+        """libnq's counters, by name (messages_in, bytes_out, peers, ...)."""
+        names = {
+            "messages_in": _raw.NQ_STAT_MSGS_IN, "messages_out": _raw.NQ_STAT_MSGS_OUT,
+            "bytes_in": _raw.NQ_STAT_BYTES_IN, "bytes_out": _raw.NQ_STAT_BYTES_OUT,
+            "peers": _raw.NQ_STAT_PEERS, "connections": _raw.NQ_STAT_CONNECTIONS,
+            "protocol_errors": _raw.NQ_STAT_PROTOCOL_ERRORS,
+            "tls_errors": _raw.NQ_STAT_TLS_ERRORS,
+            "connections_lost": _raw.NQ_STAT_CONNECTIONS_LOST,
+            "handshake_timeouts": _raw.NQ_STAT_HANDSHAKE_TIMEOUTS,
+            "read_pauses": _raw.NQ_STAT_READ_PAUSES,
+        }
+        return {name: errors.check(self._raw.stat(code)) for name, code in names.items()}
+
+    def put(self, data, *peers):
+        """Publish data to peers; returns a ``concurrent.futures.Future``.
+
+        A client sends to its server and takes no peers.  A server sends to
+        the listed peers, or to every client when none are listed.  The
+        serialized bytes are sent without a copy: a bytes-like ``data`` given
+        to BytesSerializer must not be modified until the future resolves.
+        The future fails with an :class:`nq.Error` (a ConnectionError) when
+        the communicator is closed, a peer is not connected or is lost.
+        Invalid arguments raise at once.
+        """
+        payload = self._dump(data)
+        view = memoryview(payload)
+        if not view.c_contiguous:
+            view = memoryview(view.tobytes())
+        peer_bytes = b"".join(_peer_bytes(p) for p in peers)
+        future = Future()
+        future.set_running_or_notify_cancel()
+        token = next(self._tokens)
+        with self._lock:
+            self._pending[token] = (future, view)
+        rc = self._raw.put(view, peer_bytes, self._done, token)
+        if rc != _raw.NQ_OK:
+            with self._lock:
+                del self._pending[token]
+            view.release()
+            if rc == _raw.NQ_EINVAL:
+                raise errors.from_code(rc)
+            future.set_exception(errors.from_code(rc))
+        return future
+
+    def get(self, *peers, timeout=None):
+        """Take the next message, waiting up to timeout seconds (None: forever).
+
+        Returns a :class:`nq.Message`.  Raises :class:`nq.Timeout` when the
+        time runs out.  After close, queued messages are still returned, then
+        :class:`nq.Closed` (a ConnectionAbortedError) is raised; a client
+        whose connection failed gets why (:class:`nq.ConnectionLost`, ...).
+        """
+        if peers:
+            raise errors.InvalidArgument("get takes messages from every peer; pass no peers")
+        deadline = None if timeout is None else time.monotonic() + max(0.0, timeout)
+        msg = _raw.Msg()
+        while True:
+            wait = _GET_SLICE_MS
+            if deadline is not None:
+                wait = min(wait, max(0, math.ceil((deadline - time.monotonic()) * 1000)))
+            rc = self._raw.get(wait, msg)
+            if rc == _raw.NQ_OK:
+                break
+            if rc == _raw.NQ_ETIMEDOUT and (deadline is None or time.monotonic() < deadline):
+                continue
+            raise errors.from_code(rc)
+        peer = uuid.UUID(bytes=msg.peer())
+        data = msg.data()
+        msg.release()
+        return Message(peer=peer, data=self._load(data))
+
+    def close(self):
+        """Close the communicator, blocking until done.
+
+        Queued puts are flushed and the close handshake runs; a server waits
+        for its clients.  Raises an :class:`nq.Error` when the connection did
+        not end cleanly (a client whose server vanished, ...).  Idempotent:
+        later calls return at once.
+        """
+        if self._raw is None:  # never opened
+            return
+        rc = _raw.NQ_OK
+        with self._close_lock:
+            first = not self._closed
+            if first:
+                self._closed = True
+                rc = self._raw.close()
+                self._done.shutdown()
+        if threading.current_thread() is not self._resolver:
+            self._resolver.join()
+        errors.check(rc)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, cls, exc, tb):
+        try:
+            self.close()
+        except errors.Error:
+            if exc is None:
+                raise
+
+    def __del__(self):
+        try:
+            self.close()
+        except Exception:  # noqa: BLE001 - best effort at collection
+            pass
+
+
+def new(protocol=Protocol.TCP, purpose=Purpose.CLIENT, options=None):
+    """Create a communicator (net-queue's ``nq.new``).
+
+    ``options`` defaults to a fresh ``CommunicatorOptions()``.  A server binds
+    before this returns; a client connects in the background.
+    """
+    return Communicator(protocol, purpose, options)

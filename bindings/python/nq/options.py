@@ -1,0 +1,112 @@
+"""Communicator options, with net-queue 1.1.1's names and defaults."""
+
+from __future__ import annotations
+
+import dataclasses
+import enum
+import typing
+import uuid
+from collections import abc
+from dataclasses import dataclass
+from pathlib import Path
+from typing import NamedTuple
+
+from .serialization import PickleSerializer
+
+__all__ = (
+    "Protocol",
+    "Purpose",
+    "Message",
+    "NetworkLocation",
+    "ConnectionOptions",
+    "SerializationOptions",
+    "SecurityOptions",
+    "TransportOptions",
+    "CommunicatorOptions",
+)
+
+try:
+    _StrEnum = enum.StrEnum
+except AttributeError:  # Python < 3.11
+    class _StrEnum(str, enum.Enum):
+        def __str__(self):
+            return self.value
+
+
+class Protocol(_StrEnum):
+    """Communication protocol."""
+    TCP = "tcp"
+    MQTT = "mqtt"
+    GRPC = "grpc"
+
+
+class Purpose(_StrEnum):
+    """Communication purpose."""
+    SERVER = "server"
+    CLIENT = "client"
+
+
+@dataclass(slots=True, frozen=True)
+class Message:
+    """A received message: who sent it and what."""
+    peer: uuid.UUID
+    data: typing.Any
+
+
+class NetworkLocation(NamedTuple):
+    """Network location: for TCP the server's address, for MQTT the broker's."""
+    host: str = "127.0.0.1"
+    port: int = 51966
+
+    def __str__(self):
+        return f"{self.host}:{self.port}"
+
+
+@dataclass(order=False, slots=True, frozen=True)
+class ConnectionOptions:
+    """Connection tuning, with net-queue's names and defaults."""
+    get_merge: bool = True
+    put_merge: bool = True
+    efficient_size: int = 64 * 1024 ** 1
+    protocol_size: int = 4 * 1024 ** 2
+    queue_size: int = 1 * 1024 ** 3
+    message_size: int = 1 * 1024 ** 4
+
+
+@dataclass(order=False, slots=True, frozen=True)
+class SerializationOptions:
+    """How objects become bytes (dump) and bytes become objects (load)."""
+    load: abc.Callable[[bytes], typing.Any] = PickleSerializer().load
+    dump: abc.Callable[[typing.Any], typing.Any] = PickleSerializer().dump
+
+
+@dataclass(order=False, slots=True, frozen=True)
+class SecurityOptions:
+    """TLS: a server gives its key and certificate chain; a client gives the
+    certificates it trusts, or nothing for the system's store."""
+    key: Path | str | None = None
+    certificate: Path | str | None = None
+
+
+@dataclass(order=False, slots=True, frozen=True)
+class TransportOptions:
+    """libnq settings without a net-queue counterpart; None keeps libnq's
+    default.  Times are in seconds."""
+    send_limit: int | None = None
+    handshake_timeout: float | None = None
+    keepalive: float | None = None
+    close_timeout: float | None = None
+    mqtt_qos: int | None = None
+    mqtt_prefix: str = ""
+
+
+@dataclass(order=False, slots=True, frozen=True)
+class CommunicatorOptions:
+    """Communicator options."""
+    id: uuid.UUID = dataclasses.field(default_factory=uuid.uuid4)
+    netloc: NetworkLocation = NetworkLocation()
+    connection: ConnectionOptions = ConnectionOptions()
+    serialization: SerializationOptions = SerializationOptions()
+    security: SecurityOptions | None = None
+    workers: int = 1
+    transport: TransportOptions = TransportOptions()

@@ -1,0 +1,68 @@
+"""Fixtures: communicators on 127.0.0.1 with ports the kernel picks, and a
+throw-away TLS certificate."""
+
+import subprocess
+
+import pytest
+
+import nq
+
+TIMEOUT = 10  # seconds any single wait in a test may take
+
+
+def options(port=0, **kwargs):
+    return nq.CommunicatorOptions(netloc=nq.NetworkLocation("127.0.0.1", port), **kwargs)
+
+
+def raw_bytes():
+    return nq.SerializationOptions(load=nq.BytesSerializer().load, dump=nq.BytesSerializer().dump)
+
+
+class Pair:
+    """A server and the clients connected to it, closed in the right order."""
+
+    def __init__(self, server_options=None):
+        self.server = nq.new(nq.Protocol.TCP, nq.Purpose.SERVER, server_options or options())
+        self.clients = []
+
+    @property
+    def port(self):
+        return self.server.local_port
+
+    def client(self, **kwargs):
+        client = nq.new(nq.Protocol.TCP, nq.Purpose.CLIENT, options(self.port, **kwargs))
+        self.clients.append(client)
+        return client
+
+    def close(self):
+        for client in self.clients:
+            client.close()
+        self.server.close()
+
+
+@pytest.fixture
+def pair():
+    p = Pair()
+    yield p
+    p.close()
+
+
+@pytest.fixture
+def bytes_pair():
+    p = Pair(options(serialization=raw_bytes()))
+    p.client_options = dict(serialization=raw_bytes())
+    yield p
+    p.close()
+
+
+@pytest.fixture(scope="session")
+def certificate(tmp_path_factory):
+    """(key, certificate) for 127.0.0.1, made with the openssl tool."""
+    d = tmp_path_factory.mktemp("tls")
+    key, cert = d / "key.pem", d / "cert.pem"
+    subprocess.run(
+        ["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1",
+         "-nodes", "-keyout", str(key), "-out", str(cert), "-days", "2", "-subj", "/CN=127.0.0.1",
+         "-addext", "subjectAltName=IP:127.0.0.1"],
+        check=True, capture_output=True)
+    return key, cert
