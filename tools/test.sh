@@ -9,11 +9,21 @@
 #                       over TCP and MQTT (grpc's own libraries are not
 #                       instrumented, so gRPC runs under ASan only)
 #   fuzz   build-fuzz/  clang: the fuzz targets, replayed and run by libFuzzer
+#   abi    build-abi/   gcc with -g: the ABI checks against abi/libnq-*.abi
+#                       (tools/abi-test.sh)
+#   packages            build-deb/: the Debian packages, built, installed as
+#                       root, used by consumers and removed again
+#                       (tools/package-test.sh)
+#   bazel  build-bazel/ Bazel 4, offline: bazel test //... (tools/bazel-test.sh;
+#                       its cache is ~/.cache/bazel-nq)
+#
+# The last three are bounded in time: abi 5, packages 10, bazel 15 minutes.
 #
 # Build trees are reused, so running it again only rebuilds what changed.
 #
 # Environment:
-#   NQ_TEST_STAGES     stages to run, in order (default "main asan fuzz")
+#   NQ_TEST_STAGES     stages to run, in order (default
+#                      "main asan tsan fuzz abi packages bazel")
 #   NQ_TEST_SKIP_DEPS  1 skips tools/install-deps.sh
 #   NQ_TEST_JOBS       parallel build and test jobs (default 2)
 # Exits 0 only when every selected stage passed; the last lines say how each
@@ -21,15 +31,15 @@
 set -uo pipefail
 
 root=$(cd "$(dirname "$0")/.." && pwd)
-stages=${NQ_TEST_STAGES:-main asan tsan fuzz}
+stages=${NQ_TEST_STAGES:-main asan tsan fuzz abi packages bazel}
 jobs=${NQ_TEST_JOBS:-2}
 
 say() { printf '\n=== test.sh: %s\n' "$*"; }
 
 for stage in $stages; do
     case $stage in
-        main | asan | tsan | fuzz) ;;
-        *) echo "test.sh: unknown stage '$stage' (known: main asan tsan fuzz)" >&2; exit 2 ;;
+        main | asan | tsan | fuzz | abi | packages | bazel) ;;
+        *) echo "test.sh: unknown stage '$stage' (known: main asan tsan fuzz abi packages bazel)" >&2; exit 2 ;;
     esac
 done
 
@@ -87,6 +97,28 @@ run_fuzz() {
     fi
     cmake --build "$dir" -j "$jobs" --target fuzzers &&
         (cd "$dir" && ctest --output-on-failure --no-tests=error -j "$jobs" -R '^fuzz_')
+}
+
+# bounded SECONDS COMMAND...: runs COMMAND, stopping it (and what it
+# started) after SECONDS.
+bounded() {
+    local limit=$1 rc=0
+    shift
+    timeout --kill-after=30 "$limit" "$@" || rc=$?
+    [ "$rc" -ne 124 ] || echo "test.sh: stopped after ${limit}s: $*" >&2
+    return "$rc"
+}
+
+run_abi() {
+    bounded 300 bash "$root/tools/abi-test.sh"
+}
+
+run_packages() {
+    bounded 600 bash "$root/tools/package-test.sh"
+}
+
+run_bazel() {
+    bounded 900 bash "$root/tools/bazel-test.sh"
 }
 
 summary=()
