@@ -2,7 +2,8 @@
 
 net-queue exchanges raw bytes here (its BytesSerializer), which is what a
 libnq peer sends and receives.  See nq_peer.c for the options, actions and
-output lines; both programs must stay in step.
+output lines; both programs must stay in step (--qos is libnq's only:
+net-queue always uses QoS 0).
 """
 
 import hashlib
@@ -14,6 +15,8 @@ from pathlib import Path
 
 import net_queue as nq
 import net_queue.core.comm
+import net_queue.mqtt
+import net_queue.mqtt.client
 from net_queue.core import (
     CommunicatorOptions,
     NetworkLocation,
@@ -27,7 +30,8 @@ EXIT_OPEN = 2
 EXIT_ACTION = 3
 EXIT_WATCHDOG = 124
 
-OPTIONS = {"--host", "--port", "--id", "--key", "--cert", "--timeout"}
+OPTIONS = {"--protocol", "--host", "--port", "--id", "--key", "--cert", "--timeout"}
+PROTOCOLS = {"tcp": nq.Protocol.TCP, "mqtt": nq.Protocol.MQTT}
 ACTIONS_WITH_ARG = {
     "--send-hex",
     "--send-size",
@@ -86,6 +90,85 @@ def guard_connection_ini():
             return original(self, comm)
 
     base._connection_ini = connection_ini
+
+
+def pin_mqtt_client_session():
+    """Keeps a net-queue MQTT client's session under one key while a put, a
+    flush or the FIN uses it.
+
+    A net-queue 1.1.1 client files its session under a temporary id until
+    the server's INI arrives; the paho thread then moves it to the server's
+    id (Communicator._handle_session_ini, under the communicator's lock).
+    Three callers look the key up without that lock:
+    - The MQTT client's _c2s looks the key up once, publishes the queued
+      slices, then commits them under that key: when the server's INI lands
+      in between, the commit raises KeyError in the worker thread (only
+      printed as a warning), the futures of those puts never resolve and
+      put().result() hangs.  The first put after the constructor hits it
+      often, since the server answers the INI at once.
+    - put() reads the key under the lock but looks the session up after
+      releasing it, and then fails with ConnectionResetError.
+    - close() reads the key, then _session_fin looks the session up, and
+      raises KeyError.
+    Running _c2s and put under the communicator's reentrant lock, and
+    _session_fin under it with the key read afresh, closes the windows.
+    None of them waits for the paho thread while holding the lock, and the
+    bytes on the wire are unchanged.
+    """
+    cls = net_queue.mqtt.client.Communicator
+    original_c2s = cls._c2s
+    original_put = cls.put
+    original_session_fin = cls._session_fin
+
+    def c2s(self, comm):
+        with self._lock:
+            return original_c2s(self, comm)
+
+    def put(self, data, *peers):
+        with self._lock:
+            return original_put(self, data, *peers)
+
+    def session_fin(self, peer):
+        with self._lock:
+            return original_session_fin(self, self._comms.inverse[self._comm])
+
+    cls._c2s = c2s
+    cls.put = put
+    cls._session_fin = session_fin
+
+
+def subscribe_before_open(timeout):
+    """Makes an MQTT communicator's constructor return only once the broker
+    has acknowledged its subscription.
+
+    A net-queue 1.1.1 MQTT server subscribes to c2s/+ from its constructor
+    and returns without waiting for the SUBACK.  A client's INI is published
+    at QoS 0 in the client's constructor, so a client started before the
+    broker has registered the subscription loses its INI and the session
+    never starts.  Each communicator subscribes exactly once, so the first
+    SUBACK on its paho client answers that subscription: waiting for it here
+    means "listening" is printed only when clients can be heard.  Nothing
+    changes on the wire.
+    """
+    base = net_queue.mqtt.Protocol
+    original = base._register_handler
+
+    def register_handler(self, topic, handler):
+        answered = threading.Event()
+        outcome = []
+
+        def on_subscribe(client, userdata, mid, reason_codes, properties):
+            outcome.extend(reason_codes)
+            answered.set()
+
+        self._client.on_subscribe = on_subscribe
+        original(self, topic, handler)
+        if not answered.wait(timeout):
+            raise TimeoutError(f"the broker did not acknowledge the subscription to {topic}")
+        if not outcome or any(code.is_failure for code in outcome):
+            raise ConnectionRefusedError(f"the broker refused the subscription to {topic}")
+
+    base._register_handler = register_handler
 
 
 def emit(line):
@@ -214,7 +297,7 @@ def main(argv):
     if len(argv) < 1 or argv[0] not in ("server", "client"):
         usage("first argument must be server or client")
     is_server = argv[0] == "server"
-    settings = {"--host": "127.0.0.1", "--timeout": "60"}
+    settings = {"--protocol": "tcp", "--host": "127.0.0.1", "--timeout": "60"}
     index = 1
     while index < len(argv) and argv[index] in OPTIONS:
         if index + 1 >= len(argv):
@@ -223,6 +306,13 @@ def main(argv):
         index += 2
     if "--port" not in settings:
         usage("--port is required")
+    if settings["--protocol"] not in PROTOCOLS:
+        usage("--protocol must be tcp or mqtt")
+    mqtt = settings["--protocol"] == "mqtt"
+    if mqtt and int(settings["--port"]) == 0:
+        usage("over mqtt --port names the broker and cannot be 0")
+    if mqtt and ("--key" in settings or "--cert" in settings):
+        usage("--key and --cert are for tcp")
     if is_server and ("--key" in settings) != ("--cert" in settings):
         usage("a TLS server needs both --key and --cert")
     if not is_server and "--key" in settings:
@@ -231,6 +321,10 @@ def main(argv):
     timeout = float(settings["--timeout"])
     start_watchdog(timeout)
     guard_connection_ini()
+    if mqtt and is_server:
+        subscribe_before_open(timeout)
+    if mqtt and not is_server:
+        pin_mqtt_client_session()
 
     serializer = BytesSerializer()
     security = None
@@ -245,12 +339,16 @@ def main(argv):
     )
     purpose = nq.Purpose.SERVER if is_server else nq.Purpose.CLIENT
     try:
-        comm = nq.new(nq.Protocol.TCP, purpose, options)
+        comm = nq.new(PROTOCOLS[settings["--protocol"]], purpose, options)
     except Exception as exc:
+        # A half-built communicator may leave threads that would hold up a
+        # normal exit.
         print(f"error open: {exc!r}", file=sys.stderr)
-        return EXIT_OPEN
+        sys.stderr.flush()
+        os._exit(EXIT_OPEN)
     if is_server:
-        emit(f"listening {comm._comm.getsockname()[1]}")
+        port = settings["--port"] if mqtt else comm._comm.getsockname()[1]
+        emit(f"listening {port}")
 
     peer = Peer(comm, is_server, timeout)
     try:

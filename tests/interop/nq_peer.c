@@ -6,8 +6,12 @@
  *   nq_peer server|client [options] [actions]
  *
  * Options:
- *   --host H        address to bind or connect (default 127.0.0.1)
- *   --port P        port; a server given 0 binds a free one
+ *   --protocol T    tcp (default) or mqtt
+ *   --host H        address to bind or connect (default 127.0.0.1); with
+ *                   mqtt, the broker's, for both roles
+ *   --port P        port; a tcp server given 0 binds a free one
+ *   --qos N         mqtt: the QoS of publishes and subscriptions (libnq's
+ *                   default when absent)
  *   --id UUID       own identity (default random)
  *   --key F         TLS private key (server)
  *   --cert F        TLS certificate chain (server) or trusted certificates (client)
@@ -27,7 +31,9 @@
  *   --drain               receive what is left after close, until the closed error
  *
  * Output, one line per observation:
- *   listening PORT                       (servers, first)
+ *   listening PORT                       (servers, first; over mqtt the
+ *                                         broker's port, printed once the
+ *                                         server is subscribed)
  *   sent LEN                             (a put completed, or was queued with --nowait)
  *   got PEER LEN SHA256 HEXPREFIX        (HEXPREFIX: first 16 bytes, "-" when empty)
  *   closed ok|ERROR                      (ERROR: nq_strerror text with spaces as '_')
@@ -103,8 +109,8 @@ static _Noreturn void die(const char *what, int err)
 static _Noreturn void usage(const char *message)
 {
     fprintf(stderr, "usage error: %s\n"
-                    "usage: nq_peer server|client [--host H] [--port P] [--id UUID] [--key F] "
-                    "[--cert F] [--timeout S] [actions]\n",
+                    "usage: nq_peer server|client [--protocol tcp|mqtt] [--host H] [--port P] "
+                    "[--qos N] [--id UUID] [--key F] [--cert F] [--timeout S] [actions]\n",
             message);
     exit(EXIT_USAGE);
 }
@@ -433,14 +439,30 @@ static void run_actions(peer_state *st, int argc, char **argv, int first)
     }
 }
 
+/* 1 when a names a communicator option (as opposed to an action). */
+static int is_option(const char *a)
+{
+    static const char *const options[] = {"--protocol", "--host", "--port", "--qos", "--id",
+                                          "--key",      "--cert", "--timeout"};
+
+    for (size_t i = 0; i < sizeof(options) / sizeof(options[0]); i++) {
+        if (strcmp(a, options[i]) == 0) {
+            return 1;
+        }
+    }
+    return 0;
+}
+
 int main(int argc, char **argv)
 {
     peer_state st;
     nq_opts *opts = NULL;
+    nq_protocol protocol = NQ_TCP;
     const char *host = "127.0.0.1";
     const char *key = NULL;
     const char *cert = NULL;
     long port = -1;
+    long qos = -1;
     long timeout_s = 60;
     nq_id id;
     int have_id = 0;
@@ -455,23 +477,29 @@ int main(int argc, char **argv)
     st.is_server = strcmp(argv[1], "server") == 0;
     st.wait_puts = 1;
 
-    for (i = 2; i < argc; i += 2) {
+    for (i = 2; i < argc && is_option(argv[i]); i += 2) {
         const char *a = argv[i];
 
-        if (strcmp(a, "--host") != 0 && strcmp(a, "--port") != 0 && strcmp(a, "--id") != 0 &&
-            strcmp(a, "--key") != 0 && strcmp(a, "--cert") != 0 && strcmp(a, "--timeout") != 0) {
-            break;
-        }
         if (i + 1 >= argc) {
             usage("option needs an argument");
         }
-        if (strcmp(a, "--host") == 0) {
+        if (strcmp(a, "--protocol") == 0) {
+            if (strcmp(argv[i + 1], "tcp") == 0) {
+                protocol = NQ_TCP;
+            } else if (strcmp(argv[i + 1], "mqtt") == 0) {
+                protocol = NQ_MQTT;
+            } else {
+                usage("--protocol must be tcp or mqtt");
+            }
+        } else if (strcmp(a, "--host") == 0) {
             host = argv[i + 1];
         } else if (strcmp(a, "--port") == 0) {
             port = (long)parse_size(argv[i + 1]);
             if (port > 65535) {
                 usage("port out of range");
             }
+        } else if (strcmp(a, "--qos") == 0) {
+            qos = (long)parse_size(argv[i + 1]);
         } else if (strcmp(a, "--id") == 0) {
             if (nq_id_parse(argv[i + 1], &id) != NQ_OK) {
                 usage("bad --id");
@@ -487,6 +515,15 @@ int main(int argc, char **argv)
     }
     if (port < 0) {
         usage("--port is required");
+    }
+    if (protocol == NQ_MQTT && port == 0) {
+        usage("over mqtt --port names the broker and cannot be 0");
+    }
+    if (protocol == NQ_MQTT && (key != NULL || cert != NULL)) {
+        usage("--key and --cert are for tcp");
+    }
+    if (protocol == NQ_TCP && qos >= 0) {
+        usage("--qos is for mqtt");
     }
     if (st.is_server && (key == NULL) != (cert == NULL)) {
         usage("a TLS server needs both --key and --cert");
@@ -507,20 +544,23 @@ int main(int argc, char **argv)
     if ((rv = nq_opts_new(&opts)) != NQ_OK || (have_id && (rv = nq_opts_set_id(opts, &id)) != NQ_OK) ||
         (rv = nq_opts_set_netloc(opts, host, (uint16_t)port)) != NQ_OK ||
         (rv = nq_opts_set_int(opts, NQ_OPT_CLOSE_TIMEOUT_MS, timeout_s * 1000)) != NQ_OK ||
+        (qos >= 0 && (rv = nq_opts_set_int(opts, NQ_OPT_MQTT_QOS, qos)) != NQ_OK) ||
         (cert != NULL && (rv = nq_opts_set_tls(opts, key, cert)) != NQ_OK)) {
         fprintf(stderr, "error options: %s\n", nq_strerror(rv));
         return EXIT_OPEN;
     }
-    rv = nq_open(NQ_TCP, st.is_server ? NQ_SERVER : NQ_CLIENT, opts, &st.comm);
+    /* Over MQTT nq_open returns once the broker has acknowledged the
+     * subscription, so clients started after "listening" are heard. */
+    rv = nq_open(protocol, st.is_server ? NQ_SERVER : NQ_CLIENT, opts, &st.comm);
     nq_opts_free(opts);
     if (rv != NQ_OK) {
         fprintf(stderr, "error open: %s\n", nq_strerror(rv));
         return EXIT_OPEN;
     }
     if (st.is_server) {
-        uint16_t bound = 0;
+        uint16_t bound = (uint16_t)port;
 
-        if ((rv = nq_local_port(st.comm, &bound)) != NQ_OK) {
+        if (protocol == NQ_TCP && (rv = nq_local_port(st.comm, &bound)) != NQ_OK) {
             die("local port", rv);
         }
         printf("listening %u\n", (unsigned)bound);
