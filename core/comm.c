@@ -328,23 +328,25 @@ static int equals_id(const nq_chunk *chunks, size_t n, const nq_id *id)
     return at == sizeof(id->bytes);
 }
 
-/* Collects referenced sessions to send to; returns their count or an error. */
-static int collect_targets(nq_comm *c, const nq_id *peers, size_t npeers, nqi_session ***out)
+/* Puts to at most this many peers keep their bookkeeping on the stack, so a
+ * put costs no allocation beyond its frame and future. */
+#define SMALL_TARGETS 8
+
+/* Collects referenced sessions to send to into small, or into a new array
+ * when there are more; returns their count or an error. */
+static int collect_targets(nq_comm *c, const nq_id *peers, size_t npeers, nqi_session **small,
+                           nqi_session ***out)
 {
     if (c->purpose == NQ_CLIENT) {
-        nqi_session **t = malloc(sizeof(*t));
-        if (t == NULL) {
-            return NQ_ENOMEM;
-        }
         nqi_session_ref(c->client);
-        t[0] = c->client;
-        *out = t;
+        small[0] = c->client;
+        *out = small;
         return 1;
     }
     int rv = 0;
     pthread_rwlock_rdlock(&c->peers_mu);
     size_t want = npeers == 0 ? c->npeers : npeers;
-    nqi_session **t = malloc((want == 0 ? 1 : want) * sizeof(*t));
+    nqi_session **t = want <= SMALL_TARGETS ? small : malloc(want * sizeof(*t));
     if (t == NULL) {
         pthread_rwlock_unlock(&c->peers_mu);
         return NQ_ENOMEM;
@@ -374,11 +376,24 @@ static int collect_targets(nq_comm *c, const nq_id *peers, size_t npeers, nqi_se
         for (int i = 0; i < got; i++) {
             nqi_session_unref(t[i]);
         }
-        free(t);
+        if (t != small) {
+            free(t);
+        }
         return NQ_ENOPEER;
     }
     *out = t;
     return rv;
+}
+
+static void release_arrays(nqi_session **targets, nqi_session **small_targets, nqi_cmd **cmds,
+                           nqi_cmd **small_cmds)
+{
+    if (targets != small_targets) {
+        free(targets);
+    }
+    if (cmds != small_cmds) {
+        free(cmds);
+    }
 }
 
 /* Queues an already built frame to the targets and releases the caller's
@@ -386,15 +401,17 @@ static int collect_targets(nq_comm *c, const nq_id *peers, size_t npeers, nqi_se
 static int post_frame(nq_comm *c, nqi_frame *f, const nq_id *peers, size_t npeers,
                       nq_future **out)
 {
+    nqi_session *small_targets[SMALL_TARGETS];
     nqi_session **targets = NULL;
-    int n = collect_targets(c, peers, npeers, &targets);
+    int n = collect_targets(c, peers, npeers, small_targets, &targets);
     if (n < 0) {
         nqi_frame_unref(f);
         return n;
     }
     /* Extra commands are allocated up front so a failure leaves nothing
-     * half-sent. */
-    nqi_cmd **cmds = calloc((size_t)(n > 0 ? n : 1), sizeof(*cmds));
+     * half-sent.  The first target uses the command inside the frame. */
+    nqi_cmd *small_cmds[SMALL_TARGETS] = {NULL};
+    nqi_cmd **cmds = n <= SMALL_TARGETS ? small_cmds : calloc((size_t)n, sizeof(*cmds));
     int rv = cmds == NULL ? NQ_ENOMEM : NQ_OK;
     for (int i = 1; i < n && rv == NQ_OK; i++) {
         cmds[i] = calloc(1, sizeof(nqi_cmd));
@@ -416,8 +433,7 @@ static int post_frame(nq_comm *c, nqi_frame *f, const nq_id *peers, size_t npeer
                 free(cmds[i]);
             }
         }
-        free(cmds);
-        free(targets);
+        release_arrays(targets, small_targets, cmds, small_cmds);
         nqi_frame_unref(f);
         return rv;
     }
@@ -443,8 +459,7 @@ static int post_frame(nq_comm *c, nqi_frame *f, const nq_id *peers, size_t npeer
         nqi_cmd *cmd = i == 0 ? &f->cmd : cmds[i];
         nqi_loop_post(targets[i]->loop, cmd);
     }
-    free(cmds);
-    free(targets);
+    release_arrays(targets, small_targets, cmds, small_cmds);
     nqi_frame_unref(f);
     return NQ_OK;
 }

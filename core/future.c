@@ -103,7 +103,10 @@ int nq_future_wait(nq_future *future, int64_t timeout_ms)
     if (future == NULL || timeout_ms < -1) {
         return NQ_EINVAL;
     }
-    struct timespec dl = nqi_deadline_after(timeout_ms);
+    struct timespec dl = {0, 0};
+    if (timeout_ms > 0) {
+        dl = nqi_deadline_after(timeout_ms);
+    }
     pthread_mutex_lock(&future->mu);
     while (future->state != DONE) {
         if (timeout_ms < 0) {

@@ -56,7 +56,10 @@ void nqi_msgq_finish(nqi_msgq *q, int err)
 
 int nqi_msgq_pop(nqi_msgq *q, int64_t timeout_ms, nq_msg **out)
 {
-    struct timespec dl = nqi_deadline_after(timeout_ms);
+    struct timespec dl = {0, 0};
+    if (timeout_ms > 0) {
+        dl = nqi_deadline_after(timeout_ms);
+    }
     int rv = NQ_OK;
     pthread_mutex_lock(&q->mu);
     while (q->head == NULL && q->final_error == 0) {

@@ -229,10 +229,23 @@ static void on_send_failed(void *context, MQTTAsync_failureData *resp)
 
 /* ---- the loop thread ---------------------------------------------------------- */
 
-/* In-flight bytes allowed per peer: two slices keep the pipe full. */
+/* paho writes a publish that does not fit the socket only after long
+ * waits, so slices stay at most this large even when protocol_size allows
+ * more (net-queue's peers accept any slice size). */
+#define SLICE_MAX (256 * 1024)
+/* In-flight bytes allowed per peer, whatever the message sizes. */
+#define WINDOW (2 * 1024 * 1024)
+
+static size_t slice_size(const nq_comm *c)
+{
+    int64_t p = c->opts.ints[NQ_OPT_PROTOCOL_SIZE];
+    return p < SLICE_MAX ? (size_t)p : SLICE_MAX;
+}
+
 static uint64_t window(const nq_comm *c)
 {
-    return 2 * (uint64_t)c->opts.ints[NQ_OPT_PROTOCOL_SIZE];
+    uint64_t two = 2 * (uint64_t)slice_size(c);
+    return two > WINDOW ? two : WINDOW;
 }
 
 static void mqtt_flush(nqi_session *s)
@@ -242,7 +255,7 @@ static void mqtt_flush(nqi_session *s)
     if (s->ended) {
         return;
     }
-    size_t slice = (size_t)c->opts.ints[NQ_OPT_PROTOCOL_SIZE];
+    size_t slice = slice_size(c);
     while (s->out_sent < window(c) && !atomic_load(&st->lost)) {
         struct iovec iov[64];
         size_t total;
