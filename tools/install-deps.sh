@@ -10,7 +10,7 @@ packages=(
   build-essential pkg-config cmake ninja-build openssl libssl-dev ca-certificates
   clang libclang-rt-14-dev python3 python3-venv
   libpaho-mqtt-dev mosquitto mosquitto-clients libgrpc-dev protobuf-compiler-grpc
-  swig python3-dev python3-pytest python3-setuptools python3-wheel iproute2
+  swig python3-dev python3-pytest python3-setuptools python3-wheel iproute2 libzmq3-dev
   bazel-bootstrap bazel-rules-java bazel-platforms abigail-tools dpkg-dev debhelper
 )
 
