@@ -65,6 +65,7 @@ static int try_start(nqt_broker *b, const char *cert)
         return -1;
     }
     fprintf(f, "per_listener_settings false\nallow_anonymous true\npersistence false\n");
+    fprintf(f, "set_tcp_nodelay true\n");
     fprintf(f, "log_dest stderr\nlog_type error\nlog_type warning\nlog_type notice\n");
     fprintf(f, "listener %u 127.0.0.1\n", (unsigned)b->port);
     if (cert != NULL) {

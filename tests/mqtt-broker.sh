@@ -22,6 +22,7 @@ start)
     port=$(free_port)
     cat >"$dir/mosquitto.conf" <<CONF
 allow_anonymous true
+set_tcp_nodelay true
 persistence false
 log_dest stderr
 listener $port 127.0.0.1

@@ -36,7 +36,7 @@
 #define MIN_RECEIVE_LIMIT (16 * 1024 * 1024)
 /* How long a client waits for the server's initial metadata before it
  * assumes a server that answers only at the end of each round. */
-#define MODE_WAIT_MS 1000
+#define MODE_WAIT_MS 3000
 #define POLL_MIN_MS 1
 #define POLL_MAX_MS 100
 
@@ -387,20 +387,20 @@ static void server_maybe_finish(gcall *gc)
     if (start_batch(gc, &op, 1, &gc->op_half, OP_HALF_CLOSE) == 0) {
         gc->status_sent = 1;
     }
-    if (s != NULL) {
-        detach(gc);
-        if (s->ended) {
-            return;
-        }
-        if (nqi_session_finished(s)) {
-            nqi_session_end(s, 0);
-        } else if (gc->streaming) {
-            nqi_session_end(s, NQ_ECONNRESET);
-        } else {
-            gs_of(s)->idle_until = nqi_now_ms() + idle_limit_ms(s->comm);
-            arm(s->loop, gs_of(s)->idle_until);
-        }
+    if (s == NULL || s->ended) {
+        return;
     }
+    if (nqi_session_finished(s)) {
+        detach(gc);
+        nqi_session_end(s, 0);
+    } else if (!gc->streaming) {
+        /* A round ended: the session waits for the next call. */
+        detach(gc);
+        gs_of(s)->idle_until = nqi_now_ms() + idle_limit_ms(s->comm);
+        arm(s->loop, gs_of(s)->idle_until);
+    }
+    /* A stream half-closed before FIN stays attached: the call's end says
+     * whether the client died (cancelled) or fell back to rounds. */
 }
 
 static void server_new_call(nqi_loop *l, int success)
@@ -532,8 +532,10 @@ static void client_start_call(nqi_loop *l)
     md[1].value = grpc_slice_from_static_string("1");
     grpc_op start[2];
     memset(start, 0, sizeof(start));
+    /* The id always goes along, so the session survives a change of
+     * connection; the stream is asked for until the server declines. */
     start[0].op = GRPC_OP_SEND_INITIAL_METADATA;
-    start[0].data.send_initial_metadata.count = gs->mode == MODE_ROUNDS ? 0 : 2;
+    start[0].data.send_initial_metadata.count = gs->mode == MODE_ROUNDS ? 1 : 2;
     start[0].data.send_initial_metadata.metadata = md;
     start[1].op = GRPC_OP_RECV_INITIAL_METADATA;
     start[1].data.recv_initial_metadata.recv_initial_metadata = &gc->md;
