@@ -3,7 +3,8 @@
 net-queue exchanges raw bytes here (its BytesSerializer), which is what a
 libnq peer sends and receives.  See nq_peer.c for the options, actions and
 output lines; both programs must stay in step (--qos is libnq's only:
-net-queue always uses QoS 0).
+net-queue always uses QoS 0).  A gRPC server needs a free --port other than
+0: net-queue does not report the port it bound.
 """
 
 import hashlib
@@ -15,6 +16,7 @@ from pathlib import Path
 
 import net_queue as nq
 import net_queue.core.comm
+import net_queue.grpc
 import net_queue.mqtt
 import net_queue.mqtt.client
 from net_queue.core import (
@@ -31,7 +33,7 @@ EXIT_ACTION = 3
 EXIT_WATCHDOG = 124
 
 OPTIONS = {"--protocol", "--host", "--port", "--id", "--key", "--cert", "--timeout"}
-PROTOCOLS = {"tcp": nq.Protocol.TCP, "mqtt": nq.Protocol.MQTT}
+PROTOCOLS = {"tcp": nq.Protocol.TCP, "mqtt": nq.Protocol.MQTT, "grpc": nq.Protocol.GRPC}
 ACTIONS_WITH_ARG = {
     "--send-hex",
     "--send-size",
@@ -171,6 +173,26 @@ def subscribe_before_open(timeout):
     base._register_handler = register_handler
 
 
+def bind_grpc_port_alone():
+    """Makes a net-queue gRPC server fail to start on a port already bound.
+
+    grpc sets SO_REUSEPORT on its listening sockets by default, so a server
+    given a port that another grpc server (a libnq one, say) holds would
+    start and share that port's connections with it.  The driver picks a
+    free port before starting the server and retries when the start fails;
+    that works only if a taken port does fail.  Only the listening socket's
+    options change, not the bytes on the wire.
+    """
+    base = net_queue.grpc.Protocol
+    original = base.__init__
+
+    def init(self, *args, **kwargs):
+        original(self, *args, **kwargs)
+        self._grpc_options["grpc.so_reuseport"] = 0
+
+    base.__init__ = init
+
+
 def emit(line):
     sys.stdout.write(line + "\n")
     sys.stdout.flush()
@@ -307,11 +329,14 @@ def main(argv):
     if "--port" not in settings:
         usage("--port is required")
     if settings["--protocol"] not in PROTOCOLS:
-        usage("--protocol must be tcp or mqtt")
+        usage("--protocol must be tcp, mqtt or grpc")
     mqtt = settings["--protocol"] == "mqtt"
+    grpc = settings["--protocol"] == "grpc"
     if mqtt and int(settings["--port"]) == 0:
         usage("over mqtt --port names the broker and cannot be 0")
-    if mqtt and ("--key" in settings or "--cert" in settings):
+    if grpc and is_server and int(settings["--port"]) == 0:
+        usage("net-queue does not report the port a gRPC server bound: --port cannot be 0")
+    if (mqtt or grpc) and ("--key" in settings or "--cert" in settings):
         usage("--key and --cert are for tcp")
     if is_server and ("--key" in settings) != ("--cert" in settings):
         usage("a TLS server needs both --key and --cert")
@@ -325,6 +350,8 @@ def main(argv):
         subscribe_before_open(timeout)
     if mqtt and not is_server:
         pin_mqtt_client_session()
+    if grpc and is_server:
+        bind_grpc_port_alone()
 
     serializer = BytesSerializer()
     security = None
@@ -347,7 +374,7 @@ def main(argv):
         sys.stderr.flush()
         os._exit(EXIT_OPEN)
     if is_server:
-        port = settings["--port"] if mqtt else comm._comm.getsockname()[1]
+        port = settings["--port"] if mqtt or grpc else comm._comm.getsockname()[1]
         emit(f"listening {port}")
 
     peer = Peer(comm, is_server, timeout)

@@ -6,14 +6,14 @@
  *   nq_peer server|client [options] [actions]
  *
  * Options:
- *   --protocol T    tcp (default) or mqtt
+ *   --protocol T    tcp (default), mqtt or grpc
  *   --host H        address to bind or connect (default 127.0.0.1); with
  *                   mqtt, the broker's, for both roles
- *   --port P        port; a tcp server given 0 binds a free one
+ *   --port P        port; a tcp or grpc server given 0 binds a free one
  *   --qos N         mqtt: the QoS of publishes and subscriptions (libnq's
  *                   default when absent)
  *   --id UUID       own identity (default random)
- *   --key F         TLS private key (server)
+ *   --key F         TLS private key (server; tcp only here)
  *   --cert F        TLS certificate chain (server) or trusted certificates (client)
  *   --timeout S     the whole run must end within S seconds (default 60)
  *
@@ -109,7 +109,7 @@ static _Noreturn void die(const char *what, int err)
 static _Noreturn void usage(const char *message)
 {
     fprintf(stderr, "usage error: %s\n"
-                    "usage: nq_peer server|client [--protocol tcp|mqtt] [--host H] [--port P] "
+                    "usage: nq_peer server|client [--protocol tcp|mqtt|grpc] [--host H] [--port P] "
                     "[--qos N] [--id UUID] [--key F] [--cert F] [--timeout S] [actions]\n",
             message);
     exit(EXIT_USAGE);
@@ -488,8 +488,10 @@ int main(int argc, char **argv)
                 protocol = NQ_TCP;
             } else if (strcmp(argv[i + 1], "mqtt") == 0) {
                 protocol = NQ_MQTT;
+            } else if (strcmp(argv[i + 1], "grpc") == 0) {
+                protocol = NQ_GRPC;
             } else {
-                usage("--protocol must be tcp or mqtt");
+                usage("--protocol must be tcp, mqtt or grpc");
             }
         } else if (strcmp(a, "--host") == 0) {
             host = argv[i + 1];
@@ -519,10 +521,10 @@ int main(int argc, char **argv)
     if (protocol == NQ_MQTT && port == 0) {
         usage("over mqtt --port names the broker and cannot be 0");
     }
-    if (protocol == NQ_MQTT && (key != NULL || cert != NULL)) {
+    if (protocol != NQ_TCP && (key != NULL || cert != NULL)) {
         usage("--key and --cert are for tcp");
     }
-    if (protocol == NQ_TCP && qos >= 0) {
+    if (protocol != NQ_MQTT && qos >= 0) {
         usage("--qos is for mqtt");
     }
     if (st.is_server && (key == NULL) != (cert == NULL)) {
@@ -560,7 +562,7 @@ int main(int argc, char **argv)
     if (st.is_server) {
         uint16_t bound = (uint16_t)port;
 
-        if (protocol == NQ_TCP && (rv = nq_local_port(st.comm, &bound)) != NQ_OK) {
+        if (protocol != NQ_MQTT && (rv = nq_local_port(st.comm, &bound)) != NQ_OK) {
             die("local port", rv);
         }
         printf("listening %u\n", (unsigned)bound);

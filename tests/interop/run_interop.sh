@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Runs the net-queue interop tests for one transport:
-#   run_interop.sh NQ_PEER tcp|tls|mqtt WORKDIR [pytest arguments...]
+#   run_interop.sh NQ_PEER tcp|tls|mqtt|grpc WORKDIR [pytest arguments...]
 # The Python that runs them (>= 3.13, with net-queue 1.1.1 and pytest) comes
 # from tools/netqueue-env.sh, which builds it on first use.  For mqtt a
 # private mosquitto is started for the run (tests/mqtt-broker.sh) and stopped
@@ -10,14 +10,14 @@ set -euo pipefail
 
 here=$(cd "$(dirname "$0")" && pwd)
 root=$(cd "$here/../.." && pwd)
-[ $# -ge 3 ] || { echo "usage: $0 NQ_PEER tcp|tls|mqtt WORKDIR [pytest args]" >&2; exit 2; }
+[ $# -ge 3 ] || { echo "usage: $0 NQ_PEER tcp|tls|mqtt|grpc WORKDIR [pytest args]" >&2; exit 2; }
 nq_peer=$1
 transport=$2
 work=$3
 shift 3
 case $transport in
-tcp | tls | mqtt) ;;
-*) echo "usage: $0 NQ_PEER tcp|tls|mqtt WORKDIR [pytest args]" >&2; exit 2 ;;
+tcp | tls | mqtt | grpc) ;;
+*) echo "usage: $0 NQ_PEER tcp|tls|mqtt|grpc WORKDIR [pytest args]" >&2; exit 2 ;;
 esac
 
 if ! python=$("$root/tools/netqueue-env.sh"); then

