@@ -208,11 +208,7 @@ int nq_open(nq_protocol protocol, nq_purpose purpose, const nq_opts *opts, nq_co
     atomic_init(&c->state, NQI_OPEN);
     pthread_mutex_init(&c->close_mu, NULL);
     pthread_mutex_init(&c->live_mu, NULL);
-    pthread_condattr_t ca;
-    pthread_condattr_init(&ca);
-    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
-    pthread_cond_init(&c->live_cv, &ca);
-    pthread_condattr_destroy(&ca);
+    nqi_cond_init(&c->live_cv);
     pthread_rwlock_init(&c->peers_mu, NULL);
     pthread_mutex_init(&c->server_id_mu, NULL);
     nqi_msgq_init(&c->msgq);

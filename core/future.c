@@ -35,15 +35,10 @@ nq_future *nqi_future_new(int parts)
     if (f == NULL) {
         return NULL;
     }
-    pthread_condattr_t ca;
-    pthread_condattr_init(&ca);
-    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
-    if (pthread_mutex_init(&f->mu, NULL) != 0 || pthread_cond_init(&f->cv, &ca) != 0) {
-        pthread_condattr_destroy(&ca);
+    if (pthread_mutex_init(&f->mu, NULL) != 0 || nqi_cond_init(&f->cv) != 0) {
         free(f);
         return NULL;
     }
-    pthread_condattr_destroy(&ca);
     atomic_init(&f->refs, 2); /* the caller's, and one released on completion */
     atomic_init(&f->parts, parts);
     atomic_init(&f->first_error, 0);

@@ -7,12 +7,8 @@
 
 void nqi_msgq_init(nqi_msgq *q)
 {
-    pthread_condattr_t ca;
-    pthread_condattr_init(&ca);
-    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
     pthread_mutex_init(&q->mu, NULL);
-    pthread_cond_init(&q->cv, &ca);
-    pthread_condattr_destroy(&ca);
+    nqi_cond_init(&q->cv);
     q->head = q->tail = NULL;
     q->final_error = 0;
 }

@@ -350,6 +350,9 @@ static inline void nqi_stat_add(nq_comm *c, int which, long long n)
 }
 
 int64_t nqi_now_ms(void);
+/* A condition variable timed on CLOCK_MONOTONIC (as nqi_deadline_after
+ * gives).  Returns pthread_cond_init's result. */
+int nqi_cond_init(pthread_cond_t *cv);
 /* CLOCK_MONOTONIC time timeout_ms from now (now for 0 or less). */
 struct timespec nqi_deadline_after(int64_t timeout_ms);
 

@@ -961,11 +961,7 @@ static int grpc_open(nq_comm *c)
     }
     c->tp = st;
     pthread_mutex_init(&st->mu, NULL);
-    pthread_condattr_t ca;
-    pthread_condattr_init(&ca);
-    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
-    pthread_cond_init(&st->cv, &ca);
-    pthread_condattr_destroy(&ca);
+    nqi_cond_init(&st->cv);
     grpc_init();
     st->cq = grpc_completion_queue_create_for_next(NULL);
 

@@ -548,11 +548,7 @@ static int mqtt_open(nq_comm *c)
     }
     c->tp = st;
     pthread_mutex_init(&st->mu, NULL);
-    pthread_condattr_t ca;
-    pthread_condattr_init(&ca);
-    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
-    pthread_cond_init(&st->cv, &ca);
-    pthread_condattr_destroy(&ca);
+    nqi_cond_init(&st->cv);
     st->qos = (int)c->opts.ints[NQ_OPT_MQTT_QOS];
     nqi_id_hex(&c->opts.id, st->own_hex);
     const char *prefix = c->opts.mqtt_prefix != NULL ? c->opts.mqtt_prefix : "";
