@@ -126,17 +126,6 @@ def netqueue_grpc_clients(transport, server, client):
     return transport == "grpc" and client == "netqueue"
 
 
-def libnq_grpc_server_with_netqueue_clients(transport, server, client):
-    """Left out until libnq's gRPC server serves net-queue's rounds reliably:
-    in most runs on a 2-core machine, after an echo the libnq server never
-    takes in the net-queue client's FIN, so its close waits out the run.
-    Overlapping rounds no longer cancel each other and calls get a grace
-    period at shutdown, yet the failure remains; the cause is still open.
-    A net-queue server with libnq clients, and libnq's own peers, pass.
-    """
-    return transport == "grpc" and server == "libnq" and client == "netqueue"
-
-
 def grpc(transport, server, client):
     """The raw tests speak TCP, TLS or MQTT by hand; there is no raw gRPC
     link."""
@@ -164,8 +153,6 @@ def pytest_generate_tests(metafunc):
         return not any(exclude(transport, server, client) for exclude in excludes)
 
     if "pair" in metafunc.fixturenames:
-        # A libnq defect every exchange runs into, not one test.
-        excludes = excludes + (libnq_grpc_server_with_netqueue_clients,)
         params = [
             pytest.param(transport, pair, id=f"{transport}-{name}")
             for transport in transports

@@ -98,6 +98,15 @@ struct gsess {
     int64_t idle_until;  /* server, rounds: expiry of a detached session */
 };
 
+/* A net-queue client whose session has ended may still send one more
+ * round on the same channel: a poll that was already under way opens a new
+ * session with a fresh INI and is never followed up, since the client has
+ * closed.  Such rounds get an empty answer for a while instead of a session
+ * that would hold the server's close and the client's id.  A new client
+ * (a new communicator) comes on a new channel, from another address. */
+#define SPENT_KEYS 64
+#define SPENT_MS 10000
+
 typedef struct grpc_state {
     grpc_completion_queue *cq;
     pthread_t cq_thread;
@@ -116,7 +125,14 @@ typedef struct grpc_state {
     pthread_cond_t cv;
     int shutdown_done;
     atomic_int loop_stopped;
+    atomic_int stopping; /* the server is shutting down: no more requests */
     gcall *calls;
+    /* Server: channels whose session in rounds ended with FIN (ring). */
+    struct spent {
+        char key[64];
+        int64_t until;
+    } spent[SPENT_KEYS];
+    unsigned spent_next;
 } grpc_state;
 
 static void flush(nqi_session *s);
@@ -134,6 +150,27 @@ static void arm(nqi_loop *l, int64_t when)
     if (l->timer_ms == 0 || when < l->timer_ms) {
         l->timer_ms = when;
     }
+}
+
+static void spent_add(grpc_state *st, const char *key)
+{
+    if (strlen(key) >= sizeof(st->spent[0].key)) {
+        return;
+    }
+    struct spent *e = &st->spent[st->spent_next++ % SPENT_KEYS];
+    strcpy(e->key, key);
+    e->until = nqi_now_ms() + SPENT_MS;
+}
+
+static int spent_has(const grpc_state *st, const char *key)
+{
+    int64_t now = nqi_now_ms();
+    for (int i = 0; i < SPENT_KEYS; i++) {
+        if (st->spent[i].until > now && strcmp(st->spent[i].key, key) == 0) {
+            return 1;
+        }
+    }
+    return 0;
 }
 
 static int slice_equals(grpc_slice s, const char *text)
@@ -311,7 +348,9 @@ static struct gsess *gsess_new(nqi_session *s)
 static void request_call(nq_comm *c)
 {
     grpc_state *st = c->tp;
-    if (st->requesting || st->server == NULL || c->loops[0].closing) {
+    /* While closing, calls still come in: a client in rounds brings its
+     * FIN in a new call (server_session() turns strangers away). */
+    if (st->requesting || st->server == NULL || atomic_load(&st->stopping)) {
         return;
     }
     st->new_call = NULL;
@@ -346,7 +385,7 @@ static nqi_session *server_session(nqi_loop *l, gcall *gc)
             return s;
         }
     }
-    if (l->closing) {
+    if (l->closing || (gc->peer_key != NULL && spent_has(c->tp, gc->peer_key))) {
         return NULL;
     }
     nqi_session *s = nqi_session_new(c, l, -1);
@@ -466,7 +505,8 @@ static void server_new_call(nqi_loop *l, int success)
 
     nqi_session *s = server_session(l, gc);
     if (s == NULL) {
-        /* Closing: a polling client gets an empty round, not an error. */
+        /* Closing, or a channel whose session is over: a polling client
+         * gets an empty round, not an error. */
         gc->half_closed = 1;
         server_maybe_finish(gc);
         return;
@@ -873,6 +913,9 @@ static void grpc_session_end(nqi_session *s)
             }
         }
     }
+    if (gs->key != NULL && s->error == 0 && s->fin_received) {
+        spent_add(s->comm->tp, gs->key);
+    }
     s->out_sent = 0;
     free(gs->key);
     free(gs);
@@ -967,7 +1010,7 @@ static int grpc_open(nq_comm *c)
 
     int64_t psize = c->opts.ints[NQ_OPT_PROTOCOL_SIZE];
     int64_t ka = c->opts.ints[NQ_OPT_KEEPALIVE_MS];
-    grpc_arg args[5];
+    grpc_arg args[6];
     memset(args, 0, sizeof(args));
     args[0].type = GRPC_ARG_INTEGER;
     args[0].key = GRPC_ARG_MAX_SEND_MESSAGE_LENGTH;
@@ -984,7 +1027,13 @@ static int grpc_open(nq_comm *c)
     args[4].type = GRPC_ARG_INTEGER;
     args[4].key = GRPC_ARG_KEEPALIVE_PERMIT_WITHOUT_CALLS;
     args[4].value.integer = 1;
-    grpc_channel_args chargs = {5, args};
+    /* Every client its own connection: grpc would otherwise share one
+     * between channels to the same address, and a server that tells its
+     * peers apart by address (net-queue) would take them for one. */
+    args[5].type = GRPC_ARG_INTEGER;
+    args[5].key = GRPC_ARG_USE_LOCAL_SUBCHANNEL_POOL;
+    args[5].value.integer = 1;
+    grpc_channel_args chargs = {6, args};
 
     char target[300];
     int v6 = strchr(c->opts.host, ':') != NULL;
@@ -1059,6 +1108,7 @@ static void grpc_close(nq_comm *c)
     if (st == NULL || st->server == NULL) {
         return;
     }
+    atomic_store(&st->stopping, 1);
     st->shutdown_op.kind = OP_SHUTDOWN;
     grpc_server_shutdown_and_notify(st->server, st->cq, &st->shutdown_op);
     /* Calls still running (the round that carried our FIN, a last poll)
@@ -1115,6 +1165,7 @@ static void grpc_shutdown_hook(nq_comm *c)
         grpc_call_cancel(gc->call, NULL);
     }
     if (st->server != NULL && !st->shutdown_done) {
+        atomic_store(&st->stopping, 1);
         st->shutdown_op.kind = OP_SHUTDOWN;
         grpc_server_shutdown_and_notify(st->server, st->cq, &st->shutdown_op);
         grpc_server_cancel_all_calls(st->server);
