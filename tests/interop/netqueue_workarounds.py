@@ -1,0 +1,77 @@
+"""Workarounds for defects of net-queue 1.1.1 shared by its test peers
+(tests/interop/netqueue_peer.py and conformance/peers/python/
+netqueue_backend.py).  None of them changes a byte on the wire."""
+
+import threading
+
+import net_queue.core.comm
+import net_queue.mqtt
+
+
+def load_bytes(stream):
+    """BytesSerializer.load, except that an empty message gives b"".
+
+    net-queue 1.1.1's BytesSerializer.load raises BlockingIOError on the
+    empty stream of a zero-length message (Stream.read of nothing), so
+    get() would fail although the frame arrived intact.
+    """
+    if stream.nbytes == 0:
+        return b""
+    return stream.tobytes()
+
+
+def guard_connection_ini():
+    """Makes Communicator._connection_ini idempotent per connection.
+
+    A net-queue 1.1.1 TCP client registers its socket with the selector
+    before its constructor calls _connection_ini.  Over TLS the server's
+    session tickets make the socket readable at once, so the selector thread
+    may set the session up first; the constructor then fails with bidict's
+    ValueDuplicationError, the INI having already gone out.  Taking the
+    communicator's (reentrant) lock and reusing the existing session removes
+    the race without changing a byte on the wire.
+    """
+    base = net_queue.core.comm.Communicator
+    original = base._connection_ini
+
+    def connection_ini(self, comm):
+        with self._lock:
+            if comm in self._comms.inverse:
+                return self._comms.inverse[comm]
+            return original(self, comm)
+
+    base._connection_ini = connection_ini
+
+
+def subscribe_before_open(timeout):
+    """Makes an MQTT communicator's constructor return only once the broker
+    has acknowledged its subscription.
+
+    A net-queue 1.1.1 MQTT server subscribes to c2s/+ from its constructor
+    and returns without waiting for the SUBACK.  A client's INI is published
+    at QoS 0 in the client's constructor, so a client started before the
+    broker has registered the subscription loses its INI and the session
+    never starts.  Each communicator subscribes exactly once, so the first
+    SUBACK on its paho client answers that subscription: waiting for it here
+    means "listening" is printed only when clients can be heard.  Nothing
+    changes on the wire.
+    """
+    base = net_queue.mqtt.Protocol
+    original = base._register_handler
+
+    def register_handler(self, topic, handler):
+        answered = threading.Event()
+        outcome = []
+
+        def on_subscribe(client, userdata, mid, reason_codes, properties):
+            outcome.extend(reason_codes)
+            answered.set()
+
+        self._client.on_subscribe = on_subscribe
+        original(self, topic, handler)
+        if not answered.wait(timeout):
+            raise TimeoutError(f"the broker did not acknowledge the subscription to {topic}")
+        if not outcome or any(code.is_failure for code in outcome):
+            raise ConnectionRefusedError(f"the broker refused the subscription to {topic}")
+
+    base._register_handler = register_handler
