@@ -334,7 +334,7 @@ static int collect_targets(nq_comm *c, const nq_id *peers, size_t npeers, nqi_se
                            nqi_session ***out)
 {
     if (c->purpose == NQ_CLIENT) {
-        nqi_session_ref(c->client);
+        /* Lent, not referenced: the client's session outlives its loop. */
         small[0] = c->client;
         *out = small;
         return 1;
@@ -410,7 +410,7 @@ static int post_frame(nq_comm *c, nqi_frame *f, const nq_id *peers, size_t npeer
     nqi_cmd **cmds = n <= SMALL_TARGETS ? small_cmds : calloc((size_t)n, sizeof(*cmds));
     int rv = cmds == NULL ? NQ_ENOMEM : NQ_OK;
     for (int i = 1; i < n && rv == NQ_OK; i++) {
-        cmds[i] = calloc(1, sizeof(nqi_cmd));
+        cmds[i] = nqi_block_calloc(sizeof(nqi_cmd));
         if (cmds[i] == NULL) {
             rv = NQ_ENOMEM;
         }
@@ -424,9 +424,11 @@ static int post_frame(nq_comm *c, nqi_frame *f, const nq_id *peers, size_t npeer
     }
     if (rv != NQ_OK) {
         for (int i = 0; i < n; i++) {
-            nqi_session_unref(targets[i]);
+            if (c->purpose != NQ_CLIENT) {
+                nqi_session_unref(targets[i]);
+            }
             if (cmds != NULL) {
-                free(cmds[i]);
+                nqi_block_free(cmds[i]);
             }
         }
         release_arrays(targets, small_targets, cmds, small_cmds);
@@ -446,17 +448,22 @@ static int post_frame(nq_comm *c, nqi_frame *f, const nq_id *peers, size_t npeer
         nqi_cmd *cmd = i == 0 ? &f->cmd : cmds[i];
         cmd->type = NQI_CMD_SEND;
         cmd->session = targets[i]; /* the reference moves to the command */
+        cmd->borrowed = c->purpose == NQ_CLIENT;
         cmd->frame = f;
-        nqi_frame_ref(f);
+        if (i > 0) {
+            nqi_frame_ref(f); /* the first command takes the caller's */
+        }
     }
-    /* Post only after every reference is taken: the first command may run
-     * and drop its reference at once. */
+    /* Post only after every reference is taken: a command may run and drop
+     * its reference at once, and f is not touched after the last post. */
     for (int i = 0; i < n; i++) {
         nqi_cmd *cmd = i == 0 ? &f->cmd : cmds[i];
         nqi_loop_post(targets[i]->loop, cmd);
     }
     release_arrays(targets, small_targets, cmds, small_cmds);
-    nqi_frame_unref(f);
+    if (n == 0) {
+        nqi_frame_unref(f);
+    }
     return NQ_OK;
 }
 
@@ -576,8 +583,8 @@ void nq_msg_free(nq_msg *msg)
     if (msg->session != NULL) {
         nqi_session_unref(msg->session);
     }
-    free(msg->data);
-    free(msg);
+    nqi_block_free(msg->data);
+    nqi_block_free(msg);
 }
 
 /* ---- values ------------------------------------------------------------------ */

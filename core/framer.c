@@ -1,4 +1,5 @@
 #include "core/framer.h"
+#include "core/pool.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -34,7 +35,7 @@ void nqi_parser_init(nqi_parser *p, uint64_t max_message)
 
 void nqi_parser_fini(nqi_parser *p)
 {
-    free(p->buf);
+    nqi_block_free(p->buf);
     p->buf = NULL;
     p->have = p->cap = 0;
     p->header_have = 0;
@@ -71,7 +72,7 @@ static int grow(nqi_parser *p)
     if (want > SIZE_MAX) {
         return NQ_ENOMEM;
     }
-    uint8_t *nb = realloc(p->buf, (size_t)want);
+    uint8_t *nb = nqi_block_realloc(p->buf, (size_t)want);
     if (nb == NULL) {
         return NQ_ENOMEM;
     }
@@ -116,12 +117,12 @@ int nqi_parser_feed(nqi_parser *p, const uint8_t *data, size_t len, nqi_frame_fn
         /* Small frames wholly inside this feed get one exact allocation. */
         if (p->have == 0 && p->need <= len) {
             size_t n = (size_t)p->need;
-            uint8_t *b = malloc(n);
+            uint8_t *b = nqi_block_alloc(n == 0 ? 1 : n);
             if (b == NULL) {
                 return NQ_ENOMEM;
             }
             memcpy(b, data, n);
-            free(p->buf);
+            nqi_block_free(p->buf);
             p->buf = b;
             p->have = p->cap = n;
             data += n;

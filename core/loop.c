@@ -47,16 +47,17 @@ int nqi_loop_init(nqi_loop *l, nq_comm *comm, int index)
 void nqi_cmd_release(nqi_cmd *c)
 {
     int embedded = c->embedded;
+    int borrowed = c->borrowed;
     if (c->type == NQI_CMD_SEND) {
         nqi_frame_done(c->frame, NQ_ECLOSED);
     } else if (c->type == NQI_CMD_ADOPT && c->fd >= 0) {
         close(c->fd);
     }
-    if (c->session != NULL) {
+    if (c->session != NULL && !borrowed) {
         nqi_session_unref(c->session);
     }
     if (!embedded) {
-        free(c);
+        nqi_block_free(c);
     }
 }
 
@@ -81,12 +82,19 @@ void nqi_loop_fini(nqi_loop *l)
     l->epfd = l->evfd = -1;
     free(l->stage);
     l->stage = NULL;
+    free(l->send_stage);
+    l->send_stage = NULL;
 }
 
 void nqi_loop_post(nqi_loop *l, nqi_cmd *c)
 {
     nqi_mpsc_push(&l->cmds, &c->node);
-    if (!atomic_exchange(&l->wake_pending, 1)) {
+    /* A wake-up already pending covers this command too: the loop clears
+     * the flag, then fences, then drains the queue.  Reading the flag before
+     * writing it spares its cache line a transfer on every put. */
+    atomic_thread_fence(memory_order_seq_cst);
+    if (!atomic_load_explicit(&l->wake_pending, memory_order_relaxed) &&
+        !atomic_exchange(&l->wake_pending, 1)) {
         uint64_t one = 1;
         ssize_t n;
         do {
@@ -97,7 +105,7 @@ void nqi_loop_post(nqi_loop *l, nqi_cmd *c)
 
 int nqi_loop_post_simple(nqi_loop *l, int type, nqi_session *s, int fd)
 {
-    nqi_cmd *c = calloc(1, sizeof(*c));
+    nqi_cmd *c = nqi_block_calloc(sizeof(*c));
     if (c == NULL) {
         return NQ_ENOMEM;
     }
@@ -149,6 +157,7 @@ static void run_command(nqi_loop *l, nqi_cmd *c)
     /* An embedded command dies with its frame, which the work below may
      * release: keep what we need from it first. */
     int embedded = c->embedded;
+    int borrowed = c->borrowed;
     switch (c->type) {
     case NQI_CMD_SEND:
         if (s->ended) {
@@ -187,11 +196,11 @@ static void run_command(nqi_loop *l, nqi_cmd *c)
     default:
         break;
     }
-    if (s != NULL) {
+    if (s != NULL && !borrowed) {
         nqi_session_unref(s);
     }
     if (!embedded) {
-        free(c);
+        nqi_block_free(c);
     }
 }
 
@@ -281,6 +290,7 @@ static void *loop_main(void *arg)
                 while (read(l->evfd, &v, sizeof(v)) < 0 && errno == EINTR) {
                 }
                 atomic_store(&l->wake_pending, 0);
+                atomic_thread_fence(memory_order_seq_cst);
             } else if (p == &l->listen_fd) {
                 nqi_tcp_on_listen(l);
             } else {

@@ -12,6 +12,7 @@
 #include <time.h>
 
 #include "core/framer.h"
+#include "core/pool.h"
 #include "nq/nq.h"
 
 #define NQI_OPT_COUNT 13
@@ -117,6 +118,7 @@ typedef struct nqi_cmd {
     long long arg;
     void *ptr;
     int embedded; /* lives inside its frame; not freed alone */
+    int borrowed; /* holds no reference to session (a client's own) */
     nqi_session *session;
     nqi_frame *frame;
 } nqi_cmd;
@@ -267,6 +269,7 @@ struct nqi_loop {
     int listen_fd;           /* loop 0 of a server */
     uint8_t *stage;          /* receive staging buffer */
     size_t stage_cap;
+    uint8_t *send_stage;     /* TCP: small frames gathered for one copy */
 };
 
 int nqi_loop_init(nqi_loop *l, nq_comm *comm, int index);

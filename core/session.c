@@ -12,9 +12,12 @@
 
 /* ---- frames ------------------------------------------------------------ */
 
-static nqi_frame *frame_alloc(size_t nchunks)
+/* A copied payload up to this size lives in the frame's own block. */
+#define INLINE_PAYLOAD 256
+
+static nqi_frame *frame_alloc(size_t nchunks, size_t inline_bytes)
 {
-    nqi_frame *f = calloc(1, sizeof(*f) + nchunks * sizeof(nq_chunk));
+    nqi_frame *f = nqi_block_calloc(sizeof(*f) + nchunks * sizeof(nq_chunk) + inline_bytes);
     if (f == NULL) {
         return NULL;
     }
@@ -31,7 +34,8 @@ nqi_frame *nqi_frame_new(nq_comm *comm, const nq_chunk *chunks, size_t n, int co
     for (size_t i = 0; i < n; i++) {
         total += chunks[i].len;
     }
-    nqi_frame *f = frame_alloc(copy ? 1 : n);
+    int inline_copy = copy && total <= INLINE_PAYLOAD;
+    nqi_frame *f = frame_alloc(copy ? 1 : n, inline_copy ? (size_t)total : 0);
     if (f == NULL) {
         return NULL;
     }
@@ -43,9 +47,9 @@ nqi_frame *nqi_frame_new(nq_comm *comm, const nq_chunk *chunks, size_t n, int co
         memcpy(f->inline_chunks, chunks, n * sizeof(nq_chunk));
         return f;
     }
-    uint8_t *buf = malloc(total == 0 ? 1 : (size_t)total);
+    uint8_t *buf = inline_copy ? (uint8_t *)&f->inline_chunks[1] : malloc(total == 0 ? 1 : (size_t)total);
     if (buf == NULL) {
-        free(f);
+        nqi_block_free(f);
         return NULL;
     }
     size_t at = 0;
@@ -55,7 +59,7 @@ nqi_frame *nqi_frame_new(nq_comm *comm, const nq_chunk *chunks, size_t n, int co
             at += chunks[i].len;
         }
     }
-    f->owned = buf;
+    f->owned = inline_copy ? NULL : buf;
     f->inline_chunks[0].data = buf;
     f->inline_chunks[0].len = (size_t)total;
     return f;
@@ -63,7 +67,7 @@ nqi_frame *nqi_frame_new(nq_comm *comm, const nq_chunk *chunks, size_t n, int co
 
 nqi_frame *nqi_frame_adopt(nq_comm *comm, void *data, size_t len)
 {
-    nqi_frame *f = frame_alloc(1);
+    nqi_frame *f = frame_alloc(1, 0);
     if (f == NULL) {
         return NULL;
     }
@@ -79,19 +83,14 @@ nqi_frame *nqi_frame_adopt(nq_comm *comm, void *data, size_t len)
 
 nqi_frame *nqi_frame_handshake(const nq_id *id)
 {
-    nqi_frame *f = frame_alloc(1);
+    nqi_frame *f = frame_alloc(1, sizeof(id->bytes));
     if (f == NULL) {
         return NULL;
     }
-    uint8_t *copy = malloc(sizeof(id->bytes));
-    if (copy == NULL) {
-        free(f);
-        return NULL;
-    }
+    uint8_t *copy = (uint8_t *)&f->inline_chunks[1];
     memcpy(copy, id->bytes, sizeof(id->bytes));
     f->payload_len = sizeof(id->bytes);
     nqi_frame_header(f->header, sizeof(id->bytes));
-    f->owned = copy;
     f->inline_chunks[0].data = copy;
     f->inline_chunks[0].len = sizeof(id->bytes);
     return f;
@@ -111,7 +110,7 @@ void nqi_frame_unref(nqi_frame *f)
         atomic_fetch_sub(&f->comm->send_bytes, (long long)f->owned_len);
     }
     free(f->owned);
-    free(f);
+    nqi_block_free(f);
 }
 
 void nqi_frame_done(nqi_frame *f, int result)
@@ -413,17 +412,17 @@ static int on_frame(void *ctx, uint8_t *data, size_t len)
     nq_comm *c = s->comm;
     if (!s->ini_received) {
         if (len != sizeof(s->peer.bytes)) {
-            free(data);
+            nqi_block_free(data);
             nqi_logf(&c->log, NQ_LOG_WARN,
                      "first message is %zu bytes, not a 16-byte INI; dropping connection", len);
             return NQ_EPROTO;
         }
         int rv = on_ini(s, data);
-        free(data);
+        nqi_block_free(data);
         return rv;
     }
     if (len == sizeof(s->peer.bytes) && memcmp(data, s->peer.bytes, len) == 0) {
-        free(data);
+        nqi_block_free(data);
         if (s->fin_received) {
             nqi_logf(&c->log, NQ_LOG_WARN, "peer sent a second FIN");
             return NQ_EPROTO;
@@ -433,13 +432,13 @@ static int on_frame(void *ctx, uint8_t *data, size_t len)
         return 0;
     }
     if (s->fin_received) {
-        free(data);
+        nqi_block_free(data);
         nqi_logf(&c->log, NQ_LOG_WARN, "peer sent data after its FIN");
         return NQ_EPROTO;
     }
-    nq_msg *m = malloc(sizeof(*m));
+    nq_msg *m = nqi_block_alloc(sizeof(*m));
     if (m == NULL) {
-        free(data);
+        nqi_block_free(data);
         return NQ_ENOMEM;
     }
     m->next = NULL;

@@ -26,7 +26,7 @@ static int collect(void *ctx, uint8_t *data, size_t len)
     }
     c->count++;
     c->total += len;
-    free(data);
+    nqi_block_free(data);
     return 0;
 }
 
@@ -148,7 +148,7 @@ static int test_parser_window_reads_straight_into_message(void)
 static int stop_at_second(void *ctx, uint8_t *data, size_t len)
 {
     (void)len;
-    free(data);
+    nqi_block_free(data);
     return ++*(int *)ctx == 2 ? NQ_EPROTO : 0;
 }
 
@@ -222,6 +222,98 @@ static int test_mpsc_keeps_each_producers_order(void)
         free(args[i].items);
     }
     CHECK(nqi_mpsc_pop(&q) == NULL);
+    return 0;
+}
+
+/* ---- small blocks --------------------------------------------------------------- */
+
+static int test_blocks_keep_contents_through_realloc(void)
+{
+    size_t sizes[] = {0, 1, 100, 128, 129, 600, 1024, 1025, 70000};
+    for (size_t i = 0; i < sizeof(sizes) / sizeof(sizes[0]); i++) {
+        uint8_t *p = nqi_block_alloc(sizes[i]);
+        CHECK(p != NULL);
+        for (size_t k = 0; k < sizes[i]; k++) {
+            p[k] = (uint8_t)(k * 7 + i);
+        }
+        size_t grown = sizes[i] * 3 + 5;
+        uint8_t *q = nqi_block_realloc(p, grown);
+        CHECK(q != NULL);
+        for (size_t k = 0; k < sizes[i]; k++) {
+            CHECK(q[k] == (uint8_t)(k * 7 + i));
+        }
+        memset(q + sizes[i], 0xab, grown - sizes[i]);
+        nqi_block_free(q);
+    }
+    uint8_t *z = nqi_block_calloc(300);
+    CHECK(z != NULL);
+    for (size_t k = 0; k < 300; k++) {
+        CHECK(z[k] == 0);
+    }
+    nqi_block_free(z);
+    nqi_block_free(NULL);
+    return 0;
+}
+
+struct handoff {
+    nqi_mpsc q;
+    int count;
+    atomic_int bad;
+};
+
+struct handed {
+    nqi_mpsc_node node;
+    uint32_t seq;
+    uint8_t fill[100];
+};
+
+/* Allocates blocks and hands them to the main thread, which frees them:
+ * the pattern the library has between a putting thread and an I/O thread.
+ * The thread ends holding blocks of its own (freed while it ran). */
+static void *hand_blocks(void *arg)
+{
+    struct handoff *h = arg;
+    for (int i = 0; i < h->count; i++) {
+        struct handed *b = nqi_block_alloc(sizeof(*b) + (size_t)(i % 3) * 200);
+        if (b == NULL) {
+            atomic_fetch_add(&h->bad, 1);
+            continue;
+        }
+        b->seq = (uint32_t)i;
+        memset(b->fill, (int)(i & 0xff), sizeof(b->fill));
+        nqi_mpsc_push(&h->q, &b->node);
+        if (i % 64 == 0) {
+            nqi_block_free(nqi_block_alloc(64));
+        }
+    }
+    return NULL;
+}
+
+static int test_blocks_move_between_threads(void)
+{
+    enum { COUNT = 200000 };
+    for (int round = 0; round < 3; round++) {
+        struct handoff h;
+        nqi_mpsc_init(&h.q);
+        h.count = COUNT;
+        atomic_init(&h.bad, 0);
+        pthread_t t;
+        CHECK(pthread_create(&t, NULL, hand_blocks, &h) == 0);
+        int got = 0;
+        while (got < COUNT - atomic_load(&h.bad)) {
+            struct handed *b = (struct handed *)nqi_mpsc_pop(&h.q);
+            if (b == NULL) {
+                continue;
+            }
+            for (size_t k = 0; k < sizeof(b->fill); k++) {
+                CHECK(b->fill[k] == (uint8_t)(b->seq & 0xff));
+            }
+            nqi_block_free(b);
+            got++;
+        }
+        CHECK(pthread_join(t, NULL) == 0);
+        CHECK(atomic_load(&h.bad) == 0);
+    }
     return 0;
 }
 
@@ -344,6 +436,8 @@ static const struct test_case tests[] = {
     TEST(test_parser_window_reads_straight_into_message),
     TEST(test_parser_stops_when_callback_fails),
     TEST(test_mpsc_keeps_each_producers_order),
+    TEST(test_blocks_keep_contents_through_realloc),
+    TEST(test_blocks_move_between_threads),
     TEST(test_future_completes_after_every_part),
     TEST(test_future_callback_on_completed_future_runs_at_once),
     TEST(test_options_validate_ranges),

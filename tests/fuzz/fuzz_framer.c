@@ -22,6 +22,7 @@
 #include <string.h>
 
 #include "core/framer.h"
+#include "core/pool.h"
 #include "nq/nq.h"
 
 /* Small enough that lengths just above it are reachable by the fuzzer. */
@@ -103,7 +104,7 @@ static int on_frame(void *ctx, uint8_t *data, size_t len)
     CHECK(len == e->len);
     CHECK((data == NULL) == (len == 0));
     CHECK(len == 0 || memcmp(data, r->stream + e->payload, len) == 0);
-    free(data);
+    nqi_block_free(data);
     r->next++;
     r->frames++;
     r->delivered += NQI_HEADER_SIZE + (uint64_t)len;

@@ -17,6 +17,10 @@
 #include "core/nqi.h"
 
 #define MAX_IOV 256
+/* Pieces read from the session per write, and how they are gathered. */
+#define GATHER_IOV 1024
+#define GATHER_PIECE 256
+#define GATHER_STAGE (64 * 1024)
 #define READ_BUDGET (8 * 1024 * 1024)
 /* Payload reads go straight into the message when at least this much of
  * it is still to come. */
@@ -428,24 +432,72 @@ static long tls_write_iov(nqi_session *s, struct iovec *iov, int n)
     return nqi_tls_write(s, s->tls_stage, at);
 }
 
+/* The kernel copies each piece of a vectored write on its own, which for
+ * frames of a few bytes costs more than the bytes.  gather() rewrites the
+ * pieces in[0..n) as out[] (at most MAX_IOV), copying each piece of at most
+ * GATHER_PIECE bytes into stage, so that runs of small frames go out as one
+ * piece.  The pieces out[] covers are a prefix of in[]'s, in order; returns
+ * their count and *total their bytes. */
+static int gather(const struct iovec *in, int n, struct iovec *out, uint8_t *stage,
+                  size_t *total)
+{
+    int m = 0;
+    int staging = 0; /* out[m - 1] is a run in stage ending at used */
+    size_t used = 0;
+    size_t bytes = 0;
+    for (int i = 0; i < n; i++) {
+        size_t len = in[i].iov_len;
+        if (len <= GATHER_PIECE && stage != NULL) {
+            if (used + len > GATHER_STAGE || (!staging && m == MAX_IOV)) {
+                break;
+            }
+            memcpy(stage + used, in[i].iov_base, len);
+            if (staging) {
+                out[m - 1].iov_len += len;
+            } else {
+                out[m].iov_base = stage + used;
+                out[m].iov_len = len;
+                m++;
+                staging = 1;
+            }
+            used += len;
+        } else {
+            if (m == MAX_IOV) {
+                break;
+            }
+            out[m++] = in[i];
+            staging = 0;
+        }
+        bytes += len;
+    }
+    *total = bytes;
+    return m;
+}
+
 static void flush(nqi_session *s)
 {
     if (s->ended || s->conn_state != NQI_CONN_OPEN) {
         return;
     }
+    struct iovec pieces[GATHER_IOV];
     struct iovec iov[MAX_IOV];
     size_t max_bytes = (size_t)s->comm->opts.ints[NQ_OPT_PROTOCOL_SIZE];
+    if (s->ssl == NULL && s->loop->send_stage == NULL) {
+        s->loop->send_stage = malloc(GATHER_STAGE); /* none: pieces go out as they are */
+    }
     s->want_write = 0;
     for (;;) {
         size_t total;
-        int n = nqi_session_out_iov(s, iov, MAX_IOV, max_bytes, &total);
+        int n = nqi_session_out_iov(s, pieces, s->ssl != NULL ? MAX_IOV : GATHER_IOV, max_bytes,
+                                    &total);
         if (n == 0) {
             break;
         }
         long w;
         if (s->ssl != NULL) {
-            w = tls_write_iov(s, iov, n);
+            w = tls_write_iov(s, pieces, n);
         } else {
+            n = gather(pieces, n, iov, s->loop->send_stage, &total);
             struct msghdr mh;
             memset(&mh, 0, sizeof(mh));
             mh.msg_iov = iov;
