@@ -6,9 +6,14 @@
 
 #include "nq/nq.h"
 
-/* The first allocation for a payload; later growth doubles, bounded by the
- * length the header claims. */
-#define FIRST_ALLOC (64 * 1024)
+/* The first allocation for a payload that spans reads: the whole payload up
+ * to FIRST_ALLOC, so that messages up to that size are read in place with
+ * no move.  Beyond it each allocation is GROWTH times the last, bounded by
+ * the length the header claims: a header alone commits at most FIRST_ALLOC
+ * of address space (pages the kernel hands out only as bytes arrive), and a
+ * payload never holds more than GROWTH times the bytes that came. */
+#define FIRST_ALLOC (4 * 1024 * 1024)
+#define GROWTH 8
 
 void nqi_frame_header(uint8_t out[NQI_HEADER_SIZE], uint64_t len)
 {
@@ -65,7 +70,7 @@ static int grow(nqi_parser *p)
     if (p->have < p->cap) {
         return 0;
     }
-    uint64_t want = p->cap == 0 ? FIRST_ALLOC : (uint64_t)p->cap * 2;
+    uint64_t want = p->cap == 0 ? FIRST_ALLOC : (uint64_t)p->cap * GROWTH;
     if (want > p->need) {
         want = p->need;
     }

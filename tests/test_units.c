@@ -106,10 +106,47 @@ static int test_parser_allocation_grows_with_arrivals(void)
     uint8_t *win;
     size_t len;
     CHECK(nqi_parser_window(&p, &win, &len) == 1);
-    CHECK(p.cap <= 64 * 1024);
+    size_t first = p.cap;
+    CHECK(first <= 4 * 1024 * 1024);
     uint8_t data[1000] = {0};
     CHECK_OK(nqi_parser_feed(&p, data, sizeof(data), collect, &c));
-    CHECK(p.cap <= 64 * 1024);
+    CHECK(p.cap == first);
+    /* Filling what is there lets it grow, by a bounded factor. */
+    while (p.have < p.cap) {
+        CHECK(nqi_parser_window(&p, &win, &len) == 1);
+        memset(win, 0x5a, len);
+        CHECK_OK(nqi_parser_commit(&p, len, collect, &c));
+    }
+    CHECK(nqi_parser_window(&p, &win, &len) == 1);
+    CHECK(p.cap > first && p.cap <= 8 * first);
+    CHECK(c.count == 0);
+    nqi_parser_fini(&p);
+    return 0;
+}
+
+/* A payload up to a few MiB that arrives in pieces is read in place: its
+ * buffer is allocated once, at its full length. */
+static int test_parser_allocates_a_medium_payload_once(void)
+{
+    uint8_t h[8];
+    nqi_parser p;
+    nqi_parser_init(&p, UINT64_C(1) << 40);
+    struct collected c = {0};
+    nqi_frame_header(h, 3 * 1024 * 1024);
+    CHECK_OK(nqi_parser_feed(&p, h, 8, collect, &c));
+    uint8_t *win;
+    size_t len;
+    CHECK(nqi_parser_window(&p, &win, &len) == 1);
+    CHECK(len == 3 * 1024 * 1024);
+    uint8_t *start = win;
+    while (c.count == 0) {
+        CHECK(nqi_parser_window(&p, &win, &len) == 1);
+        CHECK(win == start + p.have);
+        size_t take = len < 100000 ? len : 100000;
+        memset(win, 0x11, take);
+        CHECK_OK(nqi_parser_commit(&p, take, collect, &c));
+    }
+    CHECK(c.count == 1 && c.lens[0] == 3 * 1024 * 1024 && c.first[0] == 0x11);
     nqi_parser_fini(&p);
     return 0;
 }
@@ -136,8 +173,8 @@ static int test_parser_window_reads_straight_into_message(void)
         memset(win, 'z', take);
         have += take;
         CHECK_OK(nqi_parser_commit(&p, take, collect, &c));
-        /* Never more than twice what has arrived (after the first block). */
-        CHECK(p.cap <= 64 * 1024 || p.cap <= 2 * have);
+        /* The first block holds the whole 300 kB payload: no growth. */
+        CHECK(p.cap == len || c.count == 1);
     }
     CHECK(c.count == 1 && c.lens[0] == len && c.first[0] == 'z');
     CHECK(nqi_parser_window(&p, &(uint8_t *){0}, &(size_t){0}) == 0);
@@ -433,6 +470,7 @@ static const struct test_case tests[] = {
     TEST(test_parser_splits_frames_at_any_boundary),
     TEST(test_parser_rejects_length_over_limit),
     TEST(test_parser_allocation_grows_with_arrivals),
+    TEST(test_parser_allocates_a_medium_payload_once),
     TEST(test_parser_window_reads_straight_into_message),
     TEST(test_parser_stops_when_callback_fails),
     TEST(test_mpsc_keeps_each_producers_order),
