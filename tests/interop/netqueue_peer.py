@@ -26,7 +26,12 @@ from net_queue.core import (
     SerializationOptions,
 )
 from net_queue.utils.streamtools import BytesSerializer
-from netqueue_workarounds import guard_connection_ini, load_bytes, subscribe_before_open
+from netqueue_workarounds import (
+    guard_connection_ini,
+    load_bytes,
+    pin_client_sessions,
+    subscribe_before_open,
+)
 
 EXIT_USAGE = 1
 EXIT_OPEN = 2
@@ -58,51 +63,6 @@ def usage(message):
 def pattern(size):
     """The deterministic payload: byte i is i % 251."""
     return (bytes(range(251)) * (size // 251 + 1))[:size]
-
-
-def pin_mqtt_client_session():
-    """Keeps a net-queue MQTT client's session under one key while a put, a
-    flush or the FIN uses it.
-
-    A net-queue 1.1.1 client files its session under a temporary id until
-    the server's INI arrives; the paho thread then moves it to the server's
-    id (Communicator._handle_session_ini, under the communicator's lock).
-    Three callers look the key up without that lock:
-    - The MQTT client's _c2s looks the key up once, publishes the queued
-      slices, then commits them under that key: when the server's INI lands
-      in between, the commit raises KeyError in the worker thread (only
-      printed as a warning), the futures of those puts never resolve and
-      put().result() hangs.  The first put after the constructor hits it
-      often, since the server answers the INI at once.
-    - put() reads the key under the lock but looks the session up after
-      releasing it, and then fails with ConnectionResetError.
-    - close() reads the key, then _session_fin looks the session up, and
-      raises KeyError.
-    Running _c2s and put under the communicator's reentrant lock, and
-    _session_fin under it with the key read afresh, closes the windows.
-    None of them waits for the paho thread while holding the lock, and the
-    bytes on the wire are unchanged.
-    """
-    cls = net_queue.mqtt.client.Communicator
-    original_c2s = cls._c2s
-    original_put = cls.put
-    original_session_fin = cls._session_fin
-
-    def c2s(self, comm):
-        with self._lock:
-            return original_c2s(self, comm)
-
-    def put(self, data, *peers):
-        with self._lock:
-            return original_put(self, data, *peers)
-
-    def session_fin(self, peer):
-        with self._lock:
-            return original_session_fin(self, self._comms.inverse[self._comm])
-
-    cls._c2s = c2s
-    cls.put = put
-    cls._session_fin = session_fin
 
 
 def bind_grpc_port_alone():
@@ -281,7 +241,7 @@ def main(argv):
     if mqtt and is_server:
         subscribe_before_open(timeout)
     if mqtt and not is_server:
-        pin_mqtt_client_session()
+        pin_client_sessions()
     if grpc and is_server:
         bind_grpc_port_alone()
 

@@ -5,7 +5,9 @@ netqueue_backend.py).  None of them changes a byte on the wire."""
 import threading
 
 import net_queue.core.comm
+import net_queue.grpc.client
 import net_queue.mqtt
+import net_queue.mqtt.client
 
 
 def load_bytes(stream):
@@ -75,3 +77,52 @@ def subscribe_before_open(timeout):
             raise ConnectionRefusedError(f"the broker refused the subscription to {topic}")
 
     base._register_handler = register_handler
+
+
+def pin_client_sessions():
+    """Keeps a net-queue MQTT or gRPC client's session under one key while a
+    put, a flush or the FIN uses it.
+
+    A net-queue 1.1.1 client files its session under a temporary id until
+    the server's INI arrives; the paho thread then moves it to the server's
+    id (Communicator._handle_session_ini, under the communicator's lock).
+    Three callers look the key up without that lock:
+    - The MQTT client's _c2s looks the key up once, publishes the queued
+      slices, then commits them under that key: when the server's INI lands
+      in between, the commit raises KeyError in the worker thread (only
+      printed as a warning), the futures of those puts never resolve and
+      put().result() hangs.  The first put after the constructor hits it
+      often, since the server answers the INI at once.
+    - put() reads the key under the lock but looks the session up after
+      releasing it, and then fails with ConnectionResetError.
+    - close() reads the key, then _session_fin looks the session up, and
+      raises KeyError.
+    Running _c2s and put under the communicator's reentrant lock, and
+    _session_fin under it with the key read afresh, closes the windows.
+    A gRPC client's put looks its session up the same way, and is pinned
+    too.
+    None of them waits for the paho thread while holding the lock, and the
+    bytes on the wire are unchanged.
+    """
+    for cls in (net_queue.mqtt.client.Communicator, net_queue.grpc.client.Communicator):
+        original_put = cls.put
+
+        def put(self, data, *peers, _put=original_put):
+            with self._lock:
+                return _put(self, data, *peers)
+
+        cls.put = put
+    cls = net_queue.mqtt.client.Communicator
+    original_c2s = cls._c2s
+    original_session_fin = cls._session_fin
+
+    def c2s(self, comm):
+        with self._lock:
+            return original_c2s(self, comm)
+
+    def session_fin(self, peer):
+        with self._lock:
+            return original_session_fin(self, self._comms.inverse[self._comm])
+
+    cls._c2s = c2s
+    cls._session_fin = session_fin

@@ -15,8 +15,9 @@ works around them without changing a byte on the wire:
 - An MQTT or gRPC client's put races the server's INI: the session is
   re-keyed under the server's id between the put's lookup and its use
   (KeyError from put, or in an MQTT worker, and the put's future never
-  resolves).  put, and the MQTT client's _c2s, run under the communicator's
-  lock.
+  resolves), as can an MQTT client's close (KeyError from _session_fin).
+  put, and the MQTT client's _c2s and _session_fin, run under the
+  communicator's lock.
 - An MQTT server returns from its constructor before the broker acknowledged
   its subscription, so a client's INI published at once (QoS 0) is lost.
   The constructor waits for the SUBACK.
@@ -51,7 +52,12 @@ from net_queue.utils.streamtools import BytesSerializer
 
 # The workarounds the interop tests' net-queue peer uses too.
 sys.path.insert(0, str(Path(__file__).resolve().parents[3] / "tests" / "interop"))
-from netqueue_workarounds import guard_connection_ini, load_bytes, subscribe_before_open  # noqa: E402
+from netqueue_workarounds import (  # noqa: E402
+    guard_connection_ini,
+    load_bytes,
+    pin_client_sessions,
+    subscribe_before_open,
+)
 
 _local = threading.local()
 
@@ -65,25 +71,6 @@ class _DeadlineQueue(queue.SimpleQueue):
         if block and timeout is None and deadline is not None:
             timeout = max(0.0, deadline - time.monotonic())
         return super().get(block, timeout)
-
-
-def _pin_client_sessions():
-    for cls in (net_queue.mqtt.client.Communicator, net_queue.grpc.client.Communicator):
-        original_put = cls.put
-
-        def put(self, data, *peers, _put=original_put):
-            with self._lock:
-                return _put(self, data, *peers)
-
-        cls.put = put
-    cls = net_queue.mqtt.client.Communicator
-    original_c2s = cls._c2s
-
-    def c2s(self, comm):
-        with self._lock:
-            return original_c2s(self, comm)
-
-    cls._c2s = c2s
 
 
 def _connection_per_grpc_client():
@@ -111,7 +98,7 @@ class NetQueueBackend:
     def __init__(self):
         net_queue.core.comm.SimpleQueue = _DeadlineQueue
         guard_connection_ini()
-        _pin_client_sessions()
+        pin_client_sessions()
         _connection_per_grpc_client()
         subscribe_before_open(30)
         self._dump = BytesSerializer().dump
