@@ -96,10 +96,7 @@ static void parse_args(int argc, char **argv, config *cfg)
             bench_usage_error("unexpected argument \"%s\"", argv[i]);
         }
     }
-    if (role == NULL || (strcmp(role, "local") != 0 && strcmp(role, "remote") != 0)) {
-        bench_usage_error("the role must be local or remote");
-    }
-    cfg->local = strcmp(role, "local") == 0;
+    cfg->local = bench_parse_role(role);
 }
 
 /* Frees an echoed message once libnq no longer reads it.  Runs on an I/O

@@ -153,6 +153,14 @@ int bench_parse_on_off(const char *option, const char *text)
     return 0;
 }
 
+int bench_parse_role(const char *role)
+{
+    if (role == NULL || (strcmp(role, "local") != 0 && strcmp(role, "remote") != 0)) {
+        bench_usage_error("the role must be local or remote");
+    }
+    return strcmp(role, "local") == 0;
+}
+
 void bench_si(double units, char *buf, size_t len)
 {
     static const char *const prefix[] = { "", "K", "M", "G", "T", "P", "E", "Z", "Y" };

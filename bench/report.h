@@ -52,6 +52,9 @@ int64_t bench_parse_int(const char *option, const char *text, int64_t min, int64
 double bench_parse_double(const char *option, const char *text, double min, double max);
 /* "on" -> 1, "off" -> 0. */
 int bench_parse_on_off(const char *option, const char *text);
+/* The role of a local|remote tool (NULL: none given): 1 for "local", 0 for
+ * "remote"; anything else is a usage error. */
+int bench_parse_role(const char *role);
 
 /* net-queue iops.py's convert_size(): SI prefixes (1000-based) and two
  * decimals as Python prints round(x, 2), e.g. "33.71G", "4.0", "0". */

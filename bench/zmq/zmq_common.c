@@ -45,10 +45,7 @@ void zb_parse_args(int argc, char **argv, const char *usage_text, zb_config *cfg
             bench_usage_error("unexpected argument \"%s\"", argv[i]);
         }
     }
-    if (role == NULL || (strcmp(role, "local") != 0 && strcmp(role, "remote") != 0)) {
-        bench_usage_error("the role must be local or remote");
-    }
-    cfg->local = strcmp(role, "local") == 0;
+    cfg->local = bench_parse_role(role);
 }
 
 void zb_attach(void *sock, const zb_config *cfg)
