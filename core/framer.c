@@ -122,7 +122,7 @@ int nqi_parser_feed(nqi_parser *p, const uint8_t *data, size_t len, nqi_frame_fn
         /* Small frames wholly inside this feed get one exact allocation. */
         if (p->have == 0 && p->need <= len) {
             size_t n = (size_t)p->need;
-            uint8_t *b = nqi_block_alloc(n == 0 ? 1 : n);
+            uint8_t *b = nqi_block_alloc(n);
             if (b == NULL) {
                 return NQ_ENOMEM;
             }

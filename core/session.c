@@ -12,8 +12,14 @@
 
 /* ---- frames ------------------------------------------------------------ */
 
-/* A copied payload up to this size lives in the frame's own block. */
+/* A copied payload up to this size lives in the frame's own block, after
+ * its one chunk (frame_alloc(1, len), then inline_payload()). */
 #define INLINE_PAYLOAD 256
+
+static uint8_t *inline_payload(nqi_frame *f)
+{
+    return (uint8_t *)&f->inline_chunks[1];
+}
 
 static nqi_frame *frame_alloc(size_t nchunks, size_t inline_bytes)
 {
@@ -47,7 +53,7 @@ nqi_frame *nqi_frame_new(nq_comm *comm, const nq_chunk *chunks, size_t n, int co
         memcpy(f->inline_chunks, chunks, n * sizeof(nq_chunk));
         return f;
     }
-    uint8_t *buf = inline_copy ? (uint8_t *)&f->inline_chunks[1] : malloc(total == 0 ? 1 : (size_t)total);
+    uint8_t *buf = inline_copy ? inline_payload(f) : malloc((size_t)total);
     if (buf == NULL) {
         nqi_block_free(f);
         return NULL;
@@ -87,7 +93,7 @@ nqi_frame *nqi_frame_handshake(const nq_id *id)
     if (f == NULL) {
         return NULL;
     }
-    uint8_t *copy = (uint8_t *)&f->inline_chunks[1];
+    uint8_t *copy = inline_payload(f);
     memcpy(copy, id->bytes, sizeof(id->bytes));
     f->payload_len = sizeof(id->bytes);
     nqi_frame_header(f->header, sizeof(id->bytes));
