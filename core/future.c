@@ -77,12 +77,17 @@ static void complete(nq_future *f)
     future_unref(f);
 }
 
-void nqi_future_part_done(nq_future *f, int result)
+void nqi_future_note_error(nq_future *f, int result)
 {
     if (result != NQ_OK) {
         int expected = 0;
         atomic_compare_exchange_strong(&f->first_error, &expected, result);
     }
+}
+
+void nqi_future_part_done(nq_future *f, int result)
+{
+    nqi_future_note_error(f, result);
     if (atomic_fetch_sub(&f->parts, 1) == 1) {
         complete(f);
     }

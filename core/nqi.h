@@ -71,6 +71,9 @@ nq_future *nqi_future_new(int parts);
 /* One peer copy finished with result; the last one completes the future
  * with the first error seen, or NQ_OK. */
 void nqi_future_part_done(nq_future *f, int result);
+/* Records result as the first error (if it is one) without finishing a
+ * part; the part follows with nqi_future_part_done(f, NQ_OK). */
+void nqi_future_note_error(nq_future *f, int result);
 /* Adds parts before any has finished (used when peers are counted late). */
 void nqi_future_add_parts(nq_future *f, int parts);
 
@@ -136,6 +139,10 @@ struct nqi_frame {
     size_t owned_len;    /* counted against the send limit        */
     nq_comm *comm;       /* for send-limit accounting             */
     nq_future *future;   /* NULL: nobody waits                    */
+    /* Transports that lend the payload's memory past a commit (gRPC
+     * slices) pin the frame: low 32 bits, pins held; high 32 bits, peer
+     * completions (nqi_frame_done) deferred until the last pin goes. */
+    _Atomic uint64_t pins;
     nqi_cmd cmd;         /* the first target's command            */
     nq_chunk inline_chunks[];
 };
@@ -149,8 +156,14 @@ nqi_frame *nqi_frame_adopt(nq_comm *comm, void *data, size_t len);
 nqi_frame *nqi_frame_handshake(const nq_id *id);
 void nqi_frame_ref(nqi_frame *f);
 void nqi_frame_unref(nqi_frame *f);
-/* Reports one peer copy's outcome to the frame's future. */
+/* Reports one peer copy's outcome to the frame's future.  While the frame
+ * is pinned, the future's part (and the reference) is released when the
+ * last pin goes, so the put's buffer stays untouched until then. */
 void nqi_frame_done(nqi_frame *f, int result);
+/* Pins the frame (and takes a reference) while a transport still reads its
+ * payload after the bytes were committed.  Any thread may unpin. */
+void nqi_frame_pin(nqi_frame *f);
+void nqi_frame_unpin(nqi_frame *f);
 
 /* ---- received messages ------------------------------------------------- */
 
@@ -370,9 +383,10 @@ int nqi_session_queue(nqi_session *s, nqi_frame *f);
 /* Marks the session for a flush at the end of the loop round. */
 void nqi_session_mark_dirty(nqi_session *s);
 /* Fills iov with queued output from the current offset, at most max_iov
- * entries and max_bytes bytes.  Returns the count. */
-int nqi_session_out_iov(nqi_session *s, struct iovec *iov, int max_iov, size_t max_bytes,
-                        size_t *total);
+ * entries and max_bytes bytes.  Returns the count.  owners, if not NULL,
+ * receives the frame each entry belongs to. */
+int nqi_session_out_iov(nqi_session *s, struct iovec *iov, nqi_frame **owners, int max_iov,
+                        size_t max_bytes, size_t *total);
 /* Bytes queued and not yet handed to the transport (beyond out_sent). */
 uint64_t nqi_session_out_pending(const nqi_session *s);
 /* Accounts n bytes handed to the transport; completes finished frames. */

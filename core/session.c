@@ -119,10 +119,43 @@ void nqi_frame_unref(nqi_frame *f)
     nqi_block_free(f);
 }
 
+#define PIN_COUNT 0xffffffffu
+#define PIN_DEFERRED_ONE ((uint64_t)1 << 32)
+
 void nqi_frame_done(nqi_frame *f, int result)
 {
     if (f->future != NULL) {
+        uint64_t old = atomic_load(&f->pins);
+        while ((old & PIN_COUNT) != 0) {
+            if (atomic_compare_exchange_weak(&f->pins, &old, old + PIN_DEFERRED_ONE)) {
+                nqi_future_note_error(f->future, result);
+                return; /* the last unpin finishes this part */
+            }
+        }
         nqi_future_part_done(f->future, result);
+    }
+    nqi_frame_unref(f);
+}
+
+void nqi_frame_pin(nqi_frame *f)
+{
+    nqi_frame_ref(f);
+    atomic_fetch_add(&f->pins, 1);
+}
+
+void nqi_frame_unpin(nqi_frame *f)
+{
+    uint64_t old = atomic_load(&f->pins);
+    uint64_t next;
+    do {
+        /* The last pin takes every deferred completion with it. */
+        next = (old & PIN_COUNT) == 1 ? 0 : old - 1;
+    } while (!atomic_compare_exchange_weak(&f->pins, &old, next));
+    if (next == 0) {
+        for (uint64_t n = old >> 32; n > 0; n--) {
+            nqi_future_part_done(f->future, NQ_OK);
+            nqi_frame_unref(f);
+        }
     }
     nqi_frame_unref(f);
 }
@@ -284,8 +317,8 @@ void nqi_session_mark_dirty(nqi_session *s)
     }
 }
 
-int nqi_session_out_iov(nqi_session *s, struct iovec *iov, int max_iov, size_t max_bytes,
-                        size_t *total)
+int nqi_session_out_iov(nqi_session *s, struct iovec *iov, nqi_frame **owners, int max_iov,
+                        size_t max_bytes, size_t *total)
 {
     int n = 0;
     size_t bytes = 0;
@@ -314,6 +347,9 @@ int nqi_session_out_iov(nqi_session *s, struct iovec *iov, int max_iov, size_t m
             }
             iov[n].iov_base = (void *)base;
             iov[n].iov_len = len;
+            if (owners != NULL) {
+                owners[n] = f;
+            }
             n++;
             bytes += len;
         }

@@ -394,6 +394,88 @@ static int test_future_callback_on_completed_future_runs_at_once(void)
     return 0;
 }
 
+/* A pinned frame's future waits for the last pin, errors included. */
+static int test_pinned_frame_defers_its_future(void)
+{
+    static const uint8_t payload[4] = {1, 2, 3, 4};
+    nq_chunk ch = {payload, sizeof(payload)};
+    nqi_frame *f = nqi_frame_new(NULL, &ch, 1, 0);
+    CHECK(f != NULL);
+    f->future = nqi_future_new(2); /* two peers share the frame */
+    CHECK(f->future != NULL);
+    nq_future *fut = f->future;
+    int seen = 99;
+    CHECK_OK(nq_future_on_done(fut, record, &seen));
+    nqi_frame_ref(f);  /* the second peer's reference */
+    nqi_frame_pin(f);  /* two slices still read it */
+    nqi_frame_pin(f);
+    nqi_frame_done(f, NQ_OK);
+    nqi_frame_done(f, NQ_ECONNRESET);
+    CHECK_RC(nq_future_result(fut), NQ_EPENDING);
+    nqi_frame_unpin(f);
+    CHECK_RC(nq_future_result(fut), NQ_EPENDING);
+    CHECK(seen == 99);
+    nqi_frame_unpin(f); /* the last pin: both parts finish, the frame goes */
+    CHECK_RC(nq_future_wait(fut, 0), NQ_ECONNRESET);
+    CHECK(seen == NQ_ECONNRESET);
+    nq_future_free(fut);
+
+    /* Released before the peer finishes: nothing is deferred. */
+    f = nqi_frame_new(NULL, &ch, 1, 0);
+    CHECK(f != NULL);
+    f->future = fut = nqi_future_new(1);
+    nqi_frame_pin(f);
+    nqi_frame_unpin(f);
+    CHECK_RC(nq_future_result(fut), NQ_EPENDING);
+    nqi_frame_done(f, NQ_OK);
+    CHECK_RC(nq_future_wait(fut, 0), NQ_OK);
+    nq_future_free(fut);
+    return 0;
+}
+
+struct unpinner {
+    nqi_frame *frame;
+    int pins;
+};
+
+static void *unpin_all(void *arg)
+{
+    struct unpinner *u = arg;
+    for (int i = 0; i < u->pins; i++) {
+        nqi_frame_unpin(u->frame);
+    }
+    return NULL;
+}
+
+/* Unpins on another thread race the peers' completions: every future
+ * completes exactly once, and only after its frame's last pin. */
+static int test_pins_released_on_another_thread(void)
+{
+    static const uint8_t payload[64];
+    nq_chunk ch = {payload, sizeof(payload)};
+    for (int round = 0; round < 2000; round++) {
+        nqi_frame *f = nqi_frame_new(NULL, &ch, 1, 0);
+        CHECK(f != NULL);
+        nq_future *fut = f->future = nqi_future_new(3);
+        CHECK(fut != NULL);
+        nqi_frame_ref(f);
+        nqi_frame_ref(f);
+        struct unpinner u = {f, 1 + round % 3};
+        for (int i = 0; i < u.pins; i++) {
+            nqi_frame_pin(f);
+        }
+        pthread_t t;
+        CHECK(pthread_create(&t, NULL, unpin_all, &u) == 0);
+        nqi_frame_done(f, NQ_OK);
+        nqi_frame_done(f, NQ_OK);
+        nqi_frame_done(f, round % 2 ? NQ_OK : NQ_ECLOSED);
+        CHECK(pthread_join(t, NULL) == 0);
+        CHECK_RC(nq_future_wait(fut, 0), round % 2 ? NQ_OK : NQ_ECLOSED);
+        nq_future_free(fut);
+    }
+    return 0;
+}
+
 /* ---- options and identities ---------------------------------------------------- */
 
 static int test_options_validate_ranges(void)
@@ -478,6 +560,8 @@ static const struct test_case tests[] = {
     TEST(test_blocks_move_between_threads),
     TEST(test_future_completes_after_every_part),
     TEST(test_future_callback_on_completed_future_runs_at_once),
+    TEST(test_pinned_frame_defers_its_future),
+    TEST(test_pins_released_on_another_thread),
     TEST(test_options_validate_ranges),
     TEST(test_ids_parse_and_format),
     TEST(test_errors_have_texts_and_version_matches),

@@ -107,7 +107,28 @@ struct gsess {
 #define SPENT_KEYS 64
 #define SPENT_MS 10000
 
+/* Payload pieces of at least LEND_MIN bytes go to grpc as slices over the
+ * frame's own memory instead of a copy.  grpc may hold such a slice after
+ * the send completes, so each one pins its frame (the put's future waits
+ * for it) and is counted here; the communicator's last step waits until
+ * grpc has let go of every one.  Separate from grpc_state so a release
+ * that comes late still finds it. */
+#define LEND_MIN (64 * 1024)
+#define LEND_WAIT_MS 10000
+
+typedef struct lender {
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    long lent;
+} lender;
+
+struct lend {
+    lender *owner;
+    nqi_frame *frame;
+};
+
 typedef struct grpc_state {
+    lender *lender;
     grpc_completion_queue *cq;
     pthread_t cq_thread;
     int cq_started;
@@ -269,24 +290,86 @@ static void maybe_release(grpc_state *st, gcall *gc)
     }
 }
 
-/* Sends the next slice of the session's output on its active call. */
-static int send_slice(nqi_session *s, gcall *gc)
+/* grpc let go of a lent slice (on any thread, possibly much later). */
+static void lend_release(void *arg)
 {
-    size_t slice_max = (size_t)s->comm->opts.ints[NQ_OPT_PROTOCOL_SIZE];
-    struct iovec iov[64];
-    size_t total;
-    int n = nqi_session_out_iov(s, iov, 64, slice_max, &total);
-    if (n == 0) {
+    struct lend *l = arg;
+    lender *owner = l->owner;
+    nqi_frame_unpin(l->frame);
+    free(l);
+    pthread_mutex_lock(&owner->mu);
+    if (--owner->lent == 0) {
+        pthread_cond_broadcast(&owner->cv);
+    }
+    pthread_mutex_unlock(&owner->mu);
+}
+
+/* A slice over the frame's memory, or 0 if it cannot be set up. */
+static int lend_slice(lender *owner, nqi_frame *f, const struct iovec *piece, grpc_slice *out)
+{
+    struct lend *l = malloc(sizeof(*l));
+    if (l == NULL) {
         return 0;
     }
-    grpc_slice slice = grpc_slice_malloc(total);
+    l->owner = owner;
+    l->frame = f;
+    nqi_frame_pin(f);
+    pthread_mutex_lock(&owner->mu);
+    owner->lent++;
+    pthread_mutex_unlock(&owner->mu);
+    *out = grpc_slice_new_with_user_data(piece->iov_base, piece->iov_len, lend_release, l);
+    return 1;
+}
+
+/* One slice holding a copy of the pieces [from, to). */
+static grpc_slice copy_slice(const struct iovec *iov, int from, int to)
+{
+    size_t len = 0;
+    for (int i = from; i < to; i++) {
+        len += iov[i].iov_len;
+    }
+    grpc_slice slice = grpc_slice_malloc(len);
     uint8_t *p = GRPC_SLICE_START_PTR(slice);
-    for (int i = 0; i < n; i++) {
+    for (int i = from; i < to; i++) {
         memcpy(p, iov[i].iov_base, iov[i].iov_len);
         p += iov[i].iov_len;
     }
-    gc->send_buf = grpc_raw_byte_buffer_create(&slice, 1);
-    grpc_slice_unref(slice);
+    return slice;
+}
+
+/* Sends the next slice of the session's output on its active call: large
+ * pieces lent, runs of small ones copied together. */
+static int send_slice(nqi_session *s, gcall *gc)
+{
+    grpc_state *st = s->comm->tp;
+    size_t slice_max = (size_t)s->comm->opts.ints[NQ_OPT_PROTOCOL_SIZE];
+    struct iovec iov[64];
+    nqi_frame *owners[64];
+    size_t total;
+    int n = nqi_session_out_iov(s, iov, owners, 64, slice_max, &total);
+    if (n == 0) {
+        return 0;
+    }
+    grpc_slice slices[64];
+    size_t nslices = 0;
+    for (int i = 0; i < n;) {
+        if (iov[i].iov_len >= LEND_MIN && lend_slice(st->lender, owners[i], &iov[i],
+                                                     &slices[nslices])) {
+            nslices++;
+            i++;
+            continue;
+        }
+        int end = i + 1;
+        while (end < n && iov[end].iov_len < LEND_MIN) {
+            end++;
+        }
+        slices[nslices++] = copy_slice(iov, i, end);
+        i = end;
+    }
+    gc->send_buf = grpc_raw_byte_buffer_create(slices, nslices);
+    for (size_t i = 0; i < nslices; i++) {
+        grpc_slice_unref(slices[i]);
+    }
     grpc_op op;
     memset(&op, 0, sizeof(op));
     op.op = GRPC_OP_SEND_MESSAGE;
@@ -1006,6 +1089,12 @@ static int grpc_open(nq_comm *c)
     pthread_mutex_init(&st->mu, NULL);
     nqi_cond_init(&st->cv);
     grpc_init();
+    st->lender = calloc(1, sizeof(*st->lender));
+    if (st->lender == NULL) {
+        return NQ_ENOMEM;
+    }
+    pthread_mutex_init(&st->lender->mu, NULL);
+    nqi_cond_init(&st->lender->cv);
     st->cq = grpc_completion_queue_create_for_next(NULL);
 
     int64_t psize = c->opts.ints[NQ_OPT_PROTOCOL_SIZE];
@@ -1152,6 +1241,31 @@ static void settle_posted(nq_comm *c)
     }
 }
 
+/* Waits until grpc has released every lent slice: their frames point at
+ * the communicator and at memory the puts' owners may free once told. */
+static void wait_lent(nq_comm *c, lender *owner)
+{
+    if (owner == NULL) {
+        return;
+    }
+    struct timespec dl = nqi_deadline_after(LEND_WAIT_MS);
+    pthread_mutex_lock(&owner->mu);
+    int rv = 0;
+    while (owner->lent > 0 && rv != ETIMEDOUT) {
+        rv = pthread_cond_timedwait(&owner->cv, &owner->mu, &dl);
+    }
+    long left = owner->lent;
+    pthread_mutex_unlock(&owner->mu);
+    if (left > 0) {
+        /* Left allocated: the late releases still need it. */
+        nqi_logf(&c->log, NQ_LOG_ERROR, "gRPC still holds %ld sent slices after close", left);
+        return;
+    }
+    pthread_mutex_destroy(&owner->mu);
+    pthread_cond_destroy(&owner->cv);
+    free(owner);
+}
+
 static void grpc_shutdown_hook(nq_comm *c)
 {
     grpc_state *st = c->tp;
@@ -1209,9 +1323,11 @@ static void grpc_shutdown_hook(nq_comm *c)
     }
     pthread_mutex_destroy(&st->mu);
     pthread_cond_destroy(&st->cv);
+    lender *owner = st->lender;
     free(st);
     c->tp = NULL;
     grpc_shutdown();
+    wait_lent(c, owner);
 }
 
 const nqi_transport nqi_grpc_transport = {

@@ -330,7 +330,7 @@ static void mqtt_flush(nqi_session *s)
     while (s->out_sent < window(c) && !atomic_load(&st->lost)) {
         struct iovec iov[64];
         size_t total;
-        int n = nqi_session_out_iov(s, iov, 64, slice, &total);
+        int n = nqi_session_out_iov(s, iov, NULL, 64, slice, &total);
         if (n == 0) {
             break;
         }

@@ -488,7 +488,7 @@ static void flush(nqi_session *s)
     s->want_write = 0;
     for (;;) {
         size_t total;
-        int n = nqi_session_out_iov(s, pieces, s->ssl != NULL ? MAX_IOV : GATHER_IOV, max_bytes,
+        int n = nqi_session_out_iov(s, pieces, NULL, s->ssl != NULL ? MAX_IOV : GATHER_IOV, max_bytes,
                                     &total);
         if (n == 0) {
             break;

@@ -391,8 +391,9 @@ NQ_API int nq_stat(nq_comm *comm, nq_stat_id stat, int64_t *out);
 /* ------------------------------------------------------------------------ */
 
 /* Called once when a future completes, with the put's result (NQ_OK or an
- * error).  It runs on a libnq I/O thread, or on the registering thread when
- * the future is already complete; it must not block, must not call nq_close,
+ * error).  It runs on a libnq I/O thread (with gRPC, possibly one of the
+ * grpc library's threads), or on the registering thread when the future is
+ * already complete; it must not block, must not call nq_close,
  * and must not free the future. */
 typedef void (*nq_future_cb)(nq_future *future, int result, void *ctx);
 
