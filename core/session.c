@@ -126,9 +126,12 @@ void nqi_frame_done(nqi_frame *f, int result)
 {
     if (f->future != NULL) {
         uint64_t old = atomic_load(&f->pins);
+        if ((old & PIN_COUNT) != 0) {
+            /* Before deferring: the last unpin may finish the part at once. */
+            nqi_future_note_error(f->future, result);
+        }
         while ((old & PIN_COUNT) != 0) {
             if (atomic_compare_exchange_weak(&f->pins, &old, old + PIN_DEFERRED_ONE)) {
-                nqi_future_note_error(f->future, result);
                 return; /* the last unpin finishes this part */
             }
         }
