@@ -394,6 +394,69 @@ static int test_future_callback_on_completed_future_runs_at_once(void)
     return 0;
 }
 
+struct waiter {
+    nq_future *future;
+    int result;
+};
+
+static void *wait_forever(void *arg)
+{
+    struct waiter *w = arg;
+    w->result = nq_future_wait(w->future, -1);
+    return NULL;
+}
+
+static void count_call(nq_future *f, int result, void *ctx)
+{
+    (void)f;
+    (void)result;
+    atomic_fetch_add((atomic_int *)ctx, 1);
+}
+
+static void *complete_part(void *arg)
+{
+    nqi_future_part_done(arg, NQ_OK);
+    return NULL;
+}
+
+/* Several threads sleep on one future and all wake with its result; a
+ * callback registered while the future completes on another thread runs
+ * exactly once; a second registration is refused. */
+static int test_future_waiters_and_racing_callback(void)
+{
+    nq_future *f = nqi_future_new(1);
+    CHECK(f != NULL);
+    enum { WAITERS = 4 };
+    struct waiter w[WAITERS];
+    pthread_t t[WAITERS];
+    for (int i = 0; i < WAITERS; i++) {
+        w[i] = (struct waiter){f, 99};
+        CHECK(pthread_create(&t[i], NULL, wait_forever, &w[i]) == 0);
+    }
+    CHECK_RC(nq_future_wait(f, 20), NQ_ETIMEDOUT);
+    nqi_future_part_done(f, NQ_ECONNRESET);
+    for (int i = 0; i < WAITERS; i++) {
+        CHECK(pthread_join(t[i], NULL) == 0);
+        CHECK(w[i].result == NQ_ECONNRESET);
+    }
+    nq_future_free(f);
+
+    for (int round = 0; round < 2000; round++) {
+        f = nqi_future_new(1);
+        CHECK(f != NULL);
+        atomic_int calls = 0;
+        pthread_t done;
+        CHECK(pthread_create(&done, NULL, complete_part, f) == 0);
+        CHECK_OK(nq_future_on_done(f, count_call, &calls));
+        CHECK_RC(nq_future_on_done(f, count_call, &calls), NQ_EINVAL);
+        CHECK(pthread_join(done, NULL) == 0);
+        CHECK_RC(nq_future_wait(f, -1), NQ_OK);
+        CHECK(atomic_load(&calls) == 1);
+        nq_future_free(f);
+    }
+    return 0;
+}
+
 /* A pinned frame's future waits for the last pin, errors included. */
 static int test_pinned_frame_defers_its_future(void)
 {
@@ -560,6 +623,7 @@ static const struct test_case tests[] = {
     TEST(test_blocks_move_between_threads),
     TEST(test_future_completes_after_every_part),
     TEST(test_future_callback_on_completed_future_runs_at_once),
+    TEST(test_future_waiters_and_racing_callback),
     TEST(test_pinned_frame_defers_its_future),
     TEST(test_pins_released_on_another_thread),
     TEST(test_options_validate_ranges),
