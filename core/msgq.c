@@ -11,6 +11,7 @@ void nqi_msgq_init(nqi_msgq *q)
     nqi_cond_init(&q->cv);
     q->head = q->tail = NULL;
     q->final_error = 0;
+    q->waiters = 0;
 }
 
 void nqi_msgq_fini(nqi_msgq *q)
@@ -26,6 +27,17 @@ void nqi_msgq_fini(nqi_msgq *q)
     pthread_cond_destroy(&q->cv);
 }
 
+/* Only a getter that sleeps needs a wake-up, and after the unlock, so that
+ * it does not wake only to wait for the mutex. */
+static void wake(nqi_msgq *q, int waiters)
+{
+    if (waiters == 1) {
+        pthread_cond_signal(&q->cv);
+    } else if (waiters > 1) {
+        pthread_cond_broadcast(&q->cv);
+    }
+}
+
 void nqi_msgq_push(nqi_msgq *q, nq_msg *first, nq_msg *last)
 {
     last->next = NULL;
@@ -36,8 +48,9 @@ void nqi_msgq_push(nqi_msgq *q, nq_msg *first, nq_msg *last)
         q->head = first;
     }
     q->tail = last;
-    pthread_cond_broadcast(&q->cv);
+    int waiters = q->waiters;
     pthread_mutex_unlock(&q->mu);
+    wake(q, waiters);
 }
 
 void nqi_msgq_finish(nqi_msgq *q, int err)
@@ -63,9 +76,15 @@ int nqi_msgq_pop(nqi_msgq *q, int64_t timeout_ms, nq_msg **out)
             rv = NQ_ETIMEDOUT;
             break;
         }
+        q->waiters++;
+        int timed_out = 0;
         if (timeout_ms < 0) {
             pthread_cond_wait(&q->cv, &q->mu);
-        } else if (pthread_cond_timedwait(&q->cv, &q->mu, &dl) == ETIMEDOUT) {
+        } else {
+            timed_out = pthread_cond_timedwait(&q->cv, &q->mu, &dl) == ETIMEDOUT;
+        }
+        q->waiters--;
+        if (timed_out) {
             rv = q->head == NULL && q->final_error == 0 ? NQ_ETIMEDOUT : NQ_OK;
             break;
         }

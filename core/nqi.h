@@ -181,11 +181,12 @@ typedef struct nqi_msgq {
     nq_msg *head;
     nq_msg *tail;
     int final_error; /* 0 while messages may still come */
+    int waiters;     /* getters asleep on cv */
 } nqi_msgq;
 
 void nqi_msgq_init(nqi_msgq *q);
 void nqi_msgq_fini(nqi_msgq *q);
-/* Appends a chain of messages (first..last) and wakes getters. */
+/* Appends a chain of messages (first..last) and wakes sleeping getters. */
 void nqi_msgq_push(nqi_msgq *q, nq_msg *first, nq_msg *last);
 /* Sets the error get returns once the queue is empty (first one wins). */
 void nqi_msgq_finish(nqi_msgq *q, int err);
