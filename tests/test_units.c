@@ -457,6 +457,96 @@ static int test_future_waiters_and_racing_callback(void)
     return 0;
 }
 
+/* ---- the arrival queue -------------------------------------------------------- */
+
+struct getter {
+    nqi_msgq *q;
+    int got;
+    int end;
+};
+
+static void *get_until_finished(void *arg)
+{
+    struct getter *g = arg;
+    nq_msg *m;
+    int rv;
+    while ((rv = nqi_msgq_pop(g->q, -1, &m)) == NQ_OK) {
+        g->got += (int)m->len;
+        nq_msg_free(m);
+    }
+    g->end = rv;
+    return NULL;
+}
+
+static nq_msg *counted_msg(size_t len)
+{
+    nq_msg *m = nqi_block_calloc(sizeof(*m));
+    if (m != NULL) {
+        m->len = len; /* no data: the length is the count it stands for */
+    }
+    return m;
+}
+
+/* Getters that sleep on the queue are woken for single messages and for
+ * chains alike: every message is taken exactly once, none is left behind,
+ * and the final error reaches every getter. */
+static int test_arrival_queue_wakes_every_sleeping_getter(void)
+{
+    nqi_msgq q;
+    nqi_msgq_init(&q);
+    enum { GETTERS = 4, SINGLES = 20000, CHAINS = 2000, CHAIN = 5 };
+    struct getter g[GETTERS];
+    pthread_t t[GETTERS];
+    for (int i = 0; i < GETTERS; i++) {
+        g[i] = (struct getter){&q, 0, 0};
+        CHECK(pthread_create(&t[i], NULL, get_until_finished, &g[i]) == 0);
+    }
+    for (int i = 0; i < SINGLES; i++) {
+        nq_msg *m = counted_msg(1);
+        CHECK(m != NULL);
+        nqi_msgq_push(&q, m, m);
+        if (i % 1000 == 0) {
+            nanosleep(&(struct timespec){0, 200000}, NULL); /* let getters sleep */
+        }
+    }
+    for (int i = 0; i < CHAINS; i++) {
+        nq_msg *first = NULL, *last = NULL;
+        for (int k = 0; k < CHAIN; k++) {
+            nq_msg *m = counted_msg(1);
+            CHECK(m != NULL);
+            if (last != NULL) {
+                last->next = m;
+            } else {
+                first = m;
+            }
+            last = m;
+        }
+        nqi_msgq_push(&q, first, last);
+    }
+    /* Everything is taken while the queue is still open (a lost wake-up
+     * would leave messages behind sleeping getters). */
+    int empty = 0;
+    for (int spins = 0; spins < 10000 && !empty; spins++) {
+        nanosleep(&(struct timespec){0, 1000000}, NULL);
+        pthread_mutex_lock(&q.mu);
+        empty = q.head == NULL;
+        pthread_mutex_unlock(&q.mu);
+    }
+    CHECK(empty);
+    nqi_msgq_finish(&q, NQ_ECLOSED);
+    int got = 0;
+    for (int i = 0; i < GETTERS; i++) {
+        CHECK(pthread_join(t[i], NULL) == 0);
+        CHECK_RC(g[i].end, NQ_ECLOSED);
+        got += g[i].got;
+    }
+    CHECK(got == SINGLES + CHAINS * CHAIN);
+    nq_msg *m;
+    CHECK_RC(nqi_msgq_pop(&q, 0, &m), NQ_ECLOSED);
+    nqi_msgq_fini(&q);
+    return 0;
+}
+
 /* A pinned frame's future waits for the last pin, errors included. */
 static int test_pinned_frame_defers_its_future(void)
 {
@@ -624,6 +714,7 @@ static const struct test_case tests[] = {
     TEST(test_future_completes_after_every_part),
     TEST(test_future_callback_on_completed_future_runs_at_once),
     TEST(test_future_waiters_and_racing_callback),
+    TEST(test_arrival_queue_wakes_every_sleeping_getter),
     TEST(test_pinned_frame_defers_its_future),
     TEST(test_pins_released_on_another_thread),
     TEST(test_options_validate_ranges),
