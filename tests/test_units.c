@@ -457,6 +457,52 @@ static int test_future_waiters_and_racing_callback(void)
     return 0;
 }
 
+/* Large blocks come back for the next payload of about their size, within
+ * a bound on what is kept; small and huge ones are never kept. */
+static int test_large_blocks_are_reused_within_a_bound(void)
+{
+    size_t before = nqi_block_kept_bytes();
+    CHECK(before == 0);
+    uint8_t *a = nqi_block_alloc(2 * 1024 * 1024);
+    CHECK(a != NULL);
+    memset(a, 0x5a, 2 * 1024 * 1024);
+    nqi_block_free(a);
+    uint8_t *b = nqi_block_alloc(2 * 1024 * 1024 - 100);
+    CHECK(b != NULL);
+    if (nqi_block_pooled()) {
+        CHECK(b == a); /* the same memory, already mapped */
+    } else {
+        CHECK(nqi_block_kept_bytes() == 0);
+    }
+    CHECK(nqi_block_kept_bytes() == 0);
+    nqi_block_free(b);
+
+    /* A much smaller request does not take a big block. */
+    uint8_t *c = nqi_block_alloc(300 * 1024);
+    CHECK(c != NULL && (c != b || !nqi_block_pooled()));
+    nqi_block_free(c);
+
+    enum { MANY = 8 };
+    uint8_t *blocks[MANY];
+    for (int i = 0; i < MANY; i++) {
+        blocks[i] = nqi_block_alloc(4 * 1024 * 1024);
+        CHECK(blocks[i] != NULL);
+    }
+    for (int i = 0; i < MANY; i++) {
+        nqi_block_free(blocks[i]);
+    }
+    CHECK(nqi_block_kept_bytes() <= 16 * 1024 * 1024);
+    if (nqi_block_pooled()) {
+        CHECK(nqi_block_kept_bytes() >= 8 * 1024 * 1024);
+    }
+    uint8_t *huge = nqi_block_alloc(64 * 1024 * 1024);
+    CHECK(huge != NULL);
+    size_t kept = nqi_block_kept_bytes();
+    nqi_block_free(huge);
+    CHECK(nqi_block_kept_bytes() == kept);
+    return 0;
+}
+
 /* ---- the arrival queue -------------------------------------------------------- */
 
 struct getter {
@@ -715,6 +761,7 @@ static const struct test_case tests[] = {
     TEST(test_future_callback_on_completed_future_runs_at_once),
     TEST(test_future_waiters_and_racing_callback),
     TEST(test_arrival_queue_wakes_every_sleeping_getter),
+    TEST(test_large_blocks_are_reused_within_a_bound),
     TEST(test_pinned_frame_defers_its_future),
     TEST(test_pins_released_on_another_thread),
     TEST(test_options_validate_ranges),
