@@ -307,6 +307,18 @@ size_t nqi_block_kept_bytes(void)
     return total;
 }
 
+void nqi_block_drop_kept(void)
+{
+    pthread_mutex_lock(&large_mu);
+    for (int i = 0; i < LARGE_SLOTS; i++) {
+        free(large[i]);
+        large[i] = NULL;
+        large_size[i] = 0;
+    }
+    large_total = 0;
+    pthread_mutex_unlock(&large_mu);
+}
+
 int nqi_block_pooled(void)
 {
     return POOLED;
