@@ -388,6 +388,8 @@ void nqi_session_mark_dirty(nqi_session *s);
  * receives the frame each entry belongs to. */
 int nqi_session_out_iov(nqi_session *s, struct iovec *iov, nqi_frame **owners, int max_iov,
                         size_t max_bytes, size_t *total);
+/* Copies the n pieces back to back into dst; returns the bytes copied. */
+size_t nqi_iov_copy(uint8_t *dst, const struct iovec *iov, int n);
 /* Bytes queued and not yet handed to the transport (beyond out_sent). */
 uint64_t nqi_session_out_pending(const nqi_session *s);
 /* Accounts n bytes handed to the transport; completes finished frames. */

@@ -361,6 +361,16 @@ int nqi_session_out_iov(nqi_session *s, struct iovec *iov, nqi_frame **owners, i
     return n;
 }
 
+size_t nqi_iov_copy(uint8_t *dst, const struct iovec *iov, int n)
+{
+    size_t at = 0;
+    for (int i = 0; i < n; i++) {
+        memcpy(dst + at, iov[i].iov_base, iov[i].iov_len);
+        at += iov[i].iov_len;
+    }
+    return at;
+}
+
 uint64_t nqi_session_out_pending(const nqi_session *s)
 {
     uint64_t total = 0;

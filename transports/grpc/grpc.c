@@ -329,11 +329,7 @@ static grpc_slice copy_slice(const struct iovec *iov, int from, int to)
         len += iov[i].iov_len;
     }
     grpc_slice slice = grpc_slice_malloc(len);
-    uint8_t *p = GRPC_SLICE_START_PTR(slice);
-    for (int i = from; i < to; i++) {
-        memcpy(p, iov[i].iov_base, iov[i].iov_len);
-        p += iov[i].iov_len;
-    }
+    nqi_iov_copy(GRPC_SLICE_START_PTR(slice), iov + from, to - from);
     return slice;
 }
 

@@ -344,10 +344,8 @@ static void mqtt_flush(nqi_session *s)
             nqi_session_end(s, NQ_ENOMEM);
             return;
         }
-        size_t at = 0;
-        for (int i = 0; i < n && buf != NULL; i++) {
-            memcpy(buf + at, iov[i].iov_base, iov[i].iov_len);
-            at += iov[i].iov_len;
+        if (buf != NULL) {
+            nqi_iov_copy(buf, iov, n);
         }
         sn->len = total;
         sn->cmd.session = s;

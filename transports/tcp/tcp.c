@@ -488,8 +488,8 @@ static void flush(nqi_session *s)
     s->want_write = 0;
     for (;;) {
         size_t total;
-        int n = nqi_session_out_iov(s, pieces, NULL, s->ssl != NULL ? MAX_IOV : GATHER_IOV, max_bytes,
-                                    &total);
+        int max_iov = s->ssl != NULL ? MAX_IOV : GATHER_IOV;
+        int n = nqi_session_out_iov(s, pieces, NULL, max_iov, max_bytes, &total);
         if (n == 0) {
             break;
         }
