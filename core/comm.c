@@ -1,122 +1,125 @@
 /*
- * Communicators: the public entry points.  Each is a thin layer that checks
- * its arguments, then hands work to the event loops (put, close) or takes
- * it from the arrival queue (get).
+ * Communicators: the public entry points other than put (core/put.c).
+ * Each checks its arguments, then hands work to the workers' loops (close)
+ * or takes it from the arrival queue (get).  A communicator's workers are
+ * set up and stopped here; the commands that begin the close, drop every
+ * connection and stop a worker are preallocated in it, so close never
+ * waits for memory.
  */
-#include <errno.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include "core/nqi.h"
+#include "core/peers.h"
+#include "core/transport.h"
 
-/* ---- peers and live sessions ---------------------------------------------- */
+/* ---- workers ---------------------------------------------------------------- */
 
-int nqi_peers_add(nq_comm *c, nqi_session *s)
+/* nq_close began: a client sends FIN after its data, a server stops taking
+ * connections and drops strangers; every paused peer reads again so that
+ * its FIN can arrive. */
+static void run_close(nqi_loop *l, nqi_cmd *cmd)
 {
-    int rv = NQ_OK;
-    pthread_rwlock_wrlock(&c->peers_mu);
-    for (size_t i = 0; i < c->npeers; i++) {
-        if (nq_id_equal(&c->peers[i]->peer, &s->peer)) {
-            rv = NQ_EPROTO;
-            goto out;
-        }
+    (void)cmd;
+    nqi_worker *w = nqi_worker_of(l);
+    nq_comm *c = w->comm;
+    w->closing = 1;
+    if (c->transport->worker_closing != NULL) {
+        c->transport->worker_closing(w);
     }
-    if (c->npeers == c->peers_cap) {
-        size_t ncap = c->peers_cap == 0 ? 8 : c->peers_cap * 2;
-        nqi_session **np = realloc(c->peers, ncap * sizeof(*np));
-        if (np == NULL) {
-            rv = NQ_ENOMEM;
-            goto out;
+    nqi_node *n, *next;
+    for (n = nqi_list_first(&w->sessions); n != NULL; n = next) {
+        next = nqi_list_next(&w->sessions, n);
+        nqi_session *s = NQI_CONTAINER(n, nqi_session, link);
+        nqi_session_ref(s);
+        if (c->purpose == NQ_CLIENT) {
+            if (nqi_session_queue_fin(s) != NQ_OK) {
+                nqi_session_end(s, NQ_ENOMEM);
+            }
+        } else if (!s->ini_received) {
+            /* Strangers that never introduced themselves are not peers to
+             * wait for. */
+            nqi_session_end(s, NQ_ECLOSED);
         }
-        c->peers = np;
-        c->peers_cap = ncap;
-    }
-    nqi_session_ref(s);
-    c->peers[c->npeers++] = s;
-    s->registered = 1;
-    nqi_stat_add(c, NQI_ST_PEERS, 1);
-out:
-    pthread_rwlock_unlock(&c->peers_mu);
-    return rv;
-}
-
-void nqi_peers_remove(nq_comm *c, nqi_session *s)
-{
-    int found = 0;
-    pthread_rwlock_wrlock(&c->peers_mu);
-    for (size_t i = 0; i < c->npeers; i++) {
-        if (c->peers[i] == s) {
-            c->peers[i] = c->peers[--c->npeers];
-            found = 1;
-            break;
-        }
-    }
-    s->registered = 0;
-    pthread_rwlock_unlock(&c->peers_mu);
-    if (found) {
-        nqi_stat_add(c, NQI_ST_PEERS, -1);
+        nqi_session_resume(s);
         nqi_session_unref(s);
     }
 }
 
-void nqi_live_inc(nq_comm *c)
+static void run_abort(nqi_loop *l, nqi_cmd *cmd)
 {
-    pthread_mutex_lock(&c->live_mu);
-    c->live++;
-    pthread_mutex_unlock(&c->live_mu);
+    (void)cmd;
+    nqi_worker_end_sessions(nqi_worker_of(l), NQ_ECLOSED);
 }
 
-void nqi_live_dec(nq_comm *c, int err)
+static void run_stop(nqi_loop *l, nqi_cmd *cmd)
 {
-    pthread_mutex_lock(&c->live_mu);
-    c->live--;
-    if (err != 0 && c->first_error == 0) {
-        c->first_error = err;
+    (void)cmd;
+    nqi_worker *w = nqi_worker_of(l);
+    w->closing = 1;
+    nqi_worker_end_sessions(w, NQ_ECLOSED);
+    nqi_loop_stop(l);
+}
+
+static void discard_nothing(nqi_cmd *cmd)
+{
+    (void)cmd;
+}
+
+static void worker_on_start(nqi_loop *l)
+{
+    nqi_worker *w = nqi_worker_of(l);
+    if (w->comm->transport->worker_start != NULL) {
+        w->comm->transport->worker_start(w);
     }
-    pthread_cond_broadcast(&c->live_cv);
-    pthread_mutex_unlock(&c->live_mu);
 }
 
-/* Waits until no session is alive; returns 0, or NQ_ETIMEDOUT. */
-static int wait_live(nq_comm *c, int64_t timeout_ms)
+static int worker_init(nqi_worker *w, nq_comm *c, int index)
 {
-    struct timespec dl = nqi_deadline_after(timeout_ms);
-    int rv = 0;
-    pthread_mutex_lock(&c->live_mu);
-    while (c->live > 0) {
-        if (timeout_ms < 0) {
-            pthread_cond_wait(&c->live_cv, &c->live_mu);
-        } else if (pthread_cond_timedwait(&c->live_cv, &c->live_mu, &dl) == ETIMEDOUT) {
-            rv = c->live > 0 ? NQ_ETIMEDOUT : 0;
-            break;
+    w->comm = c;
+    w->index = index;
+    nqi_list_init(&w->sessions);
+    w->close_cmd = (nqi_cmd){.run = run_close, .discard = discard_nothing};
+    w->abort_cmd = (nqi_cmd){.run = run_abort, .discard = discard_nothing};
+    w->stop_cmd = (nqi_cmd){.run = run_stop, .discard = discard_nothing};
+    return nqi_loop_init(&w->loop, w);
+}
+
+/* Stops and joins every started worker after ending their sessions. */
+static void stop_workers(nq_comm *c, int abort_first)
+{
+    for (int i = 0; i < c->nworkers; i++) {
+        nqi_worker *w = &c->workers[i];
+        if (w->loop.started) {
+            if (abort_first) {
+                nqi_loop_post(&w->loop, &w->abort_cmd);
+            }
+            nqi_loop_post(&w->loop, &w->stop_cmd);
         }
     }
-    pthread_mutex_unlock(&c->live_mu);
-    return rv;
+    for (int i = 0; i < c->nworkers; i++) {
+        nqi_loop_join(&c->workers[i].loop);
+    }
 }
 
 /* ---- open and destroy ------------------------------------------------------ */
 
 static void comm_free(nq_comm *c)
 {
-    if (c->transport != NULL && c->transport->shutdown != NULL) {
+    if (c->transport->shutdown != NULL) {
         c->transport->shutdown(c);
     }
-    for (int i = 0; i < c->nloops; i++) {
-        nqi_loop_fini(&c->loops[i]);
+    for (int i = 0; i < c->nworkers; i++) {
+        nqi_loop_fini(&c->workers[i].loop);
     }
-    free(c->loops);
+    free(c->workers);
     if (c->client != NULL) {
         nqi_session_unref(c->client);
     }
-    nqi_msgq_fini(&c->msgq);
+    nqi_msgq_fini(&c->msgq, nq_msg_free);
     for (size_t i = 0; i < c->npeers; i++) {
         nqi_session_unref(c->peers[i]);
     }
     free(c->peers);
-    if (c->ssl_ctx != NULL) {
-        nqi_tls_ctx_free(c->ssl_ctx);
-    }
     pthread_mutex_destroy(&c->close_mu);
     pthread_mutex_destroy(&c->live_mu);
     pthread_cond_destroy(&c->live_cv);
@@ -126,36 +129,10 @@ static void comm_free(nq_comm *c)
     free(c);
 }
 
-static int check_tls_options(nq_comm *c)
-{
-    if (!c->opts.tls) {
-        return NQ_OK;
-    }
-    if (c->protocol == NQ_MQTT) {
-        /* Both roles are clients of the broker, which holds the key; paho
-         * runs the TLS session. */
-        if (c->opts.key_path != NULL) {
-            nqi_logf(&c->log, NQ_LOG_ERROR,
-                     "MQTT peers take only the broker's trusted certificates, no key");
-            return NQ_EINVAL;
-        }
-        return NQ_OK;
-    }
-    if (c->purpose == NQ_SERVER && (c->opts.key_path == NULL || c->opts.cert_path == NULL)) {
-        nqi_logf(&c->log, NQ_LOG_ERROR, "a TLS server needs both a key and a certificate");
-        return NQ_EINVAL;
-    }
-    if (c->purpose == NQ_CLIENT && c->opts.key_path != NULL) {
-        nqi_logf(&c->log, NQ_LOG_ERROR, "a TLS client takes no private key");
-        return NQ_EINVAL;
-    }
-    return nqi_tls_ctx_new(c, &c->ssl_ctx);
-}
-
 /* Creates the client's session with its INI queued first. */
 static int start_client_session(nq_comm *c)
 {
-    nqi_session *s = nqi_session_new(c, &c->loops[0], -1);
+    nqi_session *s = nqi_session_new(&c->workers[0]);
     if (s == NULL) {
         return NQ_ENOMEM;
     }
@@ -169,28 +146,18 @@ static int start_client_session(nq_comm *c)
         }
         return NQ_ENOMEM;
     }
-    s->conn_state = NQI_CONN_RESOLVING;
     return NQ_OK;
 }
 
 int nq_open(nq_protocol protocol, nq_purpose purpose, const nq_opts *opts, nq_comm **out)
 {
-    if (out == NULL || (purpose != NQ_CLIENT && purpose != NQ_SERVER)) {
+    if (out == NULL || (purpose != NQ_CLIENT && purpose != NQ_SERVER) ||
+        (protocol != NQ_TCP && protocol != NQ_MQTT && protocol != NQ_GRPC)) {
         return NQ_EINVAL;
     }
-    const nqi_transport *transport;
-    switch (protocol) {
-    case NQ_TCP:
-        transport = &nqi_tcp_transport;
-        break;
-    case NQ_MQTT:
-        transport = &nqi_mqtt_transport;
-        break;
-    case NQ_GRPC:
-        transport = &nqi_grpc_transport;
-        break;
-    default:
-        return NQ_EINVAL;
+    const nqi_transport *transport = nqi_transport_for(protocol);
+    if (transport == NULL) {
+        return NQ_ENOTSUP;
     }
     nq_comm *c = calloc(1, sizeof(*c));
     if (c == NULL) {
@@ -213,19 +180,16 @@ int nq_open(nq_protocol protocol, nq_purpose purpose, const nq_opts *opts, nq_co
     pthread_mutex_init(&c->server_id_mu, NULL);
     nqi_msgq_init(&c->msgq);
 
-    /* Only TCP servers spread connections over several loops. */
-    int nloops = purpose == NQ_SERVER && protocol == NQ_TCP ? (int)c->opts.ints[NQ_OPT_WORKERS] : 1;
-    c->loops = calloc((size_t)nloops, sizeof(*c->loops));
-    if (c->loops == NULL) {
+    int n = purpose == NQ_SERVER && transport->multi_worker ? (int)c->opts.ints[NQ_OPT_WORKERS]
+                                                             : 1;
+    c->workers = calloc((size_t)n, sizeof(*c->workers));
+    if (c->workers == NULL) {
         comm_free(c);
         return NQ_ENOMEM;
     }
-    c->nloops = nloops;
-    for (int i = 0; i < nloops && rv == NQ_OK; i++) {
-        rv = nqi_loop_init(&c->loops[i], c, i);
-    }
-    if (rv == NQ_OK) {
-        rv = check_tls_options(c);
+    for (int i = 0; i < n && rv == NQ_OK; i++) {
+        rv = worker_init(&c->workers[i], c, i);
+        c->nworkers = i + 1; /* initialised, so released by comm_free */
     }
     if (rv == NQ_OK && purpose == NQ_CLIENT) {
         rv = start_client_session(c);
@@ -233,19 +197,12 @@ int nq_open(nq_protocol protocol, nq_purpose purpose, const nq_opts *opts, nq_co
     if (rv == NQ_OK) {
         rv = transport->open(c);
     }
-    for (int i = 0; i < nloops && rv == NQ_OK; i++) {
-        rv = nqi_loop_start(&c->loops[i]);
+    for (int i = 0; i < n && rv == NQ_OK; i++) {
+        rv = nqi_loop_start(&c->workers[i].loop, worker_on_start);
     }
     if (rv != NQ_OK) {
-        /* Loops that started have nothing to do yet; stop them. */
-        for (int i = 0; i < nloops; i++) {
-            if (c->loops[i].started) {
-                c->loops[i].stopping = 1;
-                nqi_loop_post_simple(&c->loops[i], NQI_CMD_ABORT, NULL, -1);
-                nqi_loop_post_simple(&c->loops[i], NQI_CMD_STOP, NULL, -1);
-                nqi_loop_join(&c->loops[i]);
-            }
-        }
+        /* Workers that started have nothing to do yet; stop them. */
+        stop_workers(c, 1);
         if (c->client != NULL) {
             nqi_session_end(c->client, NQ_ECLOSED);
         }
@@ -267,29 +224,21 @@ int nq_close(nq_comm *c)
         return c->close_result;
     }
     atomic_store(&c->state, NQI_CLOSING);
-    for (int i = 0; i < c->nloops; i++) {
-        while (nqi_loop_post_simple(&c->loops[i], NQI_CMD_CLOSE, NULL, -1) != NQ_OK) {
-        }
+    for (int i = 0; i < c->nworkers; i++) {
+        nqi_loop_post(&c->workers[i].loop, &c->workers[i].close_cmd);
     }
-    int rv = wait_live(c, c->opts.ints[NQ_OPT_CLOSE_TIMEOUT_MS]);
+    int rv = nqi_live_wait(c, c->opts.ints[NQ_OPT_CLOSE_TIMEOUT_MS]);
     if (rv == NQ_ETIMEDOUT) {
         nqi_logf(&c->log, NQ_LOG_WARN, "close handshake timed out; dropping connections");
-        for (int i = 0; i < c->nloops; i++) {
-            while (nqi_loop_post_simple(&c->loops[i], NQI_CMD_ABORT, NULL, -1) != NQ_OK) {
-            }
+        for (int i = 0; i < c->nworkers; i++) {
+            nqi_loop_post(&c->workers[i].loop, &c->workers[i].abort_cmd);
         }
-        wait_live(c, -1);
+        nqi_live_wait(c, -1);
     }
     if (c->transport->close != NULL) {
         c->transport->close(c);
     }
-    for (int i = 0; i < c->nloops; i++) {
-        while (nqi_loop_post_simple(&c->loops[i], NQI_CMD_STOP, NULL, -1) != NQ_OK) {
-        }
-    }
-    for (int i = 0; i < c->nloops; i++) {
-        nqi_loop_join(&c->loops[i]);
-    }
+    stop_workers(c, 0);
     nqi_msgq_finish(&c->msgq, NQ_ECLOSED);
     pthread_mutex_lock(&c->live_mu);
     c->close_result = rv != 0 ? rv : c->first_error;
@@ -308,232 +257,7 @@ void nq_destroy(nq_comm *c)
     comm_free(c);
 }
 
-/* ---- put ------------------------------------------------------------------- */
-
-/* 1 when the n chunks hold exactly the 16 bytes of id. */
-static int equals_id(const nq_chunk *chunks, size_t n, const nq_id *id)
-{
-    size_t at = 0;
-    for (size_t i = 0; i < n; i++) {
-        if (chunks[i].len > sizeof(id->bytes) - at ||
-            memcmp(id->bytes + at, chunks[i].data, chunks[i].len) != 0) {
-            return 0;
-        }
-        at += chunks[i].len;
-    }
-    return at == sizeof(id->bytes);
-}
-
-/* Puts to at most this many peers keep their bookkeeping on the stack, so a
- * put costs no allocation beyond its frame and future. */
-#define SMALL_TARGETS 8
-
-/* Collects referenced sessions to send to into small, or into a new array
- * when there are more; returns their count or an error. */
-static int collect_targets(nq_comm *c, const nq_id *peers, size_t npeers, nqi_session **small,
-                           nqi_session ***out)
-{
-    if (c->purpose == NQ_CLIENT) {
-        /* Lent, not referenced: the client's session outlives its loop. */
-        small[0] = c->client;
-        *out = small;
-        return 1;
-    }
-    int rv = 0;
-    pthread_rwlock_rdlock(&c->peers_mu);
-    size_t want = npeers == 0 ? c->npeers : npeers;
-    nqi_session **t = want <= SMALL_TARGETS ? small : malloc(want * sizeof(*t));
-    if (t == NULL) {
-        pthread_rwlock_unlock(&c->peers_mu);
-        return NQ_ENOMEM;
-    }
-    for (size_t i = 0; i < want; i++) {
-        nqi_session *s = NULL;
-        if (npeers == 0) {
-            s = c->peers[i];
-        } else {
-            for (size_t k = 0; k < c->npeers; k++) {
-                if (nq_id_equal(&c->peers[k]->peer, &peers[i])) {
-                    s = c->peers[k];
-                    break;
-                }
-            }
-        }
-        if (s == NULL) {
-            rv = NQ_ENOPEER;
-            break;
-        }
-        nqi_session_ref(s);
-        t[rv++] = s;
-    }
-    pthread_rwlock_unlock(&c->peers_mu);
-    if (rv < 0 || (npeers > 0 && (size_t)rv != npeers)) {
-        int got = rv < 0 ? 0 : rv;
-        for (int i = 0; i < got; i++) {
-            nqi_session_unref(t[i]);
-        }
-        if (t != small) {
-            free(t);
-        }
-        return NQ_ENOPEER;
-    }
-    *out = t;
-    return rv;
-}
-
-static void release_arrays(nqi_session **targets, nqi_session **small_targets, nqi_cmd **cmds,
-                           nqi_cmd **small_cmds)
-{
-    if (targets != small_targets) {
-        free(targets);
-    }
-    if (cmds != small_cmds) {
-        free(cmds);
-    }
-}
-
-/* Queues an already built frame to the targets and releases the caller's
- * reference to it. */
-static int post_frame(nq_comm *c, nqi_frame *f, const nq_id *peers, size_t npeers,
-                      nq_future **out)
-{
-    nqi_session *small_targets[SMALL_TARGETS];
-    nqi_session **targets = NULL;
-    int n = collect_targets(c, peers, npeers, small_targets, &targets);
-    if (n < 0) {
-        nqi_frame_unref(f);
-        return n;
-    }
-    /* Extra commands are allocated up front so a failure leaves nothing
-     * half-sent.  The first target uses the command inside the frame. */
-    nqi_cmd *small_cmds[SMALL_TARGETS] = {NULL};
-    nqi_cmd **cmds = n <= SMALL_TARGETS ? small_cmds : calloc((size_t)n, sizeof(*cmds));
-    int rv = cmds == NULL ? NQ_ENOMEM : NQ_OK;
-    for (int i = 1; i < n && rv == NQ_OK; i++) {
-        cmds[i] = nqi_block_calloc(sizeof(nqi_cmd));
-        if (cmds[i] == NULL) {
-            rv = NQ_ENOMEM;
-        }
-    }
-    nq_future *fut = NULL;
-    if (rv == NQ_OK && out != NULL) {
-        fut = nqi_future_new(n > 0 ? n : 1);
-        if (fut == NULL) {
-            rv = NQ_ENOMEM;
-        }
-    }
-    if (rv != NQ_OK) {
-        for (int i = 0; i < n; i++) {
-            if (c->purpose != NQ_CLIENT) {
-                nqi_session_unref(targets[i]);
-            }
-            if (cmds != NULL) {
-                nqi_block_free(cmds[i]);
-            }
-        }
-        release_arrays(targets, small_targets, cmds, small_cmds);
-        nqi_frame_unref(f);
-        return rv;
-    }
-    f->future = fut;
-    if (fut != NULL) {
-        *out = fut;
-        if (n == 0) {
-            nqi_future_part_done(fut, NQ_OK);
-            /* The frame keeps no reference to a finished future. */
-            f->future = NULL;
-        }
-    }
-    for (int i = 0; i < n; i++) {
-        nqi_cmd *cmd = i == 0 ? &f->cmd : cmds[i];
-        cmd->type = NQI_CMD_SEND;
-        cmd->session = targets[i]; /* the reference moves to the command */
-        cmd->borrowed = c->purpose == NQ_CLIENT;
-        cmd->frame = f;
-        if (i > 0) {
-            nqi_frame_ref(f); /* the first command takes the caller's */
-        }
-    }
-    /* Post only after every reference is taken: a command may run and drop
-     * its reference at once, and f is not touched after the last post. */
-    for (int i = 0; i < n; i++) {
-        nqi_cmd *cmd = i == 0 ? &f->cmd : cmds[i];
-        nqi_loop_post(targets[i]->loop, cmd);
-    }
-    release_arrays(targets, small_targets, cmds, small_cmds);
-    if (n == 0) {
-        nqi_frame_unref(f);
-    }
-    return NQ_OK;
-}
-
-int nq_put(nq_comm *comm, const nq_chunk *chunks, size_t n, const nq_id *peers, size_t npeers,
-           nq_future **out)
-{
-    if (comm == NULL || (n > 0 && chunks == NULL) || (npeers > 0 && peers == NULL)) {
-        return NQ_EINVAL;
-    }
-    for (size_t i = 0; i < n; i++) {
-        if (chunks[i].data == NULL && chunks[i].len > 0) {
-            return NQ_EINVAL;
-        }
-    }
-    if (comm->purpose == NQ_CLIENT && npeers > 0) {
-        nqi_logf(&comm->log, NQ_LOG_ERROR, "a client sends only to its server; pass no peers");
-        return NQ_EINVAL;
-    }
-    if (atomic_load(&comm->state) != NQI_OPEN) {
-        return NQ_ECLOSED;
-    }
-    if (equals_id(chunks, n, &comm->opts.id)) {
-        nqi_logf(&comm->log, NQ_LOG_ERROR,
-                 "refusing a 16-byte message equal to this communicator's id (it means FIN)");
-        return NQ_EINVAL;
-    }
-    int copy = out == NULL;
-    long long total = 0;
-    for (size_t i = 0; i < n; i++) {
-        total += (long long)chunks[i].len;
-    }
-    if (copy) {
-        long long limit = comm->opts.ints[NQ_OPT_SEND_LIMIT];
-        long long now = atomic_fetch_add(&comm->send_bytes, total) + total;
-        if (now > limit && total > 0) {
-            atomic_fetch_sub(&comm->send_bytes, total);
-            return NQ_EFULL;
-        }
-    }
-    nqi_frame *f = nqi_frame_new(comm, chunks, n, copy);
-    if (f == NULL) {
-        if (copy) {
-            atomic_fetch_sub(&comm->send_bytes, total);
-        }
-        return NQ_ENOMEM;
-    }
-    f->owned_len = copy ? (size_t)total : 0;
-    return post_frame(comm, f, peers, npeers, out);
-}
-
 /* ---- get and messages ------------------------------------------------------- */
-
-/* A message leaves the arrival queue: its peer may read again if it was
- * held back by NQ_OPT_QUEUE_SIZE. */
-static void taken(nq_comm *c, nq_msg *m)
-{
-    nqi_session *s = m->session;
-    m->session = NULL;
-    if (s == NULL) {
-        return;
-    }
-    long left = atomic_fetch_sub(&s->queued, 1) - 1;
-    if (atomic_load(&s->paused) && left < (long)c->opts.ints[NQ_OPT_QUEUE_SIZE] &&
-        !atomic_exchange(&s->resume_requested, 1)) {
-        if (nqi_loop_post_simple(s->loop, NQI_CMD_RESUME, s, -1) != NQ_OK) {
-            atomic_store(&s->resume_requested, 0);
-        }
-    }
-    nqi_session_unref(s);
-}
 
 int nq_get(nq_comm *comm, int64_t timeout_ms, nq_msg **out)
 {
@@ -545,7 +269,12 @@ int nq_get(nq_comm *comm, int64_t timeout_ms, nq_msg **out)
     if (rv != NQ_OK) {
         return rv;
     }
-    taken(comm, m);
+    nqi_session *s = m->session;
+    if (s != NULL) {
+        m->session = NULL;
+        nqi_session_taken(s);
+        nqi_session_unref(s);
+    }
     *out = m;
     return NQ_OK;
 }
@@ -585,37 +314,6 @@ void nq_msg_free(nq_msg *msg)
     }
     nqi_block_free(msg->data);
     nqi_block_free(msg);
-}
-
-/* ---- values ------------------------------------------------------------------ */
-
-int nq_put_value(nq_comm *comm, const void *value, const nq_id *peers, size_t npeers,
-                 nq_future **out)
-{
-    if (comm == NULL || comm->opts.dump == NULL) {
-        return NQ_EINVAL;
-    }
-    nq_bytes b = {NULL, 0};
-    if (comm->opts.dump(comm->opts.serializer_ctx, value, &b) != 0 ||
-        (b.data == NULL && b.len > 0)) {
-        nq_free(b.data);
-        return NQ_ESERIALIZE;
-    }
-    if (atomic_load(&comm->state) != NQI_OPEN) {
-        nq_free(b.data);
-        return NQ_ECLOSED;
-    }
-    nq_chunk one = {b.data, b.len};
-    if (equals_id(&one, 1, &comm->opts.id) || (comm->purpose == NQ_CLIENT && npeers > 0)) {
-        nq_free(b.data);
-        return NQ_EINVAL;
-    }
-    nqi_frame *f = nqi_frame_adopt(comm, b.data, b.len);
-    if (f == NULL) {
-        nq_free(b.data);
-        return NQ_ENOMEM;
-    }
-    return post_frame(comm, f, peers, npeers, out);
 }
 
 int nq_get_value(nq_comm *comm, int64_t timeout_ms, nq_id *peer, void **value)
@@ -690,6 +388,6 @@ int nq_stat(nq_comm *comm, nq_stat_id stat, int64_t *out)
     if (comm == NULL || out == NULL || stat < NQ_STAT_MSGS_IN || stat > NQ_STAT_READ_PAUSES) {
         return NQ_EINVAL;
     }
-    *out = atomic_load(&comm->stats[stat - 1]);
+    *out = atomic_load(&comm->stats[stat - NQ_STAT_MSGS_IN]);
     return NQ_OK;
 }

@@ -1,7 +1,8 @@
-/* Error texts, versions and the allocator shared with callers. */
+/* Error texts, versions and the allocator shared with callers.  Pure
+ * functions and static strings: any thread. */
 #include <stdlib.h>
 
-#include "core/nqi.h"
+#include "core/base.h"
 
 const char *nq_strerror(int err)
 {

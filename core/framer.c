@@ -1,3 +1,7 @@
+/*
+ * The frame parser (see framer.h): a pure unit, no I/O.  A parser belongs
+ * to one session and is only touched on that session's loop.
+ */
 #include "core/framer.h"
 #include "core/pool.h"
 

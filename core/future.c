@@ -15,7 +15,7 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "core/nqi.h"
+#include "core/frame.h"
 
 /* COMPLETING: the result is final and the callback (if any) is being run;
  * DONE: waiters may return; CB_CLAIMED: a callback is being registered;
@@ -54,11 +54,6 @@ nq_future *nqi_future_new(int parts)
     f->cb = NULL;
     f->cb_ctx = NULL;
     return f;
-}
-
-void nqi_future_add_parts(nq_future *f, int parts)
-{
-    atomic_fetch_add(&f->parts, parts);
 }
 
 /* Sleeps while flags still reads seen, until the absolute CLOCK_MONOTONIC

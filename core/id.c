@@ -1,10 +1,10 @@
-/* Peer identities: UUIDs in RFC 4122 byte order. */
+/* Peer identities: UUIDs in RFC 4122 byte order.  No state: any thread. */
 #include <errno.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/random.h>
 
-#include "core/nqi.h"
+#include "core/base.h"
 
 int nq_id_random(nq_id *out)
 {

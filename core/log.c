@@ -1,10 +1,11 @@
-/* The log hook, or standard error when NQ_LOG asks for it. */
+/* The log hook, or standard error when NQ_LOG asks for it.  A log is set up
+ * once at nq_open and only read after, from any thread. */
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include "core/nqi.h"
+#include "core/base.h"
 
 static const char *level_names[] = {"error", "warn", "info", "debug"};
 

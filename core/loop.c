@@ -1,7 +1,9 @@
 /*
- * Event loops: one thread per loop owns its sockets (epoll, level-triggered).
- * Other threads hand it commands through a lock-free queue and wake it with
- * an eventfd, written only when the loop is not already due to wake.
+ * The generic event loop (see loop.h): epoll, level-triggered, one thread.
+ * Other threads hand it commands through a lock-free queue and wake it
+ * with an eventfd, written only when the loop is not already due to wake.
+ * Timers sit in a binary min-heap, so thousands of per-session deadlines
+ * cost a logarithm each.
  */
 #include <errno.h>
 #include <signal.h>
@@ -11,80 +13,177 @@
 #include <sys/eventfd.h>
 #include <unistd.h>
 
-#include "core/nqi.h"
+#include "core/loop.h"
 
-#define STAGE_SIZE (256 * 1024)
 #define MAX_EVENTS 64
-#define TIMER_MS 100
 
-int nqi_loop_init(nqi_loop *l, nq_comm *comm, int index)
+/* ---- watchers -------------------------------------------------------------- */
+
+void nqi_watch_init(nqi_watch *w, int fd, nqi_watch_fn fn)
 {
-    memset(l, 0, sizeof(*l));
-    l->comm = comm;
-    l->index = index;
-    l->listen_fd = -1;
-    l->epfd = -1;
-    l->evfd = -1;
-    nqi_mpsc_init(&l->cmds);
-    atomic_init(&l->wake_pending, 0);
-    l->stage = malloc(STAGE_SIZE);
-    if (l->stage == NULL) {
-        return NQ_ENOMEM;
+    w->fd = fd;
+    w->events = 0;
+    w->added = 0;
+    w->fn = fn;
+}
+
+int nqi_watch_set(nqi_loop *l, nqi_watch *w, uint32_t events)
+{
+    if (w->added && w->events == events) {
+        return NQ_OK;
     }
-    l->stage_cap = STAGE_SIZE;
-    l->epfd = epoll_create1(EPOLL_CLOEXEC);
-    l->evfd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
-    if (l->epfd < 0 || l->evfd < 0) {
+    struct epoll_event ev = {.events = events, .data.ptr = w};
+    if (epoll_ctl(l->epfd, w->added ? EPOLL_CTL_MOD : EPOLL_CTL_ADD, w->fd, &ev) != 0) {
         return NQ_ESYS;
     }
-    struct epoll_event ev = {.events = EPOLLIN, .data.ptr = &l->evfd};
-    if (epoll_ctl(l->epfd, EPOLL_CTL_ADD, l->evfd, &ev) != 0) {
-        return NQ_ESYS;
-    }
+    w->added = 1;
+    w->events = events;
     return NQ_OK;
 }
 
-void nqi_cmd_release(nqi_cmd *c)
+void nqi_watch_stop(nqi_loop *l, nqi_watch *w)
 {
-    int embedded = c->embedded;
-    int borrowed = c->borrowed;
-    if (c->type == NQI_CMD_SEND) {
-        nqi_frame_done(c->frame, NQ_ECLOSED);
-    } else if (c->type == NQI_CMD_ADOPT && c->fd >= 0) {
-        close(c->fd);
+    if (w->added) {
+        epoll_ctl(l->epfd, EPOLL_CTL_DEL, w->fd, NULL);
+        w->added = 0;
+        w->events = 0;
     }
-    if (c->session != NULL && !borrowed) {
-        nqi_session_unref(c->session);
-    }
-    if (!embedded) {
-        nqi_block_free(c);
+    /* The rest of this round's batch must not reach a watcher that may be
+     * freed once this returns. */
+    struct epoll_event *evs = l->batch;
+    for (int i = 0; i < l->nbatch; i++) {
+        if (evs[i].data.ptr == w) {
+            evs[i].data.ptr = NULL;
+        }
     }
 }
 
-void nqi_loop_fini(nqi_loop *l)
+/* ---- timers: a binary min-heap of armed timers ------------------------------ */
+
+static void heap_place(nqi_loop *l, size_t i, nqi_timer *t)
 {
-    /* Commands posted after the loop stopped (a late get's resume, say)
-     * still hold references. */
-    nqi_mpsc_node *n;
-    while ((n = nqi_mpsc_pop(&l->cmds)) != NULL) {
-        nqi_cmd_release((nqi_cmd *)n);
-    }
-    if (l->listen_fd >= 0) {
-        close(l->listen_fd);
-        l->listen_fd = -1;
-    }
-    if (l->epfd >= 0) {
-        close(l->epfd);
-    }
-    if (l->evfd >= 0) {
-        close(l->evfd);
-    }
-    l->epfd = l->evfd = -1;
-    free(l->stage);
-    l->stage = NULL;
-    free(l->send_stage);
-    l->send_stage = NULL;
+    l->heap[i] = t;
+    t->slot = i + 1;
 }
+
+static void sift_up(nqi_loop *l, size_t i)
+{
+    nqi_timer *t = l->heap[i];
+    while (i > 0) {
+        size_t parent = (i - 1) / 2;
+        if (l->heap[parent]->when <= t->when) {
+            break;
+        }
+        heap_place(l, i, l->heap[parent]);
+        i = parent;
+    }
+    heap_place(l, i, t);
+}
+
+static void sift_down(nqi_loop *l, size_t i)
+{
+    nqi_timer *t = l->heap[i];
+    for (;;) {
+        size_t child = 2 * i + 1;
+        if (child >= l->nheap) {
+            break;
+        }
+        if (child + 1 < l->nheap && l->heap[child + 1]->when < l->heap[child]->when) {
+            child++;
+        }
+        if (l->heap[child]->when >= t->when) {
+            break;
+        }
+        heap_place(l, i, l->heap[child]);
+        i = child;
+    }
+    heap_place(l, i, t);
+}
+
+void nqi_timer_init(nqi_timer *t, nqi_timer_fn fn)
+{
+    t->when = 0;
+    t->slot = 0;
+    t->fn = fn;
+}
+
+void nqi_timer_cancel(nqi_loop *l, nqi_timer *t)
+{
+    if (t->slot == 0) {
+        return;
+    }
+    size_t i = t->slot - 1;
+    t->slot = 0;
+    nqi_timer *last = l->heap[--l->nheap];
+    if (last == t) {
+        return;
+    }
+    heap_place(l, i, last);
+    sift_down(l, i);
+    sift_up(l, last->slot - 1);
+}
+
+int nqi_timer_arm(nqi_loop *l, nqi_timer *t, int64_t when)
+{
+    if (t->slot != 0) {
+        t->when = when;
+        size_t i = t->slot - 1;
+        sift_down(l, i);
+        sift_up(l, t->slot - 1);
+        return NQ_OK;
+    }
+    if (l->nheap == l->heap_cap) {
+        size_t ncap = l->heap_cap == 0 ? 16 : l->heap_cap * 2;
+        nqi_timer **nh = realloc(l->heap, ncap * sizeof(*nh));
+        if (nh == NULL) {
+            return NQ_ENOMEM;
+        }
+        l->heap = nh;
+        l->heap_cap = ncap;
+    }
+    t->when = when;
+    heap_place(l, l->nheap++, t);
+    sift_up(l, t->slot - 1);
+    return NQ_OK;
+}
+
+int nqi_timer_arm_by(nqi_loop *l, nqi_timer *t, int64_t when)
+{
+    if (t->slot != 0 && t->when <= when) {
+        return NQ_OK;
+    }
+    return nqi_timer_arm(l, t, when);
+}
+
+/* Runs every timer that is due; one armed again for now runs next round. */
+static void run_timers(nqi_loop *l)
+{
+    int64_t now = nqi_now_ms();
+    size_t budget = l->nheap;
+    while (l->nheap > 0 && l->heap[0]->when <= now && budget-- > 0) {
+        nqi_timer *t = l->heap[0];
+        nqi_timer_cancel(l, t);
+        t->fn(t);
+    }
+}
+
+/* Milliseconds epoll may sleep: until the next timer, or -1. */
+static int wait_ms(const nqi_loop *l)
+{
+    if (l->tasks != NULL) {
+        return 0;
+    }
+    if (l->nheap == 0) {
+        return -1;
+    }
+    int64_t left = l->heap[0]->when - nqi_now_ms();
+    if (left <= 0) {
+        return 0;
+    }
+    return left > 60000 ? 60000 : (int)left;
+}
+
+/* ---- commands and tasks -------------------------------------------------- */
 
 void nqi_loop_post(nqi_loop *l, nqi_cmd *c)
 {
@@ -98,224 +197,130 @@ void nqi_loop_post(nqi_loop *l, nqi_cmd *c)
         uint64_t one = 1;
         ssize_t n;
         do {
-            n = write(l->evfd, &one, sizeof(one));
+            n = write(l->wake.fd, &one, sizeof(one));
         } while (n < 0 && errno == EINTR);
     }
 }
 
-int nqi_loop_post_simple(nqi_loop *l, int type, nqi_session *s, int fd)
-{
-    nqi_cmd *c = nqi_block_calloc(sizeof(*c));
-    if (c == NULL) {
-        return NQ_ENOMEM;
-    }
-    c->type = type;
-    c->session = s;
-    c->fd = fd;
-    if (s != NULL) {
-        nqi_session_ref(s);
-    }
-    nqi_loop_post(l, c);
-    return NQ_OK;
-}
-
-static void resume(nqi_session *s)
-{
-    atomic_store(&s->resume_requested, 0);
-    if (atomic_exchange(&s->paused, 0) && !s->ended && s->comm->transport->resume != NULL) {
-        s->comm->transport->resume(s);
-    }
-}
-
-static void begin_close(nqi_loop *l)
-{
-    nq_comm *c = l->comm;
-    l->closing = 1;
-    if (l->listen_fd >= 0) {
-        close(l->listen_fd);
-        l->listen_fd = -1;
-    }
-    nqi_session *next;
-    for (nqi_session *s = l->sessions; s != NULL; s = next) {
-        next = s->loop_next;
-        nqi_session_ref(s);
-        if (c->purpose == NQ_CLIENT) {
-            nqi_session_queue_fin(s);
-        } else if (!s->ini_received) {
-            /* Strangers that never introduced themselves are not peers to
-             * wait for. */
-            nqi_session_end(s, NQ_ECLOSED);
-        }
-        resume(s);
-        nqi_session_unref(s);
-    }
-}
-
-static void run_command(nqi_loop *l, nqi_cmd *c)
-{
-    nqi_session *s = c->session;
-    /* An embedded command dies with its frame, which the work below may
-     * release: keep what we need from it first. */
-    int embedded = c->embedded;
-    int borrowed = c->borrowed;
-    switch (c->type) {
-    case NQI_CMD_SEND:
-        if (s->ended) {
-            nqi_frame_done(c->frame, s->error != 0 ? s->error : NQ_ECONNRESET);
-        } else if (s->fin_queued) {
-            nqi_frame_done(c->frame, l->comm->purpose == NQ_CLIENT ? NQ_ECLOSED : NQ_ECONNRESET);
-        } else if (nqi_session_queue(s, c->frame) != NQ_OK) {
-            nqi_frame_done(c->frame, NQ_ENOMEM);
-        } else {
-            nqi_session_mark_dirty(s);
-        }
-        break;
-    case NQI_CMD_ADOPT:
-        nqi_tcp_adopt(l, c->fd);
-        break;
-    case NQI_CMD_CLOSE:
-        begin_close(l);
-        break;
-    case NQI_CMD_RESUME:
-        resume(s);
-        break;
-    case NQI_CMD_ABORT: {
-        nqi_session *next;
-        for (nqi_session *x = l->sessions; x != NULL; x = next) {
-            next = x->loop_next;
-            nqi_session_end(x, NQ_ECLOSED);
-        }
-        break;
-    }
-    case NQI_CMD_STOP:
-        l->stopping = 1;
-        break;
-    case NQI_CMD_TRANSPORT:
-        l->comm->transport->on_command(l, c);
-        break;
-    default:
-        break;
-    }
-    if (s != NULL && !borrowed) {
-        nqi_session_unref(s);
-    }
-    if (!embedded) {
-        nqi_block_free(c);
-    }
-}
-
-static void drain_commands(nqi_loop *l)
+static void run_commands(nqi_loop *l)
 {
     nqi_mpsc_node *n;
     while ((n = nqi_mpsc_pop(&l->cmds)) != NULL) {
-        run_command(l, (nqi_cmd *)n);
+        nqi_cmd *c = (nqi_cmd *)n;
+        c->run(l, c);
     }
 }
 
-static void flush_dirty(nqi_loop *l)
+void nqi_loop_drain(nqi_loop *l)
 {
-    while (l->dirty != NULL) {
-        nqi_session *s = l->dirty;
-        l->dirty = s->dirty_next;
-        s->dirty_next = NULL;
-        s->dirty = 0;
-        if (!s->ended) {
-            s->comm->transport->flush(s);
-        }
-        nqi_session_unref(s);
+    nqi_mpsc_node *n;
+    while ((n = nqi_mpsc_pop(&l->cmds)) != NULL) {
+        nqi_cmd *c = (nqi_cmd *)n;
+        c->discard(c);
     }
 }
 
-/* Closes server connections that did not finish INI in time and re-arms a
- * listener paused for lack of descriptors. */
-static void check_timers(nqi_loop *l)
+void nqi_task_init(nqi_task *t, void (*fn)(nqi_task *t))
 {
-    int64_t now = nqi_now_ms();
-    if (l->pending_ini > 0) {
-        nqi_session *next;
-        for (nqi_session *s = l->sessions; s != NULL; s = next) {
-            next = s->loop_next;
-            if (!s->ini_received && s->deadline_ms > 0 && now >= s->deadline_ms) {
-                nqi_logf(&l->comm->log, NQ_LOG_WARN,
-                         "closing a connection that sent no INI within %lld ms",
-                         (long long)l->comm->opts.ints[NQ_OPT_HANDSHAKE_TIMEOUT_MS]);
-                nqi_session_end(s, NQ_ETIMEDOUT);
-            }
+    t->next = NULL;
+    t->queued = 0;
+    t->fn = fn;
+}
+
+int nqi_loop_defer(nqi_loop *l, nqi_task *t)
+{
+    if (t->queued) {
+        return 0;
+    }
+    t->queued = 1;
+    t->next = NULL;
+    *l->tasks_tail = t;
+    l->tasks_tail = &t->next;
+    return 1;
+}
+
+/* Runs the deferred tasks, including those queued while they run. */
+static void run_tasks(nqi_loop *l)
+{
+    while (l->tasks != NULL) {
+        nqi_task *t = l->tasks;
+        l->tasks = t->next;
+        if (l->tasks == NULL) {
+            l->tasks_tail = &l->tasks;
         }
+        t->next = NULL;
+        t->queued = 0;
+        t->fn(t);
     }
-    if (l->timer_ms > 0 && now >= l->timer_ms) {
-        l->timer_ms = 0;
-        if (l->comm->transport->on_timer != NULL) {
-            l->comm->transport->on_timer(l);
-        }
+}
+
+/* ---- the thread -------------------------------------------------------------- */
+
+static void on_wake(nqi_watch *w, uint32_t events)
+{
+    (void)events;
+    nqi_loop *l = NQI_CONTAINER(w, nqi_loop, wake);
+    uint64_t v;
+    while (read(w->fd, &v, sizeof(v)) < 0 && errno == EINTR) {
     }
-    if (l->listen_retry_ms > 0 && now >= l->listen_retry_ms && l->listen_fd >= 0) {
-        l->listen_retry_ms = 0;
-        struct epoll_event ev = {.events = EPOLLIN, .data.ptr = &l->listen_fd};
-        epoll_ctl(l->epfd, EPOLL_CTL_ADD, l->listen_fd, &ev);
+    atomic_store(&l->wake_pending, 0);
+    atomic_thread_fence(memory_order_seq_cst);
+}
+
+int nqi_loop_init(nqi_loop *l, void *data)
+{
+    memset(l, 0, sizeof(*l));
+    l->data = data;
+    l->epfd = -1;
+    nqi_watch_init(&l->wake, -1, on_wake);
+    nqi_mpsc_init(&l->cmds);
+    atomic_init(&l->wake_pending, 0);
+    l->tasks_tail = &l->tasks;
+    l->epfd = epoll_create1(EPOLL_CLOEXEC);
+    l->wake.fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+    if (l->epfd < 0 || l->wake.fd < 0) {
+        return NQ_ESYS;
     }
+    return nqi_watch_set(l, &l->wake, EPOLLIN);
 }
 
 static void *loop_main(void *arg)
 {
     nqi_loop *l = arg;
-    nq_comm *c = l->comm;
     struct epoll_event evs[MAX_EVENTS];
 
-    if (c->transport->loop_start != NULL) {
-        c->transport->loop_start(l);
+    if (l->on_start != NULL) {
+        l->on_start(l);
     }
-    flush_dirty(l);
-    for (;;) {
-        if (l->stopping && l->sessions == NULL) {
-            break;
-        }
-        int timeout = (l->pending_ini > 0 || l->listen_retry_ms > 0) ? TIMER_MS : -1;
-        if (l->timer_ms > 0) {
-            int64_t left = l->timer_ms - nqi_now_ms();
-            left = left < 0 ? 0 : left;
-            if (timeout < 0 || left < timeout) {
-                timeout = (int)left;
-            }
-        }
-        int n = epoll_wait(l->epfd, evs, MAX_EVENTS, timeout);
+    run_tasks(l);
+    while (!l->stopping) {
+        int n = epoll_wait(l->epfd, evs, MAX_EVENTS, wait_ms(l));
         if (n < 0 && errno != EINTR) {
-            nqi_logf(&c->log, NQ_LOG_ERROR, "epoll_wait failed: %s", strerror(errno));
-            break;
+            break; /* only a broken epoll descriptor gets here */
         }
-        for (int i = 0; i < n; i++) {
-            void *p = evs[i].data.ptr;
-            if (p == &l->evfd) {
-                uint64_t v;
-                while (read(l->evfd, &v, sizeof(v)) < 0 && errno == EINTR) {
-                }
-                atomic_store(&l->wake_pending, 0);
-                atomic_thread_fence(memory_order_seq_cst);
-            } else if (p == &l->listen_fd) {
-                nqi_tcp_on_listen(l);
-            } else {
-                /* The session may end, and drop the loop's reference,
-                 * inside its own event. */
-                nqi_session *s = p;
-                nqi_session_ref(s);
-                if (!s->ended) {
-                    c->transport->on_event(s, evs[i].events);
-                }
-                nqi_session_unref(s);
+        l->batch = evs;
+        l->nbatch = n > 0 ? n : 0;
+        for (int i = 0; i < l->nbatch; i++) {
+            nqi_watch *w = evs[i].data.ptr;
+            if (w != NULL) {
+                w->fn(w, evs[i].events);
             }
         }
-        drain_commands(l);
-        flush_dirty(l);
-        check_timers(l);
+        l->batch = NULL;
+        l->nbatch = 0;
+        run_commands(l);
+        run_tasks(l);
+        run_timers(l);
     }
     /* Commands that raced with the stop still own references. */
-    drain_commands(l);
-    flush_dirty(l);
+    run_commands(l);
+    run_tasks(l);
     return NULL;
 }
 
-int nqi_loop_start(nqi_loop *l)
+int nqi_loop_start(nqi_loop *l, void (*on_start)(nqi_loop *l))
 {
+    l->on_start = on_start;
     /* I/O threads take no signals: the application's handlers stay on its
      * own threads, and a write to a dead peer cannot raise SIGPIPE for the
      * process. */
@@ -331,10 +336,30 @@ int nqi_loop_start(nqi_loop *l)
     return NQ_OK;
 }
 
+void nqi_loop_stop(nqi_loop *l)
+{
+    l->stopping = 1;
+}
+
 void nqi_loop_join(nqi_loop *l)
 {
     if (l->started) {
         pthread_join(l->thread, NULL);
         l->started = 0;
     }
+}
+
+void nqi_loop_fini(nqi_loop *l)
+{
+    nqi_loop_drain(l);
+    if (l->epfd >= 0) {
+        close(l->epfd);
+    }
+    if (l->wake.fd >= 0) {
+        close(l->wake.fd);
+    }
+    l->epfd = l->wake.fd = -1;
+    free(l->heap);
+    l->heap = NULL;
+    l->nheap = l->heap_cap = 0;
 }

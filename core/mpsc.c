@@ -1,7 +1,7 @@
 /* An intrusive many-producer, one-consumer queue (after Dmitry Vyukov's
  * design): a push is one atomic exchange, so caller threads never take a
  * lock to hand work to an I/O thread. */
-#include "core/nqi.h"
+#include "core/base.h"
 
 void nqi_mpsc_init(nqi_mpsc *q)
 {

@@ -1,9 +1,10 @@
 /* The arrival queue: every received message of a communicator, in arrival
- * order, waiting for get. */
+ * order, waiting for get.  Loops push, callers of get pop: one mutex, and
+ * a condition variable for getters that sleep. */
 #include <errno.h>
 #include <time.h>
 
-#include "core/nqi.h"
+#include "core/frame.h"
 
 void nqi_msgq_init(nqi_msgq *q)
 {
@@ -14,12 +15,12 @@ void nqi_msgq_init(nqi_msgq *q)
     q->waiters = 0;
 }
 
-void nqi_msgq_fini(nqi_msgq *q)
+void nqi_msgq_fini(nqi_msgq *q, void (*free_msg)(nq_msg *m))
 {
     nq_msg *m = q->head;
     while (m != NULL) {
         nq_msg *next = m->next;
-        nq_msg_free(m);
+        free_msg(m);
         m = next;
     }
     q->head = q->tail = NULL;
@@ -77,12 +78,7 @@ int nqi_msgq_pop(nqi_msgq *q, int64_t timeout_ms, nq_msg **out)
             break;
         }
         q->waiters++;
-        int timed_out = 0;
-        if (timeout_ms < 0) {
-            pthread_cond_wait(&q->cv, &q->mu);
-        } else {
-            timed_out = pthread_cond_timedwait(&q->cv, &q->mu, &dl) == ETIMEDOUT;
-        }
+        int timed_out = nqi_cond_until(&q->cv, &q->mu, timeout_ms < 0 ? NULL : &dl) != 0;
         q->waiters--;
         if (timed_out) {
             rv = q->head == NULL && q->final_error == 0 ? NQ_ETIMEDOUT : NQ_OK;

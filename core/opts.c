@@ -1,8 +1,9 @@
-/* Options: setters validate, nq_open copies. */
+/* Options: setters validate, nq_open copies.  An nq_opts belongs to the
+ * thread that builds it; a communicator's copy is only read. */
 #include <stdlib.h>
 #include <string.h>
 
-#include "core/nqi.h"
+#include "core/base.h"
 
 struct option_spec {
     int64_t min;
@@ -218,5 +219,21 @@ int nq_opts_set_mqtt_prefix(nq_opts *opts, const char *prefix)
     }
     free(opts->mqtt_prefix);
     opts->mqtt_prefix = copy;
+    return NQ_OK;
+}
+
+int nqi_opts_check_tls_roles(const nq_opts *o, nq_purpose purpose, const nqi_log *log)
+{
+    if (!o->tls) {
+        return NQ_OK;
+    }
+    if (purpose == NQ_SERVER && (o->key_path == NULL || o->cert_path == NULL)) {
+        nqi_logf(log, NQ_LOG_ERROR, "a TLS server needs both a key and a certificate");
+        return NQ_EINVAL;
+    }
+    if (purpose == NQ_CLIENT && o->key_path != NULL) {
+        nqi_logf(log, NQ_LOG_ERROR, "a TLS client takes no private key");
+        return NQ_EINVAL;
+    }
     return NQ_OK;
 }

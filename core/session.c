@@ -1,186 +1,39 @@
 /*
- * Sessions: the protocol state of one connection, independent of the
- * transport.  Output is a ring of shared frames with a byte offset into the
- * head; input runs through the frame parser and net-queue's INI/FIN rules:
- * the first 16-byte message is the peer's INI, a later 16-byte message equal
- * to the peer's id is its FIN, anything else is data.
+ * Sessions: one peer's byte stream, independent of the transport (see
+ * session.h).  Runs on the loop of the session's worker, except ref and
+ * unref (any thread).
  */
 #include <stdlib.h>
 #include <string.h>
 
-#include "core/nqi.h"
+#include "core/communicator.h"
+#include "core/session.h"
+#include "core/transport.h"
 
-/* ---- frames ------------------------------------------------------------ */
+/* ---- life ------------------------------------------------------------------- */
 
-/* A copied payload up to this size lives in the frame's own block, after
- * its one chunk (frame_alloc(1, len), then inline_payload()). */
-#define INLINE_PAYLOAD 256
-
-static uint8_t *inline_payload(nqi_frame *f)
+static void flush_task(nqi_task *t)
 {
-    return (uint8_t *)&f->inline_chunks[1];
+    nqi_session *s = NQI_CONTAINER(t, nqi_session, flush);
+    if (!s->ended) {
+        s->comm->transport->flush(s);
+    }
+    nqi_session_unref(s); /* taken by nqi_session_mark_dirty */
 }
 
-static nqi_frame *frame_alloc(size_t nchunks, size_t inline_bytes)
+nqi_session *nqi_session_create(nq_comm *c, nqi_worker *w, const nqi_session_owner *owner,
+                                size_t tp_size)
 {
-    nqi_frame *f = nqi_block_calloc(sizeof(*f) + nchunks * sizeof(nq_chunk) + inline_bytes);
-    if (f == NULL) {
-        return NULL;
-    }
-    atomic_init(&f->refs, 1);
-    f->nchunks = nchunks;
-    f->chunks = f->inline_chunks;
-    f->cmd.embedded = 1;
-    return f;
-}
-
-nqi_frame *nqi_frame_new(nq_comm *comm, const nq_chunk *chunks, size_t n, int copy)
-{
-    uint64_t total = 0;
-    for (size_t i = 0; i < n; i++) {
-        total += chunks[i].len;
-    }
-    int inline_copy = copy && total <= INLINE_PAYLOAD;
-    nqi_frame *f = frame_alloc(copy ? 1 : n, inline_copy ? (size_t)total : 0);
-    if (f == NULL) {
-        return NULL;
-    }
-    f->is_data = 1;
-    f->comm = comm;
-    f->payload_len = total;
-    nqi_frame_header(f->header, total);
-    if (!copy) {
-        memcpy(f->inline_chunks, chunks, n * sizeof(nq_chunk));
-        return f;
-    }
-    uint8_t *buf = inline_copy ? inline_payload(f) : malloc((size_t)total);
-    if (buf == NULL) {
-        nqi_block_free(f);
-        return NULL;
-    }
-    size_t at = 0;
-    for (size_t i = 0; i < n; i++) {
-        if (chunks[i].len > 0) {
-            memcpy(buf + at, chunks[i].data, chunks[i].len);
-            at += chunks[i].len;
-        }
-    }
-    f->owned = inline_copy ? NULL : buf;
-    f->inline_chunks[0].data = buf;
-    f->inline_chunks[0].len = (size_t)total;
-    return f;
-}
-
-nqi_frame *nqi_frame_adopt(nq_comm *comm, void *data, size_t len)
-{
-    nqi_frame *f = frame_alloc(1, 0);
-    if (f == NULL) {
-        return NULL;
-    }
-    f->is_data = 1;
-    f->comm = comm;
-    f->payload_len = len;
-    nqi_frame_header(f->header, len);
-    f->owned = data;
-    f->inline_chunks[0].data = data;
-    f->inline_chunks[0].len = len;
-    return f;
-}
-
-nqi_frame *nqi_frame_handshake(const nq_id *id)
-{
-    nqi_frame *f = frame_alloc(1, sizeof(id->bytes));
-    if (f == NULL) {
-        return NULL;
-    }
-    uint8_t *copy = inline_payload(f);
-    memcpy(copy, id->bytes, sizeof(id->bytes));
-    f->payload_len = sizeof(id->bytes);
-    nqi_frame_header(f->header, sizeof(id->bytes));
-    f->inline_chunks[0].data = copy;
-    f->inline_chunks[0].len = sizeof(id->bytes);
-    return f;
-}
-
-void nqi_frame_ref(nqi_frame *f)
-{
-    atomic_fetch_add_explicit(&f->refs, 1, memory_order_relaxed);
-}
-
-void nqi_frame_unref(nqi_frame *f)
-{
-    if (atomic_fetch_sub_explicit(&f->refs, 1, memory_order_acq_rel) != 1) {
-        return;
-    }
-    if (f->owned_len > 0 && f->comm != NULL) {
-        atomic_fetch_sub(&f->comm->send_bytes, (long long)f->owned_len);
-    }
-    free(f->owned);
-    nqi_block_free(f);
-}
-
-#define PIN_COUNT 0xffffffffu
-#define PIN_DEFERRED_ONE ((uint64_t)1 << 32)
-
-void nqi_frame_done(nqi_frame *f, int result)
-{
-    if (f->future != NULL) {
-        uint64_t old = atomic_load(&f->pins);
-        if ((old & PIN_COUNT) != 0) {
-            /* Before deferring: the last unpin may finish the part at once. */
-            nqi_future_note_error(f->future, result);
-        }
-        while ((old & PIN_COUNT) != 0) {
-            if (atomic_compare_exchange_weak(&f->pins, &old, old + PIN_DEFERRED_ONE)) {
-                return; /* the last unpin finishes this part */
-            }
-        }
-        nqi_future_part_done(f->future, result);
-    }
-    nqi_frame_unref(f);
-}
-
-void nqi_frame_pin(nqi_frame *f)
-{
-    nqi_frame_ref(f);
-    atomic_fetch_add(&f->pins, 1);
-}
-
-void nqi_frame_unpin(nqi_frame *f)
-{
-    uint64_t old = atomic_load(&f->pins);
-    uint64_t next;
-    do {
-        /* The last pin takes every deferred completion with it. */
-        next = (old & PIN_COUNT) == 1 ? 0 : old - 1;
-    } while (!atomic_compare_exchange_weak(&f->pins, &old, next));
-    if (next == 0) {
-        for (uint64_t n = old >> 32; n > 0; n--) {
-            nqi_future_part_done(f->future, NQ_OK);
-            nqi_frame_unref(f);
-        }
-    }
-    nqi_frame_unref(f);
-}
-
-/* ---- session life cycle ---------------------------------------------------- */
-
-nqi_session *nqi_session_new(nq_comm *comm, nqi_loop *loop, int fd)
-{
-    nqi_session *s = calloc(1, sizeof(*s));
+    nqi_session *s = calloc(1, sizeof(*s) + tp_size);
     if (s == NULL) {
         return NULL;
     }
     atomic_init(&s->refs, 1);
-    s->comm = comm;
-    s->loop = loop;
-    s->fd = fd;
-    nqi_parser_init(&s->parser, (uint64_t)comm->opts.ints[NQ_OPT_MESSAGE_SIZE]);
-    s->loop_next = loop->sessions;
-    if (loop->sessions != NULL) {
-        loop->sessions->loop_prev = s;
-    }
-    loop->sessions = s;
+    s->comm = c;
+    s->worker = w;
+    s->owner = owner;
+    nqi_task_init(&s->flush, flush_task);
+    nqi_parser_init(&s->parser, (uint64_t)c->opts.ints[NQ_OPT_MESSAGE_SIZE]);
     return s;
 }
 
@@ -196,95 +49,7 @@ void nqi_session_unref(nqi_session *s)
     }
     nqi_parser_fini(&s->parser);
     free(s->out);
-    free(s->tls_stage);
-    free(s->topic);
     free(s);
-}
-
-/* Counts the end of a connection in the communicator's statistics. */
-static void count_end(nq_comm *c, int err)
-{
-    switch (err) {
-    case 0:
-    case NQ_ECLOSED:
-        break;
-    case NQ_EPROTO:
-        nqi_stat_add(c, NQI_ST_PROTOCOL_ERRORS, 1);
-        break;
-    case NQ_ETLS:
-        nqi_stat_add(c, NQI_ST_TLS_ERRORS, 1);
-        break;
-    case NQ_ETIMEDOUT:
-        nqi_stat_add(c, NQI_ST_HANDSHAKE_TIMEOUTS, 1);
-        break;
-    default:
-        nqi_stat_add(c, NQI_ST_CONNECTIONS_LOST, 1);
-        break;
-    }
-}
-
-void nqi_session_end(nqi_session *s, int err)
-{
-    if (atomic_exchange(&s->ended, 1)) {
-        return;
-    }
-    nq_comm *c = s->comm;
-    nqi_loop *l = s->loop;
-    s->error = err;
-    s->conn_state = NQI_CONN_DONE;
-
-    /* Messages that arrived before the end are still delivered. */
-    nqi_session_deliver(s);
-
-    int fail = err != 0 ? err : NQ_ECONNRESET;
-    while (s->out_len > 0) {
-        nqi_frame *f = s->out[s->out_head];
-        s->out_head = (s->out_head + 1) % s->out_cap;
-        s->out_len--;
-        nqi_frame_done(f, fail);
-    }
-    if (s->registered) {
-        nqi_peers_remove(c, s);
-    }
-    if (!s->ini_received && c->purpose == NQ_SERVER && l->pending_ini > 0) {
-        l->pending_ini--;
-    }
-    if (s->loop_prev != NULL) {
-        s->loop_prev->loop_next = s->loop_next;
-    } else if (l->sessions == s) {
-        l->sessions = s->loop_next;
-    }
-    if (s->loop_next != NULL) {
-        s->loop_next->loop_prev = s->loop_prev;
-    }
-    s->loop_next = s->loop_prev = NULL;
-
-    c->transport->session_end(s);
-    count_end(c, err);
-
-    char peer[NQ_ID_STRLEN] = "(before INI)";
-    if (s->ini_received) {
-        nq_id_format(&s->peer, peer, sizeof(peer));
-    }
-    if (err != 0 && err != NQ_ECLOSED) {
-        nqi_logf(&c->log, NQ_LOG_WARN, "connection with peer %s ended: %s", peer,
-                 nq_strerror(err));
-    } else {
-        nqi_logf(&c->log, NQ_LOG_DEBUG, "connection with peer %s closed", peer);
-    }
-
-    if (c->purpose == NQ_CLIENT) {
-        nqi_msgq_finish(&c->msgq, err != 0 ? err : NQ_ECLOSED);
-    }
-    /* A client's close reports how its one connection ended.  A server's
-     * close reports peers that were lost while it was closing; peers lost
-     * earlier, and strangers it rejected, are counted, not reported. */
-    int counted = c->purpose == NQ_CLIENT ||
-                          (s->ini_received && atomic_load(&c->state) != NQI_OPEN)
-                      ? err
-                      : 0;
-    nqi_live_dec(c, counted == NQ_ECLOSED ? 0 : counted);
-    nqi_session_unref(s); /* the loop's reference */
 }
 
 /* ---- output ---------------------------------------------------------------- */
@@ -312,10 +77,7 @@ int nqi_session_queue(nqi_session *s, nqi_frame *f)
 
 void nqi_session_mark_dirty(nqi_session *s)
 {
-    if (!s->dirty) {
-        s->dirty = 1;
-        s->dirty_next = s->loop->dirty;
-        s->loop->dirty = s;
+    if (nqi_loop_defer(&s->worker->loop, &s->flush)) {
         nqi_session_ref(s);
     }
 }
@@ -402,21 +164,33 @@ void nqi_session_out_commit(nqi_session *s, size_t n)
     }
 }
 
-void nqi_session_queue_fin(nqi_session *s)
+void nqi_session_out_fail(nqi_session *s, int err)
+{
+    while (s->out_len > 0) {
+        nqi_frame *f = s->out[s->out_head];
+        s->out_head = (s->out_head + 1) % s->out_cap;
+        s->out_len--;
+        nqi_frame_done(f, err);
+    }
+    s->out_off = 0;
+    s->out_sent = 0;
+}
+
+int nqi_session_queue_fin(nqi_session *s)
 {
     if (s->fin_queued || s->ended) {
-        return;
+        return NQ_OK;
     }
     nqi_frame *f = nqi_frame_handshake(&s->comm->opts.id);
     if (f == NULL || nqi_session_queue(s, f) != NQ_OK) {
         if (f != NULL) {
             nqi_frame_unref(f);
         }
-        nqi_session_end(s, NQ_ENOMEM);
-        return;
+        return NQ_ENOMEM;
     }
     s->fin_queued = 1;
     nqi_session_mark_dirty(s);
+    return NQ_OK;
 }
 
 int nqi_session_finished(const nqi_session *s)
@@ -425,41 +199,6 @@ int nqi_session_finished(const nqi_session *s)
 }
 
 /* ---- input ----------------------------------------------------------------- */
-
-static int on_ini(nqi_session *s, const uint8_t *id)
-{
-    nq_comm *c = s->comm;
-    memcpy(s->peer.bytes, id, sizeof(s->peer.bytes));
-    s->ini_received = 1;
-    if (c->purpose == NQ_CLIENT) {
-        pthread_mutex_lock(&c->server_id_mu);
-        c->server_id = s->peer;
-        c->server_id_known = 1;
-        pthread_mutex_unlock(&c->server_id_mu);
-        return 0;
-    }
-    if (s->loop->pending_ini > 0) {
-        s->loop->pending_ini--;
-    }
-    int rv = nqi_peers_add(c, s);
-    if (rv != NQ_OK) {
-        char text[NQ_ID_STRLEN];
-        nq_id_format(&s->peer, text, sizeof(text));
-        nqi_logf(&c->log, NQ_LOG_WARN, "refusing a second connection for live peer %s",
-                 text);
-        s->ini_received = 0;
-        return rv;
-    }
-    nqi_frame *f = nqi_frame_handshake(&c->opts.id);
-    if (f == NULL || nqi_session_queue(s, f) != NQ_OK) {
-        if (f != NULL) {
-            nqi_frame_unref(f);
-        }
-        return NQ_ENOMEM;
-    }
-    nqi_session_mark_dirty(s);
-    return 0;
-}
 
 static int on_frame(void *ctx, uint8_t *data, size_t len)
 {
@@ -472,9 +211,10 @@ static int on_frame(void *ctx, uint8_t *data, size_t len)
                      "first message is %zu bytes, not a 16-byte INI; dropping connection", len);
             return NQ_EPROTO;
         }
-        int rv = on_ini(s, data);
+        memcpy(s->peer.bytes, data, sizeof(s->peer.bytes));
         nqi_block_free(data);
-        return rv;
+        s->ini_received = 1;
+        return s->owner->ini(s);
     }
     if (len == sizeof(s->peer.bytes) && memcmp(data, s->peer.bytes, len) == 0) {
         nqi_block_free(data);
@@ -483,8 +223,7 @@ static int on_frame(void *ctx, uint8_t *data, size_t len)
             return NQ_EPROTO;
         }
         s->fin_received = 1;
-        nqi_session_queue_fin(s);
-        return 0;
+        return nqi_session_queue_fin(s);
     }
     if (s->fin_received) {
         nqi_block_free(data);

@@ -1,7 +1,9 @@
-/* Monotonic time for timeouts. */
+/* Monotonic time for timeouts, and the one deadline wait every module uses.
+ * No state: any thread. */
+#include <errno.h>
 #include <time.h>
 
-#include "core/nqi.h"
+#include "core/base.h"
 
 int64_t nqi_now_ms(void)
 {
@@ -34,4 +36,13 @@ struct timespec nqi_deadline_after(int64_t timeout_ms)
         ts.tv_nsec -= 1000000000L;
     }
     return ts;
+}
+
+int nqi_cond_until(pthread_cond_t *cv, pthread_mutex_t *mu, const struct timespec *dl)
+{
+    if (dl == NULL) {
+        pthread_cond_wait(cv, mu);
+        return 0;
+    }
+    return pthread_cond_timedwait(cv, mu, dl) == ETIMEDOUT ? ETIMEDOUT : 0;
 }

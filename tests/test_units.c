@@ -589,7 +589,7 @@ static int test_arrival_queue_wakes_every_sleeping_getter(void)
     CHECK(got == SINGLES + CHAINS * CHAIN);
     nq_msg *m;
     CHECK_RC(nqi_msgq_pop(&q, 0, &m), NQ_ECLOSED);
-    nqi_msgq_fini(&q);
+    nqi_msgq_fini(&q, nq_msg_free);
     return 0;
 }
 
@@ -598,7 +598,7 @@ static int test_pinned_frame_defers_its_future(void)
 {
     static const uint8_t payload[4] = {1, 2, 3, 4};
     nq_chunk ch = {payload, sizeof(payload)};
-    nqi_frame *f = nqi_frame_new(NULL, &ch, 1, 0);
+    nqi_frame *f = nqi_frame_new(&ch, 1, 0);
     CHECK(f != NULL);
     f->future = nqi_future_new(2); /* two peers share the frame */
     CHECK(f->future != NULL);
@@ -620,7 +620,7 @@ static int test_pinned_frame_defers_its_future(void)
     nq_future_free(fut);
 
     /* Released before the peer finishes: nothing is deferred. */
-    f = nqi_frame_new(NULL, &ch, 1, 0);
+    f = nqi_frame_new(&ch, 1, 0);
     CHECK(f != NULL);
     f->future = fut = nqi_future_new(1);
     nqi_frame_pin(f);
@@ -653,7 +653,7 @@ static int test_pins_released_on_another_thread(void)
     static const uint8_t payload[64];
     nq_chunk ch = {payload, sizeof(payload)};
     for (int round = 0; round < 2000; round++) {
-        nqi_frame *f = nqi_frame_new(NULL, &ch, 1, 0);
+        nqi_frame *f = nqi_frame_new(&ch, 1, 0);
         CHECK(f != NULL);
         nq_future *fut = f->future = nqi_future_new(3);
         CHECK(fut != NULL);

@@ -1,15 +1,22 @@
 /*
- * TLS for the TCP transport, on OpenSSL 3.  Handshakes and records run
- * non-blocking inside the event loop, so a slow peer never stalls another.
+ * TLS for the TCP transport, on OpenSSL 3: the context made at nq_open, and
+ * the stream operations a connection swaps in once TLS is attached.
+ * Handshakes and records run non-blocking inside the event loop, so a slow
+ * peer never stalls another.
  */
 #include <arpa/inet.h>
 #include <openssl/err.h>
 #include <openssl/ssl.h>
 #include <openssl/x509v3.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/epoll.h>
 
-#include "core/nqi.h"
+#include "transports/tcp/tcp.h"
+
+/* Pieces of output per write; small ones are gathered into one record. */
+#define MAX_PIECES 256
+#define STAGE (16 * 1024)
 
 /* Logs OpenSSL's error queue (and clears it) with a leading context. */
 static void log_ssl_errors(nq_comm *c, const char *what)
@@ -27,7 +34,7 @@ static void log_ssl_errors(nq_comm *c, const char *what)
     }
 }
 
-int nqi_tls_ctx_new(nq_comm *c, nqi_ssl_ctx **out)
+int nqi_tls_ctx_new(nq_comm *c, void **out)
 {
     int server = c->purpose == NQ_SERVER;
     SSL_CTX *ctx = SSL_CTX_new(server ? TLS_server_method() : TLS_client_method());
@@ -67,23 +74,23 @@ fail:
     return NQ_ETLS;
 }
 
-void nqi_tls_ctx_free(nqi_ssl_ctx *ctx)
+void nqi_tls_ctx_free(void *ctx)
 {
     SSL_CTX_free(ctx);
 }
 
-int nqi_tls_attach(nqi_session *s)
+int nqi_tls_attach(tcp_conn *t, void *ctx)
 {
-    nq_comm *c = s->comm;
-    SSL *ssl = SSL_new(c->ssl_ctx);
-    if (ssl == NULL || SSL_set_fd(ssl, s->fd) != 1) {
+    nq_comm *c = t->s->comm;
+    SSL *ssl = SSL_new(ctx);
+    if (ssl == NULL || SSL_set_fd(ssl, t->watch.fd) != 1) {
         SSL_free(ssl);
         log_ssl_errors(c, "cannot create a TLS connection");
         return NQ_ETLS;
     }
     if (c->purpose == NQ_SERVER) {
         SSL_set_accept_state(ssl);
-        s->tls_want = EPOLLIN;
+        t->tls_want = EPOLLIN;
     } else {
         const char *host = c->opts.host;
         unsigned char addr[16];
@@ -96,28 +103,25 @@ int nqi_tls_attach(nqi_session *s)
             return NQ_ETLS;
         }
         SSL_set_connect_state(ssl);
-        s->tls_want = EPOLLOUT;
+        t->tls_want = EPOLLOUT;
     }
-    s->ssl = ssl;
+    t->ssl = ssl;
+    t->ops = &nqi_tls_ops;
     return NQ_OK;
-}
-
-uint32_t nqi_tls_wants(nqi_session *s)
-{
-    return s->tls_want;
 }
 
 /* Maps an OpenSSL result to "would block" (recording the direction), EOF,
  * or an error. */
-static long classify(nqi_session *s, int ret, const char *what)
+static long classify(tcp_conn *t, int ret, const char *what)
 {
-    int e = SSL_get_error(s->ssl, ret);
+    nq_comm *c = t->s->comm;
+    int e = SSL_get_error(t->ssl, ret);
     switch (e) {
     case SSL_ERROR_WANT_READ:
-        s->tls_want = EPOLLIN;
+        t->tls_want = EPOLLIN;
         return NQI_WOULDBLOCK;
     case SSL_ERROR_WANT_WRITE:
-        s->tls_want = EPOLLOUT;
+        t->tls_want = EPOLLOUT;
         return NQI_WOULDBLOCK;
     case SSL_ERROR_ZERO_RETURN:
         return 0;
@@ -125,27 +129,27 @@ static long classify(nqi_session *s, int ret, const char *what)
         ERR_clear_error();
         return NQ_ECONNRESET;
     default:
-        if (s->conn_state == NQI_CONN_TLS_HANDSHAKE && s->comm->purpose == NQ_CLIENT) {
-            long vr = SSL_get_verify_result(s->ssl);
+        if (t->state == TCP_HANDSHAKE && c->purpose == NQ_CLIENT) {
+            long vr = SSL_get_verify_result(t->ssl);
             if (vr != X509_V_OK) {
-                nqi_logf(&s->comm->log, NQ_LOG_ERROR, "TLS: server certificate rejected: %s",
+                nqi_logf(&c->log, NQ_LOG_ERROR, "TLS: server certificate rejected: %s",
                          X509_verify_cert_error_string(vr));
             }
         }
-        log_ssl_errors(s->comm, what);
+        log_ssl_errors(c, what);
         return NQ_ETLS;
     }
 }
 
-int nqi_tls_handshake(nqi_session *s)
+static int tls_handshake(tcp_conn *t)
 {
     ERR_clear_error();
-    int r = SSL_do_handshake(s->ssl);
+    int r = SSL_do_handshake(t->ssl);
     if (r == 1) {
-        s->tls_want = 0;
+        t->tls_want = 0;
         return 1;
     }
-    long rv = classify(s, r, "TLS handshake failed");
+    long rv = classify(t, r, "TLS handshake failed");
     if (rv == NQI_WOULDBLOCK) {
         return 0;
     }
@@ -153,38 +157,78 @@ int nqi_tls_handshake(nqi_session *s)
     return NQ_ETLS;
 }
 
-long nqi_tls_read(nqi_session *s, uint8_t *buf, size_t len)
+static long tls_read(tcp_conn *t, uint8_t *buf, size_t len)
 {
     size_t n = 0;
     ERR_clear_error();
-    int r = SSL_read_ex(s->ssl, buf, len, &n);
+    int r = SSL_read_ex(t->ssl, buf, len, &n);
     if (r == 1) {
-        s->tls_want = 0;
+        t->tls_want = 0;
         return (long)n;
     }
-    return classify(s, r, "TLS read failed");
+    return classify(t, r, "TLS read failed");
 }
 
-long nqi_tls_write(nqi_session *s, const void *buf, size_t len)
+static long write_record(tcp_conn *t, const void *buf, size_t len)
 {
     size_t n = 0;
     ERR_clear_error();
-    int r = SSL_write_ex(s->ssl, buf, len, &n);
+    int r = SSL_write_ex(t->ssl, buf, len, &n);
     if (r == 1) {
-        s->tls_want = 0;
+        t->tls_want = 0;
         return (long)n;
     }
-    return classify(s, r, "TLS write failed");
+    return classify(t, r, "TLS write failed");
 }
 
-void nqi_tls_free(nqi_session *s)
+/* TLS has no vectored write: small pieces are gathered into one record so
+ * many small frames still cost one write. */
+static long tls_write(tcp_conn *t, const struct iovec *iov, int n, size_t total)
 {
-    if (s->ssl == NULL) {
-        return;
+    (void)total;
+    if (iov[0].iov_len >= STAGE || n == 1) {
+        return write_record(t, iov[0].iov_base, iov[0].iov_len);
     }
-    if (s->error == 0 && SSL_is_init_finished(s->ssl)) {
-        SSL_shutdown(s->ssl); /* best effort close_notify; never waits */
+    if (t->tls_stage == NULL) {
+        t->tls_stage = malloc(STAGE);
+        if (t->tls_stage == NULL) {
+            return NQ_ENOMEM;
+        }
     }
-    SSL_free(s->ssl);
-    s->ssl = NULL;
+    size_t at = 0;
+    for (int i = 0; i < n && at < STAGE; i++) {
+        size_t take = iov[i].iov_len < STAGE - at ? iov[i].iov_len : STAGE - at;
+        memcpy(t->tls_stage + at, iov[i].iov_base, take);
+        at += take;
+    }
+    return write_record(t, t->tls_stage, at);
 }
+
+static uint32_t tls_wants(const tcp_conn *t)
+{
+    return t->tls_want;
+}
+
+static void tls_release(tcp_conn *t)
+{
+    SSL *ssl = t->ssl;
+    if (ssl != NULL) {
+        if (t->s->error == 0 && SSL_is_init_finished(ssl)) {
+            SSL_shutdown(ssl); /* best effort close_notify; never waits */
+        }
+        SSL_free(ssl);
+        t->ssl = NULL;
+    }
+    free(t->tls_stage);
+    t->tls_stage = NULL;
+}
+
+const nqi_stream_ops nqi_tls_ops = {
+    .max_pieces = MAX_PIECES,
+    .holds_input = 1,
+    .read = tls_read,
+    .write = tls_write,
+    .handshake = tls_handshake,
+    .wants = tls_wants,
+    .release = tls_release,
+};

@@ -1,0 +1,118 @@
+/*
+ * frame.h: what a put becomes on its way out, and what get hands back.
+ *
+ *   futures   (core/future.c) the completion of one put, on one atomic word;
+ *   frames    (core/frame.c) one message to send: the 8-byte header and the
+ *             payload chunks, shared by every peer it goes to and pinned by
+ *             transports that lend its memory;
+ *   arrivals  (core/msgq.c) received messages waiting for get, in order.
+ *
+ * None of these knows of sockets, sessions' transports or communicators'
+ * loops: they are reached from any thread, as each function says.
+ */
+#ifndef NQ_CORE_FRAME_H
+#define NQ_CORE_FRAME_H
+
+#include <stdint.h>
+
+#include "core/base.h"
+#include "core/framer.h"
+#include "core/loop.h"
+
+typedef struct nqi_session nqi_session;
+
+/* ---- futures ---------------------------------------------------------- */
+
+/* A future owned by the caller (one reference) and by the puts in flight
+ * (one reference until it completes).  parts is the number of peer copies
+ * that must finish before it completes. */
+nq_future *nqi_future_new(int parts);
+/* One peer copy finished with result; the last one completes the future
+ * with the first error seen, or NQ_OK. */
+void nqi_future_part_done(nq_future *f, int result);
+/* Records result as the first error (if it is one) without finishing a
+ * part; the part follows with nqi_future_part_done(f, NQ_OK). */
+void nqi_future_note_error(nq_future *f, int result);
+
+/* ---- frames to send --------------------------------------------------- */
+
+typedef struct nqi_frame nqi_frame;
+
+/* A frame's delivery to one session: posted to the session's loop, which
+ * queues the frame on the session (core/put.c runs it). */
+typedef struct nqi_send {
+    nqi_cmd cmd;          /* first member */
+    nqi_session *session; /* a reference, unless borrowed */
+    nqi_frame *frame;     /* a reference */
+    uint8_t embedded;     /* lives inside its frame; not freed alone */
+    uint8_t borrowed;     /* holds no reference to session (a client's own) */
+} nqi_send;
+
+struct nqi_frame {
+    atomic_int refs;
+    int is_data;         /* 0 for INI/FIN                         */
+    uint8_t header[NQI_HEADER_SIZE];
+    uint64_t payload_len;
+    size_t nchunks;
+    nq_chunk *chunks;    /* points at inline storage or owned[]   */
+    void *owned;         /* copied payload, freed with the frame  */
+    size_t owned_len;    /* counted against *send_bytes          */
+    atomic_llong *send_bytes; /* the communicator's copied-bytes count */
+    nq_future *future;   /* NULL: nobody waits                    */
+    /* Transports that lend the payload's memory past a commit (gRPC
+     * slices) pin the frame: low 32 bits, pins held; high 32 bits, peer
+     * completions (nqi_frame_done) deferred until the last pin goes. */
+    _Atomic uint64_t pins;
+    nqi_send send;       /* the first target's delivery           */
+    nq_chunk inline_chunks[];
+};
+
+/* Builds a frame of n chunks.  copy: the chunks are copied into owned
+ * memory.  Returns NULL on allocation failure. */
+nqi_frame *nqi_frame_new(const nq_chunk *chunks, size_t n, int copy);
+/* Builds a frame around a buffer allocated with nq_alloc (taken over). */
+nqi_frame *nqi_frame_adopt(void *data, size_t len);
+/* A 16-byte INI/FIN frame holding id. */
+nqi_frame *nqi_frame_handshake(const nq_id *id);
+void nqi_frame_ref(nqi_frame *f);
+void nqi_frame_unref(nqi_frame *f);
+/* Reports one peer copy's outcome to the frame's future and drops that
+ * copy's reference.  While the frame is pinned, the future's part (and the
+ * reference) is released when the last pin goes, so the put's buffer stays
+ * untouched until then. */
+void nqi_frame_done(nqi_frame *f, int result);
+/* Pins the frame (and takes a reference) while a transport still reads its
+ * payload after the bytes were committed.  Any thread may unpin. */
+void nqi_frame_pin(nqi_frame *f);
+void nqi_frame_unpin(nqi_frame *f);
+
+/* ---- received messages ------------------------------------------------- */
+
+struct nq_msg {
+    struct nq_msg *next;
+    nq_id peer;
+    uint8_t *data; /* from the block pool, may be NULL when len is 0 */
+    size_t len;
+    nqi_session *session; /* counted against its queue_size; may be NULL */
+};
+
+typedef struct nqi_msgq {
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    nq_msg *head;
+    nq_msg *tail;
+    int final_error; /* 0 while messages may still come */
+    int waiters;     /* getters asleep on cv */
+} nqi_msgq;
+
+void nqi_msgq_init(nqi_msgq *q);
+/* Frees the messages still queued with free_msg, then the queue. */
+void nqi_msgq_fini(nqi_msgq *q, void (*free_msg)(nq_msg *m));
+/* Appends a chain of messages (first..last) and wakes sleeping getters. */
+void nqi_msgq_push(nqi_msgq *q, nq_msg *first, nq_msg *last);
+/* Sets the error get returns once the queue is empty (first one wins). */
+void nqi_msgq_finish(nqi_msgq *q, int err);
+/* Takes the oldest message.  Returns NQ_OK, NQ_ETIMEDOUT or final_error. */
+int nqi_msgq_pop(nqi_msgq *q, int64_t timeout_ms, nq_msg **out);
+
+#endif

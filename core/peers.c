@@ -1,0 +1,298 @@
+/*
+ * Peers: the sessions of a communicator as the rest of libnq sees them.
+ *
+ * - The peer table: server sessions whose INI arrived, found by id by put
+ *   and listed by nq_peers (a read-write lock; readers on callers' threads,
+ *   writers on the loops).
+ * - Live accounting: every session counts until it ends, and nq_close
+ *   waits for the count to reach zero.
+ * - Admission: the one path by which every transport turns a new
+ *   connection into a server session, with its INI deadline.
+ * - The end of a session, whatever ended it.
+ *
+ * Sessions are created, admitted and ended on the loop of their worker.
+ */
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/peers.h"
+#include "core/transport.h"
+
+/* ---- the peer table ---------------------------------------------------------- */
+
+static int peers_add(nq_comm *c, nqi_session *s)
+{
+    int rv = NQ_OK;
+    pthread_rwlock_wrlock(&c->peers_mu);
+    for (size_t i = 0; i < c->npeers; i++) {
+        if (nq_id_equal(&c->peers[i]->peer, &s->peer)) {
+            rv = NQ_EPROTO;
+            goto out;
+        }
+    }
+    if (c->npeers == c->peers_cap) {
+        size_t ncap = c->peers_cap == 0 ? 8 : c->peers_cap * 2;
+        nqi_session **np = realloc(c->peers, ncap * sizeof(*np));
+        if (np == NULL) {
+            rv = NQ_ENOMEM;
+            goto out;
+        }
+        c->peers = np;
+        c->peers_cap = ncap;
+    }
+    nqi_session_ref(s);
+    c->peers[c->npeers++] = s;
+    s->registered = 1;
+    nqi_stat_add(c, NQI_ST_PEERS, 1);
+out:
+    pthread_rwlock_unlock(&c->peers_mu);
+    return rv;
+}
+
+static void peers_remove(nq_comm *c, nqi_session *s)
+{
+    int found = 0;
+    pthread_rwlock_wrlock(&c->peers_mu);
+    for (size_t i = 0; i < c->npeers; i++) {
+        if (c->peers[i] == s) {
+            c->peers[i] = c->peers[--c->npeers];
+            found = 1;
+            break;
+        }
+    }
+    s->registered = 0;
+    pthread_rwlock_unlock(&c->peers_mu);
+    if (found) {
+        nqi_stat_add(c, NQI_ST_PEERS, -1);
+        nqi_session_unref(s);
+    }
+}
+
+/* ---- live sessions -------------------------------------------------------------- */
+
+void nqi_live_inc(nq_comm *c)
+{
+    pthread_mutex_lock(&c->live_mu);
+    c->live++;
+    pthread_mutex_unlock(&c->live_mu);
+}
+
+void nqi_live_dec(nq_comm *c, int err)
+{
+    pthread_mutex_lock(&c->live_mu);
+    c->live--;
+    if (err != 0 && c->first_error == 0) {
+        c->first_error = err;
+    }
+    pthread_cond_broadcast(&c->live_cv);
+    pthread_mutex_unlock(&c->live_mu);
+}
+
+int nqi_live_wait(nq_comm *c, int64_t timeout_ms)
+{
+    struct timespec dl = nqi_deadline_after(timeout_ms);
+    int rv = 0;
+    pthread_mutex_lock(&c->live_mu);
+    while (c->live > 0) {
+        if (nqi_cond_until(&c->live_cv, &c->live_mu, timeout_ms < 0 ? NULL : &dl) != 0) {
+            rv = c->live > 0 ? NQ_ETIMEDOUT : 0;
+            break;
+        }
+    }
+    pthread_mutex_unlock(&c->live_mu);
+    return rv;
+}
+
+/* ---- the INI ------------------------------------------------------------------ */
+
+static int on_ini(nqi_session *s)
+{
+    nq_comm *c = s->comm;
+    if (c->purpose == NQ_CLIENT) {
+        pthread_mutex_lock(&c->server_id_mu);
+        c->server_id = s->peer;
+        c->server_id_known = 1;
+        pthread_mutex_unlock(&c->server_id_mu);
+        return 0;
+    }
+    nqi_timer_cancel(&s->worker->loop, &s->ini_timer);
+    int rv = peers_add(c, s);
+    if (rv != NQ_OK) {
+        char text[NQ_ID_STRLEN];
+        nq_id_format(&s->peer, text, sizeof(text));
+        nqi_logf(&c->log, NQ_LOG_WARN, "refusing a second connection for live peer %s",
+                 text);
+        s->ini_received = 0; /* a stranger, as far as the end is concerned */
+        return rv;
+    }
+    nqi_frame *f = nqi_frame_handshake(&c->opts.id);
+    if (f == NULL || nqi_session_queue(s, f) != NQ_OK) {
+        if (f != NULL) {
+            nqi_frame_unref(f);
+        }
+        return NQ_ENOMEM;
+    }
+    nqi_session_mark_dirty(s);
+    return 0;
+}
+
+static const nqi_session_owner peer_owner = {.ini = on_ini};
+
+/* ---- resume -------------------------------------------------------------------- */
+
+void nqi_session_resume(nqi_session *s)
+{
+    atomic_store(&s->resume_requested, 0);
+    if (atomic_exchange(&s->paused, 0) && !s->ended && s->comm->transport->resume != NULL) {
+        s->comm->transport->resume(s);
+    }
+}
+
+static void run_resume(nqi_loop *l, nqi_cmd *cmd)
+{
+    (void)l;
+    nqi_session *s = NQI_CONTAINER(cmd, nqi_session, resume);
+    nqi_session_resume(s);
+    nqi_session_unref(s); /* taken when posted */
+}
+
+static void discard_resume(nqi_cmd *cmd)
+{
+    nqi_session_unref(NQI_CONTAINER(cmd, nqi_session, resume));
+}
+
+void nqi_session_taken(nqi_session *s)
+{
+    nq_comm *c = s->comm;
+    long left = atomic_fetch_sub(&s->queued, 1) - 1;
+    /* One resume in flight at a time: the command lives in the session. */
+    if (atomic_load(&s->paused) && left < (long)c->opts.ints[NQ_OPT_QUEUE_SIZE] &&
+        !atomic_exchange(&s->resume_requested, 1)) {
+        nqi_session_ref(s);
+        nqi_loop_post(&s->worker->loop, &s->resume);
+    }
+}
+
+/* ---- creation and admission ------------------------------------------------------ */
+
+nqi_session *nqi_session_new(nqi_worker *w)
+{
+    nq_comm *c = w->comm;
+    nqi_session *s = nqi_session_create(c, w, &peer_owner, c->transport->session_size);
+    if (s != NULL) {
+        s->resume.run = run_resume;
+        s->resume.discard = discard_resume;
+        nqi_list_append(&w->sessions, &s->link);
+    }
+    return s;
+}
+
+static void ini_overdue(nqi_timer *t)
+{
+    nqi_session *s = NQI_CONTAINER(t, nqi_session, ini_timer);
+    if (s->ini_received || s->ended) {
+        return;
+    }
+    nqi_logf(&s->comm->log, NQ_LOG_WARN, "closing a connection that sent no INI within %lld ms",
+             (long long)s->comm->opts.ints[NQ_OPT_HANDSHAKE_TIMEOUT_MS]);
+    nqi_session_end(s, NQ_ETIMEDOUT);
+}
+
+nqi_session *nqi_peers_admit(nqi_worker *w)
+{
+    nq_comm *c = w->comm;
+    if (w->closing) {
+        return NULL;
+    }
+    nqi_session *s = nqi_session_new(w);
+    if (s == NULL) {
+        return NULL;
+    }
+    nqi_live_inc(c);
+    nqi_stat_add(c, NQI_ST_CONNECTIONS, 1);
+    nqi_timer_init(&s->ini_timer, ini_overdue);
+    int64_t deadline = nqi_now_ms() + c->opts.ints[NQ_OPT_HANDSHAKE_TIMEOUT_MS];
+    if (nqi_timer_arm(&w->loop, &s->ini_timer, deadline) != NQ_OK) {
+        nqi_session_end(s, NQ_ENOMEM);
+        return NULL;
+    }
+    return s;
+}
+
+/* ---- the end ------------------------------------------------------------------------ */
+
+/* Counts the end of a connection in the communicator's statistics. */
+static void count_end(nq_comm *c, int err)
+{
+    switch (err) {
+    case 0:
+    case NQ_ECLOSED:
+        break;
+    case NQ_EPROTO:
+        nqi_stat_add(c, NQI_ST_PROTOCOL_ERRORS, 1);
+        break;
+    case NQ_ETLS:
+        nqi_stat_add(c, NQI_ST_TLS_ERRORS, 1);
+        break;
+    case NQ_ETIMEDOUT:
+        nqi_stat_add(c, NQI_ST_HANDSHAKE_TIMEOUTS, 1);
+        break;
+    default:
+        nqi_stat_add(c, NQI_ST_CONNECTIONS_LOST, 1);
+        break;
+    }
+}
+
+void nqi_session_end(nqi_session *s, int err)
+{
+    if (atomic_exchange(&s->ended, 1)) {
+        return;
+    }
+    nq_comm *c = s->comm;
+    s->error = err;
+
+    /* Messages that arrived before the end are still delivered. */
+    nqi_session_deliver(s);
+    nqi_session_out_fail(s, err != 0 ? err : NQ_ECONNRESET);
+    if (s->registered) {
+        peers_remove(c, s);
+    }
+    nqi_timer_cancel(&s->worker->loop, &s->ini_timer);
+    nqi_list_remove(&s->link);
+
+    c->transport->session_end(s);
+    count_end(c, err);
+
+    char peer[NQ_ID_STRLEN] = "(before INI)";
+    if (s->ini_received) {
+        nq_id_format(&s->peer, peer, sizeof(peer));
+    }
+    if (err != 0 && err != NQ_ECLOSED) {
+        nqi_logf(&c->log, NQ_LOG_WARN, "connection with peer %s ended: %s", peer,
+                 nq_strerror(err));
+    } else {
+        nqi_logf(&c->log, NQ_LOG_DEBUG, "connection with peer %s closed", peer);
+    }
+
+    if (c->purpose == NQ_CLIENT) {
+        nqi_msgq_finish(&c->msgq, err != 0 ? err : NQ_ECLOSED);
+    }
+    /* A client's close reports how its one connection ended.  A server's
+     * close reports peers that were lost while it was closing; peers lost
+     * earlier, and strangers it rejected, are counted, not reported. */
+    int counted = c->purpose == NQ_CLIENT ||
+                          (s->ini_received && atomic_load(&c->state) != NQI_OPEN)
+                      ? err
+                      : 0;
+    nqi_live_dec(c, counted == NQ_ECLOSED ? 0 : counted);
+    nqi_session_unref(s); /* the loop's reference */
+}
+
+void nqi_worker_end_sessions(nqi_worker *w, int err)
+{
+    nqi_node *n, *next;
+    for (n = nqi_list_first(&w->sessions); n != NULL; n = next) {
+        next = nqi_list_next(&w->sessions, n);
+        nqi_session_end(NQI_CONTAINER(n, nqi_session, link), err);
+    }
+}

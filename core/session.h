@@ -1,0 +1,130 @@
+/*
+ * session.h: one peer's byte stream, independent of the transport.
+ *
+ *   output  a ring of shared frames; out_off bytes of the head are
+ *           committed, out_sent more are handed to the transport and not
+ *           yet confirmed;
+ *   input   the frame parser and net-queue's rules: the first 16-byte
+ *           message is the peer's INI, a later 16-byte message equal to
+ *           the peer's id is its FIN, anything else is data;
+ *   flow    messages are handed to the arrival queue in batches; a peer
+ *           holding NQ_OPT_QUEUE_SIZE undelivered messages pauses (on a
+ *           transport that can hold a sender back).
+ *
+ * A session is reference counted; the loop of its worker owns its state
+ * and every function here runs on that loop's thread unless it says
+ * otherwise.  It reads its communicator's options, log, counters and
+ * arrival queue, and calls nothing above it: the INI goes to its owner's
+ * hook (core/peers.c), and the end of the connection is decided by the
+ * layer above (nqi_session_end).  A transport's own per-session state
+ * follows the struct (nqi_session_tp).
+ */
+#ifndef NQ_CORE_SESSION_H
+#define NQ_CORE_SESSION_H
+
+#include <stddef.h>
+#include <sys/uio.h>
+
+#include "core/frame.h"
+#include "core/framer.h"
+#include "core/loop.h"
+
+typedef struct nqi_worker nqi_worker;
+
+/* What a session asks of whoever owns it. */
+typedef struct nqi_session_owner {
+    /* The peer's INI arrived (s->peer holds its id).  Returns 0, or an
+     * error that ends the session. */
+    int (*ini)(nqi_session *s);
+} nqi_session_owner;
+
+struct nqi_session {
+    atomic_int refs;
+    nq_comm *comm;
+    nqi_worker *worker; /* its loop owns the session */
+    const nqi_session_owner *owner;
+    nqi_node link;      /* in the worker's list of sessions */
+    nqi_task flush;     /* output to hand to the transport this round */
+    nqi_cmd resume;     /* posted by get when a paused peer may read again */
+    nqi_timer ini_timer; /* server: the INI must arrive before it fires */
+
+    /* protocol */
+    nq_id peer;
+    int ini_received;
+    int fin_received;
+    int fin_queued;
+    int registered; /* in the communicator's peer table */
+    _Atomic int ended;
+    int error;      /* why it ended, 0 for a clean close */
+
+    /* output: a ring of frames; out_off bytes of the head are sent */
+    nqi_frame **out;
+    size_t out_cap;
+    size_t out_head;
+    size_t out_len;
+    uint64_t out_off;
+    uint64_t out_sent; /* bytes past out_off handed over, not yet confirmed */
+
+    /* input */
+    nqi_parser parser;
+    nq_msg *batch_head; /* messages parsed in this read, not yet queued */
+    nq_msg *batch_tail;
+    atomic_long queued; /* messages delivered to the queue, not yet taken */
+    atomic_int paused;
+    atomic_int resume_requested;
+
+    /* the transport's state: its session_size bytes */
+    max_align_t tp[];
+};
+
+/* Allocates a session with tp_size bytes of zeroed transport state and one
+ * reference (the loop's), not yet on any list.  Returns NULL when out of
+ * memory. */
+nqi_session *nqi_session_create(nq_comm *c, nqi_worker *w, const nqi_session_owner *owner,
+                                size_t tp_size);
+static inline void *nqi_session_tp(nqi_session *s)
+{
+    return s->tp;
+}
+/* Any thread. */
+void nqi_session_ref(nqi_session *s);
+void nqi_session_unref(nqi_session *s);
+
+/* ---- output ---------------------------------------------------------------- */
+
+/* Appends a frame (taking the caller's reference).  Returns NQ_OK or
+ * NQ_ENOMEM (the reference stays the caller's). */
+int nqi_session_queue(nqi_session *s, nqi_frame *f);
+/* Asks for the transport's flush at the end of this loop round. */
+void nqi_session_mark_dirty(nqi_session *s);
+/* Fills iov with queued output from the current offset, at most max_iov
+ * entries and max_bytes bytes.  Returns the count.  owners, if not NULL,
+ * receives the frame each entry belongs to. */
+int nqi_session_out_iov(nqi_session *s, struct iovec *iov, nqi_frame **owners, int max_iov,
+                        size_t max_bytes, size_t *total);
+/* Copies the n pieces back to back into dst; returns the bytes copied. */
+size_t nqi_iov_copy(uint8_t *dst, const struct iovec *iov, int n);
+/* Bytes queued and not yet handed to the transport (beyond out_sent). */
+uint64_t nqi_session_out_pending(const nqi_session *s);
+/* Accounts n bytes handed to the transport; completes finished frames. */
+void nqi_session_out_commit(nqi_session *s, size_t n);
+/* Fails every queued frame with err and empties the ring. */
+void nqi_session_out_fail(nqi_session *s, int err);
+/* Queues this side's FIN after pending data.  Returns NQ_OK or NQ_ENOMEM
+ * (the caller ends the session). */
+int nqi_session_queue_fin(nqi_session *s);
+/* 1 when the close handshake has run its course and output is drained. */
+int nqi_session_finished(const nqi_session *s);
+
+/* ---- input ----------------------------------------------------------------- */
+
+/* Feeds received bytes.  Returns 0 or an error that ends the session. */
+int nqi_session_in(nqi_session *s, const uint8_t *data, size_t len);
+/* Reading straight into the current message (see nqi_parser_window). */
+int nqi_session_in_window(nqi_session *s, uint8_t **ptr, size_t *len);
+int nqi_session_in_commit(nqi_session *s, size_t n);
+/* Hands parsed messages to the arrival queue and pauses reading when the
+ * peer's queue is full.  Returns 1 when the session should stop reading. */
+int nqi_session_deliver(nqi_session *s);
+
+#endif

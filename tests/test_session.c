@@ -1,0 +1,387 @@
+/*
+ * Unit tests of a session (core/session.c) with no socket and no transport:
+ * net-queue's INI/FIN rules on the input, the output ring and its commits,
+ * pinned frames, and the pause at NQ_OPT_QUEUE_SIZE.  A stand-in
+ * communicator, worker and transport table hold what the session reads.
+ */
+#include <stdlib.h>
+
+#include "core/nqi.h"
+#include "harness.h"
+
+/* ---- the stand-ins -------------------------------------------------------------- */
+
+struct fixture {
+    nq_comm comm;
+    nqi_worker worker;
+    nqi_transport transport;
+    int flushes;
+    int inis;
+    nq_id ini_seen;
+    int ini_result; /* what the owner answers an INI with */
+};
+
+static struct fixture *fx; /* the fixture of the test running */
+
+static void fake_flush(nqi_session *s)
+{
+    (void)s;
+    fx->flushes++;
+}
+
+static int fake_ini(nqi_session *s)
+{
+    fx->inis++;
+    fx->ini_seen = s->peer;
+    return fx->ini_result;
+}
+
+static const nqi_session_owner fake_owner = {.ini = fake_ini};
+
+static struct fixture *fixture_new(int pausable, int64_t queue_size)
+{
+    struct fixture *f = calloc(1, sizeof(*f));
+    if (f == NULL || nqi_opts_defaults(&f->comm.opts) != NQ_OK) {
+        abort();
+    }
+    fx = f;
+    f->comm.opts.ints[NQ_OPT_QUEUE_SIZE] = queue_size;
+    f->comm.purpose = NQ_SERVER;
+    f->comm.transport = &f->transport;
+    f->transport.flush = fake_flush;
+    f->transport.pausable = pausable;
+    nqi_log_init(&f->comm.log, NULL, NULL);
+    nqi_msgq_init(&f->comm.msgq);
+    f->worker.comm = &f->comm;
+    nqi_list_init(&f->worker.sessions);
+    if (nqi_loop_init(&f->worker.loop, &f->worker) != NQ_OK) {
+        abort();
+    }
+    return f;
+}
+
+static void stop_at_once(nqi_loop *l)
+{
+    nqi_loop_stop(l);
+}
+
+/* One round of the worker's loop: runs the flushes the session asked for. */
+static void run_round(struct fixture *f)
+{
+    if (nqi_loop_start(&f->worker.loop, stop_at_once) == NQ_OK) {
+        nqi_loop_join(&f->worker.loop);
+        f->worker.loop.stopping = 0;
+    }
+}
+
+static void fixture_free(struct fixture *f)
+{
+    run_round(f);
+    nqi_loop_fini(&f->worker.loop);
+    nqi_msgq_fini(&f->comm.msgq, nq_msg_free);
+    nqi_opts_clear(&f->comm.opts);
+    free(f);
+}
+
+/* Header and payload of one frame, appended at *at. */
+static void put_frame(uint8_t *buf, size_t *at, const void *payload, size_t len)
+{
+    nqi_frame_header(buf + *at, len);
+    memcpy(buf + *at + NQI_HEADER_SIZE, payload, len);
+    *at += NQI_HEADER_SIZE + len;
+}
+
+static int take_message(struct fixture *f, const char *want, const nq_id *from)
+{
+    nq_msg *m;
+    CHECK_OK(nqi_msgq_pop(&f->comm.msgq, 0, &m));
+    CHECK(m->len == strlen(want) && memcmp(m->data, want, m->len) == 0);
+    CHECK(nq_id_equal(&m->peer, from));
+    nq_msg_free(m);
+    return 0;
+}
+
+/* ---- input ---------------------------------------------------------------------- */
+
+static int test_first_message_must_be_a_16_byte_ini(void)
+{
+    struct fixture *f = fixture_new(1, 100);
+    nqi_session *s = nqi_session_create(&f->comm, &f->worker, &fake_owner, 0);
+    CHECK(s != NULL);
+    uint8_t wire[64];
+    size_t n = 0;
+    put_frame(wire, &n, "hello", 5);
+    CHECK_RC(nqi_session_in(s, wire, n), NQ_EPROTO);
+    CHECK(!s->ini_received && f->inis == 0);
+    nqi_session_unref(s);
+    fixture_free(f);
+    return 0;
+}
+
+/* INI names the peer (the owner hears of it once), data is delivered in
+ * order under that name, a 16-byte message that is not the peer's id is
+ * data, the peer's id is its FIN, which queues ours; nothing may follow. */
+static int test_ini_data_and_fin_follow_net_queue_rules(void)
+{
+    struct fixture *f = fixture_new(1, 100);
+    nqi_session *s = nqi_session_create(&f->comm, &f->worker, &fake_owner, 0);
+    CHECK(s != NULL);
+    nq_id peer, other;
+    CHECK_OK(nq_id_random(&peer));
+    CHECK_OK(nq_id_random(&other));
+    uint8_t wire[256];
+    size_t n = 0;
+    put_frame(wire, &n, peer.bytes, 16);
+    put_frame(wire, &n, "one", 3);
+    put_frame(wire, &n, other.bytes, 16);
+    put_frame(wire, &n, "", 0);
+    /* Fed one byte at a time: frames cut anywhere. */
+    for (size_t i = 0; i < n; i++) {
+        CHECK_OK(nqi_session_in(s, wire + i, 1));
+    }
+    CHECK(f->inis == 1 && s->ini_received);
+    CHECK(nq_id_equal(&f->ini_seen, &peer) && nq_id_equal(&s->peer, &peer));
+    CHECK(nqi_session_deliver(s) == 0);
+    CHECK(take_message(f, "one", &peer) == 0);
+    nq_msg *m;
+    CHECK_OK(nqi_msgq_pop(&f->comm.msgq, 0, &m));
+    CHECK(m->len == 16 && memcmp(m->data, other.bytes, 16) == 0);
+    nq_msg_free(m);
+    CHECK_OK(nqi_msgq_pop(&f->comm.msgq, 0, &m));
+    CHECK(m->len == 0);
+    nq_msg_free(m);
+    int64_t in = atomic_load(&f->comm.stats[NQI_ST_MSGS_IN]);
+    CHECK(in == 3);
+
+    CHECK(!s->fin_queued && s->out_len == 0);
+    n = 0;
+    put_frame(wire, &n, peer.bytes, 16);
+    CHECK_OK(nqi_session_in(s, wire, n));
+    CHECK(s->fin_received && s->fin_queued && s->out_len == 1);
+    CHECK(s->flush.queued); /* our FIN waits for the transport's flush */
+    /* Ours is our own id. */
+    CHECK(s->out[s->out_head]->payload_len == 16);
+    CHECK(memcmp(s->out[s->out_head]->chunks[0].data, f->comm.opts.id.bytes, 16) == 0);
+    CHECK(!nqi_session_finished(s));
+    nqi_session_out_commit(s, NQI_HEADER_SIZE + 16);
+    CHECK(nqi_session_finished(s));
+
+    n = 0;
+    put_frame(wire, &n, "late", 4);
+    CHECK_RC(nqi_session_in(s, wire, n), NQ_EPROTO);
+    run_round(f);
+    CHECK(f->flushes == 1);
+    nqi_session_unref(s);
+    fixture_free(f);
+    return 0;
+}
+
+static int test_second_fin_is_a_protocol_error(void)
+{
+    struct fixture *f = fixture_new(1, 100);
+    nqi_session *s = nqi_session_create(&f->comm, &f->worker, &fake_owner, 0);
+    CHECK(s != NULL);
+    nq_id peer;
+    CHECK_OK(nq_id_random(&peer));
+    uint8_t wire[128];
+    size_t n = 0;
+    put_frame(wire, &n, peer.bytes, 16);
+    put_frame(wire, &n, peer.bytes, 16);
+    CHECK_OK(nqi_session_in(s, wire, n));
+    CHECK(s->fin_received);
+    n = 0;
+    put_frame(wire, &n, peer.bytes, 16);
+    CHECK_RC(nqi_session_in(s, wire, n), NQ_EPROTO);
+    nqi_session_unref(s);
+    fixture_free(f);
+    return 0;
+}
+
+/* The owner may refuse a peer (a live id, say): its answer ends the input. */
+static int test_owner_can_refuse_an_ini(void)
+{
+    struct fixture *f = fixture_new(1, 100);
+    f->ini_result = NQ_EPROTO;
+    nqi_session *s = nqi_session_create(&f->comm, &f->worker, &fake_owner, 0);
+    CHECK(s != NULL);
+    nq_id peer;
+    CHECK_OK(nq_id_random(&peer));
+    uint8_t wire[128];
+    size_t n = 0;
+    put_frame(wire, &n, peer.bytes, 16);
+    put_frame(wire, &n, "after", 5);
+    CHECK_RC(nqi_session_in(s, wire, n), NQ_EPROTO);
+    CHECK(f->inis == 1);
+    CHECK(s->batch_head == NULL); /* nothing after the refused INI was parsed */
+    nqi_session_unref(s);
+    fixture_free(f);
+    return 0;
+}
+
+/* ---- flow -------------------------------------------------------------------------- */
+
+/* A pausable peer stops at NQ_OPT_QUEUE_SIZE undelivered messages; taking
+ * one below the limit asks for a resume.  A transport that cannot hold a
+ * sender back never pauses. */
+static int test_deliver_pauses_at_queue_size(void)
+{
+    for (int pausable = 1; pausable >= 0; pausable--) {
+        struct fixture *f = fixture_new(pausable, 3);
+        nqi_session *s = nqi_session_create(&f->comm, &f->worker, &fake_owner, 0);
+        CHECK(s != NULL);
+        nq_id peer;
+        CHECK_OK(nq_id_random(&peer));
+        uint8_t wire[256];
+        size_t n = 0;
+        put_frame(wire, &n, peer.bytes, 16);
+        put_frame(wire, &n, "a", 1);
+        put_frame(wire, &n, "b", 1);
+        CHECK_OK(nqi_session_in(s, wire, n));
+        CHECK(nqi_session_deliver(s) == 0);
+        n = 0;
+        put_frame(wire, &n, "c", 1);
+        CHECK_OK(nqi_session_in(s, wire, n));
+        CHECK(nqi_session_deliver(s) == pausable);
+        CHECK(atomic_load(&s->queued) == 3);
+        CHECK(atomic_load(&f->comm.stats[NQI_ST_READ_PAUSES]) == pausable);
+        for (int i = 0; i < 3; i++) {
+            nq_msg *m;
+            CHECK_OK(nqi_msgq_pop(&f->comm.msgq, 0, &m));
+            nq_msg_free(m);
+        }
+        nqi_session_unref(s);
+        fixture_free(f);
+    }
+    return 0;
+}
+
+/* ---- output -------------------------------------------------------------------------- */
+
+/* Frames leave in order through any cut of their bytes, across the ring's
+ * growth and wrap-around; each future completes when its last byte is
+ * committed, not before; bytes handed over but unconfirmed are skipped by
+ * the next iov. */
+static int test_output_ring_commits_frames_in_order(void)
+{
+    struct fixture *f = fixture_new(1, 100);
+    nqi_session *s = nqi_session_create(&f->comm, &f->worker, &fake_owner, 0);
+    CHECK(s != NULL);
+    enum { FRAMES = 40 };
+    static uint8_t payload[FRAMES][40];
+    nq_future *fut[FRAMES];
+    uint64_t total = 0;
+    /* Half first, committed, so the head has moved before the ring grows. */
+    for (int round = 0; round < 2; round++) {
+        for (int i = round * FRAMES / 2; i < (round + 1) * FRAMES / 2; i++) {
+            memset(payload[i], i, (size_t)i + 1);
+            nq_chunk ch[2] = {{payload[i], 1}, {payload[i] + 1, (size_t)i}};
+            nqi_frame *fr = nqi_frame_new(ch, 2, 0);
+            CHECK(fr != NULL);
+            fr->future = fut[i] = nqi_future_new(1);
+            CHECK_OK(nqi_session_queue(s, fr));
+            total += NQI_HEADER_SIZE + (size_t)i + 1;
+        }
+        if (round == 0) {
+            CHECK(nqi_session_out_pending(s) == total);
+            nqi_session_out_commit(s, NQI_HEADER_SIZE + 1 + NQI_HEADER_SIZE + 2);
+            total -= NQI_HEADER_SIZE + 1 + NQI_HEADER_SIZE + 2;
+            CHECK_RC(nq_future_result(fut[0]), NQ_OK);
+            CHECK_RC(nq_future_result(fut[1]), NQ_OK);
+            CHECK_RC(nq_future_result(fut[2]), NQ_EPENDING);
+        }
+    }
+    CHECK(s->out_len == FRAMES - 2 && s->out_cap >= FRAMES - 2);
+    /* Read back in pieces of 7 bytes: the bytes are the frames, in order. */
+    uint8_t *want = malloc(total);
+    uint8_t *got = malloc(total);
+    CHECK(want != NULL && got != NULL);
+    size_t at = 0;
+    for (int i = 2; i < FRAMES; i++) {
+        nqi_frame_header(want + at, (uint64_t)i + 1);
+        memcpy(want + at + NQI_HEADER_SIZE, payload[i], (size_t)i + 1);
+        at += NQI_HEADER_SIZE + (size_t)i + 1;
+    }
+    size_t done = 0;
+    int frame = 2;
+    size_t frame_end = NQI_HEADER_SIZE + 3;
+    while (done < total) {
+        struct iovec iov[4];
+        size_t len;
+        int n = nqi_session_out_iov(s, iov, NULL, 4, 7, &len);
+        CHECK(n > 0 && len <= 7);
+        /* Handed over, then confirmed: the next iov starts past them. */
+        s->out_sent += len;
+        CHECK(nqi_session_out_pending(s) == total - done - len);
+        s->out_sent -= len;
+        done += nqi_iov_copy(got + done, iov, n);
+        nqi_session_out_commit(s, len);
+        while (frame < FRAMES && done >= frame_end) {
+            CHECK_RC(nq_future_result(fut[frame]), NQ_OK);
+            frame++;
+            frame_end += frame < FRAMES ? NQI_HEADER_SIZE + (size_t)frame + 1 : 0;
+        }
+        if (frame < FRAMES) {
+            CHECK_RC(nq_future_result(fut[frame]), NQ_EPENDING);
+        }
+    }
+    CHECK(memcmp(got, want, total) == 0);
+    CHECK(s->out_len == 0 && nqi_session_out_pending(s) == 0);
+    CHECK(atomic_load(&f->comm.stats[NQI_ST_MSGS_OUT]) == FRAMES);
+    for (int i = 0; i < FRAMES; i++) {
+        nq_future_free(fut[i]);
+    }
+    free(want);
+    free(got);
+    nqi_session_unref(s);
+    fixture_free(f);
+    return 0;
+}
+
+/* A frame committed while a transport still lends its memory completes its
+ * future only when the last pin goes; failing the ring fails the rest. */
+static int test_pinned_output_and_failure(void)
+{
+    struct fixture *f = fixture_new(1, 100);
+    nqi_session *s = nqi_session_create(&f->comm, &f->worker, &fake_owner, 0);
+    CHECK(s != NULL);
+    static const uint8_t data[100];
+    nq_chunk ch = {data, sizeof(data)};
+    nq_future *fut[3];
+    nqi_frame *fr[3];
+    for (int i = 0; i < 3; i++) {
+        fr[i] = nqi_frame_new(&ch, 1, 0);
+        CHECK(fr[i] != NULL);
+        fr[i]->future = fut[i] = nqi_future_new(1);
+        CHECK_OK(nqi_session_queue(s, fr[i]));
+    }
+    nqi_frame_pin(fr[0]); /* lent to a transport */
+    nqi_session_out_commit(s, NQI_HEADER_SIZE + sizeof(data));
+    CHECK_RC(nq_future_result(fut[0]), NQ_EPENDING);
+    nqi_frame_unpin(fr[0]);
+    CHECK_RC(nq_future_result(fut[0]), NQ_OK);
+    nqi_session_out_fail(s, NQ_ECONNRESET);
+    CHECK_RC(nq_future_result(fut[1]), NQ_ECONNRESET);
+    CHECK_RC(nq_future_result(fut[2]), NQ_ECONNRESET);
+    CHECK(s->out_len == 0 && nqi_session_out_pending(s) == 0);
+    for (int i = 0; i < 3; i++) {
+        nq_future_free(fut[i]);
+    }
+    nqi_session_unref(s);
+    fixture_free(f);
+    return 0;
+}
+
+static const struct test_case tests[] = {
+    TEST(test_first_message_must_be_a_16_byte_ini),
+    TEST(test_ini_data_and_fin_follow_net_queue_rules),
+    TEST(test_second_fin_is_a_protocol_error),
+    TEST(test_owner_can_refuse_an_ini),
+    TEST(test_deliver_pauses_at_queue_size),
+    TEST(test_output_ring_commits_frames_in_order),
+    TEST(test_pinned_output_and_failure),
+};
+
+int main(int argc, char **argv)
+{
+    return run_tests(tests, TEST_COUNT(tests), argc, argv);
+}

@@ -1,0 +1,398 @@
+/*
+ * The connection to the MQTT broker, through paho.mqtt.c's asynchronous
+ * client.  nqi_mqtt_connect and nqi_mqtt_disconnect run on the caller's
+ * thread (nq_open, nq_close); paho's callbacks run on paho's threads and
+ * never block: they record an answer for the waiting caller or post a
+ * command to worker 0, whose loop owns every session.
+ */
+#include <dirent.h>
+#include <errno.h>
+#include <netdb.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <poll.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "transports/mqtt/mqtt.h"
+
+/* ---- the broker's socket ------------------------------------------------------ */
+
+/* 1 when the two socket addresses are the same address and port. */
+static int same_endpoint(const struct sockaddr_storage *a, const struct sockaddr_storage *b)
+{
+    if (a->ss_family != b->ss_family) {
+        return 0;
+    }
+    if (a->ss_family == AF_INET) {
+        const struct sockaddr_in *x = (const void *)a, *y = (const void *)b;
+        return x->sin_port == y->sin_port && x->sin_addr.s_addr == y->sin_addr.s_addr;
+    }
+    if (a->ss_family == AF_INET6) {
+        const struct sockaddr_in6 *x = (const void *)a, *y = (const void *)b;
+        return x->sin6_port == y->sin6_port &&
+               memcmp(&x->sin6_addr, &y->sin6_addr, sizeof(x->sin6_addr)) == 0;
+    }
+    return 0;
+}
+
+/* Calls fn for each descriptor of the process that is a TCP socket
+ * connected to the broker.  Lists /proc/self/fd, so only open descriptors
+ * are looked at. */
+static void each_broker_socket(mqtt_comm *st, void (*fn)(mqtt_comm *st, int fd))
+{
+    DIR *d = opendir("/proc/self/fd");
+    if (d == NULL) {
+        return;
+    }
+    int own = dirfd(d);
+    struct dirent *e;
+    while ((e = readdir(d)) != NULL) {
+        char *end;
+        long fd = strtol(e->d_name, &end, 10);
+        if (*end != '\0' || end == e->d_name || fd == own) {
+            continue;
+        }
+        int type = 0;
+        socklen_t len = sizeof(type);
+        if (getsockopt((int)fd, SOL_SOCKET, SO_TYPE, &type, &len) != 0 || type != SOCK_STREAM) {
+            continue;
+        }
+        struct sockaddr_storage peer;
+        len = sizeof(peer);
+        if (getpeername((int)fd, (struct sockaddr *)&peer, &len) == 0 &&
+            same_endpoint(&peer, &st->broker)) {
+            fn(st, (int)fd);
+        }
+    }
+    closedir(d);
+}
+
+static void remember(mqtt_comm *st, int fd)
+{
+    int *grown = realloc(st->known_fds, (st->nknown + 1) * sizeof(*grown));
+    if (grown != NULL) {
+        st->known_fds = grown;
+        st->known_fds[st->nknown++] = fd;
+    }
+}
+
+/* paho leaves Nagle's algorithm on and offers no way to turn it off, which
+ * holds small publishes back by tens of milliseconds.  Our socket is the
+ * one to the broker that was not open before we connected: only that one
+ * gets TCP_NODELAY. */
+static void nodelay_if_new(mqtt_comm *st, int fd)
+{
+    for (size_t i = 0; i < st->nknown; i++) {
+        if (st->known_fds[i] == fd) {
+            return;
+        }
+    }
+    int one = 1;
+    setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+}
+
+/* 1 when a plain TCP connection to the broker succeeds within a second:
+ * tells a TLS failure apart from an unreachable broker. */
+static int broker_reachable(const mqtt_comm *st)
+{
+    if (st->broker.ss_family == 0) {
+        return 0;
+    }
+    int fd = socket(st->broker.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    if (fd < 0) {
+        return 0;
+    }
+    socklen_t alen = st->broker.ss_family == AF_INET6 ? sizeof(struct sockaddr_in6)
+                                                      : sizeof(struct sockaddr_in);
+    int ok = connect(fd, (const struct sockaddr *)&st->broker, alen) == 0;
+    if (!ok && errno == EINPROGRESS) {
+        struct pollfd p = {.fd = fd, .events = POLLOUT};
+        int err = 0;
+        socklen_t len = sizeof(err);
+        ok = poll(&p, 1, 1000) == 1 && getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &len) == 0 &&
+             err == 0;
+    }
+    close(fd);
+    return ok;
+}
+
+/* ---- paho's threads ------------------------------------------------------------ */
+
+/* st->ready: 0 while waiting, READY once subscribed, CONNECT_FAILED when the
+ * connection failed (classified on the caller's thread), or an nq error. */
+#define READY 1
+#define CONNECT_FAILED 2
+
+static void signal_ready(mqtt_comm *st, int value)
+{
+    pthread_mutex_lock(&st->mu);
+    if (st->ready == 0) {
+        st->ready = value;
+    }
+    pthread_cond_broadcast(&st->cv);
+    pthread_mutex_unlock(&st->mu);
+}
+
+static void on_subscribed(void *context, MQTTAsync_successData *resp)
+{
+    nq_comm *c = context;
+    /* A SUBACK of 0x80 means the broker refused the subscription. */
+    int granted = resp != NULL ? resp->alt.qos : 0;
+    signal_ready(c->tp, granted == 0x80 ? NQ_ECONNREFUSED : READY);
+}
+
+static void on_subscribe_failed(void *context, MQTTAsync_failureData *resp)
+{
+    nq_comm *c = context;
+    nqi_logf(&c->log, NQ_LOG_ERROR, "MQTT subscribe failed: %s",
+             resp != NULL && resp->message != NULL ? resp->message : "no reason given");
+    signal_ready(c->tp, NQ_ECONNREFUSED);
+}
+
+static void on_connected(void *context, MQTTAsync_successData *resp)
+{
+    (void)resp;
+    nq_comm *c = context;
+    mqtt_comm *st = c->tp;
+    if (st->broker.ss_family != 0) {
+        each_broker_socket(st, nodelay_if_new);
+    }
+    MQTTAsync_responseOptions ro = MQTTAsync_responseOptions_initializer;
+    ro.onSuccess = on_subscribed;
+    ro.onFailure = on_subscribe_failed;
+    ro.context = c;
+    if (MQTTAsync_subscribe(st->client, st->sub_topic, st->qos, &ro) != MQTTASYNC_SUCCESS) {
+        signal_ready(st, NQ_ECONNREFUSED);
+    }
+}
+
+static void on_connect_failed(void *context, MQTTAsync_failureData *resp)
+{
+    nq_comm *c = context;
+    nqi_logf(&c->log, NQ_LOG_ERROR, "cannot connect to the MQTT broker at %s:%u: %s",
+             c->opts.host, (unsigned)c->opts.port,
+             resp != NULL && resp->message != NULL ? resp->message : "no reason given");
+    signal_ready(c->tp, CONNECT_FAILED);
+}
+
+/* The broker is gone, posted to worker 0. */
+static void run_lost(nqi_loop *l, nqi_cmd *cmd)
+{
+    free(cmd);
+    nqi_worker_end_sessions(nqi_worker_of(l), NQ_ECONNRESET);
+}
+
+static void discard_lost(nqi_cmd *cmd)
+{
+    free(cmd);
+}
+
+static void on_connection_lost(void *context, char *cause)
+{
+    nq_comm *c = context;
+    mqtt_comm *st = c->tp;
+    if (atomic_exchange(&st->lost, 1)) {
+        return;
+    }
+    nqi_logf(&c->log, NQ_LOG_ERROR, "lost the MQTT broker: %s",
+             cause != NULL ? cause : "connection closed");
+    signal_ready(st, NQ_ECONNRESET);
+    nqi_cmd *cmd = malloc(sizeof(*cmd));
+    if (cmd != NULL) {
+        cmd->run = run_lost;
+        cmd->discard = discard_lost;
+        nqi_loop_post(&c->workers[0].loop, cmd);
+    }
+}
+
+/* A message from the broker on its way to worker 0. */
+typedef struct arrival {
+    nqi_cmd cmd; /* first member */
+    MQTTAsync_message *msg;
+    nq_id from;
+} arrival;
+
+static void run_arrival(nqi_loop *l, nqi_cmd *cmd)
+{
+    arrival *a = (arrival *)cmd;
+    nqi_mqtt_arrived(nqi_worker_of(l), &a->from, a->msg);
+    MQTTAsync_freeMessage(&a->msg);
+    free(a);
+}
+
+static void discard_arrival(nqi_cmd *cmd)
+{
+    arrival *a = (arrival *)cmd;
+    MQTTAsync_freeMessage(&a->msg);
+    free(a);
+}
+
+/* Parses <prefix><dir>/<32 hex digits>. */
+static int topic_id(const mqtt_comm *st, const char *topic, int len, const char *dir, nq_id *out)
+{
+    size_t dlen = strlen(dir);
+    if (len < 0 || (size_t)len != st->prefix_len + dlen + NQI_ID_HEX_LEN ||
+        memcmp(topic, st->sub_topic, st->prefix_len) != 0 ||
+        memcmp(topic + st->prefix_len, dir, dlen) != 0) {
+        return -1;
+    }
+    char hex[NQI_ID_HEX_LEN + 1];
+    memcpy(hex, topic + st->prefix_len + dlen, NQI_ID_HEX_LEN);
+    hex[NQI_ID_HEX_LEN] = 0;
+    return nq_id_parse(hex, out) == NQ_OK ? 0 : -1;
+}
+
+static int on_message(void *context, char *topic, int topic_len, MQTTAsync_message *msg)
+{
+    nq_comm *c = context;
+    mqtt_comm *st = c->tp;
+    int len = topic_len > 0 ? topic_len : (int)strlen(topic);
+    arrival *a = calloc(1, sizeof(*a));
+    int ok = a != NULL;
+    if (ok) {
+        const char *dir = c->purpose == NQ_SERVER ? "c2s/" : "s2c/";
+        ok = topic_id(st, topic, len, dir, &a->from) == 0;
+        if (!ok) {
+            nqi_logf(&c->log, NQ_LOG_WARN, "ignoring a message on unexpected topic %.*s", len,
+                     topic);
+            nqi_stat_add(c, NQI_ST_PROTOCOL_ERRORS, 1);
+        }
+    }
+    MQTTAsync_free(topic);
+    if (!ok) {
+        free(a);
+        MQTTAsync_freeMessage(&msg);
+        return 1;
+    }
+    a->msg = msg;
+    a->cmd.run = run_arrival;
+    a->cmd.discard = discard_arrival;
+    nqi_loop_post(&c->workers[0].loop, &a->cmd);
+    return 1;
+}
+
+static void on_disconnected(void *context, MQTTAsync_successData *resp)
+{
+    (void)resp;
+    mqtt_comm *st = context;
+    pthread_mutex_lock(&st->mu);
+    st->disconnected = 1;
+    pthread_cond_broadcast(&st->cv);
+    pthread_mutex_unlock(&st->mu);
+}
+
+static void on_disconnect_failed(void *context, MQTTAsync_failureData *resp)
+{
+    (void)resp;
+    on_disconnected(context, NULL);
+}
+
+/* ---- the caller's thread ------------------------------------------------------ */
+
+/* Waits for a flag under st->mu, at most timeout_ms; returns its value. */
+static int wait_flag(mqtt_comm *st, const int *flag, int64_t timeout_ms)
+{
+    struct timespec dl = nqi_deadline_after(timeout_ms);
+    pthread_mutex_lock(&st->mu);
+    while (*flag == 0 && nqi_cond_until(&st->cv, &st->mu, &dl) == 0) {
+    }
+    int value = *flag;
+    pthread_mutex_unlock(&st->mu);
+    return value;
+}
+
+/* Resolves the broker's address, for telling paho's socket apart and for
+ * the reachability probe (so neither resolves on paho's thread). */
+static void resolve_broker(nq_comm *c, mqtt_comm *st)
+{
+    struct addrinfo *ai;
+    if (nqi_netloc_resolve(c->opts.host, c->opts.port, 0, &c->log, &ai) != NQ_OK) {
+        return;
+    }
+    if (ai->ai_addrlen <= sizeof(st->broker)) {
+        memcpy(&st->broker, ai->ai_addr, ai->ai_addrlen);
+    }
+    freeaddrinfo(ai);
+}
+
+int nqi_mqtt_connect(nq_comm *c)
+{
+    mqtt_comm *st = c->tp;
+    char uri[300];
+    if (nqi_netloc_format(uri, sizeof(uri), c->opts.tls ? "ssl://" : "tcp://", c->opts.host,
+                          c->opts.port) != NQ_OK) {
+        return NQ_EADDR;
+    }
+    resolve_broker(c, st);
+    int rc = MQTTAsync_create(&st->client, uri, st->own_hex, MQTTCLIENT_PERSISTENCE_NONE, NULL);
+    if (rc != MQTTASYNC_SUCCESS) {
+        nqi_logf(&c->log, NQ_LOG_ERROR, "cannot create an MQTT client for %s (%d)", uri, rc);
+        st->client = NULL;
+        return NQ_EADDR;
+    }
+    MQTTAsync_setCallbacks(st->client, c, on_connection_lost, on_message, NULL);
+
+    MQTTAsync_connectOptions co = MQTTAsync_connectOptions_initializer;
+    MQTTAsync_SSLOptions ssl = MQTTAsync_SSLOptions_initializer;
+    int64_t ka = c->opts.ints[NQ_OPT_KEEPALIVE_MS];
+    co.keepAliveInterval = ka > 0 ? (int)(ka / 1000) : 0;
+    co.cleansession = 1;
+    co.MQTTVersion = MQTTVERSION_3_1_1;
+    int64_t timeout_ms = c->opts.ints[NQ_OPT_HANDSHAKE_TIMEOUT_MS];
+    co.connectTimeout = timeout_ms >= 2000 ? (int)(timeout_ms / 1000) : 1;
+    co.onSuccess = on_connected;
+    co.onFailure = on_connect_failed;
+    co.context = c;
+    if (c->opts.tls) {
+        ssl.trustStore = c->opts.cert_path;
+        ssl.enableServerCertAuth = 1;
+        ssl.verify = 1;
+        ssl.sslVersion = MQTT_SSL_VERSION_TLS_1_2;
+        co.ssl = &ssl;
+    }
+    if (st->broker.ss_family != 0) {
+        each_broker_socket(st, remember);
+    }
+    rc = MQTTAsync_connect(st->client, &co);
+    if (rc != MQTTASYNC_SUCCESS) {
+        nqi_logf(&c->log, NQ_LOG_ERROR, "cannot start the MQTT connection to %s (%d)", uri, rc);
+        return NQ_ECONNREFUSED;
+    }
+    /* Nothing may be published before the subscription exists, or the
+     * broker would drop the peer's answers: wait for CONNACK and SUBACK. */
+    int ready = wait_flag(st, &st->ready, timeout_ms + 1000);
+    if (ready == 0) {
+        signal_ready(st, NQ_ETIMEDOUT); /* a late answer changes nothing */
+        nqi_logf(&c->log, NQ_LOG_ERROR, "the MQTT broker at %s did not answer in time", uri);
+        return NQ_ECONNREFUSED;
+    }
+    if (ready == READY) {
+        return NQ_OK;
+    }
+    if (ready == CONNECT_FAILED) {
+        return c->opts.tls && broker_reachable(st) ? NQ_ETLS : NQ_ECONNREFUSED;
+    }
+    return ready;
+}
+
+void nqi_mqtt_disconnect(nq_comm *c)
+{
+    mqtt_comm *st = c->tp;
+    if (st == NULL || st->client == NULL) {
+        return;
+    }
+    if (!atomic_load(&st->lost) && MQTTAsync_isConnected(st->client)) {
+        MQTTAsync_disconnectOptions dop = MQTTAsync_disconnectOptions_initializer;
+        dop.timeout = 1000;
+        dop.onSuccess = on_disconnected;
+        dop.onFailure = on_disconnect_failed;
+        dop.context = st;
+        if (MQTTAsync_disconnect(st->client, &dop) == MQTTASYNC_SUCCESS) {
+            wait_flag(st, &st->disconnected, 2000);
+        }
+    }
+    MQTTAsync_setCallbacks(st->client, NULL, NULL, NULL, NULL);
+}

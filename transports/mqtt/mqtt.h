@@ -1,0 +1,74 @@
+/*
+ * mqtt.h: the MQTT transport's own state and the seams between its files.
+ *
+ *   mqtt.c    the transport table; open, close and shutdown (caller's thread)
+ *   broker.c  the connection to the broker through paho.mqtt.c: connect,
+ *             subscribe, disconnect, and paho's callbacks, which run on
+ *             paho's threads and only post commands to worker 0
+ *   route.c   the loop side: sessions by topic, arrivals fed to them, and
+ *             the publish window of each session's output (paho's answer to
+ *             a publish, too, only posts a command)
+ *
+ * net-queue's layout: MQTT 3.1.1, client id = own UUID as 32 hex digits; a
+ * client publishes to c2s/<own-hex> and subscribes to s2c/<own-hex>; the
+ * server subscribes to c2s/+ and publishes to s2c/<client-hex>.  Payloads
+ * are consecutive slices of the framed byte stream.  An optional prefix
+ * lets several servers share a broker.
+ */
+#ifndef NQ_TRANSPORTS_MQTT_MQTT_H
+#define NQ_TRANSPORTS_MQTT_MQTT_H
+
+#include <MQTTAsync.h>
+#include <sys/socket.h>
+
+#include "core/nqi.h"
+
+#define NQI_MQTT_TOPIC_MAX 256
+
+/* The communicator's state. */
+typedef struct mqtt_comm {
+    MQTTAsync client;
+    char own_hex[NQI_ID_HEX_LEN + 1];
+    char sub_topic[NQI_MQTT_TOPIC_MAX];
+    size_t prefix_len;
+    int qos;
+    struct sockaddr_storage broker; /* resolved at open; family 0 if not */
+    int *known_fds;  /* sockets to the broker that were open before ours */
+    size_t nknown;
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    int ready;         /* 0 waiting, 1 subscribed, or an nq error */
+    int disconnected;  /* the DISCONNECT completed */
+    atomic_int lost;
+    nqi_list inflight; /* publishes awaiting paho's answer; loop only */
+} mqtt_comm;
+
+/* A session's state: where it publishes and whom its topic names. */
+typedef struct mqtt_sess {
+    char *topic;
+    nq_id route;
+} mqtt_sess;
+
+static inline mqtt_sess *mqtt_sess_of(nqi_session *s)
+{
+    return nqi_session_tp(s);
+}
+
+/* broker.c */
+/* Creates the paho client and connects; waits (bounded by the handshake
+ * timeout) until the broker acknowledged the connection and the
+ * subscription.  Returns an nq error. */
+int nqi_mqtt_connect(nq_comm *c);
+/* Sends DISCONNECT and waits briefly for it; paho calls nothing after. */
+void nqi_mqtt_disconnect(nq_comm *c);
+
+/* route.c (loop thread) */
+/* "<prefix><dir><hex>", malloc'd, or NULL. */
+char *nqi_mqtt_topic(const mqtt_comm *st, const char *dir, const char *hex);
+/* A message from paho arrived for the id in its topic. */
+void nqi_mqtt_arrived(nqi_worker *w, const nq_id *from, const MQTTAsync_message *msg);
+void nqi_mqtt_flush(nqi_session *s);
+/* Releases the publishes paho never answered (after paho is gone). */
+void nqi_mqtt_forget_inflight(mqtt_comm *st);
+
+#endif

@@ -1,0 +1,238 @@
+/*
+ * One TCP connection's I/O, on the loop of the worker that owns it: the
+ * watcher's events, reads into the session's parser (large payloads
+ * straight into their message), and flushes of the session's output.  The
+ * bytes themselves move through the connection's stream operations, plain
+ * or TLS.
+ */
+#include <sys/epoll.h>
+
+#include "transports/tcp/tcp.h"
+
+/* Bytes a connection reads per event, so one busy peer cannot starve the
+ * others on its worker. */
+#define READ_BUDGET (8 * 1024 * 1024)
+/* Payload reads go straight into the message when at least this much of
+ * it is still to come. */
+#define DIRECT_READ_MIN (64 * 1024)
+
+static void on_event(nqi_watch *w, uint32_t events);
+
+void nqi_tcp_conn_init(nqi_session *s)
+{
+    tcp_conn *t = tcp_conn_of(s);
+    t->s = s;
+    t->ops = &nqi_plain_ops;
+    nqi_watch_init(&t->watch, -1, on_event);
+}
+
+void nqi_tcp_update_events(tcp_conn *t)
+{
+    nqi_session *s = t->s;
+    if (t->watch.fd < 0 || s->ended) {
+        return;
+    }
+    uint32_t want = 0;
+    switch (t->state) {
+    case TCP_CONNECTING:
+        want = EPOLLOUT;
+        break;
+    case TCP_HANDSHAKE:
+        want = t->ops->wants(t);
+        break;
+    case TCP_OPEN:
+        if (!atomic_load(&s->paused)) {
+            want |= EPOLLIN;
+        }
+        if (t->want_write) {
+            want |= EPOLLOUT;
+        }
+        want |= t->ops->wants(t);
+        break;
+    default:
+        return;
+    }
+    if (nqi_watch_set(&s->worker->loop, &t->watch, want) != NQ_OK) {
+        nqi_session_end(s, NQ_ESYS);
+    }
+}
+
+void nqi_tcp_flush(nqi_session *s)
+{
+    tcp_conn *t = tcp_conn_of(s);
+    if (s->ended || t->state != TCP_OPEN) {
+        return;
+    }
+    struct iovec pieces[1024];
+    int max_pieces = t->ops->max_pieces < 1024 ? t->ops->max_pieces : 1024;
+    size_t max_bytes = (size_t)s->comm->opts.ints[NQ_OPT_PROTOCOL_SIZE];
+    t->want_write = 0;
+    for (;;) {
+        size_t total;
+        int n = nqi_session_out_iov(s, pieces, NULL, max_pieces, max_bytes, &total);
+        if (n == 0) {
+            break;
+        }
+        long w = t->ops->write(t, pieces, n, total);
+        if (w == NQI_WOULDBLOCK) {
+            t->want_write = 1;
+            break;
+        }
+        if (w < 0) {
+            nqi_session_end(s, (int)w);
+            return;
+        }
+        nqi_session_out_commit(s, (size_t)w);
+        if (t->want_write) {
+            break;
+        }
+    }
+    if (nqi_session_finished(s)) {
+        nqi_session_end(s, 0);
+        return;
+    }
+    nqi_tcp_update_events(t);
+}
+
+/* Reads what the connection has, within a budget (unless the layer holds
+ * input of its own). */
+static void do_read(tcp_conn *t)
+{
+    nqi_session *s = t->s;
+    tcp_worker *tw = tcp_worker_of(s->worker);
+    size_t budget = READ_BUDGET;
+    while (!s->ended && !atomic_load(&s->paused)) {
+        uint8_t *win;
+        size_t winlen = 0;
+        int direct = nqi_session_in_window(s, &win, &winlen);
+        if (direct < 0) {
+            nqi_session_end(s, direct);
+            return;
+        }
+        uint64_t left = direct ? s->parser.need - s->parser.have : 0;
+        int into_msg = direct && left >= DIRECT_READ_MIN;
+        uint8_t *buf = into_msg ? win : tw->stage;
+        size_t cap = into_msg ? winlen : tw->stage_cap;
+        long n = t->ops->read(t, buf, cap);
+        if (n == NQI_WOULDBLOCK) {
+            break;
+        }
+        if (n <= 0) {
+            int err = n == 0 ? NQ_ECONNRESET : (int)n;
+            if (n == 0 && s->fin_received) {
+                /* The peer finished the handshake and left; send what we
+                 * still can and end cleanly if nothing is lost. */
+                nqi_tcp_flush(s);
+                err = nqi_session_finished(s) ? 0 : NQ_ECONNRESET;
+            }
+            nqi_session_end(s, err);
+            return;
+        }
+        int rv = into_msg ? nqi_session_in_commit(s, (size_t)n)
+                          : nqi_session_in(s, buf, (size_t)n);
+        if (rv != 0) {
+            nqi_session_end(s, rv);
+            return;
+        }
+        if (nqi_session_deliver(s)) {
+            nqi_tcp_update_events(t);
+            break;
+        }
+        if (!t->ops->holds_input) {
+            if ((size_t)n >= budget) {
+                break;
+            }
+            budget -= (size_t)n;
+        }
+    }
+    if (!s->ended) {
+        nqi_session_deliver(s);
+        if (s->flush.queued || nqi_session_finished(s)) {
+            nqi_tcp_flush(s);
+        }
+    }
+}
+
+/* One step of the TLS handshake; once done, the byte stream opens. */
+static void handshake(tcp_conn *t)
+{
+    nqi_session *s = t->s;
+    int rv = t->ops->handshake(t);
+    if (rv < 0) {
+        nqi_session_end(s, rv);
+        return;
+    }
+    if (rv == 0) {
+        nqi_tcp_update_events(t);
+        return;
+    }
+    t->state = TCP_OPEN;
+    nqi_tcp_update_events(t);
+    nqi_tcp_flush(s);
+    if (!s->ended) {
+        do_read(t);
+    }
+}
+
+static void handle(tcp_conn *t, uint32_t events)
+{
+    switch (t->state) {
+    case TCP_CONNECTING:
+        nqi_tcp_connect_done(t);
+        return;
+    case TCP_HANDSHAKE:
+        handshake(t);
+        return;
+    case TCP_OPEN:
+        if (events & (EPOLLIN | EPOLLHUP | EPOLLERR)) {
+            do_read(t);
+        }
+        if (!t->s->ended && (events & EPOLLOUT)) {
+            nqi_tcp_flush(t->s);
+        }
+        return;
+    default:
+        return;
+    }
+}
+
+static void on_event(nqi_watch *w, uint32_t events)
+{
+    tcp_conn *t = NQI_CONTAINER(w, tcp_conn, watch);
+    nqi_session *s = t->s;
+    /* The session may end, and drop the loop's reference, inside its own
+     * event. */
+    nqi_session_ref(s);
+    if (!s->ended) {
+        handle(t, events);
+    }
+    nqi_session_unref(s);
+}
+
+void nqi_tcp_conn_begin(tcp_conn *t, int fd)
+{
+    nqi_session *s = t->s;
+    tcp_comm *tc = s->comm->tp;
+    t->watch.fd = fd;
+    if (tc->ssl_ctx != NULL) {
+        int rv = nqi_tls_attach(t, tc->ssl_ctx);
+        if (rv != NQ_OK) {
+            nqi_session_end(s, rv);
+            return;
+        }
+        t->state = TCP_HANDSHAKE;
+        handshake(t);
+        return;
+    }
+    t->state = TCP_OPEN;
+    nqi_tcp_update_events(t);
+    nqi_tcp_flush(s);
+}
+
+void nqi_tcp_resume(nqi_session *s)
+{
+    tcp_conn *t = tcp_conn_of(s);
+    nqi_tcp_update_events(t);
+    /* TLS may hold decrypted bytes the socket will not signal again. */
+    handle(t, EPOLLIN);
+}
