@@ -1,5 +1,6 @@
 # Install rules: the public header, libnq.so.1 and libnq.a, a pkg-config file
-# and a CMake package exporting nq::nq and nq::nq_static.
+# and a CMake package exporting nq::nq and, as the component "static",
+# nq::nq_static.
 #
 # Every installed file locates the prefix from its own place, so the tree
 # works wherever it lands (cmake --install --prefix, DESTDIR, a copied tree).
@@ -18,12 +19,17 @@ install(TARGETS nq EXPORT nqTargets
     COMPONENT nq_runtime
     NAMELINK_COMPONENT nq_development
   RUNTIME DESTINATION ${CMAKE_INSTALL_BINDIR} COMPONENT nq_runtime)
-install(TARGETS nq_static EXPORT nqTargets
+install(TARGETS nq_static EXPORT nqStaticTargets
   ARCHIVE DESTINATION ${CMAKE_INSTALL_LIBDIR} COMPONENT nq_development)
 
 install(EXPORT nqTargets
   NAMESPACE nq::
   FILE nqTargets.cmake
+  DESTINATION ${NQ_CMAKE_DIR}
+  COMPONENT nq_development)
+install(EXPORT nqStaticTargets
+  NAMESPACE nq::
+  FILE nqStaticTargets.cmake
   DESTINATION ${NQ_CMAKE_DIR}
   COMPONENT nq_development)
 
@@ -53,10 +59,10 @@ function(nq_static_link_needs)
     if(NOT pkg IN_LIST packages)
       list(APPEND packages ${pkg})
       if(pkg STREQUAL "OpenSSL")
-        string(APPEND finds "find_dependency(OpenSSL 3)\n")
+        string(APPEND finds "  find_dependency(OpenSSL 3)\n")
         list(APPEND requires "openssl >= 3")
       else()
-        string(APPEND finds "find_dependency(${pkg})\n")
+        string(APPEND finds "  find_dependency(${pkg})\n")
       endif()
     endif()
     if(pkg STREQUAL "OpenSSL")

@@ -60,6 +60,11 @@ void nqi_log_init(nqi_log *log, nq_log_fn fn, void *ctx);
 void nqi_logf(const nqi_log *log, int level, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 
+/* The longest piece of output a transport may copy to coalesce small frames
+ * (NQ_OPT_PUT_MERGE, NQ_OPT_EFFICIENT_SIZE): 0 when merging is off, else
+ * the smaller of efficient_size - 1 and the transport's own cap. */
+size_t nqi_opts_merge_limit(const nq_opts *o, size_t cap);
+
 /* ---- TLS options shared by the transports that hold keys (core/opts.c) ----- */
 
 /* Checks the TLS options of a transport whose server holds a key and whose

@@ -73,10 +73,9 @@ static void worker_on_start(nqi_loop *l)
     }
 }
 
-static int worker_init(nqi_worker *w, nq_comm *c, int index)
+static int worker_init(nqi_worker *w, nq_comm *c)
 {
     w->comm = c;
-    w->index = index;
     nqi_list_init(&w->sessions);
     w->close_cmd = (nqi_cmd){.run = run_close, .discard = discard_nothing};
     w->abort_cmd = (nqi_cmd){.run = run_abort, .discard = discard_nothing};
@@ -169,7 +168,6 @@ int nq_open(nq_protocol protocol, nq_purpose purpose, const nq_opts *opts, nq_co
         return rv;
     }
     c->transport = transport;
-    c->protocol = protocol;
     c->purpose = purpose;
     nqi_log_init(&c->log, c->opts.log_fn, c->opts.log_ctx);
     atomic_init(&c->state, NQI_OPEN);
@@ -188,7 +186,7 @@ int nq_open(nq_protocol protocol, nq_purpose purpose, const nq_opts *opts, nq_co
         return NQ_ENOMEM;
     }
     for (int i = 0; i < n && rv == NQ_OK; i++) {
-        rv = worker_init(&c->workers[i], c, i);
+        rv = worker_init(&c->workers[i], c);
         c->nworkers = i + 1; /* initialised, so released by comm_free */
     }
     if (rv == NQ_OK && purpose == NQ_CLIENT) {

@@ -24,7 +24,6 @@ typedef struct nqi_worker nqi_worker;
 struct nqi_worker {
     nqi_loop loop;      /* first member; loop.data is the worker */
     nq_comm *comm;
-    int index;
     nqi_list sessions;  /* every session this worker owns */
     int closing;        /* nq_close began: no new peers */
     void *tp;           /* the transport's per-worker state */
@@ -65,7 +64,6 @@ _Static_assert((int)NQI_ST_COUNT == (int)NQ_STAT_READ_PAUSES,
 struct nq_comm {
     const nqi_transport *transport;
     void *tp; /* the transport's per-communicator state */
-    nq_protocol protocol;
     nq_purpose purpose;
     nq_opts opts;
     nqi_log log;

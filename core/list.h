@@ -26,16 +26,6 @@ static inline void nqi_list_init(nqi_list *l)
     l->head.next = l->head.prev = &l->head;
 }
 
-static inline int nqi_list_empty(const nqi_list *l)
-{
-    return l->head.next == &l->head;
-}
-
-static inline int nqi_node_linked(const nqi_node *n)
-{
-    return n->next != NULL;
-}
-
 /* Appends n, which must not be on a list. */
 static inline void nqi_list_append(nqi_list *l, nqi_node *n)
 {

@@ -237,3 +237,12 @@ int nqi_opts_check_tls_roles(const nq_opts *o, nq_purpose purpose, const nqi_log
     }
     return NQ_OK;
 }
+
+size_t nqi_opts_merge_limit(const nq_opts *o, size_t cap)
+{
+    if (!o->ints[NQ_OPT_PUT_MERGE]) {
+        return 0;
+    }
+    uint64_t below = (uint64_t)o->ints[NQ_OPT_EFFICIENT_SIZE] - 1;
+    return below < cap ? (size_t)below : cap;
+}

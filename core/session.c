@@ -47,6 +47,9 @@ void nqi_session_unref(nqi_session *s)
     if (atomic_fetch_sub_explicit(&s->refs, 1, memory_order_acq_rel) != 1) {
         return;
     }
+    /* A session ends (failing its output) before its last reference goes;
+     * one that never ran releases what it queued here. */
+    nqi_session_out_fail(s, NQ_ECLOSED);
     nqi_parser_fini(&s->parser);
     free(s->out);
     free(s);

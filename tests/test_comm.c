@@ -1002,11 +1002,27 @@ static int test_tls_bad_key_files_fail_at_open(void)
     return 0;
 }
 
+/* Unknown protocols are invalid; a protocol this libnq was built without
+ * (-DNQ_WITH_MQTT=OFF, -DNQ_WITH_GRPC=OFF) is not supported, in both roles. */
 static int test_other_protocols_are_reported_unsupported(void)
 {
     nq_comm *c = NULL;
     CHECK_RC(nq_open((nq_protocol)3, NQ_CLIENT, NULL, &c), NQ_EINVAL);
     CHECK_RC(nq_open((nq_protocol)42, NQ_CLIENT, NULL, &c), NQ_EINVAL);
+    const nq_protocol left_out[] = {
+#ifndef NQ_WITH_MQTT
+        NQ_MQTT,
+#endif
+#ifndef NQ_WITH_GRPC
+        NQ_GRPC,
+#endif
+        NQ_TCP /* end */
+    };
+    for (size_t i = 0; left_out[i] != NQ_TCP; i++) {
+        CHECK_RC(nq_open(left_out[i], NQ_CLIENT, NULL, &c), NQ_ENOTSUP);
+        CHECK_RC(nq_open(left_out[i], NQ_SERVER, NULL, &c), NQ_ENOTSUP);
+    }
+    CHECK(c == NULL);
     return 0;
 }
 

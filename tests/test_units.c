@@ -7,6 +7,7 @@
 
 #include "core/nqi.h"
 #include "harness.h"
+#include "transports/tcp/tcp.h"
 
 /* ---- frame parser ------------------------------------------------------------ */
 
@@ -746,6 +747,48 @@ static int test_errors_have_texts_and_version_matches(void)
     return 0;
 }
 
+/* NQ_OPT_PUT_MERGE and NQ_OPT_EFFICIENT_SIZE bound what a transport copies
+ * to coalesce frames, and TCP's gathering follows that bound. */
+static int test_merge_options_bound_what_is_gathered(void)
+{
+    nq_opts *o = NULL;
+    CHECK_OK(nq_opts_new(&o));
+    CHECK(nqi_opts_merge_limit(o, 256) == 256);       /* default 65536: the cap */
+    CHECK_OK(nq_opts_set_int(o, NQ_OPT_EFFICIENT_SIZE, 100));
+    CHECK(nqi_opts_merge_limit(o, 256) == 99);        /* shorter than 100 */
+    CHECK_OK(nq_opts_set_int(o, NQ_OPT_EFFICIENT_SIZE, 1));
+    CHECK(nqi_opts_merge_limit(o, 256) == 0);
+    CHECK_OK(nq_opts_set_int(o, NQ_OPT_EFFICIENT_SIZE, 65536));
+    CHECK_OK(nq_opts_set_int(o, NQ_OPT_PUT_MERGE, 0));
+    CHECK(nqi_opts_merge_limit(o, 256) == 0);
+    nq_opts_free(o);
+
+    /* Ten frames: an 8-byte header and a 50-byte payload each. */
+    static uint8_t bytes[10][58];
+    struct iovec in[20];
+    for (int i = 0; i < 10; i++) {
+        memset(bytes[i], 'a' + i, sizeof(bytes[i]));
+        in[2 * i] = (struct iovec){bytes[i], 8};
+        in[2 * i + 1] = (struct iovec){bytes[i] + 8, 50};
+    }
+    uint8_t stage[4096];
+    struct iovec out[20];
+    int n;
+    CHECK(nqi_tcp_gather(in, 20, out, 20, stage, sizeof(stage), 256, &n) == 580);
+    CHECK(n == 1 && out[0].iov_base == stage && out[0].iov_len == 580);
+    CHECK(memcmp(stage, bytes[0], 58) == 0 && memcmp(stage + 522, bytes[9], 58) == 0);
+    /* A limit between the two sizes copies only the headers: runs break. */
+    CHECK(nqi_tcp_gather(in, 20, out, 20, stage, sizeof(stage), 49, &n) == 580);
+    CHECK(n == 20 && out[1].iov_base == bytes[0] + 8);
+    /* Merging off: the pieces go as they are, at most max_out of them. */
+    CHECK(nqi_tcp_gather(in, 20, out, 7, stage, sizeof(stage), 0, &n) == 4 * 8 + 3 * 50);
+    CHECK(n == 7 && out[6].iov_base == in[6].iov_base);
+    /* A full stage ends the run. */
+    CHECK(nqi_tcp_gather(in, 20, out, 20, stage, 100, 256, &n) == 58 + 8);
+    CHECK(n == 1);
+    return 0;
+}
+
 static const struct test_case tests[] = {
     TEST(test_header_is_big_endian_u64),
     TEST(test_parser_splits_frames_at_any_boundary),
@@ -765,6 +808,7 @@ static const struct test_case tests[] = {
     TEST(test_pinned_frame_defers_its_future),
     TEST(test_pins_released_on_another_thread),
     TEST(test_options_validate_ranges),
+    TEST(test_merge_options_bound_what_is_gathered),
     TEST(test_ids_parse_and_format),
     TEST(test_errors_have_texts_and_version_matches),
 };

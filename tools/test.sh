@@ -5,10 +5,12 @@
 #   main   build/       gcc, RelWithDebInfo: every test
 #   asan   build-asan/  gcc with ASan+UBSan: every test not labelled
 #                       no-sanitize
-#   tsan   build-tsan/  gcc with ThreadSanitizer: the C communicator tests
-#                       over TCP and MQTT (grpc's own libraries are not
+#   tsan   build-tsan/  gcc with ThreadSanitizer: the unit tests and the C
+#                       communicator tests over TCP and MQTT (grpc's own libraries are not
 #                       instrumented, so gRPC runs under ASan only)
 #   fuzz   build-fuzz/  clang: the fuzz targets, replayed and run by libFuzzer
+#   lean   build-lean/  gcc without MQTT and gRPC, their development files
+#                       hidden: the TCP tests (tools/lean-test.sh, root)
 #   abi    build-abi/   gcc with -g: the ABI checks against abi/libnq-*.abi
 #                       (tools/abi-test.sh)
 #   packages            build-deb/: the Debian packages, built, installed as
@@ -17,13 +19,14 @@
 #   bazel  build-bazel/ Bazel 4, offline: bazel test //... (tools/bazel-test.sh;
 #                       its cache is ~/.cache/bazel-nq)
 #
-# The last three are bounded in time: abi 5, packages 10, bazel 15 minutes.
+# The last four are bounded in time: lean 10, abi 5, packages 10, bazel 15
+# minutes.
 #
 # Build trees are reused, so running it again only rebuilds what changed.
 #
 # Environment:
 #   NQ_TEST_STAGES     stages to run, in order (default
-#                      "main asan tsan fuzz abi packages bazel")
+#                      "main asan tsan fuzz lean abi packages bazel")
 #   NQ_TEST_SKIP_DEPS  1 skips tools/install-deps.sh
 #   NQ_TEST_JOBS       parallel build and test jobs (default 2)
 # Exits 0 only when every selected stage passed; the last lines say how each
@@ -31,15 +34,15 @@
 set -uo pipefail
 
 root=$(cd "$(dirname "$0")/.." && pwd)
-stages=${NQ_TEST_STAGES:-main asan tsan fuzz abi packages bazel}
+stages=${NQ_TEST_STAGES:-main asan tsan fuzz lean abi packages bazel}
 jobs=${NQ_TEST_JOBS:-2}
 
 say() { printf '\n=== test.sh: %s\n' "$*"; }
 
 for stage in $stages; do
     case $stage in
-        main | asan | tsan | fuzz | abi | packages | bazel) ;;
-        *) echo "test.sh: unknown stage '$stage' (known: main asan tsan fuzz abi packages bazel)" >&2; exit 2 ;;
+        main | asan | tsan | fuzz | lean | abi | packages | bazel) ;;
+        *) echo "test.sh: unknown stage '$stage' (known: main asan tsan fuzz lean abi packages bazel)" >&2; exit 2 ;;
     esac
 done
 
@@ -80,9 +83,9 @@ run_asan() {
 run_tsan() {
     local dir=$root/build-tsan
     configure "$dir" gcc -DNQ_SANITIZE=thread -DNQ_BUILD_BINDINGS=OFF -DNQ_BUILD_BENCH=OFF &&
-        cmake --build "$dir" -j "$jobs" --target test_units test_comm test_mqtt &&
+        cmake --build "$dir" -j "$jobs" --target test_units test_loop test_session test_comm test_mqtt &&
         (cd "$dir" && TSAN_OPTIONS=${TSAN_OPTIONS:-halt_on_error=1} \
-            ctest --output-on-failure --no-tests=error -j "$jobs" -R '^test_(units|comm\.(tcp|mqtt)|mqtt)\.')
+            ctest --output-on-failure --no-tests=error -j "$jobs" -R '^test_(units|loop|session|comm\.(tcp|mqtt)|mqtt)\.')
 }
 
 # Only the fuzz executables are built here: the gcc stages cover the rest.
@@ -107,6 +110,10 @@ bounded() {
     timeout --kill-after=30 "$limit" "$@" || rc=$?
     [ "$rc" -ne 124 ] || echo "test.sh: stopped after ${limit}s: $*" >&2
     return "$rc"
+}
+
+run_lean() {
+    bounded 600 bash "$root/tools/lean-test.sh"
 }
 
 run_abi() {

@@ -60,12 +60,12 @@ type Options struct {
 	TLS  *TLS   // nil: plain TCP
 
 	Workers       int   // server I/O threads (1..64)
-	EfficientSize int64 // frames smaller than this are coalesced
+	EfficientSize int64 // pieces shorter than this may be copied together (see NQ_OPT_EFFICIENT_SIZE)
 	ProtocolSize  int64 // largest piece handed to the transport at once
 	QueueSize     int64 // undelivered messages held per peer before reading pauses
 	MessageSize   int64 // largest message accepted
 	SendLimit     int64 // bytes of copied puts that may wait
-	NoPutMerge    bool  // do not coalesce small frames
+	NoPutMerge    bool  // hand every piece to the transport as it is (NQ_OPT_PUT_MERGE 0)
 
 	HandshakeTimeout time.Duration // a connection must finish TLS and INI within this
 	KeepAlive        time.Duration // idle time before keep-alive probes; negative disables them

@@ -67,14 +67,26 @@ libdir=$(dirname "$(dirname "$pc_file")")
 [ "$(readlink "$libdir/libnq.so")" = "libnq.so.1" ] ||
     fail "$libdir/libnq.so is not a symlink to libnq.so.1"
 [ -f "$libdir/libnq.a" ] || fail "$libdir/libnq.a is missing"
-for f in nqConfig.cmake nqConfigVersion.cmake nqTargets.cmake; do
+for f in nqConfig.cmake nqConfigVersion.cmake nqTargets.cmake nqStaticTargets.cmake; do
     [ -f "$libdir/cmake/nq/$f" ] || fail "$libdir/cmake/nq/$f is missing"
 done
 echo "header, libnq.so.$version, libnq.so.1, libnq.so, libnq.a, nq.pc and the CMake package are in place"
 
-step "find_package(nq 1.0) from an out-of-tree project"
 cmake_args=(-G "$generator" -DCMAKE_C_COMPILER="$cc" -DCMAKE_BUILD_TYPE=Release
     -DCMAKE_PREFIX_PATH="$prefix" -DCMAKE_FIND_PACKAGE_NO_PACKAGE_REGISTRY=ON)
+
+step "find_package(nq 1.0) for the shared library asks for nothing else"
+"$cmake" -S "$consumer_src" -B "$work/consumer-shared" "${cmake_args[@]}" -DNQ_CONSUMER_STATIC=OFF \
+    >"$work/configure-shared.log" 2>&1 ||
+    { cat "$work/configure-shared.log"; fail "configuring the shared-only consumer failed"; }
+if grep -Ei 'protobuf|c-ares|re2|grpc|paho|absl|zlib|openssl' "$work/configure-shared.log"; then
+    fail "find_package(nq) looked for the static library's dependencies (above)"
+fi
+"$cmake" --build "$work/consumer-shared" >"$work/build-shared.log" 2>&1 ||
+    { cat "$work/build-shared.log"; fail "building the shared-only consumer failed"; }
+run_consumer "$work/consumer-shared/consumer_shared"
+
+step "find_package(nq 1.0 COMPONENTS static) from an out-of-tree project"
 "$cmake" -S "$consumer_src" -B "$work/consumer" "${cmake_args[@]}" >"$work/configure.log" 2>&1 ||
     { cat "$work/configure.log"; fail "configuring the consumer failed"; }
 grep 'Found nq' "$work/configure.log"

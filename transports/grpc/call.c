@@ -159,18 +159,22 @@ int nqi_grpc_send_slice(nqi_session *s, gcall *gc)
     if (n == 0) {
         return 0;
     }
-    /* Large pieces lent, runs of small ones copied together. */
+    /* Pieces beyond the merge limit are lent; runs of smaller ones are
+     * copied together (each alone when merging is off). */
+    const nq_opts *o = &s->comm->opts;
+    size_t copy_max = (size_t)o->ints[NQ_OPT_EFFICIENT_SIZE] - 1;
+    int merge = o->ints[NQ_OPT_PUT_MERGE] != 0;
     grpc_slice slices[64];
     size_t nslices = 0;
     for (int i = 0; i < n;) {
-        if (iov[i].iov_len >= NQI_GRPC_LEND_MIN &&
+        if (iov[i].iov_len > copy_max &&
             nqi_grpc_lend(st->lender, owners[i], &iov[i], &slices[nslices])) {
             nslices++;
             i++;
             continue;
         }
         int end = i + 1;
-        while (end < n && iov[end].iov_len < NQI_GRPC_LEND_MIN) {
+        while (merge && end < n && iov[end].iov_len <= copy_max) {
             end++;
         }
         slices[nslices++] = copy_slice(iov, i, end);

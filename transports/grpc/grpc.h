@@ -144,8 +144,6 @@ void nqi_grpc_lender_finish(nq_comm *c, lender *owner);
 /* A slice over the frame's memory (pinning the frame), or 0 if it cannot be
  * set up. */
 int nqi_grpc_lend(lender *owner, nqi_frame *f, const struct iovec *piece, grpc_slice *out);
-/* Payload pieces at least this large are lent rather than copied. */
-#define NQI_GRPC_LEND_MIN (64 * 1024)
 
 /* ---- the communicator ------------------------------------------------------- */
 

@@ -1,6 +1,6 @@
 /*
- * Lending: payload pieces of at least NQI_GRPC_LEND_MIN bytes go to grpc as
- * slices over the frame's own memory instead of a copy.  grpc may hold such
+ * Lending: payload pieces of NQ_OPT_EFFICIENT_SIZE bytes and more go to grpc
+ * as slices over the frame's own memory instead of a copy.  grpc may hold such
  * a slice after the send completes, so each one pins its frame (the put's
  * future waits for it) and is counted here; the communicator's last step
  * waits until grpc has let go of every one.  The lender lives apart from

@@ -12,7 +12,10 @@
 
 /* Pieces one sendmsg takes. */
 #define MAX_IOV 256
-/* Pieces read from the session per write, and how they are gathered. */
+/* Pieces read from the session per write, and how they are gathered:
+ * pieces up to GATHER_PIECE bytes (less when NQ_OPT_EFFICIENT_SIZE says so,
+ * none when NQ_OPT_PUT_MERGE is 0) are copied into a stage of GATHER_STAGE
+ * bytes. */
 #define GATHER_IOV 1024
 #define GATHER_PIECE 256
 #define GATHER_STAGE (64 * 1024)
@@ -27,14 +30,8 @@ static long plain_read(tcp_conn *t, uint8_t *buf, size_t len)
                                                                        : NQ_ECONNRESET;
 }
 
-/* The kernel copies each piece of a vectored write on its own, which for
- * frames of a few bytes costs more than the bytes.  gather() rewrites the
- * pieces in[0..n) as out[] (at most MAX_IOV), copying each piece of at most
- * GATHER_PIECE bytes into stage, so that runs of small frames go out as one
- * piece.  The pieces out[] covers are a prefix of in[]'s, in order; returns
- * their count and *total their bytes. */
-static int gather(const struct iovec *in, int n, struct iovec *out, uint8_t *stage,
-                  size_t *total)
+size_t nqi_tcp_gather(const struct iovec *in, int n, struct iovec *out, int max_out,
+                      uint8_t *stage, size_t stage_cap, size_t piece_max, int *nout)
 {
     int m = 0;
     int staging = 0; /* out[m - 1] is a run in stage ending at used */
@@ -42,8 +39,8 @@ static int gather(const struct iovec *in, int n, struct iovec *out, uint8_t *sta
     size_t bytes = 0;
     for (int i = 0; i < n; i++) {
         size_t len = in[i].iov_len;
-        if (len <= GATHER_PIECE && stage != NULL) {
-            if (used + len > GATHER_STAGE || (!staging && m == MAX_IOV)) {
+        if (len <= piece_max && stage != NULL) {
+            if (used + len > stage_cap || (!staging && m == max_out)) {
                 break;
             }
             memcpy(stage + used, in[i].iov_base, len);
@@ -57,7 +54,7 @@ static int gather(const struct iovec *in, int n, struct iovec *out, uint8_t *sta
             }
             used += len;
         } else {
-            if (m == MAX_IOV) {
+            if (m == max_out) {
                 break;
             }
             out[m++] = in[i];
@@ -65,8 +62,8 @@ static int gather(const struct iovec *in, int n, struct iovec *out, uint8_t *sta
         }
         bytes += len;
     }
-    *total = bytes;
-    return m;
+    *nout = m;
+    return bytes;
 }
 
 static long plain_write(tcp_conn *t, const struct iovec *pieces, int n, size_t total)
@@ -77,11 +74,14 @@ static long plain_write(tcp_conn *t, const struct iovec *pieces, int n, size_t t
         tw->send_stage = malloc(GATHER_STAGE); /* none: pieces go out as they are */
     }
     struct iovec iov[MAX_IOV];
-    size_t bytes;
+    int niov;
+    size_t piece_max = nqi_opts_merge_limit(&t->s->comm->opts, GATHER_PIECE);
+    size_t bytes = nqi_tcp_gather(pieces, n, iov, MAX_IOV, tw->send_stage, GATHER_STAGE,
+                                  piece_max, &niov);
     struct msghdr mh;
     memset(&mh, 0, sizeof(mh));
     mh.msg_iov = iov;
-    mh.msg_iovlen = (size_t)gather(pieces, n, iov, tw->send_stage, &bytes);
+    mh.msg_iovlen = (size_t)niov;
     ssize_t w;
     do {
         w = sendmsg(t->watch.fd, &mh, MSG_NOSIGNAL);

@@ -91,6 +91,16 @@ typedef struct tcp_comm {
     void *ssl_ctx; /* SSL_CTX, or NULL without TLS */
 } tcp_comm;
 
+/* plain.c: the kernel copies each piece of a vectored write on its own,
+ * which for frames of a few bytes costs more than the bytes.  Rewrites the
+ * pieces in[0..n) as out[] (at most max_out), copying each piece of at most
+ * piece_max bytes into stage (stage_cap bytes; NULL: no copies), so that
+ * runs of small frames go out as one piece.  The pieces out[] covers are a
+ * prefix of in[]'s, in order; *nout gets their count and the return value
+ * is their bytes. */
+size_t nqi_tcp_gather(const struct iovec *in, int n, struct iovec *out, int max_out,
+                      uint8_t *stage, size_t stage_cap, size_t piece_max, int *nout);
+
 /* tcp.c: keep-alive, user timeout and TCP_NODELAY for a new socket. */
 void nqi_tcp_socket_options(const nq_comm *c, int fd);
 

@@ -181,12 +181,13 @@ static long write_record(tcp_conn *t, const void *buf, size_t len)
     return classify(t, r, "TLS write failed");
 }
 
-/* TLS has no vectored write: small pieces are gathered into one record so
- * many small frames still cost one write. */
+/* TLS has no vectored write: when the first piece is small, pieces are
+ * gathered into one record so many small frames still cost one write
+ * (unless NQ_OPT_PUT_MERGE or NQ_OPT_EFFICIENT_SIZE say not to). */
 static long tls_write(tcp_conn *t, const struct iovec *iov, int n, size_t total)
 {
     (void)total;
-    if (iov[0].iov_len >= STAGE || n == 1) {
+    if (n == 1 || iov[0].iov_len > nqi_opts_merge_limit(&t->s->comm->opts, STAGE - 1)) {
         return write_record(t, iov[0].iov_base, iov[0].iov_len);
     }
     if (t->tls_stage == NULL) {

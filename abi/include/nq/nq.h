@@ -148,11 +148,16 @@ typedef enum nq_option {
      * not (0).  libnq always delivers contiguous messages; the option is
      * accepted for net-queue compatibility.  Default 1. */
     NQ_OPT_GET_MERGE = 1,
-    /* Coalesce small queued frames before sending.  Default 1.  With 0,
-     * every frame still leaves in a batch of vectored writes. */
+    /* Coalesce small queued frames before sending (1): TCP copies runs of
+     * small pieces into one buffer per vectored write, TLS into one record,
+     * gRPC into one slice.  With 0 every piece goes to the transport as it
+     * is (frames still leave in batches of vectored writes).  MQTT always
+     * publishes contiguous slices of the stream.  Default 1. */
     NQ_OPT_PUT_MERGE = 2,
-    /* Frames smaller than this are candidates for coalescing.  1 .. 2^30,
-     * default 65536. */
+    /* Pieces shorter than this are candidates for coalescing (TCP copies at
+     * most 256 bytes of a piece, TLS gathers behind a first piece shorter
+     * than 16 KiB); gRPC hands pieces of this size and more to grpc without
+     * copying them.  1 .. 2^30, default 65536. */
     NQ_OPT_EFFICIENT_SIZE = 3,
     /* Largest piece handed to the transport in one call (TCP write, MQTT
      * publish, gRPC message).  4096 .. 2^30, default 4194304. */
