@@ -33,7 +33,9 @@ nqi_session *nqi_session_create(nq_comm *c, nqi_worker *w, const nqi_session_own
     s->worker = w;
     s->owner = owner;
     nqi_task_init(&s->flush, flush_task);
-    nqi_parser_init(&s->parser, (uint64_t)c->opts.ints[NQ_OPT_MESSAGE_SIZE]);
+    /* Until the peer has introduced itself, only its 16-byte INI may come:
+     * a longer header is refused before a byte of it is held. */
+    nqi_parser_init(&s->parser, sizeof(s->peer.bytes));
     return s;
 }
 
@@ -216,7 +218,14 @@ static int on_frame(void *ctx, uint8_t *data, size_t len)
         }
         memcpy(s->peer.bytes, data, sizeof(s->peer.bytes));
         nqi_block_free(data);
+        if (nq_id_equal(&s->peer, &c->opts.id)) {
+            /* Our own id: a connection to ourselves, or a peer whose FIN
+             * could not be told from ours. */
+            nqi_logf(&c->log, NQ_LOG_WARN, "peer introduced itself with our own id");
+            return NQ_EPROTO;
+        }
         s->ini_received = 1;
+        s->parser.max_message = (uint64_t)c->opts.ints[NQ_OPT_MESSAGE_SIZE];
         return s->owner->ini(s);
     }
     if (len == sizeof(s->peer.bytes) && memcmp(data, s->peer.bytes, len) == 0) {
@@ -257,10 +266,16 @@ static int on_frame(void *ctx, uint8_t *data, size_t len)
 static int parse_result(nqi_session *s, int rv)
 {
     if (rv == NQ_EPROTO && !nqi_parser_idle(&s->parser)) {
-        nqi_logf(&s->comm->log, NQ_LOG_WARN,
-                 "frame of %llu bytes exceeds the message size limit of %lld",
-                 (unsigned long long)s->parser.need,
-                 (long long)s->comm->opts.ints[NQ_OPT_MESSAGE_SIZE]);
+        if (s->ini_received) {
+            nqi_logf(&s->comm->log, NQ_LOG_WARN,
+                     "frame of %llu bytes exceeds the message size limit of %llu",
+                     (unsigned long long)s->parser.need,
+                     (unsigned long long)s->parser.max_message);
+        } else {
+            nqi_logf(&s->comm->log, NQ_LOG_WARN,
+                     "first frame of %llu bytes cannot be a 16-byte INI; dropping connection",
+                     (unsigned long long)s->parser.need);
+        }
     }
     return rv;
 }

@@ -4,9 +4,10 @@
  *   output  a ring of shared frames; out_off bytes of the head are
  *           committed, out_sent more are handed to the transport and not
  *           yet confirmed;
- *   input   the frame parser and net-queue's rules: the first 16-byte
- *           message is the peer's INI, a later 16-byte message equal to
- *           the peer's id is its FIN, anything else is data;
+ *   input   the frame parser and net-queue's rules: the first message
+ *           must be the peer's 16-byte INI (a longer header is refused at
+ *           once, as is our own id), a later 16-byte message equal to the
+ *           peer's id is its FIN, anything else is data;
  *   flow    messages are handed to the arrival queue in batches; a peer
  *           holding NQ_OPT_QUEUE_SIZE undelivered messages pauses (on a
  *           transport that can hold a sender back).

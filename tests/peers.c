@@ -1,8 +1,11 @@
 #include "peers.h"
 
+#include <arpa/inet.h>
+#include <netinet/in.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -104,6 +107,17 @@ int nqt_wait_stat(nq_comm *c, nq_stat_id s, int64_t want)
     return 1;
 }
 
+int nqt_wait_stat_at_most(nq_comm *c, nq_stat_id s, int64_t want)
+{
+    for (int i = 0; i < 1000; i++) {
+        if (nqt_stat(c, s) <= want) {
+            return 0;
+        }
+        usleep(10000);
+    }
+    return 1;
+}
+
 int nqt_temp_dir(char *dir, const char *prefix)
 {
     snprintf(dir, 64, "/tmp/%sXXXXXX", prefix);
@@ -128,4 +142,52 @@ int nqt_make_cert(const char *dir, const char *name, const char *san)
              "-addext subjectAltName=%s 2>/dev/null",
              dir, name, dir, name, san);
     return system(cmd) != 0;
+}
+
+/* ---- speaking the wire by hand ----------------------------------------------- */
+
+/* A raw TCP connection to a server, for speaking the protocol by hand. */
+int nqt_raw_connect(uint16_t port)
+{
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons(port)};
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    if (fd < 0 || connect(fd, (struct sockaddr *)&a, sizeof(a)) != 0) {
+        abort();
+    }
+    return fd;
+}
+
+void nqt_put_header(uint8_t *out, uint64_t len)
+{
+    for (int i = 7; i >= 0; i--) {
+        out[i] = (uint8_t)(len & 0xff);
+        len >>= 8;
+    }
+}
+
+int nqt_raw_send_frame(int fd, const void *data, size_t len)
+{
+    uint8_t h[8];
+    nqt_put_header(h, len);
+    if (write(fd, h, 8) != 8) {
+        return -1;
+    }
+    return len == 0 || write(fd, data, len) == (ssize_t)len ? 0 : -1;
+}
+
+/* Reads until EOF or timeout; returns bytes read. */
+ssize_t nqt_raw_read_all(int fd, uint8_t *buf, size_t cap, int timeout_ms)
+{
+    struct timeval tv = {.tv_sec = timeout_ms / 1000, .tv_usec = (timeout_ms % 1000) * 1000};
+    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+    size_t have = 0;
+    while (have < cap) {
+        ssize_t n = read(fd, buf + have, cap - have);
+        if (n <= 0) {
+            break;
+        }
+        have += (size_t)n;
+    }
+    return (ssize_t)have;
 }

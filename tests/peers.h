@@ -8,6 +8,7 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/types.h>
 
 #include "nq/nq.h"
 
@@ -36,6 +37,8 @@ int64_t nqt_now_ms(void);
 int64_t nqt_stat(nq_comm *c, nq_stat_id s);
 /* Waits (10 s at most) until a counter reaches want. */
 int nqt_wait_stat(nq_comm *c, nq_stat_id s, int64_t want);
+/* Waits (10 s at most) until a counter falls to want or below. */
+int nqt_wait_stat_at_most(nq_comm *c, nq_stat_id s, int64_t want);
 
 /* Makes a fresh directory /tmp/<prefix>XXXXXX into dir (64 bytes). */
 int nqt_temp_dir(char *dir, const char *prefix);
@@ -44,5 +47,13 @@ void nqt_remove_dir(const char *dir);
 /* Writes dir/name.key and dir/name.pem, a self-signed certificate for the
  * subject alternative names in san ("DNS:localhost,IP:127.0.0.1"). */
 int nqt_make_cert(const char *dir, const char *name, const char *san);
+
+/* Speaking the wire by hand.  A raw TCP connection to 127.0.0.1:port
+ * (aborts on failure); a frame's 8-byte header; one frame written (0 or
+ * -1); bytes read until EOF, cap or timeout (returns the count). */
+int nqt_raw_connect(uint16_t port);
+void nqt_put_header(uint8_t *out, uint64_t len);
+int nqt_raw_send_frame(int fd, const void *data, size_t len);
+ssize_t nqt_raw_read_all(int fd, uint8_t *buf, size_t cap, int timeout_ms);
 
 #endif

@@ -67,52 +67,6 @@ static int wait_peers(nq_comm *server, size_t n)
     return 1;
 }
 
-/* A raw TCP connection to a server, for speaking the protocol by hand. */
-static int raw_connect(uint16_t port)
-{
-    int fd = socket(AF_INET, SOCK_STREAM, 0);
-    struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons(port)};
-    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    if (fd < 0 || connect(fd, (struct sockaddr *)&a, sizeof(a)) != 0) {
-        abort();
-    }
-    return fd;
-}
-
-static void put_header(uint8_t *out, uint64_t len)
-{
-    for (int i = 7; i >= 0; i--) {
-        out[i] = (uint8_t)(len & 0xff);
-        len >>= 8;
-    }
-}
-
-static int raw_send_frame(int fd, const void *data, size_t len)
-{
-    uint8_t h[8];
-    put_header(h, len);
-    if (write(fd, h, 8) != 8) {
-        return -1;
-    }
-    return len == 0 || write(fd, data, len) == (ssize_t)len ? 0 : -1;
-}
-
-/* Reads until EOF or timeout; returns bytes read. */
-static ssize_t raw_read_all(int fd, uint8_t *buf, size_t cap, int timeout_ms)
-{
-    struct timeval tv = {.tv_sec = timeout_ms / 1000, .tv_usec = (timeout_ms % 1000) * 1000};
-    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
-    size_t have = 0;
-    while (have < cap) {
-        ssize_t n = read(fd, buf + have, cap - have);
-        if (n <= 0) {
-            break;
-        }
-        have += (size_t)n;
-    }
-    return (ssize_t)have;
-}
-
 /* ---- the contract ------------------------------------------------------------ */
 
 static int test_put_get_both_ways(void)
@@ -584,9 +538,9 @@ static int test_peer_vanishing_without_fin_is_detected(void)
     nq_comm *s = server_on("127.0.0.1");
     nq_id ghost;
     nq_id_random(&ghost);
-    int fd = raw_connect(nqt_port(s));
-    CHECK(raw_send_frame(fd, ghost.bytes, 16) == 0);
-    CHECK(raw_send_frame(fd, "last words", 10) == 0);
+    int fd = nqt_raw_connect(nqt_port(s));
+    CHECK(nqt_raw_send_frame(fd, ghost.bytes, 16) == 0);
+    CHECK(nqt_raw_send_frame(fd, "last words", 10) == 0);
     CHECK(wait_peers(s, 1) == 0);
     CHECK(nqt_expect(s, "last words", 10, &ghost) == 0);
     close(fd);
@@ -606,10 +560,10 @@ static int test_pending_futures_fail_when_peer_dies(void)
     nq_comm *s = server_on("127.0.0.1");
     nq_id ghost;
     nq_id_random(&ghost);
-    int fd = raw_connect(nqt_port(s));
+    int fd = nqt_raw_connect(nqt_port(s));
     int small = 4096;
     setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &small, sizeof(small));
-    CHECK(raw_send_frame(fd, ghost.bytes, 16) == 0);
+    CHECK(nqt_raw_send_frame(fd, ghost.bytes, 16) == 0);
     CHECK(wait_peers(s, 1) == 0);
     /* More than the socket buffers hold: the put stays pending. */
     size_t len = 64 * 1024 * 1024;
@@ -639,7 +593,7 @@ static int test_server_vanishing_fails_client(void)
     int fd = accept(lfd, NULL, NULL);
     CHECK(fd >= 0);
     uint8_t ini[24];
-    CHECK(raw_read_all(fd, ini, sizeof(ini), 2000) == 24);
+    CHECK(nqt_raw_read_all(fd, ini, sizeof(ini), 2000) == 24);
     close(fd);
     close(lfd);
     nq_msg *m = NULL;
@@ -686,7 +640,7 @@ static int hostile_case(const void *bytes, size_t len, int close_after, nq_stat_
     nq_comm *s = open_with(NQ_SERVER, o);
     nq_comm *good = client_of(s, NULL);
     CHECK(nqt_round_trip(s, good) == 0);
-    int fd = raw_connect(nqt_port(s));
+    int fd = nqt_raw_connect(nqt_port(s));
     CHECK(write(fd, bytes, len) == (ssize_t)len);
     if (close_after) {
         shutdown(fd, SHUT_WR);
@@ -694,7 +648,7 @@ static int hostile_case(const void *bytes, size_t len, int close_after, nq_stat_
     CHECK(nqt_wait_stat(s, counter, 1) == 0);
     /* The server dropped the hostile connection: we read EOF. */
     uint8_t junk[64];
-    CHECK(raw_read_all(fd, junk, sizeof(junk), 2000) >= 0);
+    CHECK(nqt_raw_read_all(fd, junk, sizeof(junk), 2000) >= 0);
     close(fd);
     CHECK(nqt_round_trip(s, good) == 0);
     CHECK(nqt_stat(s, NQ_STAT_PEERS) == 1);
@@ -714,7 +668,7 @@ static int test_garbage_bytes_close_only_that_connection(void)
 static int test_first_message_not_ini_is_rejected(void)
 {
     uint8_t frame[8 + 5];
-    put_header(frame, 5);
+    nqt_put_header(frame, 5);
     memcpy(frame + 8, "hello", 5);
     return hostile_case(frame, sizeof(frame), 0, NQ_STAT_PROTOCOL_ERRORS);
 }
@@ -722,33 +676,33 @@ static int test_first_message_not_ini_is_rejected(void)
 static int test_huge_length_header_allocates_nothing(void)
 {
     uint8_t frame[8 + 24];
-    put_header(frame, 16);
+    nqt_put_header(frame, 16);
     nq_id id;
     nq_id_random(&id);
     memcpy(frame + 8, id.bytes, 16);
-    put_header(frame + 24, UINT64_C(1) << 63);
+    nqt_put_header(frame + 24, UINT64_C(1) << 63);
     return hostile_case(frame, sizeof(frame), 0, NQ_STAT_PROTOCOL_ERRORS);
 }
 
 static int test_length_over_message_size_is_rejected(void)
 {
     uint8_t frame[8 + 24];
-    put_header(frame, 16);
+    nqt_put_header(frame, 16);
     nq_id id;
     nq_id_random(&id);
     memcpy(frame + 8, id.bytes, 16);
-    put_header(frame + 24, 1024 * 1024 + 1);
+    nqt_put_header(frame + 24, 1024 * 1024 + 1);
     return hostile_case(frame, sizeof(frame), 0, NQ_STAT_PROTOCOL_ERRORS);
 }
 
 static int test_frame_cut_by_eof_is_a_lost_connection(void)
 {
     uint8_t frame[8 + 24 + 3];
-    put_header(frame, 16);
+    nqt_put_header(frame, 16);
     nq_id id;
     nq_id_random(&id);
     memcpy(frame + 8, id.bytes, 16);
-    put_header(frame + 24, 100);
+    nqt_put_header(frame + 24, 100);
     memcpy(frame + 32, "abc", 3);
     return hostile_case(frame, sizeof(frame), 1, NQ_STAT_CONNECTIONS_LOST);
 }
@@ -761,7 +715,7 @@ static int test_silent_connections_time_out(void)
     enum { FLOOD = 200 };
     int fds[FLOOD];
     for (int i = 0; i < FLOOD; i++) {
-        fds[i] = raw_connect(nqt_port(s));
+        fds[i] = nqt_raw_connect(nqt_port(s));
     }
     nq_comm *good = client_of(s, NULL);
     CHECK(nqt_round_trip(s, good) == 0);
@@ -803,24 +757,24 @@ static int test_wire_handshake_bytes(void)
     nq_id sid, cid;
     nq_comm_id(s, &sid);
     nq_id_random(&cid);
-    int fd = raw_connect(nqt_port(s));
+    int fd = nqt_raw_connect(nqt_port(s));
     /* The server says nothing before the client speaks. */
     uint8_t buf[256];
-    CHECK(raw_read_all(fd, buf, sizeof(buf), 200) == 0);
-    CHECK(raw_send_frame(fd, cid.bytes, 16) == 0);
-    CHECK(raw_send_frame(fd, "data", 4) == 0);
+    CHECK(nqt_raw_read_all(fd, buf, sizeof(buf), 200) == 0);
+    CHECK(nqt_raw_send_frame(fd, cid.bytes, 16) == 0);
+    CHECK(nqt_raw_send_frame(fd, "data", 4) == 0);
     CHECK(nqt_expect(s, "data", 4, &cid) == 0);
     CHECK_OK(nqt_put_wait(s, "back", 4, &cid, 1));
-    CHECK(raw_send_frame(fd, cid.bytes, 16) == 0); /* FIN */
-    ssize_t n = raw_read_all(fd, buf, sizeof(buf), 3000);
+    CHECK(nqt_raw_send_frame(fd, cid.bytes, 16) == 0); /* FIN */
+    ssize_t n = nqt_raw_read_all(fd, buf, sizeof(buf), 3000);
     /* INI, data, FIN, then EOF. */
     CHECK(n == 24 + 12 + 24);
     uint8_t h[8];
-    put_header(h, 16);
+    nqt_put_header(h, 16);
     CHECK(memcmp(buf, h, 8) == 0 && memcmp(buf + 8, sid.bytes, 16) == 0);
-    put_header(h, 4);
+    nqt_put_header(h, 4);
     CHECK(memcmp(buf + 24, h, 8) == 0 && memcmp(buf + 32, "back", 4) == 0);
-    put_header(h, 16);
+    nqt_put_header(h, 16);
     CHECK(memcmp(buf + 36, h, 8) == 0 && memcmp(buf + 44, sid.bytes, 16) == 0);
     close(fd);
     CHECK_OK(nq_close(s));
@@ -844,18 +798,18 @@ static int test_client_speaks_first_and_finishes_last(void)
     int fd = accept(lfd, NULL, NULL);
     uint8_t buf[64];
     /* INI then data, without waiting for the server's INI. */
-    CHECK(raw_read_all(fd, buf, 24 + 11, 3000) == 35);
+    CHECK(nqt_raw_read_all(fd, buf, 24 + 11, 3000) == 35);
     CHECK(memcmp(buf + 8, cid.bytes, 16) == 0);
     CHECK(memcmp(buf + 32, "abc", 3) == 0);
-    CHECK(raw_send_frame(fd, sid.bytes, 16) == 0);
+    CHECK(nqt_raw_send_frame(fd, sid.bytes, 16) == 0);
     struct closer cl = {c, -100, 0};
     pthread_t t;
     pthread_create(&t, NULL, close_thread, &cl);
-    CHECK(raw_read_all(fd, buf, 24, 3000) == 24); /* client FIN */
+    CHECK(nqt_raw_read_all(fd, buf, 24, 3000) == 24); /* client FIN */
     CHECK(memcmp(buf + 8, cid.bytes, 16) == 0);
     usleep(100 * 1000);
     CHECK(cl.done_at == 0); /* waits for the server's FIN */
-    CHECK(raw_send_frame(fd, sid.bytes, 16) == 0);
+    CHECK(nqt_raw_send_frame(fd, sid.bytes, 16) == 0);
     pthread_join(t, NULL);
     CHECK_OK(cl.result);
     nq_id got;

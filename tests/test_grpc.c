@@ -10,6 +10,12 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <grpc/byte_buffer.h>
+#include <grpc/grpc.h>
+#include <grpc/grpc_security.h>
+#include <grpc/support/time.h>
+#include <pthread.h>
+
 #include "harness.h"
 #include "peers.h"
 #include "nq/nq.h"
@@ -349,7 +355,188 @@ static int test_close_with_large_puts_in_flight(void)
     return 0;
 }
 
+/* ---- back-pressure ----------------------------------------------------------------- */
+
+/* A server at NQ_OPT_QUEUE_SIZE stops asking for messages, so HTTP/2's flow
+ * control holds a gRPC sender back (its puts stay pending, the server holds
+ * a bounded amount); once get makes room every message arrives, in order. */
+static int test_queue_size_holds_a_sender_back_without_loss(void)
+{
+    enum { MESSAGES = 64, SIZE = 1 << 20 };
+    nq_opts *o = nqt_opts("127.0.0.1", 0, NULL);
+    CHECK_OK(nq_opts_set_int(o, NQ_OPT_QUEUE_SIZE, 4));
+    nq_comm *s = grpc_peer(NQ_SERVER, o);
+    nq_comm *c = grpc_peer(NQ_CLIENT, nqt_opts("127.0.0.1", nqt_port(s), NULL));
+    CHECK(s != NULL && c != NULL);
+    uint8_t *data = malloc(SIZE);
+    CHECK(data != NULL);
+    nq_future *f[MESSAGES];
+    for (int i = 0; i < MESSAGES; i++) {
+        memset(data, 0, 16);
+        nq_chunk ch = {data, SIZE};
+        CHECK_OK(nq_put(c, &ch, 1, NULL, 0, &f[i]));
+    }
+    CHECK(nqt_wait_stat(s, NQ_STAT_READ_PAUSES, 1) == 0);
+    usleep(1000 * 1000);
+    CHECK(nq_future_result(f[MESSAGES - 1]) == NQ_EPENDING);
+    CHECK(nqt_stat(s, NQ_STAT_MSGS_IN) < MESSAGES / 2);
+    for (int i = 0; i < MESSAGES; i++) {
+        nq_msg *m = NULL;
+        CHECK_OK(nq_get(s, WAIT_MS, &m));
+        CHECK(nq_msg_size(m) == SIZE);
+        nq_msg_free(m);
+    }
+    for (int i = 0; i < MESSAGES; i++) {
+        CHECK_RC(nq_future_wait(f[i], WAIT_MS), NQ_OK);
+        nq_future_free(f[i]);
+    }
+    CHECK_OK(nq_close(c));
+    CHECK_OK(nq_close(s));
+    nq_destroy(c);
+    nq_destroy(s);
+    free(data);
+    return 0;
+}
+
+/* ---- hostile callers -------------------------------------------------------------- */
+
+/* A call made by hand on a channel (a connection) of its own: /grpc/comm
+ * with nq-id naming id, nq-stream when stream is set, and one message. */
+typedef struct hostile {
+    grpc_channel *channel;
+    grpc_completion_queue *cq;
+    grpc_call *call;
+    grpc_metadata_array got_md;
+    grpc_status_code status;
+    grpc_slice details;
+} hostile;
+
+static int hostile_start(hostile *h, uint16_t port, const nq_id *id, int stream,
+                         const void *bytes, size_t len)
+{
+    memset(h, 0, sizeof(*h));
+    char target[32];
+    snprintf(target, sizeof(target), "127.0.0.1:%u", (unsigned)port);
+    grpc_arg arg;
+    memset(&arg, 0, sizeof(arg));
+    arg.type = GRPC_ARG_INTEGER;
+    arg.key = GRPC_ARG_USE_LOCAL_SUBCHANNEL_POOL;
+    arg.value.integer = 1;
+    grpc_channel_args args = {1, &arg};
+    grpc_channel_credentials *creds = grpc_insecure_credentials_create();
+    h->channel = grpc_channel_create(target, creds, &args);
+    grpc_channel_credentials_release(creds);
+    h->cq = grpc_completion_queue_create_for_pluck(NULL);
+    h->call = grpc_channel_create_call(h->channel, NULL, GRPC_PROPAGATE_DEFAULTS, h->cq,
+                                       grpc_slice_from_static_string("/grpc/comm"), NULL,
+                                       gpr_inf_future(GPR_CLOCK_REALTIME), NULL);
+    CHECK(h->call != NULL);
+    char text[NQ_ID_STRLEN];
+    CHECK_OK(nq_id_format(id, text, sizeof(text)));
+    grpc_metadata md[2];
+    memset(md, 0, sizeof(md));
+    md[0].key = grpc_slice_from_static_string("nq-id");
+    md[0].value = grpc_slice_from_copied_string(text);
+    md[1].key = grpc_slice_from_static_string("nq-stream");
+    md[1].value = grpc_slice_from_static_string("1");
+    grpc_slice payload = grpc_slice_from_copied_buffer(bytes, len);
+    grpc_byte_buffer *bb = grpc_raw_byte_buffer_create(&payload, 1);
+    grpc_slice_unref(payload);
+    grpc_metadata_array_init(&h->got_md);
+    h->details = grpc_empty_slice();
+    grpc_op ops[3];
+    memset(ops, 0, sizeof(ops));
+    ops[0].op = GRPC_OP_SEND_INITIAL_METADATA;
+    ops[0].data.send_initial_metadata.count = stream ? 2 : 1;
+    ops[0].data.send_initial_metadata.metadata = md;
+    ops[1].op = GRPC_OP_SEND_MESSAGE;
+    ops[1].data.send_message.send_message = bb;
+    ops[2].op = GRPC_OP_RECV_STATUS_ON_CLIENT;
+    ops[2].data.recv_status_on_client.trailing_metadata = &h->got_md;
+    ops[2].data.recv_status_on_client.status = &h->status;
+    ops[2].data.recv_status_on_client.status_details = &h->details;
+    CHECK(grpc_call_start_batch(h->call, ops, 3, h, NULL) == GRPC_CALL_OK);
+    grpc_byte_buffer_destroy(bb);
+    grpc_slice_unref(md[0].value);
+    return 0;
+}
+
+/* Ends the call (cancelling it if the server has not) and frees it all. */
+static void hostile_finish(hostile *h)
+{
+    grpc_call_cancel(h->call, NULL);
+    grpc_completion_queue_pluck(h->cq, h, gpr_inf_future(GPR_CLOCK_REALTIME), NULL);
+    grpc_call_unref(h->call);
+    grpc_completion_queue_shutdown(h->cq);
+    while (grpc_completion_queue_pluck(h->cq, NULL, gpr_inf_future(GPR_CLOCK_REALTIME), NULL)
+               .type != GRPC_QUEUE_SHUTDOWN) {
+    }
+    grpc_completion_queue_destroy(h->cq);
+    grpc_channel_destroy(h->channel);
+    grpc_metadata_array_destroy(&h->got_md);
+    grpc_slice_unref(h->details);
+}
+
+/* A framed message: header then bytes, appended at *at. */
+static void frame_into(uint8_t *buf, size_t *at, const void *payload, size_t len)
+{
+    nqt_put_header(buf + *at, len);
+    memcpy(buf + *at + 8, payload, len);
+    *at += 8 + len;
+}
+
+/* A call from another connection that names a live peer's id in its
+ * metadata is a stranger: whether it asks for a stream (a takeover), sends
+ * data (an injection) or that peer's INI and FIN (an ending), the server
+ * refuses it and the peer's session goes on untouched. */
+static int test_metadata_alone_cannot_take_a_session(void)
+{
+    nq_comm *s = grpc_peer(NQ_SERVER, nqt_opts("127.0.0.1", 0, NULL));
+    nq_id victim;
+    CHECK_OK(nq_id_random(&victim));
+    nq_comm *v = grpc_peer(NQ_CLIENT, nqt_opts("127.0.0.1", nqt_port(s), &victim));
+    CHECK(s != NULL && v != NULL);
+    CHECK(nqt_round_trip(s, v) == 0);
+    uint8_t evil[64];
+    size_t data_only = 0;
+    frame_into(evil, &data_only, "evil", 4);
+    uint8_t handshake[64];
+    size_t ini_fin = 0;
+    frame_into(handshake, &ini_fin, victim.bytes, 16);
+    frame_into(handshake, &ini_fin, victim.bytes, 16);
+    struct {
+        int stream;
+        const uint8_t *bytes;
+        size_t len;
+    } attacks[] = {{1, evil, data_only}, {0, evil, data_only}, {1, handshake, ini_fin}};
+    grpc_init();
+    for (size_t i = 0; i < sizeof(attacks) / sizeof(attacks[0]); i++) {
+        hostile h;
+        CHECK(hostile_start(&h, nqt_port(s), &victim, attacks[i].stream, attacks[i].bytes,
+                            attacks[i].len) == 0);
+        /* While the attack is under way the victim's exchange still goes
+         * both ways, and nothing of the attacker's reaches get. */
+        usleep(200 * 1000);
+        CHECK(nqt_round_trip(s, v) == 0);
+        CHECK(nqt_wait_stat(s, NQ_STAT_PROTOCOL_ERRORS, (int64_t)i + 1) == 0);
+        CHECK(nqt_round_trip(s, v) == 0);
+        hostile_finish(&h);
+        CHECK(nqt_stat(s, NQ_STAT_PEERS) == 1);
+        CHECK(nqt_stat(v, NQ_STAT_CONNECTIONS_LOST) == 0);
+    }
+    grpc_shutdown();
+    nq_msg *m = NULL;
+    CHECK_RC(nq_get(s, 0, &m), NQ_ETIMEDOUT);
+    CHECK_OK(nq_close(v));
+    CHECK_OK(nq_close(s));
+    nq_destroy(v);
+    nq_destroy(s);
+    return 0;
+}
+
 static const struct test_case tests[] = {
+    TEST(test_queue_size_holds_a_sender_back_without_loss),
+    TEST(test_metadata_alone_cannot_take_a_session),
     TEST(test_client_killed_mid_stream_leaves_server_serving),
     TEST(test_server_killed_fails_client_cleanly),
     TEST(test_unreachable_server_fails_futures_and_get),

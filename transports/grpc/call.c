@@ -274,6 +274,7 @@ static void on_recv(gcall *gc, int success)
         return;
     }
     int rv = 0;
+    int paused = 0;
     if (s != NULL && !s->ended) {
         nqi_session_ref(s);
         gsess *gs = gsess_of(s);
@@ -290,15 +291,22 @@ static void on_recv(gcall *gc, int success)
             nqi_session_end(s, rv);
             grpc_call_cancel(gc->call, NULL);
         } else {
-            nqi_session_deliver(s);
+            paused = nqi_session_deliver(s);
             nqi_grpc_flush(s);
         }
         nqi_session_unref(s);
     }
     grpc_byte_buffer_destroy(buf);
-    if (rv == 0) {
-        nqi_grpc_start_recv(gc);
+    if (rv != 0) {
+        return;
     }
+    if (paused) {
+        /* At NQ_OPT_QUEUE_SIZE: asking for no more messages lets HTTP/2's
+         * flow control hold the sender back until get makes room. */
+        gc->held = 1;
+        return;
+    }
+    nqi_grpc_start_recv(gc);
 }
 
 /* ---- completions ------------------------------------------------------------------ */

@@ -43,6 +43,20 @@ void nqi_grpc_flush(nqi_session *s)
     }
 }
 
+/* A paused session's calls ask for messages again. */
+void nqi_grpc_resume(nqi_session *s)
+{
+    grpc_state *st = s->comm->tp;
+    nqi_node *n;
+    for (n = nqi_list_first(&st->calls); n != NULL; n = nqi_list_next(&st->calls, n)) {
+        gcall *gc = NQI_CONTAINER(n, gcall, link);
+        if (gc->s == s && gc->held) {
+            gc->held = 0;
+            nqi_grpc_start_recv(gc);
+        }
+    }
+}
+
 static void grpc_worker_start(nqi_worker *w)
 {
     nq_comm *c = w->comm;
@@ -72,7 +86,7 @@ static void grpc_session_end(nqi_session *s)
             }
         }
     }
-    if (gs->key != NULL && s->error == 0 && s->fin_received) {
+    if (gs->key != NULL && !gs->has_id && s->error == 0 && s->fin_received) {
         nqi_grpc_spent_add(s->comm->tp, gs->key);
     }
     nqi_timer_cancel(&s->worker->loop, &gs->timer);
@@ -321,12 +335,12 @@ const nqi_transport nqi_grpc_transport = {
     .name = "grpc",
     .session_size = sizeof(gsess),
     .multi_worker = 0,
-    .pausable = 0,
+    .pausable = 1,
     .open = grpc_open,
     .worker_start = grpc_worker_start,
     .worker_closing = NULL,
     .flush = nqi_grpc_flush,
-    .resume = NULL,
+    .resume = nqi_grpc_resume,
     .session_end = grpc_session_end,
     .close = grpc_close,
     .shutdown = grpc_shutdown_hook,

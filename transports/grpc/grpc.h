@@ -73,6 +73,7 @@ struct gcall {
     int ops;           /* batches in flight */
     int sending;       /* a send batch is in flight */
     int receiving;     /* a receive batch is in flight */
+    int held;          /* not receiving: its session is paused */
     size_t send_len;
     grpc_byte_buffer *send_buf;
     grpc_byte_buffer *recv_buf;
@@ -94,9 +95,9 @@ struct gcall {
 typedef struct gsess {
     nqi_session *s;
     gcall *active;       /* the call carrying its output */
-    nq_id id;            /* server: the session's key, by id ... */
+    nq_id id;            /* server: the id its calls carry (nq-id) */
     int has_id;
-    char *key;           /* ... or by connection address (rounds) */
+    char *key;           /* server: the connection its calls come on */
     const gdialect *dialect; /* client: what the server speaks */
     int learned;         /* client: the server answered the question */
     int heard;           /* client: the server answered at least once */
@@ -236,5 +237,6 @@ void nqi_grpc_queue_stop(nq_comm *c);
 
 /* grpc.c */
 void nqi_grpc_flush(nqi_session *s);
+void nqi_grpc_resume(nqi_session *s);
 
 #endif

@@ -61,21 +61,26 @@ void nqi_grpc_request_call(nq_comm *c)
     }
 }
 
-/* The session a new call carries: by id when the client sent one, else by
- * its connection's address; admitted when new. */
+/* The session a new call carries: the one bound to the same connection
+ * and, when the client sent one, the same id; admitted when new.  Metadata
+ * alone never moves a session to another connection: a call from
+ * elsewhere naming a live peer's id is a stranger, and its INI meets the
+ * rule for a live id like any other. */
 static nqi_session *server_session(nqi_worker *w, gcall *gc)
 {
     nq_comm *c = w->comm;
+    if (gc->peer_key == NULL) {
+        return NULL;
+    }
     nqi_node *n;
     for (n = nqi_list_first(&w->sessions); n != NULL; n = nqi_list_next(&w->sessions, n)) {
         gsess *gs = gsess_of(NQI_CONTAINER(n, nqi_session, link));
-        if (gc->has_id ? (gs->has_id && nq_id_equal(&gs->id, &gc->id))
-                       : (gs->key != NULL && gc->peer_key != NULL &&
-                          strcmp(gs->key, gc->peer_key) == 0)) {
+        if (gs->key != NULL && strcmp(gs->key, gc->peer_key) == 0 &&
+            gs->has_id == gc->has_id && (!gc->has_id || nq_id_equal(&gs->id, &gc->id))) {
             return gs->s;
         }
     }
-    if (gc->peer_key != NULL && spent_has(c->tp, gc->peer_key)) {
+    if (!gc->has_id && spent_has(c->tp, gc->peer_key)) {
         return NULL;
     }
     nqi_session *s = nqi_peers_admit(w);
@@ -87,7 +92,7 @@ static nqi_session *server_session(nqi_worker *w, gcall *gc)
     nqi_timer_init(&gs->timer, nqi_grpc_server_timer);
     gs->id = gc->id;
     gs->has_id = gc->has_id;
-    if (!gc->has_id && gc->peer_key != NULL && (gs->key = strdup(gc->peer_key)) == NULL) {
+    if ((gs->key = strdup(gc->peer_key)) == NULL) {
         nqi_session_end(s, NQ_ENOMEM);
         return NULL;
     }
@@ -121,8 +126,8 @@ void nqi_grpc_server_maybe_finish(gcall *gc)
     }
 }
 
-/* Reads nq-id and nq-stream from the request's metadata, or the
- * connection's address when there is no id. */
+/* Reads nq-id and nq-stream from the request's metadata, and the
+ * connection's address. */
 static void read_metadata(gcall *gc)
 {
     const grpc_metadata_array *md = &gc->md;
@@ -143,11 +148,9 @@ static void read_metadata(gcall *gc)
             gc->want_stream = 1;
         }
     }
-    if (!gc->has_id) {
-        char *peer = grpc_call_get_peer(gc->call);
-        gc->peer_key = peer != NULL ? strdup(peer) : NULL;
-        gpr_free(peer);
-    }
+    char *peer = grpc_call_get_peer(gc->call);
+    gc->peer_key = peer != NULL ? strdup(peer) : NULL;
+    gpr_free(peer);
 }
 
 void nqi_grpc_server_new_call(nqi_worker *w, int success)

@@ -5,7 +5,10 @@
  * bytes themselves move through the connection's stream operations, plain
  * or TLS.
  */
+#include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <sys/epoll.h>
+#include <sys/socket.h>
 
 #include "transports/tcp/tcp.h"
 
@@ -17,6 +20,7 @@
 #define DIRECT_READ_MIN (64 * 1024)
 
 static void on_event(nqi_watch *w, uint32_t events);
+static void stall_check(nqi_timer *timer);
 
 void nqi_tcp_conn_init(nqi_session *s)
 {
@@ -24,6 +28,45 @@ void nqi_tcp_conn_init(nqi_session *s)
     t->s = s;
     t->ops = &nqi_plain_ops;
     nqi_watch_init(&t->watch, -1, on_event);
+    nqi_timer_init(&t->stall, stall_check);
+}
+
+/* While bytes are in flight (or wait for room), a live peer keeps
+ * acknowledging, if only our probes of its zero window; one that
+ * acknowledged nothing for keep-alive's whole schedule is gone.  An idle
+ * connection is left to keep-alive. */
+static void stall_check(nqi_timer *timer)
+{
+    tcp_conn *t = NQI_CONTAINER(timer, tcp_conn, stall);
+    nqi_session *s = t->s;
+    nq_comm *c = s->comm;
+    struct tcp_info ti;
+    socklen_t len = sizeof(ti);
+    if (s->ended || t->watch.fd < 0 ||
+        getsockopt(t->watch.fd, IPPROTO_TCP, TCP_INFO, &ti, &len) != 0) {
+        return;
+    }
+    if (ti.tcpi_unacked == 0 && !t->want_write) {
+        return;
+    }
+    int64_t dead_after = nqi_tcp_dead_after_ms(c);
+    if ((int64_t)ti.tcpi_last_ack_recv >= dead_after) {
+        nqi_logf(&c->log, NQ_LOG_WARN, "peer acknowledged nothing for %u ms; dropping it",
+                 ti.tcpi_last_ack_recv);
+        nqi_session_end(s, NQ_ECONNRESET);
+        return;
+    }
+    nqi_timer_arm(&s->worker->loop, &t->stall, nqi_now_ms() + nqi_tcp_probe_interval_ms(c));
+}
+
+/* Bytes went out (or wait): watch for acknowledgements, if keep-alive is on. */
+static void watch_acks(tcp_conn *t)
+{
+    nqi_session *s = t->s;
+    int64_t every = nqi_tcp_probe_interval_ms(s->comm);
+    if (every > 0 && !nqi_timer_armed(&t->stall)) {
+        nqi_timer_arm(&s->worker->loop, &t->stall, nqi_now_ms() + every);
+    }
 }
 
 void nqi_tcp_update_events(tcp_conn *t)
@@ -67,6 +110,7 @@ void nqi_tcp_flush(nqi_session *s)
     int max_pieces = t->ops->max_pieces < 1024 ? t->ops->max_pieces : 1024;
     size_t max_bytes = (size_t)s->comm->opts.ints[NQ_OPT_PROTOCOL_SIZE];
     t->want_write = 0;
+    int wrote = 0;
     for (;;) {
         size_t total;
         int n = nqi_session_out_iov(s, pieces, NULL, max_pieces, max_bytes, &total);
@@ -83,9 +127,13 @@ void nqi_tcp_flush(nqi_session *s)
             return;
         }
         nqi_session_out_commit(s, (size_t)w);
+        wrote = 1;
         if (t->want_write) {
             break;
         }
+    }
+    if (wrote || t->want_write) {
+        watch_acks(t);
     }
     if (nqi_session_finished(s)) {
         nqi_session_end(s, 0);
@@ -95,13 +143,14 @@ void nqi_tcp_flush(nqi_session *s)
 }
 
 /* Reads what the connection has, within a budget (unless the layer holds
- * input of its own). */
+ * input of its own).  A connection whose peer is gone is drained to its
+ * end, paused or not: what arrived is delivered, then the session ends. */
 static void do_read(tcp_conn *t)
 {
     nqi_session *s = t->s;
     tcp_worker *tw = tcp_worker_of(s->worker);
     size_t budget = READ_BUDGET;
-    while (!s->ended && !atomic_load(&s->paused)) {
+    while (!s->ended && (!atomic_load(&s->paused) || t->draining)) {
         uint8_t *win;
         size_t winlen = 0;
         int direct = nqi_session_in_window(s, &win, &winlen);
@@ -134,11 +183,11 @@ static void do_read(tcp_conn *t)
             nqi_session_end(s, rv);
             return;
         }
-        if (nqi_session_deliver(s)) {
+        if (nqi_session_deliver(s) && !t->draining) {
             nqi_tcp_update_events(t);
             break;
         }
-        if (!t->ops->holds_input) {
+        if (!t->ops->holds_input && !t->draining) {
             if ((size_t)n >= budget) {
                 break;
             }
@@ -184,6 +233,11 @@ static void handle(tcp_conn *t, uint32_t events)
         handshake(t);
         return;
     case TCP_OPEN:
+        if ((events & (EPOLLHUP | EPOLLERR)) && atomic_load(&t->s->paused)) {
+            /* epoll reports a reset even to a paused connection, and would
+             * go on reporting it: take what is left and end. */
+            t->draining = 1;
+        }
         if (events & (EPOLLIN | EPOLLHUP | EPOLLERR)) {
             do_read(t);
         }

@@ -55,6 +55,18 @@ void nqi_tcp_connect_start(nqi_worker *w)
     try_next(t);
 }
 
+/* 1 when the socket's two ends are the same address and port. */
+static int connected_to_itself(int fd)
+{
+    struct sockaddr_storage here, there;
+    socklen_t hl = sizeof(here), tl = sizeof(there);
+    memset(&here, 0, sizeof(here));
+    memset(&there, 0, sizeof(there));
+    return getsockname(fd, (struct sockaddr *)&here, &hl) == 0 &&
+           getpeername(fd, (struct sockaddr *)&there, &tl) == 0 && hl == tl &&
+           memcmp(&here, &there, hl) == 0;
+}
+
 void nqi_tcp_connect_done(tcp_conn *t)
 {
     nqi_session *s = t->s;
@@ -67,6 +79,17 @@ void nqi_tcp_connect_done(tcp_conn *t)
     }
     if (err != 0) {
         nqi_logf(&c->log, NQ_LOG_DEBUG, "connect attempt failed: %s", strerror(err));
+        nqi_watch_stop(&s->worker->loop, &t->watch);
+        close(fd);
+        t->watch.fd = -1;
+        try_next(t);
+        return;
+    }
+    if (connected_to_itself(fd)) {
+        /* Nothing listened and the kernel picked the server's port as our
+         * own: TCP's simultaneous open joined the socket to itself. */
+        nqi_logf(&c->log, NQ_LOG_WARN, "connected to itself (nothing listens on port %u)",
+                 (unsigned)c->opts.port);
         nqi_watch_stop(&s->worker->loop, &t->watch);
         close(fd);
         t->watch.fd = -1;

@@ -18,6 +18,26 @@
 /* Reads that do not go straight into a message are staged here. */
 #define STAGE_SIZE (256 * 1024)
 
+/* Keep-alive probes before an idle peer is declared dead. */
+#define PROBES 3
+
+int64_t nqi_tcp_probe_interval_ms(const nq_comm *c)
+{
+    int64_t idle_s = c->opts.ints[NQ_OPT_KEEPALIVE_MS] / 1000;
+    return idle_s <= 0 ? 0 : (idle_s / 3 > 0 ? idle_s / 3 : 1) * 1000;
+}
+
+int64_t nqi_tcp_dead_after_ms(const nq_comm *c)
+{
+    int64_t ka = c->opts.ints[NQ_OPT_KEEPALIVE_MS];
+    return ka <= 0 ? 0 : ka + PROBES * nqi_tcp_probe_interval_ms(c);
+}
+
+/* Keep-alive measures a peer that went silent while idle.  No
+ * TCP_USER_TIMEOUT: the kernel would apply it to a peer that acknowledges
+ * every probe of a zero window, so holding a sender back with
+ * NQ_OPT_QUEUE_SIZE would end its connection; conn.c watches the
+ * acknowledgements instead while bytes are in flight. */
 void nqi_tcp_socket_options(const nq_comm *c, int fd)
 {
     int one = 1;
@@ -27,15 +47,12 @@ void nqi_tcp_socket_options(const nq_comm *c, int fd)
         return;
     }
     int idle = (int)(ka / 1000);
-    int intvl = idle / 3 > 0 ? idle / 3 : 1;
-    int cnt = 3;
-    /* Unacknowledged data gives up on the same schedule as an idle peer. */
-    unsigned int user_timeout = (unsigned int)(ka + (int64_t)intvl * cnt * 1000);
+    int intvl = (int)(nqi_tcp_probe_interval_ms(c) / 1000);
+    int cnt = PROBES;
     setsockopt(fd, SOL_SOCKET, SO_KEEPALIVE, &one, sizeof(one));
     setsockopt(fd, IPPROTO_TCP, TCP_KEEPIDLE, &idle, sizeof(idle));
     setsockopt(fd, IPPROTO_TCP, TCP_KEEPINTVL, &intvl, sizeof(intvl));
     setsockopt(fd, IPPROTO_TCP, TCP_KEEPCNT, &cnt, sizeof(cnt));
-    setsockopt(fd, IPPROTO_TCP, TCP_USER_TIMEOUT, &user_timeout, sizeof(user_timeout));
 }
 
 static int tcp_open(nq_comm *c)
@@ -86,6 +103,7 @@ static void tcp_session_end(nqi_session *s)
         return; /* never set up */
     }
     t->ops->release(t);
+    nqi_timer_cancel(&s->worker->loop, &t->stall);
     if (t->watch.fd >= 0) {
         nqi_watch_stop(&s->worker->loop, &t->watch);
         close(t->watch.fd);

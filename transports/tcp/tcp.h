@@ -62,6 +62,8 @@ struct tcp_conn {
     void *ssl;                 /* TLS: the connection's SSL */
     uint32_t tls_want;         /* TLS: the direction it waits for */
     uint8_t *tls_stage;        /* TLS: small frames gathered into one record */
+    nqi_timer stall;           /* while bytes are in flight: is the peer alive? */
+    int draining;              /* the peer is gone: read what is left, paused or not */
     struct addrinfo *addrs;    /* client: the resolved addresses */
     struct addrinfo *addr_next; /* client: the next one to try */
 };
@@ -101,8 +103,13 @@ typedef struct tcp_comm {
 size_t nqi_tcp_gather(const struct iovec *in, int n, struct iovec *out, int max_out,
                       uint8_t *stage, size_t stage_cap, size_t piece_max, int *nout);
 
-/* tcp.c: keep-alive, user timeout and TCP_NODELAY for a new socket. */
+/* tcp.c */
+/* Keep-alive and TCP_NODELAY for a new socket. */
 void nqi_tcp_socket_options(const nq_comm *c, int fd);
+/* Keep-alive's schedule in ms: the probe interval, and the silence after
+ * which a peer is dead (idle time + three intervals); 0 when it is off. */
+int64_t nqi_tcp_probe_interval_ms(const nq_comm *c);
+int64_t nqi_tcp_dead_after_ms(const nq_comm *c);
 
 /* conn.c */
 /* Gives a new session its connection state (no socket yet). */
