@@ -29,8 +29,9 @@
 #                      "main asan tsan fuzz lean abi packages bazel")
 #   NQ_TEST_SKIP_DEPS  1 skips tools/install-deps.sh
 #   NQ_TEST_JOBS       parallel build and test jobs (default 2)
-# Exits 0 only when every selected stage passed; the last lines say how each
-# stage went.
+# Exits 0 only when every selected stage passed and no process a test
+# started (a broker, a peer, a link emulator) outlived the suite; the last
+# lines say how each stage went.
 set -uo pipefail
 
 root=$(cd "$(dirname "$0")/.." && pwd)
@@ -128,6 +129,15 @@ run_bazel() {
     bounded 900 bash "$root/tools/bazel-test.sh"
 }
 
+# Processes the tests start (by executable name); none may outlive the
+# suite.  Those running before it are left alone.
+suite_processes() {
+    ps -eo pid=,stat=,comm=,args= | awk '$2 !~ /^Z/ &&
+        ($3 ~ /^(mosquitto|nq_trial_peer|nq_linkem|nq_conformance|nq_peer|nq_bench)/ ||
+         ($3 == "nq" && ($5 == "serve" || $5 == "send"))) {print $1}'
+}
+before=" $(suite_processes | tr '\n' ' ') "
+
 summary=()
 failed=0
 for stage in $stages; do
@@ -141,6 +151,23 @@ for stage in $stages; do
     fi
     summary+=("$(printf 'test.sh: %-5s %s (%ds)' "$stage" "$result" $((SECONDS - start)))")
 done
+
+left=()
+for pid in $(suite_processes); do
+    case $before in *" $pid "*) ;; *) [ "$pid" != $$ ] && left+=("$pid") ;; esac
+done
+if [ ${#left[@]} -gt 0 ]; then
+    echo "test.sh: FAIL: processes outlived the suite:" >&2
+    ps -o pid=,etime=,args= -p "${left[@]}" >&2 || true
+    kill -KILL "${left[@]}" 2>/dev/null || true
+    summary+=("test.sh: leftovers FAIL (${#left[@]} processes)")
+    failed=1
+fi
+if ip netns list 2>/dev/null | grep -q '^nqf-'; then
+    echo "test.sh: FAIL: network namespaces outlived the suite: $(ip netns list | grep '^nqf-' | tr '\n' ' ')" >&2
+    summary+=("test.sh: leftovers FAIL (network namespaces)")
+    failed=1
+fi
 
 say "summary"
 printf '%s\n' "${summary[@]}"

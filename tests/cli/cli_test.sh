@@ -185,7 +185,8 @@ $client_id 9 over grpc" "$(cat "$work/serve.out")"
 test_mqtt_echo_round_trip() {
   broker="$work/broker"
   bport=$("$(dirname "$0")/../mqtt-broker.sh" start "$broker")
-  trap 'cleanup; "$(dirname "$0")/../mqtt-broker.sh" stop "$broker"' EXIT
+  # The broker's pid file lives under $work: stop it before cleanup removes it.
+  trap '"$(dirname "$0")/../mqtt-broker.sh" stop "$broker"; cleanup' EXIT
   : >"$work/serve.out"
   "$nq" serve --protocol mqtt --port "$bport" --id "$server_id" --echo --count 2 \
     >"$work/serve.out" 2>"$work/serve.err" &

@@ -208,7 +208,14 @@ static int grpc_open(nq_comm *c)
 
     int64_t psize = c->opts.ints[NQ_OPT_PROTOCOL_SIZE];
     int64_t ka = c->opts.ints[NQ_OPT_KEEPALIVE_MS];
-    grpc_arg args[6];
+    /* Keep-alive on TCP's schedule: a ping every keep-alive period, idle or
+     * busy, and a peer that does not answer within three probe intervals
+     * is gone (so a connection lives through the blips TCP lives
+     * through).  Pings never stop for want of data and are never refused
+     * as too frequent. */
+    int64_t ping_every = ka > 0 ? ka : INT32_MAX;
+    int64_t ping_timeout = ka > 0 ? 3 * (ka / 3000 > 0 ? ka / 3000 : 1) * 1000 : 20000;
+    grpc_arg args[10];
     memset(args, 0, sizeof(args));
     args[0].type = GRPC_ARG_INTEGER;
     args[0].key = GRPC_ARG_MAX_SEND_MESSAGE_LENGTH;
@@ -218,10 +225,10 @@ static int grpc_open(nq_comm *c)
     args[1].value.integer = (int)(psize > MIN_RECEIVE_LIMIT ? psize : MIN_RECEIVE_LIMIT);
     args[2].type = GRPC_ARG_INTEGER;
     args[2].key = GRPC_ARG_KEEPALIVE_TIME_MS;
-    args[2].value.integer = ka > 0 ? (int)ka : INT32_MAX;
+    args[2].value.integer = (int)ping_every;
     args[3].type = GRPC_ARG_INTEGER;
     args[3].key = GRPC_ARG_KEEPALIVE_TIMEOUT_MS;
-    args[3].value.integer = ka > 0 ? (int)(ka / 3 > 1000 ? ka / 3 : 1000) : 20000;
+    args[3].value.integer = (int)ping_timeout;
     args[4].type = GRPC_ARG_INTEGER;
     args[4].key = GRPC_ARG_KEEPALIVE_PERMIT_WITHOUT_CALLS;
     args[4].value.integer = 1;
@@ -231,7 +238,19 @@ static int grpc_open(nq_comm *c)
     args[5].type = GRPC_ARG_INTEGER;
     args[5].key = GRPC_ARG_USE_LOCAL_SUBCHANNEL_POOL;
     args[5].value.integer = 1;
-    grpc_channel_args chargs = {6, args};
+    args[6].type = GRPC_ARG_INTEGER;
+    args[6].key = GRPC_ARG_HTTP2_MAX_PINGS_WITHOUT_DATA;
+    args[6].value.integer = 0; /* no limit */
+    args[7].type = GRPC_ARG_INTEGER;
+    args[7].key = GRPC_ARG_HTTP2_MIN_SENT_PING_INTERVAL_WITHOUT_DATA_MS;
+    args[7].value.integer = (int)ping_every;
+    args[8].type = GRPC_ARG_INTEGER;
+    args[8].key = GRPC_ARG_HTTP2_MIN_RECV_PING_INTERVAL_WITHOUT_DATA_MS;
+    args[8].value.integer = (int)(ping_every / 2);
+    args[9].type = GRPC_ARG_INTEGER;
+    args[9].key = GRPC_ARG_HTTP2_MAX_PING_STRIKES;
+    args[9].value.integer = 0; /* no limit */
+    grpc_channel_args chargs = {10, args};
 
     char target[300];
     if (nqi_netloc_format(target, sizeof(target), "", c->opts.host, c->opts.port) != NQ_OK) {

@@ -1,0 +1,382 @@
+/*
+ * trial_peer: one side of a fault trial (tests/trials/).  It speaks through
+ * the public API only and reports what it sees as lines
+ *
+ *   <ms since start> <event> [key=value ...]
+ *
+ * so that the trial scripts can time detections and count messages.
+ *
+ *   trial_peer serve --protocol P --host H --port N [options]
+ *       echoes every message to its sender; reports "listening port=N",
+ *       "peers n=N" whenever the peer count changes, and at the end
+ *       "summary received=N duplicates=N out_of_order=N" and
+ *       "closed rc=N ms=N" (how long nq_close took)
+ *   trial_peer send --protocol P --host H --port N --count N [options]
+ *       sends N numbered messages (--interval-us apart, --size bytes) with
+ *       futures and reads the echoes; reports "connected", the first
+ *       "error where=get|put|future code=N", and at the end
+ *       "closed rc=N ms=N", then (every future having completed)
+ *       "summary sent=N ok=N failed=N echoed=N duplicates=N out_of_order=N"
+ *
+ * Options: --id UUID, --keepalive MS, --close-timeout MS, --queue N,
+ * --duration MS (stop after), --hold 1 (send: once every echo is back,
+ * stay connected, idle, until the duration ends or an error comes), --key F --cert F (TLS; a client gives only
+ * --cert, its trusted certificate).  SIGTERM or SIGINT ends it cleanly:
+ * the summary is printed and the communicator closed.
+ */
+#include <inttypes.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <nq/nq.h>
+
+#define MAX_PEERS 64
+
+static volatile sig_atomic_t stopping;
+static struct timespec started;
+
+static int64_t ms_since_start(void)
+{
+    struct timespec now;
+    clock_gettime(CLOCK_MONOTONIC, &now);
+    return (int64_t)(now.tv_sec - started.tv_sec) * 1000 + (now.tv_nsec - started.tv_nsec) / 1000000;
+}
+
+static void report(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+static void report(const char *fmt, ...)
+{
+    char line[512];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(line, sizeof(line), fmt, ap);
+    va_end(ap);
+    printf("%" PRId64 " %s\n", ms_since_start(), line);
+    fflush(stdout);
+}
+
+static void on_signal(int sig)
+{
+    (void)sig;
+    stopping = 1;
+}
+
+typedef struct args {
+    const char *mode;
+    nq_protocol protocol;
+    int tls;
+    const char *host;
+    int port;
+    const char *id;
+    int64_t keepalive, close_timeout, queue, duration;
+    const char *key, *cert;
+    long count, size, interval_us;
+    int hold;
+} args;
+
+static void usage(void)
+{
+    fprintf(stderr, "usage: trial_peer serve|send --protocol tcp|tls|mqtt|grpc --host H --port N "
+                    "[--count N --size B --interval-us U] [--id UUID] [--keepalive MS] "
+                    "[--close-timeout MS] [--queue N] [--duration MS] [--key F] [--cert F]\n");
+    exit(2);
+}
+
+static void parse(args *a, int argc, char **argv)
+{
+    memset(a, 0, sizeof(*a));
+    a->host = "127.0.0.1";
+    a->keepalive = a->close_timeout = a->queue = a->duration = -1;
+    a->size = 16;
+    if (argc < 2) {
+        usage();
+    }
+    a->mode = argv[1];
+    for (int i = 2; i + 1 < argc; i += 2) {
+        const char *k = argv[i], *v = argv[i + 1];
+        if (strcmp(k, "--protocol") == 0) {
+            a->tls = strcmp(v, "tls") == 0;
+            a->protocol = strcmp(v, "mqtt") == 0 ? NQ_MQTT : strcmp(v, "grpc") == 0 ? NQ_GRPC : NQ_TCP;
+        } else if (strcmp(k, "--host") == 0) {
+            a->host = v;
+        } else if (strcmp(k, "--port") == 0) {
+            a->port = atoi(v);
+        } else if (strcmp(k, "--id") == 0) {
+            a->id = v;
+        } else if (strcmp(k, "--keepalive") == 0) {
+            a->keepalive = atoll(v);
+        } else if (strcmp(k, "--close-timeout") == 0) {
+            a->close_timeout = atoll(v);
+        } else if (strcmp(k, "--queue") == 0) {
+            a->queue = atoll(v);
+        } else if (strcmp(k, "--duration") == 0) {
+            a->duration = atoll(v);
+        } else if (strcmp(k, "--key") == 0) {
+            a->key = v;
+        } else if (strcmp(k, "--cert") == 0) {
+            a->cert = v;
+        } else if (strcmp(k, "--count") == 0) {
+            a->count = atol(v);
+        } else if (strcmp(k, "--size") == 0) {
+            a->size = atol(v);
+        } else if (strcmp(k, "--interval-us") == 0) {
+            a->interval_us = atol(v);
+        } else if (strcmp(k, "--hold") == 0) {
+            a->hold = atoi(v);
+        } else {
+            usage();
+        }
+    }
+    if (a->size < 8) {
+        a->size = 8;
+    }
+}
+
+static nq_comm *open_peer(const args *a, nq_purpose purpose)
+{
+    nq_opts *o;
+    if (nq_opts_new(&o) != NQ_OK || nq_opts_set_netloc(o, a->host, (uint16_t)a->port) != NQ_OK) {
+        return NULL;
+    }
+    nq_id id;
+    if (a->id != NULL && (nq_id_parse(a->id, &id) != NQ_OK || nq_opts_set_id(o, &id) != NQ_OK)) {
+        return NULL;
+    }
+    if (a->keepalive >= 0) {
+        nq_opts_set_int(o, NQ_OPT_KEEPALIVE_MS, a->keepalive);
+    }
+    if (a->close_timeout >= 0) {
+        nq_opts_set_int(o, NQ_OPT_CLOSE_TIMEOUT_MS, a->close_timeout);
+    }
+    if (a->queue > 0) {
+        nq_opts_set_int(o, NQ_OPT_QUEUE_SIZE, a->queue);
+    }
+    if ((a->tls || a->cert != NULL) && nq_opts_set_tls(o, a->key, a->cert) != NQ_OK) {
+        return NULL;
+    }
+    nq_comm *c = NULL;
+    int rc = nq_open(a->protocol, purpose, o, &c);
+    nq_opts_free(o);
+    if (rc != NQ_OK) {
+        report("error where=open code=%d", rc);
+        return NULL;
+    }
+    return c;
+}
+
+static uint64_t seq_of(const nq_msg *m)
+{
+    const void *d;
+    size_t n;
+    uint64_t seq = 0;
+    if (nq_msg_data(m, &d, &n) == NQ_OK && n >= 8) {
+        memcpy(&seq, d, 8);
+    }
+    return seq;
+}
+
+static int expired(const args *a)
+{
+    return a->duration >= 0 && ms_since_start() >= a->duration;
+}
+
+static void close_and_report(nq_comm *c)
+{
+    int64_t t0 = ms_since_start();
+    int rc = nq_close(c);
+    report("closed rc=%d ms=%" PRId64, rc, ms_since_start() - t0);
+    nq_destroy(c);
+}
+
+/* ---- serve ------------------------------------------------------------------- */
+
+struct seen {
+    nq_id id;
+    uint64_t next; /* the sequence number expected next */
+};
+
+static int serve(const args *a)
+{
+    nq_comm *s = open_peer(a, NQ_SERVER);
+    if (s == NULL) {
+        return 1;
+    }
+    uint16_t port = 0;
+    nq_local_port(s, &port);
+    report("listening port=%u", (unsigned)port);
+    static struct seen peers[MAX_PEERS];
+    int npeers = 0;
+    long received = 0, dups = 0, reorders = 0;
+    size_t last_count = 0;
+    while (!stopping && !expired(a)) {
+        size_t count = 0;
+        nq_peers(s, NULL, 0, &count);
+        if (count != last_count) {
+            report("peers n=%zu", count);
+            last_count = count;
+        }
+        nq_msg *m = NULL;
+        int rc = nq_get(s, 100, &m);
+        if (rc == NQ_ETIMEDOUT) {
+            continue;
+        }
+        if (rc != NQ_OK) {
+            report("error where=get code=%d", rc);
+            break;
+        }
+        nq_id from;
+        nq_msg_peer(m, &from);
+        uint64_t seq = seq_of(m);
+        struct seen *p = NULL;
+        for (int i = 0; i < npeers; i++) {
+            p = nq_id_equal(&peers[i].id, &from) ? &peers[i] : p;
+        }
+        if (p == NULL && npeers < MAX_PEERS) {
+            p = &peers[npeers++];
+            p->id = from;
+            p->next = 0;
+        }
+        received++;
+        if (p != NULL) {
+            if (seq < p->next) {
+                dups++;
+            } else {
+                reorders += seq > p->next;
+                p->next = seq + 1;
+            }
+        }
+        const void *d;
+        size_t n;
+        nq_msg_data(m, &d, &n);
+        nq_chunk ch = {d, n};
+        nq_put(s, &ch, 1, &from, 1, NULL);
+        nq_msg_free(m);
+    }
+    report("summary received=%ld duplicates=%ld out_of_order=%ld", received, dups, reorders);
+    close_and_report(s);
+    return 0;
+}
+
+/* ---- send ------------------------------------------------------------------------ */
+
+static atomic_long futures_ok, futures_failed;
+static atomic_int first_future_error;
+
+/* A put's future completed: its buffer (ctx) is free to go. */
+static void on_done(nq_future *f, int result, void *ctx)
+{
+    (void)f;
+    free(ctx);
+    if (result == NQ_OK) {
+        atomic_fetch_add(&futures_ok, 1);
+    } else {
+        atomic_fetch_add(&futures_failed, 1);
+        int none = 0;
+        if (atomic_compare_exchange_strong(&first_future_error, &none, result)) {
+            report("error where=future code=%d", result);
+        }
+    }
+}
+
+static int send_all(const args *a)
+{
+    nq_comm *c = open_peer(a, NQ_CLIENT);
+    if (c == NULL) {
+        return 1;
+    }
+    long sent = 0, echoed = 0, dups = 0, reorders = 0;
+    uint64_t next_echo = 0;
+    int connected = 0, failed = 0;
+    struct timespec next_send;
+    clock_gettime(CLOCK_MONOTONIC, &next_send);
+    while (!stopping && !expired(a) && !failed) {
+        nq_id sid;
+        if (!connected && nq_server_id(c, &sid) == NQ_OK) {
+            connected = 1;
+            report("connected");
+        }
+        struct timespec now;
+        clock_gettime(CLOCK_MONOTONIC, &now);
+        int due = sent < a->count && (now.tv_sec > next_send.tv_sec ||
+                                      (now.tv_sec == next_send.tv_sec && now.tv_nsec >= next_send.tv_nsec));
+        if (due) {
+            uint64_t seq = (uint64_t)sent;
+            uint8_t *data = calloc(1, (size_t)a->size);
+            if (data == NULL) {
+                return 1;
+            }
+            memcpy(data, &seq, 8);
+            nq_chunk ch = {data, (size_t)a->size};
+            nq_future *f = NULL;
+            int rc = nq_put(c, &ch, 1, NULL, 0, &f);
+            if (rc == NQ_OK) {
+                /* The callback frees the buffer, whenever the put ends. */
+                nq_future_on_done(f, on_done, data);
+                nq_future_free(f);
+            } else {
+                free(data);
+            }
+            if (rc != NQ_OK) {
+                report("error where=put code=%d", rc);
+                failed = 1;
+                break;
+            }
+            sent++;
+            next_send.tv_nsec += a->interval_us * 1000;
+            while (next_send.tv_nsec >= 1000000000L) {
+                next_send.tv_nsec -= 1000000000L;
+                next_send.tv_sec++;
+            }
+        }
+        nq_msg *m = NULL;
+        int rc = nq_get(c, due ? 0 : 5, &m);
+        if (rc == NQ_OK) {
+            uint64_t seq = seq_of(m);
+            echoed++;
+            if (seq < next_echo) {
+                dups++;
+            } else {
+                reorders += seq > next_echo;
+                next_echo = seq + 1;
+            }
+            nq_msg_free(m);
+        } else if (rc != NQ_ETIMEDOUT) {
+            report("error where=get code=%d", rc);
+            failed = 1;
+        }
+        if (sent == a->count && echoed == a->count && !a->hold) {
+            break;
+        }
+    }
+    /* After close every future has completed. */
+    int64_t t0 = ms_since_start();
+    int rc = nq_close(c);
+    report("closed rc=%d ms=%" PRId64, rc, ms_since_start() - t0);
+    report("summary sent=%ld ok=%ld failed=%ld echoed=%ld duplicates=%ld out_of_order=%ld", sent,
+           atomic_load(&futures_ok), atomic_load(&futures_failed), echoed, dups, reorders);
+    nq_destroy(c);
+    return 0;
+}
+
+int main(int argc, char **argv)
+{
+    clock_gettime(CLOCK_MONOTONIC, &started);
+    struct sigaction act = {.sa_handler = on_signal};
+    sigaction(SIGTERM, &act, NULL);
+    sigaction(SIGINT, &act, NULL);
+    args a;
+    parse(&a, argc, argv);
+    if (strcmp(a.mode, "serve") == 0) {
+        return serve(&a);
+    }
+    if (strcmp(a.mode, "send") == 0) {
+        return send_all(&a);
+    }
+    usage();
+    return 2;
+}

@@ -1,0 +1,395 @@
+#!/usr/bin/env python3
+"""The standing fault trials: a server in one network namespace, a client
+in another, every packet between them through linkem (tests/faults), and
+faults injected while messages flow: partitions, loss and reordering, a
+killed or frozen peer.  Each trial measures what the promise of the header
+says and checks it against its bound.
+
+    trials.py run TRIAL TRANSPORT      one trial; exit status 0 when it holds
+    trials.py report FILE              every trial on every transport; writes
+                                       the table of docs/reliability.md
+    trials.py list                     the trials and transports
+
+Options: --peer PATH (trial_peer), --linkem PATH (nq_linkem), --long (more
+messages and longer faults).  Needs root, mosquitto and openssl.
+"""
+
+import argparse
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, os.path.join(HERE, "..", "faults"))
+from netlab import Lab  # noqa: E402
+
+TRANSPORTS = ("tcp", "tls", "mqtt", "grpc")
+PORT = 7000
+KEEPALIVE_MS = 2000
+# What the header promises for a silent dead peer: about twice keep-alive.
+DEAD_BOUND_MS = 2 * KEEPALIVE_MS + 2000
+CLOSE_BOUND_MS = 3000
+
+
+class Peer:
+    """A trial_peer process; its report lines are collected as they come,
+    each with the monotonic time it arrived."""
+
+    def __init__(self, proc):
+        self.proc = proc
+        self.lines = []
+        self.cv = threading.Condition()
+        self.reader = threading.Thread(target=self._read, daemon=True)
+        self.reader.start()
+
+    def _read(self):
+        for line in self.proc.stdout:
+            with self.cv:
+                self.lines.append((time.monotonic(), line.strip()))
+                self.cv.notify_all()
+        with self.cv:
+            self.lines.append((time.monotonic(), "<eof>"))
+            self.cv.notify_all()
+
+    def wait_for(self, pattern, timeout, after=0.0):
+        """The first line matching pattern that arrived after `after`:
+        (time, match), or (None, None) on timeout."""
+        rx = re.compile(pattern)
+        deadline = time.monotonic() + timeout
+        seen = 0
+        with self.cv:
+            while True:
+                for t, text in self.lines[seen:]:
+                    m = rx.search(text)
+                    if m and t >= after:
+                        return t, m
+                seen = len(self.lines)
+                if self.lines and self.lines[-1][1] == "<eof>":
+                    return None, None
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    return None, None
+                self.cv.wait(left)
+
+    def signal(self, sig):
+        if self.proc.poll() is None:
+            os.killpg(self.proc.pid, sig)
+
+    def finish(self, timeout=20):
+        """Asks the peer to stop (SIGTERM) and waits for its last lines."""
+        self.signal(signal.SIGCONT)
+        self.signal(signal.SIGTERM)
+        try:
+            self.proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            self.signal(signal.SIGKILL)
+            self.proc.wait()
+        self.reader.join(timeout=5)
+
+    def summary(self):
+        for _, text in reversed(self.lines):
+            if " summary " in f" {text} ":
+                return dict(re.findall(r"(\w+)=(-?\d+)", text))
+        return None
+
+
+class Rig:
+    """A lab with a server in namespace a (and its broker, for MQTT) and the
+    means to start clients in namespace b."""
+
+    def __init__(self, args, transport, keepalive_ms=KEEPALIVE_MS):
+        self.args = args
+        self.transport = transport
+        self.keepalive = keepalive_ms
+        self.lab = Lab(linkem=args.linkem)
+        self.dir = tempfile.mkdtemp(prefix="nqtrial-")
+        os.chmod(self.dir, 0o755)
+        self.broker = None
+        self.server = None
+
+    def __enter__(self):
+        self.lab.__enter__()
+        try:
+            self._start()
+        except BaseException:
+            self.close()
+            raise
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+        return False
+
+    def close(self):
+        self.lab.close()
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+    def _start(self):
+        if self.transport == "tls":
+            key, cert = os.path.join(self.dir, "key.pem"), os.path.join(self.dir, "cert.pem")
+            subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days",
+                            "2", "-subj", "/CN=trial", "-addext",
+                            f"subjectAltName=IP:{self.lab.ip('a')}", "-keyout", key, "-out",
+                            cert], check=True, capture_output=True)
+            self.key, self.cert = key, cert
+        if self.transport == "mqtt":
+            conf = os.path.join(self.dir, "mosquitto.conf")
+            with open(conf, "w") as f:
+                f.write(f"allow_anonymous true\nset_tcp_nodelay true\npersistence false\n"
+                        f"log_dest stderr\nlistener {PORT} {self.lab.ip('a')}\n")
+            os.chmod(conf, 0o644)
+            mosquitto = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
+            self.broker = self.lab.spawn("a", [mosquitto, "-c", conf],
+                                         stderr=subprocess.DEVNULL)
+            time.sleep(0.5)
+        self.server = self.start_peer("a", "serve")
+        t, _ = self.server.wait_for(r"listening", 10)
+        if t is None:
+            raise RuntimeError("the server did not start: %r" % self.server.lines)
+
+    def peer_args(self, mode):
+        proto = self.transport
+        argv = [self.args.peer, mode, "--protocol", proto, "--host", self.lab.ip("a"),
+                "--port", str(PORT), "--keepalive", str(self.keepalive),
+                "--close-timeout", "5000"]
+        if proto == "tls":
+            argv += ["--cert", self.cert] + (["--key", self.key] if mode == "serve" else [])
+        return argv
+
+    def start_peer(self, side, mode, extra=()):
+        return Peer(self.lab.spawn(side, self.peer_args(mode) + list(extra)))
+
+    def client(self, count, interval_us=1000, size=64, duration_ms=120000):
+        c = self.start_peer("b", "send", ["--count", str(count), "--interval-us",
+                                          str(interval_us), "--size", str(size),
+                                          "--duration", str(duration_ms)])
+        t, _ = c.wait_for(r"connected", 15)
+        if t is None:
+            raise RuntimeError("the client did not connect: %r" % c.lines)
+        return c
+
+
+class Result:
+    def __init__(self, held, measured, bound, note=""):
+        self.held, self.measured, self.bound, self.note = held, measured, bound, note
+
+
+def ms(t0, t1):
+    return None if t1 is None else int((t1 - t0) * 1000)
+
+
+# ---- the trials ----------------------------------------------------------------
+
+def trial_partition(args, transport):
+    """Both sides learn of a partition within about twice keep-alive while
+    messages flow, and the server's close then returns at once."""
+    with Rig(args, transport) as rig:
+        c = rig.client(count=10 ** 6, interval_us=2000)
+        time.sleep(1.0)
+        t0 = time.monotonic()
+        rig.lab.fault("partition on")
+        ts, _ = rig.server.wait_for(r"peers n=0", DEAD_BOUND_MS / 1000 + 10, after=t0)
+        tc, _ = c.wait_for(r"error where=(get|future)", DEAD_BOUND_MS / 1000 + 10, after=t0)
+        c.finish()
+        rig.server.finish()
+        _, m = rig.server.wait_for(r"closed rc=-?\d+ ms=(\d+)", 1)
+        close_ms = int(m.group(1)) if m else None
+        server_ms, client_ms = ms(t0, ts), ms(t0, tc)
+        held = (server_ms is not None and server_ms <= DEAD_BOUND_MS and client_ms is not None
+                and client_ms <= DEAD_BOUND_MS and close_ms is not None
+                and close_ms <= CLOSE_BOUND_MS)
+        return Result(held, f"server {fmt(server_ms)}, client {fmt(client_ms)}, close "
+                      f"{fmt(close_ms)}", f"{DEAD_BOUND_MS} ms; close {CLOSE_BOUND_MS} ms")
+
+
+def trial_kill_client(args, transport):
+    """A client killed with SIGKILL leaves the server's peer list within about
+    twice keep-alive, and the server's close returns at once."""
+    with Rig(args, transport) as rig:
+        c = rig.client(count=10 ** 6, interval_us=2000)
+        time.sleep(1.0)
+        t0 = time.monotonic()
+        c.signal(signal.SIGKILL)
+        ts, _ = rig.server.wait_for(r"peers n=0", DEAD_BOUND_MS / 1000 + 10, after=t0)
+        rig.server.finish()
+        _, m = rig.server.wait_for(r"closed rc=-?\d+ ms=(\d+)", 1)
+        close_ms = int(m.group(1)) if m else None
+        server_ms = ms(t0, ts)
+        held = (server_ms is not None and server_ms <= DEAD_BOUND_MS and close_ms is not None
+                and close_ms <= CLOSE_BOUND_MS)
+        return Result(held, f"server {fmt(server_ms)}, close {fmt(close_ms)}",
+                      f"{DEAD_BOUND_MS} ms; close {CLOSE_BOUND_MS} ms")
+
+
+def trial_idle_partition(args, transport):
+    """An idle client learns of a partition within about twice keep-alive,
+    however long it has been idle."""
+    with Rig(args, transport) as rig:
+        c = rig.start_peer("b", "send", ["--count", "1", "--hold", "1", "--duration", "120000"])
+        t, _ = c.wait_for(r"connected", 15)
+        if t is None:
+            raise RuntimeError("the client did not connect: %r" % c.lines)
+        time.sleep(3 * KEEPALIVE_MS / 1000)
+        t0 = time.monotonic()
+        rig.lab.fault("partition on")
+        tc, _ = c.wait_for(r"error where=(get|future)", DEAD_BOUND_MS / 1000 + 10, after=t0)
+        ts, _ = rig.server.wait_for(r"peers n=0", DEAD_BOUND_MS / 1000 + 10, after=t0)
+        c.finish()
+        rig.server.finish()
+        client_ms, server_ms = ms(t0, tc), ms(t0, ts)
+        held = (client_ms is not None and client_ms <= DEAD_BOUND_MS and server_ms is not None
+                and server_ms <= DEAD_BOUND_MS)
+        return Result(held, f"server {fmt(server_ms)}, client {fmt(client_ms)}",
+                      f"{DEAD_BOUND_MS} ms")
+
+
+def trial_frozen_server(args, transport):
+    """A client notices a server frozen by SIGSTOP (its kernel still answers
+    TCP) within about twice keep-alive."""
+    with Rig(args, transport) as rig:
+        c = rig.client(count=10 ** 6, interval_us=2000)
+        time.sleep(1.0)
+        t0 = time.monotonic()
+        rig.server.signal(signal.SIGSTOP)
+        tc, _ = c.wait_for(r"error where=(get|future)", DEAD_BOUND_MS / 1000 + 10, after=t0)
+        c.finish()
+        rig.server.finish()
+        client_ms = ms(t0, tc)
+        held = client_ms is not None and client_ms <= DEAD_BOUND_MS
+        return Result(held, f"client {fmt(client_ms)}", f"{DEAD_BOUND_MS} ms")
+
+
+def trial_blip(args, transport):
+    """A 3 s partition, shorter than keep-alive's schedule, is survived:
+    every message arrives once, in order, and no future fails."""
+    blip = 3.0 if not args.long else 6.0
+    with Rig(args, transport, keepalive_ms=15000) as rig:
+        count = 3000 if not args.long else 20000
+        c = rig.client(count=count, interval_us=2000)
+        time.sleep(1.0)
+        rig.lab.fault("partition on")
+        time.sleep(blip)
+        rig.lab.fault("partition off")
+        t, _ = c.wait_for(r"summary", 60)
+        if t is None:
+            c.finish()
+        rig.server.finish()
+        s = c.summary() or {}
+        held = (s.get("sent") == str(count) and s.get("echoed") == str(count)
+                and s.get("failed") == "0" and s.get("duplicates") == "0"
+                and s.get("out_of_order") == "0")
+        return Result(held, summary_text(s), f"{count} of {count}, none failed")
+
+
+def trial_lossy(args, transport):
+    """Over a link that loses 5 % of packets, delays them 10 to 30 ms and
+    reorders some, every message arrives once, in order."""
+    with Rig(args, transport) as rig:
+        rig.lab.fault("loss 0.05")
+        rig.lab.fault("delay 10")
+        rig.lab.fault("jitter 20")
+        rig.lab.fault("reorder 0.02")
+        count = 2000 if not args.long else 20000
+        c = rig.client(count=count, interval_us=1000, size=512)
+        t, _ = c.wait_for(r"summary", 120)
+        if t is None:
+            c.finish()
+        rig.server.finish()
+        s = c.summary() or {}
+        held = (s.get("echoed") == str(count) and s.get("failed") == "0"
+                and s.get("duplicates") == "0" and s.get("out_of_order") == "0")
+        return Result(held, summary_text(s), f"{count} of {count}, once, in order")
+
+
+TRIALS = {
+    "partition": trial_partition,
+    "idle_partition": trial_idle_partition,
+    "kill_client": trial_kill_client,
+    "frozen_server": trial_frozen_server,
+    "blip": trial_blip,
+    "lossy": trial_lossy,
+}
+
+
+def fmt(value):
+    return "never" if value is None else f"{value} ms"
+
+
+def summary_text(s):
+    if not s:
+        return "no summary"
+    return (f"sent {s.get('sent')}, echoed {s.get('echoed')}, futures failed "
+            f"{s.get('failed')}, duplicates {s.get('duplicates')}, out of order "
+            f"{s.get('out_of_order')}")
+
+
+# ---- the command line -------------------------------------------------------------
+
+def run_one(args, name, transport):
+    started = time.monotonic()
+    try:
+        r = TRIALS[name](args, transport)
+    except Exception as e:  # a trial that cannot run has not held
+        r = Result(False, f"could not run: {e}", "")
+    r.seconds = time.monotonic() - started
+    return r
+
+
+def main():
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    p.add_argument("command", choices=["run", "report", "list"])
+    p.add_argument("rest", nargs="*")
+    p.add_argument("--peer", default=os.environ.get("NQ_TRIAL_PEER", "trial_peer"))
+    p.add_argument("--linkem", default=os.environ.get("NQ_LINKEM", "nq_linkem"))
+    p.add_argument("--long", action="store_true")
+    args = p.parse_args()
+    if args.command == "list":
+        for name, fn in TRIALS.items():
+            print(f"{name}: {fn.__doc__.split(chr(10))[0]}")
+        print("transports:", " ".join(TRANSPORTS))
+        return 0
+    if os.geteuid() != 0:
+        print("trials.py: FAIL: the trials need root (network namespaces, TUN devices)",
+              file=sys.stderr)
+        return 1
+    if args.command == "run":
+        name, transport = args.rest
+        r = run_one(args, name, transport)
+        print(f"{name} over {transport}: {'held' if r.held else 'FAILED'}: {r.measured} "
+              f"(bound {r.bound}, {r.seconds:.0f} s)")
+        return 0 if r.held else 1
+    out = args.rest[0]
+    rows = []
+    for name, fn in TRIALS.items():
+        for transport in TRANSPORTS:
+            r = run_one(args, name, transport)
+            print(f"{name} {transport}: {'held' if r.held else 'FAILED'}: {r.measured}",
+                  flush=True)
+            rows.append((name, fn.__doc__.split("\n")[0].strip(), transport, r))
+    write_report(out, rows, args.long)
+    return 0
+
+
+def write_report(path, rows, long_run):
+    with open(path, "w") as f:
+        f.write("# Fault trials\n\n")
+        f.write("Written by `tests/trials/trials.py report` (%s run). Each trial runs a server in\n"
+                "one network namespace and a client in another, every packet through the\n"
+                "project's link emulator (`tests/faults/linkem.c`), with keep-alive at %d ms\n"
+                "unless the trial says otherwise.\n\n" % ("long" if long_run else "short",
+                                                           KEEPALIVE_MS))
+        f.write("| trial | transport | promise | held | measured | bound |\n")
+        f.write("|---|---|---|---|---|---|\n")
+        for name, promise, transport, r in rows:
+            f.write(f"| {name} | {transport} | {promise} | {'yes' if r.held else '**no**'} | "
+                    f"{r.measured} | {r.bound} |\n")
+
+
+if __name__ == "__main__":
+    sys.exit(main())
