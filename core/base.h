@@ -38,6 +38,8 @@ struct nq_opts {
     void *serializer_ctx;
     nq_log_fn log_fn;
     void *log_ctx;
+    nq_event_fn event_fn;
+    void *event_ctx;
 };
 
 /* Deep-copies src into dst (which must be zeroed).  Returns NQ_OK or

@@ -123,6 +123,7 @@ static void comm_free(nq_comm *c)
     pthread_mutex_destroy(&c->live_mu);
     pthread_cond_destroy(&c->live_cv);
     pthread_rwlock_destroy(&c->peers_mu);
+    pthread_mutex_destroy(&c->events_mu);
     pthread_mutex_destroy(&c->server_id_mu);
     nqi_opts_clear(&c->opts);
     free(c);
@@ -175,6 +176,7 @@ int nq_open(nq_protocol protocol, nq_purpose purpose, const nq_opts *opts, nq_co
     pthread_mutex_init(&c->live_mu, NULL);
     nqi_cond_init(&c->live_cv);
     pthread_rwlock_init(&c->peers_mu, NULL);
+    pthread_mutex_init(&c->events_mu, NULL);
     pthread_mutex_init(&c->server_id_mu, NULL);
     nqi_msgq_init(&c->msgq);
 

@@ -85,6 +85,10 @@ struct nq_comm {
     int live;
     int first_error;
 
+    /* Serialises the event callbacks, so that a peer's events keep their
+     * order across the loops (a replaced session ends on its own). */
+    pthread_mutex_t events_mu;
+
     /* Peers that completed INI.  Readers are put and nq_peers. */
     pthread_rwlock_t peers_mu;
     nqi_session **peers;

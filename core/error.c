@@ -24,13 +24,17 @@ const char *nq_strerror(int err)
     case NQ_EFULL: return "send limit reached";
     case NQ_ESERIALIZE: return "serializer failed";
     case NQ_EPENDING: return "not completed yet";
+    case NQ_EREPLACED: return "peer connected again with the same id";
     default: return "unknown error";
     }
 }
 
+#define STRING(x) #x
+#define VERSION_TEXT(a, b, c) STRING(a) "." STRING(b) "." STRING(c)
+
 const char *nq_version(void)
 {
-    return "1.0.0";
+    return VERSION_TEXT(NQ_VERSION_MAJOR, NQ_VERSION_MINOR, NQ_VERSION_PATCH);
 }
 
 int nq_version_number(void)

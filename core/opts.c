@@ -246,3 +246,13 @@ size_t nqi_opts_merge_limit(const nq_opts *o, size_t cap)
     uint64_t below = (uint64_t)o->ints[NQ_OPT_EFFICIENT_SIZE] - 1;
     return below < cap ? (size_t)below : cap;
 }
+
+int nq_opts_set_events(nq_opts *opts, nq_event_fn fn, void *ctx)
+{
+    if (opts == NULL) {
+        return NQ_EINVAL;
+    }
+    opts->event_fn = fn;
+    opts->event_ctx = fn != NULL ? ctx : NULL;
+    return NQ_OK;
+}

@@ -18,38 +18,100 @@
 #include "core/peers.h"
 #include "core/transport.h"
 
+/* ---- events ------------------------------------------------------------------- */
+
+static void emit(nq_comm *c, int type, const nq_id *peer, int reason)
+{
+    nq_event ev = {.type = type, .peer = *peer, .reason = reason};
+    c->opts.event_fn(c->opts.event_ctx, &ev);
+}
+
+/* s is the peer now; old, if not NULL, was until now (replaced). */
+static void announce(nq_comm *c, nqi_session *s, nqi_session *old)
+{
+    pthread_mutex_lock(&c->events_mu);
+    if (old != NULL && atomic_exchange(&old->announced, 0) && c->opts.event_fn != NULL) {
+        emit(c, NQ_EVENT_DISCONNECTED, &old->peer, NQ_EREPLACED);
+    }
+    atomic_store(&s->announced, 1);
+    if (c->opts.event_fn != NULL) {
+        emit(c, NQ_EVENT_CONNECTED, &s->peer, NQ_OK);
+    }
+    pthread_mutex_unlock(&c->events_mu);
+}
+
+/* s is no longer the peer (unless a replacement said so already). */
+static void withdraw(nq_comm *c, nqi_session *s, int reason)
+{
+    pthread_mutex_lock(&c->events_mu);
+    if (atomic_exchange(&s->announced, 0) && c->opts.event_fn != NULL) {
+        emit(c, NQ_EVENT_DISCONNECTED, &s->peer, reason);
+    }
+    pthread_mutex_unlock(&c->events_mu);
+}
+
 /* ---- the peer table ---------------------------------------------------------- */
 
+static void run_replace(nqi_loop *l, nqi_cmd *cmd)
+{
+    (void)l;
+    nqi_session *s = NQI_CONTAINER(cmd, nqi_session, replace);
+    nqi_session_end(s, NQ_EREPLACED);
+    nqi_session_unref(s); /* the table's reference, moved to the command */
+}
+
+static void discard_replace(nqi_cmd *cmd)
+{
+    nqi_session_unref(NQI_CONTAINER(cmd, nqi_session, replace));
+}
+
+/* Enters s in the table.  A live peer with the same id is replaced: the
+ * newest connection wins, on every transport.  The old session leaves the
+ * table at once (its DISCONNECTED, reason NQ_EREPLACED, goes out before the
+ * new one's CONNECTED) and is ended on its own loop. */
 static int peers_add(nq_comm *c, nqi_session *s)
 {
-    int rv = NQ_OK;
+    nqi_session *old = NULL;
     pthread_rwlock_wrlock(&c->peers_mu);
+    size_t at = c->npeers;
     for (size_t i = 0; i < c->npeers; i++) {
         if (nq_id_equal(&c->peers[i]->peer, &s->peer)) {
-            rv = NQ_EPROTO;
-            goto out;
+            at = i;
+            old = c->peers[i];
+            break;
         }
     }
-    if (c->npeers == c->peers_cap) {
+    if (old == NULL && c->npeers == c->peers_cap) {
         size_t ncap = c->peers_cap == 0 ? 8 : c->peers_cap * 2;
         nqi_session **np = realloc(c->peers, ncap * sizeof(*np));
         if (np == NULL) {
-            rv = NQ_ENOMEM;
-            goto out;
+            pthread_rwlock_unlock(&c->peers_mu);
+            return NQ_ENOMEM;
         }
         c->peers = np;
         c->peers_cap = ncap;
     }
     nqi_session_ref(s);
-    c->peers[c->npeers++] = s;
-    s->registered = 1;
-    nqi_stat_add(c, NQI_ST_PEERS, 1);
-out:
+    c->peers[at] = s;
+    if (old == NULL) {
+        c->npeers++;
+        nqi_stat_add(c, NQI_ST_PEERS, 1);
+    }
     pthread_rwlock_unlock(&c->peers_mu);
-    return rv;
+    announce(c, s, old);
+    if (old != NULL) {
+        char text[NQ_ID_STRLEN];
+        nq_id_format(&s->peer, text, sizeof(text));
+        nqi_logf(&c->log, NQ_LOG_INFO, "peer %s connected again; its old connection is replaced",
+                 text);
+        nqi_loop_post(&old->worker->loop, &old->replace);
+    }
+    return NQ_OK;
 }
 
-static void peers_remove(nq_comm *c, nqi_session *s)
+/* Takes s out of the table if it is still there (a replaced session is
+ * not); returns 1 if it was. */
+static int peers_remove(nq_comm *c, nqi_session *s)
 {
     int found = 0;
     pthread_rwlock_wrlock(&c->peers_mu);
@@ -60,12 +122,12 @@ static void peers_remove(nq_comm *c, nqi_session *s)
             break;
         }
     }
-    s->registered = 0;
     pthread_rwlock_unlock(&c->peers_mu);
     if (found) {
         nqi_stat_add(c, NQI_ST_PEERS, -1);
         nqi_session_unref(s);
     }
+    return found;
 }
 
 /* ---- live sessions -------------------------------------------------------------- */
@@ -113,15 +175,12 @@ static int on_ini(nqi_session *s)
         c->server_id = s->peer;
         c->server_id_known = 1;
         pthread_mutex_unlock(&c->server_id_mu);
+        announce(c, s, NULL);
         return 0;
     }
     nqi_timer_cancel(&s->worker->loop, &s->ini_timer);
     int rv = peers_add(c, s);
     if (rv != NQ_OK) {
-        char text[NQ_ID_STRLEN];
-        nq_id_format(&s->peer, text, sizeof(text));
-        nqi_logf(&c->log, NQ_LOG_WARN, "refusing a second connection for live peer %s",
-                 text);
         s->ini_received = 0; /* a stranger, as far as the end is concerned */
         return rv;
     }
@@ -182,6 +241,8 @@ nqi_session *nqi_session_new(nqi_worker *w)
     if (s != NULL) {
         s->resume.run = run_resume;
         s->resume.discard = discard_resume;
+        s->replace.run = run_replace;
+        s->replace.discard = discard_replace;
         nqi_list_append(&w->sessions, &s->link);
     }
     return s;
@@ -254,9 +315,10 @@ void nqi_session_end(nqi_session *s, int err)
     /* Messages that arrived before the end are still delivered. */
     nqi_session_deliver(s);
     nqi_session_out_fail(s, err != 0 ? err : NQ_ECONNRESET);
-    if (s->registered) {
+    if (c->purpose == NQ_SERVER && s->ini_received) {
         peers_remove(c, s);
     }
+    withdraw(c, s, err);
     nqi_timer_cancel(&s->worker->loop, &s->ini_timer);
     nqi_list_remove(&s->link);
 

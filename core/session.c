@@ -218,12 +218,6 @@ static int on_frame(void *ctx, uint8_t *data, size_t len)
         }
         memcpy(s->peer.bytes, data, sizeof(s->peer.bytes));
         nqi_block_free(data);
-        if (nq_id_equal(&s->peer, &c->opts.id)) {
-            /* Our own id: a connection to ourselves, or a peer whose FIN
-             * could not be told from ours. */
-            nqi_logf(&c->log, NQ_LOG_WARN, "peer introduced itself with our own id");
-            return NQ_EPROTO;
-        }
         s->ini_received = 1;
         s->parser.max_message = (uint64_t)c->opts.ints[NQ_OPT_MESSAGE_SIZE];
         return s->owner->ini(s);

@@ -6,8 +6,8 @@
  *           yet confirmed;
  *   input   the frame parser and net-queue's rules: the first message
  *           must be the peer's 16-byte INI (a longer header is refused at
- *           once, as is our own id), a later 16-byte message equal to the
- *           peer's id is its FIN, anything else is data;
+ *           once), a later 16-byte message equal to the peer's id is its
+ *           FIN, anything else is data;
  *   flow    messages are handed to the arrival queue in batches; a peer
  *           holding NQ_OPT_QUEUE_SIZE undelivered messages pauses (on a
  *           transport that can hold a sender back).
@@ -48,13 +48,14 @@ struct nqi_session {
     nqi_task flush;     /* output to hand to the transport this round */
     nqi_cmd resume;     /* posted by get when a paused peer may read again */
     nqi_timer ini_timer; /* server: the INI must arrive before it fires */
+    nqi_cmd replace;     /* posted when a new connection takes its id */
 
     /* protocol */
     nq_id peer;
     int ini_received;
     int fin_received;
     int fin_queued;
-    int registered; /* in the communicator's peer table */
+    atomic_int announced; /* its CONNECTED went out; a DISCONNECTED is owed */
     _Atomic int ended;
     int error;      /* why it ended, 0 for a clean close */
 

@@ -731,24 +731,6 @@ static int test_silent_connections_time_out(void)
     return 0;
 }
 
-static int test_duplicate_live_id_is_refused(void)
-{
-    nq_comm *s = server_on("127.0.0.1");
-    nq_id id;
-    nq_id_random(&id);
-    nq_comm *a = client_of(s, &id);
-    CHECK(nqt_round_trip(s, a) == 0);
-    nq_comm *b = client_of(s, &id);
-    CHECK(nqt_wait_stat(s, NQ_STAT_PROTOCOL_ERRORS, 1) == 0);
-    nq_msg *m = NULL;
-    CHECK_RC(nq_get(b, WAIT_MS, &m), NQ_ECONNRESET);
-    CHECK(nqt_round_trip(s, a) == 0);
-    nq_destroy(b);
-    nq_destroy(a);
-    nq_destroy(s);
-    return 0;
-}
-
 /* ---- wire bytes ------------------------------------------------------------------ */
 
 static int test_wire_handshake_bytes(void)
@@ -1013,7 +995,6 @@ static const struct test_case tests[] = {
     TEST_TCP(test_length_over_message_size_is_rejected),
     TEST_TCP(test_frame_cut_by_eof_is_a_lost_connection),
     TEST_TCP(test_silent_connections_time_out),
-    TEST_TCP(test_duplicate_live_id_is_refused),
     TEST_TCP(test_wire_handshake_bytes),
     TEST_TCP(test_client_speaks_first_and_finishes_last),
     TEST_TCP(test_tls_exchange_with_trusted_certificate),

@@ -131,39 +131,6 @@ static int test_client_refuses_a_long_first_frame_from_its_server(void)
     return 0;
 }
 
-/* A peer introducing itself with our own id is refused in both roles (a
- * connection to oneself looks exactly like that). */
-static int test_our_own_id_is_refused_in_both_roles(void)
-{
-    uint16_t port;
-    int lfd = raw_listen(&port);
-    nq_id id;
-    CHECK_OK(nq_id_random(&id));
-    nq_comm *c = nqt_open(NQ_TCP, NQ_CLIENT, nqt_opts("127.0.0.1", port, &id));
-    CHECK(c != NULL);
-    int fd = raw_accept(lfd);
-    CHECK(fd >= 0);
-    CHECK(nqt_raw_send_frame(fd, id.bytes, sizeof(id.bytes)) == 0);
-    nq_msg *m = NULL;
-    CHECK_RC(nq_get(c, WAIT_MS, &m), NQ_EPROTO);
-    close(fd);
-    close(lfd);
-    nq_destroy(c);
-
-    nq_comm *s = server_with(0, -1);
-    CHECK(s != NULL);
-    nq_id sid;
-    CHECK_OK(nq_comm_id(s, &sid));
-    fd = nqt_raw_connect(nqt_port(s));
-    CHECK(nqt_raw_send_frame(fd, sid.bytes, sizeof(sid.bytes)) == 0);
-    CHECK(nqt_wait_stat(s, NQ_STAT_PROTOCOL_ERRORS, 1) == 0);
-    CHECK(nqt_stat(s, NQ_STAT_PEERS) == 0);
-    close(fd);
-    CHECK_OK(nq_close(s));
-    nq_destroy(s);
-    return 0;
-}
-
 /* ---- flow control ------------------------------------------------------------ */
 
 /* A peer held back by NQ_OPT_QUEUE_SIZE that resets its connection is
@@ -272,7 +239,6 @@ static int test_flow_control_is_not_a_disconnect(void)
 static const struct test_case tests[] = {
     TEST(test_long_first_frame_is_refused_at_its_header),
     TEST(test_client_refuses_a_long_first_frame_from_its_server),
-    TEST(test_our_own_id_is_refused_in_both_roles),
     TEST(test_reset_of_a_paused_peer_is_noticed_without_spinning),
     TEST(test_flow_control_is_not_a_disconnect),
 };

@@ -170,6 +170,24 @@ test_closed_port() {
   expect_one_error_line 1
 }
 
+test_self_connect_refused() {
+  # With nothing listening on port P and P the only ephemeral port, TCP's
+  # simultaneous open joins the client's socket to itself: the client must
+  # say that nothing listens there, not talk to itself.  A network namespace
+  # of its own (root) keeps the port range change away from the machine.
+  [ "$(id -u)" -eq 0 ] || fail "needs root for a network namespace"
+  local p=40123
+  rc=0
+  timeout 30 unshare --net bash -c \
+    "ip link set lo up && echo '$p $p' >/proc/sys/net/ipv4/ip_local_port_range && exec \"\$0\" send --port $p --timeout 3000 --expect 1 hello" \
+    "$nq" >"$work/run.out" 2>"$work/run.err" || rc=$?
+  [ "$rc" -ne 124 ] || fail "the client did not finish in 30 s"
+  out=$(cat "$work/run.out")
+  err=$(cat "$work/run.err")
+  expect_equal "send output" "" "$out"
+  expect_one_error_line 1
+}
+
 test_grpc_echo_round_trip() {
   start_server --protocol grpc --id "$server_id" --echo --count 2
   run_nq send --protocol grpc --port "$port" --id "$client_id" --expect 2 hello "over grpc"

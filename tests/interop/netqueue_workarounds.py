@@ -8,6 +8,7 @@ import net_queue.core.comm
 import net_queue.grpc.client
 import net_queue.mqtt
 import net_queue.mqtt.client
+import net_queue.tcp.client
 
 
 def load_bytes(stream):
@@ -99,12 +100,16 @@ def pin_client_sessions():
       raises KeyError.
     Running _c2s and put under the communicator's reentrant lock, and
     _session_fin under it with the key read afresh, closes the windows.
-    A gRPC client's put looks its session up the same way, and is pinned
-    too.
+    A gRPC or TCP client's put looks its session up the same way, and is
+    pinned too: a TCP client that queues its messages at once loses those
+    put after the server's INI lands (their futures fail with
+    ConnectionResetError, and nothing is sent), which a slow server makes
+    likely.
     None of them waits for the paho thread while holding the lock, and the
     bytes on the wire are unchanged.
     """
-    for cls in (net_queue.mqtt.client.Communicator, net_queue.grpc.client.Communicator):
+    for cls in (net_queue.mqtt.client.Communicator, net_queue.grpc.client.Communicator,
+                net_queue.tcp.client.Communicator):
         original_put = cls.put
 
         def put(self, data, *peers, _put=original_put):
@@ -126,3 +131,4 @@ def pin_client_sessions():
 
     cls._c2s = c2s
     cls._session_fin = session_fin
+

@@ -141,22 +141,32 @@ void nqi_grpc_client_started(gcall *gc, int success)
     }
 }
 
-/* Why a call that never reached the server failed.  grpc reports a TLS
- * failure only in the status text. */
-static int connect_error(nq_comm *c, gcall *gc)
+/* Why a call that never reached the server failed, and whether that is
+ * final: a refused connection or a TLS failure is, anything else (grpc
+ * reports passing trouble the same way) may clear.  grpc tells them apart
+ * only in the status text. */
+static int connect_error(nq_comm *c, gcall *gc, int *final)
 {
     char text[256];
     size_t n = GRPC_SLICE_LENGTH(gc->details);
     n = n < sizeof(text) - 1 ? n : sizeof(text) - 1;
     memcpy(text, GRPC_SLICE_START_PTR(gc->details), n);
     text[n] = 0;
-    nqi_logf(&c->log, NQ_LOG_ERROR, "gRPC call to %s:%u failed (status %d): %s", c->opts.host,
-             (unsigned)c->opts.port, (int)gc->status, text);
+    int err = NQ_ECONNREFUSED;
+    *final = strstr(text, "onnection refused") != NULL;
     if (c->opts.tls && (strstr(text, "SSL") != NULL || strstr(text, "ssl") != NULL ||
                         strstr(text, "andshake") != NULL || strstr(text, "ertificate") != NULL)) {
-        return NQ_ETLS;
+        err = NQ_ETLS;
+        *final = 1;
     }
-    return NQ_ECONNREFUSED;
+    /* Only while nothing has gone out: a new call starts the stream anew. */
+    int retry = !*final && nqi_now_ms() < gsess_of(c->client)->connect_by &&
+                atomic_load(&c->stats[NQI_ST_BYTES_OUT]) == 0;
+    nqi_logf(&c->log, retry ? NQ_LOG_INFO : NQ_LOG_ERROR, "gRPC call to %s:%u failed (status %d): %s%s",
+             c->opts.host, (unsigned)c->opts.port, (int)gc->status, text,
+             retry ? "; trying again" : "");
+    *final = !retry;
+    return err;
 }
 
 void nqi_grpc_client_call_over(gcall *gc)
@@ -171,8 +181,18 @@ void nqi_grpc_client_call_over(gcall *gc)
     gsess *gs = gsess_of(s);
     if (s->ended) {
         /* nothing to do */
+    } else if (gc->status != GRPC_STATUS_OK && !gs->heard) {
+        int final;
+        int err = connect_error(c, gc, &final);
+        if (final) {
+            nqi_session_end(s, err);
+        } else {
+            gs->next_round = nqi_now_ms() + gs->retry_ms;
+            gs->retry_ms = gs->retry_ms < 1000 ? 2 * gs->retry_ms : 1000;
+            nqi_grpc_arm(s, gs->next_round);
+        }
     } else if (gc->status != GRPC_STATUS_OK) {
-        nqi_session_end(s, gs->heard ? NQ_ECONNRESET : connect_error(c, gc));
+        nqi_session_end(s, NQ_ECONNRESET);
     } else if (nqi_session_finished(s)) {
         nqi_session_end(s, 0);
     } else {
@@ -218,5 +238,7 @@ void nqi_grpc_client_init(nqi_session *s)
     gs->s = s;
     gs->dialect = &nqi_grpc_stream;
     gs->poll_ms = POLL_MIN_MS;
+    gs->connect_by = nqi_now_ms() + s->comm->opts.ints[NQ_OPT_HANDSHAKE_TIMEOUT_MS];
+    gs->retry_ms = 50;
     nqi_timer_init(&gs->timer, nqi_grpc_client_timer);
 }

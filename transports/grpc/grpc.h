@@ -101,8 +101,10 @@ typedef struct gsess {
     const gdialect *dialect; /* client: what the server speaks */
     int learned;         /* client: the server answered the question */
     int heard;           /* client: the server answered at least once */
-    int64_t next_round;  /* client, rounds: when to poll again, or 0 */
+    int64_t next_round;  /* client: when to start the next call, or 0 */
     int poll_ms;
+    int64_t connect_by;  /* client: a failing connect is retried until then */
+    int retry_ms;        /* client: the next retry's delay */
     nqi_timer timer;     /* client: learning and polling; server: idleness */
 } gsess;
 

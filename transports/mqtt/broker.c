@@ -139,9 +139,14 @@ static void signal_ready(mqtt_comm *st, int value)
 static void on_subscribed(void *context, MQTTAsync_successData *resp)
 {
     nq_comm *c = context;
-    /* A SUBACK of 0x80 means the broker refused the subscription. */
-    int granted = resp != NULL ? resp->alt.qos : 0;
-    signal_ready(c->tp, granted == 0x80 ? NQ_ECONNREFUSED : READY);
+    /* A SUBACK of 0x80 means the broker refused a subscription. */
+    int refused = 0;
+    if (resp != NULL && c->purpose == NQ_SERVER && resp->alt.qosList != NULL) {
+        refused = resp->alt.qosList[0] == 0x80 || resp->alt.qosList[1] == 0x80;
+    } else if (resp != NULL) {
+        refused = resp->alt.qos == 0x80;
+    }
+    signal_ready(c->tp, refused ? NQ_ECONNREFUSED : READY);
 }
 
 static void on_subscribe_failed(void *context, MQTTAsync_failureData *resp)
@@ -150,6 +155,18 @@ static void on_subscribe_failed(void *context, MQTTAsync_failureData *resp)
     nqi_logf(&c->log, NQ_LOG_ERROR, "MQTT subscribe failed: %s",
              resp != NULL && resp->message != NULL ? resp->message : "no reason given");
     signal_ready(c->tp, NQ_ECONNREFUSED);
+}
+
+/* Subscribes to the peers' topics (and, on a server, to their wills). */
+static int subscribe(nq_comm *c, MQTTAsync_responseOptions *ro)
+{
+    mqtt_comm *st = c->tp;
+    if (c->purpose == NQ_CLIENT) {
+        return MQTTAsync_subscribe(st->client, st->sub_topic, st->qos, ro);
+    }
+    char *topics[2] = {st->sub_topic, st->lost_topic};
+    int qos[2] = {st->qos, st->qos};
+    return MQTTAsync_subscribeMany(st->client, 2, topics, qos, ro);
 }
 
 static void on_connected(void *context, MQTTAsync_successData *resp)
@@ -164,8 +181,37 @@ static void on_connected(void *context, MQTTAsync_successData *resp)
     ro.onSuccess = on_subscribed;
     ro.onFailure = on_subscribe_failed;
     ro.context = c;
-    if (MQTTAsync_subscribe(st->client, st->sub_topic, st->qos, &ro) != MQTTASYNC_SUCCESS) {
+    if (subscribe(c, &ro) != MQTTASYNC_SUCCESS) {
         signal_ready(st, NQ_ECONNREFUSED);
+    }
+}
+
+/* A server's connection came back after a loss (paho reconnects it): the
+ * broker forgot the subscriptions of the clean session. */
+static void on_reconnected(void *context, char *cause)
+{
+    (void)cause;
+    nq_comm *c = context;
+    mqtt_comm *st = c->tp;
+    if (!atomic_exchange(&st->reconnecting, 0)) {
+        return; /* the first connection, which on_connected handles */
+    }
+    MQTTAsync_responseOptions ro = MQTTAsync_responseOptions_initializer;
+    subscribe(c, &ro);
+    atomic_store(&st->lost, 0);
+    nqi_logf(&c->log, NQ_LOG_INFO, "reconnected to the MQTT broker");
+}
+
+void nqi_mqtt_watch_server(nq_comm *c, const nq_id *server)
+{
+    mqtt_comm *st = c->tp;
+    char hex[NQI_ID_HEX_LEN + 1];
+    nqi_id_hex(server, hex);
+    snprintf(st->lost_topic, sizeof(st->lost_topic), "%.*snq/lost/%s", (int)st->prefix_len,
+             st->sub_topic, hex);
+    MQTTAsync_responseOptions ro = MQTTAsync_responseOptions_initializer;
+    if (MQTTAsync_subscribe(st->client, st->lost_topic, st->qos, &ro) != MQTTASYNC_SUCCESS) {
+        nqi_logf(&c->log, NQ_LOG_WARN, "cannot watch the server's will on %s", st->lost_topic);
     }
 }
 
@@ -197,6 +243,9 @@ static void on_connection_lost(void *context, char *cause)
     if (atomic_exchange(&st->lost, 1)) {
         return;
     }
+    if (c->purpose == NQ_SERVER) {
+        atomic_store(&st->reconnecting, 1);
+    }
     nqi_logf(&c->log, NQ_LOG_ERROR, "lost the MQTT broker: %s",
              cause != NULL ? cause : "connection closed");
     signal_ready(st, NQ_ECONNRESET);
@@ -208,17 +257,23 @@ static void on_connection_lost(void *context, char *cause)
     }
 }
 
-/* A message from the broker on its way to worker 0. */
+/* A message from the broker on its way to worker 0: bytes from a peer, or
+ * (will set) a peer's will. */
 typedef struct arrival {
     nqi_cmd cmd; /* first member */
     MQTTAsync_message *msg;
     nq_id from;
+    int will;
 } arrival;
 
 static void run_arrival(nqi_loop *l, nqi_cmd *cmd)
 {
     arrival *a = (arrival *)cmd;
-    nqi_mqtt_arrived(nqi_worker_of(l), &a->from, a->msg);
+    if (a->will) {
+        nqi_mqtt_peer_lost(nqi_worker_of(l), &a->from);
+    } else {
+        nqi_mqtt_arrived(nqi_worker_of(l), &a->from, a->msg);
+    }
     MQTTAsync_freeMessage(&a->msg);
     free(a);
 }
@@ -255,6 +310,9 @@ static int on_message(void *context, char *topic, int topic_len, MQTTAsync_messa
     if (ok) {
         const char *dir = c->purpose == NQ_SERVER ? "c2s/" : "s2c/";
         ok = topic_id(st, topic, len, dir, &a->from) == 0;
+        if (!ok && topic_id(st, topic, len, "nq/lost/", &a->from) == 0) {
+            ok = a->will = 1;
+        }
         if (!ok) {
             nqi_logf(&c->log, NQ_LOG_WARN, "ignoring a message on unexpected topic %.*s", len,
                      topic);
@@ -334,11 +392,30 @@ int nqi_mqtt_connect(nq_comm *c)
         return NQ_EADDR;
     }
     MQTTAsync_setCallbacks(st->client, c, on_connection_lost, on_message, NULL);
+    MQTTAsync_setConnected(st->client, c, on_reconnected);
 
     MQTTAsync_connectOptions co = MQTTAsync_connectOptions_initializer;
+    /* The broker publishes this if our connection dies without DISCONNECT. */
+    MQTTAsync_willOptions will = MQTTAsync_willOptions_initializer;
+    will.topicName = st->will_topic;
+    will.message = NULL;
+    will.payload.data = "lost";
+    will.payload.len = 4;
+    will.qos = st->qos;
+    will.retained = 0;
+    co.will = &will;
+    if (c->purpose == NQ_SERVER) {
+        co.automaticReconnect = 1;
+        co.minRetryInterval = 1;
+        co.maxRetryInterval = 10;
+    }
     MQTTAsync_SSLOptions ssl = MQTTAsync_SSLOptions_initializer;
+    /* MQTT's keep-alive is whole seconds, and a broker drops a client
+     * after 1.5 of them: two thirds of ours keeps both sides' detection
+     * within about twice NQ_OPT_KEEPALIVE_MS, as on TCP. */
     int64_t ka = c->opts.ints[NQ_OPT_KEEPALIVE_MS];
-    co.keepAliveInterval = ka > 0 ? (int)(ka / 1000) : 0;
+    int64_t ka_s = 2 * ka / 3000;
+    co.keepAliveInterval = ka <= 0 ? 0 : ka_s > 0 ? (int)ka_s : 1;
     co.cleansession = 1;
     co.MQTTVersion = MQTTVERSION_3_1_1;
     int64_t timeout_ms = c->opts.ints[NQ_OPT_HANDSHAKE_TIMEOUT_MS];
@@ -385,6 +462,11 @@ void nqi_mqtt_disconnect(nq_comm *c)
         return;
     }
     if (!atomic_load(&st->lost) && MQTTAsync_isConnected(st->client)) {
+        /* A DISCONNECT discards the will, but peers whose sessions close
+         * dropped (its timeout) still wait for us: say it ourselves.  A
+         * peer whose session ended cleanly no longer listens. */
+        MQTTAsync_responseOptions ro = MQTTAsync_responseOptions_initializer;
+        MQTTAsync_send(st->client, st->will_topic, 4, "lost", 0, 0, &ro);
         MQTTAsync_disconnectOptions dop = MQTTAsync_disconnectOptions_initializer;
         dop.timeout = 1000;
         dop.onSuccess = on_disconnected;

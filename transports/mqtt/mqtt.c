@@ -31,8 +31,10 @@ static int mqtt_open(nq_comm *c)
     nqi_id_hex(&c->opts.id, st->own_hex);
     const char *prefix = c->opts.mqtt_prefix != NULL ? c->opts.mqtt_prefix : "";
     st->prefix_len = strlen(prefix);
+    snprintf(st->will_topic, sizeof(st->will_topic), "%snq/lost/%s", prefix, st->own_hex);
     if (c->purpose == NQ_SERVER) {
         snprintf(st->sub_topic, sizeof(st->sub_topic), "%sc2s/+", prefix);
+        snprintf(st->lost_topic, sizeof(st->lost_topic), "%snq/lost/+", prefix);
     } else {
         snprintf(st->sub_topic, sizeof(st->sub_topic), "%ss2c/%s", prefix, st->own_hex);
         mqtt_sess *ms = mqtt_sess_of(c->client);

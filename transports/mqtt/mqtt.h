@@ -14,6 +14,16 @@
  * server subscribes to c2s/+ and publishes to s2c/<client-hex>.  Payloads
  * are consecutive slices of the framed byte stream.  An optional prefix
  * lets several servers share a broker.
+ *
+ * Liveness, which net-queue's layout lacks: every libnq peer leaves a will
+ * on <prefix>nq/lost/<own-hex>, which the broker publishes when the peer's
+ * connection dies without a DISCONNECT, and which a closing peer publishes
+ * itself before its DISCONNECT (for the peers its close timeout dropped).
+ * A server subscribes to <prefix>nq/lost/+ and a client, once it knows its
+ * server, to its server's; a will ends the session it names as lost.  net-queue peers
+ * neither leave nor read wills.  A server's broker connection reconnects by
+ * itself and subscribes again; its sessions end when the connection drops,
+ * since the broker's restart loses what was in flight.
  */
 #ifndef NQ_TRANSPORTS_MQTT_MQTT_H
 #define NQ_TRANSPORTS_MQTT_MQTT_H
@@ -30,6 +40,8 @@ typedef struct mqtt_comm {
     MQTTAsync client;
     char own_hex[NQI_ID_HEX_LEN + 1];
     char sub_topic[NQI_MQTT_TOPIC_MAX];
+    char lost_topic[NQI_MQTT_TOPIC_MAX]; /* server: nq/lost/+; client: our will's */
+    char will_topic[NQI_MQTT_TOPIC_MAX];
     size_t prefix_len;
     int qos;
     struct sockaddr_storage broker; /* resolved at open; family 0 if not */
@@ -39,7 +51,8 @@ typedef struct mqtt_comm {
     pthread_cond_t cv;
     int ready;         /* 0 waiting, 1 subscribed, or an nq error */
     int disconnected;  /* the DISCONNECT completed */
-    atomic_int lost;
+    atomic_int lost;   /* the broker connection is down */
+    atomic_int reconnecting; /* lost, and paho reconnects (server) */
     nqi_list inflight; /* publishes awaiting paho's answer; loop only */
 } mqtt_comm;
 
@@ -61,12 +74,16 @@ static inline mqtt_sess *mqtt_sess_of(nqi_session *s)
 int nqi_mqtt_connect(nq_comm *c);
 /* Sends DISCONNECT and waits briefly for it; paho calls nothing after. */
 void nqi_mqtt_disconnect(nq_comm *c);
+/* Client: subscribes to the will topic of the server with this id. */
+void nqi_mqtt_watch_server(nq_comm *c, const nq_id *server);
 
 /* route.c (loop thread) */
 /* "<prefix><dir><hex>", malloc'd, or NULL. */
 char *nqi_mqtt_topic(const mqtt_comm *st, const char *dir, const char *hex);
 /* A message from paho arrived for the id in its topic. */
 void nqi_mqtt_arrived(nqi_worker *w, const nq_id *from, const MQTTAsync_message *msg);
+/* The broker published the will of the peer with this id. */
+void nqi_mqtt_peer_lost(nqi_worker *w, const nq_id *who);
 void nqi_mqtt_flush(nqi_session *s);
 /* Releases the publishes paho never answered (after paho is gone). */
 void nqi_mqtt_forget_inflight(mqtt_comm *st);

@@ -210,6 +210,9 @@ void nqi_mqtt_arrived(nqi_worker *w, const nq_id *from, const MQTTAsync_message 
         nqi_logf(&c->log, NQ_LOG_WARN, "INI id differs from the id in the client's topic");
         rv = NQ_EPROTO;
     }
+    if (rv == 0 && !had_ini && s->ini_received && c->purpose == NQ_CLIENT) {
+        nqi_mqtt_watch_server(c, &s->peer);
+    }
     if (rv != 0) {
         nqi_session_end(s, rv);
     } else {
@@ -217,4 +220,29 @@ void nqi_mqtt_arrived(nqi_worker *w, const nq_id *from, const MQTTAsync_message 
         nqi_mqtt_flush(s);
     }
     nqi_session_unref(s);
+}
+
+void nqi_mqtt_peer_lost(nqi_worker *w, const nq_id *who)
+{
+    nq_comm *c = w->comm;
+    nqi_session *s = NULL;
+    if (c->purpose == NQ_CLIENT) {
+        s = c->client->ini_received && nq_id_equal(&c->client->peer, who) ? c->client : NULL;
+    } else {
+        nqi_node *n;
+        for (n = nqi_list_first(&w->sessions); n != NULL; n = nqi_list_next(&w->sessions, n)) {
+            nqi_session *x = NQI_CONTAINER(n, nqi_session, link);
+            if (nq_id_equal(&mqtt_sess_of(x)->route, who)) {
+                s = x;
+                break;
+            }
+        }
+    }
+    if (s == NULL || s->ended) {
+        return;
+    }
+    char text[NQ_ID_STRLEN];
+    nq_id_format(who, text, sizeof(text));
+    nqi_logf(&c->log, NQ_LOG_WARN, "the broker lost peer %s", text);
+    nqi_session_end(s, NQ_ECONNRESET);
 }

@@ -56,13 +56,13 @@ extern "C" {
 /* ------------------------------------------------------------------------ */
 
 #define NQ_VERSION_MAJOR 1
-#define NQ_VERSION_MINOR 0
+#define NQ_VERSION_MINOR 1
 #define NQ_VERSION_PATCH 0
 /* The version of this header as one number: major*10000 + minor*100 + patch. */
 #define NQ_VERSION_NUMBER \
     (NQ_VERSION_MAJOR * 10000 + NQ_VERSION_MINOR * 100 + NQ_VERSION_PATCH)
 
-/* The version of the library actually loaded, e.g. "1.0.0".  The string is
+/* The version of the library actually loaded, e.g. "1.1.0".  The string is
  * static; never free it.  Thread-safe. */
 NQ_API const char *nq_version(void);
 
@@ -92,6 +92,8 @@ NQ_API int nq_version_number(void);
 #define NQ_EFULL        (-14) /* a send limit was reached; nothing was queued */
 #define NQ_ESERIALIZE   (-15) /* the serializer callback failed               */
 #define NQ_EPENDING     (-16) /* the future has not completed yet             */
+/* Since 1.1: */
+#define NQ_EREPLACED    (-17) /* the peer connected again with the same id    */
 
 /* A sentence describing an error code, e.g. "connection to the peer was
  * lost".  Unknown codes give "unknown error".  The string is static; never
@@ -461,6 +463,45 @@ NQ_API int nq_put_value(nq_comm *comm, const void *value, const nq_id *peers, si
  * sender.  Returns what nq_get returns, NQ_EINVAL when no serializer is
  * registered, or NQ_ESERIALIZE when load fails (the message is consumed). */
 NQ_API int nq_get_value(nq_comm *comm, int64_t timeout_ms, nq_id *peer, void **value);
+
+/* ------------------------------------------------------------------------ */
+/* Peer events (since 1.1)                                                   */
+/* ------------------------------------------------------------------------ */
+
+typedef enum nq_event_type {
+    /* A peer introduced itself: on a server a client whose INI arrived, on
+     * a client its server. */
+    NQ_EVENT_CONNECTED = 1,
+    /* A peer that was connected is gone; reason says how:
+     *   NQ_OK          it closed with the FIN handshake
+     *   NQ_ECLOSED     this side closed (nq_close dropped it)
+     *   NQ_ECONNRESET  it was lost: reset, EOF without FIN, silence for
+     *                  keep-alive's schedule, an MQTT peer whose broker
+     *                  connection died
+     *   NQ_EREPLACED   it connected again with the same id; the new
+     *                  connection is the peer now (a CONNECTED follows).
+     *                  Over MQTT the broker ends the old connection first,
+     *                  so the old one is reported lost (NQ_ECONNRESET)
+     *   NQ_EPROTO, NQ_ETLS, ...  the connection broke for that reason */
+    NQ_EVENT_DISCONNECTED = 2
+} nq_event_type;
+
+/* One event, valid only during the callback. */
+typedef struct nq_event {
+    int type;   /* an nq_event_type */
+    nq_id peer; /* the peer concerned */
+    int reason; /* NQ_EVENT_DISCONNECTED: see above; else NQ_OK */
+} nq_event;
+
+/* Called for every event, in order for any one peer: a CONNECTED, then at
+ * most one DISCONNECTED.  It runs on one of libnq's I/O threads: it must
+ * return quickly, must not block and must not call nq_close. */
+typedef void (*nq_event_fn)(void *ctx, const nq_event *event);
+
+/* Registers the event callback (NULL removes it); ctx is passed to it and
+ * must outlive every communicator opened with these options.  Returns
+ * NQ_OK or NQ_EINVAL. */
+NQ_API int nq_opts_set_events(nq_opts *opts, nq_event_fn fn, void *ctx);
 
 #ifdef __cplusplus
 }
