@@ -15,6 +15,9 @@
  * completion (nq_future_on_done) that only appends (token, result) to a
  * Completions queue; one thread (or goroutine) per communicator in the
  * language blocks in Completions::next and resolves the language's future.
+ * Peer events go the same way: Opts::set_events registers a C++ callback
+ * that appends each event to an Events queue, which a thread (goroutine)
+ * of the language drains with Events::next.
  * libnq's I/O threads therefore never enter Python, Go or Java: no GIL to
  * take on an I/O thread, no directors, no callback into an interpreter that
  * is shutting down.
@@ -97,6 +100,9 @@
 %ignore nq_opts_set_mqtt_prefix;
 %ignore nq_opts_set_serializer;
 %ignore nq_opts_set_log;
+%ignore nq_opts_set_events;
+%ignore nq_event;
+%ignore nq_event_fn;
 %ignore nq_open;
 %ignore nq_put;
 %ignore nq_get;
@@ -370,8 +376,54 @@ static void nqb_future_done(nq_future *future, int result, void *ctx)
 %}
 
 
+%{
+/* Peer events, shared by an Events object, the Opts that registered it and
+ * the Comm opened with them: freed when the last lets go, after libnq's
+ * last callback (the Comm lets go once it is destroyed). */
+struct nqb_events_state {
+    std::mutex mu;
+    std::condition_variable cv;
+    std::vector<nq_event> queue;
+    size_t head;
+    bool shut;
+    long refs;
+    nqb_events_state() : head(0), shut(false), refs(1) {}
+};
+
+static void nqb_events_ref(nqb_events_state *s)
+{
+    std::lock_guard<std::mutex> lock(s->mu);
+    s->refs++;
+}
+
+static void nqb_events_unref(nqb_events_state *s)
+{
+    bool last;
+    {
+        std::lock_guard<std::mutex> lock(s->mu);
+        last = --s->refs == 0;
+    }
+    if (last) {
+        delete s;
+    }
+}
+
+/* Runs on a libnq I/O thread: queues the event and wakes Events::next. */
+static void nqb_event(void *ctx, const nq_event *ev)
+{
+    nqb_events_state *s = (nqb_events_state *)ctx;
+    std::lock_guard<std::mutex> lock(s->mu);
+    s->queue.push_back(*ev);
+    s->cv.notify_all();
+}
+%}
+
+
 /* Members that hold libnq handles stay out of the target languages. */
 %ignore Opts::raw;
+%ignore Opts::events_state;
+%ignore Events::state;
+%ignore Event::set;
 %ignore Msg::reset;
 %ignore Completions::track;
 %ignore Completions::untrack;
@@ -379,17 +431,111 @@ static void nqb_future_done(nq_future *future, int result, void *ctx)
 
 %inline %{
 
+/* One peer event, as reported by Events::next: kind() is NQ_EVENT_*,
+ * reason() an NQ_* code (see nq_event in nq.h). */
+class Event {
+public:
+    Event() { memset(&ev_, 0, sizeof(ev_)); }
+    int kind() const { return ev_.type; }
+    int reason() const { return ev_.reason; }
+    nq_id peer() const { return ev_.peer; }
+    void set(const nq_event &ev) { ev_ = ev; }
+
+private:
+    nq_event ev_;
+};
+
+/* Peer events of one communicator, in order.  Thread-safe. */
+class Events {
+public:
+    Events() : s_(new nqb_events_state()) {}
+    ~Events()
+    {
+        shutdown();
+        nqb_events_unref(s_);
+    }
+
+    /* Waits up to timeout_ms (-1: forever) for the next event.  Returns
+     * NQ_OK, NQ_ETIMEDOUT, NQ_EINVAL, or NQ_ECLOSED once shutdown() was
+     * called and every event has been reported. */
+    int next(int64_t timeout_ms, Event *out)
+    {
+        if (out == NULL || timeout_ms < -1) {
+            return NQ_EINVAL;
+        }
+        std::unique_lock<std::mutex> lock(s_->mu);
+        auto ready = [this] { return s_->head < s_->queue.size() || s_->shut; };
+        if (timeout_ms < 0) {
+            s_->cv.wait(lock, ready);
+        } else if (!s_->cv.wait_for(lock, std::chrono::milliseconds(timeout_ms), ready)) {
+            return NQ_ETIMEDOUT;
+        }
+        if (s_->head == s_->queue.size()) {
+            return NQ_ECLOSED;
+        }
+        out->set(s_->queue[s_->head++]);
+        if (s_->head == s_->queue.size()) {
+            s_->queue.clear();
+            s_->head = 0;
+        }
+        return NQ_OK;
+    }
+
+    /* After this, next() reports NQ_ECLOSED once the queue is empty.  Call
+     * it after the communicator is closed. */
+    void shutdown()
+    {
+        std::lock_guard<std::mutex> lock(s_->mu);
+        s_->shut = true;
+        s_->cv.notify_all();
+    }
+
+    nqb_events_state *state() const { return s_; }
+
+private:
+    Events(const Events &);
+    Events &operator=(const Events &);
+    nqb_events_state *s_;
+};
+
 /* Options for Comm::open.  Not thread-safe (like nq_opts); build one, open
  * with it, free it. */
 class Opts {
 public:
-    Opts() : o_(NULL)
+    Opts() : o_(NULL), events_(NULL)
     {
         if (nq_opts_new(&o_) != NQ_OK) {
             o_ = NULL;
         }
     }
-    ~Opts() { nq_opts_free(o_); }
+    ~Opts()
+    {
+        nq_opts_free(o_);
+        if (events_ != NULL) {
+            nqb_events_unref(events_);
+        }
+    }
+
+    /* Reports the peer events of a communicator opened with these options
+     * to events (NULL: none). */
+    int set_events(Events *events)
+    {
+        nqb_events_state *s = events != NULL ? events->state() : NULL;
+        int rv = nq_opts_set_events(o_, s != NULL ? nqb_event : NULL, s);
+        if (rv != NQ_OK) {
+            return rv;
+        }
+        if (s != NULL) {
+            nqb_events_ref(s);
+        }
+        if (events_ != NULL) {
+            nqb_events_unref(events_);
+        }
+        events_ = s;
+        return NQ_OK;
+    }
+
+    nqb_events_state *events_state() const { return events_; }
 
     /* NQ_OK, or NQ_ENOMEM when the options could not be allocated. */
     int status() const { return o_ != NULL ? NQ_OK : NQ_ENOMEM; }
@@ -441,6 +587,7 @@ private:
     Opts(const Opts &);
     Opts &operator=(const Opts &);
     nq_opts *o_;
+    nqb_events_state *events_;
 };
 
 /* A received message: empty until Comm::get fills it, freed with the
@@ -619,8 +766,14 @@ public:
  * call on it (the language layers see to that). */
 class Comm {
 public:
-    Comm() : c_(NULL) { memset(&id_, 0, sizeof(id_)); }
-    ~Comm() { nq_destroy(c_); }
+    Comm() : c_(NULL), events_(NULL) { memset(&id_, 0, sizeof(id_)); }
+    ~Comm()
+    {
+        nq_destroy(c_);
+        if (events_ != NULL) {
+            nqb_events_unref(events_); /* no callback comes after destroy */
+        }
+    }
 
     int open(int protocol, int purpose, const Opts *opts)
     {
@@ -634,6 +787,10 @@ public:
             return rv;
         }
         nq_comm_id(c_, &id_);
+        if (opts != NULL && opts->events_state() != NULL) {
+            events_ = opts->events_state();
+            nqb_events_ref(events_);
+        }
         return NQ_OK;
     }
 
@@ -771,6 +928,7 @@ private:
 
     nq_comm *c_;
     nq_id id_;
+    nqb_events_state *events_;
 };
 
 %}

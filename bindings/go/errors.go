@@ -29,6 +29,7 @@ var (
 	ErrSystem            error = Error(nqraw.NQ_ESYS)
 	ErrFull              error = Error(nqraw.NQ_EFULL)
 	ErrPending           error = Error(nqraw.NQ_EPENDING)
+	ErrReplaced          error = Error(nqraw.NQ_EREPLACED) // since libnq 1.1
 )
 
 // check turns a libnq result into nil or an Error.

@@ -73,6 +73,31 @@ type Options struct {
 
 	MQTTQoS    *int   // MQTT publish and subscribe QoS (default 1)
 	MQTTPrefix string // MQTT topic prefix
+
+	// Events, when not nil, receives every peer event in order (Connected,
+	// then at most one Disconnected per connection); Close closes it once
+	// the last one is sent.  Keep it drained: a full channel holds the
+	// events behind it back (never libnq's I/O).
+	Events chan<- Event
+}
+
+// EventType tells what happened to a peer.
+type EventType int
+
+// The peer events (nq_event_type).
+const (
+	Connected    EventType = 1 // the peer introduced itself
+	Disconnected EventType = 2 // the peer is gone; Event.Reason says how
+)
+
+// Event is one peer event.
+type Event struct {
+	Type EventType
+	Peer ID
+	// Reason is nil when a Disconnected peer closed cleanly, else how its
+	// connection ended: ErrClosed (our Close dropped it), ErrConnectionReset
+	// (lost), ErrReplaced (it connected again with its id), ...
+	Reason error
 }
 
 // Message is one received message.
@@ -93,6 +118,8 @@ type Communicator struct {
 	pending map[int64]*pendingPut
 
 	resolved  chan struct{} // closed when the resolver goroutine has ended
+	events    nqraw.Events  // nil without Options.Events
+	delivered chan struct{} // closed when the events goroutine has ended
 	closeOnce sync.Once
 	closeErr  error
 }
@@ -190,6 +217,26 @@ func buildOptions(o *Options) (nqraw.Opts, error) {
 	return ro, nil
 }
 
+// deliver sends the events libnq reports to out, in order, until Close;
+// then it closes out.
+func (c *Communicator) deliver(out chan<- Event) {
+	defer close(c.delivered)
+	defer close(out)
+	ev := nqraw.NewEvent()
+	defer nqraw.DeleteEvent(ev)
+	for {
+		rc := c.events.Next(-1, ev)
+		if rc == nqraw.NQ_ECLOSED {
+			return
+		}
+		if rc != nqraw.NQ_OK {
+			continue
+		}
+		out <- Event{Type: EventType(ev.Kind()), Peer: idFromBytes(ev.Peer()),
+			Reason: check(ev.Reason())}
+	}
+}
+
 // Open opens a communicator; opts may be nil for the defaults.  It never
 // blocks on the network (except MQTT, which waits for the broker): a server
 // binds before Open returns, a client connects in the background and
@@ -200,17 +247,30 @@ func Open(protocol Protocol, purpose Purpose, opts *Options) (*Communicator, err
 		return nil, err
 	}
 	defer nqraw.DeleteOpts(ro)
+	var events nqraw.Events
+	if opts != nil && opts.Events != nil {
+		events = nqraw.NewEvents()
+		if err := check(ro.Set_events(events)); err != nil {
+			nqraw.DeleteEvents(events)
+			return nil, err
+		}
+	}
 	raw := nqraw.NewComm()
 	if err := check(raw.Open(int(protocol), int(purpose), ro)); err != nil {
 		nqraw.DeleteComm(raw)
+		if events != nil {
+			nqraw.DeleteEvents(events)
+		}
 		return nil, err
 	}
 	c := &Communicator{
-		raw:      raw,
-		id:       idFromBytes(raw.Id()),
-		done:     nqraw.NewCompletions(),
-		pending:  make(map[int64]*pendingPut),
-		resolved: make(chan struct{}),
+		raw:       raw,
+		id:        idFromBytes(raw.Id()),
+		done:      nqraw.NewCompletions(),
+		pending:   make(map[int64]*pendingPut),
+		resolved:  make(chan struct{}),
+		events:    events,
+		delivered: make(chan struct{}),
 	}
 	// The resolver goroutine keeps c reachable until Close has run, so this
 	// only frees a closed communicator.  Methods end with KeepAlive(c) so
@@ -218,8 +278,16 @@ func Open(protocol Protocol, purpose Purpose, opts *Options) (*Communicator, err
 	runtime.SetFinalizer(c, func(c *Communicator) {
 		nqraw.DeleteComm(c.raw)
 		nqraw.DeleteCompletions(c.done)
+		if c.events != nil {
+			nqraw.DeleteEvents(c.events)
+		}
 	})
 	go c.resolve()
+	if events != nil {
+		go c.deliver(opts.Events)
+	} else {
+		close(c.delivered)
+	}
 	return c, nil
 }
 
@@ -323,7 +391,11 @@ func (c *Communicator) Close() error {
 	c.closeOnce.Do(func() {
 		c.closeErr = check(c.raw.Close())
 		c.done.Shutdown()
+		if c.events != nil {
+			c.events.Shutdown()
+		}
 		<-c.resolved
+		<-c.delivered
 	})
 	return c.closeErr
 }

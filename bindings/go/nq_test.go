@@ -419,3 +419,57 @@ func TestTLSClientRefusesAnUntrustedServer(t *testing.T) {
 		t.Fatalf("close: %v", err)
 	}
 }
+
+func TestEventsTellOfPeersComingAndGoing(t *testing.T) {
+	events := make(chan nq.Event, 16)
+	s := open(t, nq.Server, &nq.Options{Addr: "127.0.0.1:0", Events: events})
+	port, err := s.LocalPort()
+	if err != nil {
+		t.Fatal(err)
+	}
+	id := nq.NewID()
+	next := func() nq.Event {
+		t.Helper()
+		select {
+		case ev := <-events:
+			return ev
+		case <-time.After(timeout):
+			t.Fatal("no event")
+		}
+		return nq.Event{}
+	}
+	first, err := nq.Open(nq.TCP, nq.Client, &nq.Options{Addr: addr(port), ID: id})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ev := next(); ev.Type != nq.Connected || ev.Peer != id || ev.Reason != nil {
+		t.Fatalf("first event: %+v", ev)
+	}
+	// The same id again: the newest connection wins.
+	second, err := nq.Open(nq.TCP, nq.Client, &nq.Options{Addr: addr(port), ID: id})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ev := next(); ev.Type != nq.Disconnected || ev.Peer != id || !errors.Is(ev.Reason, nq.ErrReplaced) {
+		t.Fatalf("second event: %+v", ev)
+	}
+	if ev := next(); ev.Type != nq.Connected || ev.Peer != id {
+		t.Fatalf("third event: %+v", ev)
+	}
+	if _, err := first.Get(ctx(t)); !errors.Is(err, nq.ErrConnectionReset) {
+		t.Fatalf("the replaced client's Get: %v", err)
+	}
+	first.Close()
+	if err := second.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if ev := next(); ev.Type != nq.Disconnected || ev.Reason != nil {
+		t.Fatalf("fourth event: %+v", ev)
+	}
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if _, open := <-events; open {
+		t.Fatal("Close left the events channel open")
+	}
+}

@@ -12,11 +12,11 @@ from .comm import Communicator, new
 from .errors import (
     AddressError, AddressInUse, Closed, ConnectionLost, ConnectionRefused, Error,
     InvalidArgument, NoPeer, NotSupported, OutOfMemory, ProtocolError, SendLimitReached,
-    SerializationError, SystemCallError, Timeout, TLSError,
+    SerializationError, SystemCallError, Timeout, TLSError, Replaced,
 )
 from .options import (
-    CommunicatorOptions, ConnectionOptions, Message, NetworkLocation, Protocol, Purpose,
-    SecurityOptions, SerializationOptions, TransportOptions,
+    CommunicatorOptions, ConnectionOptions, EventOptions, Message, NetworkLocation, Protocol,
+    Purpose, SecurityOptions, SerializationOptions, TransportOptions,
 )
 from .serialization import BytesSerializer, PickleSerializer
 
@@ -24,9 +24,10 @@ __version__ = _raw.nq_version()
 
 __all__ = (
     "Protocol", "Purpose", "Message", "NetworkLocation", "ConnectionOptions",
-    "SerializationOptions", "SecurityOptions", "TransportOptions", "CommunicatorOptions",
+    "SerializationOptions", "SecurityOptions", "TransportOptions", "EventOptions",
+    "CommunicatorOptions",
     "Communicator", "new", "PickleSerializer", "BytesSerializer",
     "Error", "InvalidArgument", "OutOfMemory", "Timeout", "Closed", "ConnectionLost", "NoPeer",
     "TLSError", "ProtocolError", "ConnectionRefused", "AddressError", "AddressInUse",
-    "NotSupported", "SystemCallError", "SendLimitReached", "SerializationError",
+    "NotSupported", "SystemCallError", "SendLimitReached", "SerializationError", "Replaced",
 )

@@ -60,6 +60,26 @@ def _raw_options(options):
     return opts
 
 
+def _dispatch_events(events, handlers):
+    """Body of the thread that calls EventOptions' ini and fin, in order, as
+    libnq reports peer events."""
+    event = _raw.Event()
+    while events.next(-1, event) != _raw.NQ_ECLOSED:
+        peer = uuid.UUID(bytes=event.peer())
+        try:
+            if event.kind() == _raw.NQ_EVENT_CONNECTED and handlers.ini is not None:
+                handlers.ini(peer)
+            elif event.kind() == _raw.NQ_EVENT_DISCONNECTED and handlers.fin is not None:
+                if handlers.reason:
+                    reason = None if event.reason() == _raw.NQ_OK else errors.from_code(event.reason())
+                    handlers.fin(peer, reason)
+                else:
+                    handlers.fin(peer)
+        except Exception as exc:  # noqa: BLE001 - one handler's trouble must not stop the rest
+            import warnings
+            warnings.warn(f"nq event handler failed: {exc!r}", RuntimeWarning)
+
+
 def _peer_bytes(peer):
     """The 16 bytes of a peer given as a UUID, its text or its bytes."""
     if isinstance(peer, uuid.UUID):
@@ -108,9 +128,19 @@ class Communicator:
         self.protocol = Protocol(protocol)
         self.purpose = Purpose(purpose)
         opts = _raw_options(self.options)
+        self._events = None
+        if self.options.events is not None:
+            self._events = _raw.Events()
+            errors.check(opts.set_events(self._events))
         comm = _raw.Comm()
         errors.check(comm.open(_PROTOCOLS[self.protocol], _PURPOSES[self.purpose], opts))
         self._id = uuid.UUID(bytes=comm.id())
+        self._dispatcher = None
+        if self._events is not None:
+            self._dispatcher = threading.Thread(
+                target=_dispatch_events, args=(self._events, self.options.events),
+                name=f"nq-events-{self._id}", daemon=True)
+            self._dispatcher.start()
         self._load = self.options.serialization.load
         self._dump = self.options.serialization.dump
         self._done = _raw.Completions()
@@ -237,8 +267,12 @@ class Communicator:
                 self._closed = True
                 rc = self._raw.close()
                 self._done.shutdown()
+                if self._events is not None:
+                    self._events.shutdown()
         if threading.current_thread() is not self._resolver:
             self._resolver.join()
+        if self._dispatcher is not None and threading.current_thread() is not self._dispatcher:
+            self._dispatcher.join()
         errors.check(rc)
 
     def __enter__(self):

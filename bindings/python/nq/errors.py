@@ -25,6 +25,7 @@ __all__ = (
     "SystemCallError",
     "SendLimitReached",
     "SerializationError",
+    "Replaced",
 )
 
 
@@ -101,10 +102,15 @@ class SerializationError(Error):
     code = _raw.NQ_ESERIALIZE
 
 
+class Replaced(Error, ConnectionResetError):
+    """The peer connected again with the same id (libnq 1.1)."""
+    code = _raw.NQ_EREPLACED
+
+
 _BY_CODE = {cls.code: cls for cls in (
     InvalidArgument, OutOfMemory, Timeout, Closed, ConnectionLost, NoPeer, TLSError,
     ProtocolError, ConnectionRefused, AddressError, AddressInUse, NotSupported,
-    SystemCallError, SendLimitReached, SerializationError,
+    SystemCallError, SendLimitReached, SerializationError, Replaced,
 )}
 
 

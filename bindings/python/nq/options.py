@@ -22,6 +22,7 @@ __all__ = (
     "SerializationOptions",
     "SecurityOptions",
     "TransportOptions",
+    "EventOptions",
     "CommunicatorOptions",
 )
 
@@ -101,6 +102,19 @@ class TransportOptions:
 
 
 @dataclass(order=False, slots=True, frozen=True)
+class EventOptions:
+    """Peer events (net-queue 2.5's names): ``ini(peer)`` when a peer has
+    introduced itself, ``fin(peer)`` when it has gone, however it went; with
+    ``reason=True`` fin is called as ``fin(peer, reason)``, reason None for
+    a clean close or the :class:`nq.Error` that ended the connection
+    (``nq.ConnectionLost``, ``nq.Replaced``, ...).  They run on one thread
+    of the communicator, in order, and should return quickly."""
+    ini: abc.Callable[[uuid.UUID], typing.Any] | None = None
+    fin: abc.Callable[..., typing.Any] | None = None
+    reason: bool = False
+
+
+@dataclass(order=False, slots=True, frozen=True)
 class CommunicatorOptions:
     """Communicator options."""
     id: uuid.UUID = dataclasses.field(default_factory=uuid.uuid4)
@@ -110,3 +124,4 @@ class CommunicatorOptions:
     security: SecurityOptions | None = None
     workers: int = 1
     transport: TransportOptions = TransportOptions()
+    events: EventOptions | None = None

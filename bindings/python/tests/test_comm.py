@@ -322,3 +322,40 @@ def test_tls_client_refuses_an_untrusted_server(certificate, tmp_path):
             client.close()
     finally:
         server.close()
+
+
+def test_events_tell_of_peers_coming_and_going():
+    seen = []
+    cond = threading.Condition()
+
+    def note(*what):
+        with cond:
+            seen.append(what)
+            cond.notify_all()
+
+    def wait_for(n):
+        with cond:
+            assert cond.wait_for(lambda: len(seen) >= n, TIMEOUT), seen
+
+    events = nq.EventOptions(ini=lambda peer: note("ini", peer),
+                             fin=lambda peer, reason: note("fin", peer, reason), reason=True)
+    with nq.new(nq.Protocol.TCP, nq.Purpose.SERVER, options(events=events)) as server:
+        ident = uuid.uuid4()
+        first = nq.new(nq.Protocol.TCP, nq.Purpose.CLIENT, options(server.local_port, id=ident))
+        first.put("hello").result(TIMEOUT)
+        assert server.get(timeout=TIMEOUT).data == "hello"
+        wait_for(1)
+        assert seen[0] == ("ini", ident)
+        # The same id again: the newest connection wins.
+        second = nq.new(nq.Protocol.TCP, nq.Purpose.CLIENT, options(server.local_port, id=ident))
+        wait_for(3)
+        assert seen[1][:2] == ("fin", ident) and isinstance(seen[1][2], nq.Replaced)
+        assert seen[2] == ("ini", ident)
+        with pytest.raises(nq.ConnectionLost):
+            first.get(timeout=TIMEOUT)
+        with pytest.raises(nq.ConnectionLost):
+            first.close()
+        second.close()
+        wait_for(4)
+        assert seen[3] == ("fin", ident, None)
+    assert len(seen) == 4

@@ -16,6 +16,8 @@ import java.util.concurrent.atomic.AtomicLong;
 import org.libnq.raw.Comm;
 import org.libnq.raw.Completion;
 import org.libnq.raw.Completions;
+import org.libnq.raw.Event;
+import org.libnq.raw.Events;
 import org.libnq.raw.Msg;
 import org.libnq.raw.Opts;
 import org.libnq.raw.nqraw;
@@ -41,6 +43,8 @@ public final class Communicator implements AutoCloseable {
     private final Map<Long, Pending> pending = new ConcurrentHashMap<>();
     private final AtomicLong tokens = new AtomicLong();
     private final Thread resolver;
+    private final Events events;
+    private final Thread dispatcher;
     private final Object closeLock = new Object();
     private boolean closed;
 
@@ -49,24 +53,59 @@ public final class Communicator implements AutoCloseable {
     }
 
     /** Frees the native objects; holds no reference to the communicator. */
-    private record Release(Comm raw, Completions done) implements Runnable {
+    private record Release(Comm raw, Completions done, Events events) implements Runnable {
         @Override
         public void run() {
             raw.delete();
             done.delete();
+            if (events != null) {
+                events.delete();
+            }
         }
     }
 
-    private Communicator(Comm raw) {
+    private Communicator(Comm raw, Events events, PeerListener listener) {
         this.raw = raw;
         this.done = new Completions();
+        this.events = events;
         this.id = Ids.fromBytes(raw.id());
         // The resolver thread references this communicator until close, so the cleaner only
         // ever frees a closed one.
-        CLEANER.register(this, new Release(raw, done));
+        CLEANER.register(this, new Release(raw, done, events));
         this.resolver = new Thread(this::resolve, "nq-futures-" + id);
         this.resolver.setDaemon(true);
         this.resolver.start();
+        if (events != null) {
+            this.dispatcher = new Thread(() -> dispatch(events, listener), "nq-events-" + id);
+            this.dispatcher.setDaemon(true);
+            this.dispatcher.start();
+        } else {
+            this.dispatcher = null;
+        }
+    }
+
+    /** Hands every peer event to the listener, in order, until close. */
+    private static void dispatch(Events events, PeerListener listener) {
+        Event event = new Event();
+        try {
+            while (events.next(-1, event) != nqraw.NQ_ECLOSED) {
+                UUID peer = Ids.fromBytes(event.peer());
+                try {
+                    if (event.kind() == nqraw.NQ_EVENT_CONNECTED) {
+                        listener.connected(peer);
+                    } else if (event.kind() == nqraw.NQ_EVENT_DISCONNECTED) {
+                        int reason = event.reason();
+                        listener.disconnected(peer, reason == nqraw.NQ_OK ? null : NqError.of(reason));
+                    }
+                } catch (RuntimeException e) {
+                    // One listener call's trouble must not stop the events behind it.
+                    Thread t = Thread.currentThread();
+                    t.getUncaughtExceptionHandler().uncaughtException(t, e);
+                }
+            }
+        } finally {
+            event.delete();
+        }
     }
 
     /**
@@ -78,17 +117,25 @@ public final class Communicator implements AutoCloseable {
      */
     public static Communicator open(Protocol protocol, Purpose purpose, Options options)
             throws NqException {
-        Opts opts = (options == null ? Options.defaults() : options).toRaw();
+        Options o = options == null ? Options.defaults() : options;
+        Opts opts = o.toRaw();
         Comm raw = new Comm();
+        Events events = o.peerListener() != null ? new Events() : null;
         try {
+            if (events != null) {
+                NqException.check(opts.set_events(events));
+            }
             NqException.check(raw.open(protocol.code, purpose.code, opts));
         } catch (NqException e) {
             raw.delete();
+            if (events != null) {
+                events.delete();
+            }
             throw e;
         } finally {
             opts.delete();
         }
-        return new Communicator(raw);
+        return new Communicator(raw, events, o.peerListener());
     }
 
     private void resolve() {
@@ -241,25 +288,35 @@ public final class Communicator implements AutoCloseable {
                 try {
                     rc = raw.close();
                     done.shutdown();
+                    if (events != null) {
+                        events.shutdown();
+                    }
                 } finally {
                     Reference.reachabilityFence(this);
                 }
             }
         }
-        if (Thread.currentThread() != resolver) {
-            boolean interrupted = false;
-            while (resolver.isAlive()) {
-                try {
-                    resolver.join();
-                } catch (InterruptedException e) {
-                    interrupted = true;
-                }
-            }
-            if (interrupted) {
-                Thread.currentThread().interrupt();
+        join(resolver);
+        join(dispatcher);
+        NqException.check(rc);
+    }
+
+    /** Waits for one of this communicator's threads, unless it is the caller. */
+    private static void join(Thread thread) {
+        if (thread == null || Thread.currentThread() == thread) {
+            return;
+        }
+        boolean interrupted = false;
+        while (thread.isAlive()) {
+            try {
+                thread.join();
+            } catch (InterruptedException e) {
+                interrupted = true;
             }
         }
-        NqException.check(rc);
+        if (interrupted) {
+            Thread.currentThread().interrupt();
+        }
     }
 
     /** A server's listening port (useful with port 0); a client's source port. */

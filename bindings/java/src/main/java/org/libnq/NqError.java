@@ -20,6 +20,8 @@ public enum NqError {
     FULL(nqraw.NQ_EFULL),
     SERIALIZE(nqraw.NQ_ESERIALIZE),
     PENDING(nqraw.NQ_EPENDING),
+    /** The peer connected again with the same id (since libnq 1.1). */
+    REPLACED(nqraw.NQ_EREPLACED),
     /** A code this version of the binding does not know. */
     UNKNOWN(Integer.MIN_VALUE);
 

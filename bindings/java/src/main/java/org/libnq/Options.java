@@ -23,6 +23,7 @@ public final class Options {
     private final Path certificate;
     private final Map<Integer, Long> ints;
     private final String mqttPrefix;
+    private final PeerListener peerListener;
 
     private Options(Builder b) {
         id = b.id;
@@ -33,6 +34,12 @@ public final class Options {
         certificate = b.certificate;
         ints = Map.copyOf(b.ints);
         mqttPrefix = b.mqttPrefix;
+        peerListener = b.peerListener;
+    }
+
+    /** The listener for peer events, or null. */
+    PeerListener peerListener() {
+        return peerListener;
     }
 
     /** A builder holding the defaults. */
@@ -83,8 +90,15 @@ public final class Options {
         private Path certificate;
         private final Map<Integer, Long> ints = new LinkedHashMap<>();
         private String mqttPrefix;
+        private PeerListener peerListener;
 
         private Builder() {
+        }
+
+        /** Tells listener of peers coming and going (since libnq 1.1). */
+        public Builder peerListener(PeerListener listener) {
+            this.peerListener = Objects.requireNonNull(listener);
+            return this;
         }
 
         /** This communicator's identity. */

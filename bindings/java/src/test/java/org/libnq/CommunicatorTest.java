@@ -19,7 +19,9 @@ import java.util.List;
 import java.util.Set;
 import java.util.UUID;
 import java.util.concurrent.CompletableFuture;
+import java.util.concurrent.BlockingQueue;
 import java.util.concurrent.ExecutionException;
+import java.util.concurrent.LinkedBlockingQueue;
 import java.util.concurrent.TimeUnit;
 import java.util.concurrent.TimeoutException;
 import org.junit.jupiter.api.AfterEach;
@@ -351,5 +353,45 @@ class CommunicatorTest {
         Communicator c = client(s, Options.builder().tls(null, null));
         assertEquals(NqError.TLS, failure(c.put(bytes("secret"))).error());
         assertFalse(c.serverId().isPresent());
+    }
+
+    /** One peer event as a listener heard it. */
+    private record Heard(String what, UUID peer, NqError reason) {
+    }
+
+    private static Heard next(BlockingQueue<Heard> heard) throws InterruptedException {
+        Heard h = heard.poll(WAIT.toMillis(), TimeUnit.MILLISECONDS);
+        assertTrue(h != null, "no event");
+        return h;
+    }
+
+    @Test
+    void peerListenerHearsPeersComingAndGoing() throws Exception {
+        BlockingQueue<Heard> heard = new LinkedBlockingQueue<>();
+        PeerListener listener = new PeerListener() {
+            @Override
+            public void connected(UUID peer) {
+                heard.add(new Heard("connected", peer, null));
+            }
+
+            @Override
+            public void disconnected(UUID peer, NqError reason) {
+                heard.add(new Heard("disconnected", peer, reason));
+            }
+        };
+        Communicator s = server(Options.builder().peerListener(listener));
+        UUID id = UUID.randomUUID();
+        Communicator first = client(s, Options.builder().id(id));
+        assertEquals(new Heard("connected", id, null), next(heard));
+        // The same id again: the newest connection wins.
+        Communicator second = client(s, Options.builder().id(id));
+        assertEquals(new Heard("disconnected", id, NqError.REPLACED), next(heard));
+        assertEquals(new Heard("connected", id, null), next(heard));
+        NqException lost = assertThrows(NqException.class, () -> first.get(WAIT));
+        assertEquals(NqError.CONNECTION_RESET, lost.error());
+        second.close();
+        assertEquals(new Heard("disconnected", id, null), next(heard));
+        s.close();
+        assertTrue(heard.isEmpty(), "events after close: " + heard);
     }
 }

@@ -1,0 +1,25 @@
+package org.libnq;
+
+import java.util.UUID;
+
+/**
+ * Hears of peers coming and going ({@link Options.Builder#peerListener}). Calls come in order
+ * for any one peer (a connection, then at most one disconnection) on one thread of the
+ * communicator, so they should return quickly.
+ *
+ * @since libnq 1.1
+ */
+public interface PeerListener {
+    /** A peer introduced itself: a server's client, or a client's server. */
+    default void connected(UUID peer) {
+    }
+
+    /**
+     * A peer is gone: {@code reason} is {@code null} when it closed cleanly, else how its
+     * connection ended ({@link NqError#CLOSED}: our close dropped it, {@link
+     * NqError#CONNECTION_RESET}: lost, {@link NqError#REPLACED}: it connected again with its id,
+     * ...).
+     */
+    default void disconnected(UUID peer, NqError reason) {
+    }
+}
