@@ -10,6 +10,7 @@
 #include <string.h>
 
 #include "core/peers.h"
+#include "core/redial.h"
 #include "core/transport.h"
 
 /* ---- workers ---------------------------------------------------------------- */
@@ -31,7 +32,11 @@ static void run_close(nqi_loop *l, nqi_cmd *cmd)
         next = nqi_list_next(&w->sessions, n);
         nqi_session *s = NQI_CONTAINER(n, nqi_session, link);
         nqi_session_ref(s);
-        if (c->purpose == NQ_CLIENT) {
+        if (c->purpose == NQ_CLIENT && nqi_redial_waiting(c)) {
+            /* Disconnected: what waits for the next connection fails with
+             * what ended the last one. */
+            nqi_session_end(s, s->error != 0 ? s->error : NQ_ECLOSED);
+        } else if (c->purpose == NQ_CLIENT) {
             if (nqi_session_queue_fin(s) != NQ_OK) {
                 nqi_session_end(s, NQ_ENOMEM);
             }
@@ -146,6 +151,7 @@ static int start_client_session(nq_comm *c)
         }
         return NQ_ENOMEM;
     }
+    s->hello = ini;
     return NQ_OK;
 }
 
@@ -385,7 +391,7 @@ int nq_peers(nq_comm *comm, nq_id *ids, size_t cap, size_t *count)
 
 int nq_stat(nq_comm *comm, nq_stat_id stat, int64_t *out)
 {
-    if (comm == NULL || out == NULL || stat < NQ_STAT_MSGS_IN || stat > NQ_STAT_READ_PAUSES) {
+    if (comm == NULL || out == NULL || stat < NQ_STAT_MSGS_IN || stat > NQ_STAT_RECONNECTS) {
         return NQ_EINVAL;
     }
     *out = atomic_load(&comm->stats[stat - NQ_STAT_MSGS_IN]);

@@ -40,6 +40,15 @@ static inline nqi_worker *nqi_worker_of(nqi_loop *l)
 
 /* ---- the communicator ---------------------------------------------------- */
 
+/* A client's reconnection (core/redial.c), on its worker's loop. */
+typedef struct nqi_redial {
+    nqi_timer timer;    /* armed while the client waits to connect again */
+    int waiting;        /* the connection is down until the timer fires */
+    int64_t delay_ms;   /* the delay before the next attempt, before jitter */
+    int64_t lost_at_ms; /* when the last connection was lost; 0 while up */
+    uint64_t jitter;    /* state of the jitter's generator */
+} nqi_redial;
+
 enum nqi_comm_state { NQI_OPEN = 0, NQI_CLOSING, NQI_CLOSED };
 
 /* Counters: slot nq_stat_id - 1 of nq_comm.stats, tied to the public ids
@@ -56,9 +65,10 @@ enum nqi_stat_index {
     NQI_ST_CONNECTIONS_LOST = NQ_STAT_CONNECTIONS_LOST - 1,
     NQI_ST_HANDSHAKE_TIMEOUTS = NQ_STAT_HANDSHAKE_TIMEOUTS - 1,
     NQI_ST_READ_PAUSES = NQ_STAT_READ_PAUSES - 1,
+    NQI_ST_RECONNECTS = NQ_STAT_RECONNECTS - 1,
     NQI_ST_COUNT /* the number of counters */
 };
-_Static_assert((int)NQI_ST_COUNT == (int)NQ_STAT_READ_PAUSES,
+_Static_assert((int)NQI_ST_COUNT == (int)NQ_STAT_RECONNECTS,
                "a new nq_stat_id needs its slot in enum nqi_stat_index");
 
 struct nq_comm {
@@ -97,6 +107,7 @@ struct nq_comm {
 
     /* Client: its one session and the server's id once known. */
     nqi_session *client;
+    nqi_redial redial;
     pthread_mutex_t server_id_mu;
     int server_id_known;
     nq_id server_id;

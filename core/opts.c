@@ -28,6 +28,9 @@ static const struct option_spec specs[NQI_OPT_COUNT] = {
     [NQ_OPT_KEEPALIVE_MS] = {1000, INT64_C(1) << 31, 15000, 0},
     [NQ_OPT_CLOSE_TIMEOUT_MS] = {0, INT64_C(1) << 31, -1, -1},
     [NQ_OPT_MQTT_QOS] = {0, 2, 1, 0},
+    [NQ_OPT_RECONNECT_MS] = {10, INT64_C(1) << 31, 0, 0},
+    [NQ_OPT_RECONNECT_MAX_MS] = {10, INT64_C(1) << 31, 5000, 10},
+    [NQ_OPT_RECONNECT_GIVE_UP_MS] = {0, INT64_C(1) << 31, -1, -1},
 };
 
 static int valid_option(int option)

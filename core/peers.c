@@ -16,6 +16,7 @@
 #include <string.h>
 
 #include "core/peers.h"
+#include "core/redial.h"
 #include "core/transport.h"
 
 /* ---- events ------------------------------------------------------------------- */
@@ -36,6 +37,15 @@ static void announce(nq_comm *c, nqi_session *s, nqi_session *old)
     atomic_store(&s->announced, 1);
     if (c->opts.event_fn != NULL) {
         emit(c, NQ_EVENT_CONNECTED, &s->peer, NQ_OK);
+    }
+    pthread_mutex_unlock(&c->events_mu);
+}
+
+void nqi_peers_event(nq_comm *c, int type, const nq_id *peer, int reason)
+{
+    pthread_mutex_lock(&c->events_mu);
+    if (c->opts.event_fn != NULL) {
+        emit(c, type, peer, reason);
     }
     pthread_mutex_unlock(&c->events_mu);
 }
@@ -175,6 +185,7 @@ static int on_ini(nqi_session *s)
         c->server_id = s->peer;
         c->server_id_known = 1;
         pthread_mutex_unlock(&c->server_id_mu);
+        nqi_redial_connected(c);
         announce(c, s, NULL);
         return 0;
     }
@@ -304,23 +315,50 @@ static void count_end(nq_comm *c, int err)
     }
 }
 
+/* The session is over for good: its queued frames fail, it leaves the
+ * worker, a client's get learns the end, and close stops waiting for it. */
+static void retire(nqi_session *s, int err)
+{
+    nq_comm *c = s->comm;
+    nqi_session_out_fail(s, err != 0 ? err : NQ_ECONNRESET);
+    nqi_list_remove(&s->link);
+    if (c->purpose == NQ_CLIENT) {
+        nqi_msgq_finish(&c->msgq, err != 0 ? err : NQ_ECLOSED);
+    }
+    /* A client's close reports how its one connection ended.  A server's
+     * close reports peers that were lost while it was closing; peers lost
+     * earlier, and strangers it rejected, are counted, not reported. */
+    int counted = c->purpose == NQ_CLIENT ||
+                          (s->ini_received && atomic_load(&c->state) != NQI_OPEN)
+                      ? err
+                      : 0;
+    nqi_live_dec(c, counted == NQ_ECLOSED ? 0 : counted);
+    nqi_session_unref(s); /* the loop's reference */
+}
+
 void nqi_session_end(nqi_session *s, int err)
 {
     if (atomic_exchange(&s->ended, 1)) {
+        /* Over already, unless it only waits to connect again. */
+        if (nqi_redial_abandon(s)) {
+            retire(s, err);
+        }
         return;
     }
     nq_comm *c = s->comm;
     s->error = err;
+    int again = nqi_redial_wanted(s, err);
 
     /* Messages that arrived before the end are still delivered. */
     nqi_session_deliver(s);
-    nqi_session_out_fail(s, err != 0 ? err : NQ_ECONNRESET);
+    if (!again) {
+        nqi_session_out_fail(s, err != 0 ? err : NQ_ECONNRESET);
+    }
     if (c->purpose == NQ_SERVER && s->ini_received) {
         peers_remove(c, s);
     }
     withdraw(c, s, err);
     nqi_timer_cancel(&s->worker->loop, &s->ini_timer);
-    nqi_list_remove(&s->link);
 
     c->transport->session_end(s);
     count_end(c, err);
@@ -335,19 +373,10 @@ void nqi_session_end(nqi_session *s, int err)
     } else {
         nqi_logf(&c->log, NQ_LOG_DEBUG, "connection with peer %s closed", peer);
     }
-
-    if (c->purpose == NQ_CLIENT) {
-        nqi_msgq_finish(&c->msgq, err != 0 ? err : NQ_ECLOSED);
+    if (again && nqi_redial_schedule(s, err) == NQ_OK) {
+        return;
     }
-    /* A client's close reports how its one connection ended.  A server's
-     * close reports peers that were lost while it was closing; peers lost
-     * earlier, and strangers it rejected, are counted, not reported. */
-    int counted = c->purpose == NQ_CLIENT ||
-                          (s->ini_received && atomic_load(&c->state) != NQI_OPEN)
-                      ? err
-                      : 0;
-    nqi_live_dec(c, counted == NQ_ECLOSED ? 0 : counted);
-    nqi_session_unref(s); /* the loop's reference */
+    retire(s, err);
 }
 
 void nqi_worker_end_sessions(nqi_worker *w, int err)

@@ -24,6 +24,9 @@ nqi_session *nqi_peers_admit(nqi_worker *w);
  * worker, lets the transport release its resources, counts and logs the
  * end, and releases the loop's reference.  Once only.  Loop thread. */
 void nqi_session_end(nqi_session *s, int err);
+/* Reports an event to the communicator's callback, if it has one, in
+ * order with every other.  Any thread. */
+void nqi_peers_event(nq_comm *c, int type, const nq_id *peer, int reason);
 /* A paused session reads again.  Loop thread. */
 void nqi_session_resume(nqi_session *s);
 /* A message of s left the arrival queue: a peer paused by

@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "core/communicator.h"
+#include "core/redial.h"
 #include "core/session.h"
 
 /* ---- deliveries, on the session's loop -------------------------------------- */
@@ -31,13 +32,13 @@ static void run_send(nqi_loop *l, nqi_cmd *cmd)
     nqi_frame *f;
     int borrowed;
     nqi_session *s = take_send(cmd, &f, &borrowed);
-    if (s->ended) {
+    if (s->ended && !nqi_redial_waiting(s->comm)) {
         nqi_frame_done(f, s->error != 0 ? s->error : NQ_ECONNRESET);
     } else if (s->fin_queued) {
         nqi_frame_done(f, s->comm->purpose == NQ_CLIENT ? NQ_ECLOSED : NQ_ECONNRESET);
     } else if (nqi_session_queue(s, f) != NQ_OK) {
         nqi_frame_done(f, NQ_ENOMEM);
-    } else {
+    } else if (!s->ended) {
         nqi_session_mark_dirty(s);
     }
     if (!borrowed) {

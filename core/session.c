@@ -165,6 +165,9 @@ void nqi_session_out_commit(nqi_session *s, size_t n)
         if (f->is_data) {
             nqi_stat_add(c, NQI_ST_MSGS_OUT, 1);
         }
+        if (f == s->hello) {
+            s->hello = NULL;
+        }
         nqi_frame_done(f, NQ_OK);
     }
 }
@@ -179,6 +182,46 @@ void nqi_session_out_fail(nqi_session *s, int err)
     }
     s->out_off = 0;
     s->out_sent = 0;
+    s->hello = NULL;
+}
+
+int nqi_session_restart(nqi_session *s)
+{
+    nqi_parser_fini(&s->parser);
+    nqi_parser_init(&s->parser, sizeof(s->peer.bytes));
+    s->ini_received = 0;
+    s->fin_received = 0;
+    atomic_store(&s->paused, 0);
+    atomic_store(&s->resume_requested, 0);
+    if (s->fin_queued && s->out_len > 0) {
+        /* Nothing is queued behind a FIN: the tail is the answer to the old
+         * peer's FIN, which the new peer must not see. */
+        size_t tail = (s->out_head + s->out_len - 1) % s->out_cap;
+        nqi_frame *fin = s->out[tail];
+        s->out_len--;
+        nqi_frame_done(fin, NQ_OK);
+    }
+    s->fin_queued = 0;
+    s->out_off = 0;
+    s->out_sent = 0;
+    if (s->hello != NULL) {
+        return NQ_OK; /* the INI still leads the queue */
+    }
+    nqi_frame *ini = nqi_frame_handshake(&s->comm->opts.id);
+    if (ini == NULL) {
+        return NQ_ENOMEM;
+    }
+    if (nqi_session_queue(s, ini) != NQ_OK) {
+        nqi_frame_unref(ini);
+        return NQ_ENOMEM;
+    }
+    /* Move it from the tail to the head. */
+    for (size_t k = s->out_len - 1; k > 0; k--) {
+        s->out[(s->out_head + k) % s->out_cap] = s->out[(s->out_head + k - 1) % s->out_cap];
+    }
+    s->out[s->out_head] = ini;
+    s->hello = ini;
+    return NQ_OK;
 }
 
 int nqi_session_queue_fin(nqi_session *s)

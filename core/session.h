@@ -66,6 +66,7 @@ struct nqi_session {
     size_t out_len;
     uint64_t out_off;
     uint64_t out_sent; /* bytes past out_off handed over, not yet confirmed */
+    nqi_frame *hello;  /* client: its INI while queued and not wholly sent */
 
     /* input */
     nqi_parser parser;
@@ -112,6 +113,13 @@ uint64_t nqi_session_out_pending(const nqi_session *s);
 void nqi_session_out_commit(nqi_session *s, size_t n);
 /* Fails every queued frame with err and empties the ring. */
 void nqi_session_out_fail(nqi_session *s, int err);
+/* Client: makes a session whose connection was lost ready for a new one.
+ * Drops what the old connection left half-read, forgets the peer's INI and
+ * FIN, and rewinds output so that a frame the old connection only partly
+ * wrote goes again whole, behind a new INI (unless the INI itself never
+ * went out); a FIN queued in answer to the old peer's is dropped.  Returns
+ * NQ_OK or NQ_ENOMEM. */
+int nqi_session_restart(nqi_session *s);
 /* Queues this side's FIN after pending data.  Returns NQ_OK or NQ_ENOMEM
  * (the caller ends the session). */
 int nqi_session_queue_fin(nqi_session *s);

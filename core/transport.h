@@ -37,6 +37,11 @@ struct nqi_transport {
     /* The session ended: release its connection's resources (its memory
      * goes with the session). */
     void (*session_end)(nqi_session *s);
+    /* Client: its connection was lost (and released by session_end) and
+     * the session was made ready to start again: connect anew on the
+     * session's loop, as at open.  Returns an nq error, which counts as a
+     * failed attempt.  NULL when the transport cannot reconnect. */
+    int (*redial)(nqi_session *s);
     /* In nq_close once every session has ended, before the workers stop:
      * stop producing commands (may be NULL). */
     void (*close)(nq_comm *c);

@@ -54,6 +54,8 @@ static int copy_in(const char *dir, const char *name, const char *src)
     return system(cmd) == 0 ? 0 : -1;
 }
 
+static int launch(nqt_broker *b);
+
 static int try_start(nqt_broker *b, const char *cert)
 {
     b->port = free_port();
@@ -74,7 +76,15 @@ static int try_start(nqt_broker *b, const char *cert)
     }
     fclose(f);
     chmod(conf, 0644);
+    return launch(b);
+}
 
+/* Runs mosquitto with the directory's configuration and waits until it
+ * listens. */
+static int launch(nqt_broker *b)
+{
+    char conf[128];
+    snprintf(conf, sizeof(conf), "%s/mosquitto.conf", b->dir);
     char log[128];
     snprintf(log, sizeof(log), "%s/broker.log", b->dir);
     pid_t pid = fork();
@@ -136,6 +146,24 @@ int nqt_broker_start(nqt_broker *b, const char *cert, const char *key)
         fprintf(stderr, "broker: no log\n");
     }
     fprintf(stderr, "broker: mosquitto did not start (is it installed?)\n");
+    return -1;
+}
+
+int nqt_broker_restart(nqt_broker *b, int sig)
+{
+    if (b->pid > 0) {
+        kill(b->pid, sig);
+        waitpid(b->pid, NULL, 0);
+        b->pid = 0;
+    }
+    for (int attempt = 0; attempt < 50; attempt++) {
+        if (launch(b) == 0) {
+            return 0;
+        }
+        struct timespec ts = {0, 100 * 1000 * 1000};
+        nanosleep(&ts, NULL);
+    }
+    fprintf(stderr, "broker: mosquitto did not start again on port %u\n", (unsigned)b->port);
     return -1;
 }
 

@@ -20,6 +20,10 @@ typedef struct nqt_broker {
  * Returns 0, or -1 with a message on standard error. */
 int nqt_broker_start(nqt_broker *b, const char *cert, const char *key);
 
+/* Stops it with sig and starts it again on the same ports (a broker
+ * restart: it remembers nothing).  Returns 0, or -1 with a message. */
+int nqt_broker_restart(nqt_broker *b, int sig);
+
 /* Stops it with sig (SIGTERM normally, SIGKILL to simulate a crash) and
  * removes its directory. */
 void nqt_broker_stop(nqt_broker *b, int sig);

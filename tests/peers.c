@@ -2,6 +2,7 @@
 
 #include <arpa/inet.h>
 #include <netinet/in.h>
+#include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -158,6 +159,26 @@ int nqt_raw_connect(uint16_t port)
     return fd;
 }
 
+int nqt_raw_listen(uint16_t *port)
+{
+    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    struct sockaddr_in a = {.sin_family = AF_INET};
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    socklen_t len = sizeof(a);
+    if (fd < 0 || bind(fd, (struct sockaddr *)&a, sizeof(a)) != 0 || listen(fd, 4) != 0 ||
+        getsockname(fd, (struct sockaddr *)&a, &len) != 0) {
+        abort();
+    }
+    *port = ntohs(a.sin_port);
+    return fd;
+}
+
+int nqt_raw_accept(int lfd)
+{
+    struct pollfd p = {.fd = lfd, .events = POLLIN};
+    return poll(&p, 1, NQT_WAIT_MS) == 1 ? accept(lfd, NULL, NULL) : -1;
+}
+
 void nqt_put_header(uint8_t *out, uint64_t len)
 {
     for (int i = 7; i >= 0; i--) {
@@ -190,4 +211,61 @@ ssize_t nqt_raw_read_all(int fd, uint8_t *buf, size_t cap, int timeout_ms)
         have += (size_t)n;
     }
     return (ssize_t)have;
+}
+
+/* ---- events ---------------------------------------------------------------------------- */
+
+void nqt_recorder_init(nqt_recorder *r)
+{
+    memset(r, 0, sizeof(*r));
+    pthread_mutex_init(&r->mu, NULL);
+}
+
+void nqt_record(void *ctx, const nq_event *ev)
+{
+    nqt_recorder *r = ctx;
+    pthread_mutex_lock(&r->mu);
+    if (r->n < (int)(sizeof(r->events) / sizeof(r->events[0]))) {
+        r->events[r->n++] = *ev;
+    }
+    pthread_mutex_unlock(&r->mu);
+}
+
+int nqt_events(nqt_recorder *r)
+{
+    pthread_mutex_lock(&r->mu);
+    int n = r->n;
+    pthread_mutex_unlock(&r->mu);
+    return n;
+}
+
+int nqt_wait_events(nqt_recorder *r, int n)
+{
+    int64_t until = nqt_now_ms() + NQT_WAIT_MS;
+    while (nqt_events(r) < n && nqt_now_ms() < until) {
+        usleep(5000);
+    }
+    int got = nqt_events(r);
+    if (got < n) {
+        fprintf(stderr, "waited for %d events, got %d\n", n, got);
+        return 1;
+    }
+    return 0;
+}
+
+int nqt_is_event(nqt_recorder *r, int i, int type, const nq_id *peer, int reason)
+{
+    pthread_mutex_lock(&r->mu);
+    nq_event ev = r->events[i];
+    pthread_mutex_unlock(&r->mu);
+    if (ev.type != type || (peer != NULL && !nq_id_equal(&ev.peer, peer)) ||
+        ev.reason != reason) {
+        char got[NQ_ID_STRLEN];
+        nq_id_format(&ev.peer, got, sizeof(got));
+        fprintf(stderr, "event %d: type %d for %s, reason %d (%s); wanted type %d, reason %d (%s)\n",
+                i, ev.type, got, ev.reason, nq_strerror(ev.reason), type, reason,
+                nq_strerror(reason));
+        return 1;
+    }
+    return 0;
 }

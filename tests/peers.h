@@ -6,6 +6,7 @@
 #ifndef NQ_TESTS_PEERS_H
 #define NQ_TESTS_PEERS_H
 
+#include <pthread.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <sys/types.h>
@@ -40,6 +41,22 @@ int nqt_wait_stat(nq_comm *c, nq_stat_id s, int64_t want);
 /* Waits (10 s at most) until a counter falls to want or below. */
 int nqt_wait_stat_at_most(nq_comm *c, nq_stat_id s, int64_t want);
 
+/* Peer events as a communicator reports them (nq_opts_set_events(o,
+ * nqt_record, &recorder)). */
+typedef struct nqt_recorder {
+    pthread_mutex_t mu;
+    nq_event events[64];
+    int n;
+} nqt_recorder;
+void nqt_recorder_init(nqt_recorder *r);
+void nqt_record(void *ctx, const nq_event *ev);
+/* Waits (10 s at most) until n events are recorded. */
+int nqt_wait_events(nqt_recorder *r, int n);
+/* Event i has this type, reason and, when peer is not NULL, this peer. */
+int nqt_is_event(nqt_recorder *r, int i, int type, const nq_id *peer, int reason);
+/* The number of events recorded so far. */
+int nqt_events(nqt_recorder *r);
+
 /* Makes a fresh directory /tmp/<prefix>XXXXXX into dir (64 bytes). */
 int nqt_temp_dir(char *dir, const char *prefix);
 /* Removes it and everything in it. */
@@ -52,6 +69,10 @@ int nqt_make_cert(const char *dir, const char *name, const char *san);
  * (aborts on failure); a frame's 8-byte header; one frame written (0 or
  * -1); bytes read until EOF, cap or timeout (returns the count). */
 int nqt_raw_connect(uint16_t port);
+/* A listening socket on 127.0.0.1 (its port in *port; aborts on failure),
+ * and a connection accepted on it within 10 s (-1 when none came). */
+int nqt_raw_listen(uint16_t *port);
+int nqt_raw_accept(int lfd);
 void nqt_put_header(uint8_t *out, uint64_t len);
 int nqt_raw_send_frame(int fd, const void *data, size_t len);
 ssize_t nqt_raw_read_all(int fd, uint8_t *buf, size_t cap, int timeout_ms);

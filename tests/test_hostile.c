@@ -6,7 +6,6 @@
 #include <arpa/inet.h>
 #include <errno.h>
 #include <netinet/in.h>
-#include <poll.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/resource.h>
@@ -49,30 +48,6 @@ static size_t write_until_refused(int fd, size_t max)
     return sent;
 }
 
-/* A listening socket on 127.0.0.1 and its port. */
-static int raw_listen(uint16_t *port)
-{
-    int fd = socket(AF_INET, SOCK_STREAM, 0);
-    struct sockaddr_in a = {.sin_family = AF_INET};
-    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    socklen_t len = sizeof(a);
-    if (fd < 0 || bind(fd, (struct sockaddr *)&a, sizeof(a)) != 0 || listen(fd, 4) != 0 ||
-        getsockname(fd, (struct sockaddr *)&a, &len) != 0) {
-        abort();
-    }
-    *port = ntohs(a.sin_port);
-    return fd;
-}
-
-static int raw_accept(int lfd)
-{
-    struct pollfd p = {.fd = lfd, .events = POLLIN};
-    if (poll(&p, 1, WAIT_MS) != 1) {
-        return -1;
-    }
-    return accept(lfd, NULL, NULL);
-}
-
 /* CPU seconds this process has used. */
 static double cpu_seconds(void)
 {
@@ -111,10 +86,10 @@ static int test_long_first_frame_is_refused_at_its_header(void)
 static int test_client_refuses_a_long_first_frame_from_its_server(void)
 {
     uint16_t port;
-    int lfd = raw_listen(&port);
+    int lfd = nqt_raw_listen(&port);
     nq_comm *c = nqt_open(NQ_TCP, NQ_CLIENT, nqt_opts("127.0.0.1", port, NULL));
     CHECK(c != NULL);
-    int fd = raw_accept(lfd);
+    int fd = nqt_raw_accept(lfd);
     CHECK(fd >= 0);
     uint8_t ini[24];
     CHECK(nqt_raw_read_all(fd, ini, sizeof(ini), WAIT_MS) == (ssize_t)sizeof(ini));

@@ -270,6 +270,40 @@ static int test_garbage_on_a_client_topic_hurts_only_that_topic(void)
     return 0;
 }
 
+/* With reconnection on, both sides outlive a broker restart: the server's
+ * and the client's broker connections come back, the client introduces
+ * itself again, and what it put while the broker was down arrives. */
+static int test_broker_restart_is_survived_with_reconnection(void)
+{
+    CHECK(start_broker(0) == 0);
+    nq_comm *s = mqtt_peer(NQ_SERVER, nqt_opts("127.0.0.1", broker.port, NULL));
+    nq_opts *o = nqt_opts("127.0.0.1", broker.port, NULL);
+    CHECK_OK(nq_opts_set_int(o, NQ_OPT_RECONNECT_MS, 50));
+    CHECK_OK(nq_opts_set_int(o, NQ_OPT_RECONNECT_MAX_MS, 500));
+    CHECK_OK(nq_opts_set_int(o, NQ_OPT_HANDSHAKE_TIMEOUT_MS, 1000));
+    nq_comm *c = mqtt_peer(NQ_CLIENT, o);
+    CHECK(s != NULL && c != NULL);
+    nq_id cid;
+    CHECK_OK(nq_comm_id(c, &cid));
+    CHECK(nqt_round_trip(s, c) == 0);
+    CHECK(nqt_broker_restart(&broker, SIGKILL) == 0);
+    nq_chunk chunk = {.data = "after the restart", .len = 17};
+    nq_future *f = NULL;
+    CHECK_OK(nq_put(c, &chunk, 1, NULL, 0, &f));
+    CHECK(nqt_expect(s, "after the restart", 17, &cid) == 0);
+    CHECK_OK(nq_future_wait(f, WAIT_MS));
+    CHECK_OK(nq_future_result(f));
+    nq_future_free(f);
+    CHECK(nqt_round_trip(s, c) == 0);
+    CHECK(nqt_stat(c, NQ_STAT_RECONNECTS) >= 1);
+    CHECK_OK(nq_close(c));
+    CHECK_OK(nq_close(s));
+    nq_destroy(c);
+    nq_destroy(s);
+    nqt_broker_stop(&broker, SIGTERM);
+    return 0;
+}
+
 static const struct test_case tests[] = {
     TEST(test_slices_carry_a_large_message),
     TEST(test_every_qos_level_works),
@@ -279,6 +313,7 @@ static const struct test_case tests[] = {
     TEST(test_close_sends_a_clean_disconnect),
     TEST(test_tls_to_the_broker),
     TEST(test_garbage_on_a_client_topic_hurts_only_that_topic),
+    TEST(test_broker_restart_is_survived_with_reconnection),
 };
 
 int main(int argc, char **argv)

@@ -74,6 +74,14 @@ type Options struct {
 	MQTTQoS    *int   // MQTT publish and subscribe QoS (default 1)
 	MQTTPrefix string // MQTT topic prefix
 
+	// Client reconnection (libnq >= 1.1), off while Reconnect is zero: the
+	// first delay before connecting again after a loss or a failed
+	// connect, the longest delay (zero: libnq's 5 s), and how long to keep
+	// trying (zero: forever).  Meanwhile Put queues and Get waits.
+	Reconnect       time.Duration
+	ReconnectMax    time.Duration
+	ReconnectGiveUp time.Duration
+
 	// Events, when not nil, receives every peer event in order (Connected,
 	// then at most one Disconnected per connection); Close closes it once
 	// the last one is sent.  Keep it drained: a full channel holds the
@@ -88,6 +96,10 @@ type EventType int
 const (
 	Connected    EventType = 1 // the peer introduced itself
 	Disconnected EventType = 2 // the peer is gone; Event.Reason says how
+	// Reconnecting: a client will connect again (Options.Reconnect); Peer
+	// is the last server it knew (zero before the first), Reason why the
+	// last connection or attempt ended.
+	Reconnecting EventType = 3
 )
 
 // Event is one peer event.
@@ -193,6 +205,9 @@ func buildOptions(o *Options) (nqraw.Opts, error) {
 		{nqraw.NQ_OPT_HANDSHAKE_TIMEOUT_MS, millis(o.HandshakeTimeout), o.HandshakeTimeout != 0},
 		{nqraw.NQ_OPT_KEEPALIVE_MS, max(0, millis(o.KeepAlive)), o.KeepAlive != 0},
 		{nqraw.NQ_OPT_CLOSE_TIMEOUT_MS, millis(o.CloseTimeout), o.CloseTimeout > 0},
+		{nqraw.NQ_OPT_RECONNECT_MS, millis(o.Reconnect), o.Reconnect > 0},
+		{nqraw.NQ_OPT_RECONNECT_MAX_MS, millis(o.ReconnectMax), o.ReconnectMax > 0},
+		{nqraw.NQ_OPT_RECONNECT_GIVE_UP_MS, millis(o.ReconnectGiveUp), o.ReconnectGiveUp > 0},
 	}
 	if o.MQTTQoS != nil {
 		ints = append(ints, struct {

@@ -473,3 +473,55 @@ func TestEventsTellOfPeersComingAndGoing(t *testing.T) {
 		t.Fatal("Close left the events channel open")
 	}
 }
+
+func TestReconnectingClientFollowsARestartedServer(t *testing.T) {
+	first, err := nq.Open(nq.TCP, nq.Server, &nq.Options{Addr: addr(0), CloseTimeout: 100 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	port, _ := first.LocalPort()
+	events := make(chan nq.Event, 64)
+	c := open(t, nq.Client, &nq.Options{Addr: addr(port), Reconnect: 50 * time.Millisecond,
+		ReconnectMax: 400 * time.Millisecond, Events: events})
+	if err := c.Put([]byte("before")).Wait(ctx(t)); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := first.Get(ctx(t)); err != nil {
+		t.Fatal(err)
+	}
+	if err := first.Close(); !errors.Is(err, nq.ErrTimeout) {
+		t.Fatalf("the first server's close: %v", err)
+	}
+	want := []nq.EventType{nq.Connected, nq.Disconnected, nq.Reconnecting}
+	for i, typ := range want {
+		select {
+		case ev := <-events:
+			if ev.Type != typ || ev.Peer != first.ID() {
+				t.Fatalf("event %d: %+v", i, ev)
+			}
+		case <-time.After(timeout):
+			t.Fatalf("no event %d", i)
+		}
+	}
+	pending := c.Put([]byte("while away"))
+	// A close timeout, so that a failing test's cleanup (servers close
+	// before this client) cannot wait for the client forever.
+	second := open(t, nq.Server, &nq.Options{Addr: addr(port), CloseTimeout: time.Second})
+	msg, err := second.Get(ctx(t))
+	if err != nil || msg.Peer != c.ID() || string(msg.Data) != "while away" {
+		t.Fatalf("the second server got %+v, %v", msg, err)
+	}
+	if err := pending.Wait(ctx(t)); err != nil {
+		t.Fatal(err)
+	}
+	second.Put([]byte("welcome back"), c.ID())
+	if reply, err := c.Get(ctx(t)); err != nil || string(reply.Data) != "welcome back" {
+		t.Fatalf("the client got %+v, %v", reply, err)
+	}
+	if id, ok := c.ServerID(); !ok || id != second.ID() {
+		t.Fatalf("ServerID %v, %v", id, ok)
+	}
+	if err := c.Close(); err != nil {
+		t.Fatal(err)
+	}
+}

@@ -161,7 +161,10 @@ needed_packages() {
     resolved=$(ldd "$1")
     for lib in $needed; do
         [ "$lib" != libnq.so.1 ] || continue
-        path=$(printf '%s\n' "$resolved" | awk -v lib="$lib" '$1 == lib && $2 == "=>" { print $3 }')
+        # "lib => /path (addr)", or "/path (addr)" for the dynamic linker.
+        path=$(printf '%s\n' "$resolved" | awk -v lib="$lib" '
+            $1 == lib && $2 == "=>" { print $3 }
+            $2 != "=>" && substr($1, length($1) - length(lib)) == "/" lib { print $1 }')
         if [ -z "$path" ] || [ "$path" = "not" ]; then
             fail "$1 needs $lib, which this machine lacks"
         fi
@@ -174,9 +177,15 @@ depends_on libnq1 $(needed_packages "$work/contents/libnq1$libdir/libnq.so.$vers
 # shellcheck disable=SC2046
 depends_on nq-tools libnq1 $(needed_packages "$work/contents/nq-tools/usr/bin/nq")
 depends_on libnq-dev libnq1 libssl-dev libpaho-mqtt-dev libgrpc-dev
+# nq-tools needs the libnq1 that brought the newest version node it uses,
+# as libnq1's symbols file says ((symver)NQ_1.x 1.x.0).
+newest_node=$(objdump -T "$work/contents/nq-tools/usr/bin/nq" | grep -o 'NQ_1\.[0-9]*' | sort -uV | tail -n 1)
+[ -n "$newest_node" ] || fail "nq uses no versioned libnq symbol"
+min_version=$(dpkg-deb -I "${deb[libnq1]}" symbols | awk -v node="$newest_node" '$1 == node "@" node || $1 == "(symver)" node { print $2 }')
+[ -n "$min_version" ] || fail "libnq1's symbols file has no line for $newest_node"
 case $(dpkg-deb -f "${deb[nq-tools]}" Depends) in
-    *"libnq1 (>= $version)"*) ;;
-    *) fail "nq-tools should need libnq1 (>= $version), from libnq1's symbols file" ;;
+    *"libnq1 (>= $min_version)"*) ;;
+    *) fail "nq-tools should need libnq1 (>= $min_version) for $newest_node, from libnq1's symbols file" ;;
 esac
 case $(dpkg-deb -f "${deb[libnq-dev]}" Depends) in
     *"libnq1 (= $version)"*) ;;

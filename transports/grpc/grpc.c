@@ -94,6 +94,16 @@ static void grpc_session_end(nqi_session *s)
     gs->key = NULL;
 }
 
+/* A client connects again: a fresh session state, then a first call as at
+ * open (grpc's channel makes the connection). */
+static int grpc_redial(nqi_session *s)
+{
+    memset(gsess_of(s), 0, sizeof(gsess));
+    nqi_grpc_client_init(s);
+    nqi_grpc_client_start_call(s->worker);
+    return NQ_OK;
+}
+
 /* ---- open ------------------------------------------------------------------------ */
 
 static char *read_file(const char *path)
@@ -361,6 +371,7 @@ const nqi_transport nqi_grpc_transport = {
     .flush = nqi_grpc_flush,
     .resume = nqi_grpc_resume,
     .session_end = grpc_session_end,
+    .redial = grpc_redial,
     .close = grpc_close,
     .shutdown = grpc_shutdown_hook,
 };

@@ -161,10 +161,15 @@ static void on_subscribe_failed(void *context, MQTTAsync_failureData *resp)
 static int subscribe(nq_comm *c, MQTTAsync_responseOptions *ro)
 {
     mqtt_comm *st = c->tp;
-    if (c->purpose == NQ_CLIENT) {
+    char lost[NQI_MQTT_TOPIC_MAX];
+    pthread_mutex_lock(&st->mu);
+    memcpy(lost, st->lost_topic, sizeof(lost));
+    pthread_mutex_unlock(&st->mu);
+    if (c->purpose == NQ_CLIENT && lost[0] == 0) {
         return MQTTAsync_subscribe(st->client, st->sub_topic, st->qos, ro);
     }
-    char *topics[2] = {st->sub_topic, st->lost_topic};
+    /* A server's clients' wills, or a client's server's. */
+    char *topics[2] = {st->sub_topic, lost};
     int qos[2] = {st->qos, st->qos};
     return MQTTAsync_subscribeMany(st->client, 2, topics, qos, ro);
 }
@@ -186,8 +191,9 @@ static void on_connected(void *context, MQTTAsync_successData *resp)
     }
 }
 
-/* A server's connection came back after a loss (paho reconnects it): the
- * broker forgot the subscriptions of the clean session. */
+/* A connection came back after a loss (paho reconnects a server's, and a
+ * reconnecting client's): the broker forgot the subscriptions of the clean
+ * session. */
 static void on_reconnected(void *context, char *cause)
 {
     (void)cause;
@@ -207,11 +213,14 @@ void nqi_mqtt_watch_server(nq_comm *c, const nq_id *server)
     mqtt_comm *st = c->tp;
     char hex[NQI_ID_HEX_LEN + 1];
     nqi_id_hex(server, hex);
-    snprintf(st->lost_topic, sizeof(st->lost_topic), "%.*snq/lost/%s", (int)st->prefix_len,
-             st->sub_topic, hex);
+    char topic[NQI_MQTT_TOPIC_MAX];
+    snprintf(topic, sizeof(topic), "%.*snq/lost/%s", (int)st->prefix_len, st->sub_topic, hex);
+    pthread_mutex_lock(&st->mu);
+    memcpy(st->lost_topic, topic, sizeof(topic)); /* subscribed again after a reconnect */
+    pthread_mutex_unlock(&st->mu);
     MQTTAsync_responseOptions ro = MQTTAsync_responseOptions_initializer;
-    if (MQTTAsync_subscribe(st->client, st->lost_topic, st->qos, &ro) != MQTTASYNC_SUCCESS) {
-        nqi_logf(&c->log, NQ_LOG_WARN, "cannot watch the server's will on %s", st->lost_topic);
+    if (MQTTAsync_subscribe(st->client, topic, st->qos, &ro) != MQTTASYNC_SUCCESS) {
+        nqi_logf(&c->log, NQ_LOG_WARN, "cannot watch the server's will on %s", topic);
     }
 }
 
@@ -243,7 +252,7 @@ static void on_connection_lost(void *context, char *cause)
     if (atomic_exchange(&st->lost, 1)) {
         return;
     }
-    if (c->purpose == NQ_SERVER) {
+    if (st->redials) {
         atomic_store(&st->reconnecting, 1);
     }
     nqi_logf(&c->log, NQ_LOG_ERROR, "lost the MQTT broker: %s",
@@ -404,7 +413,7 @@ int nqi_mqtt_connect(nq_comm *c)
     will.qos = st->qos;
     will.retained = 0;
     co.will = &will;
-    if (c->purpose == NQ_SERVER) {
+    if (st->redials) {
         co.automaticReconnect = 1;
         co.minRetryInterval = 1;
         co.maxRetryInterval = 10;
@@ -418,8 +427,14 @@ int nqi_mqtt_connect(nq_comm *c)
     co.keepAliveInterval = ka <= 0 ? 0 : ka_s > 0 ? (int)ka_s : 1;
     co.cleansession = 1;
     co.MQTTVersion = MQTTVERSION_3_1_1;
+    /* paho 1.3 makes a connection in rounds of its 1-second poll, so the
+     * second connection of a process takes about two seconds however fast
+     * the broker is: never wait less than four. */
     int64_t timeout_ms = c->opts.ints[NQ_OPT_HANDSHAKE_TIMEOUT_MS];
-    co.connectTimeout = timeout_ms >= 2000 ? (int)(timeout_ms / 1000) : 1;
+    if (timeout_ms < 4000) {
+        timeout_ms = 4000;
+    }
+    co.connectTimeout = (int)(timeout_ms / 1000);
     co.onSuccess = on_connected;
     co.onFailure = on_connect_failed;
     co.context = c;

@@ -10,6 +10,31 @@
 #include "transports/mqtt/mqtt.h"
 #include "transports/registry.h"
 
+/* No server answered the INI of a reconnecting client in time. */
+static void no_answer(nqi_timer *t)
+{
+    mqtt_sess *ms = NQI_CONTAINER(t, mqtt_sess, answer);
+    nqi_session *s = NQI_CONTAINER((void *)ms, nqi_session, tp);
+    if (s->ini_received || s->ended) {
+        return;
+    }
+    nqi_logf(&s->comm->log, NQ_LOG_WARN, "no MQTT server answered within %lld ms",
+             (long long)s->comm->opts.ints[NQ_OPT_HANDSHAKE_TIMEOUT_MS]);
+    nqi_session_end(s, NQ_ECONNREFUSED);
+}
+
+void nqi_mqtt_await_answer(nqi_session *s)
+{
+    nq_comm *c = s->comm;
+    if (c->opts.ints[NQ_OPT_RECONNECT_MS] <= 0) {
+        return; /* a client that does not reconnect waits as long as it takes */
+    }
+    int64_t by = nqi_now_ms() + c->opts.ints[NQ_OPT_HANDSHAKE_TIMEOUT_MS];
+    if (nqi_timer_arm(&s->worker->loop, &mqtt_sess_of(s)->answer, by) != NQ_OK) {
+        nqi_session_end(s, NQ_ENOMEM);
+    }
+}
+
 static int mqtt_open(nq_comm *c)
 {
     if (c->opts.tls && c->opts.key_path != NULL) {
@@ -28,6 +53,7 @@ static int mqtt_open(nq_comm *c)
     nqi_cond_init(&st->cv);
     nqi_list_init(&st->inflight);
     st->qos = (int)c->opts.ints[NQ_OPT_MQTT_QOS];
+    st->redials = c->purpose == NQ_SERVER || c->opts.ints[NQ_OPT_RECONNECT_MS] > 0;
     nqi_id_hex(&c->opts.id, st->own_hex);
     const char *prefix = c->opts.mqtt_prefix != NULL ? c->opts.mqtt_prefix : "";
     st->prefix_len = strlen(prefix);
@@ -38,6 +64,7 @@ static int mqtt_open(nq_comm *c)
     } else {
         snprintf(st->sub_topic, sizeof(st->sub_topic), "%ss2c/%s", prefix, st->own_hex);
         mqtt_sess *ms = mqtt_sess_of(c->client);
+        nqi_timer_init(&ms->answer, no_answer);
         ms->topic = nqi_mqtt_topic(st, "c2s/", st->own_hex);
         if (ms->topic == NULL) {
             return NQ_ENOMEM;
@@ -50,6 +77,7 @@ static void mqtt_worker_start(nqi_worker *w)
 {
     /* The client's INI waits in its queue. */
     if (w->comm->client != NULL) {
+        nqi_mqtt_await_answer(w->comm->client);
         nqi_session_mark_dirty(w->comm->client);
     }
 }
@@ -57,8 +85,31 @@ static void mqtt_worker_start(nqi_worker *w)
 static void mqtt_session_end(nqi_session *s)
 {
     mqtt_sess *ms = mqtt_sess_of(s);
+    if (s->comm->purpose == NQ_CLIENT) {
+        nqi_timer_cancel(&s->worker->loop, &ms->answer);
+    }
     free(ms->topic);
     ms->topic = NULL;
+}
+
+/* A reconnecting client tries again: once its broker connection is back
+ * (paho restores it), it publishes its INI anew under a new epoch. */
+static int mqtt_redial(nqi_session *s)
+{
+    nq_comm *c = s->comm;
+    mqtt_comm *st = c->tp;
+    if (atomic_load(&st->lost)) {
+        return NQ_ECONNRESET; /* paho is still reconnecting to the broker */
+    }
+    mqtt_sess *ms = mqtt_sess_of(s);
+    ms->epoch++;
+    ms->topic = nqi_mqtt_topic(st, "c2s/", st->own_hex);
+    if (ms->topic == NULL) {
+        return NQ_ENOMEM;
+    }
+    nqi_mqtt_await_answer(s);
+    nqi_session_mark_dirty(s);
+    return NQ_OK;
 }
 
 /* A clean DISCONNECT once every session is over, so paho posts nothing
@@ -99,6 +150,7 @@ const nqi_transport nqi_mqtt_transport = {
     .flush = nqi_mqtt_flush,
     .resume = NULL,
     .session_end = mqtt_session_end,
+    .redial = mqtt_redial,
     .close = mqtt_close,
     .shutdown = mqtt_shutdown,
 };

@@ -52,7 +52,9 @@ typedef struct mqtt_comm {
     int ready;         /* 0 waiting, 1 subscribed, or an nq error */
     int disconnected;  /* the DISCONNECT completed */
     atomic_int lost;   /* the broker connection is down */
-    atomic_int reconnecting; /* lost, and paho reconnects (server) */
+    atomic_int reconnecting; /* lost, and paho reconnects */
+    int redials;       /* paho reconnects: a server, or a client with
+                        * NQ_OPT_RECONNECT_MS */
     nqi_list inflight; /* publishes awaiting paho's answer; loop only */
 } mqtt_comm;
 
@@ -60,6 +62,9 @@ typedef struct mqtt_comm {
 typedef struct mqtt_sess {
     char *topic;
     nq_id route;
+    unsigned epoch;   /* client: its connections so far; a publish of an
+                       * earlier one is answered to nobody */
+    nqi_timer answer; /* client reconnecting: a server must answer the INI */
 } mqtt_sess;
 
 static inline mqtt_sess *mqtt_sess_of(nqi_session *s)
@@ -76,6 +81,11 @@ int nqi_mqtt_connect(nq_comm *c);
 void nqi_mqtt_disconnect(nq_comm *c);
 /* Client: subscribes to the will topic of the server with this id. */
 void nqi_mqtt_watch_server(nq_comm *c, const nq_id *server);
+
+/* mqtt.c (loop thread) */
+/* Client reconnecting: a server must answer its INI within the handshake
+ * timeout, or the attempt has failed. */
+void nqi_mqtt_await_answer(nqi_session *s);
 
 /* route.c (loop thread) */
 /* "<prefix><dir><hex>", malloc'd, or NULL. */

@@ -40,6 +40,7 @@ char *nqi_mqtt_topic(const mqtt_comm *st, const char *dir, const char *hex)
 typedef struct sent {
     nqi_cmd cmd;    /* first member */
     nqi_session *s; /* a reference */
+    unsigned epoch; /* the session's connection it went out on */
     size_t len;
     int ok;
     nqi_node link;  /* in mqtt_comm.inflight */
@@ -57,7 +58,7 @@ static void run_sent(nqi_loop *l, nqi_cmd *cmd)
     (void)l;
     sent *sn = (sent *)cmd;
     nqi_session *s = sn->s;
-    if (!s->ended) {
+    if (!s->ended && sn->epoch == mqtt_sess_of(s)->epoch) {
         if (sn->ok) {
             s->out_sent -= sn->len;
             nqi_session_out_commit(s, sn->len);
@@ -112,6 +113,23 @@ static uint64_t window(const nq_comm *c)
     return two > WINDOW ? two : WINDOW;
 }
 
+/* The bytes that may be published now.  A reconnecting client holds its
+ * data back until a server has answered its INI: a broker drops what no
+ * one subscribes to, so data sent ahead of an answer could be lost with
+ * its future already complete. */
+static size_t allowed(const nqi_session *s, size_t slice)
+{
+    if (s->comm->purpose != NQ_CLIENT || s->ini_received ||
+        s->comm->opts.ints[NQ_OPT_RECONNECT_MS] <= 0) {
+        return slice;
+    }
+    if (s->hello == NULL) {
+        return 0; /* the INI is out; data waits for the answer */
+    }
+    uint64_t left = NQI_HEADER_SIZE + s->hello->payload_len - s->out_off - s->out_sent;
+    return left < slice ? (size_t)left : slice;
+}
+
 void nqi_mqtt_flush(nqi_session *s)
 {
     nq_comm *c = s->comm;
@@ -123,7 +141,8 @@ void nqi_mqtt_flush(nqi_session *s)
     while (s->out_sent < window(c) && !atomic_load(&st->lost)) {
         struct iovec iov[64];
         size_t total;
-        int n = nqi_session_out_iov(s, iov, NULL, 64, slice, &total);
+        size_t most = allowed(s, slice);
+        int n = most == 0 ? 0 : nqi_session_out_iov(s, iov, NULL, 64, most, &total);
         if (n == 0) {
             break;
         }
@@ -144,6 +163,7 @@ void nqi_mqtt_flush(nqi_session *s)
         sn->cmd.discard = discard_sent;
         sn->len = total;
         sn->s = s;
+        sn->epoch = mqtt_sess_of(s)->epoch;
         nqi_session_ref(s);
         MQTTAsync_responseOptions ro = MQTTAsync_responseOptions_initializer;
         ro.onSuccess = on_sent;

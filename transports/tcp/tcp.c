@@ -9,6 +9,7 @@
 #include <netinet/tcp.h>
 #include <netdb.h>
 #include <stdlib.h>
+#include <string.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -115,6 +116,15 @@ static void tcp_session_end(nqi_session *s)
     }
 }
 
+/* A client connects again: a fresh connection state, then as at open. */
+static int tcp_redial(nqi_session *s)
+{
+    memset(tcp_conn_of(s), 0, sizeof(tcp_conn));
+    nqi_tcp_conn_init(s);
+    nqi_tcp_connect_start(s->worker);
+    return NQ_OK;
+}
+
 static void tcp_shutdown(nq_comm *c)
 {
     for (int i = 0; i < c->nworkers; i++) {
@@ -151,6 +161,7 @@ const nqi_transport nqi_tcp_transport = {
     .flush = nqi_tcp_flush,
     .resume = nqi_tcp_resume,
     .session_end = tcp_session_end,
+    .redial = tcp_redial,
     .close = NULL,
     .shutdown = tcp_shutdown,
 };

@@ -196,7 +196,32 @@ typedef enum nq_option {
     /* MQTT: the QoS of publishes and subscriptions, 0 .. 2, default 1.
      * Brokers deliver at the lower of the two sides' levels, so net-queue
      * peers (QoS 0) still interoperate. */
-    NQ_OPT_MQTT_QOS = 12
+    NQ_OPT_MQTT_QOS = 12,
+    /* Client reconnection (since 1.1), off by default as in net-queue.
+     * With NQ_OPT_RECONNECT_MS > 0, a client whose connection is lost, or
+     * whose connect fails, connects again after a delay that starts at this
+     * many milliseconds and doubles after each failed attempt up to
+     * NQ_OPT_RECONNECT_MAX_MS; each wait is drawn between half the delay
+     * and the whole of it, so that clients of one server spread out.
+     * Meanwhile the communicator stays open: puts queue (within
+     * NQ_OPT_SEND_LIMIT for copied data) and go out once the server has
+     * answered the new INI, in order, behind the INI; a frame the lost
+     * connection had only partly written goes again whole (the server drops
+     * a partial frame); get keeps waiting.  Frames the lost connection had
+     * wholly written have completed their futures and are not resent.  The
+     * server may be a new process with a new id: the events tell.
+     * nq_close while disconnected fails what is queued with the
+     * error that ended the last connection and returns it (NQ_OK after a
+     * clean one).  The transports: TCP, TLS, gRPC, MQTT.
+     * 0 or 10 .. 2^31, default 0. */
+    NQ_OPT_RECONNECT_MS = 13,
+    /* The longest delay between two attempts.  10 .. 2^31, default 5000. */
+    NQ_OPT_RECONNECT_MAX_MS = 14,
+    /* Milliseconds after a connection was lost (or the first connect
+     * failed) when the client stops trying: the communicator then ends as
+     * it would without reconnection (queued puts fail, get reports the
+     * last error).  -1 never gives up.  -1 or 0 .. 2^31, default -1. */
+    NQ_OPT_RECONNECT_GIVE_UP_MS = 15
 } nq_option;
 
 typedef struct nq_opts nq_opts;
@@ -387,7 +412,8 @@ typedef enum nq_stat_id {
     NQ_STAT_TLS_ERRORS = 8,       /* TLS handshakes or records that failed     */
     NQ_STAT_CONNECTIONS_LOST = 9, /* connections that ended without FIN        */
     NQ_STAT_HANDSHAKE_TIMEOUTS = 10, /* connections closed for never finishing INI */
-    NQ_STAT_READ_PAUSES = 11      /* times a peer hit NQ_OPT_QUEUE_SIZE        */
+    NQ_STAT_READ_PAUSES = 11,     /* times a peer hit NQ_OPT_QUEUE_SIZE        */
+    NQ_STAT_RECONNECTS = 12       /* client: attempts to connect again (1.1)   */
 } nq_stat_id;
 
 /* Reads a counter.  Returns NQ_OK or NQ_EINVAL.  Thread-safe. */
@@ -483,7 +509,14 @@ typedef enum nq_event_type {
      *                  Over MQTT the broker ends the old connection first,
      *                  so the old one is reported lost (NQ_ECONNRESET)
      *   NQ_EPROTO, NQ_ETLS, ...  the connection broke for that reason */
-    NQ_EVENT_DISCONNECTED = 2
+    NQ_EVENT_DISCONNECTED = 2,
+    /* A client with NQ_OPT_RECONNECT_MS will try to connect again: after a
+     * lost connection (following its DISCONNECTED) and after every attempt
+     * that failed.  peer is the last server it knew (all zero before the
+     * first); reason says why the last connection or attempt ended.  A
+     * CONNECTED follows once a server answers, else, when
+     * NQ_OPT_RECONNECT_GIVE_UP_MS runs out, nothing more. */
+    NQ_EVENT_RECONNECTING = 3
 } nq_event_type;
 
 /* One event, valid only during the callback. */
@@ -494,7 +527,8 @@ typedef struct nq_event {
 } nq_event;
 
 /* Called for every event, in order for any one peer: a CONNECTED, then at
- * most one DISCONNECTED.  It runs on one of libnq's I/O threads: it must
+ * most one DISCONNECTED (and on a reconnecting client, RECONNECTING events
+ * between one connection's DISCONNECTED and the next CONNECTED).  It runs on one of libnq's I/O threads: it must
  * return quickly, must not block and must not call nq_close. */
 typedef void (*nq_event_fn)(void *ctx, const nq_event *event);
 

@@ -47,6 +47,9 @@ def _raw_options(options):
         (_raw.NQ_OPT_KEEPALIVE_MS, _ms(transport.keepalive)),
         (_raw.NQ_OPT_CLOSE_TIMEOUT_MS, _ms(transport.close_timeout)),
         (_raw.NQ_OPT_MQTT_QOS, transport.mqtt_qos),
+        (_raw.NQ_OPT_RECONNECT_MS, _ms(transport.reconnect)),
+        (_raw.NQ_OPT_RECONNECT_MAX_MS, _ms(transport.reconnect_max)),
+        (_raw.NQ_OPT_RECONNECT_GIVE_UP_MS, _ms(transport.reconnect_give_up)),
     ]
     for option, value in ints:
         if value is not None:
@@ -75,6 +78,10 @@ def _dispatch_events(events, handlers):
                     handlers.fin(peer, reason)
                 else:
                     handlers.fin(peer)
+            elif event.kind() == _raw.NQ_EVENT_RECONNECTING and handlers.reconnecting is not None:
+                server = None if peer.int == 0 else peer
+                handlers.reconnecting(server, None if event.reason() == _raw.NQ_OK
+                                      else errors.from_code(event.reason()))
         except Exception as exc:  # noqa: BLE001 - one handler's trouble must not stop the rest
             import warnings
             warnings.warn(f"nq event handler failed: {exc!r}", RuntimeWarning)

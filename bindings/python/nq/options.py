@@ -99,6 +99,12 @@ class TransportOptions:
     close_timeout: float | None = None
     mqtt_qos: int | None = None
     mqtt_prefix: str = ""
+    #: client reconnection (libnq >= 1.1): the first delay before connecting
+    #: again after a loss or a failed connect (None: no reconnection), the
+    #: longest delay, and how long to keep trying (None: forever)
+    reconnect: float | None = None
+    reconnect_max: float | None = None
+    reconnect_give_up: float | None = None
 
 
 @dataclass(order=False, slots=True, frozen=True)
@@ -107,11 +113,16 @@ class EventOptions:
     introduced itself, ``fin(peer)`` when it has gone, however it went; with
     ``reason=True`` fin is called as ``fin(peer, reason)``, reason None for
     a clean close or the :class:`nq.Error` that ended the connection
-    (``nq.ConnectionLost``, ``nq.Replaced``, ...).  They run on one thread
-    of the communicator, in order, and should return quickly."""
+    (``nq.ConnectionLost``, ``nq.Replaced``, ...).  A reconnecting client
+    (``TransportOptions.reconnect``) also calls ``reconnecting(server,
+    reason)`` before each new attempt: the last server it knew (None before
+    the first) and the error that ended the last connection or attempt.
+    They run on one thread of the communicator, in order, and should return
+    quickly."""
     ini: abc.Callable[[uuid.UUID], typing.Any] | None = None
     fin: abc.Callable[..., typing.Any] | None = None
     reason: bool = False
+    reconnecting: abc.Callable[..., typing.Any] | None = None
 
 
 @dataclass(order=False, slots=True, frozen=True)

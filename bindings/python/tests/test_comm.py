@@ -359,3 +359,39 @@ def test_events_tell_of_peers_coming_and_going():
         wait_for(4)
         assert seen[3] == ("fin", ident, None)
     assert len(seen) == 4
+
+
+def test_a_reconnecting_client_follows_a_restarted_server():
+    heard = []
+    cond = threading.Condition()
+
+    def reconnecting(server, reason):
+        with cond:
+            heard.append((server, reason))
+            cond.notify_all()
+
+    drop = nq.TransportOptions(close_timeout=0.1)
+    first = nq.new(nq.Protocol.TCP, nq.Purpose.SERVER, options(transport=drop))
+    port = first.local_port
+    client = nq.new(nq.Protocol.TCP, nq.Purpose.CLIENT, options(
+        port, transport=nq.TransportOptions(reconnect=0.05, reconnect_max=0.4),
+        events=nq.EventOptions(reconnecting=reconnecting)))
+    try:
+        client.put("before").result(TIMEOUT)
+        assert first.get(timeout=TIMEOUT).data == "before"
+        with pytest.raises(nq.Timeout):
+            first.close()  # its close drops the client after 0.1 s
+        with cond:
+            assert cond.wait_for(lambda: heard, TIMEOUT)
+        assert heard[0][0] == first.id and isinstance(heard[0][1], nq.ConnectionLost)
+        future = client.put("while away")
+        with nq.new(nq.Protocol.TCP, nq.Purpose.SERVER, options(port)) as second:
+            message = second.get(timeout=TIMEOUT)
+            assert (message.peer, message.data) == (client.id, "while away")
+            future.result(TIMEOUT)
+            second.put("welcome back", client.id)
+            assert client.get(timeout=TIMEOUT).data == "welcome back"
+            assert client.server_id == second.id
+            client.close()
+    finally:
+        client.close()

@@ -96,6 +96,11 @@ public final class Communicator implements AutoCloseable {
                     } else if (event.kind() == nqraw.NQ_EVENT_DISCONNECTED) {
                         int reason = event.reason();
                         listener.disconnected(peer, reason == nqraw.NQ_OK ? null : NqError.of(reason));
+                    } else if (event.kind() == nqraw.NQ_EVENT_RECONNECTING) {
+                        int reason = event.reason();
+                        UUID server = peer.getMostSignificantBits() == 0
+                                && peer.getLeastSignificantBits() == 0 ? null : peer;
+                        listener.reconnecting(server, reason == nqraw.NQ_OK ? null : NqError.of(reason));
                     }
                 } catch (RuntimeException e) {
                     // One listener call's trouble must not stop the events behind it.

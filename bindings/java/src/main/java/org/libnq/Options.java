@@ -178,6 +178,21 @@ public final class Options {
             return set(nqraw.NQ_OPT_CLOSE_TIMEOUT_MS, timeout.toMillis());
         }
 
+        /**
+         * Client reconnection (since libnq 1.1; off by default): after a lost connection or a
+         * failed connect, connect again after {@code first}, doubling the delay up to {@code max}.
+         * Meanwhile puts queue and gets wait.
+         */
+        public Builder reconnect(Duration first, Duration max) {
+            set(nqraw.NQ_OPT_RECONNECT_MS, first.toMillis());
+            return set(nqraw.NQ_OPT_RECONNECT_MAX_MS, max.toMillis());
+        }
+
+        /** Stop reconnecting this long after a loss (default: never). */
+        public Builder reconnectGiveUp(Duration after) {
+            return set(nqraw.NQ_OPT_RECONNECT_GIVE_UP_MS, after.toMillis());
+        }
+
         /** MQTT publish and subscribe QoS (0..2, default 1). */
         public Builder mqttQos(int qos) {
             return set(nqraw.NQ_OPT_MQTT_QOS, qos);

@@ -22,4 +22,12 @@ public interface PeerListener {
      */
     default void disconnected(UUID peer, NqError reason) {
     }
+
+    /**
+     * A client with {@link Options.Builder#reconnect} will connect again: {@code server} is the
+     * last server it knew ({@code null} before the first), {@code reason} why the last connection
+     * or attempt ended ({@code null} for a clean close).
+     */
+    default void reconnecting(UUID server, NqError reason) {
+    }
 }

@@ -394,4 +394,41 @@ class CommunicatorTest {
         s.close();
         assertTrue(heard.isEmpty(), "events after close: " + heard);
     }
+
+    @Test
+    void reconnectingClientFollowsARestartedServer() throws Exception {
+        BlockingQueue<Heard> heard = new LinkedBlockingQueue<>();
+        PeerListener listener = new PeerListener() {
+            @Override
+            public void reconnecting(UUID server, NqError reason) {
+                heard.add(new Heard("reconnecting", server, reason));
+            }
+        };
+        Communicator first = server(Options.builder().closeTimeout(Duration.ofMillis(100)));
+        int port = first.localPort();
+        Communicator c = track(Communicator.open(Protocol.TCP, Purpose.CLIENT, Options.builder()
+                .address("127.0.0.1", port)
+                .reconnect(Duration.ofMillis(50), Duration.ofMillis(400))
+                .peerListener(listener).build()));
+        c.put(bytes("before")).get(WAIT.toMillis(), TimeUnit.MILLISECONDS);
+        assertEquals("before", text(first.get(WAIT)));
+        NqException dropped = assertThrows(NqException.class, first::close);
+        assertEquals(NqError.TIMED_OUT, dropped.error());
+        assertEquals(new Heard("reconnecting", first.id(), NqError.CONNECTION_RESET), next(heard));
+        CompletableFuture<Void> pending = c.put(bytes("while away"));
+        Communicator second = Communicator.open(Protocol.TCP, Purpose.SERVER,
+                Options.builder().address("127.0.0.1", port).closeTimeout(Duration.ofSeconds(1)).build());
+        try {
+            Message m = second.get(WAIT);
+            assertEquals("while away", text(m));
+            assertEquals(c.id(), m.peer());
+            pending.get(WAIT.toMillis(), TimeUnit.MILLISECONDS);
+            second.put(bytes("welcome back"), c.id());
+            assertEquals("welcome back", text(c.get(WAIT)));
+            assertEquals(second.id(), c.serverId().orElseThrow());
+            c.close();
+        } finally {
+            second.close();
+        }
+    }
 }
