@@ -189,7 +189,10 @@ static int on_ini(nqi_session *s)
         announce(c, s, NULL);
         return 0;
     }
-    nqi_timer_cancel(&s->worker->loop, &s->ini_timer);
+    /* From now on the timer watches frames in progress. */
+    s->in_mark = s->in_bytes;
+    nqi_timer_arm(&s->worker->loop, &s->ini_timer,
+                  nqi_now_ms() + c->opts.ints[NQ_OPT_HANDSHAKE_TIMEOUT_MS]);
     int rv = peers_add(c, s);
     if (rv != NQ_OK) {
         s->ini_received = 0; /* a stranger, as far as the end is concerned */
@@ -259,15 +262,41 @@ nqi_session *nqi_session_new(nqi_worker *w)
     return s;
 }
 
-static void ini_overdue(nqi_timer *t)
+/* A frame in progress must gain this many bytes in each
+ * NQ_OPT_HANDSHAKE_TIMEOUT_MS: a peer that trickles a frame in holds the
+ * connection about twice as long as one that never sends its INI. */
+#define PROGRESS_MIN 1024
+
+/* Before the INI: the INI is overdue.  After it: a frame that is not
+ * moving (unless we paused the peer ourselves) ends the connection. */
+static void watch_input(nqi_timer *t)
 {
     nqi_session *s = NQI_CONTAINER(t, nqi_session, ini_timer);
-    if (s->ini_received || s->ended) {
+    nq_comm *c = s->comm;
+    int64_t period = c->opts.ints[NQ_OPT_HANDSHAKE_TIMEOUT_MS];
+    if (s->ended) {
         return;
     }
-    nqi_logf(&s->comm->log, NQ_LOG_WARN, "closing a connection that sent no INI within %lld ms",
-             (long long)s->comm->opts.ints[NQ_OPT_HANDSHAKE_TIMEOUT_MS]);
-    nqi_session_end(s, NQ_ETIMEDOUT);
+    if (!s->ini_received) {
+        nqi_logf(&c->log, NQ_LOG_WARN, "closing a connection that sent no INI within %lld ms",
+                 (long long)period);
+        nqi_session_end(s, NQ_ETIMEDOUT);
+        return;
+    }
+    uint64_t gained = s->in_bytes - s->in_mark;
+    s->in_mark = s->in_bytes;
+    /* Two looks in a row, so that a frame that just began is not judged by
+     * one short glance. */
+    int slow = !nqi_parser_idle(&s->parser) && !atomic_load(&s->paused) && gained < PROGRESS_MIN;
+    s->in_slow = slow ? s->in_slow + 1 : 0;
+    if (s->in_slow >= 2) {
+        nqi_logf(&c->log, NQ_LOG_WARN,
+                 "closing a connection whose frame in progress gained %llu bytes in %lld ms",
+                 (unsigned long long)gained, (long long)period);
+        nqi_session_end(s, NQ_ETIMEDOUT);
+        return;
+    }
+    nqi_timer_arm(&s->worker->loop, t, nqi_now_ms() + period);
 }
 
 nqi_session *nqi_peers_admit(nqi_worker *w)
@@ -282,7 +311,7 @@ nqi_session *nqi_peers_admit(nqi_worker *w)
     }
     nqi_live_inc(c);
     nqi_stat_add(c, NQI_ST_CONNECTIONS, 1);
-    nqi_timer_init(&s->ini_timer, ini_overdue);
+    nqi_timer_init(&s->ini_timer, watch_input);
     int64_t deadline = nqi_now_ms() + c->opts.ints[NQ_OPT_HANDSHAKE_TIMEOUT_MS];
     if (nqi_timer_arm(&w->loop, &s->ini_timer, deadline) != NQ_OK) {
         nqi_session_end(s, NQ_ENOMEM);

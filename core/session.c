@@ -319,6 +319,7 @@ static int parse_result(nqi_session *s, int rv)
 
 int nqi_session_in(nqi_session *s, const uint8_t *data, size_t len)
 {
+    s->in_bytes += len;
     return parse_result(s, nqi_parser_feed(&s->parser, data, len, on_frame, s));
 }
 
@@ -329,6 +330,7 @@ int nqi_session_in_window(nqi_session *s, uint8_t **ptr, size_t *len)
 
 int nqi_session_in_commit(nqi_session *s, size_t n)
 {
+    s->in_bytes += n;
     return parse_result(s, nqi_parser_commit(&s->parser, n, on_frame, s));
 }
 

@@ -47,7 +47,8 @@ struct nqi_session {
     nqi_node link;      /* in the worker's list of sessions */
     nqi_task flush;     /* output to hand to the transport this round */
     nqi_cmd resume;     /* posted by get when a paused peer may read again */
-    nqi_timer ini_timer; /* server: the INI must arrive before it fires */
+    nqi_timer ini_timer; /* server: the INI must arrive before it fires; then
+                          * a frame in progress must keep moving */
     nqi_cmd replace;     /* posted when a new connection takes its id */
 
     /* protocol */
@@ -70,6 +71,9 @@ struct nqi_session {
 
     /* input */
     nqi_parser parser;
+    uint64_t in_bytes;   /* received in all */
+    uint64_t in_mark;    /* in_bytes when the progress watch last looked */
+    int in_slow;         /* looks in a row that found a frame barely moving */
     nq_msg *batch_head; /* messages parsed in this read, not yet queued */
     nq_msg *batch_tail;
     atomic_long queued; /* messages delivered to the queue, not yet taken */

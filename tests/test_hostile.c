@@ -106,6 +106,84 @@ static int test_client_refuses_a_long_first_frame_from_its_server(void)
     return 0;
 }
 
+/* ---- tricklers ------------------------------------------------------------------ */
+
+/* Sends INI with a fresh id, then the header of a frame of len bytes;
+ * returns the socket. */
+static int begin_frame(uint16_t port, uint64_t len)
+{
+    int fd = nqt_raw_connect(port);
+    nq_id id;
+    uint8_t header[8];
+    if (nq_id_random(&id) != NQ_OK || nqt_raw_send_frame(fd, id.bytes, 16) != 0) {
+        abort();
+    }
+    nqt_put_header(header, len);
+    if (write(fd, header, sizeof(header)) != (ssize_t)sizeof(header)) {
+        abort();
+    }
+    return fd;
+}
+
+/* 1 when the server ended the connection within ms (EOF or reset). */
+static int closed_within(int fd, int ms)
+{
+    struct timeval tv = {.tv_sec = ms / 1000, .tv_usec = (ms % 1000) * 1000};
+    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+    uint8_t buf[64];
+    for (;;) {
+        ssize_t n = recv(fd, buf, sizeof(buf), 0);
+        if (n == 0 || (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR)) {
+            return 1;
+        }
+        if (n < 0 && errno != EINTR) {
+            return 0; /* timed out */
+        }
+    }
+}
+
+/* A peer that introduced itself and then trickles a frame in, a byte at a
+ * time, is closed once the frame stops moving for two watch periods
+ * (NQ_OPT_HANDSHAKE_TIMEOUT_MS each); one that sends slowly but steadily
+ * is served. */
+static int test_a_trickled_frame_is_timed_out(void)
+{
+    nq_opts *o = nqt_opts("127.0.0.1", 0, NULL);
+    CHECK_OK(nq_opts_set_int(o, NQ_OPT_HANDSHAKE_TIMEOUT_MS, 300));
+    nq_comm *s = nqt_open(NQ_TCP, NQ_SERVER, o);
+    CHECK(s != NULL);
+    int trickler = begin_frame(nqt_port(s), 1 << 20);
+    enum { STEADY = 64 * 1024, PIECE = 2048 };
+    int steady = begin_frame(nqt_port(s), STEADY);
+    static uint8_t data[STEADY];
+    for (size_t i = 0; i < sizeof(data); i++) {
+        data[i] = (uint8_t)(i * 13);
+    }
+    int trickler_closed = 0;
+    /* 32 pieces of 2 KiB, 100 ms apart: 6 KiB per watch period. */
+    for (int i = 0; i < STEADY / PIECE; i++) {
+        if (!trickler_closed && send(trickler, "x", 1, MSG_NOSIGNAL) != 1) {
+            trickler_closed = 1;
+        }
+        CHECK(send(steady, data + i * PIECE, PIECE, MSG_NOSIGNAL) == PIECE);
+        usleep(100 * 1000);
+    }
+    CHECK(closed_within(trickler, 2000));
+    CHECK(nqt_stat(s, NQ_STAT_HANDSHAKE_TIMEOUTS) == 1);
+    nq_msg *m = NULL;
+    CHECK_OK(nq_get(s, WAIT_MS, &m));
+    const void *got;
+    size_t len;
+    CHECK_OK(nq_msg_data(m, &got, &len));
+    CHECK(len == STEADY && memcmp(got, data, STEADY) == 0);
+    nq_msg_free(m);
+    CHECK(nqt_stat(s, NQ_STAT_PEERS) == 1);
+    close(trickler);
+    close(steady);
+    nq_destroy(s);
+    return 0;
+}
+
 /* ---- flow control ------------------------------------------------------------ */
 
 /* A peer held back by NQ_OPT_QUEUE_SIZE that resets its connection is
@@ -216,6 +294,7 @@ static const struct test_case tests[] = {
     TEST(test_client_refuses_a_long_first_frame_from_its_server),
     TEST(test_reset_of_a_paused_peer_is_noticed_without_spinning),
     TEST(test_flow_control_is_not_a_disconnect),
+    TEST(test_a_trickled_frame_is_timed_out),
 };
 
 int main(int argc, char **argv)

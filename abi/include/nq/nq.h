@@ -182,8 +182,12 @@ typedef enum nq_option {
      * 0 .. 2^62, default 2^30. */
     NQ_OPT_SEND_LIMIT = 8,
     /* Server: milliseconds a new connection may take to finish its TLS
-     * handshake and send its INI before it is closed.  100 .. 2^31,
-     * default 10000. */
+     * handshake and send its INI before it is closed.  Later, a frame in
+     * progress that gains less than 1 KiB in each of two such periods in a
+     * row (while libnq is not holding the peer back) closes the connection
+     * too: a peer cannot hold one by trickling bytes in.  A reconnecting
+     * MQTT client also gives a server this long to answer its INI.
+     * 100 .. 2^31, default 10000. */
     NQ_OPT_HANDSHAKE_TIMEOUT_MS = 9,
     /* Idle milliseconds before TCP keep-alive probes start; a peer that
      * stops answering is declared lost about three probe intervals later.
