@@ -9,6 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "core/ack.h"
 #include "core/peers.h"
 #include "core/redial.h"
 #include "core/transport.h"
@@ -32,9 +33,10 @@ static void run_close(nqi_loop *l, nqi_cmd *cmd)
         next = nqi_list_next(&w->sessions, n);
         nqi_session *s = NQI_CONTAINER(n, nqi_session, link);
         nqi_session_ref(s);
-        if (c->purpose == NQ_CLIENT && nqi_redial_waiting(c)) {
+        if (s->waiting) {
             /* Disconnected: what waits for the next connection fails with
-             * what ended the last one. */
+             * what ended the last one (a server stops waiting for a peer
+             * to come back). */
             nqi_session_end(s, s->error != 0 ? s->error : NQ_ECLOSED);
         } else if (c->purpose == NQ_CLIENT) {
             if (nqi_session_queue_fin(s) != NQ_OK) {
@@ -151,6 +153,7 @@ static int start_client_session(nq_comm *c)
         }
         return NQ_ENOMEM;
     }
+    ini->kind = NQI_FRAME_INI;
     s->hello = ini;
     return NQ_OK;
 }
@@ -177,6 +180,17 @@ int nq_open(nq_protocol protocol, nq_purpose purpose, const nq_opts *opts, nq_co
     c->transport = transport;
     c->purpose = purpose;
     nqi_log_init(&c->log, c->opts.log_fn, c->opts.log_ctx);
+    if (purpose == NQ_SERVER && transport->multi_worker && c->opts.ints[NQ_OPT_WORKERS] > 1 &&
+        nqi_ack_wanted(c)) {
+        /* A returning peer's new connection must find its session on the
+         * same thread. */
+        nqi_logf(&c->log, NQ_LOG_ERROR,
+                 "NQ_DELIVERY_ACKED needs a server with one worker (NQ_OPT_WORKERS is %lld)",
+                 (long long)c->opts.ints[NQ_OPT_WORKERS]);
+        nqi_opts_clear(&c->opts);
+        free(c);
+        return NQ_EINVAL;
+    }
     atomic_init(&c->state, NQI_OPEN);
     pthread_mutex_init(&c->close_mu, NULL);
     pthread_mutex_init(&c->live_mu, NULL);
@@ -391,7 +405,7 @@ int nq_peers(nq_comm *comm, nq_id *ids, size_t cap, size_t *count)
 
 int nq_stat(nq_comm *comm, nq_stat_id stat, int64_t *out)
 {
-    if (comm == NULL || out == NULL || stat < NQ_STAT_MSGS_IN || stat > NQ_STAT_RECONNECTS) {
+    if (comm == NULL || out == NULL || stat < NQ_STAT_MSGS_IN || stat > NQ_STAT_RESUMED) {
         return NQ_EINVAL;
     }
     *out = atomic_load(&comm->stats[stat - NQ_STAT_MSGS_IN]);

@@ -66,9 +66,11 @@ enum nqi_stat_index {
     NQI_ST_HANDSHAKE_TIMEOUTS = NQ_STAT_HANDSHAKE_TIMEOUTS - 1,
     NQI_ST_READ_PAUSES = NQ_STAT_READ_PAUSES - 1,
     NQI_ST_RECONNECTS = NQ_STAT_RECONNECTS - 1,
+    NQI_ST_ACKED = NQ_STAT_ACKED - 1,
+    NQI_ST_RESUMED = NQ_STAT_RESUMED - 1,
     NQI_ST_COUNT /* the number of counters */
 };
-_Static_assert((int)NQI_ST_COUNT == (int)NQ_STAT_RECONNECTS,
+_Static_assert((int)NQI_ST_COUNT == (int)NQ_STAT_RESUMED,
                "a new nq_stat_id needs its slot in enum nqi_stat_index");
 
 struct nq_comm {

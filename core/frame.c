@@ -42,7 +42,7 @@ nqi_frame *nqi_frame_new(const nq_chunk *chunks, size_t n, int copy)
     if (f == NULL) {
         return NULL;
     }
-    f->is_data = 1;
+    f->kind = NQI_FRAME_DATA;
     f->payload_len = total;
     nqi_frame_header(f->header, total);
     if (!copy) {
@@ -73,7 +73,7 @@ nqi_frame *nqi_frame_adopt(void *data, size_t len)
     if (f == NULL) {
         return NULL;
     }
-    f->is_data = 1;
+    f->kind = NQI_FRAME_DATA;
     f->payload_len = len;
     nqi_frame_header(f->header, len);
     f->owned = data;
@@ -94,6 +94,24 @@ nqi_frame *nqi_frame_handshake(const nq_id *id)
     nqi_frame_header(f->header, sizeof(id->bytes));
     f->inline_chunks[0].data = copy;
     f->inline_chunks[0].len = sizeof(id->bytes);
+    return f;
+}
+
+nqi_frame *nqi_frame_control(int type, const uint8_t *payload, size_t len)
+{
+    nqi_frame *f = frame_alloc(1, len);
+    if (f == NULL) {
+        return NULL;
+    }
+    uint8_t *copy = inline_payload(f);
+    if (len > 0) {
+        memcpy(copy, payload, len);
+    }
+    f->kind = NQI_FRAME_CONTROL;
+    f->payload_len = len;
+    nqi_control_header(f->header, type, len);
+    f->inline_chunks[0].data = copy;
+    f->inline_chunks[0].len = len;
     return f;
 }
 

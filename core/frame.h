@@ -48,9 +48,17 @@ typedef struct nqi_send {
     uint8_t borrowed;     /* holds no reference to session (a client's own) */
 } nqi_send;
 
+/* What a frame is (nqi_frame.kind). */
+enum {
+    NQI_FRAME_FIN = 0,     /* a 16-byte handshake frame after the INI   */
+    NQI_FRAME_DATA = 1,    /* a put's message                           */
+    NQI_FRAME_CONTROL = 2, /* acknowledged delivery's own (core/ack.c)  */
+    NQI_FRAME_INI = 3      /* this side's INI                           */
+};
+
 struct nqi_frame {
     atomic_int refs;
-    int is_data;         /* 0 for INI/FIN                         */
+    int kind;            /* NQI_FRAME_*                           */
     uint8_t header[NQI_HEADER_SIZE];
     uint64_t payload_len;
     size_t nchunks;
@@ -72,8 +80,11 @@ struct nqi_frame {
 nqi_frame *nqi_frame_new(const nq_chunk *chunks, size_t n, int copy);
 /* Builds a frame around a buffer allocated with nq_alloc (taken over). */
 nqi_frame *nqi_frame_adopt(void *data, size_t len);
-/* A 16-byte INI/FIN frame holding id. */
+/* A 16-byte FIN frame holding id (an INI once its kind says so). */
 nqi_frame *nqi_frame_handshake(const nq_id *id);
+/* A control frame of acknowledged delivery: its header says type and
+ * len (at most NQI_CONTROL_MAX) bytes of payload follow. */
+nqi_frame *nqi_frame_control(int type, const uint8_t *payload, size_t len);
 void nqi_frame_ref(nqi_frame *f);
 void nqi_frame_unref(nqi_frame *f);
 /* Reports one peer copy's outcome to the frame's future and drops that

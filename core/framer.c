@@ -36,6 +36,11 @@ uint64_t nqi_frame_length(const uint8_t in[NQI_HEADER_SIZE])
     return len;
 }
 
+void nqi_control_header(uint8_t out[NQI_HEADER_SIZE], int type, size_t len)
+{
+    nqi_frame_header(out, (UINT64_C(1) << 63) | ((uint64_t)(type & 0xff) << 48) | (len & 0xffff));
+}
+
 void nqi_parser_init(nqi_parser *p, uint64_t max_message)
 {
     memset(p, 0, sizeof(*p));
@@ -93,9 +98,20 @@ static int grow(nqi_parser *p)
 /* Called when the header is complete. */
 static int start_payload(nqi_parser *p, nqi_frame_fn fn, void *ctx)
 {
-    p->need = nqi_frame_length(p->header);
-    if (p->need > p->max_message || p->need > (uint64_t)(SIZE_MAX / 2)) {
-        return NQ_EPROTO;
+    uint64_t raw = nqi_frame_length(p->header);
+    p->control = 0;
+    if (p->control_ok && (raw >> 63) != 0) {
+        p->control = (int)((raw >> 48) & 0xff);
+        p->need = raw & 0xffff;
+        if (p->control == 0 || p->need > NQI_CONTROL_MAX ||
+            (raw & UINT64_C(0x7f00ffffffff0000)) != 0) {
+            return NQ_EPROTO;
+        }
+    } else {
+        p->need = raw;
+        if (p->need > p->max_message || p->need > (uint64_t)(SIZE_MAX / 2)) {
+            return NQ_EPROTO;
+        }
     }
     p->in_payload = 1;
     p->have = 0;

@@ -17,6 +17,13 @@ void nqi_frame_header(uint8_t out[NQI_HEADER_SIZE], uint64_t len);
 /* Reads a header. */
 uint64_t nqi_frame_length(const uint8_t in[NQI_HEADER_SIZE]);
 
+/* Acknowledged delivery's control frames (core/ack.c), sent only to a peer
+ * that agreed to them: the header's top bit (a length no net-queue frame
+ * can have) marks them, its second byte is the type and its low 16 bits
+ * the payload's length, at most NQI_CONTROL_MAX. */
+#define NQI_CONTROL_MAX 64
+void nqi_control_header(uint8_t out[NQI_HEADER_SIZE], int type, size_t len);
+
 /* Called for each complete frame.  data is a malloc'd buffer of len bytes
  * that the callee now owns (NULL when len is 0).  Returning non-zero stops
  * the parser, which returns that value; the frame is owned by the callee
@@ -39,6 +46,8 @@ typedef struct nqi_parser {
     size_t have;
     size_t cap;
     uint64_t max_message;
+    int control_ok;      /* control frames may come (the peer agreed)    */
+    int control;         /* the frame being read: its control type, or 0 */
 } nqi_parser;
 
 /* Prepares a parser that rejects payloads longer than max_message. */

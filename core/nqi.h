@@ -7,6 +7,7 @@
  *   loop.h     the generic event loop: watchers, timers, commands, tasks
  *   frame.h    futures, frames, received messages and the arrival queue
  *   session.h  one peer's byte stream (INI/FIN rules, output ring)
+ *   ack.h      acknowledged delivery, in the session layer
  *   communicator.h  the state of a communicator and its workers (data)
  *   peers.h    the peer table, liveness, admission and the end of a session
  *   transport.h  the table of hooks through which the core reaches a
@@ -17,6 +18,7 @@
 #ifndef NQ_CORE_NQI_H
 #define NQ_CORE_NQI_H
 
+#include "core/ack.h"
 #include "core/base.h"
 #include "core/communicator.h"
 #include "core/frame.h"

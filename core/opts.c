@@ -31,6 +31,9 @@ static const struct option_spec specs[NQI_OPT_COUNT] = {
     [NQ_OPT_RECONNECT_MS] = {10, INT64_C(1) << 31, 0, 0},
     [NQ_OPT_RECONNECT_MAX_MS] = {10, INT64_C(1) << 31, 5000, 10},
     [NQ_OPT_RECONNECT_GIVE_UP_MS] = {0, INT64_C(1) << 31, -1, -1},
+    [NQ_OPT_DELIVERY] = {NQ_DELIVERY_WRITTEN, NQ_DELIVERY_ACKED, NQ_DELIVERY_WRITTEN,
+                         NQ_DELIVERY_WRITTEN},
+    [NQ_OPT_RESUME_MS] = {0, INT64_C(1) << 31, 60000, 0},
 };
 
 static int valid_option(int option)

@@ -15,6 +15,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "core/ack.h"
 #include "core/peers.h"
 #include "core/redial.h"
 #include "core/transport.h"
@@ -75,10 +76,35 @@ static void discard_replace(nqi_cmd *cmd)
     nqi_session_unref(NQI_CONTAINER(cmd, nqi_session, replace));
 }
 
+static void retire(nqi_session *s, int err);
+static void unpark(nqi_session *s, int err);
+
+/* With acknowledged delivery, s takes over old's session: old's queued and
+ * unacknowledged frames, its counts and its tokens.  A live old connection
+ * ends quietly; a parked one stops waiting. */
+static void take_over(nqi_session *s, nqi_session *old)
+{
+    atomic_store(&s->announced, atomic_exchange(&old->announced, 0));
+    char text[NQ_ID_STRLEN];
+    nq_id_format(&s->peer, text, sizeof(text));
+    nqi_logf(&s->comm->log, NQ_LOG_INFO, "peer %s is back; its session goes on", text);
+    if (!old->ended) {
+        old->heir = s; /* nqi_session_end hands the state over */
+        nqi_session_end(old, NQ_EREPLACED);
+        return;
+    }
+    nqi_timer_cancel(&old->worker->loop, &old->ini_timer);
+    old->waiting = 0;
+    nqi_ack_adopt(s, old);
+    retire(old, NQ_EREPLACED);
+}
+
 /* Enters s in the table.  A live peer with the same id is replaced: the
  * newest connection wins, on every transport.  The old session leaves the
  * table at once (its DISCONNECTED, reason NQ_EREPLACED, goes out before the
- * new one's CONNECTED) and is ended on its own loop. */
+ * new one's CONNECTED) and is ended on its own loop.  With acknowledged
+ * delivery on both, the new connection takes the old session over instead,
+ * with no event. */
 static int peers_add(nq_comm *c, nqi_session *s)
 {
     nqi_session *old = NULL;
@@ -108,6 +134,11 @@ static int peers_add(nq_comm *c, nqi_session *s)
         nqi_stat_add(c, NQI_ST_PEERS, 1);
     }
     pthread_rwlock_unlock(&c->peers_mu);
+    if (old != NULL && nqi_ack_can_adopt(s, old)) {
+        take_over(s, old);
+        nqi_session_unref(old); /* the table's reference */
+        return NQ_OK;
+    }
     announce(c, s, old);
     if (old != NULL) {
         char text[NQ_ID_STRLEN];
@@ -180,6 +211,11 @@ int nqi_live_wait(nq_comm *c, int64_t timeout_ms)
 static int on_ini(nqi_session *s)
 {
     nq_comm *c = s->comm;
+    int asked = c->transport->acked != NULL && c->transport->acked(s);
+    int rv = nqi_ack_agree(s, asked);
+    if (rv != NQ_OK) {
+        return rv;
+    }
     if (c->purpose == NQ_CLIENT) {
         pthread_mutex_lock(&c->server_id_mu);
         c->server_id = s->peer;
@@ -193,23 +229,29 @@ static int on_ini(nqi_session *s)
     s->in_mark = s->in_bytes;
     nqi_timer_arm(&s->worker->loop, &s->ini_timer,
                   nqi_now_ms() + c->opts.ints[NQ_OPT_HANDSHAKE_TIMEOUT_MS]);
-    int rv = peers_add(c, s);
-    if (rv != NQ_OK) {
-        s->ini_received = 0; /* a stranger, as far as the end is concerned */
-        return rv;
-    }
     nqi_frame *f = nqi_frame_handshake(&c->opts.id);
     if (f == NULL || nqi_session_queue(s, f) != NQ_OK) {
         if (f != NULL) {
             nqi_frame_unref(f);
         }
+        s->ini_received = 0; /* a stranger, as far as the end is concerned */
         return NQ_ENOMEM;
+    }
+    f->kind = NQI_FRAME_INI;
+    rv = peers_add(c, s);
+    if (rv != NQ_OK) {
+        s->ini_received = 0;
+        return rv;
+    }
+    rv = nqi_ack_greet(s);
+    if (rv != NQ_OK) {
+        return rv;
     }
     nqi_session_mark_dirty(s);
     return 0;
 }
 
-static const nqi_session_owner peer_owner = {.ini = on_ini};
+static const nqi_session_owner peer_owner = {.ini = on_ini, .end = nqi_session_end};
 
 /* ---- resume -------------------------------------------------------------------- */
 
@@ -365,28 +407,73 @@ static void retire(nqi_session *s, int err)
     nqi_session_unref(s); /* the loop's reference */
 }
 
+/* A server session kept for its peer's return (NQ_OPT_RESUME_MS). */
+static void park_over(nqi_timer *t)
+{
+    nqi_session *s = NQI_CONTAINER(t, nqi_session, ini_timer);
+    char text[NQ_ID_STRLEN];
+    nq_id_format(&s->peer, text, sizeof(text));
+    nqi_logf(&s->comm->log, NQ_LOG_WARN, "peer %s did not come back within %lld ms", text,
+             (long long)s->comm->opts.ints[NQ_OPT_RESUME_MS]);
+    unpark(s, s->error);
+}
+
+static int park(nqi_session *s)
+{
+    nqi_ack_rewind(s);
+    nqi_timer_init(&s->ini_timer, park_over);
+    int rv = nqi_timer_arm(&s->worker->loop, &s->ini_timer,
+                           nqi_now_ms() + s->comm->opts.ints[NQ_OPT_RESUME_MS]);
+    if (rv == NQ_OK) {
+        s->waiting = 1;
+    }
+    return rv;
+}
+
+/* The parked session's wait is over: it ends as its connection did. */
+static void unpark(nqi_session *s, int err)
+{
+    nq_comm *c = s->comm;
+    nqi_timer_cancel(&s->worker->loop, &s->ini_timer);
+    s->waiting = 0;
+    nqi_session_out_fail(s, err != 0 ? err : NQ_ECONNRESET);
+    peers_remove(c, s);
+    withdraw(c, s, err);
+    retire(s, err);
+}
+
 void nqi_session_end(nqi_session *s, int err)
 {
     if (atomic_exchange(&s->ended, 1)) {
         /* Over already, unless it only waits to connect again. */
         if (nqi_redial_abandon(s)) {
             retire(s, err);
+        } else if (s->waiting) {
+            unpark(s, s->error != 0 ? s->error : err);
         }
         return;
     }
     nq_comm *c = s->comm;
     s->error = err;
     int again = nqi_redial_wanted(s, err);
+    /* A server session with acknowledged delivery waits for its peer
+     * (parks), or hands itself to the peer's new connection: the peer
+     * stays, so no event tells of the old connection. */
+    int parks = s->heir == NULL && nqi_ack_park_wanted(s, err);
+    int keep = again || parks || s->heir != NULL;
 
     /* Messages that arrived before the end are still delivered. */
     nqi_session_deliver(s);
-    if (!again) {
+    nqi_ack_stop(s);
+    if (!keep) {
         nqi_session_out_fail(s, err != 0 ? err : NQ_ECONNRESET);
     }
-    if (c->purpose == NQ_SERVER && s->ini_received) {
+    if (c->purpose == NQ_SERVER && s->ini_received && !parks) {
         peers_remove(c, s);
     }
-    withdraw(c, s, err);
+    if (!parks && s->heir == NULL) {
+        withdraw(c, s, err);
+    }
     nqi_timer_cancel(&s->worker->loop, &s->ini_timer);
 
     c->transport->session_end(s);
@@ -402,8 +489,22 @@ void nqi_session_end(nqi_session *s, int err)
     } else {
         nqi_logf(&c->log, NQ_LOG_DEBUG, "connection with peer %s closed", peer);
     }
+    if (s->heir != NULL) {
+        nqi_ack_rewind(s);
+        nqi_ack_adopt(s->heir, s);
+        retire(s, err);
+        return;
+    }
     if (again && nqi_redial_schedule(s, err) == NQ_OK) {
         return;
+    }
+    if (parks) {
+        if (park(s) == NQ_OK) {
+            return;
+        }
+        /* The wait could not begin: end as without it. */
+        peers_remove(c, s);
+        withdraw(c, s, err);
     }
     retire(s, err);
 }

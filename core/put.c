@@ -31,8 +31,12 @@ static void run_send(nqi_loop *l, nqi_cmd *cmd)
     (void)l;
     nqi_frame *f;
     int borrowed;
-    nqi_session *s = take_send(cmd, &f, &borrowed);
-    if (s->ended && !nqi_redial_waiting(s->comm)) {
+    nqi_session *held = take_send(cmd, &f, &borrowed);
+    nqi_session *s = held;
+    while (s->heir != NULL) {
+        s = s->heir; /* the peer's new connection took the session over */
+    }
+    if (s->ended && !s->waiting) {
         nqi_frame_done(f, s->error != 0 ? s->error : NQ_ECONNRESET);
     } else if (s->fin_queued) {
         nqi_frame_done(f, s->comm->purpose == NQ_CLIENT ? NQ_ECLOSED : NQ_ECONNRESET);
@@ -42,7 +46,7 @@ static void run_send(nqi_loop *l, nqi_cmd *cmd)
         nqi_session_mark_dirty(s);
     }
     if (!borrowed) {
-        nqi_session_unref(s);
+        nqi_session_unref(held);
     }
 }
 

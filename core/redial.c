@@ -47,6 +47,7 @@ static void attempt(nqi_timer *t)
         return;
     }
     r->waiting = 0;
+    s->waiting = 0;
     atomic_store(&s->ended, 0);
     nqi_stat_add(c, NQI_ST_RECONNECTS, 1);
     nqi_logf(&c->log, NQ_LOG_INFO, "connecting to %s port %u again", c->opts.host,
@@ -94,6 +95,7 @@ int nqi_redial_schedule(nqi_session *s, int err)
         return rv;
     }
     r->waiting = 1;
+    s->waiting = 1;
     nq_id server;
     pthread_mutex_lock(&c->server_id_mu);
     server = c->server_id; /* zero until a server answered */
@@ -116,11 +118,7 @@ int nqi_redial_abandon(nqi_session *s)
         return 0;
     }
     r->waiting = 0;
+    s->waiting = 0;
     nqi_timer_cancel(&s->worker->loop, &r->timer);
     return 1;
-}
-
-int nqi_redial_waiting(const nq_comm *c)
-{
-    return c->redial.waiting;
 }

@@ -28,7 +28,4 @@ void nqi_redial_connected(nq_comm *c);
  * caller then ends it for good. */
 int nqi_redial_abandon(nqi_session *s);
 
-/* 1 while the client waits to connect again. */
-int nqi_redial_waiting(const nq_comm *c);
-
 #endif

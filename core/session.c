@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "core/ack.h"
 #include "core/communicator.h"
 #include "core/session.h"
 #include "core/transport.h"
@@ -36,6 +37,10 @@ nqi_session *nqi_session_create(nq_comm *c, nqi_worker *w, const nqi_session_own
     /* Until the peer has introduced itself, only its 16-byte INI may come:
      * a longer header is refused before a byte of it is held. */
     nqi_parser_init(&s->parser, sizeof(s->peer.bytes));
+    if (nqi_ack_init(s) != NQ_OK) {
+        free(s);
+        return NULL;
+    }
     return s;
 }
 
@@ -53,27 +58,43 @@ void nqi_session_unref(nqi_session *s)
      * one that never ran releases what it queued here. */
     nqi_session_out_fail(s, NQ_ECLOSED);
     nqi_parser_fini(&s->parser);
+    if (s->heir != NULL) {
+        nqi_session_unref(s->heir);
+    }
     free(s->out);
     free(s);
 }
 
 /* ---- output ---------------------------------------------------------------- */
 
+int nqi_ring_reserve(nqi_frame ***ring, size_t *cap, size_t *head, size_t len, size_t want)
+{
+    if (want <= *cap) {
+        return NQ_OK;
+    }
+    size_t ncap = *cap == 0 ? 16 : *cap;
+    while (ncap < want) {
+        ncap *= 2;
+    }
+    nqi_frame **nr = malloc(ncap * sizeof(*nr));
+    if (nr == NULL) {
+        return NQ_ENOMEM;
+    }
+    for (size_t i = 0; i < len; i++) {
+        nr[i] = (*ring)[(*head + i) % *cap];
+    }
+    free(*ring);
+    *ring = nr;
+    *cap = ncap;
+    *head = 0;
+    return NQ_OK;
+}
+
 int nqi_session_queue(nqi_session *s, nqi_frame *f)
 {
-    if (s->out_len == s->out_cap) {
-        size_t ncap = s->out_cap == 0 ? 16 : s->out_cap * 2;
-        nqi_frame **nr = malloc(ncap * sizeof(*nr));
-        if (nr == NULL) {
-            return NQ_ENOMEM;
-        }
-        for (size_t i = 0; i < s->out_len; i++) {
-            nr[i] = s->out[(s->out_head + i) % s->out_cap];
-        }
-        free(s->out);
-        s->out = nr;
-        s->out_cap = ncap;
-        s->out_head = 0;
+    if (nqi_ring_reserve(&s->out, &s->out_cap, &s->out_head, s->out_len, s->out_len + 1) !=
+        NQ_OK) {
+        return NQ_ENOMEM;
     }
     s->out[(s->out_head + s->out_len) % s->out_cap] = f;
     s->out_len++;
@@ -95,6 +116,9 @@ int nqi_session_out_iov(nqi_session *s, struct iovec *iov, nqi_frame **owners, i
     uint64_t skip = s->out_off + s->out_sent;
     for (size_t k = 0; k < s->out_len && n < max_iov && bytes < max_bytes; k++) {
         nqi_frame *f = s->out[(s->out_head + k) % s->out_cap];
+        if (nqi_ack_holds(s, f)) {
+            break;
+        }
         for (size_t i = 0; i <= f->nchunks && n < max_iov && bytes < max_bytes; i++) {
             const uint8_t *base;
             size_t len;
@@ -142,7 +166,11 @@ uint64_t nqi_session_out_pending(const nqi_session *s)
 {
     uint64_t total = 0;
     for (size_t k = 0; k < s->out_len; k++) {
-        total += NQI_HEADER_SIZE + s->out[(s->out_head + k) % s->out_cap]->payload_len;
+        const nqi_frame *f = s->out[(s->out_head + k) % s->out_cap];
+        if (nqi_ack_holds(s, f)) {
+            break;
+        }
+        total += NQI_HEADER_SIZE + f->payload_len;
     }
     return total - s->out_off - s->out_sent;
 }
@@ -151,6 +179,7 @@ void nqi_session_out_commit(nqi_session *s, size_t n)
 {
     nq_comm *c = s->comm;
     nqi_stat_add(c, NQI_ST_BYTES_OUT, (long long)n);
+    s->ack.out_bytes += n;
     while (n > 0 && s->out_len > 0) {
         nqi_frame *f = s->out[s->out_head];
         uint64_t left = NQI_HEADER_SIZE + f->payload_len - s->out_off;
@@ -162,13 +191,15 @@ void nqi_session_out_commit(nqi_session *s, size_t n)
         s->out_off = 0;
         s->out_head = (s->out_head + 1) % s->out_cap;
         s->out_len--;
-        if (f->is_data) {
+        if (f->kind == NQI_FRAME_DATA) {
             nqi_stat_add(c, NQI_ST_MSGS_OUT, 1);
         }
         if (f == s->hello) {
             s->hello = NULL;
         }
-        nqi_frame_done(f, NQ_OK);
+        if (!nqi_ack_written(s, f)) {
+            nqi_frame_done(f, NQ_OK);
+        }
     }
 }
 
@@ -183,10 +214,15 @@ void nqi_session_out_fail(nqi_session *s, int err)
     s->out_off = 0;
     s->out_sent = 0;
     s->hello = NULL;
+    s->ack.pending = NULL;
+    nqi_ack_fail(s, err);
 }
 
 int nqi_session_restart(nqi_session *s)
 {
+    if (nqi_ack_wanted(s->comm)) {
+        nqi_ack_rewind(s); /* what was not acknowledged goes again */
+    }
     nqi_parser_fini(&s->parser);
     nqi_parser_init(&s->parser, sizeof(s->peer.bytes));
     s->ini_received = 0;
@@ -211,6 +247,7 @@ int nqi_session_restart(nqi_session *s)
     if (ini == NULL) {
         return NQ_ENOMEM;
     }
+    ini->kind = NQI_FRAME_INI;
     if (nqi_session_queue(s, ini) != NQ_OK) {
         nqi_frame_unref(ini);
         return NQ_ENOMEM;
@@ -243,7 +280,7 @@ int nqi_session_queue_fin(nqi_session *s)
 
 int nqi_session_finished(const nqi_session *s)
 {
-    return s->fin_received && s->fin_queued && s->out_len == 0;
+    return s->fin_received && s->fin_queued && s->out_len == 0 && nqi_ack_settled(s);
 }
 
 /* ---- input ----------------------------------------------------------------- */
@@ -265,6 +302,11 @@ static int on_frame(void *ctx, uint8_t *data, size_t len)
         s->parser.max_message = (uint64_t)c->opts.ints[NQ_OPT_MESSAGE_SIZE];
         return s->owner->ini(s);
     }
+    if (s->parser.control != 0) {
+        int rv = nqi_ack_control(s, s->parser.control, data, len);
+        nqi_block_free(data);
+        return rv;
+    }
     if (len == sizeof(s->peer.bytes) && memcmp(data, s->peer.bytes, len) == 0) {
         nqi_block_free(data);
         if (s->fin_received) {
@@ -272,7 +314,8 @@ static int on_frame(void *ctx, uint8_t *data, size_t len)
             return NQ_EPROTO;
         }
         s->fin_received = 1;
-        return nqi_session_queue_fin(s);
+        int rv = nqi_ack_fin(s);
+        return rv != 0 ? rv : nqi_session_queue_fin(s);
     }
     if (s->fin_received) {
         nqi_block_free(data);
@@ -295,6 +338,9 @@ static int on_frame(void *ctx, uint8_t *data, size_t len)
         s->batch_head = m;
     }
     s->batch_tail = m;
+    if (s->ack.state == NQI_ACK_ON) {
+        s->ack.received++;
+    }
     nqi_stat_add(c, NQI_ST_MSGS_IN, 1);
     nqi_stat_add(c, NQI_ST_BYTES_IN, (long long)len);
     return 0;
@@ -349,6 +395,7 @@ int nqi_session_deliver(nqi_session *s)
     s->batch_head = s->batch_tail = NULL;
     long queued = atomic_fetch_add(&s->queued, n) + n;
     nqi_msgq_push(&s->comm->msgq, first, last);
+    nqi_ack_delivered(s);
 
     nq_comm *c = s->comm;
     long limit = (long)c->opts.ints[NQ_OPT_QUEUE_SIZE];

@@ -32,11 +32,40 @@
 
 typedef struct nqi_worker nqi_worker;
 
+/* Acknowledged delivery's state in a session (core/ack.c).  Data frames
+ * are numbered per session from 0 in each direction. */
+typedef struct nqi_ack {
+    int state;          /* NQI_ACK_OFF, _OFFERED (asked for), _ON (agreed)   */
+    int hold;           /* data waits for the peer's RESUME                   */
+    nqi_frame **kept;   /* a ring of data frames written, not acknowledged    */
+    size_t kept_cap;
+    size_t kept_head;
+    size_t kept_len;
+    uint64_t base;      /* the number of the oldest unacknowledged data frame
+                         * (kept, else the first data frame queued)           */
+    uint64_t acked;     /* the highest count the peer acknowledged            */
+    uint64_t rewound;   /* data frames at the head of the output that an
+                         * earlier connection carried, at least in part       */
+    uint64_t received;  /* data frames received from the peer                 */
+    uint64_t told;      /* the count the last ACK carried                     */
+    nqi_frame *pending; /* an ACK queued and not yet written                  */
+    uint64_t token;     /* this side of the session                           */
+    uint64_t peer_token; /* the peer's, once known                            */
+    int peer_known;
+    nqi_timer beat;     /* heartbeat                                          */
+    uint64_t beat_in;   /* in_bytes at the last beat                          */
+    uint64_t beat_out;  /* out_bytes at the last beat                         */
+    int silent;         /* beats in a row with nothing received               */
+    uint64_t out_bytes; /* bytes written on the connection                    */
+} nqi_ack;
+
 /* What a session asks of whoever owns it. */
 typedef struct nqi_session_owner {
     /* The peer's INI arrived (s->peer holds its id).  Returns 0, or an
      * error that ends the session. */
     int (*ini)(nqi_session *s);
+    /* The session must end with err (its heartbeat heard nothing). */
+    void (*end)(nqi_session *s, int err);
 } nqi_session_owner;
 
 struct nqi_session {
@@ -80,6 +109,14 @@ struct nqi_session {
     atomic_int paused;
     atomic_int resume_requested;
 
+    /* across connections */
+    int waiting;        /* its connection is gone and it waits for another:
+                         * a reconnecting client, a server's session kept
+                         * for its peer's return (NQ_OPT_RESUME_MS) */
+    nqi_session *heir;  /* server: the session that took its state over (a
+                         * reference), where puts still on their way go */
+    nqi_ack ack;
+
     /* the transport's state: its session_size bytes */
     max_align_t tp[];
 };
@@ -99,6 +136,10 @@ void nqi_session_unref(nqi_session *s);
 
 /* ---- output ---------------------------------------------------------------- */
 
+/* Makes a ring of frames (len of them from head) hold at least want,
+ * doubling it and moving the oldest to index 0.  Returns NQ_OK or
+ * NQ_ENOMEM (the ring unchanged). */
+int nqi_ring_reserve(nqi_frame ***ring, size_t *cap, size_t *head, size_t len, size_t want);
 /* Appends a frame (taking the caller's reference).  Returns NQ_OK or
  * NQ_ENOMEM (the reference stays the caller's). */
 int nqi_session_queue(nqi_session *s, nqi_frame *f);

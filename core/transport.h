@@ -42,6 +42,12 @@ struct nqi_transport {
      * session's loop, as at open.  Returns an nq error, which counts as a
      * failed attempt.  NULL when the transport cannot reconnect. */
     int (*redial)(nqi_session *s);
+    /* Acknowledged delivery (core/ack.h): a transport that can carry it
+     * asks for it, on every connection of a communicator that wants it
+     * (nqi_ack_wanted), in a way a peer that does not is blind to; this
+     * says whether the peer asked on this connection, when its INI
+     * arrives.  NULL: the transport cannot carry it. */
+    int (*acked)(nqi_session *s);
     /* In nq_close once every session has ended, before the workers stop:
      * stop producing commands (may be NULL). */
     void (*close)(nq_comm *c);

@@ -231,6 +231,14 @@ void nqt_record(void *ctx, const nq_event *ev)
     pthread_mutex_unlock(&r->mu);
 }
 
+nq_event nqt_event(nqt_recorder *r, int i)
+{
+    pthread_mutex_lock(&r->mu);
+    nq_event ev = r->events[i];
+    pthread_mutex_unlock(&r->mu);
+    return ev;
+}
+
 int nqt_events(nqt_recorder *r)
 {
     pthread_mutex_lock(&r->mu);

@@ -56,6 +56,8 @@ int nqt_wait_events(nqt_recorder *r, int n);
 int nqt_is_event(nqt_recorder *r, int i, int type, const nq_id *peer, int reason);
 /* The number of events recorded so far. */
 int nqt_events(nqt_recorder *r);
+/* Event i as recorded (read under the recorder's lock). */
+nq_event nqt_event(nqt_recorder *r, int i);
 
 /* Makes a fresh directory /tmp/<prefix>XXXXXX into dir (64 bytes). */
 int nqt_temp_dir(char *dir, const char *prefix);

@@ -10,36 +10,25 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
-#include "broker.h"
+#include "env.h"
 #include "harness.h"
 #include "peers.h"
 #include "nq/nq.h"
 
 #define WAIT_MS NQT_WAIT_MS
 
-static nq_protocol g_proto = NQ_TCP;
-static int g_tls;
-static nqt_broker g_broker;
-static char g_dir[64];     /* TLS: the certificate's directory */
+static nqt_env g_env;
+#define g_proto (g_env.proto)
 static char g_prefix[32];  /* MQTT: this run's topic prefix */
 static int g_case;         /* MQTT: each case has a prefix of its own (next_case) */
 
 static nq_opts *options(nq_purpose purpose, uint16_t port, const nq_id *id)
 {
-    nq_opts *o = nqt_opts("127.0.0.1", port, id);
-    if (g_proto == NQ_MQTT) {
-        char prefix[48];
-        snprintf(prefix, sizeof(prefix), "%s%d/", g_prefix, g_case);
-        nq_opts_set_netloc(o, "127.0.0.1", g_broker.port);
-        nq_opts_set_mqtt_prefix(o, prefix);
-    }
-    if (g_tls) {
-        char key[96], cert[96];
-        snprintf(key, sizeof(key), "%s/server.key", g_dir);
-        snprintf(cert, sizeof(cert), "%s/server.pem", g_dir);
-        if (nq_opts_set_tls(o, purpose == NQ_SERVER ? key : NULL, cert) != NQ_OK) {
-            abort();
-        }
+    char prefix[48];
+    snprintf(prefix, sizeof(prefix), "%s%d/", g_prefix, g_case);
+    nq_opts *o = nqt_env_opts(&g_env, purpose, port, prefix);
+    if (id != NULL && nq_opts_set_id(o, id) != NQ_OK) {
+        abort();
     }
     return o;
 }
@@ -206,8 +195,9 @@ static int test_client_follows_a_restarted_server(void)
     int n = nqt_events(&rc);
     CHECK(nqt_is_event(&rc, n - 1, NQ_EVENT_CONNECTED, &sid2, NQ_OK) == 0);
     for (int i = 3; i < n - 1; i++) {
-        CHECK(nqt_is_event(&rc, i, NQ_EVENT_RECONNECTING, &sid1, rc.events[i].reason) == 0);
-        CHECK(rc.events[i].reason != NQ_OK);
+        int reason = nqt_event(&rc, i).reason;
+        CHECK(nqt_is_event(&rc, i, NQ_EVENT_RECONNECTING, &sid1, reason) == 0);
+        CHECK(reason != NQ_OK);
     }
     CHECK(nqt_stat(c, NQ_STAT_RECONNECTS) >= 1);
     nq_id known;
@@ -239,8 +229,9 @@ static int test_first_connect_is_retried(void)
         /* Over MQTT the broker is there: the client waits for a server
          * without failing anything. */
         CHECK(nqt_wait_stat(c, NQ_STAT_RECONNECTS, 2) == 0);
-        CHECK(nqt_is_event(&rc, 0, NQ_EVENT_RECONNECTING, &zero, rc.events[0].reason) == 0);
-        CHECK(rc.events[0].reason != NQ_OK);
+        int reason = nqt_event(&rc, 0).reason;
+        CHECK(nqt_is_event(&rc, 0, NQ_EVENT_RECONNECTING, &zero, reason) == 0);
+        CHECK(reason != NQ_OK);
     }
     CHECK(nq_future_wait(f, 0) == NQ_ETIMEDOUT);
     nq_comm *s = server_on(port);
@@ -305,7 +296,7 @@ static int test_give_up_bound_ends_the_client(void)
     int n = nqt_events(&rc);
     CHECK(n >= 1);
     for (int i = 0; i < n; i++) {
-        CHECK(rc.events[i].type == NQ_EVENT_RECONNECTING);
+        CHECK(nqt_event(&rc, i).type == NQ_EVENT_RECONNECTING);
     }
     CHECK_RC(nq_close(c), rv);
     nq_destroy(c);
@@ -403,35 +394,11 @@ static const struct test_case tests[] = {
 
 int main(int argc, char **argv)
 {
-    const char *proto = argc > 1 ? argv[1] : "tcp";
-    if (strcmp(proto, "tcp") == 0 || strcmp(proto, "tls") == 0 || strcmp(proto, "mqtt") == 0 ||
-        strcmp(proto, "grpc") == 0) {
-        argc--;
-        argv++;
-    } else {
-        proto = "tcp";
-    }
-    if (strcmp(proto, "tls") == 0) {
-        g_tls = 1;
-        if (nqt_temp_dir(g_dir, "nq-reconnect-") != 0 ||
-            nqt_make_cert(g_dir, "server", "IP:127.0.0.1") != 0) {
-            return 1;
-        }
-    } else if (strcmp(proto, "mqtt") == 0) {
-        g_proto = NQ_MQTT;
-        if (nqt_broker_start(&g_broker, NULL, NULL) != 0) {
-            return 1;
-        }
-    } else if (strcmp(proto, "grpc") == 0) {
-        g_proto = NQ_GRPC;
+    if (nqt_env_start(&g_env, &argc, &argv, "reconnect") != 0) {
+        return 1;
     }
     snprintf(g_prefix, sizeof(g_prefix), "redial%d/", (int)getpid());
-    int rv = run_tests_for(tests, TEST_COUNT(tests), argc, argv, g_proto == NQ_TCP && !g_tls);
-    if (g_proto == NQ_MQTT) {
-        nqt_broker_stop(&g_broker, SIGTERM);
-    }
-    if (g_tls) {
-        nqt_remove_dir(g_dir);
-    }
+    int rv = run_tests_for(tests, TEST_COUNT(tests), argc, argv, g_proto == NQ_TCP && !g_env.tls);
+    nqt_env_stop(&g_env);
     return rv;
 }

@@ -95,6 +95,56 @@ static int test_parser_rejects_length_over_limit(void)
     return 0;
 }
 
+/* Control frames of acknowledged delivery: refused as an oversized length
+ * unless the peer agreed to them; then parsed whatever the message limit,
+ * with their type; malformed ones refused. */
+static int control_seen;
+static int collect_control(void *ctx, uint8_t *data, size_t len)
+{
+    nqi_parser *p = ctx;
+    control_seen = p->control * 1000 + (int)len;
+    nqi_block_free(data);
+    return 0;
+}
+
+static int test_parser_takes_control_frames_only_when_agreed(void)
+{
+    uint8_t buf[8 + 16] = {0};
+    nqi_parser p;
+    nqi_parser_init(&p, 16);
+    nqi_control_header(buf, 1, 16);
+    CHECK(buf[0] == 0x80 && buf[1] == 1 && buf[7] == 16);
+    CHECK_RC(nqi_parser_feed(&p, buf, sizeof(buf), collect_control, &p), NQ_EPROTO);
+    nqi_parser_fini(&p);
+
+    nqi_parser_init(&p, 16);
+    p.control_ok = 1;
+    control_seen = 0;
+    CHECK_OK(nqi_parser_feed(&p, buf, sizeof(buf), collect_control, &p));
+    CHECK(control_seen == 1016);
+    nqi_control_header(buf, 3, 0);
+    CHECK_OK(nqi_parser_feed(&p, buf, 8, collect_control, &p));
+    CHECK(control_seen == 3000);
+    nqi_frame_header(buf, 4); /* data again: control is 0 */
+    CHECK_OK(nqi_parser_feed(&p, buf, 12, collect_control, &p));
+    CHECK(control_seen == 4);
+    nqi_control_header(buf, 2, NQI_CONTROL_MAX + 1);
+    CHECK_RC(nqi_parser_feed(&p, buf, 8, collect_control, &p), NQ_EPROTO);
+    nqi_parser_fini(&p);
+
+    uint8_t odd[8] = {0x80, 2, 0, 0, 1, 0, 0, 8}; /* bits outside type and length */
+    nqi_parser_init(&p, 16);
+    p.control_ok = 1;
+    CHECK_RC(nqi_parser_feed(&p, odd, 8, collect_control, &p), NQ_EPROTO);
+    nqi_parser_fini(&p);
+    uint8_t none[8] = {0x80, 0, 0, 0, 0, 0, 0, 0}; /* type 0 */
+    nqi_parser_init(&p, 16);
+    p.control_ok = 1;
+    CHECK_RC(nqi_parser_feed(&p, none, 8, collect_control, &p), NQ_EPROTO);
+    nqi_parser_fini(&p);
+    return 0;
+}
+
 static int test_parser_allocation_grows_with_arrivals(void)
 {
     /* A header claiming 1 GiB allocates only as bytes arrive. */
@@ -796,6 +846,7 @@ static const struct test_case tests[] = {
     TEST(test_header_is_big_endian_u64),
     TEST(test_parser_splits_frames_at_any_boundary),
     TEST(test_parser_rejects_length_over_limit),
+    TEST(test_parser_takes_control_frames_only_when_agreed),
     TEST(test_parser_allocation_grows_with_arrivals),
     TEST(test_parser_allocates_a_medium_payload_once),
     TEST(test_parser_window_reads_straight_into_message),

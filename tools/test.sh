@@ -84,9 +84,11 @@ run_asan() {
 run_tsan() {
     local dir=$root/build-tsan
     configure "$dir" gcc -DNQ_SANITIZE=thread -DNQ_BUILD_BINDINGS=OFF -DNQ_BUILD_BENCH=OFF &&
-        cmake --build "$dir" -j "$jobs" --target test_units test_loop test_session test_comm test_mqtt &&
+        cmake --build "$dir" -j "$jobs" --target test_units test_loop test_session test_comm test_mqtt \
+            test_reconnect test_delivery &&
         (cd "$dir" && TSAN_OPTIONS=${TSAN_OPTIONS:-halt_on_error=1} \
-            ctest --output-on-failure --no-tests=error -j "$jobs" -R '^test_(units|loop|session|comm\.(tcp|mqtt)|mqtt)\.')
+            ctest --output-on-failure --no-tests=error -j "$jobs" \
+            -R '^test_(units|loop|session|comm\.(tcp|mqtt)|mqtt|(reconnect|delivery)\.(tcp|tls))\.')
 }
 
 # Only the fuzz executables are built here: the gcc stages cover the rest.

@@ -82,6 +82,15 @@ type Options struct {
 	ReconnectMax    time.Duration
 	ReconnectGiveUp time.Duration
 
+	// Acknowledged delivery (libnq >= 1.2), between libnq peers that both
+	// ask for it over TCP or TLS: a Put's future completes when the peer
+	// has the message, and a reconnecting client's session goes on where
+	// it stopped, nothing lost or repeated; with anyone else, net-queue's
+	// meaning.  Resume is how long a server keeps a lost peer's session
+	// for its return (zero: libnq's 60 s).
+	Acknowledged bool
+	Resume       time.Duration
+
 	// Events, when not nil, receives every peer event in order (Connected,
 	// then at most one Disconnected per connection); Close closes it once
 	// the last one is sent.  Keep it drained: a full channel holds the
@@ -208,6 +217,8 @@ func buildOptions(o *Options) (nqraw.Opts, error) {
 		{nqraw.NQ_OPT_RECONNECT_MS, millis(o.Reconnect), o.Reconnect > 0},
 		{nqraw.NQ_OPT_RECONNECT_MAX_MS, millis(o.ReconnectMax), o.ReconnectMax > 0},
 		{nqraw.NQ_OPT_RECONNECT_GIVE_UP_MS, millis(o.ReconnectGiveUp), o.ReconnectGiveUp > 0},
+		{nqraw.NQ_OPT_DELIVERY, int64(nqraw.NQ_DELIVERY_ACKED), o.Acknowledged},
+		{nqraw.NQ_OPT_RESUME_MS, millis(o.Resume), o.Resume > 0},
 	}
 	if o.MQTTQoS != nil {
 		ints = append(ints, struct {

@@ -525,3 +525,40 @@ func TestReconnectingClientFollowsARestartedServer(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// A server holding one undelivered message stops reading: the next message
+// is written but not received, and with acknowledged delivery its future
+// waits until the server makes room.
+func TestAcknowledgedDeliveryCompletesAFutureWhenThePeerHasIt(t *testing.T) {
+	for _, acked := range []bool{false, true} {
+		s := open(t, nq.Server, &nq.Options{Addr: addr(0), QueueSize: 1, Acknowledged: acked,
+			CloseTimeout: time.Second})
+		port, _ := s.LocalPort()
+		c := open(t, nq.Client, &nq.Options{Addr: addr(port), Acknowledged: acked})
+		if err := c.Put([]byte("first")).Wait(ctx(t)); err != nil {
+			t.Fatal(err)
+		}
+		time.Sleep(200 * time.Millisecond) // the server pauses after "first"
+		second := c.Put([]byte("second"))
+		short, cancel := context.WithTimeout(context.Background(), 500*time.Millisecond)
+		err := second.Wait(short)
+		cancel()
+		if acked && !errors.Is(err, context.DeadlineExceeded) {
+			t.Fatalf("acknowledged: the second future ended before the server read it: %v", err)
+		}
+		if !acked && err != nil {
+			t.Fatalf("written: %v", err)
+		}
+		for _, want := range []string{"first", "second"} {
+			if msg, err := s.Get(ctx(t)); err != nil || string(msg.Data) != want {
+				t.Fatalf("the server got %+v, %v", msg, err)
+			}
+		}
+		if err := second.Wait(ctx(t)); err != nil {
+			t.Fatal(err)
+		}
+		if err := c.Close(); err != nil {
+			t.Fatal(err)
+		}
+	}
+}

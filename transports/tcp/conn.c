@@ -5,6 +5,7 @@
  * bytes themselves move through the connection's stream operations, plain
  * or TLS.
  */
+#include <errno.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <sys/epoll.h>
@@ -18,6 +19,15 @@
 /* Payload reads go straight into the message when at least this much of
  * it is still to come. */
 #define DIRECT_READ_MIN (64 * 1024)
+
+/* Acknowledged delivery is asked for with one urgent byte, the first byte
+ * either side sends (before TLS, if any).  Without SO_OOBINLINE the kernel
+ * keeps it out of the byte stream, so a peer that does not look for it
+ * (net-queue, or libnq without NQ_DELIVERY_ACKED) never sees it.  One that
+ * looks must do so before its first read, which would skip the byte and
+ * forget it: until it knows, it reads nothing (TLS reads through a gate,
+ * tls.c). */
+#define URGENT_ASK 0x01
 
 static void on_event(nqi_watch *w, uint32_t events);
 static void stall_check(nqi_timer *timer);
@@ -142,6 +152,33 @@ void nqi_tcp_flush(nqi_session *s)
     nqi_tcp_update_events(t);
 }
 
+int nqi_tcp_urgent_known(tcp_conn *t)
+{
+    if (t->urgent != 0 || !nqi_ack_wanted(t->s->comm)) {
+        return 1;
+    }
+    uint8_t b;
+    if (recv(t->watch.fd, &b, 1, MSG_OOB | MSG_DONTWAIT) == 1) {
+        t->urgent = b == URGENT_ASK ? 1 : -1;
+        return 1;
+    }
+    /* MSG_PEEK passes over an urgent byte without consuming it: bytes
+     * behind it there to be read (or the end) mean that it would have come
+     * first, had there been one. */
+    ssize_t n = recv(t->watch.fd, &b, 1, MSG_PEEK | MSG_DONTWAIT);
+    if (n >= 0 || (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR)) {
+        t->urgent = -1;
+        return 1;
+    }
+    return 0;
+}
+
+int nqi_tcp_acked(nqi_session *s)
+{
+    tcp_conn *t = tcp_conn_of(s);
+    return nqi_tcp_urgent_known(t) && t->urgent == 1;
+}
+
 /* Reads what the connection has, within a budget (unless the layer holds
  * input of its own).  A connection whose peer is gone is drained to its
  * end, paused or not: what arrived is delivered, then the session ends. */
@@ -150,6 +187,9 @@ static void do_read(tcp_conn *t)
     nqi_session *s = t->s;
     tcp_worker *tw = tcp_worker_of(s->worker);
     size_t budget = READ_BUDGET;
+    if (!nqi_tcp_urgent_known(t)) {
+        return; /* nothing but perhaps the urgent byte yet */
+    }
     while (!s->ended && (!atomic_load(&s->paused) || t->draining)) {
         uint8_t *win;
         size_t winlen = 0;
@@ -268,6 +308,13 @@ void nqi_tcp_conn_begin(tcp_conn *t, int fd)
     nqi_session *s = t->s;
     tcp_comm *tc = s->comm->tp;
     t->watch.fd = fd;
+    if (nqi_ack_wanted(s->comm)) {
+        uint8_t ask = URGENT_ASK;
+        if (send(fd, &ask, 1, MSG_OOB | MSG_DONTWAIT | MSG_NOSIGNAL) != 1) {
+            nqi_logf(&s->comm->log, NQ_LOG_DEBUG,
+                     "could not ask for acknowledged delivery; the connection goes without");
+        }
+    }
     if (tc->ssl_ctx != NULL) {
         int rv = nqi_tls_attach(t, tc->ssl_ctx);
         if (rv != NQ_OK) {

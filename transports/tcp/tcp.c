@@ -162,6 +162,7 @@ const nqi_transport nqi_tcp_transport = {
     .resume = nqi_tcp_resume,
     .session_end = tcp_session_end,
     .redial = tcp_redial,
+    .acked = nqi_tcp_acked,
     .close = NULL,
     .shutdown = tcp_shutdown,
 };

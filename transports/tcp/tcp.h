@@ -64,6 +64,8 @@ struct tcp_conn {
     uint8_t *tls_stage;        /* TLS: small frames gathered into one record */
     nqi_timer stall;           /* while bytes are in flight: is the peer alive? */
     int draining;              /* the peer is gone: read what is left, paused or not */
+    int urgent;                /* acknowledged delivery: the peer's urgent byte
+                                * came (1), did not (-1), not known yet (0) */
     struct addrinfo *addrs;    /* client: the resolved addresses */
     struct addrinfo *addr_next; /* client: the next one to try */
 };
@@ -121,6 +123,11 @@ void nqi_tcp_conn_begin(tcp_conn *t, int fd);
 void nqi_tcp_update_events(tcp_conn *t);
 void nqi_tcp_flush(nqi_session *s);
 void nqi_tcp_resume(nqi_session *s);
+/* 1 when the peer asked for acknowledged delivery (its urgent byte). */
+int nqi_tcp_acked(nqi_session *s);
+/* 1 once it is known whether the peer sent the urgent byte (or nobody
+ * asks): until then nothing may be read from the socket. */
+int nqi_tcp_urgent_known(tcp_conn *t);
 
 /* listen.c */
 int nqi_tcp_listen(nq_comm *c);

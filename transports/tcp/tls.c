@@ -5,6 +5,7 @@
  * peer never stalls another.
  */
 #include <arpa/inet.h>
+#include <pthread.h>
 #include <openssl/err.h>
 #include <openssl/ssl.h>
 #include <openssl/x509v3.h>
@@ -79,11 +80,80 @@ void nqi_tls_ctx_free(void *ctx)
     SSL_CTX_free(ctx);
 }
 
+/* ---- the gate: no read before the urgent byte is known (conn.c) ---- */
+
+static BIO_METHOD *gate_method;
+static pthread_once_t gate_once = PTHREAD_ONCE_INIT;
+
+static int gate_read(BIO *b, char *buf, int len)
+{
+    BIO_clear_retry_flags(b);
+    if (!nqi_tcp_urgent_known(BIO_get_data(b))) {
+        BIO_set_retry_read(b);
+        return -1;
+    }
+    int n = BIO_read(BIO_next(b), buf, len);
+    BIO_copy_next_retry(b);
+    return n;
+}
+
+static int gate_write(BIO *b, const char *buf, int len)
+{
+    BIO_clear_retry_flags(b);
+    int n = BIO_write(BIO_next(b), buf, len);
+    BIO_copy_next_retry(b);
+    return n;
+}
+
+static long gate_ctrl(BIO *b, int cmd, long num, void *ptr)
+{
+    return BIO_ctrl(BIO_next(b), cmd, num, ptr);
+}
+
+static int gate_create(BIO *b)
+{
+    BIO_set_init(b, 1);
+    return 1;
+}
+
+static void gate_make(void)
+{
+    BIO_METHOD *m = BIO_meth_new(BIO_get_new_index() | BIO_TYPE_FILTER, "nq urgent gate");
+    if (m != NULL && (BIO_meth_set_read(m, gate_read) != 1 ||
+                      BIO_meth_set_write(m, gate_write) != 1 ||
+                      BIO_meth_set_ctrl(m, gate_ctrl) != 1 ||
+                      BIO_meth_set_create(m, gate_create) != 1)) {
+        BIO_meth_free(m);
+        m = NULL;
+    }
+    gate_method = m;
+}
+
+/* The socket, behind the gate when acknowledged delivery is asked for. */
+static int bind_socket(SSL *ssl, tcp_conn *t)
+{
+    if (!nqi_ack_wanted(t->s->comm)) {
+        return SSL_set_fd(ssl, t->watch.fd) == 1 ? NQ_OK : NQ_ETLS;
+    }
+    pthread_once(&gate_once, gate_make);
+    BIO *sock = BIO_new_socket(t->watch.fd, BIO_NOCLOSE);
+    BIO *gate = gate_method != NULL ? BIO_new(gate_method) : NULL;
+    if (sock == NULL || gate == NULL) {
+        BIO_free(sock);
+        BIO_free(gate);
+        return NQ_ETLS;
+    }
+    BIO_set_data(gate, t);
+    BIO_push(gate, sock);
+    SSL_set_bio(ssl, gate, gate);
+    return NQ_OK;
+}
+
 int nqi_tls_attach(tcp_conn *t, void *ctx)
 {
     nq_comm *c = t->s->comm;
     SSL *ssl = SSL_new(ctx);
-    if (ssl == NULL || SSL_set_fd(ssl, t->watch.fd) != 1) {
+    if (ssl == NULL || bind_socket(ssl, t) != NQ_OK) {
         SSL_free(ssl);
         log_ssl_errors(c, "cannot create a TLS connection");
         return NQ_ETLS;

@@ -56,7 +56,7 @@ extern "C" {
 /* ------------------------------------------------------------------------ */
 
 #define NQ_VERSION_MAJOR 1
-#define NQ_VERSION_MINOR 1
+#define NQ_VERSION_MINOR 2
 #define NQ_VERSION_PATCH 0
 /* The version of this header as one number: major*10000 + minor*100 + patch. */
 #define NQ_VERSION_NUMBER \
@@ -212,7 +212,9 @@ typedef enum nq_option {
      * answered the new INI, in order, behind the INI; a frame the lost
      * connection had only partly written goes again whole (the server drops
      * a partial frame); get keeps waiting.  Frames the lost connection had
-     * wholly written have completed their futures and are not resent.  The
+     * wholly written have completed their futures and are not resent
+     * (with NQ_DELIVERY_ACKED on both sides, whatever the server lacks is
+     * resent instead: see NQ_OPT_DELIVERY).  The
      * server may be a new process with a new id: the events tell.
      * nq_close while disconnected fails what is queued with the
      * error that ended the last connection and returns it (NQ_OK after a
@@ -225,8 +227,52 @@ typedef enum nq_option {
      * failed) when the client stops trying: the communicator then ends as
      * it would without reconnection (queued puts fail, get reports the
      * last error).  -1 never gives up.  -1 or 0 .. 2^31, default -1. */
-    NQ_OPT_RECONNECT_GIVE_UP_MS = 15
+    NQ_OPT_RECONNECT_GIVE_UP_MS = 15,
+    /* What a put's future promises (since 1.2): NQ_DELIVERY_WRITTEN or
+     * NQ_DELIVERY_ACKED, below.  Both sides must ask for NQ_DELIVERY_ACKED;
+     * they agree on it while connecting, invisibly to a net-queue peer, and
+     * otherwise fall back to NQ_DELIVERY_WRITTEN (NQ_STAT_ACKED counts the
+     * connections where it was agreed).  Over TCP and TLS the two libnq
+     * peers agree through one urgent (out-of-band) byte each way, which the
+     * byte stream never shows; MQTT and gRPC connections always fall back.
+     * A server with NQ_DELIVERY_ACKED runs on one worker (NQ_OPT_WORKERS
+     * above 1 is refused at nq_open with NQ_EINVAL).
+     * NQ_DELIVERY_WRITTEN by default. */
+    NQ_OPT_DELIVERY = 16,
+    /* Server with NQ_DELIVERY_ACKED: milliseconds a peer's session outlives
+     * its lost connection, waiting for the peer to come back with its id
+     * (a client with NQ_OPT_RECONNECT_MS).  Meanwhile the peer stays
+     * listed, puts to it queue, and no event is reported; when it comes
+     * back the session goes on where it stopped (NQ_STAT_RESUMED), else it
+     * ends as a lost peer.  0 .. 2^31, default 60000. */
+    NQ_OPT_RESUME_MS = 17
 } nq_option;
+
+/* Values of NQ_OPT_DELIVERY.
+ *
+ * NQ_DELIVERY_WRITTEN: net-queue's meaning.  A put's future completes when
+ *   the message was handed to the connection (the kernel, the MQTT client
+ *   library, grpc); a connection lost later may lose it, and a message
+ *   whose future failed may still have arrived.
+ *
+ * NQ_DELIVERY_ACKED: between two libnq peers that both ask for it.  Every
+ *   message is numbered per session; the receiver acknowledges what its
+ *   libnq has queued for get, and a put's future completes when the peer
+ *   has the message.  When the connection is lost and the client comes
+ *   back (NQ_OPT_RECONNECT_MS on the client, within the server's
+ *   NQ_OPT_RESUME_MS), both sides resend what the other lacks and nothing
+ *   else: while both processes live, every message arrives exactly once
+ *   and in order, whatever the number of reconnections.  When one side is
+ *   a new process (restarted, or a session that timed out), messages the
+ *   old one may or may not have had fail with NQ_ECONNRESET and the rest
+ *   go to the new one.  Both sides also send a heartbeat when idle, so a
+ *   peer that stops (SIGSTOP, a hung process, a dead path) is noticed
+ *   within 1.5 to 2 x NQ_OPT_KEEPALIVE_MS even where TCP's keep-alive
+ *   still gets answers (the session ends with NQ_ETIMEDOUT); silence is not counted while libnq itself holds
+ *   the peer back (NQ_OPT_QUEUE_SIZE).  A client with NQ_DELIVERY_ACKED
+ *   sends its first message once the server has answered its INI. */
+#define NQ_DELIVERY_WRITTEN 0
+#define NQ_DELIVERY_ACKED 1
 
 typedef struct nq_opts nq_opts;
 
@@ -417,7 +463,9 @@ typedef enum nq_stat_id {
     NQ_STAT_CONNECTIONS_LOST = 9, /* connections that ended without FIN        */
     NQ_STAT_HANDSHAKE_TIMEOUTS = 10, /* connections closed for never finishing INI */
     NQ_STAT_READ_PAUSES = 11,     /* times a peer hit NQ_OPT_QUEUE_SIZE        */
-    NQ_STAT_RECONNECTS = 12       /* client: attempts to connect again (1.1)   */
+    NQ_STAT_RECONNECTS = 12,      /* client: attempts to connect again (1.1)   */
+    NQ_STAT_ACKED = 13,           /* connections that agreed on NQ_DELIVERY_ACKED (1.2) */
+    NQ_STAT_RESUMED = 14          /* server: sessions a returning peer took up again (1.2) */
 } nq_stat_id;
 
 /* Reads a counter.  Returns NQ_OK or NQ_EINVAL.  Thread-safe. */

@@ -50,6 +50,8 @@ def _raw_options(options):
         (_raw.NQ_OPT_RECONNECT_MS, _ms(transport.reconnect)),
         (_raw.NQ_OPT_RECONNECT_MAX_MS, _ms(transport.reconnect_max)),
         (_raw.NQ_OPT_RECONNECT_GIVE_UP_MS, _ms(transport.reconnect_give_up)),
+        (_raw.NQ_OPT_DELIVERY, _raw.NQ_DELIVERY_ACKED if transport.acknowledged else None),
+        (_raw.NQ_OPT_RESUME_MS, _ms(transport.resume)),
     ]
     for option, value in ints:
         if value is not None:
@@ -196,6 +198,8 @@ class Communicator:
             "connections_lost": _raw.NQ_STAT_CONNECTIONS_LOST,
             "handshake_timeouts": _raw.NQ_STAT_HANDSHAKE_TIMEOUTS,
             "read_pauses": _raw.NQ_STAT_READ_PAUSES,
+            "reconnects": _raw.NQ_STAT_RECONNECTS,
+            "acknowledged": _raw.NQ_STAT_ACKED, "resumed": _raw.NQ_STAT_RESUMED,
         }
         return {name: errors.check(self._raw.stat(code)) for name, code in names.items()}
 

@@ -105,6 +105,14 @@ class TransportOptions:
     reconnect: float | None = None
     reconnect_max: float | None = None
     reconnect_give_up: float | None = None
+    #: acknowledged delivery (libnq >= 1.2), between libnq peers that both
+    #: ask for it over TCP or TLS: a put's future completes when the peer
+    #: has the message, and a reconnecting client's session goes on where
+    #: it stopped, nothing lost or repeated; with anyone else, net-queue's
+    #: meaning.  resume: how long a server keeps a lost peer's session for
+    #: its return (None: libnq's 60 s)
+    acknowledged: bool = False
+    resume: float | None = None
 
 
 @dataclass(order=False, slots=True, frozen=True)

@@ -395,3 +395,32 @@ def test_a_reconnecting_client_follows_a_restarted_server():
             client.close()
     finally:
         client.close()
+
+
+def test_acknowledged_delivery_completes_a_future_when_the_peer_has_it():
+    """A server holding one undelivered message stops reading: the next
+    message is written but not received, and with acknowledged delivery
+    its future waits until the server makes room."""
+    for acknowledged in (False, True):
+        transport = nq.TransportOptions(acknowledged=acknowledged)
+        small = nq.ConnectionOptions(queue_size=1)
+        with nq.new(nq.Protocol.TCP, nq.Purpose.SERVER,
+                    options(transport=transport, connection=small)) as server:
+            with nq.new(nq.Protocol.TCP, nq.Purpose.CLIENT,
+                        options(server.local_port, transport=transport)) as client:
+                client.put(b"first").result(TIMEOUT)
+                deadline = time.monotonic() + TIMEOUT
+                while server.stats()["read_pauses"] == 0 and time.monotonic() < deadline:
+                    time.sleep(0.01)
+                second = client.put(b"second")
+                if acknowledged:
+                    with pytest.raises(concurrent.futures.TimeoutError):
+                        second.result(0.5)
+                else:
+                    second.result(TIMEOUT)
+                assert server.get(timeout=TIMEOUT).data == b"first"
+                assert server.get(timeout=TIMEOUT).data == b"second"
+                second.result(TIMEOUT)
+                assert client.stats()["acknowledged"] == int(acknowledged)
+                assert server.stats()["acknowledged"] == int(acknowledged)
+

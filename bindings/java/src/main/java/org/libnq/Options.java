@@ -193,6 +193,21 @@ public final class Options {
             return set(nqraw.NQ_OPT_RECONNECT_GIVE_UP_MS, after.toMillis());
         }
 
+        /**
+         * Acknowledged delivery (since libnq 1.2), between libnq peers that both ask for it over
+         * TCP or TLS: a put's future completes when the peer has the message, and a reconnecting
+         * client's session goes on where it stopped, nothing lost or repeated. With any other peer,
+         * net-queue's meaning (the message was handed to the connection).
+         */
+        public Builder acknowledged() {
+            return set(nqraw.NQ_OPT_DELIVERY, nqraw.NQ_DELIVERY_ACKED);
+        }
+
+        /** Server with acknowledged delivery: how long a lost peer's session waits for its return. */
+        public Builder resumeWindow(Duration window) {
+            return set(nqraw.NQ_OPT_RESUME_MS, window.toMillis());
+        }
+
         /** MQTT publish and subscribe QoS (0..2, default 1). */
         public Builder mqttQos(int qos) {
             return set(nqraw.NQ_OPT_MQTT_QOS, qos);

@@ -431,4 +431,34 @@ class CommunicatorTest {
             second.close();
         }
     }
+
+    /**
+     * A server holding one undelivered message stops reading: the next message is written but not
+     * received, and with acknowledged delivery its future waits until the server makes room.
+     */
+    @Test
+    void acknowledgedDeliveryCompletesAFutureWhenThePeerHasIt() throws Exception {
+        for (boolean acked : new boolean[] {false, true}) {
+            Options.Builder sb = Options.builder().queueSize(1).closeTimeout(Duration.ofSeconds(1));
+            Options.Builder cb = Options.builder();
+            if (acked) {
+                sb.acknowledged();
+                cb.acknowledged();
+            }
+            Communicator s = server(sb);
+            Communicator c = client(s, cb);
+            c.put(bytes("first")).get(WAIT.toMillis(), TimeUnit.MILLISECONDS);
+            Thread.sleep(200); // the server pauses after "first"
+            CompletableFuture<Void> second = c.put(bytes("second"));
+            if (acked) {
+                assertThrows(TimeoutException.class, () -> second.get(500, TimeUnit.MILLISECONDS));
+            } else {
+                second.get(WAIT.toMillis(), TimeUnit.MILLISECONDS);
+            }
+            assertEquals("first", text(s.get(WAIT)));
+            assertEquals("second", text(s.get(WAIT)));
+            second.get(WAIT.toMillis(), TimeUnit.MILLISECONDS);
+            c.close();
+        }
+    }
 }

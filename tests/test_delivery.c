@@ -1,0 +1,564 @@
+/*
+ * Acknowledged delivery (NQ_OPT_DELIVERY = NQ_DELIVERY_ACKED), over the
+ * protocol named on the command line: tcp or tls carry it; over mqtt and
+ * grpc only the fallback case runs.  Faults come from the tests' proxy
+ * (tests/proxy.c): connection resets, and a freeze that lets no byte
+ * through while both kernels keep answering.
+ */
+#include <pthread.h>
+#include <signal.h>
+#include <stdatomic.h>
+#include <stdlib.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "env.h"
+#include "harness.h"
+#include "peers.h"
+#include "proxy.h"
+#include "nq/nq.h"
+
+#define WAIT_MS NQT_WAIT_MS
+
+static nqt_env g_env;
+#define g_proto (g_env.proto)
+static char g_prefix[32];
+
+static nq_opts *options(nq_purpose purpose, uint16_t port, int delivery)
+{
+    nq_opts *o = nqt_env_opts(&g_env, purpose, port, g_prefix);
+    if (nq_opts_set_int(o, NQ_OPT_DELIVERY, delivery) != NQ_OK ||
+        (purpose == NQ_SERVER && nq_opts_set_int(o, NQ_OPT_CLOSE_TIMEOUT_MS, 2000) != NQ_OK)) {
+        abort();
+    }
+    return o;
+}
+
+static nq_comm *server_with(nq_opts *o)
+{
+    return nqt_open(g_proto, NQ_SERVER, o);
+}
+
+/* A client that reconnects at once and then every 200 ms at most. */
+static nq_opts *reconnecting(nq_opts *o, nqt_recorder *r)
+{
+    if (nq_opts_set_int(o, NQ_OPT_RECONNECT_MS, 20) != NQ_OK ||
+        nq_opts_set_int(o, NQ_OPT_RECONNECT_MAX_MS, 200) != NQ_OK ||
+        (r != NULL && nq_opts_set_events(o, nqt_record, r) != NQ_OK)) {
+        abort();
+    }
+    return o;
+}
+
+static int put(nq_comm *c, const void *data, size_t len, const nq_id *to, nq_future **f)
+{
+    nq_chunk chunk = {.data = data, .len = len};
+    return nq_put(c, &chunk, 1, to, to != NULL ? 1 : 0, f);
+}
+
+static int settle(nq_future *f, int64_t ms)
+{
+    int rv = nq_future_wait(f, ms);
+    int result = rv == NQ_OK ? nq_future_result(f) : rv;
+    return result;
+}
+
+/* ---- agreement ---------------------------------------------------------------------- */
+
+/* Messages both ways with futures; the two libnq peers agree over TCP and
+ * TLS and fall back over MQTT and gRPC (NQ_STAT_ACKED says which). */
+static int test_agreed_where_the_transport_can_carry_it(void)
+{
+    nq_comm *s = server_with(options(NQ_SERVER, 0, NQ_DELIVERY_ACKED));
+    CHECK(s != NULL);
+    nq_comm *c = nqt_open(g_proto, NQ_CLIENT, options(NQ_CLIENT, nqt_port(s), NQ_DELIVERY_ACKED));
+    CHECK(c != NULL);
+    nq_id cid;
+    CHECK_OK(nq_comm_id(c, &cid));
+    enum { N = 100 };
+    nq_future *up[N], *down[N];
+    char text[N][16];
+    for (int i = 0; i < N; i++) {
+        snprintf(text[i], sizeof(text[i]), "m%d", i);
+        CHECK_OK(put(c, text[i], strlen(text[i]), NULL, &up[i]));
+    }
+    for (int i = 0; i < N; i++) {
+        CHECK(nqt_expect(s, text[i], strlen(text[i]), &cid) == 0);
+        CHECK_OK(put(s, text[i], strlen(text[i]), &cid, &down[i]));
+    }
+    for (int i = 0; i < N; i++) {
+        CHECK(nqt_expect(c, text[i], strlen(text[i]), NULL) == 0);
+        CHECK_RC(settle(up[i], WAIT_MS), NQ_OK);
+        nq_future_free(up[i]);
+    }
+    int64_t want = g_proto == NQ_TCP ? 1 : 0;
+    CHECK(nqt_stat(c, NQ_STAT_ACKED) == want);
+    CHECK(nqt_stat(s, NQ_STAT_ACKED) == want);
+    CHECK_OK(nq_close(c));
+    /* The client's last acknowledgement completes what the server sent. */
+    for (int i = 0; i < N; i++) {
+        CHECK_RC(settle(down[i], WAIT_MS), NQ_OK);
+        nq_future_free(down[i]);
+    }
+    CHECK_OK(nq_close(s));
+    nq_destroy(c);
+    nq_destroy(s);
+    return 0;
+}
+
+/* Either side alone asking changes nothing: no agreement, messages flow. */
+static int test_falls_back_when_one_side_does_not_ask(void)
+{
+    for (int asker = 0; asker < 2; asker++) {
+        nq_comm *s = server_with(
+            options(NQ_SERVER, 0, asker == 0 ? NQ_DELIVERY_ACKED : NQ_DELIVERY_WRITTEN));
+        CHECK(s != NULL);
+        nq_comm *c = nqt_open(
+            g_proto, NQ_CLIENT,
+            options(NQ_CLIENT, nqt_port(s), asker == 1 ? NQ_DELIVERY_ACKED : NQ_DELIVERY_WRITTEN));
+        CHECK(c != NULL);
+        CHECK(nqt_round_trip(s, c) == 0);
+        CHECK(nqt_round_trip(s, c) == 0);
+        CHECK(nqt_stat(c, NQ_STAT_ACKED) == 0);
+        CHECK(nqt_stat(s, NQ_STAT_ACKED) == 0);
+        CHECK_OK(nq_close(c));
+        CHECK_OK(nq_close(s));
+        nq_destroy(c);
+        nq_destroy(s);
+    }
+    return 0;
+}
+
+static int test_server_with_workers_is_refused(void)
+{
+    nq_opts *o = options(NQ_SERVER, 0, NQ_DELIVERY_ACKED);
+    CHECK_OK(nq_opts_set_int(o, NQ_OPT_WORKERS, 2));
+    nq_comm *s = NULL;
+    CHECK_RC(nq_open(NQ_TCP, NQ_SERVER, o, &s), NQ_EINVAL);
+    CHECK_OK(nq_opts_set_int(o, NQ_OPT_DELIVERY, NQ_DELIVERY_WRITTEN));
+    CHECK_OK(nq_open(NQ_TCP, NQ_SERVER, o, &s));
+    nq_destroy(s);
+    CHECK_RC(nq_opts_set_int(o, NQ_OPT_DELIVERY, 2), NQ_EINVAL);
+    CHECK_RC(nq_opts_set_int(o, NQ_OPT_RESUME_MS, -1), NQ_EINVAL);
+    nq_opts_free(o);
+    return 0;
+}
+
+/* ---- what a future means ----------------------------------------------------------- */
+
+/* A server holding one undelivered message stops reading: a second message
+ * is written (its future completes at once without acknowledgements) but
+ * not received (with them, its future waits until get makes room). */
+static int test_future_completes_when_the_peer_has_it(void)
+{
+    for (int acked = 0; acked < 2; acked++) {
+        int mode = acked ? NQ_DELIVERY_ACKED : NQ_DELIVERY_WRITTEN;
+        nq_opts *so = options(NQ_SERVER, 0, mode);
+        CHECK_OK(nq_opts_set_int(so, NQ_OPT_QUEUE_SIZE, 1));
+        nq_comm *s = server_with(so);
+        CHECK(s != NULL);
+        nq_comm *c = nqt_open(g_proto, NQ_CLIENT, options(NQ_CLIENT, nqt_port(s), mode));
+        CHECK(c != NULL);
+        nq_future *f1, *f2;
+        CHECK_OK(put(c, "first", 5, NULL, &f1));
+        CHECK_RC(settle(f1, WAIT_MS), NQ_OK);
+        CHECK(nqt_wait_stat(s, NQ_STAT_READ_PAUSES, 1) == 0);
+        CHECK_OK(put(c, "second", 6, NULL, &f2));
+        if (acked) {
+            CHECK_RC(nq_future_wait(f2, 500), NQ_ETIMEDOUT);
+        } else {
+            CHECK_RC(settle(f2, WAIT_MS), NQ_OK);
+        }
+        CHECK(nqt_expect(s, "first", 5, NULL) == 0);
+        CHECK(nqt_expect(s, "second", 6, NULL) == 0);
+        CHECK_RC(settle(f2, WAIT_MS), NQ_OK);
+        nq_future_free(f1);
+        nq_future_free(f2);
+        CHECK_OK(nq_close(c));
+        CHECK_OK(nq_close(s));
+        nq_destroy(c);
+        nq_destroy(s);
+    }
+    return 0;
+}
+
+/* ---- across connections ------------------------------------------------------------ */
+
+enum { FLOOD = 20000, WINDOW = 256, RESETS = 8 };
+
+typedef struct flood {
+    nq_comm *server;
+    nq_comm *client;
+    nq_id client_id;
+    atomic_int server_got;
+    atomic_int client_got;
+    atomic_int errors;
+    atomic_int put_failures;
+} flood;
+
+static uint32_t read_index(const nq_msg *m)
+{
+    const void *data;
+    size_t len;
+    uint32_t v = UINT32_MAX;
+    if (nq_msg_data(m, &data, &len) == NQ_OK && len == sizeof(v)) {
+        memcpy(&v, data, sizeof(v));
+    }
+    return v;
+}
+
+/* The server takes the messages in order and echoes each. */
+static void *flood_server(void *arg)
+{
+    flood *f = arg;
+    int64_t deadline = nqt_now_ms() + 90000;
+    while (atomic_load(&f->server_got) < FLOOD && nqt_now_ms() < deadline) {
+        nq_msg *m = NULL;
+        if (nq_get(f->server, 100, &m) != NQ_OK) {
+            continue;
+        }
+        uint32_t v = read_index(m);
+        if (v != (uint32_t)atomic_load(&f->server_got)) {
+            fprintf(stderr, "server got %u, expected %d\n", v, atomic_load(&f->server_got));
+            atomic_fetch_add(&f->errors, 1);
+        }
+        atomic_fetch_add(&f->server_got, 1);
+        if (put(f->server, &v, sizeof(v), &f->client_id, NULL) != NQ_OK) {
+            atomic_fetch_add(&f->put_failures, 1);
+        }
+        nq_msg_free(m);
+    }
+    return NULL;
+}
+
+/* The client takes the echoes in order. */
+static void *flood_reader(void *arg)
+{
+    flood *f = arg;
+    int64_t deadline = nqt_now_ms() + 90000;
+    while (atomic_load(&f->client_got) < FLOOD && nqt_now_ms() < deadline) {
+        nq_msg *m = NULL;
+        if (nq_get(f->client, 100, &m) != NQ_OK) {
+            continue;
+        }
+        uint32_t v = read_index(m);
+        if (v != (uint32_t)atomic_load(&f->client_got)) {
+            fprintf(stderr, "client got echo %u, expected %d\n", v, atomic_load(&f->client_got));
+            atomic_fetch_add(&f->errors, 1);
+        }
+        atomic_fetch_add(&f->client_got, 1);
+        nq_msg_free(m);
+    }
+    return NULL;
+}
+
+/* The client puts with a window of futures, every one of which must
+ * succeed. */
+static void *flood_writer(void *arg)
+{
+    flood *f = arg;
+    static nq_future *window[WINDOW];
+    static uint32_t values[FLOOD]; /* a zero-copy put's bytes outlive the call */
+    for (uint32_t i = 0; i < FLOOD; i++) {
+        values[i] = i;
+        nq_future **slot = &window[i % WINDOW];
+        if (*slot != NULL) {
+            if (settle(*slot, 60000) != NQ_OK) {
+                atomic_fetch_add(&f->put_failures, 1);
+            }
+            nq_future_free(*slot);
+        }
+        if (put(f->client, &values[i], sizeof(values[i]), NULL, slot) != NQ_OK) {
+            atomic_fetch_add(&f->put_failures, 1);
+            *slot = NULL;
+        }
+    }
+    for (int k = 0; k < WINDOW; k++) {
+        if (window[k] != NULL) {
+            if (settle(window[k], 60000) != NQ_OK) {
+                atomic_fetch_add(&f->put_failures, 1);
+            }
+            nq_future_free(window[k]);
+            window[k] = NULL;
+        }
+    }
+    return NULL;
+}
+
+/* 20,000 messages each way while the proxy resets the connection eight
+ * times: every one arrives once, in order, and every future succeeds. */
+static int test_exactly_once_across_resets(void)
+{
+    nq_comm *s = server_with(options(NQ_SERVER, 0, NQ_DELIVERY_ACKED));
+    CHECK(s != NULL);
+    nqt_proxy px;
+    CHECK(nqt_proxy_start(&px, nqt_port(s)) == 0);
+    flood f = {.server = s};
+    f.client = nqt_open(g_proto, NQ_CLIENT,
+                        reconnecting(options(NQ_CLIENT, px.port, NQ_DELIVERY_ACKED), NULL));
+    CHECK(f.client != NULL);
+    CHECK_OK(nq_comm_id(f.client, &f.client_id));
+    pthread_t t[3];
+    pthread_create(&t[0], NULL, flood_server, &f);
+    pthread_create(&t[1], NULL, flood_reader, &f);
+    pthread_create(&t[2], NULL, flood_writer, &f);
+    int resets = 0;
+    int64_t deadline = nqt_now_ms() + 60000;
+    while (resets < RESETS && nqt_now_ms() < deadline) {
+        /* Reset while messages flow: after each tenth has arrived. */
+        if (atomic_load(&f.server_got) >= (resets + 1) * (FLOOD / (RESETS + 2))) {
+            CHECK(nqt_proxy_reset(&px) == 0);
+            resets++;
+        }
+        usleep(1000);
+    }
+    for (int i = 0; i < 3; i++) {
+        pthread_join(t[i], NULL);
+    }
+    fprintf(stderr, "resets %d, reconnects %lld, resumed %lld, server got %d, client got %d\n",
+            resets, (long long)nqt_stat(f.client, NQ_STAT_RECONNECTS),
+            (long long)nqt_stat(s, NQ_STAT_RESUMED), atomic_load(&f.server_got),
+            atomic_load(&f.client_got));
+    CHECK(resets == RESETS);
+    CHECK(atomic_load(&f.errors) == 0);
+    CHECK(atomic_load(&f.put_failures) == 0);
+    CHECK(atomic_load(&f.server_got) == FLOOD);
+    CHECK(atomic_load(&f.client_got) == FLOOD);
+    CHECK(nqt_stat(f.client, NQ_STAT_RECONNECTS) >= RESETS);
+    CHECK(nqt_stat(s, NQ_STAT_RESUMED) >= RESETS);
+    nq_msg *m = NULL;
+    CHECK_RC(nq_get(s, 200, &m), NQ_ETIMEDOUT); /* no duplicate behind the last */
+    CHECK_RC(nq_get(f.client, 0, &m), NQ_ETIMEDOUT);
+    CHECK_OK(nq_close(f.client));
+    CHECK_OK(nq_close(s));
+    nqt_proxy_stop(&px);
+    nq_destroy(f.client);
+    nq_destroy(s);
+    return 0;
+}
+
+/* A new server process on the same port: what the old one may or may not
+ * have had fails with NQ_ECONNRESET, what comes after goes to the new one. */
+static int test_new_server_fails_what_it_may_not_have_had(void)
+{
+    nq_opts *so = options(NQ_SERVER, 0, NQ_DELIVERY_ACKED);
+    CHECK_OK(nq_opts_set_int(so, NQ_OPT_CLOSE_TIMEOUT_MS, 100));
+    nq_comm *s1 = server_with(so);
+    CHECK(s1 != NULL);
+    uint16_t port = nqt_port(s1);
+    nqt_proxy px;
+    CHECK(nqt_proxy_start(&px, port) == 0);
+    nq_comm *c = nqt_open(g_proto, NQ_CLIENT,
+                          reconnecting(options(NQ_CLIENT, px.port, NQ_DELIVERY_ACKED), NULL));
+    CHECK(c != NULL);
+    nq_future *f1, *f2, *f3;
+    CHECK_OK(put(c, "one", 3, NULL, &f1));
+    CHECK_RC(settle(f1, WAIT_MS), NQ_OK);
+    nqt_proxy_freeze(&px, 1);
+    CHECK_OK(put(c, "two", 3, NULL, &f2)); /* written, held by the proxy */
+    CHECK_RC(nq_future_wait(f2, 300), NQ_ETIMEDOUT);
+    CHECK_RC(nq_close(s1), NQ_ETIMEDOUT);
+    nq_destroy(s1);
+    nq_comm *s2 = server_with(options(NQ_SERVER, port, NQ_DELIVERY_ACKED));
+    CHECK(s2 != NULL);
+    nqt_proxy_freeze(&px, 0);
+    CHECK_RC(settle(f2, WAIT_MS), NQ_ECONNRESET);
+    CHECK_OK(put(c, "three", 5, NULL, &f3));
+    CHECK_RC(settle(f3, WAIT_MS), NQ_OK);
+    CHECK(nqt_expect(s2, "three", 5, NULL) == 0);
+    nq_future_free(f1);
+    nq_future_free(f2);
+    nq_future_free(f3);
+    CHECK(nqt_stat(s2, NQ_STAT_MSGS_IN) == 1); /* "two" never reached it */
+    CHECK_OK(nq_close(c));
+    CHECK_OK(nq_close(s2));
+    nqt_proxy_stop(&px);
+    nq_destroy(c);
+    nq_destroy(s2);
+    return 0;
+}
+
+/* The proxy freezes: no byte passes, yet both kernels go on answering.
+ * With acknowledged delivery the heartbeat notices within about 1.5 x the
+ * keep-alive setting, the client reconnects when the path comes back and
+ * the server's session goes on; without it, nothing notices. */
+static int test_heartbeat_notices_a_frozen_path(void)
+{
+    for (int acked = 1; acked >= 0; acked--) {
+        int mode = acked ? NQ_DELIVERY_ACKED : NQ_DELIVERY_WRITTEN;
+        nq_opts *so = options(NQ_SERVER, 0, mode);
+        CHECK_OK(nq_opts_set_int(so, NQ_OPT_KEEPALIVE_MS, 1000));
+        nq_comm *s = server_with(so);
+        CHECK(s != NULL);
+        nqt_proxy px;
+        CHECK(nqt_proxy_start(&px, nqt_port(s)) == 0);
+        nqt_recorder rc;
+        nqt_recorder_init(&rc);
+        nq_opts *co = reconnecting(options(NQ_CLIENT, px.port, mode), &rc);
+        CHECK_OK(nq_opts_set_int(co, NQ_OPT_KEEPALIVE_MS, 1000));
+        nq_comm *c = nqt_open(g_proto, NQ_CLIENT, co);
+        CHECK(c != NULL);
+        CHECK(nqt_round_trip(s, c) == 0);
+        CHECK(nqt_wait_events(&rc, 1) == 0);
+        nqt_proxy_freeze(&px, 1);
+        int64_t t0 = nqt_now_ms();
+        if (!acked) {
+            usleep(3500 * 1000);
+            CHECK(nqt_events(&rc) == 1); /* still "connected" */
+            nqt_proxy_freeze(&px, 0);
+            CHECK(nqt_round_trip(s, c) == 0);
+        } else {
+            CHECK(nqt_wait_events(&rc, 2) == 0);
+            int64_t took = nqt_now_ms() - t0;
+            fprintf(stderr, "silence noticed after %lld ms\n", (long long)took);
+            CHECK(nqt_is_event(&rc, 1, NQ_EVENT_DISCONNECTED, NULL, NQ_ETIMEDOUT) == 0);
+            CHECK(took >= 1000 && took < 5000);
+            nqt_proxy_freeze(&px, 0);
+            CHECK(nqt_round_trip(s, c) == 0);
+            CHECK(nqt_stat(s, NQ_STAT_RESUMED) >= 1);
+            CHECK(nqt_stat(s, NQ_STAT_PEERS) == 1);
+        }
+        CHECK_OK(nq_close(c));
+        CHECK_OK(nq_close(s));
+        nqt_proxy_stop(&px);
+        nq_destroy(c);
+        nq_destroy(s);
+    }
+    return 0;
+}
+
+/* A lost peer stays listed for NQ_OPT_RESUME_MS, with no event, then
+ * leaves as a lost peer. */
+static int test_lost_peer_is_kept_for_resume_ms(void)
+{
+    nqt_recorder rs;
+    nqt_recorder_init(&rs);
+    nq_opts *so = options(NQ_SERVER, 0, NQ_DELIVERY_ACKED);
+    CHECK_OK(nq_opts_set_int(so, NQ_OPT_RESUME_MS, 600));
+    CHECK_OK(nq_opts_set_events(so, nqt_record, &rs));
+    nq_comm *s = server_with(so);
+    CHECK(s != NULL);
+    nqt_proxy px;
+    CHECK(nqt_proxy_start(&px, nqt_port(s)) == 0);
+    nq_comm *c = nqt_open(g_proto, NQ_CLIENT, options(NQ_CLIENT, px.port, NQ_DELIVERY_ACKED));
+    CHECK(c != NULL);
+    nq_id cid;
+    CHECK_OK(nq_comm_id(c, &cid));
+    CHECK(nqt_round_trip(s, c) == 0);
+    CHECK(nqt_wait_events(&rs, 1) == 0);
+    CHECK(nqt_proxy_reset(&px) == 0);
+    int64_t t0 = nqt_now_ms();
+    nq_msg *m = NULL;
+    CHECK_RC(nq_get(c, WAIT_MS, &m), NQ_ECONNRESET);
+    nq_future *f;
+    CHECK_OK(put(s, "kept", 4, &cid, &f)); /* queues for the peer's return */
+    usleep(200 * 1000);
+    CHECK(nqt_events(&rs) == 1);
+    CHECK(nqt_stat(s, NQ_STAT_PEERS) == 1);
+    CHECK(nqt_wait_events(&rs, 2) == 0);
+    int64_t took = nqt_now_ms() - t0;
+    CHECK(nqt_is_event(&rs, 1, NQ_EVENT_DISCONNECTED, &cid, NQ_ECONNRESET) == 0);
+    CHECK(took >= 500);
+    CHECK(nqt_stat(s, NQ_STAT_PEERS) == 0);
+    CHECK_RC(settle(f, WAIT_MS), NQ_ECONNRESET);
+    nq_future_free(f);
+    nq_close(c);
+    CHECK_OK(nq_close(s));
+    nqt_proxy_stop(&px);
+    nq_destroy(c);
+    nq_destroy(s);
+    return 0;
+}
+
+/* ---- invisible to net-queue --------------------------------------------------------- */
+
+static int read_exact(int fd, void *buf, size_t len)
+{
+    size_t at = 0;
+    while (at < len) {
+        ssize_t n = recv(fd, (char *)buf + at, len - at, 0);
+        if (n <= 0) {
+            return -1;
+        }
+        at += (size_t)n;
+    }
+    return 0;
+}
+
+/* A peer speaking net-queue's wire by hand, with a one-second receive
+ * timeout: an acknowledged-delivery server and client show it exactly the
+ * frames net-queue would, and no byte more. */
+static int test_a_net_queue_peer_sees_nothing_of_it(void)
+{
+    struct timeval tv = {.tv_sec = 1};
+    uint8_t hdr[8], id[16], buf[64];
+    /* A server: INI, one message, its echo, FIN. */
+    nq_comm *s = server_with(options(NQ_SERVER, 0, NQ_DELIVERY_ACKED));
+    CHECK(s != NULL);
+    int fd = nqt_raw_connect(nqt_port(s));
+    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+    nq_id me;
+    nq_id_random(&me);
+    nqt_put_header(hdr, 16);
+    CHECK(send(fd, hdr, 8, 0) == 8 && send(fd, me.bytes, 16, 0) == 16);
+    nqt_put_header(hdr, 5);
+    CHECK(send(fd, hdr, 8, 0) == 8 && send(fd, "hello", 5, 0) == 5);
+    CHECK(read_exact(fd, hdr, 8) == 0 && read_exact(fd, id, 16) == 0);
+    CHECK(hdr[7] == 16 && hdr[0] == 0);
+    CHECK(nqt_expect(s, "hello", 5, &me) == 0);
+    CHECK_OK(nqt_put_wait(s, "world", 5, &me, 1));
+    CHECK(read_exact(fd, hdr, 8) == 0 && read_exact(fd, buf, 5) == 0);
+    CHECK(hdr[7] == 5 && hdr[0] == 0 && memcmp(buf, "world", 5) == 0);
+    CHECK(recv(fd, buf, 1, MSG_DONTWAIT) < 0); /* nothing else came */
+    close(fd);
+    CHECK(nqt_stat(s, NQ_STAT_ACKED) == 0);
+    nq_destroy(s);
+
+    /* A client: its INI, its message, nothing else. */
+    uint16_t port;
+    int lfd = nqt_raw_listen(&port);
+    nq_comm *c = nqt_open(g_proto, NQ_CLIENT, options(NQ_CLIENT, port, NQ_DELIVERY_ACKED));
+    CHECK(c != NULL);
+    fd = nqt_raw_accept(lfd);
+    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+    CHECK(read_exact(fd, hdr, 8) == 0 && read_exact(fd, id, 16) == 0);
+    CHECK(hdr[7] == 16 && hdr[0] == 0);
+    nqt_put_header(hdr, 16);
+    CHECK(send(fd, hdr, 8, 0) == 8 && send(fd, me.bytes, 16, 0) == 16);
+    nq_future *f;
+    CHECK_OK(put(c, "hi", 2, NULL, &f));
+    CHECK(read_exact(fd, hdr, 8) == 0 && read_exact(fd, buf, 2) == 0);
+    CHECK(hdr[7] == 2 && hdr[0] == 0 && memcmp(buf, "hi", 2) == 0);
+    CHECK_RC(settle(f, WAIT_MS), NQ_OK); /* written is all it can mean here */
+    usleep(100 * 1000);
+    CHECK(recv(fd, buf, 1, MSG_DONTWAIT) < 0);
+    nq_future_free(f);
+    close(fd);
+    close(lfd);
+    nq_destroy(c);
+    return 0;
+}
+
+static const struct test_case tests[] = {
+    TEST(test_agreed_where_the_transport_can_carry_it),
+    TEST(test_falls_back_when_one_side_does_not_ask),
+    TEST(test_server_with_workers_is_refused),
+    TEST(test_future_completes_when_the_peer_has_it),
+    TEST(test_exactly_once_across_resets),
+    TEST(test_new_server_fails_what_it_may_not_have_had),
+    TEST(test_heartbeat_notices_a_frozen_path),
+    TEST(test_lost_peer_is_kept_for_resume_ms),
+    TEST_TCP(test_a_net_queue_peer_sees_nothing_of_it), /* a raw peer speaks plain TCP */
+};
+
+int main(int argc, char **argv)
+{
+    signal(SIGPIPE, SIG_IGN);
+    if (nqt_env_start(&g_env, &argc, &argv, "delivery") != 0) {
+        return 1;
+    }
+    snprintf(g_prefix, sizeof(g_prefix), "acked%d/", (int)getpid());
+    int rv = run_tests_for(tests, TEST_COUNT(tests), argc, argv, g_proto == NQ_TCP && !g_env.tls);
+    nqt_env_stop(&g_env);
+    return rv;
+}
