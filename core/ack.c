@@ -102,6 +102,8 @@ static void send_ack(nqi_session *s)
     }
 }
 
+static void forget_peer(nqi_session *s);
+
 /* ---- the kept frames --------------------------------------------------------- */
 
 static int keep(nqi_ack *a, nqi_frame *f)
@@ -190,11 +192,14 @@ int nqi_ack_agree(nqi_session *s, int peer_asked)
     if (!peer_asked) {
         /* The peer is net-queue, or a libnq that does not ask: what was
          * written is done, as without acknowledgements. */
+        nqi_logf(&c->log, NQ_LOG_INFO,
+                 "the peer did not ask for acknowledged delivery; futures mean written");
         a->state = NQI_ACK_OFF;
         a->hold = 0;
         while (a->kept_len > 0) {
             settle_oldest(a, NQ_OK);
         }
+        forget_peer(s);
         nqi_session_mark_dirty(s);
         return NQ_OK;
     }
@@ -247,6 +252,29 @@ static uint64_t drop_queued(nqi_session *s, uint64_t n, int result)
     return dropped;
 }
 
+/* The peer is not the one the session knew (a new process, a session the
+ * server dropped, or a peer that no longer asks for acknowledgements):
+ * what the earlier one may have had is unknown, so it fails, and the rest
+ * starts a new count. */
+static void forget_peer(nqi_session *s)
+{
+    nqi_ack *a = &s->ack;
+    while (a->kept_len > 0) {
+        settle_oldest(a, NQ_ECONNRESET);
+    }
+    uint64_t lost = drop_queued(s, a->rewound, NQ_ECONNRESET);
+    if (lost > 0) {
+        nqi_logf(&s->comm->log, NQ_LOG_WARN,
+                 "the peer is not the one this session knew; %llu messages it may not "
+                 "have had failed",
+                 (unsigned long long)lost);
+    }
+    a->base = a->acked = 0;
+    a->received = a->told = 0;
+    a->rewound = 0;
+    a->peer_known = 0;
+}
+
 /* The peer's RESUME: it has `received` of our data frames. */
 static int on_resume(nqi_session *s, uint64_t token, uint64_t received)
 {
@@ -276,20 +304,7 @@ static int on_resume(nqi_session *s, uint64_t token, uint64_t received)
             return NQ_EPROTO;
         }
     } else {
-        /* A new peer (restarted, or its session with us was dropped): what
-         * an earlier one may have had is unknown, so it fails; the rest
-         * starts a new count. */
-        while (a->kept_len > 0) {
-            settle_oldest(a, NQ_ECONNRESET);
-        }
-        uint64_t lost = drop_queued(s, a->rewound, NQ_ECONNRESET);
-        if (lost > 0) {
-            nqi_logf(&c->log, NQ_LOG_WARN,
-                     "peer is a new process; %llu messages it may not have had failed",
-                     (unsigned long long)lost);
-        }
-        a->base = a->acked = 0;
-        a->received = a->told = 0;
+        forget_peer(s);
         a->peer_token = token;
         a->peer_known = 1;
     }
@@ -313,8 +328,10 @@ int nqi_ack_written(nqi_session *s, nqi_frame *f)
     if (f->kind == NQI_FRAME_CONTROL) {
         nqi_frame_done(f, NQ_OK);
         if (f == a->pending) {
+            /* The next one goes once the commit is over: queued now, it
+             * would stand before bytes already written. */
             a->pending = NULL;
-            send_ack(s);
+            a->again = 1;
         }
         return 1;
     }
@@ -374,6 +391,14 @@ void nqi_ack_delivered(nqi_session *s)
     send_ack(s);
 }
 
+void nqi_ack_committed(nqi_session *s)
+{
+    if (s->ack.again) {
+        s->ack.again = 0;
+        send_ack(s);
+    }
+}
+
 int nqi_ack_fin(nqi_session *s)
 {
     nqi_ack *a = &s->ack;
@@ -412,6 +437,7 @@ void nqi_ack_rewind(nqi_session *s)
     s->out_len = j;
     s->hello = NULL;
     a->pending = NULL;
+    a->again = 0;
     s->out_off = 0;
     s->out_sent = 0;
     /* Kept frames go back in front, newest first so the oldest leads. */

@@ -55,8 +55,11 @@ static inline int nqi_ack_holds(const nqi_session *s, const nqi_frame *f)
 }
 /* A frame was wholly written.  Returns 1 when it took care of the frame
  * (a data frame kept until acknowledged, a control frame done), 0 when
- * the caller completes it as usual. */
+ * the caller completes it as usual.  Queues nothing: the output is being
+ * committed. */
 int nqi_ack_written(nqi_session *s, nqi_frame *f);
+/* The commit is over: an ACK that waited for the last one goes now. */
+void nqi_ack_committed(nqi_session *s);
 /* A control frame arrived (the parser's control type, its payload).
  * Returns 0 or an error that ends the session. */
 int nqi_ack_control(nqi_session *s, int type, const uint8_t *data, size_t len);

@@ -211,7 +211,10 @@ int nqi_live_wait(nq_comm *c, int64_t timeout_ms)
 static int on_ini(nqi_session *s)
 {
     nq_comm *c = s->comm;
-    int asked = c->transport->acked != NULL && c->transport->acked(s);
+    int asked = c->transport->acked != NULL ? c->transport->acked(s) : 0;
+    if (asked < 0) {
+        return asked;
+    }
     int rv = nqi_ack_agree(s, asked);
     if (rv != NQ_OK) {
         return rv;

@@ -185,7 +185,7 @@ void nqi_session_out_commit(nqi_session *s, size_t n)
         uint64_t left = NQI_HEADER_SIZE + f->payload_len - s->out_off;
         if (n < left) {
             s->out_off += n;
-            return;
+            break;
         }
         n -= (size_t)left;
         s->out_off = 0;
@@ -201,6 +201,7 @@ void nqi_session_out_commit(nqi_session *s, size_t n)
             nqi_frame_done(f, NQ_OK);
         }
     }
+    nqi_ack_committed(s);
 }
 
 void nqi_session_out_fail(nqi_session *s, int err)

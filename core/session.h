@@ -49,6 +49,7 @@ typedef struct nqi_ack {
     uint64_t received;  /* data frames received from the peer                 */
     uint64_t told;      /* the count the last ACK carried                     */
     nqi_frame *pending; /* an ACK queued and not yet written                  */
+    int again;          /* it was written while more arrived: send another   */
     uint64_t token;     /* this side of the session                           */
     uint64_t peer_token; /* the peer's, once known                            */
     int peer_known;

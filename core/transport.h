@@ -45,8 +45,9 @@ struct nqi_transport {
     /* Acknowledged delivery (core/ack.h): a transport that can carry it
      * asks for it, on every connection of a communicator that wants it
      * (nqi_ack_wanted), in a way a peer that does not is blind to; this
-     * says whether the peer asked on this connection, when its INI
-     * arrives.  NULL: the transport cannot carry it. */
+     * says whether the peer asked on this connection (1 or 0), when its
+     * INI arrives, or returns an nq error when the connection broke before
+     * it could tell.  NULL: the transport cannot carry it. */
     int (*acked)(nqi_session *s);
     /* In nq_close once every session has ended, before the workers stop:
      * stop producing commands (may be NULL). */

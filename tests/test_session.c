@@ -406,6 +406,131 @@ static int test_pinned_output_and_failure(void)
     return 0;
 }
 
+/* ---- acknowledged delivery -------------------------------------------------------- */
+
+/* A server session that agreed to acknowledged delivery (no heartbeat) and
+ * has its peer's INI. */
+static nqi_session *acked_session(struct fixture *f, nq_id *peer)
+{
+    f->comm.opts.ints[NQ_OPT_DELIVERY] = NQ_DELIVERY_ACKED;
+    f->comm.opts.ints[NQ_OPT_KEEPALIVE_MS] = 0;
+    nqi_session *s = nqi_session_create(&f->comm, &f->worker, &fake_owner, 0);
+    if (s == NULL || nq_id_random(peer) != NQ_OK) {
+        return NULL;
+    }
+    uint8_t wire[32];
+    size_t n = 0;
+    put_frame(wire, &n, peer->bytes, 16);
+    if (nqi_session_in(s, wire, n) != NQ_OK || nqi_ack_agree(s, 1) != NQ_OK) {
+        return NULL;
+    }
+    return s;
+}
+
+static nq_future *queue_data(nqi_session *s, const char *text)
+{
+    nq_chunk ch = {text, strlen(text)};
+    nqi_frame *fr = nqi_frame_new(&ch, 1, 0);
+    if (fr == NULL) {
+        return NULL;
+    }
+    nq_future *fut = fr->future = nqi_future_new(1); /* the caller's and the put's */
+    if (nqi_session_queue(s, fr) != NQ_OK) {
+        return NULL;
+    }
+    return fut;
+}
+
+/* One write that carries an ACK and the data behind it: the next ACK is
+ * queued after the commit, not in front of bytes already written. */
+static int test_an_ack_is_never_queued_ahead_of_written_bytes(void)
+{
+    struct fixture *f = fixture_new(1, 100);
+    nq_id peer;
+    nqi_session *s = acked_session(f, &peer);
+    CHECK(s != NULL && s->ack.state == NQI_ACK_ON);
+    uint8_t wire[64];
+    size_t n = 0;
+    put_frame(wire, &n, "one", 3);
+    CHECK_OK(nqi_session_in(s, wire, n));
+    nqi_session_deliver(s);
+    CHECK(s->out_len == 1 && s->out[s->out_head]->kind == NQI_FRAME_CONTROL);
+    nq_future *fut = queue_data(s, "data");
+    CHECK(fut != NULL && s->out_len == 2);
+    n = 0;
+    put_frame(wire, &n, "two", 3);
+    CHECK_OK(nqi_session_in(s, wire, n)); /* a second ACK is due */
+    nqi_session_deliver(s);
+    CHECK(s->out_len == 2);
+    nqi_session_out_commit(s, 2 * NQI_HEADER_SIZE + 8 + 4);
+    CHECK(s->out_off == 0 && s->out_len == 1);
+    CHECK(s->out[s->out_head]->kind == NQI_FRAME_CONTROL);
+    CHECK(s->ack.kept_len == 1);
+    CHECK_RC(nq_future_result(fut), NQ_EPENDING); /* kept until the peer says */
+    CHECK(take_message(f, "one", &peer) == 0 && take_message(f, "two", &peer) == 0);
+    nq_future_free(fut);
+    nqi_session_unref(s);
+    fixture_free(f);
+    return 0;
+}
+
+/* A lost connection: written frames go back in front in order, the one cut
+ * short whole; the peer's RESUME completes what it has and the rest goes
+ * again from there. */
+static int test_rewind_and_resume_send_what_the_peer_lacks(void)
+{
+    struct fixture *f = fixture_new(1, 100);
+    nq_id peer;
+    nqi_session *s = acked_session(f, &peer);
+    CHECK(s != NULL);
+    nq_future *fut[3];
+    const char *text[3] = {"d1", "d2", "d3"};
+    for (int i = 0; i < 3; i++) {
+        fut[i] = queue_data(s, text[i]);
+        CHECK(fut[i] != NULL);
+    }
+    nqi_session_out_commit(s, 2 * (NQI_HEADER_SIZE + 2) + 3); /* d3 cut short */
+    CHECK(s->ack.kept_len == 2 && s->out_off == 3);
+    nqi_ack_rewind(s);
+    CHECK(s->out_len == 3 && s->out_off == 0 && s->ack.kept_len == 0);
+    CHECK(s->ack.rewound == 3 && s->ack.base == 0);
+    for (int i = 0; i < 3; i++) {
+        CHECK(memcmp(s->out[(s->out_head + i) % s->out_cap]->chunks[0].data, text[i], 2) == 0);
+    }
+    /* The same peer comes back with the first of them. */
+    s->ack.state = NQI_ACK_ON;
+    s->ack.hold = 1;
+    s->ack.peer_known = 1;
+    s->ack.peer_token = 42;
+    uint8_t wire[32];
+    nqi_control_header(wire, NQI_CTL_RESUME, 16);
+    memset(wire + 8, 0, 16);
+    wire[15] = 42; /* token */
+    wire[23] = 1;  /* received */
+    CHECK_OK(nqi_session_in(s, wire, sizeof(wire) - 8));
+    CHECK(!s->ack.hold && s->ack.base == 1 && s->ack.rewound == 0);
+    CHECK_RC(nq_future_result(fut[0]), NQ_OK);
+    CHECK_RC(nq_future_result(fut[1]), NQ_EPENDING);
+    CHECK(s->out_len == 2);
+    /* A stranger's RESUME after another loss: what it may have had fails. */
+    nqi_ack_rewind(s);
+    s->ack.state = NQI_ACK_ON;
+    s->ack.hold = 1;
+    s->ack.rewound = 1; /* d2 went out before the loss */
+    wire[15] = 7;
+    wire[23] = 0;
+    CHECK_OK(nqi_session_in(s, wire, sizeof(wire) - 8));
+    CHECK_RC(nq_future_result(fut[1]), NQ_ECONNRESET);
+    CHECK_RC(nq_future_result(fut[2]), NQ_EPENDING);
+    CHECK(s->out_len == 1 && s->ack.peer_token == 7 && s->ack.base == 0);
+    for (int i = 0; i < 3; i++) {
+        nq_future_free(fut[i]);
+    }
+    nqi_session_unref(s);
+    fixture_free(f);
+    return 0;
+}
+
 static const struct test_case tests[] = {
     TEST(test_first_message_must_be_a_16_byte_ini),
     TEST(test_a_stranger_cannot_announce_a_long_frame),
@@ -415,6 +540,8 @@ static const struct test_case tests[] = {
     TEST(test_deliver_pauses_at_queue_size),
     TEST(test_output_ring_commits_frames_in_order),
     TEST(test_pinned_output_and_failure),
+    TEST(test_an_ack_is_never_queued_ahead_of_written_bytes),
+    TEST(test_rewind_and_resume_send_what_the_peer_lacks),
 };
 
 int main(int argc, char **argv)

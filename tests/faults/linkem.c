@@ -16,6 +16,11 @@
  *   reorder P      with probability P hold a packet 4 x (delay + 1) ms more
  *   partition on|off   drop everything
  *   blackhole PORT on|off   drop TCP and UDP packets to or from PORT
+ *   cut            the next established-TCP segment (of each direction, by
+ *                  default) becomes a reset: an RST with the segment's own
+ *                  sequence number and no data, which its receiver takes
+ *                  (it is the next byte it expects), so both ends lose
+ *                  the connection
  *   reset          clear every fault
  *   stats          answer "forwarded N dropped M held K"
  *
@@ -53,6 +58,7 @@ typedef struct faults {
     int partition;
     int blackhole[PORTS_MAX];
     int nblackhole;
+    int cut; /* turn the next established-TCP segment into a reset */
 } faults;
 
 typedef struct packet {
@@ -160,9 +166,65 @@ static int drops(const faults *f, const uint8_t *p, size_t len)
     return f->loss > 0 && uniform() < f->loss;
 }
 
+/* The one's complement sum of len bytes, folded into 16 bits. */
+static uint32_t sum16(const uint8_t *p, size_t len, uint32_t sum)
+{
+    for (size_t i = 0; i + 1 < len; i += 2) {
+        sum += (uint32_t)(p[i] << 8 | p[i + 1]);
+    }
+    if (len & 1) {
+        sum += (uint32_t)(p[len - 1] << 8);
+    }
+    return sum;
+}
+
+static uint16_t fold(uint32_t sum)
+{
+    while (sum >> 16) {
+        sum = (sum & 0xffff) + (sum >> 16);
+    }
+    return (uint16_t)~sum;
+}
+
+/* Rewrites an IPv4 TCP segment that acknowledges (an established
+ * connection's, not a SYN) as a bare RST with its sequence number; returns
+ * its new length, or 0 when it is not such a segment. */
+static size_t make_reset(uint8_t *p, size_t len)
+{
+    if (len < 20 || (p[0] >> 4) != 4 || p[9] != 6) {
+        return 0;
+    }
+    size_t ihl = (size_t)(p[0] & 0x0f) * 4;
+    if (len < ihl + 20) {
+        return 0;
+    }
+    uint8_t *t = p + ihl;
+    uint8_t flags = t[13];
+    if (!(flags & 0x10) || (flags & 0x07)) { /* ACK, and not SYN, RST or FIN */
+        return 0;
+    }
+    t[12] = 5 << 4;        /* a 20-byte header: no options */
+    t[13] = 0x04 | 0x10;   /* RST, ACK */
+    t[14] = t[15] = 0;     /* window */
+    t[16] = t[17] = 0;     /* checksum, computed below */
+    t[18] = t[19] = 0;     /* urgent pointer */
+    size_t total = ihl + 20;
+    p[2] = (uint8_t)(total >> 8);
+    p[3] = (uint8_t)total;
+    p[10] = p[11] = 0;
+    uint16_t ipsum = fold(sum16(p, ihl, 0));
+    p[10] = (uint8_t)(ipsum >> 8);
+    p[11] = (uint8_t)ipsum;
+    uint32_t pseudo = sum16(p + 12, 8, 0) + 6 + 20;
+    uint16_t tcpsum = fold(sum16(t, 20, pseudo));
+    t[16] = (uint8_t)(tcpsum >> 8);
+    t[17] = (uint8_t)tcpsum;
+    return total;
+}
+
 static void take(int from, const uint8_t *p, size_t len)
 {
-    const faults *f = &dir_faults[from];
+    faults *f = &dir_faults[from];
     if (drops(f, p, len) || nheld == HELD_MAX) {
         dropped++;
         return;
@@ -182,6 +244,13 @@ static void take(int from, const uint8_t *p, size_t len)
     k->data = (uint8_t *)(k + 1);
     memcpy(k->data, p, len);
     k->len = len;
+    if (f->cut) {
+        size_t n = make_reset(k->data, len);
+        if (n > 0) {
+            k->len = n;
+            f->cut = 0;
+        }
+    }
     k->to = 1 - from;
     k->due_us = now_us() + delay;
     k->seq = next_seq++;
@@ -259,6 +328,8 @@ static int command(char *line, char *reply, size_t cap)
             f->jitter_ms = atoi(arg1);
         } else if (strcmp(verb, "reorder") == 0) {
             f->reorder = atof(arg1);
+        } else if (strcmp(verb, "cut") == 0) {
+            f->cut = 1;
         } else if (strcmp(verb, "partition") == 0) {
             f->partition = strcmp(arg1, "on") == 0;
         } else if (strcmp(verb, "blackhole") == 0) {

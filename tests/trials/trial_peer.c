@@ -18,7 +18,12 @@
  *       "closed rc=N ms=N", then (every future having completed)
  *       "summary sent=N ok=N failed=N echoed=N duplicates=N out_of_order=N"
  *
+ * Every peer event is reported as "event type=N reason=N"; a server's
+ * summary adds resumed=N and a client's reconnects=N (the counters).
+ *
  * Options: --id UUID, --keepalive MS, --close-timeout MS, --queue N,
+ * --acked 1 (NQ_DELIVERY_ACKED), --reconnect MS (client: reconnect after
+ * a loss, first after MS, at most 1 s apart),
  * --duration MS (stop after), --hold 1 (send: once every echo is back,
  * stay connected, idle, until the duration ends or an error comes), --key F --cert F (TLS; a client gives only
  * --cert, its trusted certificate).  SIGTERM or SIGINT ends it cleanly:
@@ -77,6 +82,8 @@ typedef struct args {
     const char *key, *cert;
     long count, size, interval_us;
     int hold;
+    int acked;
+    int64_t reconnect;
 } args;
 
 static void usage(void)
@@ -128,6 +135,10 @@ static void parse(args *a, int argc, char **argv)
             a->interval_us = atol(v);
         } else if (strcmp(k, "--hold") == 0) {
             a->hold = atoi(v);
+        } else if (strcmp(k, "--acked") == 0) {
+            a->acked = atoi(v);
+        } else if (strcmp(k, "--reconnect") == 0) {
+            a->reconnect = atoll(v);
         } else {
             usage();
         }
@@ -135,6 +146,12 @@ static void parse(args *a, int argc, char **argv)
     if (a->size < 8) {
         a->size = 8;
     }
+}
+
+static void on_event(void *ctx, const nq_event *ev)
+{
+    (void)ctx;
+    report("event type=%d reason=%d", ev->type, ev->reason);
 }
 
 static nq_comm *open_peer(const args *a, nq_purpose purpose)
@@ -156,6 +173,14 @@ static nq_comm *open_peer(const args *a, nq_purpose purpose)
     if (a->queue > 0) {
         nq_opts_set_int(o, NQ_OPT_QUEUE_SIZE, a->queue);
     }
+    if (a->acked) {
+        nq_opts_set_int(o, NQ_OPT_DELIVERY, NQ_DELIVERY_ACKED);
+    }
+    if (a->reconnect > 0 && purpose == NQ_CLIENT) {
+        nq_opts_set_int(o, NQ_OPT_RECONNECT_MS, a->reconnect);
+        nq_opts_set_int(o, NQ_OPT_RECONNECT_MAX_MS, 1000);
+    }
+    nq_opts_set_events(o, on_event, NULL);
     if ((a->tls || a->cert != NULL) && nq_opts_set_tls(o, a->key, a->cert) != NQ_OK) {
         return NULL;
     }
@@ -244,9 +269,14 @@ static int serve(const args *a)
         received++;
         if (p != NULL) {
             if (seq < p->next) {
-                dups++;
+                if (dups++ < 5) {
+                    report("duplicate seq=%" PRIu64 " expected=%" PRIu64 " len=%zu", seq, p->next,
+                           nq_msg_size(m));
+                }
             } else {
-                reorders += seq > p->next;
+                if (seq > p->next && reorders++ < 5) {
+                    report("gap seq=%" PRIu64 " expected=%" PRIu64, seq, p->next);
+                }
                 p->next = seq + 1;
             }
         }
@@ -257,7 +287,10 @@ static int serve(const args *a)
         nq_put(s, &ch, 1, &from, 1, NULL);
         nq_msg_free(m);
     }
-    report("summary received=%ld duplicates=%ld out_of_order=%ld", received, dups, reorders);
+    int64_t resumed = 0;
+    nq_stat(s, NQ_STAT_RESUMED, &resumed);
+    report("summary received=%ld duplicates=%ld out_of_order=%ld resumed=%" PRId64, received, dups,
+           reorders, resumed);
     close_and_report(s);
     return 0;
 }
@@ -339,7 +372,9 @@ static int send_all(const args *a)
             uint64_t seq = seq_of(m);
             echoed++;
             if (seq < next_echo) {
-                dups++;
+                if (dups++ < 5) {
+                    report("duplicate seq=%" PRIu64 " expected=%" PRIu64, seq, next_echo);
+                }
             } else {
                 reorders += seq > next_echo;
                 next_echo = seq + 1;
@@ -353,12 +388,16 @@ static int send_all(const args *a)
             break;
         }
     }
+    int64_t reconnects = 0;
+    nq_stat(c, NQ_STAT_RECONNECTS, &reconnects);
     /* After close every future has completed. */
     int64_t t0 = ms_since_start();
     int rc = nq_close(c);
     report("closed rc=%d ms=%" PRId64, rc, ms_since_start() - t0);
-    report("summary sent=%ld ok=%ld failed=%ld echoed=%ld duplicates=%ld out_of_order=%ld", sent,
-           atomic_load(&futures_ok), atomic_load(&futures_failed), echoed, dups, reorders);
+    report("summary sent=%ld ok=%ld failed=%ld echoed=%ld duplicates=%ld out_of_order=%ld "
+           "reconnects=%" PRId64,
+           sent, atomic_load(&futures_ok), atomic_load(&futures_failed), echoed, dups, reorders,
+           reconnects);
     nq_destroy(c);
     return 0;
 }

@@ -103,10 +103,11 @@ class Rig:
     """A lab with a server in namespace a (and its broker, for MQTT) and the
     means to start clients in namespace b."""
 
-    def __init__(self, args, transport, keepalive_ms=KEEPALIVE_MS):
+    def __init__(self, args, transport, keepalive_ms=KEEPALIVE_MS, server_extra=()):
         self.args = args
         self.transport = transport
         self.keepalive = keepalive_ms
+        self.server_extra = list(server_extra)
         self.lab = Lab(linkem=args.linkem)
         self.dir = tempfile.mkdtemp(prefix="nqtrial-")
         os.chmod(self.dir, 0o755)
@@ -148,7 +149,7 @@ class Rig:
             self.broker = self.lab.spawn("a", [mosquitto, "-c", conf],
                                          stderr=subprocess.DEVNULL)
             time.sleep(0.5)
-        self.server = self.start_peer("a", "serve")
+        self.server = self.start_peer("a", "serve", self.server_extra)
         t, _ = self.server.wait_for(r"listening", 10)
         if t is None:
             raise RuntimeError("the server did not start: %r" % self.server.lines)
@@ -165,10 +166,10 @@ class Rig:
     def start_peer(self, side, mode, extra=()):
         return Peer(self.lab.spawn(side, self.peer_args(mode) + list(extra)))
 
-    def client(self, count, interval_us=1000, size=64, duration_ms=120000):
+    def client(self, count, interval_us=1000, size=64, duration_ms=120000, extra=()):
         c = self.start_peer("b", "send", ["--count", str(count), "--interval-us",
                                           str(interval_us), "--size", str(size),
-                                          "--duration", str(duration_ms)])
+                                          "--duration", str(duration_ms)] + list(extra))
         t, _ = c.wait_for(r"connected", 15)
         if t is None:
             raise RuntimeError("the client did not connect: %r" % c.lines)
@@ -307,6 +308,78 @@ def trial_lossy(args, transport):
         return Result(held, summary_text(s), f"{count} of {count}, once, in order")
 
 
+ACKED = ["--acked", "1"]
+# The client's events across reconnections: CONNECTED, then for each lost
+# connection DISCONNECTED, RECONNECTING (one per attempt) and CONNECTED, and
+# a last DISCONNECTED at its close.
+EVENTS_IN_ORDER = re.compile(r"^1(23+1)*2?$")
+
+
+def events_of(peer):
+    return "".join(m.group(1) for _, text in peer.lines
+                   for m in [re.search(r"event type=(\d+)", text)] if m)
+
+
+def trial_frozen_server_acked(args, transport):
+    """With acknowledged delivery, a client notices a server frozen by
+    SIGSTOP through the heartbeat, within 1.5 to 2 x keep-alive."""
+    bound = 2 * KEEPALIVE_MS + 1000
+    with Rig(args, transport, server_extra=ACKED) as rig:
+        c = rig.client(count=10 ** 6, interval_us=2000, extra=ACKED)
+        time.sleep(1.0)
+        t0 = time.monotonic()
+        rig.server.signal(signal.SIGSTOP)
+        tc, _ = c.wait_for(r"event type=2 reason=-3\b", bound / 1000 + 10, after=t0)
+        c.finish()
+        rig.server.signal(signal.SIGCONT)
+        rig.server.finish()
+        client_ms = ms(t0, tc)
+        held = client_ms is not None and client_ms <= bound
+        return Result(held, f"client {fmt(client_ms)}", f"{bound} ms")
+
+
+def trial_acked_disconnects(args, transport):
+    """With acknowledged delivery and reconnection, messages cross resets
+    and partitions long enough to end the connection: every one arrives
+    once, in order, no future fails, and the client's events keep their
+    order while the server's peer never leaves."""
+    count = 20000 if not args.long else 100000
+    cuts, partitions = (8, 2) if not args.long else (15, 5)
+    with Rig(args, transport, server_extra=ACKED) as rig:
+        c = rig.client(count=count, interval_us=500 if not args.long else 300,
+                       duration_ms=600000, extra=ACKED + ["--reconnect", "50"])
+        faults = ["partition" if i % ((cuts + partitions) // partitions) == 1 else "cut"
+                  for i in range(cuts + partitions)]
+        for fault in faults:
+            time.sleep(0.4)
+            if fault == "cut":
+                rig.lab.fault("cut")
+            else:
+                rig.lab.fault("partition on")
+                time.sleep(3 * KEEPALIVE_MS / 1000)  # the heartbeat ends the connection
+                rig.lab.fault("partition off")
+        t, _ = c.wait_for(r"summary", 180 if not args.long else 600)
+        if t is None:
+            c.finish()
+        rig.server.finish()
+        s = c.summary() or {}
+        srv = rig.server.summary() or {}
+        client_events, server_events = events_of(c), events_of(rig.server)
+        held = (s.get("sent") == str(count) and s.get("echoed") == str(count)
+                and s.get("ok") == str(count) and s.get("failed") == "0"
+                and s.get("duplicates") == "0" and s.get("out_of_order") == "0"
+                and srv.get("received") == str(count) and srv.get("duplicates") == "0"
+                and srv.get("out_of_order") == "0"
+                and int(s.get("reconnects", "0")) >= len(faults)
+                and EVENTS_IN_ORDER.match(client_events) is not None
+                and server_events.startswith("1") and "2" not in server_events[:-1])
+        return Result(held, summary_text(s) + f", {s.get('reconnects')} reconnections after "
+                      f"{cuts} resets and {partitions} partitions, server resumed "
+                      f"{srv.get('resumed')}, client events {len(client_events)} in order: "
+                      f"{EVENTS_IN_ORDER.match(client_events) is not None}",
+                      f"{count} of {count}, once, in order")
+
+
 TRIALS = {
     "partition": trial_partition,
     "idle_partition": trial_idle_partition,
@@ -314,6 +387,14 @@ TRIALS = {
     "frozen_server": trial_frozen_server,
     "blip": trial_blip,
     "lossy": trial_lossy,
+    "frozen_server_acked": trial_frozen_server_acked,
+    "acked_disconnects": trial_acked_disconnects,
+}
+
+# Trials that only some transports can run (acknowledged delivery: TCP, TLS).
+ONLY = {
+    "frozen_server_acked": ("tcp", "tls"),
+    "acked_disconnects": ("tcp", "tls"),
 }
 
 
@@ -367,7 +448,7 @@ def main():
     out = args.rest[0]
     rows = []
     for name, fn in TRIALS.items():
-        for transport in TRANSPORTS:
+        for transport in ONLY.get(name, TRANSPORTS):
             r = run_one(args, name, transport)
             print(f"{name} {transport}: {'held' if r.held else 'FAILED'}: {r.measured}",
                   flush=True)

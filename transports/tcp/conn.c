@@ -152,6 +152,9 @@ void nqi_tcp_flush(nqi_session *s)
     nqi_tcp_update_events(t);
 }
 
+/* t->urgent once the connection broke before it could tell. */
+#define URGENT_BROKEN (-2)
+
 int nqi_tcp_urgent_known(tcp_conn *t)
 {
     if (t->urgent != 0 || !nqi_ack_wanted(t->s->comm)) {
@@ -162,12 +165,22 @@ int nqi_tcp_urgent_known(tcp_conn *t)
         t->urgent = b == URGENT_ASK ? 1 : -1;
         return 1;
     }
-    /* MSG_PEEK passes over an urgent byte without consuming it: bytes
-     * behind it there to be read (or the end) mean that it would have come
-     * first, had there been one. */
+    if (errno != EINVAL && errno != EAGAIN && errno != EWOULDBLOCK) {
+        /* Reset or closed (an urgent byte may still wait: ENOTCONN): the
+         * read that follows reports how. */
+        t->urgent = URGENT_BROKEN;
+        return 1;
+    }
+    /* No urgent byte known yet.  MSG_PEEK passes over one without
+     * consuming it: bytes there to be read behind where it would be mean
+     * that it would have come first, had there been one. */
     ssize_t n = recv(t->watch.fd, &b, 1, MSG_PEEK | MSG_DONTWAIT);
-    if (n >= 0 || (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR)) {
+    if (n > 0) {
         t->urgent = -1;
+        return 1;
+    }
+    if (n == 0 || (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR)) {
+        t->urgent = URGENT_BROKEN;
         return 1;
     }
     return 0;
@@ -176,7 +189,11 @@ int nqi_tcp_urgent_known(tcp_conn *t)
 int nqi_tcp_acked(nqi_session *s)
 {
     tcp_conn *t = tcp_conn_of(s);
-    return nqi_tcp_urgent_known(t) && t->urgent == 1;
+    if (!nqi_ack_wanted(s->comm)) {
+        return 0;
+    }
+    nqi_tcp_urgent_known(t);
+    return t->urgent == 1 ? 1 : t->urgent == -1 ? 0 : NQ_ECONNRESET;
 }
 
 /* Reads what the connection has, within a budget (unless the layer holds

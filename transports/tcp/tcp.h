@@ -123,7 +123,8 @@ void nqi_tcp_conn_begin(tcp_conn *t, int fd);
 void nqi_tcp_update_events(tcp_conn *t);
 void nqi_tcp_flush(nqi_session *s);
 void nqi_tcp_resume(nqi_session *s);
-/* 1 when the peer asked for acknowledged delivery (its urgent byte). */
+/* 1 when the peer asked for acknowledged delivery (its urgent byte), 0
+ * when it did not, NQ_ECONNRESET when the connection broke first. */
 int nqi_tcp_acked(nqi_session *s);
 /* 1 once it is known whether the peer sent the urgent byte (or nobody
  * asks): until then nothing may be read from the socket. */
