@@ -837,6 +837,29 @@ public:
         return rv;
     }
 
+    /* Takes the next message from the listed peers (16 bytes each) into
+     * *out (see nq_get_from). */
+    int get_from(const void *peers, size_t peers_len, int64_t timeout_ms, Msg *out)
+    {
+        if (out == NULL || peers_len % sizeof(nq_id) != 0) {
+            return NQ_EINVAL;
+        }
+        nq_msg *m;
+        int rv = nq_get_from(c_, (const nq_id *)peers, peers_len / sizeof(nq_id), timeout_ms, &m);
+        if (rv == NQ_OK) {
+            out->reset(m);
+        }
+        return rv;
+    }
+
+    /* The readiness descriptor (see nq_comm_fd), or a negative NQ_* code. */
+    int fd()
+    {
+        int fd = -1;
+        int rv = nq_comm_fd(c_, &fd);
+        return rv == NQ_OK ? fd : rv;
+    }
+
     int close() { return nq_close(c_); }
 
     nq_id id() const { return id_; }

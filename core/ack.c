@@ -19,20 +19,9 @@ static nqi_frame **at(nqi_session *s, size_t k)
     return &s->out[(s->out_head + k) % s->out_cap];
 }
 
-/* The index of the first frame of which nothing was handed over. */
 static size_t first_unstarted(nqi_session *s)
 {
-    uint64_t skip = s->out_off + s->out_sent;
-    size_t k = 0;
-    while (k < s->out_len && skip > 0) {
-        uint64_t size = NQI_HEADER_SIZE + (*at(s, k))->payload_len;
-        k++;
-        if (skip < size) {
-            break;
-        }
-        skip -= size;
-    }
-    return k;
+    return nqi_session_first_unstarted(s);
 }
 
 /* Queues a control frame behind what was handed over, the INI and earlier

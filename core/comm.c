@@ -279,16 +279,9 @@ void nq_destroy(nq_comm *c)
 
 /* ---- get and messages ------------------------------------------------------- */
 
-int nq_get(nq_comm *comm, int64_t timeout_ms, nq_msg **out)
+/* A message left the arrival queue for the caller. */
+static void taken(nq_msg *m, nq_msg **out)
 {
-    if (comm == NULL || out == NULL || timeout_ms < -1) {
-        return NQ_EINVAL;
-    }
-    nq_msg *m;
-    int rv = nqi_msgq_pop(&comm->msgq, timeout_ms, &m);
-    if (rv != NQ_OK) {
-        return rv;
-    }
     nqi_session *s = m->session;
     if (s != NULL) {
         m->session = NULL;
@@ -296,7 +289,128 @@ int nq_get(nq_comm *comm, int64_t timeout_ms, nq_msg **out)
         nqi_session_unref(s);
     }
     *out = m;
-    return NQ_OK;
+}
+
+int nq_get(nq_comm *comm, int64_t timeout_ms, nq_msg **out)
+{
+    if (comm == NULL || out == NULL || timeout_ms < -1) {
+        return NQ_EINVAL;
+    }
+    nq_msg *m;
+    int rv = nqi_msgq_pop(&comm->msgq, timeout_ms, &m);
+    if (rv == NQ_OK) {
+        taken(m, out);
+    }
+    return rv;
+}
+
+int nq_get_from(nq_comm *comm, const nq_id *peers, size_t npeers, int64_t timeout_ms,
+                nq_msg **out)
+{
+    if (comm == NULL || out == NULL || peers == NULL || npeers == 0 || timeout_ms < -1) {
+        return NQ_EINVAL;
+    }
+    nq_msg *m;
+    int rv = nqi_msgq_pop_from(&comm->msgq, peers, npeers, timeout_ms, &m);
+    if (rv == NQ_OK) {
+        taken(m, out);
+    }
+    return rv;
+}
+
+/* nq_future_cancel's look at one worker's queues. */
+typedef struct sweep {
+    nqi_cmd cmd; /* first member */
+    nq_future *future;
+    pthread_mutex_t *mu;
+    pthread_cond_t *cv;
+    int *left;
+} sweep;
+
+static void sweep_done(sweep *w)
+{
+    pthread_mutex_lock(w->mu);
+    if (--*w->left == 0) {
+        pthread_cond_broadcast(w->cv);
+    }
+    pthread_mutex_unlock(w->mu);
+}
+
+static void run_sweep(nqi_loop *l, nqi_cmd *cmd)
+{
+    sweep *w = (sweep *)cmd;
+    nqi_worker *wk = nqi_worker_of(l);
+    for (nqi_node *n = nqi_list_first(&wk->sessions); n != NULL;
+         n = nqi_list_next(&wk->sessions, n)) {
+        nqi_session_withdraw(NQI_CONTAINER(n, nqi_session, link), w->future);
+    }
+    sweep_done(w);
+}
+
+static void discard_sweep(nqi_cmd *cmd)
+{
+    sweep_done((sweep *)cmd);
+}
+
+int nq_future_cancel(nq_future *f)
+{
+    if (f == NULL) {
+        return NQ_EINVAL;
+    }
+    nq_comm *c = nqi_future_comm(f);
+    if (c == NULL || nq_future_result(f) != NQ_EPENDING) {
+        return 0;
+    }
+    for (int i = 0; i < c->nworkers; i++) {
+        if (pthread_equal(pthread_self(), c->workers[i].loop.thread)) {
+            nqi_logf(&c->log, NQ_LOG_ERROR, "nq_future_cancel called on an I/O thread");
+            return NQ_EINVAL;
+        }
+    }
+    sweep *w = calloc((size_t)c->nworkers, sizeof(*w));
+    if (w == NULL) {
+        return NQ_ENOMEM;
+    }
+    pthread_mutex_t mu = PTHREAD_MUTEX_INITIALIZER;
+    pthread_cond_t cv;
+    nqi_cond_init(&cv);
+    int left = c->nworkers;
+    /* While the communicator is open its loops run, and close's own
+     * commands (the last of which stops them) queue behind these. */
+    pthread_mutex_lock(&c->close_mu);
+    if (atomic_load(&c->state) != NQI_OPEN) {
+        pthread_mutex_unlock(&c->close_mu);
+        pthread_cond_destroy(&cv);
+        free(w);
+        return 0;
+    }
+    nqi_future_cancel_asked(f); /* deliveries not yet queued are withdrawn on arrival */
+    for (int i = 0; i < c->nworkers; i++) {
+        w[i].cmd.run = run_sweep;
+        w[i].cmd.discard = discard_sweep;
+        w[i].future = f;
+        w[i].mu = &mu;
+        w[i].cv = &cv;
+        w[i].left = &left;
+        nqi_loop_post(&c->workers[i].loop, &w[i].cmd);
+    }
+    pthread_mutex_unlock(&c->close_mu);
+    pthread_mutex_lock(&mu);
+    while (left > 0) {
+        nqi_cond_until(&cv, &mu, NULL);
+    }
+    pthread_mutex_unlock(&mu);
+    pthread_cond_destroy(&cv);
+    free(w);
+    return nqi_future_withdrawn_count(f);
+}
+
+int nq_comm_fd(nq_comm *comm, int *fd)
+{
+    if (comm == NULL || fd == NULL) {
+        return NQ_EINVAL;
+    }
+    return nqi_msgq_fd(&comm->msgq, fd);
 }
 
 int nq_msg_peer(const nq_msg *msg, nq_id *out)

@@ -25,6 +25,7 @@ const char *nq_strerror(int err)
     case NQ_ESERIALIZE: return "serializer failed";
     case NQ_EPENDING: return "not completed yet";
     case NQ_EREPLACED: return "peer connected again with the same id";
+    case NQ_ECANCELED: return "the put was withdrawn";
     default: return "unknown error";
     }
 }

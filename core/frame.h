@@ -33,6 +33,15 @@ void nqi_future_part_done(nq_future *f, int result);
 /* Records result as the first error (if it is one) without finishing a
  * part; the part follows with nqi_future_part_done(f, NQ_OK). */
 void nqi_future_note_error(nq_future *f, int result);
+/* Cancellation (nq_future_cancel): the communicator the put went through;
+ * the request (cancel_asked returns whether it was made before); each
+ * copy withdrawn is counted.  Any thread. */
+void nqi_future_set_comm(nq_future *f, nq_comm *c);
+nq_comm *nqi_future_comm(const nq_future *f);
+int nqi_future_cancel_asked(nq_future *f);
+int nqi_future_cancelled(nq_future *f);
+void nqi_future_withdrawn(nq_future *f);
+int nqi_future_withdrawn_count(nq_future *f);
 
 /* ---- frames to send --------------------------------------------------- */
 
@@ -114,9 +123,16 @@ typedef struct nqi_msgq {
     nq_msg *tail;
     int final_error; /* 0 while messages may still come */
     int waiters;     /* getters asleep on cv */
+    int picky;       /* those of them that take only some peers' messages */
+    int fd;          /* readiness eventfd once asked for, else -1 */
+    int signalled;   /* its counter is not zero */
 } nqi_msgq;
 
 void nqi_msgq_init(nqi_msgq *q);
+/* The readiness descriptor (made on first use, closed by fini): readable
+ * exactly while a message or the final error waits.  Returns NQ_OK or
+ * NQ_ESYS. */
+int nqi_msgq_fd(nqi_msgq *q, int *fd);
 /* Frees the messages still queued with free_msg, then the queue. */
 void nqi_msgq_fini(nqi_msgq *q, void (*free_msg)(nq_msg *m));
 /* Appends a chain of messages (first..last) and wakes sleeping getters. */
@@ -125,5 +141,10 @@ void nqi_msgq_push(nqi_msgq *q, nq_msg *first, nq_msg *last);
 void nqi_msgq_finish(nqi_msgq *q, int err);
 /* Takes the oldest message.  Returns NQ_OK, NQ_ETIMEDOUT or final_error. */
 int nqi_msgq_pop(nqi_msgq *q, int64_t timeout_ms, nq_msg **out);
+/* Takes the oldest message from one of the npeers peers, leaving the
+ * others in order.  Returns NQ_OK, NQ_ETIMEDOUT, or final_error once no
+ * such message is left. */
+int nqi_msgq_pop_from(nqi_msgq *q, const nq_id *peers, size_t npeers, int64_t timeout_ms,
+                      nq_msg **out);
 
 #endif

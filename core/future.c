@@ -31,6 +31,9 @@ struct nq_future {
     int result;
     nq_future_cb cb;
     void *cb_ctx;
+    nq_comm *comm;         /* the put's communicator                  */
+    atomic_int cancelled;  /* nq_future_cancel asked                   */
+    atomic_int withdrawn;  /* copies taken back before they started    */
 };
 
 static void future_unref(nq_future *f)
@@ -53,7 +56,40 @@ nq_future *nqi_future_new(int parts)
     f->result = 0;
     f->cb = NULL;
     f->cb_ctx = NULL;
+    f->comm = NULL;
+    atomic_init(&f->cancelled, 0);
+    atomic_init(&f->withdrawn, 0);
     return f;
+}
+
+void nqi_future_set_comm(nq_future *f, nq_comm *c)
+{
+    f->comm = c;
+}
+
+nq_comm *nqi_future_comm(const nq_future *f)
+{
+    return f->comm;
+}
+
+int nqi_future_cancel_asked(nq_future *f)
+{
+    return atomic_exchange(&f->cancelled, 1);
+}
+
+int nqi_future_cancelled(nq_future *f)
+{
+    return atomic_load(&f->cancelled);
+}
+
+void nqi_future_withdrawn(nq_future *f)
+{
+    atomic_fetch_add(&f->withdrawn, 1);
+}
+
+int nqi_future_withdrawn_count(nq_future *f)
+{
+    return atomic_load(&f->withdrawn);
 }
 
 /* Sleeps while flags still reads seen, until the absolute CLOCK_MONOTONIC

@@ -2,7 +2,9 @@
  * order, waiting for get.  Loops push, callers of get pop: one mutex, and
  * a condition variable for getters that sleep. */
 #include <errno.h>
+#include <sys/eventfd.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "core/frame.h"
 
@@ -13,6 +15,9 @@ void nqi_msgq_init(nqi_msgq *q)
     q->head = q->tail = NULL;
     q->final_error = 0;
     q->waiters = 0;
+    q->picky = 0;
+    q->fd = -1;
+    q->signalled = 0;
 }
 
 void nqi_msgq_fini(nqi_msgq *q, void (*free_msg)(nq_msg *m))
@@ -24,15 +29,55 @@ void nqi_msgq_fini(nqi_msgq *q, void (*free_msg)(nq_msg *m))
         m = next;
     }
     q->head = q->tail = NULL;
+    if (q->fd >= 0) {
+        close(q->fd);
+        q->fd = -1;
+    }
     pthread_mutex_destroy(&q->mu);
     pthread_cond_destroy(&q->cv);
+}
+
+/* The descriptor follows the queue: its counter is set while a get would
+ * return at once, and drained when it would not.  Under the mutex; the
+ * writes cost a system call only when the state changes. */
+static void sync_fd(nqi_msgq *q)
+{
+    int ready = q->head != NULL || q->final_error != 0;
+    if (q->fd < 0 || ready == q->signalled) {
+        return;
+    }
+    uint64_t v = 1;
+    ssize_t n = ready ? write(q->fd, &v, sizeof(v)) : read(q->fd, &v, sizeof(v));
+    (void)n; /* an eventfd takes the write and gives the read: never full, and set */
+    q->signalled = ready;
+}
+
+int nqi_msgq_fd(nqi_msgq *q, int *fd)
+{
+    int rv = NQ_OK;
+    pthread_mutex_lock(&q->mu);
+    if (q->fd < 0) {
+        q->fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+        q->signalled = 0;
+        if (q->fd < 0) {
+            rv = NQ_ESYS;
+        }
+    }
+    sync_fd(q);
+    *fd = q->fd;
+    pthread_mutex_unlock(&q->mu);
+    return rv;
 }
 
 /* Only a getter that sleeps needs a wake-up, and after the unlock, so that
  * it does not wake only to wait for the mutex. */
 static void wake(nqi_msgq *q, int waiters)
 {
-    if (waiters == 1) {
+    if (waiters < 0) {
+        /* A getter that takes only some peers' messages sleeps: every
+         * getter must look. */
+        pthread_cond_broadcast(&q->cv);
+    } else if (waiters == 1) {
         pthread_cond_signal(&q->cv);
     } else if (waiters > 1) {
         pthread_cond_broadcast(&q->cv);
@@ -49,7 +94,8 @@ void nqi_msgq_push(nqi_msgq *q, nq_msg *first, nq_msg *last)
         q->head = first;
     }
     q->tail = last;
-    int waiters = q->waiters;
+    sync_fd(q);
+    int waiters = q->picky > 0 ? -1 : q->waiters;
     pthread_mutex_unlock(&q->mu);
     wake(q, waiters);
 }
@@ -60,43 +106,75 @@ void nqi_msgq_finish(nqi_msgq *q, int err)
     if (q->final_error == 0) {
         q->final_error = err;
     }
+    sync_fd(q);
     pthread_cond_broadcast(&q->cv);
     pthread_mutex_unlock(&q->mu);
 }
 
-int nqi_msgq_pop(nqi_msgq *q, int64_t timeout_ms, nq_msg **out)
+/* The first queued message from one of the peers (all when npeers is 0),
+ * and the one before it (NULL at the head). */
+static nq_msg *find(nqi_msgq *q, const nq_id *peers, size_t npeers, nq_msg **before)
+{
+    nq_msg *prev = NULL;
+    for (nq_msg *m = q->head; m != NULL; prev = m, m = m->next) {
+        for (size_t i = 0; i < npeers || (npeers == 0 && i == 0); i++) {
+            if (npeers == 0 || nq_id_equal(&m->peer, &peers[i])) {
+                *before = prev;
+                return m;
+            }
+        }
+    }
+    return NULL;
+}
+
+int nqi_msgq_pop_from(nqi_msgq *q, const nq_id *peers, size_t npeers, int64_t timeout_ms,
+                      nq_msg **out)
 {
     struct timespec dl = {0, 0};
     if (timeout_ms > 0) {
         dl = nqi_deadline_after(timeout_ms);
     }
     int rv = NQ_OK;
+    nq_msg *prev = NULL;
     pthread_mutex_lock(&q->mu);
-    while (q->head == NULL && q->final_error == 0) {
+    nq_msg *m = find(q, peers, npeers, &prev);
+    while (m == NULL && q->final_error == 0) {
         if (timeout_ms == 0) {
             rv = NQ_ETIMEDOUT;
             break;
         }
         q->waiters++;
+        q->picky += npeers > 0;
         int timed_out = nqi_cond_until(&q->cv, &q->mu, timeout_ms < 0 ? NULL : &dl) != 0;
         q->waiters--;
+        q->picky -= npeers > 0;
+        m = find(q, peers, npeers, &prev);
         if (timed_out) {
-            rv = q->head == NULL && q->final_error == 0 ? NQ_ETIMEDOUT : NQ_OK;
+            rv = m == NULL && q->final_error == 0 ? NQ_ETIMEDOUT : NQ_OK;
             break;
         }
     }
-    nq_msg *m = q->head;
     if (rv == NQ_OK && m == NULL) {
         rv = q->final_error;
     }
     if (rv == NQ_OK) {
-        q->head = m->next;
-        if (q->head == NULL) {
-            q->tail = NULL;
+        if (prev != NULL) {
+            prev->next = m->next;
+        } else {
+            q->head = m->next;
+        }
+        if (q->tail == m) {
+            q->tail = prev;
         }
         m->next = NULL;
         *out = m;
+        sync_fd(q);
     }
     pthread_mutex_unlock(&q->mu);
     return rv;
+}
+
+int nqi_msgq_pop(nqi_msgq *q, int64_t timeout_ms, nq_msg **out)
+{
+    return nqi_msgq_pop_from(q, NULL, 0, timeout_ms, out);
 }

@@ -36,7 +36,10 @@ static void run_send(nqi_loop *l, nqi_cmd *cmd)
     while (s->heir != NULL) {
         s = s->heir; /* the peer's new connection took the session over */
     }
-    if (s->ended && !s->waiting) {
+    if (f->future != NULL && nqi_future_cancelled(f->future)) {
+        nqi_future_withdrawn(f->future);
+        nqi_frame_done(f, NQ_ECANCELED);
+    } else if (s->ended && !s->waiting) {
         nqi_frame_done(f, s->error != 0 ? s->error : NQ_ECONNRESET);
     } else if (s->fin_queued) {
         nqi_frame_done(f, s->comm->purpose == NQ_CLIENT ? NQ_ECLOSED : NQ_ECONNRESET);
@@ -175,6 +178,8 @@ static int post_frame(nq_comm *c, nqi_frame *f, const nq_id *peers, size_t npeer
         fut = nqi_future_new(n > 0 ? n : 1);
         if (fut == NULL) {
             rv = NQ_ENOMEM;
+        } else {
+            nqi_future_set_comm(fut, c);
         }
     }
     if (rv != NQ_OK) {

@@ -204,6 +204,43 @@ void nqi_session_out_commit(nqi_session *s, size_t n)
     nqi_ack_committed(s);
 }
 
+size_t nqi_session_first_unstarted(const nqi_session *s)
+{
+    uint64_t skip = s->out_off + s->out_sent;
+    size_t k = 0;
+    while (k < s->out_len && skip > 0) {
+        uint64_t size = NQI_HEADER_SIZE + s->out[(s->out_head + k) % s->out_cap]->payload_len;
+        k++;
+        if (skip < size) {
+            break;
+        }
+        skip -= size;
+    }
+    return k;
+}
+
+size_t nqi_session_withdraw(nqi_session *s, nq_future *fut)
+{
+    size_t k0 = nqi_session_first_unstarted(s);
+    uint64_t carried = s->ack.rewound; /* an earlier connection took them */
+    size_t j = k0, withdrawn = 0;
+    size_t len = s->out_len;
+    for (size_t k = k0; k < len; k++) {
+        nqi_frame *f = s->out[(s->out_head + k) % s->out_cap];
+        if (f->kind == NQI_FRAME_DATA && carried > 0) {
+            carried--;
+        } else if (f->kind == NQI_FRAME_DATA && f->future == fut) {
+            nqi_future_withdrawn(fut);
+            nqi_frame_done(f, NQ_ECANCELED);
+            withdrawn++;
+            continue;
+        }
+        s->out[(s->out_head + j++) % s->out_cap] = f;
+    }
+    s->out_len = j;
+    return withdrawn;
+}
+
 void nqi_session_out_fail(nqi_session *s, int err)
 {
     while (s->out_len > 0) {

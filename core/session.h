@@ -157,6 +157,13 @@ size_t nqi_iov_copy(uint8_t *dst, const struct iovec *iov, int n);
 uint64_t nqi_session_out_pending(const nqi_session *s);
 /* Accounts n bytes handed to the transport; completes finished frames. */
 void nqi_session_out_commit(nqi_session *s, size_t n);
+/* The index in the ring of the first frame nothing of which was handed
+ * to the transport. */
+size_t nqi_session_first_unstarted(const nqi_session *s);
+/* Takes out of the ring the copies of fut's put that have not started
+ * (nor gone out on an earlier connection), completing them with
+ * NQ_ECANCELED.  Returns how many. */
+size_t nqi_session_withdraw(nqi_session *s, nq_future *fut);
 /* Fails every queued frame with err and empties the ring. */
 void nqi_session_out_fail(nqi_session *s, int err);
 /* Client: makes a session whose connection was lost ready for a new one.

@@ -5,6 +5,7 @@
 #include <arpa/inet.h>
 #include <errno.h>
 #include <netinet/in.h>
+#include <poll.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdatomic.h>
@@ -294,6 +295,213 @@ static void *close_thread(void *arg)
     cl->result = nq_close(cl->comm);
     cl->done_at = nqt_now_ms();
     return NULL;
+}
+
+/* 1 when fd is readable now. */
+static int readable(int fd, int wait_ms)
+{
+    struct pollfd p = {.fd = fd, .events = POLLIN};
+    return poll(&p, 1, wait_ms) == 1 && (p.revents & POLLIN);
+}
+
+/* The readiness descriptor is level-triggered: readable while a message
+ * waits (still after taking one of two), not when the queue is empty, and
+ * readable again for the final error. */
+static int test_readiness_descriptor_is_level_triggered(void)
+{
+    nq_comm *s = server_on("127.0.0.1");
+    CHECK(s != NULL);
+    nq_comm *c = client_of(s, NULL);
+    CHECK(c != NULL);
+    int sfd = -1, cfd = -1, again = -1;
+    CHECK_OK(nq_comm_fd(s, &sfd));
+    CHECK_OK(nq_comm_fd(s, &again));
+    CHECK(sfd >= 0 && again == sfd);
+    CHECK_OK(nq_comm_fd(c, &cfd));
+    CHECK(!readable(sfd, 0) && !readable(cfd, 0));
+    CHECK_OK(nqt_put_wait(c, "one", 3, NULL, 0));
+    CHECK_OK(nqt_put_wait(c, "two", 3, NULL, 0));
+    CHECK(nqt_wait_stat(s, NQ_STAT_MSGS_IN, 2) == 0);
+    CHECK(readable(sfd, 0));
+    CHECK(readable(sfd, 0)); /* looking changes nothing */
+    CHECK(nqt_expect(s, "one", 3, NULL) == 0);
+    CHECK(readable(sfd, 0));
+    CHECK(nqt_expect(s, "two", 3, NULL) == 0);
+    CHECK(!readable(sfd, 0));
+    nq_msg *m = NULL;
+    CHECK_RC(nq_get(s, 0, &m), NQ_ETIMEDOUT);
+    CHECK(!readable(cfd, 0));
+    nq_id cid;
+    CHECK_OK(nq_comm_id(c, &cid));
+    CHECK_OK(nqt_put_wait(s, "back", 4, &cid, 1));
+    CHECK(readable(cfd, NQT_WAIT_MS));
+    CHECK(nqt_expect(c, "back", 4, NULL) == 0);
+    CHECK(!readable(cfd, 0));
+    CHECK_OK(nq_close(c));
+    CHECK(readable(cfd, 0)); /* the final error waits */
+    CHECK_RC(nq_get(c, 0, &m), NQ_ECLOSED);
+    CHECK(readable(cfd, 0)); /* and stays */
+    CHECK_OK(nq_close(s));
+    CHECK(readable(sfd, 0));
+    CHECK_RC(nq_comm_fd(NULL, &sfd), NQ_EINVAL);
+    nq_destroy(c);
+    nq_destroy(s);
+    return 0;
+}
+
+/* 1 when m holds text and came from peer. */
+static int msg_is(const nq_msg *m, const char *text, const nq_id *peer)
+{
+    const void *d;
+    size_t n;
+    nq_id from;
+    return nq_msg_data(m, &d, &n) == NQ_OK && nq_msg_peer(m, &from) == NQ_OK &&
+           n == strlen(text) && memcmp(d, text, n) == 0 && nq_id_equal(&from, peer);
+}
+
+/* Taking one peer's messages leaves the others' queued, in order. */
+static int test_get_from_leaves_other_peers_in_order(void)
+{
+    nq_comm *s = server_on("127.0.0.1");
+    CHECK(s != NULL);
+    nq_comm *a = client_of(s, NULL);
+    nq_comm *b = client_of(s, NULL);
+    CHECK(a != NULL && b != NULL);
+    nq_id aid, bid;
+    CHECK_OK(nq_comm_id(a, &aid));
+    CHECK_OK(nq_comm_id(b, &bid));
+    CHECK_OK(nqt_put_wait(a, "a1", 2, NULL, 0));
+    CHECK_OK(nqt_put_wait(b, "b1", 2, NULL, 0));
+    CHECK_OK(nqt_put_wait(a, "a2", 2, NULL, 0));
+    CHECK_OK(nqt_put_wait(b, "b2", 2, NULL, 0));
+    CHECK(nqt_wait_stat(s, NQ_STAT_MSGS_IN, 4) == 0);
+    nq_msg *m = NULL;
+    const char *want_b[2] = {"b1", "b2"};
+    for (int i = 0; i < 2; i++) {
+        CHECK_OK(nq_get_from(s, &bid, 1, 0, &m));
+        CHECK(msg_is(m, want_b[i], &bid));
+        nq_msg_free(m);
+    }
+    CHECK_RC(nq_get_from(s, &bid, 1, 0, &m), NQ_ETIMEDOUT);
+    CHECK_RC(nq_get_from(s, &bid, 1, 50, &m), NQ_ETIMEDOUT);
+    CHECK_RC(nq_get_from(s, NULL, 0, 0, &m), NQ_EINVAL);
+    CHECK(nqt_expect(s, "a1", 2, &aid) == 0);
+    nq_id both[2] = {bid, aid};
+    CHECK_OK(nq_get_from(s, both, 2, 0, &m));
+    CHECK(nq_msg_size(m) == 2);
+    nq_msg_free(m);
+    /* A waiting get-from wakes for its peer, not for another's message. */
+    CHECK_OK(nqt_put_wait(a, "a3", 2, NULL, 0));
+    CHECK_OK(nqt_put_wait(b, "b3", 2, NULL, 0));
+    CHECK_OK(nq_get_from(s, &bid, 1, NQT_WAIT_MS, &m));
+    CHECK(msg_is(m, "b3", &bid));
+    nq_msg_free(m);
+    CHECK(nqt_expect(s, "a3", 2, &aid) == 0);
+    CHECK_OK(nq_close(a));
+    CHECK_OK(nq_close(b));
+    CHECK_OK(nq_close(s));
+    CHECK_RC(nq_get_from(s, &aid, 1, 0, &m), NQ_ECLOSED);
+    nq_destroy(a);
+    nq_destroy(b);
+    nq_destroy(s);
+    return 0;
+}
+
+/* Cancelling a put that has completed changes nothing and says so. */
+static int test_cancel_after_completion_changes_nothing(void)
+{
+    nq_comm *s = server_on("127.0.0.1");
+    nq_comm *c = client_of(s, NULL);
+    CHECK(s != NULL && c != NULL);
+    nq_chunk ch = {"done", 4};
+    nq_future *f = NULL;
+    CHECK_OK(nq_put(c, &ch, 1, NULL, 0, &f));
+    CHECK_OK(nq_future_wait(f, NQT_WAIT_MS));
+    CHECK_RC(nq_future_cancel(f), 0);
+    CHECK_RC(nq_future_result(f), NQ_OK);
+    CHECK_RC(nq_future_cancel(NULL), NQ_EINVAL);
+    CHECK(nqt_expect(s, "done", 4, NULL) == 0);
+    nq_future_free(f);
+    CHECK_OK(nq_close(c));
+    CHECK_OK(nq_close(s));
+    CHECK(strcmp(nq_strerror(NQ_ECANCELED), "unknown error") != 0);
+    nq_destroy(c);
+    nq_destroy(s);
+    return 0;
+}
+
+/* A peer that holds one undelivered message stops reading, so a large
+ * message behind it stays partly written: what was put after it can be
+ * withdrawn and never arrives, the large one cannot and does. */
+static nq_comm *stalled_client(nq_comm *s, uint8_t **big, size_t big_len, nq_future **big_f)
+{
+    nq_opts *o = nqt_opts("127.0.0.1", nqt_port(s), NULL);
+    nq_opts_set_int(o, NQ_OPT_QUEUE_SIZE, 1);
+    nq_comm *c = open_with(NQ_CLIENT, o);
+    nq_id cid;
+    if (c == NULL || nqt_put_wait(c, "hello", 5, NULL, 0) != NQ_OK ||
+        nqt_expect(s, "hello", 5, NULL) != 0 || nq_comm_id(c, &cid) != NQ_OK ||
+        nqt_put_wait(s, "first", 5, &cid, 1) != NQ_OK ||
+        nqt_wait_stat(c, NQ_STAT_READ_PAUSES, 1) != 0) {
+        return NULL;
+    }
+    *big = calloc(1, big_len);
+    nq_chunk ch = {*big, big_len};
+    if (*big == NULL || nq_put(s, &ch, 1, &cid, 1, big_f) != NQ_OK) {
+        return NULL;
+    }
+    return c;
+}
+
+static int test_cancel_withdraws_what_waits_behind_a_large_message(void)
+{
+    enum { BIG = 32 << 20 };
+    nq_comm *s = server_on("127.0.0.1");
+    CHECK(s != NULL);
+    uint8_t *big = NULL;
+    nq_future *big_f = NULL, *small_f = NULL, *both_f = NULL;
+    nq_comm *a = stalled_client(s, &big, BIG, &big_f);
+    CHECK(a != NULL);
+    nq_comm *b = client_of(s, NULL);
+    CHECK(b != NULL);
+    CHECK_OK(nqt_put_wait(b, "hi", 2, NULL, 0));
+    CHECK(nqt_expect(s, "hi", 2, NULL) == 0);
+    nq_id aid, bid;
+    CHECK_OK(nq_comm_id(a, &aid));
+    CHECK_OK(nq_comm_id(b, &bid));
+    nq_chunk small = {"small", 5};
+    CHECK_OK(nq_put(s, &small, 1, &aid, 1, &small_f));
+    /* A broadcast: b's copy goes out, a's waits behind the large one. */
+    nq_id both[2] = {aid, bid};
+    nq_chunk each = {"each", 4};
+    CHECK_OK(nq_put(s, &each, 1, both, 2, &both_f));
+    CHECK(nqt_expect(b, "each", 4, NULL) == 0);
+    CHECK_RC(nq_future_cancel(small_f), 1);
+    CHECK_RC(nq_future_cancel(small_f), 0); /* already withdrawn */
+    CHECK_RC(nq_future_cancel(both_f), 1);  /* one of two copies */
+    CHECK_RC(nq_future_cancel(big_f), 0);   /* started: it goes on */
+    CHECK_RC(nq_future_wait(small_f, NQT_WAIT_MS), NQ_ECANCELED);
+    CHECK(nqt_expect(a, "first", 5, NULL) == 0);
+    nq_msg *m = NULL;
+    CHECK_OK(nq_get(a, NQT_WAIT_MS, &m));
+    CHECK(nq_msg_size(m) == BIG);
+    nq_msg_free(m);
+    CHECK_OK(nq_future_wait(big_f, NQT_WAIT_MS));
+    CHECK_RC(nq_future_wait(both_f, NQT_WAIT_MS), NQ_ECANCELED);
+    CHECK_RC(nq_get(a, 300, &m), NQ_ETIMEDOUT); /* neither withdrawn copy came */
+    CHECK_OK(nqt_put_wait(s, "after", 5, &aid, 1));
+    CHECK(nqt_expect(a, "after", 5, NULL) == 0);
+    nq_future_free(small_f);
+    nq_future_free(both_f);
+    nq_future_free(big_f);
+    free(big);
+    CHECK_OK(nq_close(a));
+    CHECK_OK(nq_close(b));
+    CHECK_OK(nq_close(s));
+    nq_destroy(a);
+    nq_destroy(b);
+    nq_destroy(s);
+    return 0;
 }
 
 static int test_server_close_waits_for_clients(void)
@@ -974,6 +1182,10 @@ static const struct test_case tests[] = {
     TEST(test_ten_thousand_messages_keep_order),
     TEST(test_future_callbacks_run),
     TEST(test_get_after_close_drains_then_reports_closed),
+    TEST(test_readiness_descriptor_is_level_triggered),
+    TEST(test_get_from_leaves_other_peers_in_order),
+    TEST(test_cancel_after_completion_changes_nothing),
+    TEST_TCP(test_cancel_withdraws_what_waits_behind_a_large_message),
     TEST(test_server_close_waits_for_clients),
     TEST(test_close_flushes_pending_data),
     TEST(test_reconnect_with_same_id_is_served),

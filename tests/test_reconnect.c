@@ -150,6 +150,34 @@ static int test_reconnection_is_off_by_default(void)
     return 0;
 }
 
+/* A put that waits for a server can be withdrawn: it never arrives, and
+ * what is put after it does. */
+static int test_a_put_waiting_for_a_server_can_be_cancelled(void)
+{
+    next_case();
+    uint16_t port = vacant_port();
+    nq_comm *c = reconnecting_client(port, NULL, -1);
+    CHECK(c != NULL);
+    nq_future *gone = NULL, *kept = NULL;
+    CHECK_OK(put(c, "withdrawn", 9, &gone));
+    CHECK_OK(put(c, "kept", 4, &kept));
+    CHECK_RC(nq_future_cancel(gone), 1);
+    CHECK_RC(nq_future_result(gone), NQ_ECANCELED);
+    nq_comm *s = server_on(port);
+    CHECK(s != NULL);
+    CHECK_OK(nq_future_wait(kept, WAIT_MS));
+    CHECK(nqt_expect(s, "kept", 4, NULL) == 0);
+    nq_msg *m = NULL;
+    CHECK_RC(nq_get(s, 300, &m), NQ_ETIMEDOUT);
+    nq_future_free(gone);
+    nq_future_free(kept);
+    CHECK_OK(nq_close(c));
+    CHECK_OK(nq_close(s));
+    nq_destroy(c);
+    nq_destroy(s);
+    return 0;
+}
+
 /* The server goes and a new one (a new id) comes up on its port: the
  * client hears the old one leave, reconnects, and what it put while
  * disconnected arrives, in order, at the new server. */
@@ -386,6 +414,7 @@ static const struct test_case tests[] = {
     TEST(test_option_ranges),
     TEST(test_reconnection_is_off_by_default),
     TEST(test_client_follows_a_restarted_server),
+    TEST(test_a_put_waiting_for_a_server_can_be_cancelled),
     TEST(test_first_connect_is_retried),
     TEST(test_close_while_disconnected),
     TEST(test_give_up_bound_ends_the_client),

@@ -94,6 +94,8 @@ NQ_API int nq_version_number(void);
 #define NQ_EPENDING     (-16) /* the future has not completed yet             */
 /* Since 1.1: */
 #define NQ_EREPLACED    (-17) /* the peer connected again with the same id    */
+/* Since 1.2: */
+#define NQ_ECANCELED    (-18) /* the put was withdrawn (nq_future_cancel)     */
 
 /* A sentence describing an error code, e.g. "connection to the peer was
  * lost".  Unknown codes give "unknown error".  The string is static; never
@@ -416,6 +418,28 @@ NQ_API int nq_put(nq_comm *comm, const nq_chunk *chunks, size_t n, const nq_id *
  * NQ_ETIMEDOUT or one of those errors.  Thread-safe. */
 NQ_API int nq_get(nq_comm *comm, int64_t timeout_ms, nq_msg **out);
 
+/* Takes the next message from one of the npeers listed peers (since 1.2),
+ * as nq_get does, leaving other peers' messages queued in their order.
+ * Once no message of theirs is left, the final error is returned as by
+ * nq_get (NQ_ECLOSED after nq_close ...), even while other peers' messages
+ * remain.  Returns NQ_OK, NQ_EINVAL (no peers), NQ_ETIMEDOUT or such an
+ * error.  Thread-safe; getters of different peers may wait at once. */
+NQ_API int nq_get_from(nq_comm *comm, const nq_id *peers, size_t npeers, int64_t timeout_ms,
+                       nq_msg **out);
+
+/* The communicator's readiness descriptor (since 1.2), for poll, epoll,
+ * libuv, asyncio and the like: readable exactly while nq_get would return
+ * at once (a message waits, or the final error), and not readable
+ * otherwise.  It is level-triggered: a message left queued keeps it
+ * readable, so a loop takes messages with nq_get(comm, 0, ...) until
+ * NQ_ETIMEDOUT, or one per wake-up, and never misses one.  (Waiting on it
+ * edge-triggered, EPOLLET, is the trap ZMQ_FD users know: after one wake-up
+ * nothing more comes until the queue has been emptied and filled again.)
+ * Only its readability means anything: do not read from it, write to it or
+ * close it; it belongs to the communicator and is closed by nq_destroy.
+ * Returns NQ_OK, NQ_EINVAL or NQ_ESYS.  Thread-safe. */
+NQ_API int nq_comm_fd(nq_comm *comm, int *fd);
+
 /* Closes the communicator, blocking until it is done: queued data is
  * flushed, then the close handshake runs (a client sends FIN after its data
  * and waits for the server's FIN; a server stops accepting and waits until
@@ -498,6 +522,24 @@ NQ_API int nq_future_on_done(nq_future *future, nq_future_cb cb, void *ctx);
 /* Releases the caller's reference.  The put itself goes on; a registered
  * callback still runs.  NULL allowed. */
 NQ_API void nq_future_free(nq_future *future);
+
+/* Withdraws a put (since 1.2).  Every copy of it that has not started on
+ * the wire is taken out of its queue and never reaches its peer (a copy
+ * waiting for a reconnecting client's next connection counts as not
+ * started, unless an earlier connection carried it).  A copy partly or
+ * wholly written is finished as usual: the wire cannot cut a frame.
+ * Returns how many copies were withdrawn.  When any was, the future
+ * completes with NQ_ECANCELED once the other copies are done; a put to
+ * several peers (a broadcast) is told apart by the count: equal to the
+ * number of peers, no peer gets the message; smaller, the others get it.
+ * 0 means nothing changed: every copy had started, or the future had
+ * completed (its result stays what it was).  It waits until every I/O
+ * thread of the communicator has looked, which takes little time.
+ * Once nq_close has begun it changes nothing (it waits for the close).
+ * Returns NQ_EINVAL for NULL or when called on one of libnq's own threads
+ * (from a callback), NQ_ENOMEM.  Call it before nq_destroy of the
+ * communicator.  Thread-safe. */
+NQ_API int nq_future_cancel(nq_future *future);
 
 /* ------------------------------------------------------------------------ */
 /* Messages                                                                  */

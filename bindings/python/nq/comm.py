@@ -187,6 +187,13 @@ class Communicator:
         errors.check(self._raw.peers(ids))
         return [uuid.UUID(bytes=ids.at(i)) for i in range(ids.size())]
 
+    def fileno(self):
+        """The readiness descriptor (libnq >= 1.2): readable exactly while
+        :meth:`get` would return at once, level-triggered, for ``select``,
+        ``selectors`` or an event loop's ``add_reader``.  Only its
+        readability means anything; the communicator owns and closes it."""
+        return errors.check(self._raw.fd())
+
     def stats(self):
         """libnq's counters, by name (messages_in, bytes_out, peers, ...)."""
         names = {
@@ -235,22 +242,26 @@ class Communicator:
         return future
 
     def get(self, *peers, timeout=None):
-        """Take the next message, waiting up to timeout seconds (None: forever).
+        """Take the next message, waiting up to timeout seconds (None: forever);
+        with peers, the next message from one of them, leaving the others'
+        messages queued in order (net-queue 2.x's ``get(*peers)``).
 
         Returns a :class:`nq.Message`.  Raises :class:`nq.Timeout` when the
         time runs out.  After close, queued messages are still returned, then
         :class:`nq.Closed` (a ConnectionAbortedError) is raised; a client
         whose connection failed gets why (:class:`nq.ConnectionLost`, ...).
         """
-        if peers:
-            raise errors.InvalidArgument("get takes messages from every peer; pass no peers")
+        peer_bytes = b"".join(_peer_bytes(p) for p in peers)
         deadline = None if timeout is None else time.monotonic() + max(0.0, timeout)
         msg = _raw.Msg()
         while True:
             wait = _GET_SLICE_MS
             if deadline is not None:
                 wait = min(wait, max(0, math.ceil((deadline - time.monotonic()) * 1000)))
-            rc = self._raw.get(wait, msg)
+            if peers:
+                rc = self._raw.get_from(peer_bytes, wait, msg)
+            else:
+                rc = self._raw.get(wait, msg)
             if rc == _raw.NQ_OK:
                 break
             if rc == _raw.NQ_ETIMEDOUT and (deadline is None or time.monotonic() < deadline):

@@ -138,9 +138,11 @@ def test_get_times_out_with_a_timeout_error(pair):
     assert 0.25 <= time.monotonic() - start < 5
 
 
-def test_get_refuses_peers(pair):
+def test_get_from_a_peer_without_messages_times_out(pair):
+    with pytest.raises(nq.Timeout):
+        pair.server.get(uuid.uuid4(), timeout=0.05)
     with pytest.raises(ValueError):
-        pair.server.get(uuid.uuid4())
+        pair.server.get(b"short", timeout=0.05)
 
 
 def test_client_put_refuses_peers(pair):
@@ -424,3 +426,36 @@ def test_acknowledged_delivery_completes_a_future_when_the_peer_has_it():
                 assert client.stats()["acknowledged"] == int(acknowledged)
                 assert server.stats()["acknowledged"] == int(acknowledged)
 
+
+
+def test_get_from_given_peers_leaves_the_others_in_order(pair):
+    a, b = pair.client(), pair.client()
+    for client, text in ((a, "a1"), (b, "b1"), (a, "a2"), (b, "b2")):
+        client.put(text).result(TIMEOUT)
+    deadline = time.monotonic() + TIMEOUT
+    while pair.server.stats()["messages_in"] < 4 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert [pair.server.get(b.id, timeout=TIMEOUT).data for _ in range(2)] == ["b1", "b2"]
+    with pytest.raises(nq.Timeout):
+        pair.server.get(b.id, timeout=0.05)
+    first = pair.server.get(timeout=TIMEOUT)
+    assert (first.peer, first.data) == (a.id, "a1")
+    assert pair.server.get(a.id, b.id, timeout=TIMEOUT).data == "a2"
+
+
+def test_fileno_is_readable_while_a_message_waits(pair):
+    import selectors
+    client = pair.client()
+    sel = selectors.DefaultSelector()
+    sel.register(pair.server.fileno(), selectors.EVENT_READ)
+    try:
+        assert sel.select(0) == []
+        client.put("one").result(TIMEOUT)
+        client.put("two").result(TIMEOUT)
+        assert sel.select(TIMEOUT)
+        assert pair.server.get(timeout=TIMEOUT).data == "one"
+        assert sel.select(0)  # level-triggered: "two" still waits
+        assert pair.server.get(timeout=TIMEOUT).data == "two"
+        assert sel.select(0) == []
+    finally:
+        sel.close()
