@@ -324,8 +324,10 @@ static int test_exactly_once_across_resets(void)
     CHECK(atomic_load(&f.put_failures) == 0);
     CHECK(atomic_load(&f.server_got) == FLOOD);
     CHECK(atomic_load(&f.client_got) == FLOOD);
-    CHECK(nqt_stat(f.client, NQ_STAT_RECONNECTS) >= RESETS);
-    CHECK(nqt_stat(s, NQ_STAT_RESUMED) >= RESETS);
+    /* A reset may find the client between connections, or end one before
+     * its INI reached the server: not every reset is a resumption. */
+    CHECK(nqt_stat(f.client, NQ_STAT_RECONNECTS) >= RESETS / 2);
+    CHECK(nqt_stat(s, NQ_STAT_RESUMED) >= RESETS / 2);
     nq_msg *m = NULL;
     CHECK_RC(nq_get(s, 200, &m), NQ_ETIMEDOUT); /* no duplicate behind the last */
     CHECK_RC(nq_get(f.client, 0, &m), NQ_ETIMEDOUT);

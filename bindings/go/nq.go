@@ -16,11 +16,14 @@ import (
 	"context"
 	"math"
 	"net"
+	"os"
 	"runtime"
 	"strconv"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
+	"unsafe"
 
 	"github.com/libnq/libnq/bindings/go/internal/nqraw"
 )
@@ -152,9 +155,9 @@ type pendingPut struct {
 	pinner runtime.Pinner
 }
 
-// getSlice bounds each wait inside Get when ctx can be cancelled, so a
-// cancellation is seen within this time; a message ends the wait at once.
-const getSlice = 100 * time.Millisecond
+// pickyRecheck is how soon GetFrom looks again while other peers' messages
+// keep the readiness descriptor readable.
+const pickyRecheck = 5 * time.Millisecond
 
 func millis(d time.Duration) int64 {
 	return int64(math.Ceil(float64(d) / float64(time.Millisecond)))
@@ -380,31 +383,132 @@ func (c *Communicator) Put(data []byte, peers ...ID) *Future {
 // or ctx ends (then it returns ctx.Err()).  After Close, queued messages
 // are still returned, then ErrClosed; a client whose connection failed gets
 // why (ErrConnectionRefused, ErrConnectionReset, ErrTLS, ...).  A Get
-// blocked in another goroutine returns when Close is called.
+// blocked in another goroutine returns when Close is called.  It waits on
+// the communicator's readiness descriptor (libnq >= 1.2) through Go's
+// network poller: no thread is held and nothing polls.
 func (c *Communicator) Get(ctx context.Context) (Message, error) {
+	return c.get(ctx, nil)
+}
+
+// GetFrom takes the next message from one of the given peers, leaving the
+// other peers' messages queued in their order, as Get does otherwise.
+func (c *Communicator) GetFrom(ctx context.Context, peers ...ID) (Message, error) {
+	if len(peers) == 0 {
+		return Message{}, ErrInvalid
+	}
+	return c.get(ctx, peers)
+}
+
+func (c *Communicator) get(ctx context.Context, peers []ID) (Message, error) {
 	defer runtime.KeepAlive(c)
 	msg := nqraw.NewMsg()
 	defer nqraw.DeleteMsg(msg)
-	for {
-		if err := ctx.Err(); err != nil {
-			return Message{}, err
+	var ids []byte
+	for _, p := range peers {
+		ids = append(ids, p[:]...)
+	}
+	take := func() (bool, error) {
+		var rc int
+		if peers == nil {
+			rc = c.raw.Get(0, msg)
+		} else {
+			rc = c.raw.Get_from(ids, 0, msg)
 		}
-		wait := int64(-1)
-		if ctx.Done() != nil {
-			slice := getSlice
-			if deadline, ok := ctx.Deadline(); ok {
-				slice = min(slice, max(0, time.Until(deadline)))
-			}
-			wait = millis(slice)
-		}
-		rc := c.raw.Get(wait, msg)
-		if rc == nqraw.NQ_OK {
-			return Message{Peer: idFromBytes(msg.Peer()), Data: msg.Data()}, nil
-		}
-		if rc != nqraw.NQ_ETIMEDOUT {
-			return Message{}, Error(rc)
+		switch rc {
+		case nqraw.NQ_OK:
+			return true, nil
+		case nqraw.NQ_ETIMEDOUT:
+			return false, nil
+		default:
+			return true, Error(rc)
 		}
 	}
+	if err := ctx.Err(); err != nil {
+		return Message{}, err
+	}
+	got, err := take()
+	if !got {
+		got, err = c.wait(ctx, peers != nil, take)
+	}
+	if err != nil {
+		return Message{}, err
+	}
+	if !got {
+		return Message{}, ctx.Err()
+	}
+	return Message{Peer: idFromBytes(msg.Peer()), Data: msg.Data()}, nil
+}
+
+// wait calls take each time the readiness descriptor says a message (or
+// the final error) waits, until take has one or ctx ends.  Each wait uses a
+// descriptor of its own (a dup), so that ending one caller's wait with a
+// read deadline touches no other.
+func (c *Communicator) wait(ctx context.Context, picky bool, take func() (bool, error)) (bool, error) {
+	fd := c.raw.Fd()
+	if fd < 0 {
+		return false, Error(fd)
+	}
+	dup, err := syscall.Dup(fd)
+	if err != nil {
+		return false, ErrSystem
+	}
+	f := os.NewFile(uintptr(dup), "nq-readiness")
+	defer f.Close()
+	conn, err := f.SyscallConn()
+	if err != nil {
+		return false, ErrSystem
+	}
+	if deadline, ok := ctx.Deadline(); ok {
+		f.SetReadDeadline(deadline)
+	}
+	stop := context.AfterFunc(ctx, func() { f.SetReadDeadline(time.Now()) })
+	defer stop()
+	var got bool
+	var takeErr error
+	for {
+		others := false
+		rerr := conn.Read(func(fd uintptr) bool {
+			got, takeErr = take()
+			// Still readable without one for us: other peers' messages
+			// wait, and no new readiness would come for ours.
+			others = !got && takeErr == nil && picky && readableNow(fd)
+			return got || takeErr != nil || others
+		})
+		if got || takeErr != nil {
+			return got, takeErr
+		}
+		if rerr != nil {
+			// The read deadline is ctx's: it may pass just before ctx's own
+			// timer fires.  The caller reports ctx.Err().
+			if dl, ok := ctx.Deadline(); ctx.Err() == nil && ok && !time.Now().Before(dl) {
+				<-ctx.Done()
+			}
+			if ctx.Err() == nil {
+				return false, ErrSystem
+			}
+			return false, nil
+		}
+		if others {
+			select {
+			case <-ctx.Done():
+				return false, nil
+			case <-time.After(pickyRecheck):
+			}
+		}
+	}
+}
+
+// readableNow reports whether fd is readable at this moment.
+func readableNow(fd uintptr) bool {
+	p := struct {
+		fd      int32
+		events  int16
+		revents int16
+	}{fd: int32(fd), events: 0x1} // POLLIN
+	var zero syscall.Timespec
+	n, _, errno := syscall.Syscall6(syscall.SYS_PPOLL, uintptr(unsafe.Pointer(&p)), 1,
+		uintptr(unsafe.Pointer(&zero)), 0, 0, 0)
+	return errno == 0 && n == 1 && p.revents&0x1 != 0
 }
 
 // Close closes the communicator and waits until it is done: queued puts are

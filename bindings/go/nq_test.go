@@ -562,3 +562,68 @@ func TestAcknowledgedDeliveryCompletesAFutureWhenThePeerHasIt(t *testing.T) {
 		}
 	}
 }
+
+// Get wakes at once on a message and on the end of its context, with no
+// polling; GetFrom leaves other peers' messages queued in order.
+func TestGetWakesOnArrivalAndOnCancel(t *testing.T) {
+	s := open(t, nq.Server, &nq.Options{Addr: addr(0), CloseTimeout: time.Second})
+	port, _ := s.LocalPort()
+	a := open(t, nq.Client, &nq.Options{Addr: addr(port)})
+	b := open(t, nq.Client, &nq.Options{Addr: addr(port)})
+
+	cctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() {
+		_, err := s.Get(cctx)
+		done <- err
+	}()
+	time.Sleep(50 * time.Millisecond)
+	start := time.Now()
+	cancel()
+	select {
+	case err := <-done:
+		if !errors.Is(err, context.Canceled) {
+			t.Fatalf("a cancelled Get returned %v", err)
+		}
+		if waited := time.Since(start); waited > 50*time.Millisecond {
+			t.Fatalf("a cancelled Get took %v to return", waited)
+		}
+	case <-time.After(timeout):
+		t.Fatal("a cancelled Get did not return")
+	}
+
+	got := make(chan nq.Message, 1)
+	go func() {
+		msg, err := s.GetFrom(ctx(t), b.ID())
+		if err == nil {
+			got <- msg
+		}
+	}()
+	if err := a.Put([]byte("from a")).Wait(ctx(t)); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case msg := <-got:
+		t.Fatalf("GetFrom(b) took %q from %v", msg.Data, msg.Peer)
+	case <-time.After(100 * time.Millisecond):
+	}
+	if err := b.Put([]byte("from b")).Wait(ctx(t)); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case msg := <-got:
+		if msg.Peer != b.ID() || string(msg.Data) != "from b" {
+			t.Fatalf("GetFrom(b) got %+v", msg)
+		}
+	case <-time.After(timeout):
+		t.Fatal("GetFrom(b) did not wake for b's message")
+	}
+	if msg, err := s.Get(ctx(t)); err != nil || msg.Peer != a.ID() || string(msg.Data) != "from a" {
+		t.Fatalf("Get after GetFrom got %+v, %v", msg, err)
+	}
+	short, stop := context.WithTimeout(context.Background(), 50*time.Millisecond)
+	defer stop()
+	if _, err := s.Get(short); !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("Get with a deadline returned %v", err)
+	}
+}

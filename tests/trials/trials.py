@@ -350,8 +350,12 @@ def trial_acked_disconnects(args, transport):
                        duration_ms=600000, extra=ACKED + ["--reconnect", "50"])
         faults = ["partition" if i % ((cuts + partitions) // partitions) == 1 else "cut"
                   for i in range(cuts + partitions)]
+        last = 0.0
         for fault in faults:
+            # Each fault meets a connection: the client is back since the last.
+            c.wait_for(r"event type=1\b", 30, after=last)
             time.sleep(0.4)
+            last = time.monotonic()
             if fault == "cut":
                 rig.lab.fault("cut")
             else:

@@ -4,6 +4,7 @@ import java.lang.ref.Cleaner;
 import java.lang.ref.Reference;
 import java.nio.ByteBuffer;
 import java.time.Duration;
+import java.util.ArrayDeque;
 import java.util.ArrayList;
 import java.util.List;
 import java.util.Map;
@@ -11,6 +12,7 @@ import java.util.Optional;
 import java.util.UUID;
 import java.util.concurrent.CompletableFuture;
 import java.util.concurrent.ConcurrentHashMap;
+import java.util.concurrent.TimeUnit;
 import java.util.concurrent.TimeoutException;
 import java.util.concurrent.atomic.AtomicLong;
 import org.libnq.raw.Comm;
@@ -246,8 +248,101 @@ public final class Communicator implements AutoCloseable {
         return take(Math.max(0, timeout.toNanos()));
     }
 
+    /**
+     * Takes the next message from one of the given peers, waiting up to timeout (since libnq 1.2);
+     * the other peers' messages stay queued in their order. See {@link #get()}.
+     *
+     * @throws TimeoutException when no such message arrived in time
+     */
+    public Message getFrom(Duration timeout, UUID... peers)
+            throws NqException, InterruptedException, TimeoutException {
+        if (peers.length == 0) {
+            throw new IllegalArgumentException("getFrom takes at least one peer");
+        }
+        return take(Math.max(0, timeout.toNanos()), Ids.toBytes(peers));
+    }
+
+    /**
+     * The next message, as a future (since libnq 1.2): requests are served in order by one thread
+     * of this communicator, started at the first call, whatever their number. Cancelling the
+     * future before a message was taken for it leaves the message for the next request; after
+     * close the future fails with the closing error.
+     */
+    public CompletableFuture<Message> getAsync() {
+        CompletableFuture<Message> f = new CompletableFuture<>();
+        synchronized (asyncGets) {
+            asyncGets.add(f);
+            if (asyncTaker == null) {
+                asyncTaker = new Thread(this::serveAsyncGets, "nq-get-async");
+                asyncTaker.setDaemon(true);
+                asyncTaker.start();
+            }
+        }
+        return f;
+    }
+
+    private final ArrayDeque<CompletableFuture<Message>> asyncGets = new ArrayDeque<>();
+    private Thread asyncTaker;
+    /** A message taken for an async get that was cancelled meanwhile; the oldest there is. */
+    private Message leftover;
+
+    private void serveAsyncGets() {
+        while (true) {
+            CompletableFuture<Message> f;
+            synchronized (asyncGets) {
+                f = asyncGets.peek();
+                if (f == null) {
+                    asyncTaker = null;
+                    return;
+                }
+            }
+            Message m = null;
+            Throwable failure = null;
+            while (m == null && failure == null && !f.isDone()) {
+                try {
+                    m = take(TimeUnit.MILLISECONDS.toNanos(GET_SLICE_MS));
+                } catch (TimeoutException e) {
+                    // look again: the request may have been cancelled
+                } catch (NqException | InterruptedException e) {
+                    failure = e;
+                }
+            }
+            synchronized (asyncGets) {
+                asyncGets.poll();
+            }
+            if (m != null && !f.complete(m)) {
+                // Cancelled while this message was taken: the next get has it.
+                synchronized (asyncGets) {
+                    leftover = m;
+                }
+            } else if (failure != null) {
+                f.completeExceptionally(failure);
+                if (failure instanceof NqException) {
+                    synchronized (asyncGets) {
+                        for (CompletableFuture<Message> rest; (rest = asyncGets.poll()) != null; ) {
+                            rest.completeExceptionally(failure);
+                        }
+                    }
+                }
+            }
+        }
+    }
+
     private Message take(long timeoutNanos)
             throws NqException, InterruptedException, TimeoutException {
+        return take(timeoutNanos, null);
+    }
+
+    private Message take(long timeoutNanos, byte[] peers)
+            throws NqException, InterruptedException, TimeoutException {
+        synchronized (asyncGets) {
+            if (leftover != null
+                    && (peers == null || Ids.contains(peers, leftover.peer()))) {
+                Message m = leftover;
+                leftover = null;
+                return m;
+            }
+        }
         long deadline = System.nanoTime() + timeoutNanos;
         Msg msg = new Msg();
         try {
@@ -260,7 +355,7 @@ public final class Communicator implements AutoCloseable {
                     long left = deadline - System.nanoTime();
                     wait = Math.min(wait, Math.max(0, (left + 999_999) / 1_000_000));
                 }
-                int rc = raw.get(wait, msg);
+                int rc = peers == null ? raw.get(wait, msg) : raw.get_from(peers, wait, msg);
                 if (rc == nqraw.NQ_OK) {
                     return new Message(Ids.fromBytes(msg.peer()), msg.data());
                 }

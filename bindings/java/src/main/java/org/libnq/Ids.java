@@ -16,6 +16,17 @@ final class Ids {
         return b.array();
     }
 
+    /** Whether id is one of the ids packed in ids (16 bytes each). */
+    static boolean contains(byte[] ids, UUID id) {
+        byte[] one = toBytes(id);
+        for (int at = 0; at + 16 <= ids.length; at += 16) {
+            if (java.util.Arrays.equals(ids, at, at + 16, one, 0, 16)) {
+                return true;
+            }
+        }
+        return false;
+    }
+
     static UUID fromBytes(byte[] bytes) {
         ByteBuffer b = ByteBuffer.wrap(bytes);
         return new UUID(b.getLong(), b.getLong());

@@ -461,4 +461,26 @@ class CommunicatorTest {
             c.close();
         }
     }
+
+    @Test
+    void getFromLeavesOtherPeersInOrderAndGetAsyncCompletes() throws Exception {
+        Communicator s = server(Options.builder().closeTimeout(Duration.ofSeconds(1)));
+        Communicator a = client(s, Options.builder());
+        Communicator b = client(s, Options.builder());
+        CompletableFuture<Message> waiting = s.getAsync();
+        a.put(bytes("a1")).get(WAIT.toMillis(), TimeUnit.MILLISECONDS);
+        Message first = waiting.get(WAIT.toMillis(), TimeUnit.MILLISECONDS);
+        assertEquals("a1", text(first));
+        assertEquals(a.id(), first.peer());
+        a.put(bytes("a2")).get(WAIT.toMillis(), TimeUnit.MILLISECONDS);
+        b.put(bytes("b1")).get(WAIT.toMillis(), TimeUnit.MILLISECONDS);
+        Message fromB = s.getFrom(WAIT, b.id());
+        assertEquals("b1", text(fromB));
+        assertThrows(TimeoutException.class, () -> s.getFrom(Duration.ofMillis(50), b.id()));
+        assertEquals("a2", text(s.get(WAIT)));
+        CompletableFuture<Message> cancelled = s.getAsync();
+        cancelled.cancel(false);
+        a.put(bytes("a3")).get(WAIT.toMillis(), TimeUnit.MILLISECONDS);
+        assertEquals("a3", text(s.getAsync().get(WAIT.toMillis(), TimeUnit.MILLISECONDS)));
+    }
 }
