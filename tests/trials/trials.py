@@ -436,7 +436,7 @@ def main():
     args = p.parse_args()
     if args.command == "list":
         for name, fn in TRIALS.items():
-            print(f"{name}: {fn.__doc__.split(chr(10))[0]}")
+            print(f"{name}: {promise_of(fn)}")
         print("transports:", " ".join(TRANSPORTS))
         return 0
     if os.geteuid() != 0:
@@ -456,9 +456,15 @@ def main():
             r = run_one(args, name, transport)
             print(f"{name} {transport}: {'held' if r.held else 'FAILED'}: {r.measured}",
                   flush=True)
-            rows.append((name, fn.__doc__.split("\n")[0].strip(), transport, r))
+            rows.append((name, promise_of(fn), transport, r))
     write_report(out, rows, args.long)
     return 0
+
+
+def promise_of(fn):
+    """A trial's promise: the first sentence of its docstring."""
+    text = " ".join(fn.__doc__.split())
+    return text.split(". ")[0].rstrip(".") + "."
 
 
 def write_report(path, rows, long_run):
