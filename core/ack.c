@@ -19,10 +19,6 @@ static nqi_frame **at(nqi_session *s, size_t k)
     return &s->out[(s->out_head + k) % s->out_cap];
 }
 
-static size_t first_unstarted(nqi_session *s)
-{
-    return nqi_session_first_unstarted(s);
-}
 
 /* Queues a control frame behind what was handed over, the INI and earlier
  * control frames, ahead of data. */
@@ -36,7 +32,7 @@ static int queue_control(nqi_session *s, int type, const uint8_t *payload, size_
         }
         return NQ_ENOMEM;
     }
-    size_t k = first_unstarted(s);
+    size_t k = nqi_session_first_unstarted(s);
     while (k < s->out_len - 1 &&
            ((*at(s, k))->kind == NQI_FRAME_INI || (*at(s, k))->kind == NQI_FRAME_CONTROL)) {
         k++;
@@ -408,7 +404,7 @@ int nqi_ack_fin(nqi_session *s)
 void nqi_ack_rewind(nqi_session *s)
 {
     nqi_ack *a = &s->ack;
-    size_t started = first_unstarted(s);
+    size_t started = nqi_session_first_unstarted(s);
     uint64_t touched = a->kept_len;
     size_t j = 0;
     size_t len = s->out_len;

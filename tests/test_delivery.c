@@ -207,46 +207,35 @@ static uint32_t read_index(const nq_msg *m)
     return v;
 }
 
-/* The server takes the messages in order and echoes each. */
-static void *flood_server(void *arg)
+/* One side's reader: takes FLOOD messages, checks they come in order, and
+ * (the server) echoes each to the client. */
+typedef struct reader {
+    flood *f;
+    nq_comm *comm;
+    atomic_int *got;
+    const nq_id *echo_to; /* NULL: no echo */
+    const char *who;
+} reader;
+
+static void *read_in_order(void *arg)
 {
-    flood *f = arg;
+    reader *r = arg;
+    flood *f = r->f;
     int64_t deadline = nqt_now_ms() + 90000;
-    while (atomic_load(&f->server_got) < FLOOD && nqt_now_ms() < deadline) {
+    while (atomic_load(r->got) < FLOOD && nqt_now_ms() < deadline) {
         nq_msg *m = NULL;
-        if (nq_get(f->server, 100, &m) != NQ_OK) {
+        if (nq_get(r->comm, 100, &m) != NQ_OK) {
             continue;
         }
         uint32_t v = read_index(m);
-        if (v != (uint32_t)atomic_load(&f->server_got)) {
-            fprintf(stderr, "server got %u, expected %d\n", v, atomic_load(&f->server_got));
+        if (v != (uint32_t)atomic_load(r->got)) {
+            fprintf(stderr, "%s got %u, expected %d\n", r->who, v, atomic_load(r->got));
             atomic_fetch_add(&f->errors, 1);
         }
-        atomic_fetch_add(&f->server_got, 1);
-        if (put(f->server, &v, sizeof(v), &f->client_id, NULL) != NQ_OK) {
+        atomic_fetch_add(r->got, 1);
+        if (r->echo_to != NULL && put(r->comm, &v, sizeof(v), r->echo_to, NULL) != NQ_OK) {
             atomic_fetch_add(&f->put_failures, 1);
         }
-        nq_msg_free(m);
-    }
-    return NULL;
-}
-
-/* The client takes the echoes in order. */
-static void *flood_reader(void *arg)
-{
-    flood *f = arg;
-    int64_t deadline = nqt_now_ms() + 90000;
-    while (atomic_load(&f->client_got) < FLOOD && nqt_now_ms() < deadline) {
-        nq_msg *m = NULL;
-        if (nq_get(f->client, 100, &m) != NQ_OK) {
-            continue;
-        }
-        uint32_t v = read_index(m);
-        if (v != (uint32_t)atomic_load(&f->client_got)) {
-            fprintf(stderr, "client got echo %u, expected %d\n", v, atomic_load(&f->client_got));
-            atomic_fetch_add(&f->errors, 1);
-        }
-        atomic_fetch_add(&f->client_got, 1);
         nq_msg_free(m);
     }
     return NULL;
@@ -298,9 +287,11 @@ static int test_exactly_once_across_resets(void)
                         reconnecting(options(NQ_CLIENT, px.port, NQ_DELIVERY_ACKED), NULL));
     CHECK(f.client != NULL);
     CHECK_OK(nq_comm_id(f.client, &f.client_id));
+    reader server = {&f, s, &f.server_got, &f.client_id, "server"};
+    reader client = {&f, f.client, &f.client_got, NULL, "client (echoes)"};
     pthread_t t[3];
-    pthread_create(&t[0], NULL, flood_server, &f);
-    pthread_create(&t[1], NULL, flood_reader, &f);
+    pthread_create(&t[0], NULL, read_in_order, &server);
+    pthread_create(&t[1], NULL, read_in_order, &client);
     pthread_create(&t[2], NULL, flood_writer, &f);
     int resets = 0;
     int64_t deadline = nqt_now_ms() + 60000;

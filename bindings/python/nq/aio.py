@@ -105,10 +105,6 @@ class AioCommunicator:
         the put's error); the put itself is made at once."""
         return await asyncio.wrap_future(self._comm.put(data, *peers))
 
-    def put_nowait(self, data, *peers):
-        """Publish data to peers; returns an asyncio future of the put."""
-        return asyncio.wrap_future(self._comm.put(data, *peers))
-
     async def close(self):
         """Close (the blocking close runs in the loop's executor)."""
         loop = asyncio.get_running_loop()
