@@ -22,7 +22,7 @@
 /* ---- options (core/opts.c) ------------------------------------------------ */
 
 /* One past the last nq_option: the size of the table of integer options. */
-#define NQI_OPT_COUNT (NQ_OPT_RESUME_MS + 1)
+#define NQI_OPT_COUNT (NQ_OPT_DROP_OLDEST + 1)
 
 struct nq_opts {
     nq_id id;

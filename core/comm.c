@@ -519,7 +519,7 @@ int nq_peers(nq_comm *comm, nq_id *ids, size_t cap, size_t *count)
 
 int nq_stat(nq_comm *comm, nq_stat_id stat, int64_t *out)
 {
-    if (comm == NULL || out == NULL || stat < NQ_STAT_MSGS_IN || stat > NQ_STAT_RESUMED) {
+    if (comm == NULL || out == NULL || stat < NQ_STAT_MSGS_IN || stat > NQ_STAT_DROPPED) {
         return NQ_EINVAL;
     }
     *out = atomic_load(&comm->stats[stat - NQ_STAT_MSGS_IN]);

@@ -68,9 +68,10 @@ enum nqi_stat_index {
     NQI_ST_RECONNECTS = NQ_STAT_RECONNECTS - 1,
     NQI_ST_ACKED = NQ_STAT_ACKED - 1,
     NQI_ST_RESUMED = NQ_STAT_RESUMED - 1,
+    NQI_ST_DROPPED = NQ_STAT_DROPPED - 1,
     NQI_ST_COUNT /* the number of counters */
 };
-_Static_assert((int)NQI_ST_COUNT == (int)NQ_STAT_RESUMED,
+_Static_assert((int)NQI_ST_COUNT == (int)NQ_STAT_DROPPED,
                "a new nq_stat_id needs its slot in enum nqi_stat_index");
 
 struct nq_comm {

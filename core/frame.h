@@ -108,8 +108,18 @@ void nqi_frame_unpin(nqi_frame *f);
 
 /* ---- received messages ------------------------------------------------- */
 
+/* One sender's messages in the arrival queue, oldest first, linked by
+ * peer_next: what NQ_OPT_DROP_OLDEST takes from.  Under the queue's mutex. */
+typedef struct nqi_msgq_peer {
+    struct nq_msg *first;
+    struct nq_msg *last;
+} nqi_msgq_peer;
+
 struct nq_msg {
-    struct nq_msg *next;
+    struct nq_msg *next;      /* the arrival queue, both ways */
+    struct nq_msg *prev;
+    struct nq_msg *peer_next; /* its sender's next one in the queue */
+    nqi_msgq_peer *from;      /* its sender's list while queued */
     nq_id peer;
     uint8_t *data; /* from the block pool, may be NULL when len is 0 */
     size_t len;
@@ -135,8 +145,12 @@ void nqi_msgq_init(nqi_msgq *q);
 int nqi_msgq_fd(nqi_msgq *q, int *fd);
 /* Frees the messages still queued with free_msg, then the queue. */
 void nqi_msgq_fini(nqi_msgq *q, void (*free_msg)(nq_msg *m));
-/* Appends a chain of messages (first..last) and wakes sleeping getters. */
-void nqi_msgq_push(nqi_msgq *q, nq_msg *first, nq_msg *last);
+/* Appends a chain of one sender's messages (first..last, linked by next)
+ * to the queue and to the sender's list, and wakes sleeping getters. */
+void nqi_msgq_push(nqi_msgq *q, nqi_msgq_peer *from, nq_msg *first, nq_msg *last);
+/* Takes up to n of the sender's oldest messages out of the queue and
+ * returns how many, linked by next from *out (NULL when none). */
+size_t nqi_msgq_drop_oldest(nqi_msgq *q, nqi_msgq_peer *from, size_t n, nq_msg **out);
 /* Sets the error get returns once the queue is empty (first one wins). */
 void nqi_msgq_finish(nqi_msgq *q, int err);
 /* Takes the oldest message.  Returns NQ_OK, NQ_ETIMEDOUT or final_error. */

@@ -84,20 +84,77 @@ static void wake(nqi_msgq *q, int waiters)
     }
 }
 
-void nqi_msgq_push(nqi_msgq *q, nq_msg *first, nq_msg *last)
+void nqi_msgq_push(nqi_msgq *q, nqi_msgq_peer *from, nq_msg *first, nq_msg *last)
 {
     last->next = NULL;
     pthread_mutex_lock(&q->mu);
+    nq_msg *prev = q->tail;
+    for (nq_msg *m = first; m != NULL; prev = m, m = m->next) {
+        m->prev = prev;
+        m->peer_next = m->next;
+        m->from = from;
+    }
     if (q->tail != NULL) {
         q->tail->next = first;
     } else {
         q->head = first;
     }
     q->tail = last;
+    if (from->last != NULL) {
+        from->last->peer_next = first;
+    } else {
+        from->first = first;
+    }
+    from->last = last;
     sync_fd(q);
     int waiters = q->picky > 0 ? -1 : q->waiters;
     pthread_mutex_unlock(&q->mu);
     wake(q, waiters);
+}
+
+/* Takes m out of the queue; it is its sender's oldest (taken and dropped
+ * messages both leave a sender's list from the front). */
+static void unlink_msg(nqi_msgq *q, nq_msg *m)
+{
+    if (m->prev != NULL) {
+        m->prev->next = m->next;
+    } else {
+        q->head = m->next;
+    }
+    if (m->next != NULL) {
+        m->next->prev = m->prev;
+    } else {
+        q->tail = m->prev;
+    }
+    nqi_msgq_peer *from = m->from;
+    from->first = m->peer_next;
+    if (from->first == NULL) {
+        from->last = NULL;
+    }
+    m->next = m->prev = m->peer_next = NULL;
+    m->from = NULL;
+}
+
+size_t nqi_msgq_drop_oldest(nqi_msgq *q, nqi_msgq_peer *from, size_t n, nq_msg **out)
+{
+    nq_msg *head = NULL;
+    nq_msg *tail = NULL;
+    size_t k = 0;
+    pthread_mutex_lock(&q->mu);
+    for (; k < n && from->first != NULL; k++) {
+        nq_msg *m = from->first;
+        unlink_msg(q, m);
+        if (tail != NULL) {
+            tail->next = m;
+        } else {
+            head = m;
+        }
+        tail = m;
+    }
+    sync_fd(q);
+    pthread_mutex_unlock(&q->mu);
+    *out = head;
+    return k;
 }
 
 void nqi_msgq_finish(nqi_msgq *q, int err)
@@ -111,15 +168,15 @@ void nqi_msgq_finish(nqi_msgq *q, int err)
     pthread_mutex_unlock(&q->mu);
 }
 
-/* The first queued message from one of the peers (all when npeers is 0),
- * and the one before it (NULL at the head). */
-static nq_msg *find(nqi_msgq *q, const nq_id *peers, size_t npeers, nq_msg **before)
+/* The first queued message from one of the peers (all when npeers is 0). */
+static nq_msg *find(nqi_msgq *q, const nq_id *peers, size_t npeers)
 {
-    nq_msg *prev = NULL;
-    for (nq_msg *m = q->head; m != NULL; prev = m, m = m->next) {
-        for (size_t i = 0; i < npeers || (npeers == 0 && i == 0); i++) {
-            if (npeers == 0 || nq_id_equal(&m->peer, &peers[i])) {
-                *before = prev;
+    if (npeers == 0) {
+        return q->head;
+    }
+    for (nq_msg *m = q->head; m != NULL; m = m->next) {
+        for (size_t i = 0; i < npeers; i++) {
+            if (nq_id_equal(&m->peer, &peers[i])) {
                 return m;
             }
         }
@@ -135,9 +192,8 @@ int nqi_msgq_pop_from(nqi_msgq *q, const nq_id *peers, size_t npeers, int64_t ti
         dl = nqi_deadline_after(timeout_ms);
     }
     int rv = NQ_OK;
-    nq_msg *prev = NULL;
     pthread_mutex_lock(&q->mu);
-    nq_msg *m = find(q, peers, npeers, &prev);
+    nq_msg *m = find(q, peers, npeers);
     while (m == NULL && q->final_error == 0) {
         if (timeout_ms == 0) {
             rv = NQ_ETIMEDOUT;
@@ -148,7 +204,7 @@ int nqi_msgq_pop_from(nqi_msgq *q, const nq_id *peers, size_t npeers, int64_t ti
         int timed_out = nqi_cond_until(&q->cv, &q->mu, timeout_ms < 0 ? NULL : &dl) != 0;
         q->waiters--;
         q->picky -= npeers > 0;
-        m = find(q, peers, npeers, &prev);
+        m = find(q, peers, npeers);
         if (timed_out) {
             rv = m == NULL && q->final_error == 0 ? NQ_ETIMEDOUT : NQ_OK;
             break;
@@ -158,15 +214,7 @@ int nqi_msgq_pop_from(nqi_msgq *q, const nq_id *peers, size_t npeers, int64_t ti
         rv = q->final_error;
     }
     if (rv == NQ_OK) {
-        if (prev != NULL) {
-            prev->next = m->next;
-        } else {
-            q->head = m->next;
-        }
-        if (q->tail == m) {
-            q->tail = prev;
-        }
-        m->next = NULL;
+        unlink_msg(q, m);
         *out = m;
         sync_fd(q);
     }

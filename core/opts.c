@@ -34,6 +34,7 @@ static const struct option_spec specs[NQI_OPT_COUNT] = {
     [NQ_OPT_DELIVERY] = {NQ_DELIVERY_WRITTEN, NQ_DELIVERY_ACKED, NQ_DELIVERY_WRITTEN,
                          NQ_DELIVERY_WRITTEN},
     [NQ_OPT_RESUME_MS] = {0, INT64_C(1) << 31, 60000, 0},
+    [NQ_OPT_DROP_OLDEST] = {0, 1, 0, 0},
 };
 
 static int valid_option(int option)

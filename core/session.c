@@ -418,6 +418,33 @@ int nqi_session_in_commit(nqi_session *s, size_t n)
     return parse_result(s, nqi_parser_commit(&s->parser, n, on_frame, s));
 }
 
+/* NQ_OPT_DROP_OLDEST: the peer's n oldest undelivered messages make room
+ * (fewer when getters took some meanwhile). */
+static void drop_oldest(nqi_session *s, size_t n)
+{
+    nq_comm *c = s->comm;
+    nq_msg *m = NULL;
+    size_t k = nqi_msgq_drop_oldest(&c->msgq, &s->inq, n, &m);
+    if (k == 0) {
+        return;
+    }
+    atomic_fetch_sub(&s->queued, (long)k);
+    nqi_stat_add(c, NQI_ST_DROPPED, (long long)k);
+    while (m != NULL) {
+        nq_msg *next = m->next;
+        nq_msg_free(m); /* and its reference to s; the caller holds another */
+        m = next;
+    }
+    if (!s->dropping) {
+        s->dropping = 1;
+        char text[NQ_ID_STRLEN];
+        nq_id_format(&s->peer, text, sizeof(text));
+        nqi_logf(&c->log, NQ_LOG_WARN,
+                 "peer %s: receive queue full (%lld messages); dropping its oldest",
+                 text, (long long)c->opts.ints[NQ_OPT_QUEUE_SIZE]);
+    }
+}
+
 int nqi_session_deliver(nqi_session *s)
 {
     nq_msg *first = s->batch_head;
@@ -432,11 +459,17 @@ int nqi_session_deliver(nqi_session *s)
     nq_msg *last = s->batch_tail;
     s->batch_head = s->batch_tail = NULL;
     long queued = atomic_fetch_add(&s->queued, n) + n;
-    nqi_msgq_push(&s->comm->msgq, first, last);
+    nqi_msgq_push(&s->comm->msgq, &s->inq, first, last);
     nqi_ack_delivered(s);
 
     nq_comm *c = s->comm;
     long limit = (long)c->opts.ints[NQ_OPT_QUEUE_SIZE];
+    if (c->opts.ints[NQ_OPT_DROP_OLDEST]) {
+        if (queued > limit) {
+            drop_oldest(s, (size_t)(queued - limit));
+        }
+        return 0;
+    }
     if (c->transport->pausable && queued >= limit && atomic_load(&c->state) == NQI_OPEN &&
         !atomic_load(&s->paused)) {
         atomic_store(&s->paused, 1);

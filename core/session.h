@@ -107,6 +107,8 @@ struct nqi_session {
     nq_msg *batch_head; /* messages parsed in this read, not yet queued */
     nq_msg *batch_tail;
     atomic_long queued; /* messages delivered to the queue, not yet taken */
+    nqi_msgq_peer inq;  /* those of them still queued (the queue's mutex) */
+    int dropping;       /* NQ_OPT_DROP_OLDEST has dropped some (logged once) */
     atomic_int paused;
     atomic_int resume_requested;
 

@@ -663,6 +663,54 @@ static int test_queue_size_holds_sender_back_without_loss(void)
     return 0;
 }
 
+/* NQ_OPT_DROP_OLDEST: a flooding peer's oldest messages make room, on
+ * every transport (MQTT included); the sender is never held back or told,
+ * other peers' messages stay, the drops are counted. */
+static int test_drop_oldest_keeps_a_flooding_peers_newest(void)
+{
+    nq_opts *bad = nqt_opts("127.0.0.1", 0, NULL);
+    CHECK_RC(nq_opts_set_int(bad, NQ_OPT_DROP_OLDEST, 2), NQ_EINVAL);
+    nq_opts_free(bad);
+    enum { LIMIT = 4, FLOOD = 200 };
+    nq_opts *o = nqt_opts("127.0.0.1", 0, NULL);
+    CHECK_OK(nq_opts_set_int(o, NQ_OPT_QUEUE_SIZE, LIMIT));
+    CHECK_OK(nq_opts_set_int(o, NQ_OPT_DROP_OLDEST, 1));
+    nq_comm *s = open_with(NQ_SERVER, o);
+    CHECK(s != NULL);
+    nq_id quiet_id, loud_id;
+    CHECK_OK(nq_id_random(&quiet_id));
+    CHECK_OK(nq_id_random(&loud_id));
+    nq_comm *quiet = client_of(s, &quiet_id);
+    nq_comm *loud = client_of(s, &loud_id);
+    CHECK(quiet != NULL && loud != NULL);
+    CHECK(nqt_put_wait(quiet, "older", 5, NULL, 0) == 0);
+    CHECK(nqt_wait_stat(s, NQ_STAT_MSGS_IN, 1) == 0);
+    nq_future *last = NULL;
+    static const uint32_t final = FLOOD - 1; /* read in place until sent */
+    for (uint32_t i = 0; i < FLOOD; i++) {
+        nq_chunk ch = {i == final ? &final : &i, sizeof(i)}; /* copied */
+        CHECK_OK(nq_put(loud, &ch, 1, NULL, 0, i == final ? &last : NULL));
+    }
+    CHECK_OK(nq_future_wait(last, WAIT_MS));
+    CHECK_OK(nq_future_result(last));
+    nq_future_free(last);
+    /* Every message was read, none held back: the sender is never paused. */
+    CHECK(nqt_wait_stat(s, NQ_STAT_MSGS_IN, 1 + FLOOD) == 0);
+    CHECK(nqt_wait_stat(s, NQ_STAT_DROPPED, FLOOD - LIMIT) == 0);
+    CHECK(nqt_stat(s, NQ_STAT_DROPPED) == FLOOD - LIMIT);
+    CHECK(nqt_stat(s, NQ_STAT_READ_PAUSES) == 0);
+    CHECK(nqt_expect(s, "older", 5, &quiet_id) == 0);
+    for (uint32_t i = FLOOD - LIMIT; i < FLOOD; i++) {
+        CHECK(nqt_expect(s, &i, sizeof(i), &loud_id) == 0);
+    }
+    nq_msg *m = NULL;
+    CHECK_RC(nq_get(s, 0, &m), NQ_ETIMEDOUT);
+    nq_destroy(quiet);
+    nq_destroy(loud);
+    nq_destroy(s);
+    return 0;
+}
+
 static int test_send_limit_refuses_copies(void)
 {
     nq_opts *o = nqt_opts("127.0.0.1", 0, NULL);
@@ -1195,6 +1243,7 @@ static const struct test_case tests[] = {
     TEST_TCP(test_ipv6_and_host_names),
     TEST_TCP(test_workers_share_clients),
     TEST_TCP(test_queue_size_holds_sender_back_without_loss),
+    TEST(test_drop_oldest_keeps_a_flooding_peers_newest),
     TEST(test_send_limit_refuses_copies),
     TEST(test_values_use_the_serializer),
     TEST_TCP(test_peer_vanishing_without_fin_is_detected),

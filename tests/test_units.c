@@ -584,6 +584,49 @@ static nq_msg *counted_msg(size_t len)
     return m;
 }
 
+/* A sender's oldest messages leave from the middle of the queue; the rest
+ * keep their order, and the sender's list follows takes and drops. */
+static int test_arrival_queue_drops_one_senders_oldest(void)
+{
+    nqi_msgq q;
+    nqi_msgq_init(&q);
+    nqi_msgq_peer a = {NULL, NULL}, b = {NULL, NULL};
+    nq_id ida = {{1}}, idb = {{2}};
+    /* arrival order: a1 b1 a2 b2 a3 (len = sender * 10 + n) */
+    const size_t order[] = {11, 21, 12, 22, 13};
+    for (size_t i = 0; i < NQI_ARRAY_LEN(order); i++) {
+        nq_msg *m = counted_msg(order[i]);
+        CHECK(m != NULL);
+        m->peer = order[i] < 20 ? ida : idb;
+        nqi_msgq_push(&q, order[i] < 20 ? &a : &b, m, m);
+    }
+    nq_msg *dropped = NULL;
+    CHECK(nqi_msgq_drop_oldest(&q, &a, 2, &dropped) == 2);
+    CHECK(dropped != NULL && dropped->len == 11 && dropped->next != NULL &&
+          dropped->next->len == 12 && dropped->next->next == NULL);
+    nq_msg_free(dropped->next);
+    nq_msg_free(dropped);
+    nq_msg *m = NULL;
+    CHECK_OK(nqi_msgq_pop_from(&q, &ida, 1, 0, &m)); /* a3, past b1 and b2 */
+    CHECK(m->len == 13 && a.first == NULL && a.last == NULL);
+    nq_msg_free(m);
+    CHECK(nqi_msgq_drop_oldest(&q, &a, 1, &dropped) == 0 && dropped == NULL);
+    CHECK_OK(nqi_msgq_pop(&q, 0, &m));
+    CHECK(m->len == 21 && b.first != NULL && b.first->len == 22);
+    nq_msg_free(m);
+    CHECK(nqi_msgq_drop_oldest(&q, &b, 5, &dropped) == 1 && dropped->len == 22);
+    nq_msg_free(dropped);
+    CHECK(q.head == NULL && q.tail == NULL && b.first == NULL && b.last == NULL);
+    CHECK_RC(nqi_msgq_pop(&q, 0, &m), NQ_ETIMEDOUT);
+    /* a sender's list starts again after it emptied */
+    nq_msg *x = counted_msg(14);
+    CHECK(x != NULL);
+    nqi_msgq_push(&q, &a, x, x);
+    CHECK(a.first == x && a.last == x && q.head == x);
+    nqi_msgq_fini(&q, (void (*)(nq_msg *))nqi_block_free);
+    return 0;
+}
+
 /* Getters that sleep on the queue are woken for single messages and for
  * chains alike: every message is taken exactly once, none is left behind,
  * and the final error reaches every getter. */
@@ -591,6 +634,7 @@ static int test_arrival_queue_wakes_every_sleeping_getter(void)
 {
     nqi_msgq q;
     nqi_msgq_init(&q);
+    nqi_msgq_peer from = {NULL, NULL};
     enum { GETTERS = 4, SINGLES = 20000, CHAINS = 2000, CHAIN = 5 };
     struct getter g[GETTERS];
     pthread_t t[GETTERS];
@@ -601,7 +645,7 @@ static int test_arrival_queue_wakes_every_sleeping_getter(void)
     for (int i = 0; i < SINGLES; i++) {
         nq_msg *m = counted_msg(1);
         CHECK(m != NULL);
-        nqi_msgq_push(&q, m, m);
+        nqi_msgq_push(&q, &from, m, m);
         if (i % 1000 == 0) {
             nanosleep(&(struct timespec){0, 200000}, NULL); /* let getters sleep */
         }
@@ -618,7 +662,7 @@ static int test_arrival_queue_wakes_every_sleeping_getter(void)
             }
             last = m;
         }
-        nqi_msgq_push(&q, first, last);
+        nqi_msgq_push(&q, &from, first, last);
     }
     /* Everything is taken while the queue is still open (a lost wake-up
      * would leave messages behind sleeping getters). */
@@ -857,6 +901,7 @@ static const struct test_case tests[] = {
     TEST(test_future_completes_after_every_part),
     TEST(test_future_callback_on_completed_future_runs_at_once),
     TEST(test_future_waiters_and_racing_callback),
+    TEST(test_arrival_queue_drops_one_senders_oldest),
     TEST(test_arrival_queue_wakes_every_sleeping_getter),
     TEST(test_large_blocks_are_reused_within_a_bound),
     TEST(test_pinned_frame_defers_its_future),

@@ -56,7 +56,7 @@ extern "C" {
 /* ------------------------------------------------------------------------ */
 
 #define NQ_VERSION_MAJOR 1
-#define NQ_VERSION_MINOR 2
+#define NQ_VERSION_MINOR 3
 #define NQ_VERSION_PATCH 0
 /* The version of this header as one number: major*10000 + minor*100 + patch. */
 #define NQ_VERSION_NUMBER \
@@ -170,7 +170,9 @@ typedef enum nq_option {
      * a peer reaches it, libnq stops reading from that peer (the transport's
      * flow control holds the sender back) until get() makes room; nothing is
      * dropped.  A broker cannot hold one publisher back, so over MQTT every
-     * arriving message is queued.  1 .. 2^40, default 2^30. */
+     * arriving message is queued.  With NQ_OPT_DROP_OLDEST the limit holds
+     * on every transport and the peer's oldest messages make room instead.
+     * 1 .. 2^40, default 2^30. */
     NQ_OPT_QUEUE_SIZE = 5,
     /* Largest message accepted from the wire.  A longer frame is a protocol
      * error: the connection is closed, nothing is allocated for it.
@@ -247,7 +249,19 @@ typedef enum nq_option {
      * listed, puts to it queue, and no event is reported; when it comes
      * back the session goes on where it stopped (NQ_STAT_RESUMED), else it
      * ends as a lost peer.  0 .. 2^31, default 60000. */
-    NQ_OPT_RESUME_MS = 17
+    NQ_OPT_RESUME_MS = 17,
+    /* Since 1.3.  What a peer's full receive queue (NQ_OPT_QUEUE_SIZE)
+     * does.  0, the default: lossless back-pressure, libnq stops reading
+     * from the peer until get() makes room (over MQTT the queue grows).
+     * 1: reading goes on, and each message beyond the limit drops that
+     * peer's oldest undelivered message, on every transport; the drops are
+     * counted in NQ_STAT_DROPPED and logged (NQ_LOG_WARN, once per
+     * connection).  The sender is never told: its put completed when the
+     * message was written (or, with NQ_DELIVERY_ACKED, received), so choose
+     * it only where the newest data matters more than every message
+     * (net-queue 2.x's drop_oldest).  Other peers' messages are never
+     * dropped for it.  0 or 1, default 0. */
+    NQ_OPT_DROP_OLDEST = 18
 } nq_option;
 
 /* Values of NQ_OPT_DELIVERY.
@@ -489,7 +503,8 @@ typedef enum nq_stat_id {
     NQ_STAT_READ_PAUSES = 11,     /* times a peer hit NQ_OPT_QUEUE_SIZE        */
     NQ_STAT_RECONNECTS = 12,      /* client: attempts to connect again (1.1)   */
     NQ_STAT_ACKED = 13,           /* connections that agreed on NQ_DELIVERY_ACKED (1.2) */
-    NQ_STAT_RESUMED = 14          /* server: sessions a returning peer took up again (1.2) */
+    NQ_STAT_RESUMED = 14,         /* server: sessions a returning peer took up again (1.2) */
+    NQ_STAT_DROPPED = 15          /* messages dropped by NQ_OPT_DROP_OLDEST (1.3) */
 } nq_stat_id;
 
 /* Reads a counter.  Returns NQ_OK or NQ_EINVAL.  Thread-safe. */
