@@ -15,6 +15,12 @@
  * completion (nq_future_on_done) that only appends (token, result) to a
  * Completions queue; one thread (or goroutine) per communicator in the
  * language blocks in Completions::next and resolves the language's future.
+ * The put's nq_future stays with its entry so that Comm::cancel can
+ * withdraw the put (nq_future_cancel) by token until next() has reported
+ * it.  nq_future_cancel waits for the I/O threads, whose completions take
+ * the Completions lock, so cancel marks the entry under the lock, calls it
+ * with the lock released, and whichever of next(), cancel and the queue's
+ * final cleanup lets go of the entry last frees the future with it.
  * Peer events go the same way: Opts::set_events registers a C++ callback
  * that appends each event to an Events queue, which a thread (goroutine)
  * of the language drains with Events::next.
@@ -56,6 +62,7 @@
 #include <mutex>
 #include <new>
 #include <string.h>
+#include <unordered_map>
 #include <vector>
 %}
 
@@ -117,6 +124,7 @@
 %ignore nq_future_result;
 %ignore nq_future_on_done;
 %ignore nq_future_free;
+%ignore nq_future_cancel;
 %ignore nq_msg_peer;
 %ignore nq_msg_data;
 %ignore nq_msg_size;
@@ -314,40 +322,68 @@ struct nqb_view {
 %{
 struct nqb_completions_state;
 
-/* One tracked put: allocated when the put is queued, so that the I/O
- * thread only links it into the done list. */
+/* One tracked put: allocated before the put is queued, so that the I/O
+ * thread only links it into the done list.  It owns the put's nq_future
+ * and is freed with it by whoever lets go last: Completions::next once it
+ * has reported the put, a Comm::cancel that was using the future then, or
+ * the state's final cleanup for a put never reported. */
 struct nqb_pending {
     nqb_pending *next;
     nqb_completions_state *state;
+    nq_future *future; /* NULL until nq_put has queued the put */
     int64_t token;
     int result;
-    void *owned; /* nq_alloc'd copy of the data, or NULL */
+    int cancelling; /* Comm::cancel calls using future (under state->mu) */
+    bool reported;  /* next() has handed it out (under state->mu) */
+    void *owned;    /* nq_alloc'd copy of the data, or NULL */
 };
 
-/* Shared by a Completions object and every pending put, so it outlives
- * both: freed when the last of them lets go. */
+/* Shared by a Completions object, every pending put and every cancel in
+ * progress, so it outlives them all: freed when the last lets go. */
 struct nqb_completions_state {
     std::mutex mu;
     std::condition_variable cv;
     nqb_pending *head;
     nqb_pending *tail;
+    /* Tracked puts not yet reported by next(), by token: what cancel finds. */
+    std::unordered_map<int64_t, nqb_pending *> unreported;
     long outstanding; /* tracked puts not yet completed */
-    long refs;        /* the Completions object + outstanding */
+    long refs;        /* the Completions object + outstanding + cancels */
     bool shut;
     nqb_completions_state() : head(NULL), tail(NULL), outstanding(0), refs(1), shut(false) {}
 };
+
+static void nqb_pending_free(nqb_pending *p)
+{
+    nq_future_free(p->future);
+    delete p;
+}
 
 static void nqb_completions_unref(nqb_completions_state *s, std::unique_lock<std::mutex> &lock)
 {
     bool last = --s->refs == 0;
     lock.unlock();
     if (last) {
+        /* No cancel is in progress (each holds a reference), so every put
+         * left in the done list is the state's alone. */
         while (s->head != NULL) {
             nqb_pending *p = s->head;
             s->head = p->next;
-            delete p;
+            nqb_pending_free(p);
         }
         delete s;
+    }
+}
+
+/* Ends a Comm::cancel's hold on p (see Completions::hold). */
+static void nqb_pending_let_go(nqb_pending *p)
+{
+    nqb_completions_state *s = p->state;
+    std::unique_lock<std::mutex> lock(s->mu);
+    bool last = --p->cancelling == 0 && p->reported;
+    nqb_completions_unref(s, lock);
+    if (last) {
+        nqb_pending_free(p);
     }
 }
 
@@ -426,7 +462,9 @@ static void nqb_event(void *ctx, const nq_event *ev)
 %ignore Event::set;
 %ignore Msg::reset;
 %ignore Completions::track;
+%ignore Completions::arm;
 %ignore Completions::untrack;
+%ignore Completions::hold;
 %ignore Ids::ids_;
 
 %inline %{
@@ -689,10 +727,15 @@ public:
         if (s_->head == NULL) {
             s_->tail = NULL;
         }
-        lock.unlock();
+        s_->unreported.erase(p->token);
+        p->reported = true;
         out->token = p->token;
         out->result = p->result;
-        delete p;
+        bool last = p->cancelling == 0;
+        lock.unlock();
+        if (last) {
+            nqb_pending_free(p);
+        }
         return NQ_OK;
     }
 
@@ -712,21 +755,44 @@ public:
         return s_->outstanding;
     }
 
-    nqb_pending *track(int64_t token, void *owned)
+    /* Sets up the entry of a put about to be queued under token.  Returns
+     * NQ_OK, NQ_ENOMEM, or NQ_EINVAL when the token is still in use. */
+    int track(int64_t token, void *owned, nqb_pending **out)
     {
         nqb_pending *p = new (std::nothrow) nqb_pending();
         if (p == NULL) {
-            return NULL;
+            return NQ_ENOMEM;
         }
         p->next = NULL;
         p->state = s_;
+        p->future = NULL;
         p->token = token;
         p->result = NQ_EPENDING;
+        p->cancelling = 0;
+        p->reported = false;
         p->owned = owned;
         std::lock_guard<std::mutex> lock(s_->mu);
+        try {
+            if (!s_->unreported.emplace(token, p).second) {
+                delete p;
+                return NQ_EINVAL;
+            }
+        } catch (const std::bad_alloc &) {
+            delete p;
+            return NQ_ENOMEM;
+        }
         s_->outstanding++;
         s_->refs++;
-        return p;
+        *out = p;
+        return NQ_OK;
+    }
+
+    /* Hands the queued put's future to its entry, which frees it; from now
+     * on cancel can find it. */
+    void arm(nqb_pending *p, nq_future *future)
+    {
+        std::lock_guard<std::mutex> lock(s_->mu);
+        p->future = future;
     }
 
     /* Undoes track() for a put that libnq refused. */
@@ -734,9 +800,25 @@ public:
     {
         nq_free(p->owned);
         std::unique_lock<std::mutex> lock(s_->mu);
+        s_->unreported.erase(p->token);
         s_->outstanding--;
         delete p;
         nqb_completions_unref(s_, lock);
+    }
+
+    /* The queued, unreported put under token, kept (with the state) from
+     * being freed until nqb_pending_let_go; NULL when there is none. */
+    nqb_pending *hold(int64_t token)
+    {
+        std::lock_guard<std::mutex> lock(s_->mu);
+        auto it = s_->unreported.find(token);
+        if (it == s_->unreported.end() || it->second->future == NULL) {
+            return NULL;
+        }
+        nqb_pending *p = it->second;
+        p->cancelling++;
+        s_->refs++;
+        return p;
     }
 
 private:
@@ -821,6 +903,29 @@ public:
             memcpy(owned, src, src_len);
         }
         return send(owned, src_len, owned, peers, peers_len, done, token);
+    }
+
+    /* Withdraws the put reported to done under token (see
+     * nq_future_cancel): returns how many of its copies were withdrawn,
+     * after which its result is NQ_ECANCELED (reported once the copies that
+     * had started are done); 0 when nothing changed (every copy had
+     * started, the put has completed, or the token is unknown or already
+     * reported); or a negative NQ_* code.  On a closed communicator it
+     * returns 0.  It waits briefly for the I/O threads, without holding
+     * done's lock.  Not from an I/O thread (none of the bindings' code runs
+     * there). */
+    int64_t cancel(Completions *done, int64_t token)
+    {
+        if (done == NULL) {
+            return NQ_EINVAL;
+        }
+        nqb_pending *p = done->hold(token);
+        if (p == NULL) {
+            return 0;
+        }
+        int rv = nq_future_cancel(p->future);
+        nqb_pending_let_go(p);
+        return rv;
     }
 
     /* Takes the next message into *out (see nq_get). */
@@ -928,24 +1033,28 @@ private:
         if (done == NULL) {
             return nq_put(c_, &chunk, nchunks, ids, nids, NULL);
         }
-        nqb_pending *p = done->track(token, owned);
-        if (p == NULL) {
+        nqb_pending *p = NULL;
+        int rv = done->track(token, owned, &p);
+        if (rv != NQ_OK) {
             nq_free(owned);
-            return NQ_ENOMEM;
+            return rv;
         }
         nq_future *f = NULL;
-        int rv = nq_put(c_, &chunk, nchunks, ids, nids, &f);
+        rv = nq_put(c_, &chunk, nchunks, ids, nids, &f);
         if (rv != NQ_OK) {
             done->untrack(p);
             return rv;
         }
+        /* Before the completion is registered: once it has run, next() may
+         * report and free the entry, future and all.  f is not touched
+         * after that. */
+        done->arm(p, f);
         rv = nq_future_on_done(f, nqb_future_done, p);
         if (rv != NQ_OK) {
             /* Only a second registration fails, and this is the first. */
             nq_future_wait(f, -1);
             nqb_future_done(f, nq_future_result(f), p);
         }
-        nq_future_free(f);
         return NQ_OK;
     }
 

@@ -30,6 +30,7 @@ var (
 	ErrFull              error = Error(nqraw.NQ_EFULL)
 	ErrPending           error = Error(nqraw.NQ_EPENDING)
 	ErrReplaced          error = Error(nqraw.NQ_EREPLACED) // since libnq 1.1
+	ErrCanceled          error = Error(nqraw.NQ_ECANCELED) // the put was withdrawn (Future.Cancel); since libnq 1.2
 )
 
 // check turns a libnq result into nil or an Error.

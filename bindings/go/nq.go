@@ -350,10 +350,12 @@ func (c *Communicator) ID() ID { return c.id }
 // server and takes no peers; a server sends to the listed peers, or to
 // every client when none are listed.  data is sent in place, without a
 // copy: do not modify it until the Future completes.  Errors (ErrClosed,
-// ErrNoPeer, ErrInvalid, ...) come back through the Future.
+// ErrNoPeer, ErrInvalid, ...) come back through the Future, and
+// Future.Cancel withdraws the put while it waits in a queue.
 func (c *Communicator) Put(data []byte, peers ...ID) *Future {
 	defer runtime.KeepAlive(c)
-	f := newFuture()
+	token := c.tokens.Add(1)
+	f := newFuture(c, token)
 	var list []byte
 	if len(peers) > 0 {
 		list = make([]byte, 0, len(peers)*len(ID{}))
@@ -365,7 +367,6 @@ func (c *Communicator) Put(data []byte, peers ...ID) *Future {
 	if len(data) > 0 {
 		p.pinner.Pin(&data[0])
 	}
-	token := c.tokens.Add(1)
 	c.pmu.Lock()
 	c.pending[token] = p
 	c.pmu.Unlock()
@@ -377,6 +378,12 @@ func (c *Communicator) Put(data []byte, peers ...ID) *Future {
 		f.complete(err)
 	}
 	return f
+}
+
+// cancel asks libnq to withdraw the put under token (see Future.Cancel).
+func (c *Communicator) cancel(token int64) bool {
+	defer runtime.KeepAlive(c)
+	return c.raw.Cancel(c.done, token) > 0
 }
 
 // Get takes the next message, in arrival order, waiting until one arrives

@@ -627,3 +627,60 @@ func TestGetWakesOnArrivalAndOnCancel(t *testing.T) {
 		t.Fatalf("Get with a deadline returned %v", err)
 	}
 }
+
+// A server holding one undelivered message stops reading (QueueSize 1), so
+// a large message to it stays partly written and what is put after it
+// waits in the client's queue, where Cancel takes it back.
+func TestCancelWithdrawsAPutQueuedBehindALargeOne(t *testing.T) {
+	s := open(t, nq.Server, &nq.Options{Addr: addr(0), QueueSize: 1, CloseTimeout: timeout})
+	port, _ := s.LocalPort()
+	c := open(t, nq.Client, &nq.Options{Addr: addr(port), CloseTimeout: timeout})
+	if err := c.Put([]byte("first")).Wait(ctx(t)); err != nil {
+		t.Fatal(err)
+	}
+	big := make([]byte, 32<<20)
+	bigFuture := c.Put(big)
+	small := c.Put([]byte("small"))
+	if !small.Cancel() {
+		t.Fatal("Cancel of a put queued behind a large one returned false")
+	}
+	if err := small.Wait(ctx(t)); !errors.Is(err, nq.ErrCanceled) {
+		t.Fatalf("a withdrawn put completed with %v, want ErrCanceled", err)
+	}
+	if small.Cancel() {
+		t.Fatal("a second Cancel returned true")
+	}
+	if m := get(t, s); string(m.Data) != "first" {
+		t.Fatalf("got %q, want first", m.Data)
+	}
+	if m := get(t, s); len(m.Data) != len(big) {
+		t.Fatalf("got %d bytes, want the large message", len(m.Data))
+	}
+	if err := bigFuture.Wait(ctx(t)); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Put([]byte("after")).Wait(ctx(t)); err != nil {
+		t.Fatal(err)
+	}
+	if m := get(t, s); string(m.Data) != "after" {
+		t.Fatalf("got %q after the large message, want after (the withdrawn put came?)", m.Data)
+	}
+}
+
+func TestCancellingACompletedPutChangesNothing(t *testing.T) {
+	s, port := server(t)
+	c := client(t, port)
+	f := c.Put([]byte("done"))
+	if err := f.Wait(ctx(t)); err != nil {
+		t.Fatal(err)
+	}
+	if f.Cancel() {
+		t.Fatal("Cancel of a completed put returned true")
+	}
+	if err := f.Err(); err != nil {
+		t.Fatalf("the completed put's result became %v", err)
+	}
+	if m := get(t, s); string(m.Data) != "done" {
+		t.Fatalf("got %q, want done", m.Data)
+	}
+}

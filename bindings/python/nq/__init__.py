@@ -12,7 +12,7 @@ from .comm import Communicator, new
 from .errors import (
     AddressError, AddressInUse, Closed, ConnectionLost, ConnectionRefused, Error,
     InvalidArgument, NoPeer, NotSupported, OutOfMemory, ProtocolError, SendLimitReached,
-    SerializationError, SystemCallError, Timeout, TLSError, Replaced,
+    SerializationError, SystemCallError, Timeout, TLSError, Replaced, Cancelled,
 )
 from .options import (
     CommunicatorOptions, ConnectionOptions, EventOptions, Message, NetworkLocation, Protocol,
@@ -30,4 +30,5 @@ __all__ = (
     "Error", "InvalidArgument", "OutOfMemory", "Timeout", "Closed", "ConnectionLost", "NoPeer",
     "TLSError", "ProtocolError", "ConnectionRefused", "AddressError", "AddressInUse",
     "NotSupported", "SystemCallError", "SendLimitReached", "SerializationError", "Replaced",
+    "Cancelled",
 )

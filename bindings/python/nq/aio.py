@@ -102,7 +102,9 @@ class AioCommunicator:
 
     async def put(self, data, *peers):
         """Publish data to peers and wait until the put completes (raises
-        the put's error); the put itself is made at once."""
+        the put's error); the put itself is made at once.  Cancelling the
+        awaiting task withdraws the put's copies that have not started on
+        the wire, as the put future's ``cancel()`` does."""
         return await asyncio.wrap_future(self._comm.put(data, *peers))
 
     async def close(self):

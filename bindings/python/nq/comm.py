@@ -1,5 +1,6 @@
 """The communicator: put, get and close on top of libnq."""
 
+import functools
 import itertools
 import math
 import threading
@@ -101,6 +102,30 @@ def _peer_bytes(peer):
     return raw
 
 
+class _PutFuture(Future):
+    """The future of one put, whose ``cancel()`` asks libnq to withdraw the
+    put (see :meth:`Communicator.put`).
+
+    withdraw() is libnq's cancel for this put: the number of copies it took
+    back, 0 when nothing changed, or a negative NQ_* code."""
+
+    def __init__(self, withdraw):
+        super().__init__()
+        self._withdraw = withdraw
+
+    def cancel(self):
+        if self.done():
+            return self.cancelled()
+        if self._withdraw() > 0:
+            return super().cancel()
+        return self.cancelled()
+
+    def _withdrawn(self):
+        """libnq reported the put withdrawn: cancelled, if cancel() has not
+        done it already."""
+        super().cancel()
+
+
 def _resolve_futures(done, pending, lock):
     """Body of the thread that resolves put futures as libnq reports them.
 
@@ -111,11 +136,15 @@ def _resolve_futures(done, pending, lock):
         with lock:
             # Dropping the view ends the buffer export (the put's wrapper may
             # still hold its own for a moment, so it is not released here).
+            # A cancelled future's view is held until here too: the copies
+            # of a broadcast that had started are read until libnq reports.
             future, _view = pending.pop(completion.token)
         del _view
         try:
             if completion.result == _raw.NQ_OK:
                 future.set_result(None)
+            elif completion.result == _raw.NQ_ECANCELED:
+                future._withdrawn()
             else:
                 future.set_exception(errors.from_code(completion.result))
         except Exception:  # noqa: BLE001 - one future's trouble must not stop the others
@@ -220,15 +249,28 @@ class Communicator:
         The future fails with an :class:`nq.Error` (a ConnectionError) when
         the communicator is closed, a peer is not connected or is lost.
         Invalid arguments raise at once.
+
+        The future's ``cancel()`` withdraws the put (libnq >= 1.2): every
+        copy not yet started on the wire is taken out of its queue and never
+        reaches its peer.  When any was, ``cancel()`` returns True and the
+        future is cancelled at once (``result()`` raises
+        ``concurrent.futures.CancelledError``); for a put to several peers
+        the copies that had started still go out, and a bytes-like ``data``
+        is still read by them until they are done.  Otherwise (every copy
+        had started, the put has completed, the communicator is closed) it
+        returns False and the put goes on.  It waits briefly for libnq's
+        I/O threads.  Cancelling an asyncio task awaiting ``nq.aio``'s
+        ``put`` withdraws the put the same way.
         """
         payload = self._dump(data)
         view = memoryview(payload)
         if not view.c_contiguous:
             view = memoryview(view.tobytes())
         peer_bytes = b"".join(_peer_bytes(p) for p in peers)
-        future = Future()
-        future.set_running_or_notify_cancel()
         token = next(self._tokens)
+        # The withdrawal holds the raw communicator, not this one, which may
+        # still be collected (libnq's handle then lives until the future).
+        future = _PutFuture(functools.partial(self._raw.cancel, self._done, token))
         with self._lock:
             self._pending[token] = (future, view)
         rc = self._raw.put(view, peer_bytes, self._done, token)

@@ -6,6 +6,8 @@ and where Python has a matching built-in exception from that one too, so
 with sockets.
 """
 
+import concurrent.futures
+
 from . import nqraw as _raw
 
 __all__ = (
@@ -26,6 +28,7 @@ __all__ = (
     "SendLimitReached",
     "SerializationError",
     "Replaced",
+    "Cancelled",
 )
 
 
@@ -107,10 +110,16 @@ class Replaced(Error, ConnectionResetError):
     code = _raw.NQ_EREPLACED
 
 
+class Cancelled(Error, concurrent.futures.CancelledError):
+    """The put was withdrawn (libnq 1.2).  A put future's ``cancel()`` that
+    withdraws it cancels the future instead, as Python's contract says."""
+    code = _raw.NQ_ECANCELED
+
+
 _BY_CODE = {cls.code: cls for cls in (
     InvalidArgument, OutOfMemory, Timeout, Closed, ConnectionLost, NoPeer, TLSError,
     ProtocolError, ConnectionRefused, AddressError, AddressInUse, NotSupported,
-    SystemCallError, SendLimitReached, SerializationError, Replaced,
+    SystemCallError, SendLimitReached, SerializationError, Replaced, Cancelled,
 )}
 
 

@@ -2,12 +2,14 @@
 throw-away TLS certificate."""
 
 import subprocess
+import time
 
 import pytest
 
 import nq
 
 TIMEOUT = 10  # seconds any single wait in a test may take
+BIG = 32 * 1024 * 1024  # more than the kernel buffers of one connection hold
 
 
 def options(port=0, **kwargs):
@@ -16,6 +18,23 @@ def options(port=0, **kwargs):
 
 def raw_bytes():
     return nq.SerializationOptions(load=nq.BytesSerializer().load, dump=nq.BytesSerializer().dump)
+
+
+def stalling(port=0):
+    """Options of a bytes peer that stops reading while it holds one
+    undelivered message, so that a large message to it stays partly written
+    and what is put after that waits behind it; close gives up after
+    TIMEOUT, should a test leave it stalled."""
+    return options(port, serialization=raw_bytes(), connection=nq.ConnectionOptions(queue_size=1),
+                   transport=nq.TransportOptions(close_timeout=TIMEOUT))
+
+
+def wait_stat(comm, name, at_least):
+    """Waits until comm's counter ``name`` reaches at_least."""
+    deadline = time.monotonic() + TIMEOUT
+    while comm.stats()[name] < at_least:
+        assert time.monotonic() < deadline, f"{name} stayed below {at_least}"
+        time.sleep(0.01)
 
 
 class Pair:

@@ -7,7 +7,7 @@ import pytest
 
 import nq
 import nq.aio
-from conftest import TIMEOUT, options
+from conftest import BIG, TIMEOUT, options, stalling, wait_stat
 
 
 def echo_server(server, count, stop):
@@ -90,5 +90,31 @@ def test_a_cancelled_get_leaves_the_message_for_the_next():
                 assert (await server.get(timeout=TIMEOUT)).data == "kept"
             finally:
                 client.close()
+
+    asyncio.run(asyncio.wait_for(main(), TIMEOUT * 3))
+
+
+def test_cancelling_a_task_awaiting_put_withdraws_the_put():
+    async def main():
+        with nq.new(nq.Protocol.TCP, nq.Purpose.SERVER, stalling()) as server:
+            async with nq.aio.new(nq.Protocol.TCP, nq.Purpose.CLIENT,
+                                  stalling(server.local_port)) as client:
+                await client.put(b"first")
+                wait_stat(server, "read_pauses", 1)
+                sent = client.stats()["bytes_out"]
+                big = asyncio.ensure_future(client.put(bytes(BIG)))
+                await asyncio.sleep(0)  # the task has made the put
+                wait_stat(client, "bytes_out", sent + 1024 * 1024)
+                small = asyncio.ensure_future(client.put(b"small"))
+                await asyncio.sleep(0)
+                assert not small.done()  # queued behind the large message
+                small.cancel()
+                with pytest.raises(asyncio.CancelledError):
+                    await small
+                assert server.get(timeout=TIMEOUT).data == b"first"
+                assert len(server.get(timeout=TIMEOUT).data) == BIG
+                await big
+                await client.put(b"after")
+                assert server.get(timeout=TIMEOUT).data == b"after"
 
     asyncio.run(asyncio.wait_for(main(), TIMEOUT * 3))

@@ -8,7 +8,7 @@ import uuid
 import pytest
 
 import nq
-from conftest import TIMEOUT, Pair, options, raw_bytes
+from conftest import BIG, TIMEOUT, Pair, options, raw_bytes, stalling, wait_stat
 
 
 def connected(server, count):
@@ -105,11 +105,90 @@ def test_put_after_close_gives_a_failed_future(pair):
     assert isinstance(info.value, ConnectionAbortedError)
 
 
-def test_futures_cannot_be_cancelled(pair):
+def test_cancelling_a_completed_put_changes_nothing(pair):
     client = pair.client()
     future = client.put("x")
+    assert future.result(TIMEOUT) is None
     assert not future.cancel()
-    future.result(TIMEOUT)
+    assert not future.cancelled()
+    assert future.result(0) is None
+    assert pair.server.get(timeout=TIMEOUT).data == "x"
+
+
+def test_cancel_withdraws_a_put_queued_behind_a_large_one():
+    with nq.new(nq.Protocol.TCP, nq.Purpose.SERVER, stalling()) as server, \
+            nq.new(nq.Protocol.TCP, nq.Purpose.CLIENT, stalling(server.local_port)) as client:
+        client.put(b"first").result(TIMEOUT)
+        wait_stat(server, "read_pauses", 1)
+        sent = client.stats()["bytes_out"]
+        big = client.put(bytes(BIG))
+        wait_stat(client, "bytes_out", sent + 1024 * 1024)  # started: it cannot be withdrawn
+        small = client.put(b"small")
+        assert small.cancel()
+        assert small.cancelled()
+        with pytest.raises(concurrent.futures.CancelledError):
+            small.result(TIMEOUT)
+        assert small.cancel()  # still cancelled
+        assert not big.cancel()
+        assert not big.cancelled()
+        assert server.get(timeout=TIMEOUT).data == b"first"
+        assert len(server.get(timeout=TIMEOUT).data) == BIG
+        assert big.result(TIMEOUT) is None
+        client.put(b"after").result(TIMEOUT)
+        assert server.get(timeout=TIMEOUT).data == b"after"
+
+
+def bytes_out_once_settled(comm):
+    """comm's bytes_out once it has not grown for 100 ms."""
+    last = comm.stats()["bytes_out"]
+    deadline = time.monotonic() + TIMEOUT
+    while True:
+        time.sleep(0.1)
+        now = comm.stats()["bytes_out"]
+        if now == last:
+            return now
+        assert time.monotonic() < deadline, "bytes_out kept growing"
+        last = now
+
+
+def test_a_cancelled_broadcast_still_sends_the_started_copies_from_its_buffer():
+    # a's copy waits behind a large message, c's has started: the cancel
+    # withdraws a's, and c's is still read from the buffer until it is done.
+    with nq.new(nq.Protocol.TCP, nq.Purpose.SERVER, options(serialization=raw_bytes())) as server:
+        a = nq.new(nq.Protocol.TCP, nq.Purpose.CLIENT, stalling(server.local_port))
+        c = nq.new(nq.Protocol.TCP, nq.Purpose.CLIENT, stalling(server.local_port))
+        try:
+            for client in (a, c):
+                client.put(b"hello").result(TIMEOUT)
+                assert server.get(timeout=TIMEOUT).data == b"hello"
+                server.put(b"first", client.id).result(TIMEOUT)
+                wait_stat(client, "read_pauses", 1)
+            server.put(bytes(BIG), a.id)
+            sent = bytes_out_once_settled(server)  # a's connection is full
+            payload = bytearray(BIG)
+            both = server.put(payload, c.id, a.id)
+            wait_stat(server, "bytes_out", sent + 1024 * 1024)
+            assert both.cancel()
+            assert both.cancelled()
+            with pytest.raises(BufferError):
+                payload.extend(b"!")  # c's copy is still being written
+            assert c.get(timeout=TIMEOUT).data == b"first"
+            assert len(c.get(timeout=TIMEOUT).data) == BIG
+            deadline = time.monotonic() + TIMEOUT
+            while True:
+                try:
+                    payload.extend(b"!")  # released once libnq reported the put
+                    break
+                except BufferError:
+                    assert time.monotonic() < deadline, "the buffer was never released"
+                    time.sleep(0.01)
+            assert a.get(timeout=TIMEOUT).data == b"first"
+            assert len(a.get(timeout=TIMEOUT).data) == BIG
+            server.put(b"after", a.id).result(TIMEOUT)
+            assert a.get(timeout=TIMEOUT).data == b"after"
+        finally:
+            for client in (a, c):
+                client.close()
 
 
 def test_get_after_close_returns_queued_messages_then_raises_closed(pair):

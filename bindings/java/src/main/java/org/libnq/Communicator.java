@@ -50,8 +50,40 @@ public final class Communicator implements AutoCloseable {
     private final Object closeLock = new Object();
     private boolean closed;
 
-    /** A put in flight: its future, and the buffer libnq reads in place (if any). */
-    private record Pending(CompletableFuture<Void> future, ByteBuffer keepAlive) {
+    /**
+     * A put in flight: its future, and the buffer libnq reads in place (if any), held until libnq
+     * reports the put, even when the future was cancelled before (the copies of a put to several
+     * peers that had started are still read).
+     */
+    private record Pending(PutFuture future, ByteBuffer keepAlive) {
+    }
+
+    /**
+     * The future of one put, whose {@link #cancel(boolean)} withdraws the put through libnq (see
+     * {@link Communicator#put(byte[], UUID...)}). It holds the communicator, so that the native
+     * communicator outlives every cancel.
+     */
+    private static final class PutFuture extends CompletableFuture<Void> {
+        private final Communicator owner;
+        private final long token;
+
+        PutFuture(Communicator owner, long token) {
+            this.owner = owner;
+            this.token = token;
+        }
+
+        @Override
+        public boolean cancel(boolean mayInterruptIfRunning) {
+            if (!isDone() && owner.withdraw(token) > 0) {
+                return super.cancel(mayInterruptIfRunning);
+            }
+            return isCancelled();
+        }
+
+        /** libnq reported the put withdrawn: cancelled, if cancel has not done it already. */
+        void withdrawn() {
+            super.cancel(false);
+        }
     }
 
     /** Frees the native objects; holds no reference to the communicator. */
@@ -156,6 +188,8 @@ public final class Communicator implements AutoCloseable {
                 int result = completion.getResult();
                 if (result == nqraw.NQ_OK) {
                     p.future().complete(null);
+                } else if (result == nqraw.NQ_ECANCELED) {
+                    p.future().withdrawn();
                 } else {
                     p.future().completeExceptionally(new NqException(result));
                 }
@@ -175,6 +209,15 @@ public final class Communicator implements AutoCloseable {
      * sends to the listed peers, or to every client when none are listed. The future completes
      * when every copy has been handed to the transport, or fails with an {@link NqException}
      * (closed, no such peer, connection lost, ...).
+     *
+     * <p>{@code cancel} on the returned future withdraws the put (since libnq 1.2): every copy not
+     * yet started on the wire is taken out of its queue and never reaches its peer. When any was,
+     * it returns true and the future completes at once with a {@link
+     * java.util.concurrent.CancellationException}; for a put to several peers the copies that had
+     * started still go out (and still read a direct buffer until they are done). Otherwise (every
+     * copy had started, the put has completed, the communicator is closed) it returns false and
+     * the put goes on. It waits briefly for libnq's I/O threads. Futures derived from it ({@code
+     * thenApply}, ...) are plain futures: cancelling them does not reach libnq.
      *
      * @throws IllegalArgumentException when libnq refuses the arguments (a client given peers)
      */
@@ -204,8 +247,8 @@ public final class Communicator implements AutoCloseable {
     }
 
     private CompletableFuture<Void> send(ByteBuffer keepAlive, Sender sender) {
-        CompletableFuture<Void> future = new CompletableFuture<>();
         long token = tokens.incrementAndGet();
+        PutFuture future = new PutFuture(this, token);
         pending.put(token, new Pending(future, keepAlive));
         int rc;
         try {
@@ -221,6 +264,18 @@ public final class Communicator implements AutoCloseable {
             future.completeExceptionally(new NqException(rc));
         }
         return future;
+    }
+
+    /**
+     * Asks libnq to withdraw the put under token: how many copies it withdrew, 0 when nothing
+     * changed, or a negative NQ_* code.
+     */
+    private long withdraw(long token) {
+        try {
+            return raw.cancel(done, token);
+        } finally {
+            Reference.reachabilityFence(this);
+        }
     }
 
     /**

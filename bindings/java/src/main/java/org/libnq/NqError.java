@@ -22,6 +22,8 @@ public enum NqError {
     PENDING(nqraw.NQ_EPENDING),
     /** The peer connected again with the same id (since libnq 1.1). */
     REPLACED(nqraw.NQ_EREPLACED),
+    /** The put was withdrawn by cancelling its future (since libnq 1.2). */
+    CANCELED(nqraw.NQ_ECANCELED),
     /** A code this version of the binding does not know. */
     UNKNOWN(Integer.MIN_VALUE);
 

@@ -20,6 +20,7 @@ import java.util.Set;
 import java.util.UUID;
 import java.util.concurrent.CompletableFuture;
 import java.util.concurrent.BlockingQueue;
+import java.util.concurrent.CancellationException;
 import java.util.concurrent.ExecutionException;
 import java.util.concurrent.LinkedBlockingQueue;
 import java.util.concurrent.TimeUnit;
@@ -482,5 +483,47 @@ class CommunicatorTest {
         cancelled.cancel(false);
         a.put(bytes("a3")).get(WAIT.toMillis(), TimeUnit.MILLISECONDS);
         assertEquals("a3", text(s.getAsync().get(WAIT.toMillis(), TimeUnit.MILLISECONDS)));
+    }
+
+    /**
+     * A server holding one undelivered message stops reading, so a large message to it stays
+     * partly written and what is put after it waits in the client's queue, where cancel takes it
+     * back.
+     */
+    @Test
+    void cancelWithdrawsAPutQueuedBehindALargeOne() throws Exception {
+        Communicator s = server(Options.builder().queueSize(1).closeTimeout(WAIT));
+        Communicator c = client(s, Options.builder().closeTimeout(WAIT));
+        c.put(bytes("first")).get(WAIT.toMillis(), TimeUnit.MILLISECONDS);
+        ByteBuffer big = ByteBuffer.allocateDirect(32 << 20);
+        CompletableFuture<Void> bigFuture = c.put(big);
+        CompletableFuture<Void> small = c.put(bytes("small"));
+        assertTrue(small.cancel(false), "a put queued behind a large one was not withdrawn");
+        assertTrue(small.isCancelled());
+        assertThrows(CancellationException.class,
+                () -> small.get(WAIT.toMillis(), TimeUnit.MILLISECONDS));
+        assertTrue(small.cancel(false)); // still cancelled
+        assertEquals("first", text(s.get(WAIT)));
+        assertEquals(32 << 20, s.get(WAIT).data().length);
+        bigFuture.get(WAIT.toMillis(), TimeUnit.MILLISECONDS);
+        c.put(bytes("after")).get(WAIT.toMillis(), TimeUnit.MILLISECONDS);
+        assertEquals("after", text(s.get(WAIT)), "the withdrawn put arrived");
+    }
+
+    @Test
+    void cancellingACompletedPutChangesNothing() throws Exception {
+        Communicator s = server();
+        Communicator c = client(s);
+        CompletableFuture<Void> f = c.put(bytes("done"));
+        f.get(WAIT.toMillis(), TimeUnit.MILLISECONDS);
+        assertFalse(f.cancel(false));
+        assertFalse(f.isCancelled());
+        assertFalse(f.isCompletedExceptionally());
+        assertEquals("done", text(s.get(WAIT)));
+    }
+
+    @Test
+    void nqErrorKnowsTheCanceledCode() {
+        assertEquals(NqError.CANCELED, NqError.of(org.libnq.raw.nqraw.NQ_ECANCELED));
     }
 }
