@@ -1,13 +1,17 @@
 #!/usr/bin/env bash
-# Prints the path of a Python interpreter that can import net-queue 1.1.1 and
+# Prints the path of a Python interpreter that can import net-queue and
 # pytest, building the virtualenv that holds them on first use.
+#
+# Usage: tools/netqueue-env.sh [VERSION]   (default 1.1.1; the
+# generations tests also use 2.6.4)
 #
 # net-queue is the reference peer of the interop tests.  It requires
 # Python >= 3.13, which Debian 12 does not ship, so the interpreter comes from
 # (first match wins):
 #   $NQ_PYTHON313, ~/.pyenv/versions/3.13*/bin/python3 (newest),
 #   python3.13 on PATH, or `pyenv install` when pyenv is available.
-# The virtualenv lives in ${NQ_NETQUEUE_VENV:-~/.cache/libnq/netqueue-venv}.
+# The virtualenv lives in ${NQ_NETQUEUE_VENV:-~/.cache/libnq/netqueue-venv} for
+# 1.1.1, ~/.cache/libnq/netqueue-VERSION-venv for another version.
 # Parallel callers serialise on a lock file next to it, and a venv is only
 # used once its ready-stamp exists, so an interrupted build is redone.
 #
@@ -15,9 +19,17 @@
 # and errors go to standard error.
 set -euo pipefail
 
-netqueue_version=1.1.1
+netqueue_version=${1:-1.1.1}
+[[ $netqueue_version =~ ^[0-9]+\.[0-9]+\.[0-9]+$ ]] || {
+    echo "netqueue-env: error: '$netqueue_version' is not a version (like 2.6.4)" >&2
+    exit 2
+}
 pytest_spec='pytest>=8,<9'
-venv=${NQ_NETQUEUE_VENV:-$HOME/.cache/libnq/netqueue-venv}
+if [ "$netqueue_version" = 1.1.1 ]; then
+    venv=${NQ_NETQUEUE_VENV:-$HOME/.cache/libnq/netqueue-venv}
+else
+    venv=$HOME/.cache/libnq/netqueue-$netqueue_version-venv
+fi
 stamp="$venv/.libnq-ready"
 stamp_text="net-queue==$netqueue_version $pytest_spec"
 
@@ -35,7 +47,7 @@ venv_ok() {
         "$venv/bin/python" - "$netqueue_version" >/dev/null 2>&1 <<'EOF'
 import sys
 from importlib.metadata import version
-import net_queue.tcp.client, net_queue.tcp.server, pytest
+import net_queue.tcp.client, net_queue.tcp.server, net_queue.mqtt.client, pytest
 sys.exit(0 if version("net-queue") == sys.argv[1] else 1)
 EOF
 }

@@ -66,6 +66,7 @@ type Options struct {
 	EfficientSize int64 // pieces shorter than this may be copied together (see NQ_OPT_EFFICIENT_SIZE)
 	ProtocolSize  int64 // largest piece handed to the transport at once
 	QueueSize     int64 // undelivered messages held per peer before reading pauses
+	DropOldest    bool  // at QueueSize drop the peer's oldest waiting message instead of pausing (libnq >= 1.3)
 	MessageSize   int64 // largest message accepted
 	SendLimit     int64 // bytes of copied puts that may wait
 	NoPutMerge    bool  // hand every piece to the transport as it is (NQ_OPT_PUT_MERGE 0)
@@ -222,6 +223,7 @@ func buildOptions(o *Options) (nqraw.Opts, error) {
 		{nqraw.NQ_OPT_RECONNECT_GIVE_UP_MS, millis(o.ReconnectGiveUp), o.ReconnectGiveUp > 0},
 		{nqraw.NQ_OPT_DELIVERY, int64(nqraw.NQ_DELIVERY_ACKED), o.Acknowledged},
 		{nqraw.NQ_OPT_RESUME_MS, millis(o.Resume), o.Resume > 0},
+		{nqraw.NQ_OPT_DROP_OLDEST, 1, o.DropOldest},
 	}
 	if o.MQTTQoS != nil {
 		ints = append(ints, struct {

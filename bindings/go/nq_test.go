@@ -684,3 +684,37 @@ func TestCancellingACompletedPutChangesNothing(t *testing.T) {
 		t.Fatalf("got %q, want done", m.Data)
 	}
 }
+
+// With DropOldest a peer that floods a full queue is never paused: its
+// oldest waiting messages make room, the newest arrive in order.
+func TestDropOldestKeepsTheNewest(t *testing.T) {
+	s := open(t, nq.Server, &nq.Options{Addr: addr(0), QueueSize: 3, DropOldest: true})
+	port, err := s.LocalPort()
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := client(t, port)
+	const n = 30
+	for i := 0; i < n; i++ {
+		if err := c.Put([]byte{byte(i)}).Wait(ctx(t)); err != nil {
+			t.Fatalf("put %d: %v", i, err)
+		}
+	}
+	time.Sleep(time.Second) // the last ones reach the server's queue
+	var got []byte
+	for len(got) == 0 || got[len(got)-1] != n-1 {
+		m, err := s.Get(ctx(t))
+		if err != nil {
+			t.Fatalf("get after %v: %v", got, err)
+		}
+		got = append(got, m.Data[0])
+	}
+	if len(got) >= n {
+		t.Fatalf("nothing was dropped: got %v", got)
+	}
+	for i := 1; i < len(got); i++ {
+		if got[i] != got[i-1]+1 {
+			t.Fatalf("not the newest in order: %v", got)
+		}
+	}
+}

@@ -1,4 +1,4 @@
-"""nq: network queues on libnq, with net-queue 1.1.1's Python API.
+"""nq: network queues on libnq, with net-queue's Python API (1.1.1 and 2.x).
 
     import nq
 
@@ -19,6 +19,9 @@ from .options import (
     Purpose, SecurityOptions, SerializationOptions, TransportOptions,
 )
 from .serialization import BytesSerializer, PickleSerializer
+# net-queue code reaches these as attributes (nq.utils.stream.BufferSerializer).
+from . import core, utils  # noqa: F401
+from .utils import stream as _stream, streamtools as _streamtools  # noqa: F401
 
 __version__ = _raw.nq_version()
 

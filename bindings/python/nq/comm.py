@@ -53,6 +53,7 @@ def _raw_options(options):
         (_raw.NQ_OPT_RECONNECT_GIVE_UP_MS, _ms(transport.reconnect_give_up)),
         (_raw.NQ_OPT_DELIVERY, _raw.NQ_DELIVERY_ACKED if transport.acknowledged else None),
         (_raw.NQ_OPT_RESUME_MS, _ms(transport.resume)),
+        (_raw.NQ_OPT_DROP_OLDEST, 1 if conn.drop_oldest else None),
     ]
     for option, value in ints:
         if value is not None:
@@ -236,6 +237,7 @@ class Communicator:
             "read_pauses": _raw.NQ_STAT_READ_PAUSES,
             "reconnects": _raw.NQ_STAT_RECONNECTS,
             "acknowledged": _raw.NQ_STAT_ACKED, "resumed": _raw.NQ_STAT_RESUMED,
+            "dropped": _raw.NQ_STAT_DROPPED,
         }
         return {name: errors.check(self._raw.stat(code)) for name, code in names.items()}
 

@@ -1,4 +1,16 @@
-"""Communicator options, with net-queue 1.1.1's names and defaults."""
+"""Communicator options, with the names of both net-queue generations.
+
+Code written for net-queue 1.1.1 and code written for net-queue 2.x run
+with only the import changed: where 2.x renamed an option (1.1's
+``ConnectionOptions.protocol_size`` is 2.x's ``transport_size``,
+``SecurityOptions.certificate`` is ``cert``) both names are accepted and
+mean the same thing, and giving both with different values is a
+``ValueError``.  Positional arguments follow the order of the generation
+they belong to.  One default differs from net-queue 2.x on purpose:
+``drop_oldest`` is False, so a full receive queue holds the sender back
+instead of dropping messages; a program that wants 2.x's policy sets
+``drop_oldest=True`` itself.
+"""
 
 from __future__ import annotations
 
@@ -47,11 +59,15 @@ class Purpose(_StrEnum):
     CLIENT = "client"
 
 
+_T = typing.TypeVar("_T")
+
+
 @dataclass(slots=True, frozen=True)
-class Message:
-    """A received message: who sent it and what."""
+class Message(typing.Generic[_T]):
+    """A received message: who sent it and what (``Message[T]`` as in
+    net-queue 2.x)."""
     peer: uuid.UUID
-    data: typing.Any
+    data: _T
 
 
 class NetworkLocation(NamedTuple):
@@ -63,15 +79,91 @@ class NetworkLocation(NamedTuple):
         return f"{self.host}:{self.port}"
 
 
-@dataclass(order=False, slots=True, frozen=True)
+_MIB = 1024 ** 2
+
+
+def _init_fields(obj, args, kwargs, orders, defaults):
+    """Sets a frozen dataclass's fields from positional arguments in the
+    order of the generation they match (the first order whose test
+    accepts them) and from keywords, with defaults for the rest."""
+    cls = type(obj).__name__
+    order = next(names for names, accepts in orders if accepts(args))
+    if len(args) > len(order):
+        raise TypeError(f"{cls}() takes at most {len(order)} positional arguments "
+                        f"({len(args)} given)")
+    values = dict(kwargs)
+    for name, value in zip(order, args):
+        if name in values:
+            raise TypeError(f"{cls}() got multiple values for argument {name!r}")
+        values[name] = value
+    unknown = set(values) - set(defaults)
+    if unknown:
+        raise TypeError(f"{cls}() got an unexpected keyword argument {sorted(unknown)[0]!r}")
+    for name, default in defaults.items():
+        value = values.get(name, default)
+        if isinstance(value, _Factory):
+            value = value.make()
+        object.__setattr__(obj, name, value)
+
+
+def _one_of(obj, old, new, default):
+    """Resolves an option with two names (net-queue 1.1's and 2.x's): both
+    end up holding the value given, or default when neither was."""
+    a, b = getattr(obj, old), getattr(obj, new)
+    if a is not None and b is not None and a != b:
+        raise ValueError(f"{type(obj).__name__}: {old}={a!r} and {new}={b!r} name the same "
+                         f"option (net-queue 1.1's and 2.x's spelling) with different values")
+    value = default if a is None and b is None else (a if a is not None else b)
+    object.__setattr__(obj, old, value)
+    object.__setattr__(obj, new, value)
+
+
+class _Factory:
+    def __init__(self, make):
+        self.make = make
+
+
+@dataclass(order=False, slots=True, frozen=True, init=False)
 class ConnectionOptions:
-    """Connection tuning, with net-queue's names and defaults."""
-    get_merge: bool = True
-    put_merge: bool = True
-    efficient_size: int = 64 * 1024 ** 1
-    protocol_size: int = 4 * 1024 ** 2
-    queue_size: int = 1 * 1024 ** 3
-    message_size: int = 1 * 1024 ** 4
+    """Connection tuning, with net-queue's names and defaults.
+
+    ``ConnectionOptions(get_merge, put_merge, efficient_size, protocol_size,
+    queue_size, message_size)`` as in net-queue 1.1, or
+    ``ConnectionOptions(get_merge, put_merge, drop_oldest, transport_size,
+    queue_size, message_size)`` as in 2.x.  ``protocol_size`` and
+    ``transport_size`` are one option: the largest piece handed to the
+    transport (libnq's 4 MiB when neither is given).  ``queue_size`` is the
+    number of received messages held per peer; when a peer has that many
+    waiting, libnq stops reading from it until ``get`` makes room, or, with
+    ``drop_oldest=True`` (net-queue 2.x's default, not libnq's), drops that
+    peer's oldest waiting message for each new one (``stats()["dropped"]``).
+    """
+    get_merge: bool
+    put_merge: bool
+    efficient_size: int
+    protocol_size: int
+    queue_size: int
+    message_size: int
+    transport_size: int
+    drop_oldest: bool
+
+    def __init__(self, *args, **kwargs):
+        _init_fields(self, args, kwargs, _CONNECTION_ORDERS, _CONNECTION_DEFAULTS)
+        _one_of(self, "protocol_size", "transport_size", 4 * _MIB)
+
+
+_CONNECTION_DEFAULTS = {
+    "get_merge": True, "put_merge": True, "efficient_size": 64 * 1024,
+    "protocol_size": None, "queue_size": 1 * 1024 ** 3, "message_size": 1 * 1024 ** 4,
+    "transport_size": None, "drop_oldest": False,
+}
+# 2.x put drop_oldest (a bool) where 1.1 had efficient_size (an int).
+_CONNECTION_ORDERS = (
+    (("get_merge", "put_merge", "drop_oldest", "transport_size", "queue_size", "message_size"),
+     lambda args: len(args) > 2 and isinstance(args[2], bool)),
+    (("get_merge", "put_merge", "efficient_size", "protocol_size", "queue_size", "message_size"),
+     lambda args: True),
+)
 
 
 @dataclass(order=False, slots=True, frozen=True)
@@ -84,9 +176,14 @@ class SerializationOptions:
 @dataclass(order=False, slots=True, frozen=True)
 class SecurityOptions:
     """TLS: a server gives its key and certificate chain; a client gives the
-    certificates it trusts, or nothing for the system's store."""
+    certificates it trusts, or nothing for the system's store.
+    ``certificate`` (net-queue 1.1) and ``cert`` (2.x) are one option."""
     key: Path | str | None = None
     certificate: Path | str | None = None
+    cert: Path | str | None = None
+
+    def __post_init__(self):
+        _one_of(self, "certificate", "cert", None)
 
 
 @dataclass(order=False, slots=True, frozen=True)
@@ -133,14 +230,34 @@ class EventOptions:
     reconnecting: abc.Callable[..., typing.Any] | None = None
 
 
-@dataclass(order=False, slots=True, frozen=True)
+@dataclass(order=False, slots=True, frozen=True, init=False)
 class CommunicatorOptions:
-    """Communicator options."""
-    id: uuid.UUID = dataclasses.field(default_factory=uuid.uuid4)
-    netloc: NetworkLocation = NetworkLocation()
-    connection: ConnectionOptions = ConnectionOptions()
-    serialization: SerializationOptions = SerializationOptions()
-    security: SecurityOptions | None = None
-    workers: int = 1
-    transport: TransportOptions = TransportOptions()
-    events: EventOptions | None = None
+    """Communicator options: ``CommunicatorOptions(id, netloc, connection,
+    serialization, security, workers, transport, events)``, or in net-queue
+    2.x's order ``(id, netloc, connection, serialization, security, events,
+    workers)``; keywords are the same in both."""
+    id: uuid.UUID
+    netloc: NetworkLocation
+    connection: ConnectionOptions
+    serialization: SerializationOptions
+    security: SecurityOptions | None
+    workers: int
+    transport: TransportOptions
+    events: EventOptions | None
+
+    def __init__(self, *args, **kwargs):
+        _init_fields(self, args, kwargs, _COMMUNICATOR_ORDERS, _COMMUNICATOR_DEFAULTS)
+
+
+_COMMUNICATOR_DEFAULTS = {
+    "id": _Factory(uuid.uuid4), "netloc": NetworkLocation(), "connection": ConnectionOptions(),
+    "serialization": SerializationOptions(), "security": None, "workers": 1,
+    "transport": TransportOptions(), "events": None,
+}
+# 2.x put events (an EventOptions) where 1.1 had workers (an int).
+_COMMUNICATOR_ORDERS = (
+    (("id", "netloc", "connection", "serialization", "security", "events", "workers"),
+     lambda args: len(args) > 5 and isinstance(args[5], EventOptions)),
+    (("id", "netloc", "connection", "serialization", "security", "workers", "transport",
+      "events"), lambda args: True),
+)

@@ -1,8 +1,11 @@
-"""Fixtures: communicators on 127.0.0.1 with ports the kernel picks, and a
-throw-away TLS certificate."""
+"""Fixtures: communicators on 127.0.0.1 with ports the kernel picks, a
+throw-away TLS certificate, and a private MQTT broker."""
 
+import contextlib
+import os
 import subprocess
 import time
+from pathlib import Path
 
 import pytest
 
@@ -85,3 +88,19 @@ def certificate(tmp_path_factory):
          "-addext", "subjectAltName=IP:127.0.0.1"],
         check=True, capture_output=True)
     return key, cert
+
+
+REPO = Path(os.environ.get("NQ_SOURCE_DIR") or Path(__file__).resolve().parents[3])
+
+
+@contextlib.contextmanager
+def mqtt_broker(directory):
+    """A private mosquitto (tests/mqtt-broker.sh) in directory; yields its port."""
+    broker = REPO / "tests" / "mqtt-broker.sh"
+    started = subprocess.run(["bash", str(broker), "start", str(directory)],
+                             capture_output=True, text=True, timeout=60)
+    assert started.returncode == 0, started.stderr
+    try:
+        yield int(started.stdout.strip())
+    finally:
+        subprocess.run(["bash", str(broker), "stop", str(directory)], timeout=60)

@@ -1,28 +1,15 @@
 """The same API over MQTT, through a private mosquitto (tests/mqtt-broker.sh)."""
 
-import os
-import subprocess
-from pathlib import Path
-
 import pytest
 
 import nq
-from conftest import TIMEOUT, options
-
-REPO = Path(os.environ.get("NQ_SOURCE_DIR") or Path(__file__).resolve().parents[3])
-BROKER = REPO / "tests" / "mqtt-broker.sh"
+from conftest import TIMEOUT, mqtt_broker, options
 
 
 @pytest.fixture
 def broker_port(tmp_path):
-    directory = tmp_path / "broker"
-    started = subprocess.run(["bash", str(BROKER), "start", str(directory)],
-                             capture_output=True, text=True, timeout=60)
-    assert started.returncode == 0, started.stderr
-    try:
-        yield int(started.stdout.strip())
-    finally:
-        subprocess.run(["bash", str(BROKER), "stop", str(directory)], timeout=60)
+    with mqtt_broker(tmp_path / "broker") as port:
+        yield port
 
 
 def test_mqtt_round_trip_and_broadcast(broker_port):

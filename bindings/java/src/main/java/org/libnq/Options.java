@@ -153,6 +153,15 @@ public final class Options {
             return set(nqraw.NQ_OPT_QUEUE_SIZE, messages);
         }
 
+        /**
+         * What a full receive queue does (since libnq 1.3): false (the default) holds the peer
+         * back until {@code get} makes room; true drops the peer's oldest waiting message for each
+         * new one, on every transport, as net-queue 2.x's {@code drop_oldest} does.
+         */
+        public Builder dropOldest(boolean drop) {
+            return set(nqraw.NQ_OPT_DROP_OLDEST, drop ? 1 : 0);
+        }
+
         /** The largest message accepted from the wire. */
         public Builder messageSize(long bytes) {
             return set(nqraw.NQ_OPT_MESSAGE_SIZE, bytes);

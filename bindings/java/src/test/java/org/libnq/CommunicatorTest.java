@@ -526,4 +526,24 @@ class CommunicatorTest {
     void nqErrorKnowsTheCanceledCode() {
         assertEquals(NqError.CANCELED, NqError.of(org.libnq.raw.nqraw.NQ_ECANCELED));
     }
+
+    /** With dropOldest a flooding peer is never paused: its newest messages arrive, in order. */
+    @Test
+    void dropOldestKeepsTheNewest() throws Exception {
+        Communicator s = server(Options.builder().queueSize(3).dropOldest(true));
+        Communicator c = client(s);
+        int n = 30;
+        for (int i = 0; i < n; i++) {
+            c.put(new byte[] {(byte) i}).get(WAIT.toMillis(), TimeUnit.MILLISECONDS);
+        }
+        Thread.sleep(1000); // the last ones reach the server's queue
+        java.util.List<Integer> got = new java.util.ArrayList<>();
+        while (got.isEmpty() || got.get(got.size() - 1) != n - 1) {
+            got.add((int) s.get(WAIT).data()[0]);
+        }
+        assertTrue(got.size() < n, "nothing was dropped: " + got);
+        for (int i = 1; i < got.size(); i++) {
+            assertEquals(got.get(i - 1) + 1, got.get(i), "not the newest in order: " + got);
+        }
+    }
 }
