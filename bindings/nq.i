@@ -104,6 +104,8 @@
 %ignore nq_opts_set_int;
 %ignore nq_opts_get_int;
 %ignore nq_opts_set_tls;
+%ignore nq_opts_set_tls_identity;
+%ignore nq_opts_set_tls_trust;
 %ignore nq_opts_set_mqtt_prefix;
 %ignore nq_opts_set_serializer;
 %ignore nq_opts_set_log;
@@ -119,6 +121,7 @@
 %ignore nq_server_id;
 %ignore nq_local_port;
 %ignore nq_peers;
+%ignore nq_peer_identity;
 %ignore nq_stat;
 %ignore nq_future_wait;
 %ignore nq_future_result;

@@ -22,7 +22,7 @@
 /* ---- options (core/opts.c) ------------------------------------------------ */
 
 /* One past the last nq_option: the size of the table of integer options. */
-#define NQI_OPT_COUNT (NQ_OPT_DROP_OLDEST + 1)
+#define NQI_OPT_COUNT (NQ_OPT_TLS_MIN_VERSION + 1)
 
 struct nq_opts {
     nq_id id;
@@ -32,6 +32,14 @@ struct nq_opts {
     int tls;
     char *key_path;
     char *cert_path;
+    /* nq_opts_set_tls_identity: paths, or PEM text when id_pem */
+    char *id_key;
+    char *id_cert;
+    int id_pem;
+    /* nq_opts_set_tls_trust */
+    char *ca_file;
+    char *ca_dir;
+    char *ca_pem;
     char *mqtt_prefix;
     nq_dump_fn dump;
     nq_load_fn load;
@@ -73,6 +81,11 @@ size_t nqi_opts_merge_limit(const nq_opts *o, size_t cap);
  * client may only name trusted certificates (TCP, gRPC): logs and returns
  * NQ_EINVAL when they do not fit purpose, else NQ_OK. */
 int nqi_opts_check_tls_roles(const nq_opts *o, nq_purpose purpose, const nqi_log *log);
+/* For transports without them yet: logs and returns NQ_ENOTSUP when o asks
+ * for TLS credentials beyond nq_opts_set_tls (an identity, trust anchors,
+ * client certificates, a lowest version), else NQ_OK. */
+int nqi_opts_refuse_tls_credentials(const nq_opts *o, const char *transport,
+                                    const nqi_log *log);
 
 /* ---- identities (core/id.c) ------------------------------------------------ */
 

@@ -517,6 +517,45 @@ int nq_peers(nq_comm *comm, nq_id *ids, size_t cap, size_t *count)
     return NQ_OK;
 }
 
+/* Copies text (NULL: "") into buf as nq_peer_identity says. */
+static void give_text(const char *text, char *buf, size_t size, size_t *len)
+{
+    size_t n = text != NULL ? strlen(text) : 0;
+    if (size > 0) {
+        size_t take = n < size - 1 ? n : size - 1;
+        memcpy(buf, text != NULL ? text : "", take);
+        buf[take] = '\0';
+    }
+    *len = n;
+}
+
+int nq_peer_identity(nq_comm *comm, const nq_id *peer, char *buf, size_t size, size_t *len)
+{
+    if (comm == NULL || peer == NULL || len == NULL || (size > 0 && buf == NULL)) {
+        return NQ_EINVAL;
+    }
+    int rv = NQ_ENOPEER;
+    pthread_rwlock_rdlock(&comm->peers_mu);
+    pthread_mutex_lock(&comm->server_id_mu);
+    if (comm->purpose == NQ_CLIENT) {
+        if (comm->server_id_known && nq_id_equal(&comm->server_id, peer) &&
+            comm->client != NULL) {
+            give_text(comm->client->identity, buf, size, len);
+            rv = NQ_OK;
+        }
+    } else {
+        for (size_t i = 0; i < comm->npeers && rv != NQ_OK; i++) {
+            if (nq_id_equal(&comm->peers[i]->peer, peer)) {
+                give_text(comm->peers[i]->identity, buf, size, len);
+                rv = NQ_OK;
+            }
+        }
+    }
+    pthread_mutex_unlock(&comm->server_id_mu);
+    pthread_rwlock_unlock(&comm->peers_mu);
+    return rv;
+}
+
 int nq_stat(nq_comm *comm, nq_stat_id stat, int64_t *out)
 {
     if (comm == NULL || out == NULL || stat < NQ_STAT_MSGS_IN || stat > NQ_STAT_DROPPED) {

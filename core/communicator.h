@@ -111,7 +111,7 @@ struct nq_comm {
     /* Client: its one session and the server's id once known. */
     nqi_session *client;
     nqi_redial redial;
-    pthread_mutex_t server_id_mu;
+    pthread_mutex_t server_id_mu; /* also guards every session's identity */
     int server_id_known;
     nq_id server_id;
 

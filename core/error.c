@@ -26,6 +26,7 @@ const char *nq_strerror(int err)
     case NQ_EPENDING: return "not completed yet";
     case NQ_EREPLACED: return "peer connected again with the same id";
     case NQ_ECANCELED: return "the put was withdrawn";
+    case NQ_EAUTH: return "credentials were refused";
     default: return "unknown error";
     }
 }

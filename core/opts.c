@@ -35,6 +35,8 @@ static const struct option_spec specs[NQI_OPT_COUNT] = {
                          NQ_DELIVERY_WRITTEN},
     [NQ_OPT_RESUME_MS] = {0, INT64_C(1) << 31, 60000, 0},
     [NQ_OPT_DROP_OLDEST] = {0, 1, 0, 0},
+    [NQ_OPT_TLS_CLIENT_AUTH] = {0, 2, 0, 0},
+    [NQ_OPT_TLS_MIN_VERSION] = {12, 13, 12, 12},
 };
 
 static int valid_option(int option)
@@ -75,12 +77,18 @@ int nq_opts_new(nq_opts **out)
     return NQ_OK;
 }
 
+/* The strings an nq_opts owns. */
+#define OWNED_STRINGS(o) \
+    &(o)->key_path, &(o)->cert_path, &(o)->mqtt_prefix, &(o)->id_key, &(o)->id_cert, \
+        &(o)->ca_file, &(o)->ca_dir, &(o)->ca_pem
+
 void nqi_opts_clear(nq_opts *o)
 {
-    free(o->key_path);
-    free(o->cert_path);
-    free(o->mqtt_prefix);
-    o->key_path = o->cert_path = o->mqtt_prefix = NULL;
+    char **owned[] = {OWNED_STRINGS(o)};
+    for (size_t i = 0; i < NQI_ARRAY_LEN(owned); i++) {
+        free(*owned[i]);
+        *owned[i] = NULL;
+    }
 }
 
 void nq_opts_free(nq_opts *opts)
@@ -108,9 +116,10 @@ int nqi_opts_copy(nq_opts *dst, const nq_opts *src)
 {
     *dst = *src;
     int ok = 1;
-    dst->key_path = dup_or_null(src->key_path, &ok);
-    dst->cert_path = dup_or_null(src->cert_path, &ok);
-    dst->mqtt_prefix = dup_or_null(src->mqtt_prefix, &ok);
+    char **to[] = {OWNED_STRINGS(dst)};
+    for (size_t i = 0; i < NQI_ARRAY_LEN(to); i++) {
+        *to[i] = dup_or_null(*to[i], &ok); /* *to[i] is src's until replaced */
+    }
     if (!ok) {
         nqi_opts_clear(dst);
         return NQ_ENOMEM;
@@ -194,6 +203,58 @@ int nq_opts_set_tls(nq_opts *opts, const char *key_path, const char *cert_path)
     return NQ_OK;
 }
 
+/* Replaces the strings *slots[i] with copies of values[i] (NULL stays
+ * NULL), all or none. */
+static int replace_strings(char **slots[], const char *values[], size_t n)
+{
+    char *copies[4];
+    int ok = 1;
+    for (size_t i = 0; i < n; i++) {
+        copies[i] = dup_or_null(values[i], &ok);
+    }
+    for (size_t i = 0; i < n; i++) {
+        if (!ok) {
+            free(copies[i]);
+            continue;
+        }
+        free(*slots[i]);
+        *slots[i] = copies[i];
+    }
+    return ok ? NQ_OK : NQ_ENOMEM;
+}
+
+int nq_opts_set_tls_identity(nq_opts *opts, const char *key, const char *cert, int pem)
+{
+    if (opts == NULL || key == NULL || cert == NULL || key[0] == '\0' || cert[0] == '\0' ||
+        (pem != 0 && pem != 1)) {
+        return NQ_EINVAL;
+    }
+    char **slots[] = {&opts->id_key, &opts->id_cert};
+    const char *values[] = {key, cert};
+    int rv = replace_strings(slots, values, 2);
+    if (rv == NQ_OK) {
+        opts->id_pem = pem;
+        opts->tls = 1;
+    }
+    return rv;
+}
+
+int nq_opts_set_tls_trust(nq_opts *opts, const char *file, const char *dir, const char *pem)
+{
+    if (opts == NULL || (file == NULL && dir == NULL && pem == NULL) ||
+        (file != NULL && file[0] == '\0') || (dir != NULL && dir[0] == '\0') ||
+        (pem != NULL && pem[0] == '\0')) {
+        return NQ_EINVAL;
+    }
+    char **slots[] = {&opts->ca_file, &opts->ca_dir, &opts->ca_pem};
+    const char *values[] = {file, dir, pem};
+    int rv = replace_strings(slots, values, 3);
+    if (rv == NQ_OK) {
+        opts->tls = 1;
+    }
+    return rv;
+}
+
 int nq_opts_set_serializer(nq_opts *opts, nq_dump_fn dump, nq_load_fn load, void *ctx)
 {
     if (opts == NULL || dump == NULL || load == NULL) {
@@ -234,8 +295,15 @@ int nqi_opts_check_tls_roles(const nq_opts *o, nq_purpose purpose, const nqi_log
     if (!o->tls) {
         return NQ_OK;
     }
-    if (purpose == NQ_SERVER && (o->key_path == NULL || o->cert_path == NULL)) {
+    if (purpose == NQ_SERVER && o->id_key == NULL &&
+        (o->key_path == NULL || o->cert_path == NULL)) {
         nqi_logf(log, NQ_LOG_ERROR, "a TLS server needs both a key and a certificate");
+        return NQ_EINVAL;
+    }
+    if (purpose == NQ_SERVER && o->ints[NQ_OPT_TLS_CLIENT_AUTH] > 0 && o->ca_file == NULL &&
+        o->ca_dir == NULL && o->ca_pem == NULL) {
+        nqi_logf(log, NQ_LOG_ERROR,
+                 "checking client certificates needs trust anchors (nq_opts_set_tls_trust)");
         return NQ_EINVAL;
     }
     if (purpose == NQ_CLIENT && o->key_path != NULL) {
@@ -243,6 +311,19 @@ int nqi_opts_check_tls_roles(const nq_opts *o, nq_purpose purpose, const nqi_log
         return NQ_EINVAL;
     }
     return NQ_OK;
+}
+
+int nqi_opts_refuse_tls_credentials(const nq_opts *o, const char *transport,
+                                    const nqi_log *log)
+{
+    if (o->id_key == NULL && o->ca_file == NULL && o->ca_dir == NULL && o->ca_pem == NULL &&
+        o->ints[NQ_OPT_TLS_CLIENT_AUTH] == 0 && o->ints[NQ_OPT_TLS_MIN_VERSION] == 12) {
+        return NQ_OK;
+    }
+    nqi_logf(log, NQ_LOG_ERROR,
+             "%s does not take TLS identities, trust anchors or client certificates yet",
+             transport);
+    return NQ_ENOTSUP;
 }
 
 size_t nqi_opts_merge_limit(const nq_opts *o, size_t cap)

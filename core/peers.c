@@ -378,6 +378,7 @@ static void count_end(nq_comm *c, int err)
         nqi_stat_add(c, NQI_ST_PROTOCOL_ERRORS, 1);
         break;
     case NQ_ETLS:
+    case NQ_EAUTH:
         nqi_stat_add(c, NQI_ST_TLS_ERRORS, 1);
         break;
     case NQ_ETIMEDOUT:

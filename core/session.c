@@ -62,7 +62,17 @@ void nqi_session_unref(nqi_session *s)
         nqi_session_unref(s->heir);
     }
     free(s->out);
+    free(s->identity);
     free(s);
+}
+
+void nqi_session_set_identity(nqi_session *s, char *text)
+{
+    pthread_mutex_lock(&s->comm->server_id_mu);
+    char *old = s->identity;
+    s->identity = text;
+    pthread_mutex_unlock(&s->comm->server_id_mu);
+    free(old);
 }
 
 /* ---- output ---------------------------------------------------------------- */

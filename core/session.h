@@ -108,6 +108,8 @@ struct nqi_session {
     nq_msg *batch_tail;
     atomic_long queued; /* messages delivered to the queue, not yet taken */
     nqi_msgq_peer inq;  /* those of them still queued (the queue's mutex) */
+    char *identity;     /* what the peer's TLS certificate says, or NULL
+                         * (the communicator's server_id_mu) */
     int dropping;       /* NQ_OPT_DROP_OLDEST has dropped some (logged once) */
     atomic_int paused;
     atomic_int resume_requested;
@@ -123,6 +125,10 @@ struct nqi_session {
     /* the transport's state: its session_size bytes */
     max_align_t tp[];
 };
+
+/* Takes text (malloc'd, or NULL) as what authenticated the peer, for
+ * nq_peer_identity.  Any thread. */
+void nqi_session_set_identity(nqi_session *s, char *text);
 
 /* Allocates a session with tp_size bytes of zeroed transport state and one
  * reference (the loop's), not yet on any list.  Returns NULL when out of

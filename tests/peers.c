@@ -145,6 +145,32 @@ int nqt_make_cert(const char *dir, const char *name, const char *san)
     return system(cmd) != 0;
 }
 
+int nqt_make_ca(const char *dir, const char *name)
+{
+    char cmd[1024];
+    snprintf(cmd, sizeof(cmd),
+             "openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes "
+             "-keyout '%s/%s.key' -out '%s/%s.pem' -days 2 -subj /CN=%s "
+             "-addext basicConstraints=critical,CA:TRUE "
+             "-addext keyUsage=critical,keyCertSign 2>/dev/null",
+             dir, name, dir, name, name);
+    return system(cmd) != 0;
+}
+
+int nqt_make_signed_cert(const char *dir, const char *name, const char *ca, const char *cn,
+                         const char *san)
+{
+    char cmd[2048];
+    snprintf(cmd, sizeof(cmd),
+             "openssl req -new -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes "
+             "-keyout '%s/%s.key' -out '%s/%s.csr' -subj '/CN=%s' "
+             "-addext subjectAltName=%s 2>/dev/null && "
+             "openssl x509 -req -in '%s/%s.csr' -CA '%s/%s.pem' -CAkey '%s/%s.key' "
+             "-CAcreateserial -copy_extensions copyall -days 2 -out '%s/%s.pem' 2>/dev/null",
+             dir, name, dir, name, cn, san, dir, name, dir, ca, dir, ca, dir, name);
+    return system(cmd) != 0;
+}
+
 /* ---- speaking the wire by hand ----------------------------------------------- */
 
 /* A raw TCP connection to a server, for speaking the protocol by hand. */

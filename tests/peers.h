@@ -66,6 +66,12 @@ void nqt_remove_dir(const char *dir);
 /* Writes dir/name.key and dir/name.pem, a self-signed certificate for the
  * subject alternative names in san ("DNS:localhost,IP:127.0.0.1"). */
 int nqt_make_cert(const char *dir, const char *name, const char *san);
+/* A certificate authority dir/name.key, dir/name.pem (subject CN=name). */
+int nqt_make_ca(const char *dir, const char *name);
+/* dir/name.key and dir/name.pem for subject CN=cn and the names in san,
+ * signed by the authority dir/ca.  Returns 0 on success. */
+int nqt_make_signed_cert(const char *dir, const char *name, const char *ca, const char *cn,
+                         const char *san);
 
 /* Speaking the wire by hand.  A raw TCP connection to 127.0.0.1:port
  * (aborts on failure); a frame's 8-byte header; one frame written (0 or

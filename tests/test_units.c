@@ -832,7 +832,7 @@ static int test_ids_parse_and_format(void)
 
 static int test_errors_have_texts_and_version_matches(void)
 {
-    for (int e = NQ_OK; e >= NQ_EREPLACED; e--) {
+    for (int e = NQ_OK; e >= NQ_EAUTH; e--) {
         CHECK(strcmp(nq_strerror(e), "unknown error") != 0);
     }
     CHECK(strcmp(nq_strerror(-999), "unknown error") == 0);

@@ -188,6 +188,35 @@ test_self_connect_refused() {
   expect_one_error_line 1
 }
 
+# A server that requires client certificates: a client with one from the
+# trusted authority is served, one without is refused with a clear error.
+test_tls_client_certificates() {
+  local d=$work/tls
+  mkdir "$d"
+  openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 2 \
+    -keyout "$d/ca.key" -out "$d/ca.pem" -subj /CN=cli-ca \
+    -addext basicConstraints=critical,CA:TRUE -addext keyUsage=critical,keyCertSign 2>/dev/null
+  for who in server client; do
+    openssl req -new -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes \
+      -keyout "$d/$who.key" -out "$d/$who.csr" -subj "/CN=$who" \
+      -addext subjectAltName=IP:127.0.0.1 2>/dev/null
+    openssl x509 -req -in "$d/$who.csr" -CA "$d/ca.pem" -CAkey "$d/ca.key" -CAcreateserial \
+      -copy_extensions copyall -days 2 -out "$d/$who.pem" 2>/dev/null
+  done
+  start_server --id "$server_id" --echo --count 1 --key "$d/server.key" \
+    --cert "$d/server.pem" --ca "$d/ca.pem" --require-client-cert
+  run_nq send --port "$port" --ca "$d/ca.pem" --timeout 5000 hello
+  expect_one_error_line 1
+  [[ $err == *credentials* ]] || fail "the refusal does not say so: $err"
+  run_nq send --port "$port" --id "$client_id" --key "$d/client.key" --cert "$d/client.pem" \
+    --ca "$d/ca.pem" --expect 1 hello
+  [ "$rc" -eq 0 ] || fail "send with a client certificate exited with $rc: $err"
+  expect_equal "reply" "$server_id 5 hello" "$out"
+  expect_server_exit_ok
+  run_nq serve --port 0 --require-client-cert
+  [ "$rc" -eq 2 ] || fail "--require-client-cert without --ca was accepted"
+}
+
 test_grpc_echo_round_trip() {
   start_server --protocol grpc --id "$server_id" --echo --count 2
   run_nq send --protocol grpc --port "$port" --id "$client_id" --expect 2 hello "over grpc"

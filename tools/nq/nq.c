@@ -44,9 +44,11 @@
 
 static const char usage_text[] =
     "usage: nq serve [--protocol P] [--host H] [--port P] [--id UUID]\n"
-    "                [--key FILE --cert FILE] [--echo] [--count N]\n"
+    "                [--key FILE --cert FILE [--ca FILE [--require-client-cert]]]\n"
+    "                [--echo] [--count N]\n"
     "       nq send  [--protocol P] [--host H] [--port P] [--id UUID]\n"
-    "                [--cert FILE] [--expect N] [--timeout MS] MESSAGE...\n"
+    "                [--cert FILE | [--key FILE --cert FILE] [--ca FILE]]\n"
+    "                [--expect N] [--timeout MS] MESSAGE...\n"
     "       nq version\n"
     "       nq help\n"
     "\n"
@@ -67,9 +69,15 @@ static const char usage_text[] =
     "  --host H      host name or address; default 127.0.0.1\n"
     "  --port P      port; default 51966; serve --port 0 picks a free port\n"
     "  --id UUID     this side's identity; default a random UUID\n"
-    "  --key FILE    serve over TLS with this PEM private key (needs --cert)\n"
-    "  --cert FILE   serve: the PEM certificate chain; send: the PEM file of\n"
-    "                trusted certificates (turns TLS on)\n"
+    "  --key FILE    TLS with this PEM private key (needs --cert): a server's,\n"
+    "                or a client's own, shown when the server asks\n"
+    "  --cert FILE   with --key: the PEM certificate chain that goes with it;\n"
+    "                send without --key: the PEM file of trusted certificates\n"
+    "                (turns TLS on)\n"
+    "  --ca FILE     the PEM file of trusted certificates: send checks the\n"
+    "                server against it, serve the certificates clients show\n"
+    "  --require-client-cert  serve: refuse clients without a certificate\n"
+    "                that --ca trusts (with --ca alone one is checked if shown)\n"
     "\n"
     "Exit status: 0 on success, 1 when something failed, 2 for bad arguments.\n"
     "NQ_LOG=error|warn|info|debug replaces the default logging (warnings and\n"
@@ -85,6 +93,8 @@ typedef struct args {
     nq_id id;
     const char *key_path;
     const char *cert_path;
+    const char *ca_path;
+    bool require_client_cert;
     bool echo;
     int64_t count; /* serve: messages before exiting; 0 runs until a signal */
     int64_t expect;
@@ -287,10 +297,14 @@ static void parse_args(int argc, char **argv, args *a)
             }
             a->has_id = true;
         } else if (take_value("--key", argc, argv, &i, &value)) {
-            only_for(a, true, "--key");
             a->key_path = value;
         } else if (take_value("--cert", argc, argv, &i, &value)) {
             a->cert_path = value;
+        } else if (take_value("--ca", argc, argv, &i, &value)) {
+            a->ca_path = value;
+        } else if (strcmp(arg, "--require-client-cert") == 0) {
+            only_for(a, true, "--require-client-cert");
+            a->require_client_cert = true;
         } else if (strcmp(arg, "--echo") == 0) {
             only_for(a, true, "--echo");
             a->echo = true;
@@ -315,8 +329,16 @@ static void parse_args(int argc, char **argv, args *a)
         if ((a->key_path == NULL) != (a->cert_path == NULL)) {
             usage_error("serving over TLS needs both --key and --cert");
         }
+        if (a->ca_path != NULL && a->key_path == NULL) {
+            usage_error("--ca checks client certificates of a TLS server: add --key and --cert");
+        }
+        if (a->require_client_cert && a->ca_path == NULL) {
+            usage_error("--require-client-cert needs --ca to check the certificates against");
+        }
     } else if (a->nmessages == 0) {
         usage_error("send needs at least one MESSAGE");
+    } else if (a->key_path != NULL && a->cert_path == NULL) {
+        usage_error("--key needs --cert, the certificate chain that goes with it");
     }
 }
 
@@ -332,6 +354,28 @@ static void format_netloc(const args *a, char *buf, size_t buflen)
     } else {
         snprintf(buf, buflen, "%s:%u", a->host, (unsigned)a->port);
     }
+}
+
+/* TLS from --key, --cert, --ca and --require-client-cert.  A client's
+ * lone --cert names the certificates it trusts; with --key it is the
+ * client's own chain. */
+static int set_credentials(const args *a, nq_purpose purpose, nq_opts *opts)
+{
+    int rc = NQ_OK;
+    if (purpose == NQ_SERVER && a->cert_path != NULL) {
+        rc = nq_opts_set_tls(opts, a->key_path, a->cert_path);
+    } else if (a->key_path != NULL) {
+        rc = nq_opts_set_tls_identity(opts, a->key_path, a->cert_path, 0);
+    } else if (a->cert_path != NULL) {
+        rc = nq_opts_set_tls(opts, NULL, a->cert_path);
+    }
+    if (rc == NQ_OK && a->ca_path != NULL) {
+        rc = nq_opts_set_tls_trust(opts, a->ca_path, NULL, NULL);
+    }
+    if (rc == NQ_OK && purpose == NQ_SERVER && a->ca_path != NULL) {
+        rc = nq_opts_set_int(opts, NQ_OPT_TLS_CLIENT_AUTH, a->require_client_cert ? 2 : 1);
+    }
+    return rc;
 }
 
 /* Opens the communicator described by *a.  Returns 0 or an exit status
@@ -354,14 +398,10 @@ static int open_comm(const args *a, nq_purpose purpose, int64_t close_timeout_ms
         report(rc, "use --host %s", a->host);
         return EXIT_USAGE;
     }
-    if (a->cert_path != NULL) {
-        /* A client has no key: its --cert names the certificates it trusts. */
-        rc = nq_opts_set_tls(opts, purpose == NQ_SERVER ? a->key_path : NULL, a->cert_path);
-        if (rc != NQ_OK) {
-            nq_opts_free(opts);
-            report(rc, "use --key/--cert");
-            return EXIT_USAGE;
-        }
+    if ((rc = set_credentials(a, purpose, opts)) != NQ_OK) {
+        nq_opts_free(opts);
+        report(rc, "use --key/--cert/--ca");
+        return EXIT_USAGE;
     }
     if ((rc = nq_opts_set_int(opts, NQ_OPT_CLOSE_TIMEOUT_MS, close_timeout_ms)) != NQ_OK) {
         nq_opts_free(opts);

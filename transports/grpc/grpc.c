@@ -198,6 +198,9 @@ static int grpc_open(nq_comm *c)
         nqi_grpc_client_init(c->client);
     }
     int rv = nqi_opts_check_tls_roles(&c->opts, c->purpose, &c->log);
+    if (rv == NQ_OK) {
+        rv = nqi_opts_refuse_tls_credentials(&c->opts, "gRPC", &c->log);
+    }
     if (rv != NQ_OK) {
         return rv;
     }

@@ -44,6 +44,10 @@ static int mqtt_open(nq_comm *c)
                  "MQTT peers take only the broker's trusted certificates, no key");
         return NQ_EINVAL;
     }
+    int rv = nqi_opts_refuse_tls_credentials(&c->opts, "MQTT", &c->log);
+    if (rv != NQ_OK) {
+        return rv;
+    }
     mqtt_comm *st = calloc(1, sizeof(*st));
     if (st == NULL) {
         return NQ_ENOMEM;

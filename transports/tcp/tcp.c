@@ -97,6 +97,14 @@ static void tcp_worker_start(nqi_worker *w)
     }
 }
 
+/* Reads and drops what has arrived, at most 64 KiB, without waiting. */
+static void drain(int fd)
+{
+    uint8_t buf[4096];
+    for (int i = 0; i < 16 && recv(fd, buf, sizeof(buf), MSG_DONTWAIT) > 0; i++) {
+    }
+}
+
 static void tcp_session_end(nqi_session *s)
 {
     tcp_conn *t = tcp_conn_of(s);
@@ -107,6 +115,13 @@ static void tcp_session_end(nqi_session *s)
     nqi_timer_cancel(&s->worker->loop, &t->stall);
     if (t->watch.fd >= 0) {
         nqi_watch_stop(&s->worker->loop, &t->watch);
+        if (s->error == NQ_EAUTH && s->comm->purpose == NQ_SERVER) {
+            /* A refused client's first bytes may be here unread; closing
+             * over them would reset the connection before the client reads
+             * why.  End it with FIN instead. */
+            shutdown(t->watch.fd, SHUT_WR);
+            drain(t->watch.fd);
+        }
         close(t->watch.fd);
         t->watch.fd = -1;
     }

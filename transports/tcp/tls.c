@@ -35,6 +35,94 @@ static void log_ssl_errors(nq_comm *c, const char *what)
     }
 }
 
+/* Loads a key and certificate chain given as PEM text. */
+static int use_identity_pem(SSL_CTX *ctx, const char *key_pem, const char *cert_pem)
+{
+    int ok = 0;
+    BIO *kb = BIO_new_mem_buf(key_pem, -1);
+    BIO *cb = BIO_new_mem_buf(cert_pem, -1);
+    EVP_PKEY *key = kb != NULL ? PEM_read_bio_PrivateKey(kb, NULL, NULL, NULL) : NULL;
+    X509 *leaf = cb != NULL ? PEM_read_bio_X509(cb, NULL, NULL, NULL) : NULL;
+    if (key != NULL && leaf != NULL && SSL_CTX_use_certificate(ctx, leaf) == 1 &&
+        SSL_CTX_use_PrivateKey(ctx, key) == 1) {
+        ok = 1;
+        X509 *extra;
+        while (ok && (extra = PEM_read_bio_X509(cb, NULL, NULL, NULL)) != NULL) {
+            ok = SSL_CTX_add0_chain_cert(ctx, extra) == 1; /* takes extra */
+            if (!ok) {
+                X509_free(extra);
+            }
+        }
+        ERR_clear_error(); /* the end of the chain reads as an error */
+    }
+    X509_free(leaf);
+    EVP_PKEY_free(key);
+    BIO_free(kb);
+    BIO_free(cb);
+    return ok;
+}
+
+/* This side's key and chain: nq_opts_set_tls_identity's, else (a server)
+ * nq_opts_set_tls's files.  A client without one presents none. */
+static int load_identity(nq_comm *c, SSL_CTX *ctx)
+{
+    const nq_opts *o = &c->opts;
+    const char *key = o->id_key != NULL ? o->id_key : o->key_path;
+    const char *cert = o->id_key != NULL ? o->id_cert : o->cert_path;
+    if (key == NULL || (c->purpose == NQ_CLIENT && o->id_key == NULL)) {
+        return NQ_OK;
+    }
+    int ok = o->id_key != NULL && o->id_pem
+                 ? use_identity_pem(ctx, key, cert)
+                 : SSL_CTX_use_certificate_chain_file(ctx, cert) == 1 &&
+                       SSL_CTX_use_PrivateKey_file(ctx, key, SSL_FILETYPE_PEM) == 1;
+    if (!ok || SSL_CTX_check_private_key(ctx) != 1) {
+        log_ssl_errors(c, "cannot load the private key and certificate chain");
+        return NQ_ETLS;
+    }
+    return NQ_OK;
+}
+
+/* Adds every certificate of PEM text to the context's trust store. */
+static int trust_pem(SSL_CTX *ctx, const char *pem)
+{
+    BIO *b = BIO_new_mem_buf(pem, -1);
+    X509_STORE *store = SSL_CTX_get_cert_store(ctx);
+    int n = 0;
+    X509 *x;
+    while (b != NULL && (x = PEM_read_bio_X509(b, NULL, NULL, NULL)) != NULL) {
+        n += X509_STORE_add_cert(store, x) == 1;
+        X509_free(x);
+    }
+    ERR_clear_error();
+    BIO_free(b);
+    return n > 0;
+}
+
+/* The anchors that verify the peer: nq_opts_set_tls_trust's, else (a
+ * client) nq_opts_set_tls's file or the system's store. */
+static int load_trust(nq_comm *c, SSL_CTX *ctx)
+{
+    const nq_opts *o = &c->opts;
+    int ok = 1;
+    if (o->ca_file != NULL || o->ca_dir != NULL) {
+        ok = SSL_CTX_load_verify_locations(ctx, o->ca_file, o->ca_dir) == 1;
+    }
+    if (ok && o->ca_pem != NULL) {
+        ok = trust_pem(ctx, o->ca_pem);
+    }
+    if (ok && o->ca_file == NULL && o->ca_dir == NULL && o->ca_pem == NULL &&
+        c->purpose == NQ_CLIENT) {
+        ok = o->cert_path != NULL ? SSL_CTX_load_verify_locations(ctx, o->cert_path, NULL) == 1
+                                  : SSL_CTX_set_default_verify_paths(ctx) == 1;
+    }
+    if (!ok) {
+        log_ssl_errors(c, "cannot load the trusted certificates");
+        return NQ_ETLS;
+    }
+    return NQ_OK;
+}
+
 int nqi_tls_ctx_new(nq_comm *c, void **out)
 {
     int server = c->purpose == NQ_SERVER;
@@ -43,30 +131,29 @@ int nqi_tls_ctx_new(nq_comm *c, void **out)
         log_ssl_errors(c, "cannot create a TLS context");
         return NQ_ENOMEM;
     }
-    SSL_CTX_set_min_proto_version(ctx, TLS1_2_VERSION);
+    int lowest = c->opts.ints[NQ_OPT_TLS_MIN_VERSION] == 13 ? TLS1_3_VERSION : TLS1_2_VERSION;
+    SSL_CTX_set_min_proto_version(ctx, lowest);
     SSL_CTX_set_mode(ctx, SSL_MODE_ENABLE_PARTIAL_WRITE | SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER);
     /* Peers often close without close_notify; the FIN handshake, not TLS,
      * says whether the session ended cleanly. */
     SSL_CTX_set_options(ctx, SSL_OP_IGNORE_UNEXPECTED_EOF);
-    const char *cert = c->opts.cert_path;
-    if (server) {
-        if (SSL_CTX_use_certificate_chain_file(ctx, cert) != 1) {
-            log_ssl_errors(c, "cannot load the certificate chain");
-            goto fail;
-        }
-        if (SSL_CTX_use_PrivateKey_file(ctx, c->opts.key_path, SSL_FILETYPE_PEM) != 1 ||
-            SSL_CTX_check_private_key(ctx) != 1) {
-            log_ssl_errors(c, "cannot load the private key");
-            goto fail;
-        }
-    } else {
+    int64_t client_auth = c->opts.ints[NQ_OPT_TLS_CLIENT_AUTH];
+    if (load_identity(c, ctx) != NQ_OK) {
+        goto fail;
+    }
+    if ((!server || client_auth > 0) && load_trust(c, ctx) != NQ_OK) {
+        goto fail;
+    }
+    if (!server) {
         SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER, NULL);
-        int ok = cert != NULL ? SSL_CTX_load_verify_locations(ctx, cert, NULL)
-                              : SSL_CTX_set_default_verify_paths(ctx);
-        if (ok != 1) {
-            log_ssl_errors(c, "cannot load the trusted certificates");
-            goto fail;
-        }
+    } else if (client_auth > 0) {
+        SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER | (client_auth == 2
+                                                       ? SSL_VERIFY_FAIL_IF_NO_PEER_CERT
+                                                       : 0), NULL);
+        /* Sessions are not resumed across connections: each one shows its
+         * certificate again. */
+        SSL_CTX_set_session_cache_mode(ctx, SSL_SESS_CACHE_OFF);
+        SSL_CTX_set_num_tickets(ctx, 0);
     }
     *out = ctx;
     return NQ_OK;
@@ -180,6 +267,53 @@ int nqi_tls_attach(tcp_conn *t, void *ctx)
     return NQ_OK;
 }
 
+/* 1 when OpenSSL's error says credentials were refused: an alert from the
+ * peer about ours, or (a server checking client certificates) the
+ * client's that failed. */
+static int credentials_refused(unsigned long e)
+{
+    if (ERR_GET_LIB(e) != ERR_LIB_SSL) {
+        return 0;
+    }
+    switch (ERR_GET_REASON(e)) {
+    case SSL_R_TLSV13_ALERT_CERTIFICATE_REQUIRED:
+    case SSL_R_SSLV3_ALERT_BAD_CERTIFICATE:
+    case SSL_R_SSLV3_ALERT_CERTIFICATE_UNKNOWN:
+    case SSL_R_SSLV3_ALERT_CERTIFICATE_EXPIRED:
+    case SSL_R_SSLV3_ALERT_CERTIFICATE_REVOKED:
+    case SSL_R_SSLV3_ALERT_UNSUPPORTED_CERTIFICATE:
+    case SSL_R_TLSV1_ALERT_UNKNOWN_CA:
+    case SSL_R_TLSV1_ALERT_ACCESS_DENIED:
+    case SSL_R_PEER_DID_NOT_RETURN_A_CERTIFICATE:
+        return 1;
+    case SSL_R_CERTIFICATE_VERIFY_FAILED:
+        return -1; /* ours failed to verify theirs: refused only on a server */
+    default:
+        return 0;
+    }
+}
+
+/* A server that refuses a client's certificate under TLS 1.3 does so after
+ * the client's handshake is over: its alert may come in just before the
+ * reset that the client's first write meets.  Whether it did is in the
+ * records already received. */
+static int refusal_behind_reset(tcp_conn *t)
+{
+    if (t->s->comm->purpose != NQ_CLIENT || !SSL_is_init_finished(t->ssl)) {
+        return 0;
+    }
+    uint8_t b;
+    size_t n = 0;
+    int r = SSL_peek_ex(t->ssl, &b, 1, &n);
+    int refused = r != 1 && SSL_get_error(t->ssl, r) == SSL_ERROR_SSL &&
+                  credentials_refused(ERR_peek_last_error()) > 0;
+    if (refused) {
+        log_ssl_errors(t->s->comm, "TLS: the server refused this client's certificate");
+    }
+    ERR_clear_error();
+    return refused;
+}
+
 /* Maps an OpenSSL result to "would block" (recording the direction), EOF,
  * or an error. */
 static long classify(tcp_conn *t, int ret, const char *what)
@@ -197,18 +331,66 @@ static long classify(tcp_conn *t, int ret, const char *what)
         return 0;
     case SSL_ERROR_SYSCALL:
         ERR_clear_error();
-        return NQ_ECONNRESET;
-    default:
-        if (t->state == TCP_HANDSHAKE && c->purpose == NQ_CLIENT) {
+        return refusal_behind_reset(t) ? NQ_EAUTH : NQ_ECONNRESET;
+    default: {
+        int server = c->purpose == NQ_SERVER;
+        int refused = 0;
+        unsigned long first = ERR_peek_error(), last = ERR_peek_last_error();
+        int r1 = credentials_refused(first), r2 = credentials_refused(last);
+        refused = r1 > 0 || r2 > 0 || (server && (r1 < 0 || r2 < 0));
+        if (t->state == TCP_HANDSHAKE) {
             long vr = SSL_get_verify_result(t->ssl);
             if (vr != X509_V_OK) {
-                nqi_logf(&c->log, NQ_LOG_ERROR, "TLS: server certificate rejected: %s",
-                         X509_verify_cert_error_string(vr));
+                nqi_logf(&c->log, NQ_LOG_ERROR, "TLS: %s certificate rejected: %s",
+                         server ? "client" : "server", X509_verify_cert_error_string(vr));
             }
         }
         log_ssl_errors(c, what);
-        return NQ_ETLS;
+        return refused ? NQ_EAUTH : NQ_ETLS;
     }
+    }
+}
+
+/* The peer certificate's subject (RFC 2253) and one line per subject
+ * alternative name, or NULL without a certificate (or memory). */
+static char *describe_peer(SSL *ssl)
+{
+    X509 *x = SSL_get0_peer_certificate(ssl);
+    if (x == NULL) {
+        return NULL;
+    }
+    BIO *b = BIO_new(BIO_s_mem());
+    if (b == NULL) {
+        return NULL;
+    }
+    X509_NAME_print_ex(b, X509_get_subject_name(x), 0, XN_FLAG_RFC2253);
+    GENERAL_NAMES *names = X509_get_ext_d2i(x, NID_subject_alt_name, NULL, NULL);
+    for (int i = 0; names != NULL && i < sk_GENERAL_NAME_num(names); i++) {
+        const GENERAL_NAME *g = sk_GENERAL_NAME_value(names, i);
+        if (g->type == GEN_DNS || g->type == GEN_URI || g->type == GEN_EMAIL) {
+            const char *kind = g->type == GEN_DNS ? "DNS" : g->type == GEN_URI ? "URI" : "email";
+            BIO_printf(b, "\n%s:%.*s", kind, ASN1_STRING_length(g->d.ia5),
+                       (const char *)ASN1_STRING_get0_data(g->d.ia5));
+        } else if (g->type == GEN_IPADD) {
+            int n = ASN1_STRING_length(g->d.ip);
+            char text[INET6_ADDRSTRLEN] = "";
+            if (n == 4 || n == 16) {
+                inet_ntop(n == 4 ? AF_INET : AF_INET6, ASN1_STRING_get0_data(g->d.ip), text,
+                          sizeof(text));
+                BIO_printf(b, "\nIP:%s", text);
+            }
+        }
+    }
+    GENERAL_NAMES_free(names);
+    char *data = NULL;
+    long n = BIO_get_mem_data(b, &data);
+    char *text = n >= 0 ? malloc((size_t)n + 1) : NULL;
+    if (text != NULL) {
+        memcpy(text, data, (size_t)n);
+        text[n] = '\0';
+    }
+    BIO_free(b);
+    return text;
 }
 
 static int tls_handshake(tcp_conn *t)
@@ -217,6 +399,7 @@ static int tls_handshake(tcp_conn *t)
     int r = SSL_do_handshake(t->ssl);
     if (r == 1) {
         t->tls_want = 0;
+        nqi_session_set_identity(t->s, describe_peer(t->ssl));
         return 1;
     }
     long rv = classify(t, r, "TLS handshake failed");
@@ -224,7 +407,7 @@ static int tls_handshake(tcp_conn *t)
         return 0;
     }
     /* A handshake cut short is a TLS failure, whatever the socket said. */
-    return NQ_ETLS;
+    return rv == NQ_EAUTH ? NQ_EAUTH : NQ_ETLS;
 }
 
 static long tls_read(tcp_conn *t, uint8_t *buf, size_t len)

@@ -96,6 +96,8 @@ NQ_API int nq_version_number(void);
 #define NQ_EREPLACED    (-17) /* the peer connected again with the same id    */
 /* Since 1.2: */
 #define NQ_ECANCELED    (-18) /* the put was withdrawn (nq_future_cancel)     */
+/* Since 1.3: */
+#define NQ_EAUTH        (-19) /* the peer refused our credentials, or we its  */
 
 /* A sentence describing an error code, e.g. "connection to the peer was
  * lost".  Unknown codes give "unknown error".  The string is static; never
@@ -261,7 +263,18 @@ typedef enum nq_option {
      * it only where the newest data matters more than every message
      * (net-queue 2.x's drop_oldest).  Other peers' messages are never
      * dropped for it.  0 or 1, default 0. */
-    NQ_OPT_DROP_OLDEST = 18
+    NQ_OPT_DROP_OLDEST = 18,
+    /* Since 1.3.  TLS server over TCP: whether clients present certificates,
+     * checked against the trust anchors of nq_opts_set_tls_trust (required
+     * then).  0: not asked (the default, net-queue's behaviour); 1: asked,
+     * and a certificate given must verify, but a client without one is
+     * served; 2: required.  A refused client's connection ends in the
+     * handshake: it sees NQ_EAUTH, the server counts NQ_STAT_TLS_ERRORS and
+     * logs why.  nq_peer_identity tells what each peer presented. */
+    NQ_OPT_TLS_CLIENT_AUTH = 19,
+    /* Since 1.3.  The lowest TLS version accepted, both roles, TCP: 12 for
+     * TLS 1.2 (the default) or 13 for TLS 1.3. */
+    NQ_OPT_TLS_MIN_VERSION = 20
 } nq_option;
 
 /* Values of NQ_OPT_DELIVERY.
@@ -356,6 +369,27 @@ NQ_API int nq_opts_get_int(const nq_opts *opts, nq_option option, int64_t *out);
  *   form (key_path NULL); the broker holds the key.
  * TLS 1.2 is the lowest version offered.  Returns NQ_OK or NQ_EINVAL. */
 NQ_API int nq_opts_set_tls(nq_opts *opts, const char *key_path, const char *cert_path);
+
+/* Since 1.3, TCP (nq_open of MQTT or gRPC with these returns
+ * NQ_ENOTSUP for now).  This communicator's own key and certificate chain,
+ * in either role: a server's (instead of nq_opts_set_tls's), or a
+ * client's, presented when the server asks (NQ_OPT_TLS_CLIENT_AUTH).  With
+ * pem 0, key and cert are paths of PEM files, read at nq_open; with pem 1
+ * they are the PEM text itself (a secret from an environment variable,
+ * never written to disk).  Both are copied.  Turns TLS on.  Returns NQ_OK,
+ * NQ_EINVAL (a NULL or empty argument) or NQ_ENOMEM. */
+NQ_API int nq_opts_set_tls_identity(nq_opts *opts, const char *key, const char *cert, int pem);
+
+/* Since 1.3, TCP.  The trust anchors that verify the peer's certificate:
+ * any of a PEM file, a directory of hashed PEM files (as made by `openssl
+ * rehash`), and PEM text in memory; NULL leaves one out.  A client checks
+ * the server against them (instead of nq_opts_set_tls's cert_path or the
+ * system's store), a server checks client certificates against them
+ * (NQ_OPT_TLS_CLIENT_AUTH).  Copied; files are read at nq_open.  Turns TLS
+ * on.  Returns NQ_OK, NQ_EINVAL (all three NULL, or one empty) or
+ * NQ_ENOMEM. */
+NQ_API int nq_opts_set_tls_trust(nq_opts *opts, const char *file, const char *dir,
+                                 const char *pem);
 
 /* MQTT: puts prefix in front of every topic (prefix + "c2s/<hex>"), so
  * several independent servers can share one broker.  The default, "", gives
@@ -487,6 +521,18 @@ NQ_API int nq_local_port(nq_comm *comm, uint16_t *out);
  * into ids and stores their total number in *count.  Returns NQ_OK or
  * NQ_EINVAL.  Thread-safe; the list can change right after. */
 NQ_API int nq_peers(nq_comm *comm, nq_id *ids, size_t cap, size_t *count);
+
+/* Since 1.3.  What authenticated a connected peer (a client: its server)
+ * over TLS on TCP: the subject of the certificate it presented, in RFC 2253
+ * form ("CN=client-a,O=Example"), then one line per subject alternative
+ * name ("\nDNS:client-a.example", "\nIP:127.0.0.1", "\nURI:...",
+ * "\nemail:..."); "" when it presented none (plain TCP, or a client a
+ * server with NQ_OPT_TLS_CLIENT_AUTH 0 or 1 did not get one from).  Writes
+ * at most size bytes with a NUL into buf (truncated when short; buf may be
+ * NULL with size 0) and the full length without the NUL into *len.  Returns
+ * NQ_OK, NQ_ENOPEER (not connected now) or NQ_EINVAL.  Thread-safe. */
+NQ_API int nq_peer_identity(nq_comm *comm, const nq_id *peer, char *buf, size_t size,
+                            size_t *len);
 
 /* Counters, read with nq_stat. */
 typedef enum nq_stat_id {

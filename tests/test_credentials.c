@@ -1,0 +1,310 @@
+/*
+ * TLS credentials over TCP: a server that asks clients for certificates,
+ * clients that present them, trust anchors from a file, a directory or
+ * memory, what each side learns of the other (nq_peer_identity), and the
+ * error a refused side sees (NQ_EAUTH).
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "harness.h"
+#include "peers.h"
+#include "nq/nq.h"
+
+#define WAIT_MS NQT_WAIT_MS
+
+static char dir[64];
+
+/* The authority, the server's and two clients' certificates it signed, and
+ * a self-signed client certificate it did not. */
+static int make_certificates(void)
+{
+    if (dir[0] != 0) {
+        return 0;
+    }
+    CHECK(nqt_temp_dir(dir, "nqcred") == 0);
+    CHECK(nqt_make_ca(dir, "ca") == 0);
+    CHECK(nqt_make_signed_cert(dir, "server", "ca", "server", "DNS:localhost,IP:127.0.0.1") == 0);
+    CHECK(nqt_make_signed_cert(dir, "client-a", "ca", "client-a",
+                               "DNS:client-a.example,IP:127.0.0.1") == 0);
+    CHECK(nqt_make_cert(dir, "rogue", "DNS:client-a.example") == 0);
+    char cmd[512];
+    snprintf(cmd, sizeof(cmd),
+             "mkdir '%s/anchors' && cp '%s/ca.pem' '%s/anchors/' && openssl rehash '%s/anchors'",
+             dir, dir, dir, dir);
+    CHECK(system(cmd) == 0);
+    return 0;
+}
+
+static const char *path(const char *name, const char *ext)
+{
+    static char buf[4][128];
+    static int next;
+    char *p = buf[next++ % 4];
+    snprintf(p, 128, "%s/%s.%s", dir, name, ext);
+    return p;
+}
+
+/* The whole file as a string (freed by the caller). */
+static char *slurp(const char *file)
+{
+    FILE *f = fopen(file, "rb");
+    if (f == NULL) {
+        return NULL;
+    }
+    char *text = calloc(1, 65536);
+    size_t n = text != NULL ? fread(text, 1, 65535, f) : 0;
+    fclose(f);
+    if (text != NULL && n == 0) {
+        free(text);
+        text = NULL;
+    }
+    return text;
+}
+
+/* A server with the authority's server certificate that asks clients for
+ * theirs (auth 0, 1 or 2). */
+static nq_comm *server_with(int auth)
+{
+    nq_opts *o = nqt_opts("127.0.0.1", 0, NULL);
+    nq_comm *s = NULL;
+    if (nq_opts_set_tls_identity(o, path("server", "key"), path("server", "pem"), 0) ==
+            NQ_OK &&
+        nq_opts_set_tls_trust(o, path("ca", "pem"), NULL, NULL) == NQ_OK &&
+        nq_opts_set_int(o, NQ_OPT_TLS_CLIENT_AUTH, auth) == NQ_OK) {
+        nq_open(NQ_TCP, NQ_SERVER, o, &s);
+    }
+    nq_opts_free(o);
+    return s;
+}
+
+/* A client trusting the authority and presenting name's certificate (NULL:
+ * none). */
+static nq_comm *client_as(nq_comm *s, const char *name, const nq_id *id)
+{
+    nq_opts *o = nqt_opts("127.0.0.1", nqt_port(s), id);
+    nq_comm *c = NULL;
+    int rv = nq_opts_set_tls(o, NULL, path("ca", "pem"));
+    if (rv == NQ_OK && name != NULL) {
+        rv = nq_opts_set_tls_identity(o, path(name, "key"), path(name, "pem"), 0);
+    }
+    if (rv == NQ_OK) {
+        nq_open(NQ_TCP, NQ_CLIENT, o, &c);
+    }
+    nq_opts_free(o);
+    return c;
+}
+
+/* comm's view of peer's identity, as a string (static). */
+static const char *identity_of(nq_comm *comm, const nq_id *peer)
+{
+    static char buf[512];
+    size_t len = 0;
+    if (nq_peer_identity(comm, peer, buf, sizeof(buf), &len) != NQ_OK) {
+        return "(not connected)";
+    }
+    return buf;
+}
+
+/* A client presenting name's certificate (NULL: none) to a server asking
+ * with auth is refused: it fails with NQ_EAUTH, and the server counts a
+ * TLS error and lists no peer. */
+static int expect_refused(int auth, const char *name)
+{
+    CHECK(make_certificates() == 0);
+    nq_comm *s = server_with(auth);
+    CHECK(s != NULL);
+    nq_comm *c = client_as(s, name, NULL);
+    CHECK(c != NULL);
+    nq_msg *m = NULL;
+    CHECK_RC(nq_get(c, WAIT_MS, &m), NQ_EAUTH);
+    CHECK(nqt_wait_stat(s, NQ_STAT_TLS_ERRORS, 1) == 0);
+    size_t count = 9;
+    CHECK_OK(nq_peers(s, NULL, 0, &count));
+    CHECK(count == 0);
+    nq_destroy(c);
+    nq_destroy(s);
+    return 0;
+}
+
+static int test_required_client_certificate_serves_a_trusted_client_and_names_it(void)
+{
+    CHECK(make_certificates() == 0);
+    nq_comm *s = server_with(2);
+    CHECK(s != NULL);
+    nq_id cid;
+    CHECK_OK(nq_id_random(&cid));
+    nq_comm *c = client_as(s, "client-a", &cid);
+    CHECK(c != NULL);
+    CHECK(nqt_round_trip(s, c) == 0);
+    CHECK(strcmp(identity_of(s, &cid), "CN=client-a\nDNS:client-a.example\nIP:127.0.0.1") == 0);
+    nq_id sid;
+    CHECK_OK(nq_server_id(c, &sid));
+    CHECK(strcmp(identity_of(c, &sid), "CN=server\nDNS:localhost\nIP:127.0.0.1") == 0);
+    /* A short buffer is cut, the length is the whole. */
+    char small[4];
+    size_t len = 0;
+    CHECK_OK(nq_peer_identity(s, &cid, small, sizeof(small), &len));
+    CHECK(strcmp(small, "CN=") == 0 && len == strlen("CN=client-a\nDNS:client-a.example\n"
+                                                     "IP:127.0.0.1"));
+    CHECK_OK(nq_peer_identity(s, &cid, NULL, 0, &len));
+    nq_id stranger;
+    CHECK_OK(nq_id_random(&stranger));
+    CHECK_RC(nq_peer_identity(s, &stranger, small, sizeof(small), &len), NQ_ENOPEER);
+    CHECK_RC(nq_peer_identity(s, &cid, NULL, 4, &len), NQ_EINVAL);
+    nq_destroy(c);
+    nq_destroy(s);
+    return 0;
+}
+
+static int test_required_client_certificate_refuses_a_client_without_one(void)
+{
+    return expect_refused(2, NULL);
+}
+
+static int test_untrusted_client_certificate_is_refused(void)
+{
+    return expect_refused(1, "rogue");
+}
+
+static int test_optional_client_certificate_serves_clients_with_and_without(void)
+{
+    CHECK(make_certificates() == 0);
+    nq_comm *s = server_with(1);
+    CHECK(s != NULL);
+    nq_id anon_id, a_id;
+    CHECK_OK(nq_id_random(&anon_id));
+    CHECK_OK(nq_id_random(&a_id));
+    nq_comm *anon = client_as(s, NULL, &anon_id);
+    nq_comm *a = client_as(s, "client-a", &a_id);
+    CHECK(anon != NULL && a != NULL);
+    CHECK(nqt_round_trip(s, anon) == 0);
+    CHECK(nqt_round_trip(s, a) == 0);
+    CHECK(strcmp(identity_of(s, &anon_id), "") == 0);
+    CHECK(strncmp(identity_of(s, &a_id), "CN=client-a\n", 12) == 0);
+    nq_destroy(anon);
+    nq_destroy(a);
+    nq_destroy(s);
+    return 0;
+}
+
+/* Keys and anchors given as PEM text and as a hashed directory work as
+ * files do, and TLS 1.3 can be made the lowest version. */
+static int test_credentials_from_memory_and_a_directory(void)
+{
+    CHECK(make_certificates() == 0);
+    char *server_key = slurp(path("server", "key"));
+    char *server_cert = slurp(path("server", "pem"));
+    char *client_key = slurp(path("client-a", "key"));
+    char *client_cert = slurp(path("client-a", "pem"));
+    char *ca = slurp(path("ca", "pem"));
+    CHECK(server_key && server_cert && client_key && client_cert && ca);
+    char anchors[96];
+    snprintf(anchors, sizeof(anchors), "%s/anchors", dir);
+
+    nq_opts *so = nqt_opts("127.0.0.1", 0, NULL);
+    CHECK_OK(nq_opts_set_tls_identity(so, server_key, server_cert, 1));
+    CHECK_OK(nq_opts_set_tls_trust(so, NULL, anchors, NULL));
+    CHECK_OK(nq_opts_set_int(so, NQ_OPT_TLS_CLIENT_AUTH, 2));
+    CHECK_OK(nq_opts_set_int(so, NQ_OPT_TLS_MIN_VERSION, 13));
+    nq_comm *s = NULL;
+    CHECK_OK(nq_open(NQ_TCP, NQ_SERVER, so, &s));
+    nq_opts_free(so);
+
+    nq_id cid;
+    CHECK_OK(nq_id_random(&cid));
+    nq_opts *co = nqt_opts("127.0.0.1", nqt_port(s), &cid);
+    CHECK_OK(nq_opts_set_tls_identity(co, client_key, client_cert, 1));
+    CHECK_OK(nq_opts_set_tls_trust(co, NULL, NULL, ca));
+    nq_comm *c = NULL;
+    CHECK_OK(nq_open(NQ_TCP, NQ_CLIENT, co, &c));
+    nq_opts_free(co);
+    CHECK(nqt_round_trip(s, c) == 0);
+    CHECK(strncmp(identity_of(s, &cid), "CN=client-a\n", 12) == 0);
+    nq_destroy(c);
+    nq_destroy(s);
+    free(server_key);
+    free(server_cert);
+    free(client_key);
+    free(client_cert);
+    free(ca);
+    return 0;
+}
+
+static int test_credential_options_are_checked(void)
+{
+    CHECK(make_certificates() == 0);
+    nq_opts *o = nqt_opts("127.0.0.1", 0, NULL);
+    CHECK_RC(nq_opts_set_tls_identity(o, NULL, "x", 0), NQ_EINVAL);
+    CHECK_RC(nq_opts_set_tls_identity(o, "x", "", 0), NQ_EINVAL);
+    CHECK_RC(nq_opts_set_tls_identity(o, "x", "y", 2), NQ_EINVAL);
+    CHECK_RC(nq_opts_set_tls_trust(o, NULL, NULL, NULL), NQ_EINVAL);
+    CHECK_RC(nq_opts_set_tls_trust(o, "", NULL, NULL), NQ_EINVAL);
+    CHECK_RC(nq_opts_set_int(o, NQ_OPT_TLS_CLIENT_AUTH, 3), NQ_EINVAL);
+    CHECK_RC(nq_opts_set_int(o, NQ_OPT_TLS_MIN_VERSION, 11), NQ_EINVAL);
+    CHECK_RC(nq_opts_set_int(o, NQ_OPT_TLS_MIN_VERSION, 14), NQ_EINVAL);
+    /* Checking client certificates needs anchors to check them against. */
+    CHECK_OK(nq_opts_set_tls(o, path("server", "key"), path("server", "pem")));
+    CHECK_OK(nq_opts_set_int(o, NQ_OPT_TLS_CLIENT_AUTH, 2));
+    nq_comm *c = NULL;
+    CHECK_RC(nq_open(NQ_TCP, NQ_SERVER, o, &c), NQ_EINVAL);
+    /* A key that does not fit the certificate fails at open. */
+    CHECK_OK(nq_opts_set_int(o, NQ_OPT_TLS_CLIENT_AUTH, 0));
+    CHECK_OK(nq_opts_set_tls_identity(o, path("rogue", "key"), path("server", "pem"), 0));
+    CHECK_RC(nq_open(NQ_TCP, NQ_SERVER, o, &c), NQ_ETLS);
+    CHECK_OK(nq_opts_set_tls_identity(o, "not a key", "not a certificate", 1));
+    CHECK_RC(nq_open(NQ_TCP, NQ_SERVER, o, &c), NQ_ETLS);
+    nq_opts_free(o);
+    /* The other transports say they cannot do it yet. */
+    o = nqt_opts("127.0.0.1", 0, NULL);
+    CHECK_OK(nq_opts_set_tls_identity(o, path("server", "key"), path("server", "pem"), 0));
+    CHECK_RC(nq_open(NQ_GRPC, NQ_SERVER, o, &c), NQ_ENOTSUP);
+    CHECK_RC(nq_open(NQ_MQTT, NQ_CLIENT, o, &c), NQ_ENOTSUP);
+    CHECK(c == NULL);
+    nq_opts_free(o);
+    CHECK(strcmp(nq_strerror(NQ_EAUTH), "unknown error") != 0);
+    return 0;
+}
+
+/* Without TLS there is nothing to tell: the identity is empty. */
+static int test_plain_peers_have_an_empty_identity(void)
+{
+    nq_comm *s = NULL;
+    nq_opts *o = nqt_opts("127.0.0.1", 0, NULL);
+    CHECK_OK(nq_open(NQ_TCP, NQ_SERVER, o, &s));
+    nq_opts_free(o);
+    nq_id cid;
+    CHECK_OK(nq_id_random(&cid));
+    nq_comm *c = NULL;
+    o = nqt_opts("127.0.0.1", nqt_port(s), &cid);
+    CHECK_OK(nq_open(NQ_TCP, NQ_CLIENT, o, &c));
+    nq_opts_free(o);
+    CHECK(nqt_round_trip(s, c) == 0);
+    size_t len = 99;
+    char buf[8] = "x";
+    CHECK_OK(nq_peer_identity(s, &cid, buf, sizeof(buf), &len));
+    CHECK(len == 0 && buf[0] == '\0');
+    nq_destroy(c);
+    nq_destroy(s);
+    return 0;
+}
+
+static const struct test_case tests[] = {
+    TEST(test_required_client_certificate_serves_a_trusted_client_and_names_it),
+    TEST(test_required_client_certificate_refuses_a_client_without_one),
+    TEST(test_untrusted_client_certificate_is_refused),
+    TEST(test_optional_client_certificate_serves_clients_with_and_without),
+    TEST(test_credentials_from_memory_and_a_directory),
+    TEST(test_credential_options_are_checked),
+    TEST(test_plain_peers_have_an_empty_identity),
+};
+
+int main(int argc, char **argv)
+{
+    int rv = run_tests(tests, TEST_COUNT(tests), argc, argv);
+    if (dir[0] != 0) {
+        nqt_remove_dir(dir);
+    }
+    return rv;
+}
