@@ -110,6 +110,9 @@
 %ignore nq_opts_set_serializer;
 %ignore nq_opts_set_log;
 %ignore nq_opts_set_events;
+%ignore nq_opts_set_admission;
+%ignore nq_admission;
+%ignore nq_admit_fn;
 %ignore nq_event;
 %ignore nq_event_fn;
 %ignore nq_open;

@@ -7,7 +7,9 @@ cases of cases.json and prints the matrix of results.
 
 Every server language runs against every client language over every
 transport, with net-queue in both roles; a last column, "mixed", runs the
-broadcast case with one client in each language.  A lane is one case at a
+broadcast case with one client in each language.  "python" is the Python
+binding used as net-queue 1.1.1 code uses net-queue, "python2" the same
+binding used as net-queue 2.x code does.  A lane is one case at a
 time with its own peer processes (one per language, started once, many runs
 each) and its own MQTT broker; lanes run side by side.  Exit status: 0 when
 no cell failed (cases not applicable or failing for a peer outside this
@@ -37,7 +39,7 @@ from wire import Hostile, RecordingProxy
 
 HERE = Path(__file__).resolve().parent
 SOURCE = HERE.parent
-LANGUAGES = ("c", "python", "go", "java", "netqueue")
+LANGUAGES = ("c", "python", "python2", "go", "java", "netqueue")
 TRANSPORTS = ("tcp", "tls", "mqtt", "grpc")
 # Seconds a run may take beyond its case's timeout before its peers are
 # declared stuck and killed.
@@ -109,10 +111,11 @@ class Setup:
         java = self.build / "bindings" / "java"
         tail = ["--stdin", "--cases-file", str(self.cases_file)]
         py_peer = str(HERE / "peers" / "python" / "peer.py")
+        py_env = {"PYTHONPATH": str(self.build / "bindings" / "python"), "PYTHONDONTWRITEBYTECODE": "1"}
         commands = {
             "c": ([str(conf / "nq_conformance_peer")], {}),
-            "python": ([args.python, py_peer], {"PYTHONPATH": str(self.build / "bindings" / "python"),
-                                                "PYTHONDONTWRITEBYTECODE": "1"}),
+            "python": ([args.python, py_peer], py_env),
+            "python2": ([args.python, str(HERE / "peers" / "python2" / "peer.py")], py_env),
             "go": ([str(conf / "nq_conformance_peer_go")], {}),
             "java": ([args.java, "-XX:+UseSerialGC", f"-Djava.library.path={java}",
                       "-cp", f"{java / 'libnq.jar'}{os.pathsep}{conf / 'nq_conformance_peer.jar'}",
@@ -121,6 +124,7 @@ class Setup:
         needs = {
             "c": [conf / "nq_conformance_peer"],
             "python": [self.build / "bindings" / "python" / "nq" / "nqraw.py"],
+            "python2": [self.build / "bindings" / "python" / "nq" / "nqraw.py"],
             "go": [conf / "nq_conformance_peer_go"],
             "java": [java / "libnq.jar", java / "libnqjni.so", conf / "nq_conformance_peer.jar"],
         }

@@ -8,11 +8,13 @@ reports what it observes as JSON lines (conformance/README.md).
     peer.py --stdin [--cases-file F] [--impl libnq|netqueue]
 
 --impl libnq (the default) runs on the nq binding (PYTHONPATH must reach the
-built package); --impl netqueue runs on net-queue 1.1.1 itself (a Python >=
-3.13 with net-queue installed, see netqueue_backend.py).  With --stdin every
-line of standard input is one run: a JSON object with the options' names as
-keys plus "run", an id echoed in every line of that run; runs go on in
-parallel, and the program ends when standard input ends and the runs are done.
+built package), used the way net-queue 1.1.1 code is written;
+peers/python2/peer.py runs these runs with net-queue 2.x's API.  --impl
+netqueue runs on net-queue 1.1.1 itself (a Python >= 3.13 with net-queue
+installed, see netqueue_backend.py).  With --stdin every line of standard
+input is one run: a JSON object with the options' names as keys plus "run",
+an id echoed in every line of that run; runs go on in parallel, and the
+program ends when standard input ends and the runs are done.
 """
 
 import argparse
@@ -46,7 +48,7 @@ class Output:
 
 
 class LibnqBackend:
-    """The nq binding (libnq)."""
+    """The nq binding (libnq), used as net-queue 1.1.1 code uses net-queue."""
 
     name = "libnq"
 
@@ -142,8 +144,14 @@ class Run:
             self.emit(event="error", detail="".join(traceback.format_exception(exc))[-2000:])
         finally:
             if self.comm is not None:
-                self.backend.release(self.comm)
+                self.release()
             self.emit(event="done")
+
+    def release(self):
+        """Lets the backend clean up after the communicator; what it found
+        wrong meanwhile (see peers/python2/peer.py) is reported as an error."""
+        for problem in self.backend.release(self.comm) or ():
+            self.emit(event="error", detail=problem)
 
     def open(self, index, listening=False):
         spec = self.spec
@@ -270,7 +278,7 @@ class Run:
 
     def _reopen(self, step):
         closing = self._close(step) if not self.closed else None
-        self.backend.release(self.comm)
+        self.release()
         self.comm = None
         opened = self.open(None)
         outcome = {"result": "ok" if opened else "failed"}
@@ -279,10 +287,11 @@ class Run:
         return outcome
 
 
-def parse_args(argv):
+def parse_args(argv, impl=True):
     parser = argparse.ArgumentParser(description="The Python conformance peer.")
     parser.add_argument("--stdin", action="store_true", help="read runs as JSON lines from standard input")
-    parser.add_argument("--impl", choices=("libnq", "netqueue"), default="libnq")
+    if impl:
+        parser.add_argument("--impl", choices=("libnq", "netqueue"), default="libnq")
     parser.add_argument("--cases-file", default=str(casebook.DEFAULT_FILE))
     parser.add_argument("--role", choices=("server", "client"))
     parser.add_argument("--protocol", choices=PROTOCOLS, default="tcp")
@@ -309,10 +318,12 @@ def make_backend(impl):
     return LibnqBackend()
 
 
-def main(argv):
-    args = parse_args(argv)
+def main(argv, backend=None):
+    """Runs the peer on backend, or without one on the backend --impl names."""
+    args = parse_args(argv, impl=backend is None)
     book = casebook.load(args.cases_file)
-    backend = make_backend(args.impl)
+    if backend is None:
+        backend = make_backend(args.impl)
     out = Output(sys.stdout)
     if not args.stdin:
         spec = {k: v for k, v in vars(args).items() if k not in ("stdin", "impl", "cases_file")}
