@@ -48,6 +48,8 @@ struct nq_opts {
     void *log_ctx;
     nq_event_fn event_fn;
     void *event_ctx;
+    nq_admit_fn admit_fn;
+    void *admit_ctx;
 };
 
 /* Deep-copies src into dst (which must be zeroed).  Returns NQ_OK or

@@ -558,7 +558,7 @@ int nq_peer_identity(nq_comm *comm, const nq_id *peer, char *buf, size_t size, s
 
 int nq_stat(nq_comm *comm, nq_stat_id stat, int64_t *out)
 {
-    if (comm == NULL || out == NULL || stat < NQ_STAT_MSGS_IN || stat > NQ_STAT_DROPPED) {
+    if (comm == NULL || out == NULL || stat < NQ_STAT_MSGS_IN || stat > NQ_STAT_REFUSED) {
         return NQ_EINVAL;
     }
     *out = atomic_load(&comm->stats[stat - NQ_STAT_MSGS_IN]);

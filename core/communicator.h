@@ -69,9 +69,10 @@ enum nqi_stat_index {
     NQI_ST_ACKED = NQ_STAT_ACKED - 1,
     NQI_ST_RESUMED = NQ_STAT_RESUMED - 1,
     NQI_ST_DROPPED = NQ_STAT_DROPPED - 1,
+    NQI_ST_REFUSED = NQ_STAT_REFUSED - 1,
     NQI_ST_COUNT /* the number of counters */
 };
-_Static_assert((int)NQI_ST_COUNT == (int)NQ_STAT_DROPPED,
+_Static_assert((int)NQI_ST_COUNT == (int)NQ_STAT_REFUSED,
                "a new nq_stat_id needs its slot in enum nqi_stat_index");
 
 struct nq_comm {

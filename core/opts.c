@@ -335,6 +335,16 @@ size_t nqi_opts_merge_limit(const nq_opts *o, size_t cap)
     return below < cap ? (size_t)below : cap;
 }
 
+int nq_opts_set_admission(nq_opts *opts, nq_admit_fn fn, void *ctx)
+{
+    if (opts == NULL) {
+        return NQ_EINVAL;
+    }
+    opts->admit_fn = fn;
+    opts->admit_ctx = ctx;
+    return NQ_OK;
+}
+
 int nq_opts_set_events(nq_opts *opts, nq_event_fn fn, void *ctx)
 {
     if (opts == NULL) {

@@ -208,9 +208,47 @@ int nqi_live_wait(nq_comm *c, int64_t timeout_ms)
 
 /* ---- the INI ------------------------------------------------------------------ */
 
+/* The admission callback's verdict on a server's new peer: NQ_OK, or
+ * NQ_EAUTH with the session marked refused. */
+static int admit(nqi_session *s)
+{
+    nq_comm *c = s->comm;
+    char address[128] = "";
+    if (c->transport->address != NULL) {
+        c->transport->address(s, address, sizeof(address));
+    }
+    pthread_mutex_lock(&c->server_id_mu);
+    char *identity = s->identity != NULL ? strdup(s->identity) : NULL;
+    int lost = s->identity != NULL && identity == NULL;
+    pthread_mutex_unlock(&c->server_id_mu);
+    if (lost) {
+        return NQ_ENOMEM;
+    }
+    nq_admission who = {s->peer, address, identity != NULL ? identity : ""};
+    int verdict = c->opts.admit_fn(c->opts.admit_ctx, &who);
+    free(identity);
+    if (verdict == NQ_OK) {
+        return NQ_OK;
+    }
+    char text[NQ_ID_STRLEN];
+    nq_id_format(&s->peer, text, sizeof(text));
+    nqi_logf(&c->log, NQ_LOG_WARN, "peer %s%s%s refused by the admission callback (%d)", text,
+             address[0] != 0 ? " at " : "", address, verdict);
+    nqi_stat_add(c, NQI_ST_REFUSED, 1);
+    s->refused = 1;
+    s->ini_received = 0; /* a stranger, as far as the end is concerned */
+    return NQ_EAUTH;
+}
+
 static int on_ini(nqi_session *s)
 {
     nq_comm *c = s->comm;
+    if (c->purpose == NQ_SERVER && c->opts.admit_fn != NULL) {
+        int verdict = admit(s);
+        if (verdict != NQ_OK) {
+            return verdict;
+        }
+    }
     int asked = c->transport->acked != NULL ? c->transport->acked(s) : 0;
     if (asked < 0) {
         return asked;
@@ -368,8 +406,12 @@ nqi_session *nqi_peers_admit(nqi_worker *w)
 /* ---- the end ------------------------------------------------------------------------ */
 
 /* Counts the end of a connection in the communicator's statistics. */
-static void count_end(nq_comm *c, int err)
+static void count_end(nqi_session *s, int err)
 {
+    nq_comm *c = s->comm;
+    if (s->refused) {
+        return; /* counted as refused */
+    }
     switch (err) {
     case 0:
     case NQ_ECLOSED:
@@ -481,7 +523,7 @@ void nqi_session_end(nqi_session *s, int err)
     nqi_timer_cancel(&s->worker->loop, &s->ini_timer);
 
     c->transport->session_end(s);
-    count_end(c, err);
+    count_end(s, err);
 
     char peer[NQ_ID_STRLEN] = "(before INI)";
     if (s->ini_received) {

@@ -84,6 +84,7 @@ struct nqi_session {
     /* protocol */
     nq_id peer;
     int ini_received;
+    int refused;        /* server: the admission callback turned it away */
     int fin_received;
     int fin_queued;
     atomic_int announced; /* its CONNECTED went out; a DISCONNECTED is owed */

@@ -49,6 +49,10 @@ struct nqi_transport {
      * INI arrives, or returns an nq error when the connection broke before
      * it could tell.  NULL: the transport cannot carry it. */
     int (*acked)(nqi_session *s);
+    /* The peer's address as text ("127.0.0.1:40312") into buf, for the
+     * admission callback (NULL: the transport has none to tell, "").  On
+     * the session's loop. */
+    void (*address)(nqi_session *s, char *buf, size_t len);
     /* In nq_close once every session has ended, before the workers stop:
      * stop producing commands (may be NULL). */
     void (*close)(nq_comm *c);

@@ -711,6 +711,64 @@ static int test_drop_oldest_keeps_a_flooding_peers_newest(void)
     return 0;
 }
 
+/* The admission callback's refusal on every transport: the refused peer is
+ * never listed or served and learns it as the transport can tell it (TCP
+ * and gRPC: NQ_EAUTH; MQTT: its INI is never answered). */
+typedef struct refuse_one {
+    pthread_mutex_t mu; /* the callback runs on an I/O thread, again and again */
+    nq_id id;
+    char address[128];  /* the refused peer's, as the callback saw it */
+} refuse_one;
+
+static int refuse_that_id(void *ctx, const nq_admission *who)
+{
+    refuse_one *r = ctx;
+    if (!nq_id_equal(&who->peer, &r->id)) {
+        return NQ_OK;
+    }
+    pthread_mutex_lock(&r->mu);
+    snprintf(r->address, sizeof(r->address), "%s", who->address);
+    pthread_mutex_unlock(&r->mu);
+    return NQ_EAUTH;
+}
+
+static int test_admission_refusal_is_never_served(void)
+{
+    refuse_one r = {.mu = PTHREAD_MUTEX_INITIALIZER};
+    CHECK_OK(nq_id_random(&r.id));
+    nq_opts *o = nqt_opts("127.0.0.1", 0, NULL);
+    CHECK_OK(nq_opts_set_admission(o, refuse_that_id, &r));
+    nq_comm *s = open_with(NQ_SERVER, o);
+    CHECK(s != NULL);
+    nq_opts *co = nqt_opts("127.0.0.1", nqt_port(s), &r.id);
+    CHECK_OK(nq_opts_set_int(co, NQ_OPT_CLOSE_TIMEOUT_MS, 500));
+    nq_comm *refused = open_with(NQ_CLIENT, co);
+    CHECK(refused != NULL);
+    CHECK_OK(nq_put(refused, &(nq_chunk){"never", 5}, 1, NULL, 0, NULL));
+    nq_msg *m = NULL;
+    if (g_proto == NQ_MQTT) {
+        CHECK_RC(nq_get(refused, 1000, &m), NQ_ETIMEDOUT); /* no answer, ever */
+    } else {
+        CHECK_RC(nq_get(refused, WAIT_MS, &m), NQ_EAUTH);
+    }
+    CHECK(nqt_wait_stat(s, NQ_STAT_REFUSED, 1) == 0);
+    pthread_mutex_lock(&r.mu);
+    char address[128];
+    snprintf(address, sizeof(address), "%s", r.address);
+    pthread_mutex_unlock(&r.mu);
+    CHECK(strncmp(address, g_proto == NQ_MQTT ? "" : "127.0.0.1:", 10) == 0);
+    nq_comm *welcome = client_of(s, NULL);
+    CHECK(nqt_round_trip(s, welcome) == 0);
+    CHECK_RC(nq_get(s, 200, &m), NQ_ETIMEDOUT);
+    size_t count = 0;
+    CHECK_OK(nq_peers(s, NULL, 0, &count));
+    CHECK(count == 1 && nqt_stat(s, NQ_STAT_REFUSED) >= 1); /* MQTT: each INI again */
+    nq_destroy(refused);
+    nq_destroy(welcome);
+    nq_destroy(s);
+    return 0;
+}
+
 static int test_send_limit_refuses_copies(void)
 {
     nq_opts *o = nqt_opts("127.0.0.1", 0, NULL);
@@ -1244,6 +1302,7 @@ static const struct test_case tests[] = {
     TEST_TCP(test_workers_share_clients),
     TEST_TCP(test_queue_size_holds_sender_back_without_loss),
     TEST(test_drop_oldest_keeps_a_flooding_peers_newest),
+    TEST(test_admission_refusal_is_never_served),
     TEST(test_send_limit_refuses_copies),
     TEST(test_values_use_the_serializer),
     TEST_TCP(test_peer_vanishing_without_fin_is_detected),

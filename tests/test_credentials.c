@@ -290,6 +290,114 @@ static int test_plain_peers_have_an_empty_identity(void)
     return 0;
 }
 
+/* ---- admission ---------------------------------------------------------------- */
+
+/* An admission callback that refuses one id unless its identity begins
+ * with a given text, and remembers what it was shown last. */
+typedef struct gate {
+    nq_id id;
+    const char *needs; /* NULL: the id is refused whatever it shows */
+    int calls;
+    char address[128];
+    char identity[512];
+} gate;
+
+static int check_gate(void *ctx, const nq_admission *who)
+{
+    gate *g = ctx;
+    g->calls++;
+    snprintf(g->address, sizeof(g->address), "%s", who->address);
+    snprintf(g->identity, sizeof(g->identity), "%s", who->identity);
+    if (!nq_id_equal(&who->peer, &g->id)) {
+        return NQ_OK;
+    }
+    return g->needs != NULL && strncmp(who->identity, g->needs, strlen(g->needs)) == 0 ? NQ_OK
+                                                                                     : NQ_EAUTH;
+}
+
+static int test_admission_refuses_a_peer_and_tells_it_why(void)
+{
+    gate g = {.needs = NULL};
+    CHECK_OK(nq_id_random(&g.id));
+    nqt_recorder events;
+    nqt_recorder_init(&events);
+    nq_opts *o = nqt_opts("127.0.0.1", 0, NULL);
+    CHECK_OK(nq_opts_set_admission(o, check_gate, &g));
+    CHECK_OK(nq_opts_set_events(o, nqt_record, &events));
+    nq_comm *s = NULL;
+    CHECK_OK(nq_open(NQ_TCP, NQ_SERVER, o, &s));
+    nq_opts_free(o);
+
+    nq_comm *refused = NULL;
+    o = nqt_opts("127.0.0.1", nqt_port(s), &g.id);
+    CHECK_OK(nq_open(NQ_TCP, NQ_CLIENT, o, &refused));
+    nq_opts_free(o);
+    nq_future *f = NULL;
+    nq_chunk ch = {"never", 5};
+    CHECK_OK(nq_put(refused, &ch, 1, NULL, 0, &f));
+    nq_msg *m = NULL;
+    CHECK_RC(nq_get(refused, WAIT_MS, &m), NQ_EAUTH);
+    /* Written before the refusal (its future says so), never delivered. */
+    int put_rc = nq_future_wait(f, WAIT_MS);
+    CHECK(put_rc == NQ_OK || put_rc == NQ_EAUTH);
+    nq_future_free(f);
+    CHECK(nqt_wait_stat(s, NQ_STAT_REFUSED, 1) == 0);
+    CHECK(strncmp(g.address, "127.0.0.1:", 10) == 0 && strcmp(g.identity, "") == 0);
+
+    nq_id other;
+    CHECK_OK(nq_id_random(&other));
+    nq_comm *welcome = NULL;
+    o = nqt_opts("127.0.0.1", nqt_port(s), &other);
+    CHECK_OK(nq_open(NQ_TCP, NQ_CLIENT, o, &welcome));
+    nq_opts_free(o);
+    CHECK(nqt_round_trip(s, welcome) == 0);
+    /* The refused peer's message never arrived, it was never listed, and
+     * no event told of it. */
+    CHECK_RC(nq_get(s, 100, &m), NQ_ETIMEDOUT);
+    size_t count = 0;
+    CHECK_OK(nq_peers(s, NULL, 0, &count));
+    CHECK(count == 1 && g.calls == 2);
+    CHECK(nqt_events(&events) == 1);
+    CHECK(nqt_is_event(&events, 0, NQ_EVENT_CONNECTED, &other, 0) == 0);
+    CHECK(nqt_stat(s, NQ_STAT_REFUSED) == 1 && nqt_stat(s, NQ_STAT_TLS_ERRORS) == 0);
+    nq_destroy(refused);
+    nq_destroy(welcome);
+    nq_destroy(s);
+    return 0;
+}
+
+/* With client certificates, the callback binds an id to an identity: a
+ * client without client-a's certificate cannot claim client-a's id. */
+static int test_admission_binds_an_id_to_a_certificate(void)
+{
+    CHECK(make_certificates() == 0);
+    gate g = {.needs = "CN=client-a\n"};
+    CHECK_OK(nq_id_random(&g.id));
+    nq_opts *o = nqt_opts("127.0.0.1", 0, NULL);
+    CHECK_OK(nq_opts_set_tls_identity(o, path("server", "key"), path("server", "pem"), 0));
+    CHECK_OK(nq_opts_set_tls_trust(o, path("ca", "pem"), NULL, NULL));
+    CHECK_OK(nq_opts_set_int(o, NQ_OPT_TLS_CLIENT_AUTH, 1));
+    CHECK_OK(nq_opts_set_admission(o, check_gate, &g));
+    nq_comm *s = NULL;
+    CHECK_OK(nq_open(NQ_TCP, NQ_SERVER, o, &s));
+    nq_opts_free(o);
+
+    nq_comm *impostor = client_as(s, NULL, &g.id);
+    CHECK(impostor != NULL);
+    nq_msg *m = NULL;
+    CHECK_RC(nq_get(impostor, WAIT_MS, &m), NQ_EAUTH);
+    CHECK(nqt_wait_stat(s, NQ_STAT_REFUSED, 1) == 0);
+    nq_comm *real = client_as(s, "client-a", &g.id);
+    CHECK(real != NULL);
+    CHECK(nqt_round_trip(s, real) == 0);
+    CHECK(strncmp(g.identity, "CN=client-a\n", 12) == 0);
+    CHECK(nqt_stat(s, NQ_STAT_REFUSED) == 1);
+    nq_destroy(impostor);
+    nq_destroy(real);
+    nq_destroy(s);
+    return 0;
+}
+
 static const struct test_case tests[] = {
     TEST(test_required_client_certificate_serves_a_trusted_client_and_names_it),
     TEST(test_required_client_certificate_refuses_a_client_without_one),
@@ -298,6 +406,8 @@ static const struct test_case tests[] = {
     TEST(test_credentials_from_memory_and_a_directory),
     TEST(test_credential_options_are_checked),
     TEST(test_plain_peers_have_an_empty_identity),
+    TEST(test_admission_refuses_a_peer_and_tells_it_why),
+    TEST(test_admission_binds_an_id_to_a_certificate),
 };
 
 int main(int argc, char **argv)

@@ -159,6 +159,10 @@ static int connect_error(nq_comm *c, gcall *gc, int *final)
         err = NQ_ETLS;
         *final = 1;
     }
+    if (gc->status == GRPC_STATUS_UNAUTHENTICATED || gc->status == GRPC_STATUS_PERMISSION_DENIED) {
+        err = NQ_EAUTH; /* the server refused this client */
+        *final = 1;
+    }
     /* Only while nothing has gone out: a new call starts the stream anew. */
     int retry = !*final && nqi_now_ms() < gsess_of(c->client)->connect_by &&
                 atomic_load(&c->stats[NQI_ST_BYTES_OUT]) == 0;

@@ -67,6 +67,30 @@ static void grpc_worker_start(nqi_worker *w)
     }
 }
 
+/* The peer's address from grpc's ("ipv4:127.0.0.1:40312",
+ * "ipv6:%5B::1%5D:40312"), for the admission callback. */
+static void grpc_address(nqi_session *s, char *buf, size_t len)
+{
+    const char *k = gsess_of(s)->key;
+    size_t at = 0;
+    buf[0] = '\0';
+    if (k == NULL || len == 0) {
+        return;
+    }
+    if (strncmp(k, "ipv4:", 5) == 0 || strncmp(k, "ipv6:", 5) == 0) {
+        k += 5;
+    }
+    while (*k != '\0' && at + 1 < len) {
+        if (strncmp(k, "%5B", 3) == 0 || strncmp(k, "%5D", 3) == 0) {
+            buf[at++] = k[2] == 'B' ? '[' : ']';
+            k += 3;
+        } else {
+            buf[at++] = *k++;
+        }
+    }
+    buf[at] = '\0';
+}
+
 static void grpc_session_end(nqi_session *s)
 {
     gsess *gs = gsess_of(s);
@@ -81,6 +105,10 @@ static void grpc_session_end(nqi_session *s)
                 /* A round cut short by close ends like any other round. */
                 gc->state = CALL_HALF_CLOSED;
                 nqi_grpc_server_maybe_finish(gc);
+            } else if (gc->server && s->error == NQ_EAUTH) {
+                /* The admission callback refused the peer: say so. */
+                grpc_call_cancel_with_status(gc->call, GRPC_STATUS_UNAUTHENTICATED,
+                                             "refused by the server", NULL);
             } else {
                 grpc_call_cancel(gc->call, NULL);
             }
@@ -374,6 +402,7 @@ const nqi_transport nqi_grpc_transport = {
     .flush = nqi_grpc_flush,
     .resume = nqi_grpc_resume,
     .session_end = grpc_session_end,
+    .address = grpc_address,
     .redial = grpc_redial,
     .close = grpc_close,
     .shutdown = grpc_shutdown_hook,

@@ -5,10 +5,12 @@
  * bytes themselves move through the connection's stream operations, plain
  * or TLS.
  */
+#include <arpa/inet.h>
 #include <errno.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <sys/epoll.h>
+#include <stdio.h>
 #include <sys/socket.h>
 
 #include "transports/tcp/tcp.h"
@@ -28,6 +30,10 @@
  * forget it: until it knows, it reads nothing (TLS reads through a gate,
  * tls.c). */
 #define URGENT_ASK 0x01
+/* A server that refuses a client (the admission callback, or its
+ * certificate) says so with another urgent byte before it closes: a libnq
+ * client that finds it reports NQ_EAUTH instead of a lost connection. */
+#define URGENT_REFUSED 0x02
 
 static void on_event(nqi_watch *w, uint32_t events);
 static void stall_check(nqi_timer *timer);
@@ -163,6 +169,7 @@ int nqi_tcp_urgent_known(tcp_conn *t)
     uint8_t b;
     if (recv(t->watch.fd, &b, 1, MSG_OOB | MSG_DONTWAIT) == 1) {
         t->urgent = b == URGENT_ASK ? 1 : -1;
+        t->refused = b == URGENT_REFUSED;
         return 1;
     }
     if (errno != EINVAL && errno != EAGAIN && errno != EWOULDBLOCK) {
@@ -196,6 +203,60 @@ int nqi_tcp_acked(nqi_session *s)
     return t->urgent == 1 ? 1 : t->urgent == -1 ? 0 : NQ_ECONNRESET;
 }
 
+/* Client, until the server's INI: looks for the urgent byte of a refusal.
+ * It must be taken before a read passes it (the kernel then forgets it),
+ * so this runs before every read until the INI is in; the byte comes in
+ * the segment whose arrival wakes the read. */
+static void look_for_refusal(tcp_conn *t)
+{
+    nqi_session *s = t->s;
+    uint8_t b;
+    if (s->comm->purpose == NQ_CLIENT && !s->ini_received && !t->refused &&
+        recv(t->watch.fd, &b, 1, MSG_OOB | MSG_DONTWAIT) == 1) {
+        t->refused = b == URGENT_REFUSED;
+    }
+}
+
+/* Client: the connection ended because the server refused it. */
+static int refused(tcp_conn *t)
+{
+    look_for_refusal(t);
+    if (t->refused) {
+        nqi_logf(&t->s->comm->log, NQ_LOG_ERROR, "the server refused this client");
+    }
+    return t->refused;
+}
+
+void nqi_tcp_tell_refused(tcp_conn *t)
+{
+    uint8_t no = URGENT_REFUSED;
+    if (!nqi_ack_wanted(t->s->comm) &&
+        send(t->watch.fd, &no, 1, MSG_OOB | MSG_DONTWAIT | MSG_NOSIGNAL) != 1) {
+        nqi_logf(&t->s->comm->log, NQ_LOG_DEBUG, "could not tell a refused client why");
+    }
+}
+
+void nqi_tcp_address(nqi_session *s, char *buf, size_t len)
+{
+    tcp_conn *t = tcp_conn_of(s);
+    struct sockaddr_storage a;
+    socklen_t alen = sizeof(a);
+    char host[INET6_ADDRSTRLEN] = "";
+    buf[0] = '\0';
+    if (t->watch.fd < 0 || getpeername(t->watch.fd, (struct sockaddr *)&a, &alen) != 0) {
+        return;
+    }
+    if (a.ss_family == AF_INET) {
+        const struct sockaddr_in *v4 = (const struct sockaddr_in *)&a;
+        inet_ntop(AF_INET, &v4->sin_addr, host, sizeof(host));
+        snprintf(buf, len, "%s:%u", host, (unsigned)ntohs(v4->sin_port));
+    } else if (a.ss_family == AF_INET6) {
+        const struct sockaddr_in6 *v6 = (const struct sockaddr_in6 *)&a;
+        inet_ntop(AF_INET6, &v6->sin6_addr, host, sizeof(host));
+        snprintf(buf, len, "[%s]:%u", host, (unsigned)ntohs(v6->sin6_port));
+    }
+}
+
 /* Reads what the connection has, within a budget (unless the layer holds
  * input of its own).  A connection whose peer is gone is drained to its
  * end, paused or not: what arrived is delivered, then the session ends. */
@@ -219,12 +280,16 @@ static void do_read(tcp_conn *t)
         int into_msg = direct && left >= DIRECT_READ_MIN;
         uint8_t *buf = into_msg ? win : tw->stage;
         size_t cap = into_msg ? winlen : tw->stage_cap;
+        look_for_refusal(t);
         long n = t->ops->read(t, buf, cap);
         if (n == NQI_WOULDBLOCK) {
             break;
         }
         if (n <= 0) {
             int err = n == 0 ? NQ_ECONNRESET : (int)n;
+            if (err == NQ_ECONNRESET && refused(t)) {
+                err = NQ_EAUTH;
+            }
             if (n == 0 && s->fin_received) {
                 /* The peer finished the handshake and left; send what we
                  * still can and end cleanly if nothing is lost. */

@@ -5,11 +5,13 @@
  * its one worker.  TLS, when asked for, wraps each socket through the
  * stream operations of tls.c.
  */
+#include <errno.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <netdb.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/epoll.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -78,6 +80,7 @@ static int tcp_open(nq_comm *c)
         c->workers[i].tp = tw;
         tw->w = &c->workers[i];
         nqi_watch_init(&tw->listen, -1, NULL);
+        nqi_list_init(&tw->lingering);
         tw->stage = malloc(STAGE_SIZE);
         if (tw->stage == NULL) {
             return NQ_ENOMEM;
@@ -97,11 +100,84 @@ static void tcp_worker_start(nqi_worker *w)
     }
 }
 
-/* Reads and drops what has arrived, at most 64 KiB, without waiting. */
-static void drain(int fd)
+/* ---- refused connections close with FIN ---------------------------------------- */
+
+/* A refused client may still be sending (its INI's followers).  Closing
+ * over bytes that arrive would reset the connection, and a reset makes
+ * the client's kernel drop the reason it has not read yet (the TLS alert,
+ * the urgent byte).  So the server stops writing, then reads and drops
+ * until the client closes, for at most LINGER_MS. */
+#define LINGER_MS 2000
+
+typedef struct lingering {
+    nqi_node link;
+    nqi_watch watch;
+    nqi_timer timer;
+    tcp_worker *tw;
+} lingering;
+
+static void linger_end(lingering *g)
 {
+    nqi_loop *l = &g->tw->w->loop;
+    nqi_watch_stop(l, &g->watch);
+    nqi_timer_cancel(l, &g->timer);
+    close(g->watch.fd);
+    nqi_list_remove(&g->link);
+    free(g);
+}
+
+static void linger_read(nqi_watch *w, uint32_t events)
+{
+    (void)events;
+    lingering *g = NQI_CONTAINER(w, lingering, watch);
     uint8_t buf[4096];
-    for (int i = 0; i < 16 && recv(fd, buf, sizeof(buf), MSG_DONTWAIT) > 0; i++) {
+    for (int i = 0; i < 16; i++) {
+        ssize_t n = recv(w->fd, buf, sizeof(buf), MSG_DONTWAIT);
+        if (n == 0 || (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR)) {
+            linger_end(g); /* the client closed, or the connection broke */
+            return;
+        }
+        if (n < 0) {
+            return;
+        }
+    }
+}
+
+static void linger_expired(nqi_timer *t)
+{
+    linger_end(NQI_CONTAINER(t, lingering, timer));
+}
+
+/* Takes fd over: FIN now, close once the client closes or LINGER_MS pass
+ * (at once when memory runs out). */
+static void linger(nqi_worker *w, int fd)
+{
+    tcp_worker *tw = tcp_worker_of(w);
+    shutdown(fd, SHUT_WR);
+    lingering *g = calloc(1, sizeof(*g));
+    if (g == NULL) {
+        close(fd);
+        return;
+    }
+    g->tw = tw;
+    nqi_watch_init(&g->watch, fd, linger_read);
+    nqi_timer_init(&g->timer, linger_expired);
+    nqi_list_append(&tw->lingering, &g->link);
+    if (nqi_watch_set(&w->loop, &g->watch, EPOLLIN) != NQ_OK ||
+        nqi_timer_arm(&w->loop, &g->timer, nqi_now_ms() + LINGER_MS) != NQ_OK) {
+        linger_end(g);
+    }
+}
+
+/* After the loops stopped: what still lingers closes now. */
+static void linger_stop_all(tcp_worker *tw)
+{
+    nqi_node *n;
+    while ((n = nqi_list_first(&tw->lingering)) != NULL) {
+        lingering *g = NQI_CONTAINER(n, lingering, link);
+        close(g->watch.fd);
+        nqi_list_remove(n);
+        free(g);
     }
 }
 
@@ -116,13 +192,11 @@ static void tcp_session_end(nqi_session *s)
     if (t->watch.fd >= 0) {
         nqi_watch_stop(&s->worker->loop, &t->watch);
         if (s->error == NQ_EAUTH && s->comm->purpose == NQ_SERVER) {
-            /* A refused client's first bytes may be here unread; closing
-             * over them would reset the connection before the client reads
-             * why.  End it with FIN instead. */
-            shutdown(t->watch.fd, SHUT_WR);
-            drain(t->watch.fd);
+            nqi_tcp_tell_refused(t);
+            linger(s->worker, t->watch.fd);
+        } else {
+            close(t->watch.fd);
         }
-        close(t->watch.fd);
         t->watch.fd = -1;
     }
     if (t->addrs != NULL) {
@@ -150,6 +224,7 @@ static void tcp_shutdown(nq_comm *c)
         if (tw->listen.fd >= 0) {
             close(tw->listen.fd);
         }
+        linger_stop_all(tw);
         free(tw->stage);
         free(tw->send_stage);
         free(tw);
@@ -173,6 +248,7 @@ const nqi_transport nqi_tcp_transport = {
     .open = tcp_open,
     .worker_start = tcp_worker_start,
     .worker_closing = nqi_tcp_stop_listening,
+    .address = nqi_tcp_address,
     .flush = nqi_tcp_flush,
     .resume = nqi_tcp_resume,
     .session_end = tcp_session_end,

@@ -66,6 +66,8 @@ struct tcp_conn {
     int draining;              /* the peer is gone: read what is left, paused or not */
     int urgent;                /* acknowledged delivery: the peer's urgent byte
                                 * came (1), did not (-1), not known yet (0) */
+    int refused;               /* client: the server's urgent byte said it
+                                * refused this client */
     struct addrinfo *addrs;    /* client: the resolved addresses */
     struct addrinfo *addr_next; /* client: the next one to try */
 };
@@ -83,6 +85,7 @@ typedef struct tcp_worker {
     uint8_t *stage;        /* reads that do not go straight into a message */
     size_t stage_cap;
     uint8_t *send_stage;   /* plain: small frames gathered for one copy */
+    nqi_list lingering;    /* refused connections closing (tcp.c) */
 } tcp_worker;
 
 static inline tcp_worker *tcp_worker_of(nqi_worker *w)
@@ -129,6 +132,11 @@ int nqi_tcp_acked(nqi_session *s);
 /* 1 once it is known whether the peer sent the urgent byte (or nobody
  * asks): until then nothing may be read from the socket. */
 int nqi_tcp_urgent_known(tcp_conn *t);
+/* Server: tells a refused client so (one urgent byte), unless the urgent
+ * byte already asked for acknowledged delivery on this connection. */
+void nqi_tcp_tell_refused(tcp_conn *t);
+/* The peer's address as "host:port" (IPv6 in brackets). */
+void nqi_tcp_address(nqi_session *s, char *buf, size_t len);
 
 /* listen.c */
 int nqi_tcp_listen(nq_comm *c);

@@ -550,7 +550,8 @@ typedef enum nq_stat_id {
     NQ_STAT_RECONNECTS = 12,      /* client: attempts to connect again (1.1)   */
     NQ_STAT_ACKED = 13,           /* connections that agreed on NQ_DELIVERY_ACKED (1.2) */
     NQ_STAT_RESUMED = 14,         /* server: sessions a returning peer took up again (1.2) */
-    NQ_STAT_DROPPED = 15          /* messages dropped by NQ_OPT_DROP_OLDEST (1.3) */
+    NQ_STAT_DROPPED = 15,         /* messages dropped by NQ_OPT_DROP_OLDEST (1.3) */
+    NQ_STAT_REFUSED = 16          /* server: peers the admission callback refused (1.3) */
 } nq_stat_id;
 
 /* Reads a counter.  Returns NQ_OK or NQ_EINVAL.  Thread-safe. */
@@ -691,6 +692,40 @@ typedef void (*nq_event_fn)(void *ctx, const nq_event *event);
  * must outlive every communicator opened with these options.  Returns
  * NQ_OK or NQ_EINVAL. */
 NQ_API int nq_opts_set_events(nq_opts *opts, nq_event_fn fn, void *ctx);
+
+/* ------------------------------------------------------------------------ */
+/* Admission (since 1.3)                                                     */
+/* ------------------------------------------------------------------------ */
+
+/* A peer asking to be served, valid only during the callback. */
+typedef struct nq_admission {
+    nq_id peer;           /* the id its INI claims */
+    const char *address;  /* its address ("127.0.0.1:40312", "[::1]:40312");
+                           * "" over MQTT, where the broker stands between */
+    const char *identity; /* what authenticated it, as nq_peer_identity
+                           * gives it; "" when nothing did */
+} nq_admission;
+
+/* Server: called on one of libnq's I/O threads when a peer's INI arrives,
+ * before the peer is listed, before its CONNECTED event and before any of
+ * its messages is delivered.  Return NQ_OK to serve it; any other value
+ * refuses it: nothing it sent is delivered, it is never listed, no event
+ * is reported, NQ_STAT_REFUSED counts it, the log says so, and its
+ * connection ends.  The peer learns why where the transport can tell it:
+ * over TCP (and TLS) a libnq client fails with NQ_EAUTH (through one urgent
+ * byte a net-queue client never sees; a server with NQ_DELIVERY_ACKED
+ * sends none, and its refused clients see a reset), over gRPC with
+ * NQ_EAUTH (the call ends UNAUTHENTICATED); an MQTT client gets no answer
+ * to its INI (its get times out, its close needs NQ_OPT_CLOSE_TIMEOUT_MS;
+ * what it publishes is dropped).  With it an
+ * application binds ids to identities, so that no peer takes another's id.
+ * It must return quickly and must not call into the communicator. */
+typedef int (*nq_admit_fn)(void *ctx, const nq_admission *who);
+
+/* Registers the admission callback (NULL removes it); ctx is passed to it
+ * and must outlive every communicator opened with these options.  Only a
+ * server calls it.  Returns NQ_OK or NQ_EINVAL. */
+NQ_API int nq_opts_set_admission(nq_opts *opts, nq_admit_fn fn, void *ctx);
 
 #ifdef __cplusplus
 }
