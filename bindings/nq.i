@@ -4,10 +4,10 @@
  * It generates one raw layer per language, module "nqraw":
  * - the constants and version functions of nq/nq.h (error codes, options,
  *   protocols, purposes, counters, nq_version, nq_strerror);
- * - a few small classes (Opts, Comm, Msg, Completions, Completion, Ids)
- *   that hold libnq's handles and turn its out-parameters into values every
- *   target language can take: each method returns an NQ_* code or a plain
- *   value.
+ * - a few small classes (Opts, Comm, Msg, Completions, Completion, Ids,
+ *   Text) that hold libnq's handles and turn its out-parameters into values
+ *   every target language can take: each method returns an NQ_* code or a
+ *   plain value.
  * Each language's package builds its native API on top; nothing here or
  * there re-implements the protocol, every call goes to libnq.so.1.
  *
@@ -62,6 +62,7 @@
 #include <mutex>
 #include <new>
 #include <string.h>
+#include <string>
 #include <unordered_map>
 #include <vector>
 %}
@@ -461,6 +462,16 @@ static void nqb_event(void *ctx, const nq_event *ev)
 %}
 
 
+%{
+/* A string argument where NULL and "" both mean "none" (Go cannot pass
+ * NULL), as NULL. */
+static const char *nqb_none_if_empty(const char *s)
+{
+    return s != NULL && *s != '\0' ? s : NULL;
+}
+%}
+
+
 /* Members that hold libnq handles stay out of the target languages. */
 %ignore Opts::raw;
 %ignore Opts::events_state;
@@ -472,6 +483,7 @@ static void nqb_event(void *ctx, const nq_event *ev)
 %ignore Completions::untrack;
 %ignore Completions::hold;
 %ignore Ids::ids_;
+%ignore Text::text_;
 
 %inline %{
 
@@ -619,8 +631,24 @@ public:
     /* NULL or "" means "none": the client's system trust store, or no key. */
     int set_tls(const char *key_path, const char *cert_path)
     {
-        return nq_opts_set_tls(o_, key_path != NULL && *key_path ? key_path : NULL,
-                               cert_path != NULL && *cert_path ? cert_path : NULL);
+        return nq_opts_set_tls(o_, nqb_none_if_empty(key_path), nqb_none_if_empty(cert_path));
+    }
+
+    /* This communicator's own key and certificate chain, either role (see
+     * nq_opts_set_tls_identity): paths of PEM files, or with pem the PEM
+     * text itself.  Both are required: NULL or "" gives NQ_EINVAL. */
+    int set_tls_identity(const char *key, const char *cert, bool pem)
+    {
+        return nq_opts_set_tls_identity(o_, key, cert, pem ? 1 : 0);
+    }
+
+    /* The trust anchors that verify the peer (see nq_opts_set_tls_trust): a
+     * PEM file, a directory of hashed PEM files, PEM text.  NULL or "" leaves
+     * one out; leaving out all three gives NQ_EINVAL. */
+    int set_tls_trust(const char *file, const char *dir, const char *pem)
+    {
+        return nq_opts_set_tls_trust(o_, nqb_none_if_empty(file), nqb_none_if_empty(dir),
+                                     nqb_none_if_empty(pem));
     }
 
     int set_mqtt_prefix(const char *prefix) { return nq_opts_set_mqtt_prefix(o_, prefix); }
@@ -850,6 +878,18 @@ public:
     std::vector<nq_id> ids_;
 };
 
+/* Text that libnq wrote (Comm::peer_identity), as UTF-8 bytes: the language
+ * layers decode it. */
+class Text {
+public:
+    nqb_view bytes() const
+    {
+        nqb_view v = {text_.data(), text_.size()};
+        return v;
+    }
+    std::string text_;
+};
+
 /* A communicator.  Thread-safe like nq_comm; the object must outlive every
  * call on it (the language layers see to that). */
 class Comm {
@@ -1010,6 +1050,38 @@ public:
                 return NQ_OK;
             }
             out->ids_.resize(count + 8); /* it grew meanwhile: read again */
+        }
+    }
+
+    /* What the peer (16 bytes) presented to authenticate itself over TLS,
+     * into *out (see nq_peer_identity: "" when nothing).  Returns NQ_OK,
+     * NQ_ENOPEER (not connected now), NQ_EINVAL or NQ_ENOMEM. */
+    int peer_identity(const void *id, size_t id_len, Text *out)
+    {
+        nq_id peer;
+        if (out == NULL || id == NULL || id_len != sizeof(peer.bytes)) {
+            return NQ_EINVAL;
+        }
+        memcpy(peer.bytes, id, sizeof(peer.bytes));
+        try {
+            std::vector<char> buf(256);
+            for (;;) {
+                size_t len = 0;
+                int rv = nq_peer_identity(c_, &peer, buf.data(), buf.size(), &len);
+                if (rv != NQ_OK) {
+                    return rv;
+                }
+                if (len < buf.size()) {
+                    out->text_.assign(buf.data(), len);
+                    return NQ_OK;
+                }
+                /* Cut short: read again with room for all of it (the peer
+                 * may have reconnected meanwhile, so the length is checked
+                 * again). */
+                buf.resize(len + 1);
+            }
+        } catch (const std::bad_alloc &) {
+            return NQ_ENOMEM;
         }
     }
 

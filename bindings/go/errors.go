@@ -31,6 +31,7 @@ var (
 	ErrPending           error = Error(nqraw.NQ_EPENDING)
 	ErrReplaced          error = Error(nqraw.NQ_EREPLACED) // since libnq 1.1
 	ErrCanceled          error = Error(nqraw.NQ_ECANCELED) // the put was withdrawn (Future.Cancel); since libnq 1.2
+	ErrAuth              error = Error(nqraw.NQ_EAUTH)     // TLS credentials refused (TLS.ClientAuth); since libnq 1.3
 )
 
 // check turns a libnq result into nil or an Error.

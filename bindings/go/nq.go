@@ -14,6 +14,7 @@ package nq
 
 import (
 	"context"
+	"crypto/tls"
 	"math"
 	"net"
 	"os"
@@ -50,10 +51,44 @@ const (
 // TLS turns TLS on.  A server gives KeyFile and CertFile (PEM key and
 // certificate chain); a client gives only CertFile, the PEM certificates it
 // trusts, or nothing to trust the system's store.
+//
+// Client certificates (libnq >= 1.3, TCP only; MQTT and gRPC return
+// ErrNotSupported): a client given a KeyFile presents KeyFile and CertFile
+// (its own chain) when the server asks, and trusts CAFile, CADir and CAPEM
+// (else the system's store); CertFile is the client's trust only without a
+// KeyFile.  A server checks client certificates as ClientAuth says,
+// against CAFile, CADir and CAPEM.  Communicator.PeerIdentity tells what a
+// peer presented; a refused client's Get, futures and Close return ErrAuth.
 type TLS struct {
 	KeyFile  string
 	CertFile string
+
+	// KeyPEM and CertPEM are this side's key and chain as PEM text instead
+	// of files (a secret from the environment, never written to disk), in
+	// either role.  They go together and replace KeyFile and CertFile.
+	KeyPEM  string
+	CertPEM string
+
+	// The trust anchors, any of them: a PEM file, a directory hashed by
+	// `openssl rehash`, PEM text.  A client checks its server against
+	// them, a server its clients' certificates.
+	CAFile string
+	CADir  string
+	CAPEM  string
+
+	ClientAuth ClientAuth // server: whether clients present certificates
+	MinVersion uint16     // tls.VersionTLS12 or tls.VersionTLS13; zero: TLS 1.2
 }
+
+// ClientAuth tells a TLS server whether clients present certificates.
+type ClientAuth int
+
+// The client certificate policies (NQ_OPT_TLS_CLIENT_AUTH).
+const (
+	ClientCertNone     ClientAuth = 0 // not asked (net-queue's behaviour)
+	ClientCertOptional ClientAuth = 1 // a certificate shown must verify; a client without one is served
+	ClientCertRequired ClientAuth = 2 // a client without a trusted certificate is refused
+)
 
 // Options configure Open.  The zero value of every field keeps libnq's
 // default (net-queue's, where net-queue has the setting).
@@ -164,7 +199,48 @@ func millis(d time.Duration) int64 {
 	return int64(math.Ceil(float64(d) / float64(time.Millisecond)))
 }
 
-func buildOptions(o *Options) (nqraw.Opts, error) {
+// setTLS turns TLS on in ro as t says (see TLS).
+func setTLS(ro nqraw.Opts, t *TLS, purpose Purpose) error {
+	var rc int
+	switch {
+	case t.KeyPEM != "" || t.CertPEM != "":
+		if t.KeyFile != "" || t.CertFile != "" {
+			return ErrInvalid
+		}
+		rc = ro.Set_tls_identity(t.KeyPEM, t.CertPEM, true)
+	case t.KeyFile != "" && purpose == Client:
+		rc = ro.Set_tls_identity(t.KeyFile, t.CertFile, false)
+	default:
+		rc = ro.Set_tls(t.KeyFile, t.CertFile)
+	}
+	if err := check(rc); err != nil {
+		return err
+	}
+	if t.CAFile != "" || t.CADir != "" || t.CAPEM != "" {
+		if err := check(ro.Set_tls_trust(t.CAFile, t.CADir, t.CAPEM)); err != nil {
+			return err
+		}
+	}
+	if t.ClientAuth != ClientCertNone {
+		if err := check(ro.Set_int(int(nqraw.NQ_OPT_TLS_CLIENT_AUTH), int64(t.ClientAuth))); err != nil {
+			return err
+		}
+	}
+	var version int64 // libnq's spelling of MinVersion
+	switch t.MinVersion {
+	case 0:
+		return nil
+	case tls.VersionTLS12:
+		version = 12
+	case tls.VersionTLS13:
+		version = 13
+	default:
+		return ErrInvalid
+	}
+	return check(ro.Set_int(int(nqraw.NQ_OPT_TLS_MIN_VERSION), version))
+}
+
+func buildOptions(o *Options, purpose Purpose) (nqraw.Opts, error) {
 	ro := nqraw.NewOpts()
 	fail := func(err error) (nqraw.Opts, error) {
 		nqraw.DeleteOpts(ro)
@@ -199,7 +275,7 @@ func buildOptions(o *Options) (nqraw.Opts, error) {
 		}
 	}
 	if o.TLS != nil {
-		if err := check(ro.Set_tls(o.TLS.KeyFile, o.TLS.CertFile)); err != nil {
+		if err := setTLS(ro, o.TLS, purpose); err != nil {
 			return fail(err)
 		}
 	}
@@ -273,7 +349,7 @@ func (c *Communicator) deliver(out chan<- Event) {
 // binds before Open returns, a client connects in the background and
 // reports a failure through its futures and Get.
 func Open(protocol Protocol, purpose Purpose, opts *Options) (*Communicator, error) {
-	ro, err := buildOptions(opts)
+	ro, err := buildOptions(opts, purpose)
 	if err != nil {
 		return nil, err
 	}
@@ -552,6 +628,22 @@ func (c *Communicator) ServerID() (ID, bool) {
 	defer runtime.KeepAlive(c)
 	id := idFromBytes(c.raw.Server_id())
 	return id, !id.IsZero()
+}
+
+// PeerIdentity returns what a connected peer presented to authenticate
+// itself over TLS (libnq >= 1.3): the subject of its certificate in RFC 2253
+// form, then one line per subject alternative name, as in
+// "CN=client-a\nDNS:client-a.example\nIP:127.0.0.1"; "" when it presented
+// none (plain TCP, or a client not asked for one).  A client asks about its
+// server (ServerID).  ErrNoPeer when peer is not connected now.
+func (c *Communicator) PeerIdentity(peer ID) (string, error) {
+	defer runtime.KeepAlive(c)
+	text := nqraw.NewText()
+	defer nqraw.DeleteText(text)
+	if err := check(c.raw.Peer_identity(peer[:], text)); err != nil {
+		return "", err
+	}
+	return string(text.Bytes()), nil
 }
 
 // Peers returns the connected peers: a server's clients, a client's server.

@@ -3,8 +3,10 @@ package nq_test
 import (
 	"bytes"
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
+	"os"
 	"os/exec"
 	"path/filepath"
 	"sync"
@@ -716,5 +718,189 @@ func TestDropOldestKeepsTheNewest(t *testing.T) {
 		if got[i] != got[i-1]+1 {
 			t.Fatalf("not the newest in order: %v", got)
 		}
+	}
+}
+
+// The identities the authority's certificates carry (see authority).
+const (
+	clientAIdentity = "CN=client-a\nDNS:client-a.example\nIP:127.0.0.1"
+	serverIdentity  = "CN=server\nDNS:localhost\nIP:127.0.0.1"
+)
+
+// authority makes, in a temporary directory, an authority (ca.key, ca.pem),
+// the server's and client-a's keys and certificates it signed (NAME.key,
+// NAME.pem), and anchors/, the authority in a directory hashed by openssl
+// rehash; it returns the directory.
+func authority(t *testing.T) string {
+	t.Helper()
+	dir := t.TempDir()
+	path := func(name string) string { return filepath.Join(dir, name) }
+	openssl := func(args ...string) {
+		t.Helper()
+		if out, err := exec.Command("openssl", args...).CombinedOutput(); err != nil {
+			t.Fatalf("openssl %s: %v\n%s", args[0], err, out)
+		}
+	}
+	newKey := []string{"-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"}
+	openssl(append([]string{"req", "-x509"}, append(newKey, "-keyout", path("ca.key"),
+		"-out", path("ca.pem"), "-days", "2", "-subj", "/CN=ca",
+		"-addext", "basicConstraints=critical,CA:TRUE",
+		"-addext", "keyUsage=critical,keyCertSign")...)...)
+	for name, names := range map[string]string{
+		"server":   "DNS:localhost,IP:127.0.0.1",
+		"client-a": "DNS:client-a.example,IP:127.0.0.1",
+	} {
+		openssl(append([]string{"req", "-new"}, append(newKey, "-keyout", path(name+".key"),
+			"-out", path(name+".csr"), "-subj", "/CN="+name,
+			"-addext", "subjectAltName="+names)...)...)
+		openssl("x509", "-req", "-in", path(name+".csr"), "-CA", path("ca.pem"),
+			"-CAkey", path("ca.key"), "-CAcreateserial", "-copy_extensions", "copyall",
+			"-days", "2", "-out", path(name+".pem"))
+	}
+	if err := os.Mkdir(path("anchors"), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	ca, err := os.ReadFile(path("ca.pem"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "anchors", "ca.pem"), ca, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	openssl("rehash", path("anchors"))
+	return dir
+}
+
+// requiringServer opens a server with the authority's server certificate
+// that requires client certificates the authority signed.
+func requiringServer(t *testing.T, dir string) (*nq.Communicator, int) {
+	t.Helper()
+	s := open(t, nq.Server, &nq.Options{Addr: addr(0), TLS: &nq.TLS{
+		KeyFile:    filepath.Join(dir, "server.key"),
+		CertFile:   filepath.Join(dir, "server.pem"),
+		CAFile:     filepath.Join(dir, "ca.pem"),
+		ClientAuth: nq.ClientCertRequired,
+	}})
+	port, _ := s.LocalPort()
+	return s, port
+}
+
+// roundTrip sends a message from c to s and an answer back.
+func roundTrip(t *testing.T, s, c *nq.Communicator) {
+	t.Helper()
+	if err := c.Put([]byte("hello")).Wait(ctx(t)); err != nil {
+		t.Fatal(err)
+	}
+	req := get(t, s)
+	if req.Peer != c.ID() || string(req.Data) != "hello" {
+		t.Fatalf("server got %q from %v", req.Data, req.Peer)
+	}
+	s.Put([]byte("welcome"), req.Peer)
+	if m := get(t, c); string(m.Data) != "welcome" {
+		t.Fatalf("client got %q", m.Data)
+	}
+}
+
+func identity(t *testing.T, c *nq.Communicator, peer nq.ID) string {
+	t.Helper()
+	text, err := c.PeerIdentity(peer)
+	if err != nil {
+		t.Fatalf("PeerIdentity: %v", err)
+	}
+	return text
+}
+
+func TestRequiredClientCertificateServesATrustedClientAndNamesIt(t *testing.T) {
+	dir := authority(t)
+	s, port := requiringServer(t, dir)
+	c := open(t, nq.Client, &nq.Options{Addr: addr(port), TLS: &nq.TLS{
+		KeyFile:  filepath.Join(dir, "client-a.key"),
+		CertFile: filepath.Join(dir, "client-a.pem"),
+		CAFile:   filepath.Join(dir, "ca.pem"),
+	}})
+	roundTrip(t, s, c)
+	if got := identity(t, s, c.ID()); got != clientAIdentity {
+		t.Fatalf("server sees the client as %q", got)
+	}
+	sid, _ := c.ServerID()
+	if got := identity(t, c, sid); got != serverIdentity {
+		t.Fatalf("client sees the server as %q", got)
+	}
+	if _, err := s.PeerIdentity(nq.NewID()); !errors.Is(err, nq.ErrNoPeer) {
+		t.Fatalf("a stranger's identity: %v, want ErrNoPeer", err)
+	}
+}
+
+func TestRequiredClientCertificateRefusesAClientWithoutOne(t *testing.T) {
+	dir := authority(t)
+	s, port := requiringServer(t, dir)
+	// The client's form of old: a lone CertFile is what it trusts.
+	c := open(t, nq.Client, &nq.Options{Addr: addr(port),
+		TLS: &nq.TLS{CertFile: filepath.Join(dir, "ca.pem")}})
+	if _, err := c.Get(ctx(t)); !errors.Is(err, nq.ErrAuth) {
+		t.Fatalf("Get: %v, want ErrAuth", err)
+	}
+	if err := c.Close(); !errors.Is(err, nq.ErrAuth) {
+		t.Fatalf("Close: %v, want ErrAuth", err)
+	}
+	if peers, err := s.Peers(); err != nil || len(peers) != 0 {
+		t.Fatalf("the server lists %v (%v)", peers, err)
+	}
+}
+
+func TestClientCertificatesFromPEMTextAndADirectory(t *testing.T) {
+	dir := authority(t)
+	text := func(name string) string {
+		b, err := os.ReadFile(filepath.Join(dir, name))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return string(b)
+	}
+	s := open(t, nq.Server, &nq.Options{Addr: addr(0), TLS: &nq.TLS{
+		KeyPEM: text("server.key"), CertPEM: text("server.pem"),
+		CADir: filepath.Join(dir, "anchors"), ClientAuth: nq.ClientCertRequired,
+		MinVersion: tls.VersionTLS13,
+	}})
+	port, _ := s.LocalPort()
+	c := open(t, nq.Client, &nq.Options{Addr: addr(port), TLS: &nq.TLS{
+		KeyPEM: text("client-a.key"), CertPEM: text("client-a.pem"), CAPEM: text("ca.pem"),
+		MinVersion: tls.VersionTLS13,
+	}})
+	roundTrip(t, s, c)
+	if got := identity(t, s, c.ID()); got != clientAIdentity {
+		t.Fatalf("server sees the client as %q", got)
+	}
+}
+
+func TestPlainPeersHaveAnEmptyIdentity(t *testing.T) {
+	s, port := server(t)
+	c := client(t, port)
+	roundTrip(t, s, c)
+	if got := identity(t, s, c.ID()); got != "" {
+		t.Fatalf("a plain client's identity: %q", got)
+	}
+}
+
+func TestTLSCredentialOptionsAreChecked(t *testing.T) {
+	dir := authority(t)
+	for name, o := range map[string]*nq.TLS{
+		"PEM text and files": {KeyPEM: "KEY", CertPEM: "CERT", CertFile: "ca.pem"},
+		"TLS 1.1":            {CertFile: "ca.pem", MinVersion: tls.VersionTLS11},
+		"no anchors to check clients against": {
+			KeyFile: filepath.Join(dir, "server.key"), CertFile: filepath.Join(dir, "server.pem"),
+			ClientAuth: nq.ClientCertRequired},
+	} {
+		s, err := nq.Open(nq.TCP, nq.Server, &nq.Options{Addr: addr(0), TLS: o})
+		if !errors.Is(err, nq.ErrInvalid) {
+			t.Errorf("%s: %v, want ErrInvalid", name, err)
+		}
+		if s != nil {
+			s.Close()
+		}
+	}
+	key := &nq.TLS{KeyFile: filepath.Join(dir, "client-a.key")} // without its chain
+	if _, err := nq.Open(nq.TCP, nq.Client, &nq.Options{TLS: key}); !errors.Is(err, nq.ErrInvalid) {
+		t.Errorf("a client key alone: %v, want ErrInvalid", err)
 	}
 }

@@ -13,6 +13,7 @@ from .errors import (
     AddressError, AddressInUse, Closed, ConnectionLost, ConnectionRefused, Error,
     InvalidArgument, NoPeer, NotSupported, OutOfMemory, ProtocolError, SendLimitReached,
     SerializationError, SystemCallError, Timeout, TLSError, Replaced, Cancelled,
+    AuthenticationError,
 )
 from .options import (
     CommunicatorOptions, ConnectionOptions, EventOptions, Message, NetworkLocation, Protocol,
@@ -33,5 +34,5 @@ __all__ = (
     "Error", "InvalidArgument", "OutOfMemory", "Timeout", "Closed", "ConnectionLost", "NoPeer",
     "TLSError", "ProtocolError", "ConnectionRefused", "AddressError", "AddressInUse",
     "NotSupported", "SystemCallError", "SendLimitReached", "SerializationError", "Replaced",
-    "Cancelled",
+    "Cancelled", "AuthenticationError",
 )

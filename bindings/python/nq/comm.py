@@ -10,7 +10,7 @@ from concurrent.futures import Future
 
 from . import errors
 from . import nqraw as _raw
-from .options import CommunicatorOptions, Message, Protocol, Purpose
+from .options import _CLIENT_AUTH, _MIN_VERSION, CommunicatorOptions, Message, Protocol, Purpose
 
 __all__ = ("Communicator", "new")
 
@@ -27,8 +27,31 @@ def _ms(seconds):
     return None if seconds is None else max(0, math.ceil(seconds * 1000))
 
 
-def _raw_options(options):
-    """A libnq options object for options (the caller frees it)."""
+def _set_security(opts, security, purpose):
+    """Turns TLS on in opts as security says (see SecurityOptions): a
+    client's lone cert is what it trusts, with a key it is its own chain."""
+    def path(value):
+        return None if value is None else str(value)
+
+    key, cert = path(security.key), path(security.certificate)
+    if security.key_pem is not None:
+        errors.check(opts.set_tls_identity(security.key_pem, security.cert_pem, True))
+    elif key is not None and purpose is Purpose.CLIENT:
+        errors.check(opts.set_tls_identity(key, cert, False))
+    else:
+        errors.check(opts.set_tls(key, cert))
+    anchors = (path(security.ca), path(security.ca_dir), security.ca_pem)
+    if any(anchor is not None for anchor in anchors):
+        errors.check(opts.set_tls_trust(*anchors))
+    for option, value in ((_raw.NQ_OPT_TLS_CLIENT_AUTH, _CLIENT_AUTH[security.client_auth]),
+                          (_raw.NQ_OPT_TLS_MIN_VERSION, _MIN_VERSION[security.min_version])):
+        if value is not None:
+            errors.check(opts.set_int(option, value))
+
+
+def _raw_options(options, purpose):
+    """A libnq options object for options in the role purpose (the caller
+    frees it)."""
     opts = _raw.Opts()
     errors.check(opts.status())
     errors.check(opts.set_id(options.id.bytes))
@@ -61,9 +84,7 @@ def _raw_options(options):
     if transport.mqtt_prefix:
         errors.check(opts.set_mqtt_prefix(transport.mqtt_prefix))
     if options.security is not None:
-        key, cert = options.security.key, options.security.certificate
-        errors.check(opts.set_tls(None if key is None else str(key),
-                                  None if cert is None else str(cert)))
+        _set_security(opts, options.security, purpose)
     return opts
 
 
@@ -166,7 +187,7 @@ class Communicator:
         self.options = CommunicatorOptions() if options is None else options
         self.protocol = Protocol(protocol)
         self.purpose = Purpose(purpose)
-        opts = _raw_options(self.options)
+        opts = _raw_options(self.options, self.purpose)
         self._events = None
         if self.options.events is not None:
             self._events = _raw.Events()
@@ -216,6 +237,18 @@ class Communicator:
         ids = _raw.Ids()
         errors.check(self._raw.peers(ids))
         return [uuid.UUID(bytes=ids.at(i)) for i in range(ids.size())]
+
+    def identity(self, peer):
+        """What a connected peer presented to authenticate itself over TLS
+        (libnq >= 1.3): the subject of its certificate in RFC 2253 form,
+        then one line per subject alternative name, as in
+        ``"CN=client-a\\nDNS:client-a.example\\nIP:127.0.0.1"``; ``""`` when
+        it presented none (plain TCP, or a client not asked for one).  A
+        client asks about its server (``server_id``).  Raises
+        :class:`nq.NoPeer` when peer is not connected now."""
+        text = _raw.Text()
+        errors.check(self._raw.peer_identity(_peer_bytes(peer), text))
+        return text.bytes().decode("utf-8", "replace")
 
     def fileno(self):
         """The readiness descriptor (libnq >= 1.2): readable exactly while

@@ -29,6 +29,7 @@ __all__ = (
     "SerializationError",
     "Replaced",
     "Cancelled",
+    "AuthenticationError",
 )
 
 
@@ -116,10 +117,18 @@ class Cancelled(Error, concurrent.futures.CancelledError):
     code = _raw.NQ_ECANCELED
 
 
+class AuthenticationError(Error):
+    """TLS credentials were refused (libnq 1.3): the server would not take
+    this client's certificate (none, or one its anchors do not trust; see
+    ``SecurityOptions.client_auth``), or the other way round."""
+    code = _raw.NQ_EAUTH
+
+
 _BY_CODE = {cls.code: cls for cls in (
     InvalidArgument, OutOfMemory, Timeout, Closed, ConnectionLost, NoPeer, TLSError,
     ProtocolError, ConnectionRefused, AddressError, AddressInUse, NotSupported,
     SystemCallError, SendLimitReached, SerializationError, Replaced, Cancelled,
+    AuthenticationError,
 )}
 
 

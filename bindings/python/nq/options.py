@@ -173,17 +173,65 @@ class SerializationOptions:
     dump: abc.Callable[[typing.Any], typing.Any] = PickleSerializer().dump
 
 
+_CLIENT_AUTH = {None: None, "optional": 1, "required": 2}
+_MIN_VERSION = {None: None, "1.2": 12, "1.3": 13}
+
+
 @dataclass(order=False, slots=True, frozen=True)
 class SecurityOptions:
-    """TLS: a server gives its key and certificate chain; a client gives the
-    certificates it trusts, or nothing for the system's store.
-    ``certificate`` (net-queue 1.1) and ``cert`` (2.x) are one option."""
+    """TLS, as in net-queue: a server gives its PEM ``key`` and certificate
+    chain ``cert``; a client gives in ``cert`` the PEM certificates it
+    trusts, or nothing for the system's store.  ``certificate`` (net-queue
+    1.1) and ``cert`` (2.x) are one option.
+
+    libnq adds client certificates (libnq >= 1.3, TCP only; MQTT and gRPC
+    refuse them with :class:`nq.NotSupported`), keyword fields after
+    net-queue's:
+
+    - A client given a ``key`` presents ``key`` and ``cert`` (its own chain)
+      when the server asks, and trusts ``ca`` (else the system's store):
+      ``cert`` is the client's trust only while ``key`` is None.
+    - ``key_pem`` and ``cert_pem``: the key and chain as PEM text instead of
+      files (a secret from the environment, never written to disk), in
+      either role; they go together and replace ``key`` and ``cert``.
+    - ``ca`` (a PEM file), ``ca_dir`` (a directory hashed by ``openssl
+      rehash``), ``ca_pem`` (PEM text): the trust anchors, any of them; a
+      client checks its server against them, a server its clients'
+      certificates.
+    - ``client_auth``: None (clients are not asked, net-queue's
+      behaviour), ``"optional"`` (a certificate shown must verify against
+      the anchors, a client without one is served) or ``"required"``.  A
+      refused client's ``get``, futures and ``close`` raise
+      :class:`nq.AuthenticationError`.
+    - ``min_version``: the lowest TLS version accepted, ``"1.2"`` (None,
+      the default) or ``"1.3"``.
+
+    :meth:`nq.Communicator.identity` tells what a peer presented.
+    """
     key: Path | str | None = None
     certificate: Path | str | None = None
     cert: Path | str | None = None
+    ca: Path | str | None = None
+    ca_dir: Path | str | None = None
+    ca_pem: str | None = None
+    key_pem: str | None = None
+    cert_pem: str | None = None
+    client_auth: str | None = None
+    min_version: str | None = None
 
     def __post_init__(self):
         _one_of(self, "certificate", "cert", None)
+        if (self.key_pem is None) != (self.cert_pem is None):
+            raise ValueError("SecurityOptions: key_pem and cert_pem go together")
+        if self.key_pem is not None and (self.key is not None or self.cert is not None):
+            raise ValueError("SecurityOptions: key_pem and cert_pem replace key and cert; "
+                             "give one pair (trust anchors go in ca, ca_dir or ca_pem)")
+        if self.client_auth not in _CLIENT_AUTH:
+            raise ValueError(f"SecurityOptions: client_auth={self.client_auth!r} is not "
+                             f"None, 'optional' or 'required'")
+        if self.min_version not in _MIN_VERSION:
+            raise ValueError(f"SecurityOptions: min_version={self.min_version!r} is not "
+                             f"None, '1.2' or '1.3'")
 
 
 @dataclass(order=False, slots=True, frozen=True)

@@ -3,6 +3,7 @@ package org.libnq;
 import java.lang.ref.Cleaner;
 import java.lang.ref.Reference;
 import java.nio.ByteBuffer;
+import java.nio.charset.StandardCharsets;
 import java.time.Duration;
 import java.util.ArrayDeque;
 import java.util.ArrayList;
@@ -22,6 +23,7 @@ import org.libnq.raw.Event;
 import org.libnq.raw.Events;
 import org.libnq.raw.Msg;
 import org.libnq.raw.Opts;
+import org.libnq.raw.Text;
 import org.libnq.raw.nqraw;
 
 /**
@@ -157,7 +159,7 @@ public final class Communicator implements AutoCloseable {
     public static Communicator open(Protocol protocol, Purpose purpose, Options options)
             throws NqException {
         Options o = options == null ? Options.defaults() : options;
-        Opts opts = o.toRaw();
+        Opts opts = o.toRaw(purpose);
         Comm raw = new Comm();
         Events events = o.peerListener() != null ? new Events() : null;
         try {
@@ -491,6 +493,26 @@ public final class Communicator implements AutoCloseable {
                     ? Optional.empty()
                     : Optional.of(server);
         } finally {
+            Reference.reachabilityFence(this);
+        }
+    }
+
+    /**
+     * What a connected peer presented to authenticate itself over TLS (since libnq 1.3): the
+     * subject of its certificate in RFC 2253 form, then one line per subject alternative name,
+     * as in {@code "CN=client-a\nDNS:client-a.example\nIP:127.0.0.1"}; empty when it presented
+     * none (plain TCP, or a client not asked for one). A client asks about its server ({@link
+     * #serverId()}).
+     *
+     * @throws NqException {@link NqError#NO_PEER} when peer is not connected now
+     */
+    public String peerIdentity(UUID peer) throws NqException {
+        Text text = new Text();
+        try {
+            NqException.check(raw.peer_identity(Ids.toBytes(peer), text));
+            return new String(text.bytes(), StandardCharsets.UTF_8);
+        } finally {
+            text.delete();
             Reference.reachabilityFence(this);
         }
     }

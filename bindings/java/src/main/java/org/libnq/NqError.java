@@ -24,6 +24,11 @@ public enum NqError {
     REPLACED(nqraw.NQ_EREPLACED),
     /** The put was withdrawn by cancelling its future (since libnq 1.2). */
     CANCELED(nqraw.NQ_ECANCELED),
+    /**
+     * TLS credentials were refused (since libnq 1.3): the server would not take this client's
+     * certificate (none, or one its anchors do not trust), or the other way round.
+     */
+    AUTH(nqraw.NQ_EAUTH),
     /** A code this version of the binding does not know. */
     UNKNOWN(Integer.MIN_VALUE);
 

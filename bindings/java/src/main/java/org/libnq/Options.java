@@ -21,6 +21,12 @@ public final class Options {
     private final boolean tls;
     private final Path key;
     private final Path certificate;
+    private final String identityKey;
+    private final String identityCertificate;
+    private final boolean identityPem;
+    private final Path trustFile;
+    private final Path trustDirectory;
+    private final String trustPem;
     private final Map<Integer, Long> ints;
     private final String mqttPrefix;
     private final PeerListener peerListener;
@@ -32,6 +38,12 @@ public final class Options {
         tls = b.tls;
         key = b.key;
         certificate = b.certificate;
+        identityKey = b.identityKey;
+        identityCertificate = b.identityCertificate;
+        identityPem = b.identityPem;
+        trustFile = b.trustFile;
+        trustDirectory = b.trustDirectory;
+        trustPem = b.trustPem;
         ints = Map.copyOf(b.ints);
         mqttPrefix = b.mqttPrefix;
         peerListener = b.peerListener;
@@ -52,8 +64,8 @@ public final class Options {
         return builder().build();
     }
 
-    /** libnq options for these (the caller deletes them). */
-    Opts toRaw() throws NqException {
+    /** libnq options for these, for a communicator in role purpose (the caller deletes them). */
+    Opts toRaw(Purpose purpose) throws NqException {
         Opts o = new Opts();
         try {
             NqException.check(o.status());
@@ -63,9 +75,17 @@ public final class Options {
             if (host != null) {
                 NqException.check(o.set_netloc(host, port));
             }
-            if (tls) {
-                NqException.check(o.set_tls(key == null ? null : key.toString(),
-                        certificate == null ? null : certificate.toString()));
+            if (tls && key != null && purpose == Purpose.CLIENT) {
+                NqException.check(o.set_tls_identity(key.toString(), text(certificate), false));
+            } else if (tls) {
+                NqException.check(o.set_tls(text(key), text(certificate)));
+            }
+            if (identityKey != null) {
+                NqException.check(
+                        o.set_tls_identity(identityKey, identityCertificate, identityPem));
+            }
+            if (trustFile != null || trustDirectory != null || trustPem != null) {
+                NqException.check(o.set_tls_trust(text(trustFile), text(trustDirectory), trustPem));
             }
             for (Map.Entry<Integer, Long> e : ints.entrySet()) {
                 NqException.check(o.set_int(e.getKey(), e.getValue()));
@@ -80,6 +100,10 @@ public final class Options {
         }
     }
 
+    private static String text(Path path) {
+        return path == null ? null : path.toString();
+    }
+
     /** Builds {@link Options}; values are checked by libnq when the communicator opens. */
     public static final class Builder {
         private UUID id;
@@ -88,6 +112,12 @@ public final class Options {
         private boolean tls;
         private Path key;
         private Path certificate;
+        private String identityKey;
+        private String identityCertificate;
+        private boolean identityPem;
+        private Path trustFile;
+        private Path trustDirectory;
+        private String trustPem;
         private final Map<Integer, Long> ints = new LinkedHashMap<>();
         private String mqttPrefix;
         private PeerListener peerListener;
@@ -119,13 +149,82 @@ public final class Options {
 
         /**
          * Turns TLS on. A server gives its PEM key and certificate chain; a client gives a null
-         * key and the PEM certificates it trusts, or null to trust the system's store.
+         * key and the PEM certificates it trusts, or null to trust the system's store. A client
+         * given a key (since libnq 1.3) presents it and its certificate chain as {@link
+         * #tlsIdentity(Path, Path)} does, and trusts the anchors of {@code tlsTrust...} or the
+         * system's store.
          */
         public Builder tls(Path key, Path certificate) {
             this.tls = true;
             this.key = key;
             this.certificate = certificate;
             return this;
+        }
+
+        /**
+         * This communicator's own PEM key and certificate chain, read from files when it opens,
+         * in either role (since libnq 1.3, TCP; MQTT and gRPC refuse it with {@link
+         * NqError#NOT_SUPPORTED}): a server's, or a client's, presented when its server asks
+         * ({@link #clientAuth(ClientAuth)}). Turns TLS on.
+         */
+        public Builder tlsIdentity(Path key, Path certificate) {
+            return identity(key.toString(), certificate.toString(), false);
+        }
+
+        /**
+         * As {@link #tlsIdentity(Path, Path)}, with the key and chain given as PEM text (a secret
+         * from the environment, never written to disk).
+         */
+        public Builder tlsIdentityPem(String key, String certificate) {
+            return identity(key, certificate, true);
+        }
+
+        private Builder identity(String key, String certificate, boolean pem) {
+            this.identityKey = Objects.requireNonNull(key);
+            this.identityCertificate = Objects.requireNonNull(certificate);
+            this.identityPem = pem;
+            return this;
+        }
+
+        /**
+         * Trust anchors from a PEM file (since libnq 1.3, TCP): a client checks its server
+         * against them (instead of {@link #tls(Path, Path)}'s certificates or the system's
+         * store), a server its clients' certificates ({@link #clientAuth(ClientAuth)}). Adds to
+         * {@link #tlsTrustDirectory(Path)} and {@link #tlsTrustPem(String)}. Turns TLS on.
+         */
+        public Builder tlsTrust(Path file) {
+            this.trustFile = Objects.requireNonNull(file);
+            return this;
+        }
+
+        /**
+         * Trust anchors from a directory hashed by {@code openssl rehash}; see {@link
+         * #tlsTrust(Path)}.
+         */
+        public Builder tlsTrustDirectory(Path directory) {
+            this.trustDirectory = Objects.requireNonNull(directory);
+            return this;
+        }
+
+        /** Trust anchors given as PEM text; see {@link #tlsTrust(Path)}. */
+        public Builder tlsTrustPem(String pem) {
+            this.trustPem = Objects.requireNonNull(pem);
+            return this;
+        }
+
+        /**
+         * Whether a TLS server asks clients for certificates, checked against the trust anchors
+         * (since libnq 1.3, TCP; default {@link ClientAuth#NONE}). A refused client's {@code
+         * get}, futures and {@code close} fail with {@link NqError#AUTH}; {@link
+         * Communicator#peerIdentity(UUID)} tells what a client presented.
+         */
+        public Builder clientAuth(ClientAuth auth) {
+            return set(nqraw.NQ_OPT_TLS_CLIENT_AUTH, auth.code);
+        }
+
+        /** The lowest TLS version accepted, either role (since libnq 1.3, TCP; default TLS 1.2). */
+        public Builder tlsMinVersion(TlsVersion version) {
+            return set(nqraw.NQ_OPT_TLS_MIN_VERSION, version.code);
         }
 
         /** Server I/O threads (1..64). */

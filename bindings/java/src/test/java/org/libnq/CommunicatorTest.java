@@ -9,6 +9,7 @@ import static org.junit.jupiter.api.Assertions.assertTrue;
 
 import java.nio.ByteBuffer;
 import java.nio.charset.StandardCharsets;
+import java.nio.file.Files;
 import java.nio.file.Path;
 import java.time.Duration;
 import java.util.ArrayDeque;
@@ -545,5 +546,122 @@ class CommunicatorTest {
         for (int i = 1; i < got.size(); i++) {
             assertEquals(got.get(i - 1) + 1, got.get(i), "not the newest in order: " + got);
         }
+    }
+
+    /** The identities the authority's certificates carry (see {@link #authority(Path)}). */
+    private static final String CLIENT_A = "CN=client-a\nDNS:client-a.example\nIP:127.0.0.1";
+
+    private static final String SERVER = "CN=server\nDNS:localhost\nIP:127.0.0.1";
+
+    private static void openssl(String... args) throws Exception {
+        List<String> command = new ArrayList<>(List.of("openssl"));
+        command.addAll(List.of(args));
+        Process p = new ProcessBuilder(command).redirectErrorStream(true).start();
+        String out = new String(p.getInputStream().readAllBytes(), StandardCharsets.UTF_8);
+        assertEquals(0, p.waitFor(), "openssl " + args[0] + ": " + out);
+    }
+
+    /**
+     * Makes in dir an authority (ca.key, ca.pem), the server's and client-a's keys and certificates
+     * it signed (NAME.key, NAME.pem), and anchors/, the authority in a directory hashed by openssl
+     * rehash.
+     */
+    private static void authority(Path dir) throws Exception {
+        String ec = "ec_paramgen_curve:prime256v1";
+        openssl("req", "-x509", "-newkey", "ec", "-pkeyopt", ec, "-nodes",
+                "-keyout", dir.resolve("ca.key").toString(),
+                "-out", dir.resolve("ca.pem").toString(),
+                "-days", "2", "-subj", "/CN=ca", "-addext", "basicConstraints=critical,CA:TRUE",
+                "-addext", "keyUsage=critical,keyCertSign");
+        String[][] names = {
+            {"server", "DNS:localhost,IP:127.0.0.1"},
+            {"client-a", "DNS:client-a.example,IP:127.0.0.1"},
+        };
+        for (String[] n : names) {
+            openssl("req", "-new", "-newkey", "ec", "-pkeyopt", ec, "-nodes",
+                    "-keyout", dir.resolve(n[0] + ".key").toString(),
+                    "-out", dir.resolve(n[0] + ".csr").toString(), "-subj", "/CN=" + n[0],
+                    "-addext", "subjectAltName=" + n[1]);
+            openssl("x509", "-req", "-in", dir.resolve(n[0] + ".csr").toString(),
+                    "-CA", dir.resolve("ca.pem").toString(),
+                    "-CAkey", dir.resolve("ca.key").toString(),
+                    "-CAcreateserial", "-copy_extensions", "copyall", "-days", "2",
+                    "-out", dir.resolve(n[0] + ".pem").toString());
+        }
+        Path anchors = Files.createDirectory(dir.resolve("anchors"));
+        Files.copy(dir.resolve("ca.pem"), anchors.resolve("ca.pem"));
+        openssl("rehash", anchors.toString());
+    }
+
+    /** A server with the authority's server certificate that requires client certificates. */
+    private Communicator requiringServer(Path dir) throws NqException {
+        return server(Options.builder()
+                .tlsIdentity(dir.resolve("server.key"), dir.resolve("server.pem"))
+                .tlsTrust(dir.resolve("ca.pem"))
+                .clientAuth(ClientAuth.REQUIRED));
+    }
+
+    private static void roundTrip(Communicator s, Communicator c) throws Exception {
+        c.put(bytes("hello")).get(WAIT.toMillis(), TimeUnit.MILLISECONDS);
+        Message request = s.get(WAIT);
+        assertEquals(c.id(), request.peer());
+        assertEquals("hello", text(request));
+        s.put(bytes("welcome"), request.peer());
+        assertEquals("welcome", text(c.get(WAIT)));
+    }
+
+    @Test
+    void requiredClientCertificateServesATrustedClientAndNamesIt(@TempDir Path dir)
+            throws Exception {
+        authority(dir);
+        Communicator s = requiringServer(dir);
+        // A client's key makes tls's certificate its own chain; its trust comes from tlsTrust.
+        Communicator c = client(s, Options.builder()
+                .tls(dir.resolve("client-a.key"), dir.resolve("client-a.pem"))
+                .tlsTrust(dir.resolve("ca.pem")));
+        roundTrip(s, c);
+        assertEquals(CLIENT_A, s.peerIdentity(c.id()));
+        assertEquals(SERVER, c.peerIdentity(c.serverId().orElseThrow()));
+        NqException stranger = assertThrows(NqException.class,
+                () -> s.peerIdentity(UUID.randomUUID()));
+        assertEquals(NqError.NO_PEER, stranger.error());
+    }
+
+    @Test
+    void requiredClientCertificateRefusesAClientWithoutOne(@TempDir Path dir) throws Exception {
+        authority(dir);
+        Communicator s = requiringServer(dir);
+        // The client's form of old: a lone certificate is what it trusts.
+        Communicator c = client(s, Options.builder().tls(null, dir.resolve("ca.pem")));
+        assertEquals(NqError.AUTH, assertThrows(NqException.class, () -> c.get(WAIT)).error());
+        assertEquals(NqError.AUTH, assertThrows(NqException.class, c::close).error());
+        assertEquals(List.of(), s.peers());
+    }
+
+    @Test
+    void clientCertificatesFromPemTextAndADirectory(@TempDir Path dir) throws Exception {
+        authority(dir);
+        Communicator s = server(Options.builder()
+                .tlsIdentityPem(Files.readString(dir.resolve("server.key")),
+                        Files.readString(dir.resolve("server.pem")))
+                .tlsTrustDirectory(dir.resolve("anchors"))
+                .clientAuth(ClientAuth.REQUIRED)
+                .tlsMinVersion(TlsVersion.TLS_1_3));
+        Communicator c = client(s, Options.builder()
+                .tlsIdentityPem(Files.readString(dir.resolve("client-a.key")),
+                        Files.readString(dir.resolve("client-a.pem")))
+                .tlsTrustPem(Files.readString(dir.resolve("ca.pem")))
+                .tlsMinVersion(TlsVersion.TLS_1_3));
+        roundTrip(s, c);
+        assertEquals(CLIENT_A, s.peerIdentity(c.id()));
+    }
+
+    @Test
+    void plainPeersHaveAnEmptyIdentity() throws Exception {
+        Communicator s = server();
+        Communicator c = client(s);
+        roundTrip(s, c);
+        assertEquals("", s.peerIdentity(c.id()));
+        assertEquals(NqError.AUTH, NqError.of(org.libnq.raw.nqraw.NQ_EAUTH));
     }
 }
