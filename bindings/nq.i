@@ -5,7 +5,7 @@
  * - the constants and version functions of nq/nq.h (error codes, options,
  *   protocols, purposes, counters, nq_version, nq_strerror);
  * - a few small classes (Opts, Comm, Msg, Completions, Completion, Ids,
- *   Text) that hold libnq's handles and turn its out-parameters into values
+ *   Text, Chunks) that hold libnq's handles and turn its out-parameters into values
  *   every target language can take: each method returns an NQ_* code or a
  *   plain value.
  * Each language's package builds its native API on top; nothing here or
@@ -483,6 +483,7 @@ static const char *nqb_none_if_empty(const char *s)
 %ignore Completions::untrack;
 %ignore Completions::hold;
 %ignore Ids::ids_;
+%ignore Chunks::parts_;
 %ignore Text::text_;
 
 %inline %{
@@ -890,6 +891,34 @@ public:
     std::string text_;
 };
 
+/* The pieces of one message, sent as one without being copied
+ * (Comm::put_chunks): each add() records where a piece is, and the caller
+ * keeps it alive and unchanged until the put's completion is reported. */
+class Chunks {
+public:
+    /* Returns NQ_OK, NQ_EINVAL (no bytes where len says some) or
+     * NQ_ENOMEM.  An empty piece is left out. */
+    int add(const void *data, size_t len)
+    {
+        if (len == 0) {
+            return NQ_OK;
+        }
+        if (data == NULL) {
+            return NQ_EINVAL;
+        }
+        try {
+            parts_.push_back(nq_chunk{data, len});
+        } catch (const std::bad_alloc &) {
+            return NQ_ENOMEM;
+        }
+        return NQ_OK;
+    }
+
+    int64_t size() const { return (int64_t)parts_.size(); }
+
+    std::vector<nq_chunk> parts_;
+};
+
 /* A communicator.  Thread-safe like nq_comm; the object must outlive every
  * call on it (the language layers see to that). */
 class Comm {
@@ -930,7 +959,20 @@ public:
     int put(const void *data, size_t len, const void *peers, size_t peers_len,
             Completions *done, int64_t token)
     {
-        return send(data, len, NULL, peers, peers_len, done, token);
+        nq_chunk chunk = {data, len};
+        return send(&chunk, len > 0 ? 1 : 0, NULL, peers, peers_len, done, token);
+    }
+
+    /* As put, for a message in several pieces (see Chunks), each read in
+     * place until the completion is reported. */
+    int put_chunks(const Chunks *chunks, const void *peers, size_t peers_len, Completions *done,
+                   int64_t token)
+    {
+        if (chunks == NULL) {
+            return NQ_EINVAL;
+        }
+        return send(chunks->parts_.data(), chunks->parts_.size(), NULL, peers, peers_len, done,
+                    token);
     }
 
     /* As put, but the bytes are copied first, so the caller may reuse them
@@ -939,7 +981,8 @@ public:
                  Completions *done, int64_t token)
     {
         if (done == NULL) {
-            return send(src, src_len, NULL, peers, peers_len, NULL, token);
+            nq_chunk chunk = {src, src_len};
+            return send(&chunk, src_len > 0 ? 1 : 0, NULL, peers, peers_len, NULL, token);
         }
         void *owned = nq_alloc(src_len);
         if (owned == NULL) {
@@ -948,7 +991,8 @@ public:
         if (src_len > 0) {
             memcpy(owned, src, src_len);
         }
-        return send(owned, src_len, owned, peers, peers_len, done, token);
+        nq_chunk chunk = {owned, src_len};
+        return send(&chunk, src_len > 0 ? 1 : 0, owned, peers, peers_len, done, token);
     }
 
     /* Withdraws the put reported to done under token (see
@@ -1097,19 +1141,18 @@ private:
     Comm(const Comm &);
     Comm &operator=(const Comm &);
 
-    int send(const void *data, size_t len, void *owned, const void *peers, size_t peers_len,
-             Completions *done, int64_t token)
+    int send(const nq_chunk *chunks, size_t nchunks, void *owned, const void *peers,
+             size_t peers_len, Completions *done, int64_t token)
     {
-        if (peers_len % sizeof(nq_id) != 0 || (len > 0 && data == NULL)) {
+        if (peers_len % sizeof(nq_id) != 0 ||
+            (nchunks > 0 && chunks[0].len > 0 && chunks[0].data == NULL)) {
             nq_free(owned);
             return NQ_EINVAL;
         }
-        nq_chunk chunk = {data, len};
-        size_t nchunks = len > 0 ? 1 : 0;
         const nq_id *ids = peers_len > 0 ? (const nq_id *)peers : NULL;
         size_t nids = peers_len / sizeof(nq_id);
         if (done == NULL) {
-            return nq_put(c_, &chunk, nchunks, ids, nids, NULL);
+            return nq_put(c_, chunks, nchunks, ids, nids, NULL);
         }
         nqb_pending *p = NULL;
         int rv = done->track(token, owned, &p);
@@ -1118,7 +1161,7 @@ private:
             return rv;
         }
         nq_future *f = NULL;
-        rv = nq_put(c_, &chunk, nchunks, ids, nids, &f);
+        rv = nq_put(c_, chunks, nchunks, ids, nids, &f);
         if (rv != NQ_OK) {
             done->untrack(p);
             return rv;

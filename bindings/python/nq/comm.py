@@ -29,7 +29,8 @@ def _ms(seconds):
 
 def _set_security(opts, security, purpose):
     """Turns TLS on in opts as security says (see SecurityOptions): a
-    client's lone cert is what it trusts, with a key it is its own chain."""
+    client's cert is what it trusts unless anchors are given, and with a
+    key it is also the client's own chain."""
     def path(value):
         return None if value is None else str(value)
 
@@ -41,6 +42,11 @@ def _set_security(opts, security, purpose):
     else:
         errors.check(opts.set_tls(key, cert))
     anchors = (path(security.ca), path(security.ca_dir), security.ca_pem)
+    if (all(anchor is None for anchor in anchors) and key is not None and cert is not None
+            and purpose is Purpose.CLIENT):
+        # net-queue code gives a client the server's key and cert alike
+        # (its client ignores the key and trusts cert): so does this one.
+        anchors = (cert, None, None)
     if any(anchor is not None for anchor in anchors):
         errors.check(opts.set_tls_trust(*anchors))
     for option, value in ((_raw.NQ_OPT_TLS_CLIENT_AUTH, _CLIENT_AUTH[security.client_auth]),
@@ -110,6 +116,13 @@ def _dispatch_events(events, handlers):
         except Exception as exc:  # noqa: BLE001 - one handler's trouble must not stop the rest
             import warnings
             warnings.warn(f"nq event handler failed: {exc!r}", RuntimeWarning)
+
+
+def _contiguous(data):
+    """A C-contiguous memoryview of a bytes-like object (copied only when
+    it is not contiguous)."""
+    view = memoryview(data)
+    return view if view.c_contiguous else memoryview(view.tobytes())
 
 
 def _peer_bytes(peer):
@@ -298,9 +311,14 @@ class Communicator:
         ``put`` withdraws the put the same way.
         """
         payload = self._dump(data)
-        view = memoryview(payload)
-        if not view.c_contiguous:
-            view = memoryview(view.tobytes())
+        pieces = payload if isinstance(payload, list) else None
+        if pieces is None:
+            view = _contiguous(payload)
+        else:
+            view = [_contiguous(piece) for piece in pieces]
+            chunks = _raw.Chunks()
+            for piece in view:
+                errors.check(chunks.add(piece))
         peer_bytes = b"".join(_peer_bytes(p) for p in peers)
         token = next(self._tokens)
         # The withdrawal holds the raw communicator, not this one, which may
@@ -308,11 +326,15 @@ class Communicator:
         future = _PutFuture(functools.partial(self._raw.cancel, self._done, token))
         with self._lock:
             self._pending[token] = (future, view)
-        rc = self._raw.put(view, peer_bytes, self._done, token)
+        if pieces is None:
+            rc = self._raw.put(view, peer_bytes, self._done, token)
+        else:
+            rc = self._raw.put_chunks(chunks, peer_bytes, self._done, token)
         if rc != _raw.NQ_OK:
             with self._lock:
                 del self._pending[token]
-            view.release()
+            for v in view if pieces is not None else (view,):
+                v.release()
             if rc == _raw.NQ_EINVAL:
                 raise errors.from_code(rc)
             future.set_exception(errors.from_code(rc))

@@ -189,8 +189,10 @@ class SecurityOptions:
     net-queue's:
 
     - A client given a ``key`` presents ``key`` and ``cert`` (its own chain)
-      when the server asks, and trusts ``ca`` (else the system's store):
-      ``cert`` is the client's trust only while ``key`` is None.
+      when the server asks, and trusts ``ca``, ``ca_dir`` or ``ca_pem``;
+      without them it trusts ``cert`` as net-queue's client does (net-queue
+      code gives both roles the same key and cert, and its client ignores
+      the key).
     - ``key_pem`` and ``cert_pem``: the key and chain as PEM text instead of
       files (a secret from the environment, never written to disk), in
       either role; they go together and replace ``key`` and ``cert``.

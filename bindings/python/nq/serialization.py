@@ -2,8 +2,9 @@
 back into an object.
 
 ``dump(obj)`` returns a bytes-like object (anything with the buffer
-protocol); it is sent without another copy and kept alive until the put's
-future resolves.  ``load(data)`` receives the message as ``bytes``.
+protocol), or a list of them that together make the message; they are sent
+without another copy and kept alive until the put's future resolves.
+``load(data)`` receives the message as ``bytes``.
 """
 
 import io
@@ -26,14 +27,42 @@ class PickleSerializer:
         self._restrict = None if restrict is None else frozenset(restrict)
 
     def dump(self, data):
-        """Transform an object into bytes."""
-        return pickle.dumps(data, protocol=5)
+        """Transform an object into bytes: a list of pieces when it holds
+        large buffers (numpy arrays, bytes), which are then sent where they
+        are, not copied, so they must not change until the put completes."""
+        return pickle_pieces(data)
 
     def load(self, data):
         """Transform bytes into an object."""
         if self._restrict is None:
             return pickle.loads(data)
         return _RestrictedUnpickler(io.BytesIO(data), self._restrict).load()
+
+
+class _Pieces:
+    """A file for pickle.Pickler that keeps what it is given: the pickler's
+    frames (fresh bytes objects) and, as they are, the large buffers it
+    writes straight through (protocol 5 in-band data of 64 KiB and more)."""
+
+    __slots__ = ("pieces",)
+
+    def __init__(self):
+        self.pieces = []
+
+    def write(self, data):
+        self.pieces.append(data)
+        return len(memoryview(data))
+
+
+def pickle_pieces(data, persistent_id=None):
+    """data pickled with protocol 5, as one bytes object or, when large
+    buffers went through uncopied, the list of pieces in order."""
+    out = _Pieces()
+    pickler = pickle.Pickler(out, protocol=5)
+    if persistent_id is not None:
+        pickler.persistent_id = persistent_id
+    pickler.dump(data)
+    return out.pieces[0] if len(out.pieces) == 1 else out.pieces
 
 
 class _RestrictedUnpickler(pickle.Unpickler):

@@ -99,3 +99,19 @@ def test_serializers_of_both_generations():
     persistent = PickleSerializer(dump=persistent_id, load=kept.__getitem__)
     assert persistent.load(persistent.dump([uuid.UUID(int=9)])) == [uuid.UUID(int=9)]
     assert list(kept) == [str(uuid.UUID(int=9))]
+
+
+def test_pickled_large_buffers_go_uncopied_and_arrive_whole(pair):
+    big = bytearray(range(256)) * 4096  # 1 MiB: written straight through by pickle
+    pieces = nq.PickleSerializer().dump({"big": big, "n": 7})
+    assert isinstance(pieces, list) and any(piece is big for piece in pieces)
+    assert isinstance(nq.PickleSerializer().dump({"n": 7}), bytes)
+    other = bytearray(big)
+    two = PickleSerializer(dump=lambda obj: None).dump([big, other])
+    assert [piece for piece in two if piece is big or piece is other] == [big, other]
+    client = pair.client()
+    client.put({"big": big, "n": 7}).result(TIMEOUT)
+    client.put([big, bytes(big)]).result(TIMEOUT)
+    got = pair.server.get(timeout=TIMEOUT).data
+    assert got == {"big": big, "n": 7}
+    assert pair.server.get(timeout=TIMEOUT).data == [big, bytes(big)]

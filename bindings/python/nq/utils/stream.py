@@ -10,6 +10,8 @@ import io
 import pickle
 import re
 
+from ..serialization import pickle_pieces
+
 __all__ = ("PickleSerializer", "BufferSerializer", "StreamSerializer")
 
 
@@ -36,13 +38,9 @@ class PickleSerializer:
         self._load = load
 
     def dump(self, data):
-        """Transform an object into bytes."""
-        out = io.BytesIO()
-        pickler = pickle.Pickler(out, protocol=5)
-        if self._dump is not None:
-            pickler.persistent_id = self._dump
-        pickler.dump(data)
-        return out.getbuffer()
+        """Transform an object into bytes (large buffers go uncopied, see
+        nq.PickleSerializer.dump)."""
+        return pickle_pieces(data, self._dump)
 
     def load(self, data):
         """Transform bytes into an object."""

@@ -48,8 +48,9 @@ elif args.scenario == "echo":
 security = None
 if args.tls:
     key, cert, ca = args.tls
-    security = (nq.SecurityOptions(key=key, cert=cert) if args.role == "server"
-                else nq.SecurityOptions(cert=ca))
+    # Both roles get the same key and certificate, as net-queue's own
+    # iops.py does: a client ignores the key and trusts the certificate.
+    security = nq.SecurityOptions(key=key, cert=cert if args.role == "server" else ca)
 
 seen = []
 gone = threading.Event()
