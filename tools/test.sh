@@ -13,9 +13,9 @@
 #                       hidden: the TCP tests (tools/lean-test.sh, root)
 #   abi    build-abi/   gcc with -g: the ABI checks against abi/libnq-*.abi
 #                       (tools/abi-test.sh)
-#   packages            build-deb/: the Debian packages, built, installed as
-#                       root, used by consumers and removed again
-#                       (tools/package-test.sh)
+#   packages            build-deb/: the Debian source package and packages,
+#                       built, checked by lintian, installed as root, used
+#                       by consumers and removed again (tools/package-test.sh)
 #   bazel  build-bazel/ Bazel 4, offline: bazel test //... (tools/bazel-test.sh;
 #                       its cache is ~/.cache/bazel-nq)
 #

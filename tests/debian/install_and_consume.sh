@@ -2,23 +2,27 @@
 # Installs the Debian packages built by packaging/build-debs.sh on this
 # machine, uses them as an outside project would, and removes them again.
 #
-#   1. The packages hold what they should, and their Depends name the
+#   1. The packages hold what they should (libnq-dev a manual page for
+#      every function of nq.h, nq-tools nq(1)), and their Depends name the
 #      package of every library their binaries need (dpkg-shlibdeps's work),
 #      nq-tools needing libnq1.
-#   2. dpkg -i libnq1, libnq-dev and nq-tools.
+#   2. dpkg -i libnq1, libnq-dev and nq-tools; `man nq`, `man libnq` and
+#      `man 3 nq_open` find and show their pages.
 #   3. echo_client (tests/debian/consumer) is built twice, with
 #      `pkg-config --cflags --libs nq` and with CMake's find_package(nq),
 #      neither told where libnq is; both link /usr/lib/<triplet>/libnq.so.1.
 #   4. `nq serve --echo` from nq-tools, on a free port, echoes what both
 #      clients send.
-#   5. dpkg --purge removes the three packages, leaving no file behind.
+#   5. dpkg --purge removes the three packages, leaving no file (and no
+#      manual page) behind.
 #
 # The machine is left as it was: the test refuses to start when any of the
 # packages, or another libnq visible to pkg-config or the dynamic linker, is
 # already there, and removes the packages on every exit.
 #
 # Usage: install_and_consume.sh DEB_DIR SOURCE_DIR WORK_DIR
-#   DEB_DIR     the packages (libnq1_*.deb, libnq-dev_*.deb, nq-tools_*.deb)
+#   DEB_DIR     the packages (libnq1_VERSION-REVISION_ARCH.deb, libnq-dev_...,
+#               nq-tools_...), VERSION being CMakeLists.txt's
 #   SOURCE_DIR  the libnq source tree      WORK_DIR  scratch space, wiped first
 # Runs dpkg as root, through sudo when not root.
 set -euo pipefail
@@ -91,11 +95,19 @@ echo "none of ${packages[*]} installed, no other libnq visible"
 step "package contents and dependencies"
 declare -A deb
 mkdir -p "$work/contents"
+shopt -s nullglob
 for p in "${packages[@]}"; do
-    deb[$p]=$debs/${p}_${version}_$arch.deb
-    [ -f "${deb[$p]}" ] || fail "${deb[$p]} is missing (run packaging/build-debs.sh)"
+    found=("$debs/${p}_${version}"-*"_$arch.deb")
+    [ ${#found[@]} -eq 1 ] ||
+        fail "expected one $debs/${p}_${version}-REVISION_$arch.deb, found ${#found[@]} (run packaging/build-debs.sh)"
+    deb[$p]=${found[0]}
     dpkg-deb -x "${deb[$p]}" "$work/contents/$p"
 done
+shopt -u nullglob
+# The Debian version: the upstream version and a revision.
+deb_version=$(dpkg-deb -f "${deb[libnq1]}" Version)
+[[ $deb_version == "$version"-[0-9]* ]] || fail "libnq1's version $deb_version is not $version-REVISION"
+echo "packages of libnq $deb_version"
 
 # has_files PACKAGE PATH...: fails unless the package holds every PATH.
 has_files() {
@@ -109,7 +121,14 @@ has_files libnq1 "$libdir/libnq.so.$version" "$libdir/libnq.so.1"
 has_files libnq-dev /usr/include/nq/nq.h "$libdir/libnq.so" "$libdir/libnq.a" \
     "$libdir/pkgconfig/nq.pc" "$libdir/cmake/nq/nqConfig.cmake" \
     "$libdir/cmake/nq/nqConfigVersion.cmake" "$libdir/cmake/nq/nqTargets.cmake"
-has_files nq-tools /usr/bin/nq
+has_files nq-tools /usr/bin/nq /usr/share/man/man1/nq.1.gz
+# libnq(3), and a page for every function the header declares.
+functions=$(sed -n 's/^NQ_API [^(]*\b\(nq_[a-z0-9_]*\)(.*/\1/p' "$src/abi/include/nq/nq.h")
+[ -n "$functions" ] || fail "found no NQ_API function in nq.h"
+for f in libnq $functions; do
+    has_files libnq-dev "/usr/share/man/man3/$f.3.gz"
+done
+echo "libnq-dev has libnq(3) and $(echo "$functions" | wc -w) function pages; nq-tools has nq(1)"
 [ ! -e "$work/contents/libnq1/usr/include" ] || fail "libnq1 holds headers"
 [ "$(readlink "$work/contents/libnq-dev$libdir/libnq.so")" = libnq.so.1 ] ||
     fail "libnq-dev's libnq.so does not point to libnq.so.1"
@@ -188,8 +207,8 @@ case $(dpkg-deb -f "${deb[nq-tools]}" Depends) in
     *) fail "nq-tools should need libnq1 (>= $min_version) for $newest_node, from libnq1's symbols file" ;;
 esac
 case $(dpkg-deb -f "${deb[libnq-dev]}" Depends) in
-    *"libnq1 (= $version)"*) ;;
-    *) fail "libnq-dev should need exactly libnq1 (= $version)" ;;
+    *"libnq1 (= $deb_version)"*) ;;
+    *) fail "libnq-dev should need exactly libnq1 (= $deb_version)" ;;
 esac
 
 step "dpkg -i ${packages[*]}"
@@ -214,6 +233,25 @@ uses_system_libnq() {
     echo "$1 loads $resolved"
 }
 uses_system_libnq /usr/bin/nq
+
+step "manual pages"
+# man_page SECTION NAME PATH TEXT: `man -w` finds NAME at PATH, and `man`
+# shows TEXT (from its NAME line) on it.
+man_page() {
+    local section=$1 name=$2 want=$3 text=$4 found shown
+    found=$(man -w ${section:+"$section"} "$name" 2>&1) || fail "man -w $section $name: $found"
+    [ "$found" = "$want" ] || fail "man -w $section $name found $found, not $want"
+    shown=$(MANWIDTH=80 man -P cat ${section:+"$section"} "$name" 2>/dev/null | col -b) ||
+        fail "man $section $name cannot show $found"
+    case $shown in
+        *"$text"*) ;;
+        *) fail "man $section $name does not say \"$text\": $(printf '%s\n' "$shown" | head -n 5)" ;;
+    esac
+    echo "man $section${section:+ }$name: $found"
+}
+man_page "" nq /usr/share/man/man1/nq.1.gz "nq - network queues from the command line"
+man_page "" libnq /usr/share/man/man3/libnq.3.gz "libnq - network queues"
+man_page 3 nq_open /usr/share/man/man3/nq_open.3.gz "nq_open - opens a communicator"
 
 step "echo_client with pkg-config --cflags --libs nq"
 pc_version=$(pkg-config --modversion nq) || fail "pkg-config cannot find nq"
@@ -279,11 +317,13 @@ for p in "${packages[@]}"; do
     ! is_installed "$p" || fail "$p is still installed"
 done
 for f in /usr/include/nq "$libdir/libnq.so.1" "$libdir/libnq.so" "$libdir/libnq.a" \
-    "$libdir/pkgconfig/nq.pc" "$libdir/cmake/nq" /usr/bin/nq; do
+    "$libdir/pkgconfig/nq.pc" "$libdir/cmake/nq" /usr/bin/nq /usr/share/man/man1/nq.1.gz \
+    /usr/share/man/man3/libnq.3.gz /usr/share/man/man3/nq_open.3.gz /usr/share/doc/libnq-dev; do
     if [ -e "$f" ] || [ -L "$f" ]; then
         fail "$f is left after purging"
     fi
 done
+! man -w nq >/dev/null 2>&1 || fail "man still finds a page nq: $(man -w nq 2>&1)"
 ! ldconfig -p | grep -q 'libnq\.so\.1 ' || fail "ldconfig still lists libnq.so.1"
 echo "removed; no file left behind"
 

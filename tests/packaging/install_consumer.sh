@@ -70,6 +70,18 @@ libdir=$(dirname "$(dirname "$pc_file")")
 for f in nqConfig.cmake nqConfigVersion.cmake nqTargets.cmake nqStaticTargets.cmake; do
     [ -f "$libdir/cmake/nq/$f" ] || fail "$libdir/cmake/nq/$f is missing"
 done
+# The manual pages, when the build makes them (NQ_BUILD_MAN): libnq(3) and a
+# page per function, and nq(1) with the tool.
+if grep -q '^NQ_BUILD_MAN:BOOL=ON$' "$build_dir/CMakeCache.txt"; then
+    pages=$(cd "$build_dir/man" && ls man3/*.3)
+    if grep -q '^NQ_BUILD_TOOLS:BOOL=ON$' "$build_dir/CMakeCache.txt"; then
+        pages="$pages man1/nq.1"
+    fi
+    for f in $pages; do
+        cmp -s "$prefix/share/man/$f" "$build_dir/man/$f" || fail "share/man/$f is not installed"
+    done
+    echo "the manual pages are under share/man: $(cd "$prefix/share/man" && ls man3 | wc -l) in man3, $(ls "$prefix/share/man/man1" 2>/dev/null | tr '\n' ' ')in man1"
+fi
 echo "header, libnq.so.$version, libnq.so.1, libnq.so, libnq.a, nq.pc and the CMake package are in place"
 
 cmake_args=(-G "$generator" -DCMAKE_C_COMPILER="$cc" -DCMAKE_BUILD_TYPE=Release
