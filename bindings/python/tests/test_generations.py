@@ -99,6 +99,18 @@ def run_pair(python, program, argv):
     return early + server_out.split("\n")[:-1], client_out.split("\n")[:-1]
 
 
+def run_reference(python, program, argv):
+    """run_pair on net-queue itself, once more if it fails: its MQTT
+    clients now and then lose a message under load (their own race), and
+    the comparison needs its answer, not its flakiness.  The binding's run
+    gets no second chance."""
+    try:
+        return run_pair(python, program, argv)
+    except (AssertionError, subprocess.TimeoutExpired, pytest.fail.Exception) as first:
+        print(f"net-queue's own run failed once, running it again: {first}")
+        return run_pair(python, program, argv)
+
+
 def on_the_binding(program, tmp_path):
     """The program with only its imports of net_queue changed to nq."""
     text = program.read_text()
@@ -122,7 +134,8 @@ def test_same_program_same_results(release, program, scenario, protocol, tls, ne
         if tls:
             key, cert = certificate
             argv += [str(key), str(cert), str(cert)]
-        runs[world] = run_pair(python, path, argv)
+        runs[world] = run_reference(python, path, argv) if world == "net-queue" else \
+            run_pair(python, path, argv)
     server, client = runs["net-queue"]
     assert len(server) > 1 and len(client) > 0
     assert runs["nq"] == runs["net-queue"]
