@@ -334,10 +334,9 @@ static long classify(tcp_conn *t, int ret, const char *what)
         return refusal_behind_reset(t) ? NQ_EAUTH : NQ_ECONNRESET;
     default: {
         int server = c->purpose == NQ_SERVER;
-        int refused = 0;
-        unsigned long first = ERR_peek_error(), last = ERR_peek_last_error();
-        int r1 = credentials_refused(first), r2 = credentials_refused(last);
-        refused = r1 > 0 || r2 > 0 || (server && (r1 < 0 || r2 < 0));
+        int r1 = credentials_refused(ERR_peek_error());
+        int r2 = credentials_refused(ERR_peek_last_error());
+        int refused = r1 > 0 || r2 > 0 || (server && (r1 < 0 || r2 < 0));
         if (t->state == TCP_HANDSHAKE) {
             long vr = SSL_get_verify_result(t->ssl);
             if (vr != X509_V_OK) {
