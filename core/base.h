@@ -22,7 +22,7 @@
 /* ---- options (core/opts.c) ------------------------------------------------ */
 
 /* One past the last nq_option: the size of the table of integer options. */
-#define NQI_OPT_COUNT (NQ_OPT_TLS_MIN_VERSION + 1)
+#define NQI_OPT_COUNT (NQ_OPT_MQTT_MAX_PUBLISH + 1)
 
 struct nq_opts {
     nq_id id;
@@ -41,6 +41,17 @@ struct nq_opts {
     char *ca_dir;
     char *ca_pem;
     char *mqtt_prefix;
+    /* credentials (since 1.4) */
+    char *login_user;
+    char *login_password;
+    char *token;
+    /* nq_opts_accept_token: lines "identity\ttoken\n" */
+    char *accepted_tokens;
+    char *tls_server_name;
+    char *tls_alpn;
+    char *mqtt_client_id;
+    nq_secret_fn secret_fn;
+    void *secret_ctx;
     nq_dump_fn dump;
     nq_load_fn load;
     void *serializer_ctx;
@@ -83,11 +94,36 @@ size_t nqi_opts_merge_limit(const nq_opts *o, size_t cap);
  * client may only name trusted certificates (TCP, gRPC): logs and returns
  * NQ_EINVAL when they do not fit purpose, else NQ_OK. */
 int nqi_opts_check_tls_roles(const nq_opts *o, nq_purpose purpose, const nqi_log *log);
-/* For transports without them yet: logs and returns NQ_ENOTSUP when o asks
- * for TLS credentials beyond nq_opts_set_tls (an identity, trust anchors,
- * client certificates, a lowest version), else NQ_OK. */
-int nqi_opts_refuse_tls_credentials(const nq_opts *o, const char *transport,
-                                    const nqi_log *log);
+
+/* ---- credentials (core/creds.c) -------------------------------------------- */
+
+/* What a transport takes beyond nq_opts_set_tls, for nqi_opts_refuse. */
+#define NQI_TAKES_TLS_IDENTITY 0x001u
+#define NQI_TAKES_TLS_TRUST 0x002u
+#define NQI_TAKES_CLIENT_AUTH 0x004u
+#define NQI_TAKES_MIN_VERSION 0x008u
+#define NQI_TAKES_LOGIN 0x010u
+#define NQI_TAKES_TOKEN 0x020u
+#define NQI_TAKES_ACCEPT_TOKEN 0x040u
+#define NQI_TAKES_SERVER_NAME 0x080u
+#define NQI_TAKES_ALPN 0x100u
+#define NQI_TAKES_CLIENT_ID 0x200u
+
+/* Logs and returns NQ_ENOTSUP when o asks for a credential option outside
+ * takes (NQI_TAKES_*), else NQ_OK. */
+int nqi_opts_refuse(const nq_opts *o, unsigned takes, const char *transport,
+                    const nqi_log *log);
+/* The secret for one connection attempt: from o's secret callback when it
+ * has one, else a copy of fixed (NULL gives NULL).  *out is malloc'd and
+ * NUL-terminated, *len its length.  Returns NQ_OK, NQ_ENOMEM, or NQ_EAUTH
+ * (logged) when the callback fails. */
+int nqi_opts_secret(const nq_opts *o, const char *fixed, char **out, size_t *len,
+                    const nqi_log *log);
+/* Server: whether token (len bytes) is one of o's accepted tokens, compared
+ * in constant time; writes the identity it stands for into identity (cap
+ * bytes, NUL-terminated).  Returns NQ_OK or NQ_EAUTH. */
+int nqi_opts_token_identity(const nq_opts *o, const char *token, size_t len, char *identity,
+                            size_t cap);
 
 /* ---- identities (core/id.c) ------------------------------------------------ */
 

@@ -37,6 +37,7 @@ static const struct option_spec specs[NQI_OPT_COUNT] = {
     [NQ_OPT_DROP_OLDEST] = {0, 1, 0, 0},
     [NQ_OPT_TLS_CLIENT_AUTH] = {0, 2, 0, 0},
     [NQ_OPT_TLS_MIN_VERSION] = {12, 13, 12, 12},
+    [NQ_OPT_MQTT_MAX_PUBLISH] = {1024, INT64_C(1) << 28, 0, 0},
 };
 
 static int valid_option(int option)
@@ -80,7 +81,9 @@ int nq_opts_new(nq_opts **out)
 /* The strings an nq_opts owns. */
 #define OWNED_STRINGS(o) \
     &(o)->key_path, &(o)->cert_path, &(o)->mqtt_prefix, &(o)->id_key, &(o)->id_cert, \
-        &(o)->ca_file, &(o)->ca_dir, &(o)->ca_pem
+        &(o)->ca_file, &(o)->ca_dir, &(o)->ca_pem, &(o)->login_user, &(o)->login_password, \
+        &(o)->token, &(o)->accepted_tokens, &(o)->tls_server_name, &(o)->tls_alpn, \
+        &(o)->mqtt_client_id
 
 void nqi_opts_clear(nq_opts *o)
 {
@@ -311,19 +314,6 @@ int nqi_opts_check_tls_roles(const nq_opts *o, nq_purpose purpose, const nqi_log
         return NQ_EINVAL;
     }
     return NQ_OK;
-}
-
-int nqi_opts_refuse_tls_credentials(const nq_opts *o, const char *transport,
-                                    const nqi_log *log)
-{
-    if (o->id_key == NULL && o->ca_file == NULL && o->ca_dir == NULL && o->ca_pem == NULL &&
-        o->ints[NQ_OPT_TLS_CLIENT_AUTH] == 0 && o->ints[NQ_OPT_TLS_MIN_VERSION] == 12) {
-        return NQ_OK;
-    }
-    nqi_logf(log, NQ_LOG_ERROR,
-             "%s does not take TLS identities, trust anchors or client certificates yet",
-             transport);
-    return NQ_ENOTSUP;
 }
 
 size_t nqi_opts_merge_limit(const nq_opts *o, size_t cap)

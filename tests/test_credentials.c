@@ -256,14 +256,84 @@ static int test_credential_options_are_checked(void)
     CHECK_OK(nq_opts_set_tls_identity(o, "not a key", "not a certificate", 1));
     CHECK_RC(nq_open(NQ_TCP, NQ_SERVER, o, &c), NQ_ETLS);
     nq_opts_free(o);
-    /* The other transports say they cannot do it yet. */
-    o = nqt_opts("127.0.0.1", 0, NULL);
-    CHECK_OK(nq_opts_set_tls_identity(o, path("server", "key"), path("server", "pem"), 0));
-    CHECK_RC(nq_open(NQ_GRPC, NQ_SERVER, o, &c), NQ_ENOTSUP);
-    CHECK_RC(nq_open(NQ_MQTT, NQ_CLIENT, o, &c), NQ_ENOTSUP);
-    CHECK(c == NULL);
-    nq_opts_free(o);
     CHECK(strcmp(nq_strerror(NQ_EAUTH), "unknown error") != 0);
+    return 0;
+}
+
+static int test_login_and_token_options_are_checked(void)
+{
+    nq_opts *o = nqt_opts("127.0.0.1", 0, NULL);
+    CHECK_RC(nq_opts_set_login(o, NULL, "pw"), NQ_EINVAL);
+    CHECK_RC(nq_opts_set_login(o, "", "pw"), NQ_EINVAL);
+    CHECK_OK(nq_opts_set_login(o, "user", NULL));
+    CHECK_OK(nq_opts_set_login(o, "user", "pw"));
+    CHECK_RC(nq_opts_set_token(o, ""), NQ_EINVAL);
+    CHECK_RC(nq_opts_set_token(o, "two words"), NQ_EINVAL);
+    CHECK_RC(nq_opts_set_token(o, "line\n"), NQ_EINVAL);
+    CHECK_OK(nq_opts_set_token(o, "abc.DEF-123_~+/="));
+    CHECK_RC(nq_opts_accept_token(o, "tok", "bad\tname"), NQ_EINVAL);
+    CHECK_RC(nq_opts_accept_token(o, "tok en", "name"), NQ_EINVAL);
+    CHECK_OK(nq_opts_accept_token(o, "tok", "first"));
+    CHECK_OK(nq_opts_accept_token(o, "tok", "second"));
+    CHECK_OK(nq_opts_accept_token(o, "other", ""));
+    CHECK_RC(nq_opts_set_tls_server_name(o, ""), NQ_EINVAL);
+    CHECK_RC(nq_opts_set_tls_server_name(o, "a b"), NQ_EINVAL);
+    CHECK_OK(nq_opts_set_tls_server_name(o, "server.example"));
+    CHECK_RC(nq_opts_set_tls_alpn(o, ""), NQ_EINVAL);
+    CHECK_RC(nq_opts_set_tls_alpn(o, "h2,,mqtt"), NQ_EINVAL);
+    CHECK_RC(nq_opts_set_tls_alpn(o, "mqtt,"), NQ_EINVAL);
+    CHECK_OK(nq_opts_set_tls_alpn(o, "x-amzn-mqtt-ca,mqtt"));
+    CHECK_RC(nq_opts_set_mqtt_client_id(o, ""), NQ_EINVAL);
+    CHECK_OK(nq_opts_set_mqtt_client_id(o, "device-7"));
+    CHECK_RC(nq_opts_set_int(o, NQ_OPT_MQTT_MAX_PUBLISH, 1023), NQ_EINVAL);
+    CHECK_OK(nq_opts_set_int(o, NQ_OPT_MQTT_MAX_PUBLISH, 0));
+    CHECK_OK(nq_opts_set_int(o, NQ_OPT_MQTT_MAX_PUBLISH, 131072));
+    CHECK_RC(nq_opts_set_secret_fn(NULL, NULL, NULL), NQ_EINVAL);
+    nq_opts_free(o); /* everything it copied is freed (ASan's leak check) */
+    return 0;
+}
+
+/* An option a transport cannot use fails nq_open, naming it, rather than
+ * being ignored. */
+struct refusal {
+    int protocol;
+    int purpose;
+    int (*set)(nq_opts *o);
+};
+
+static int with_login(nq_opts *o) { return nq_opts_set_login(o, "user", "pw"); }
+static int with_token(nq_opts *o) { return nq_opts_set_token(o, "token"); }
+static int with_alpn(nq_opts *o) { return nq_opts_set_tls_alpn(o, "mqtt"); }
+static int with_client_id(nq_opts *o) { return nq_opts_set_mqtt_client_id(o, "device"); }
+static int with_server_name(nq_opts *o) { return nq_opts_set_tls_server_name(o, "x.example"); }
+static int with_client_auth(nq_opts *o)
+{
+    return nq_opts_set_int(o, NQ_OPT_TLS_CLIENT_AUTH, 1);
+}
+static int with_accepted(nq_opts *o) { return nq_opts_accept_token(o, "token", "name"); }
+
+static int test_each_transport_refuses_what_it_cannot_use(void)
+{
+    const struct refusal cases[] = {
+        {NQ_TCP, NQ_CLIENT, with_login},      {NQ_TCP, NQ_CLIENT, with_token},
+        {NQ_TCP, NQ_CLIENT, with_alpn},       {NQ_TCP, NQ_CLIENT, with_client_id},
+        {NQ_TCP, NQ_SERVER, with_accepted},   {NQ_MQTT, NQ_CLIENT, with_token},
+        {NQ_MQTT, NQ_SERVER, with_accepted},  {NQ_MQTT, NQ_CLIENT, with_server_name},
+        {NQ_MQTT, NQ_SERVER, with_client_auth}, {NQ_GRPC, NQ_CLIENT, with_login},
+        {NQ_GRPC, NQ_CLIENT, with_alpn},      {NQ_GRPC, NQ_CLIENT, with_client_id},
+    };
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        nq_opts *o = nqt_opts("127.0.0.1", 0, NULL);
+        CHECK_OK(cases[i].set(o));
+        nq_comm *c = NULL;
+        int rv = nq_open(cases[i].protocol, cases[i].purpose, o, &c);
+        if (rv != NQ_ENOTSUP) {
+            fprintf(stderr, "case %zu: nq_open gave %d, not NQ_ENOTSUP\n", i, rv);
+        }
+        CHECK_RC(rv, NQ_ENOTSUP);
+        CHECK(c == NULL);
+        nq_opts_free(o);
+    }
     return 0;
 }
 
@@ -405,6 +475,8 @@ static const struct test_case tests[] = {
     TEST(test_optional_client_certificate_serves_clients_with_and_without),
     TEST(test_credentials_from_memory_and_a_directory),
     TEST(test_credential_options_are_checked),
+    TEST(test_login_and_token_options_are_checked),
+    TEST(test_each_transport_refuses_what_it_cannot_use),
     TEST(test_plain_peers_have_an_empty_identity),
     TEST(test_admission_refuses_a_peer_and_tells_it_why),
     TEST(test_admission_binds_an_id_to_a_certificate),

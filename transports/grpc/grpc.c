@@ -227,7 +227,7 @@ static int grpc_open(nq_comm *c)
     }
     int rv = nqi_opts_check_tls_roles(&c->opts, c->purpose, &c->log);
     if (rv == NQ_OK) {
-        rv = nqi_opts_refuse_tls_credentials(&c->opts, "gRPC", &c->log);
+        rv = nqi_opts_refuse(&c->opts, 0, "gRPC", &c->log);
     }
     if (rv != NQ_OK) {
         return rv;

@@ -44,7 +44,10 @@ static int mqtt_open(nq_comm *c)
                  "MQTT peers take only the broker's trusted certificates, no key");
         return NQ_EINVAL;
     }
-    int rv = nqi_opts_refuse_tls_credentials(&c->opts, "MQTT", &c->log);
+    int rv = nqi_opts_refuse(&c->opts,
+                             NQI_TAKES_TLS_IDENTITY | NQI_TAKES_TLS_TRUST | NQI_TAKES_LOGIN |
+                                 NQI_TAKES_ALPN | NQI_TAKES_CLIENT_ID,
+                             "MQTT", &c->log);
     if (rv != NQ_OK) {
         return rv;
     }

@@ -64,6 +64,12 @@ static int tcp_open(nq_comm *c)
         nqi_tcp_conn_init(c->client);
     }
     int rv = nqi_opts_check_tls_roles(&c->opts, c->purpose, &c->log);
+    if (rv == NQ_OK) {
+        rv = nqi_opts_refuse(&c->opts,
+                             NQI_TAKES_TLS_IDENTITY | NQI_TAKES_TLS_TRUST | NQI_TAKES_CLIENT_AUTH |
+                                 NQI_TAKES_MIN_VERSION | NQI_TAKES_SERVER_NAME,
+                             "TCP", &c->log);
+    }
     if (rv != NQ_OK) {
         return rv;
     }

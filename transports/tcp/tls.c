@@ -249,7 +249,8 @@ int nqi_tls_attach(tcp_conn *t, void *ctx)
         SSL_set_accept_state(ssl);
         t->tls_want = EPOLLIN;
     } else {
-        const char *host = c->opts.host;
+        const char *host =
+            c->opts.tls_server_name != NULL ? c->opts.tls_server_name : c->opts.host;
         unsigned char addr[16];
         int is_ip = inet_pton(AF_INET, host, addr) == 1 || inet_pton(AF_INET6, host, addr) == 1;
         int ok = is_ip ? X509_VERIFY_PARAM_set1_ip_asc(SSL_get0_param(ssl), host)

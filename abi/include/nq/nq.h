@@ -56,7 +56,7 @@ extern "C" {
 /* ------------------------------------------------------------------------ */
 
 #define NQ_VERSION_MAJOR 1
-#define NQ_VERSION_MINOR 3
+#define NQ_VERSION_MINOR 4
 #define NQ_VERSION_PATCH 0
 /* The version of this header as one number: major*10000 + minor*100 + patch. */
 #define NQ_VERSION_NUMBER \
@@ -264,7 +264,8 @@ typedef enum nq_option {
      * (net-queue 2.x's drop_oldest).  Other peers' messages are never
      * dropped for it.  0 or 1, default 0. */
     NQ_OPT_DROP_OLDEST = 18,
-    /* Since 1.3.  TLS server over TCP: whether clients present certificates,
+    /* Since 1.3 over TCP, since 1.4 over gRPC.  TLS server: whether clients
+     * present certificates,
      * checked against the trust anchors of nq_opts_set_tls_trust (required
      * then).  0: not asked (the default, net-queue's behaviour); 1: asked,
      * and a certificate given must verify, but a client without one is
@@ -274,7 +275,13 @@ typedef enum nq_option {
     NQ_OPT_TLS_CLIENT_AUTH = 19,
     /* Since 1.3.  The lowest TLS version accepted, both roles, TCP: 12 for
      * TLS 1.2 (the default) or 13 for TLS 1.3. */
-    NQ_OPT_TLS_MIN_VERSION = 20
+    NQ_OPT_TLS_MIN_VERSION = 20,
+    /* Since 1.4, MQTT.  The largest PUBLISH packet libnq sends, in bytes,
+     * fixed header and topic included, so that every slice fits a broker's
+     * limit (AWS IoT Core: 131072).  Messages of any size still go
+     * through, in more slices.  0, the default: libnq's own slices (at most
+     * 256 KiB and NQ_OPT_PROTOCOL_SIZE).  Else 1024 to 2^28. */
+    NQ_OPT_MQTT_MAX_PUBLISH = 21
 } nq_option;
 
 /* Values of NQ_OPT_DELIVERY.
@@ -370,17 +377,18 @@ NQ_API int nq_opts_get_int(const nq_opts *opts, nq_option option, int64_t *out);
  * TLS 1.2 is the lowest version offered.  Returns NQ_OK or NQ_EINVAL. */
 NQ_API int nq_opts_set_tls(nq_opts *opts, const char *key_path, const char *cert_path);
 
-/* Since 1.3, TCP (nq_open of MQTT or gRPC with these returns
- * NQ_ENOTSUP for now).  This communicator's own key and certificate chain,
- * in either role: a server's (instead of nq_opts_set_tls's), or a
- * client's, presented when the server asks (NQ_OPT_TLS_CLIENT_AUTH).  With
+/* Since 1.3 for TCP, since 1.4 for MQTT and gRPC.  This communicator's own
+ * key and certificate chain, in either role: a server's (instead of
+ * nq_opts_set_tls's), or a client's, presented when the server asks
+ * (NQ_OPT_TLS_CLIENT_AUTH; over MQTT, to the broker, in both roles).  With
  * pem 0, key and cert are paths of PEM files, read at nq_open; with pem 1
  * they are the PEM text itself (a secret from an environment variable,
  * never written to disk).  Both are copied.  Turns TLS on.  Returns NQ_OK,
  * NQ_EINVAL (a NULL or empty argument) or NQ_ENOMEM. */
 NQ_API int nq_opts_set_tls_identity(nq_opts *opts, const char *key, const char *cert, int pem);
 
-/* Since 1.3, TCP.  The trust anchors that verify the peer's certificate:
+/* Since 1.3 for TCP, since 1.4 for MQTT and gRPC.  The trust anchors
+ * that verify the peer's certificate (over MQTT, the broker's):
  * any of a PEM file, a directory of hashed PEM files (as made by `openssl
  * rehash`), and PEM text in memory; NULL leaves one out.  A client checks
  * the server against them (instead of nq_opts_set_tls's cert_path or the
@@ -390,6 +398,71 @@ NQ_API int nq_opts_set_tls_identity(nq_opts *opts, const char *key, const char *
  * NQ_ENOMEM. */
 NQ_API int nq_opts_set_tls_trust(nq_opts *opts, const char *file, const char *dir,
                                  const char *pem);
+
+/* ---- Credentials (since 1.4) ---------------------------------------------
+ * Logins, tokens and the names of TLS peers.  A transport that cannot use
+ * one of these fails nq_open with NQ_ENOTSUP and says which in the log.
+ * Credentials the other side refuses end the attempt with NQ_EAUTH (a new
+ * client's nq_open, or the put, get and close of a client that was
+ * connected), with the reason in the log hook. */
+
+/* MQTT, both roles (each is a client of the broker): the username and
+ * password sent in CONNECT.  password may be NULL (no password); user may
+ * not.  Copied.  A broker that refuses them (CONNACK 4 or 5) fails the
+ * connection with NQ_EAUTH.  The password travels in clear text unless TLS
+ * is on.  Returns NQ_OK, NQ_EINVAL (NULL or empty user) or NQ_ENOMEM. */
+NQ_API int nq_opts_set_login(nq_opts *opts, const char *user, const char *password);
+
+/* gRPC client: a bearer token sent with every call as the metadata
+ * "authorization: Bearer <token>", over TLS only (nq_open without TLS
+ * returns NQ_EINVAL: a token is never sent in clear).  Printable ASCII
+ * without spaces, at most 8192 bytes; copied.  A server that does not
+ * accept it ends the call UNAUTHENTICATED: NQ_EAUTH.  A net-queue server
+ * ignores it.  Returns NQ_OK, NQ_EINVAL or NQ_ENOMEM. */
+NQ_API int nq_opts_set_token(nq_opts *opts, const char *token);
+
+/* gRPC server: accepts clients presenting this bearer token, and names
+ * them identity (what nq_peer_identity and the admission callback report,
+ * at most 1024 bytes, no newline or tab).  Called again it adds another
+ * token (the same token again replaces its identity).  Once any token is
+ * accepted, a call without one of them is refused before its INI is read
+ * (UNAUTHENTICATED, NQ_STAT_REFUSED counts it; tokens are compared in
+ * constant time).  Copied.  Returns NQ_OK, NQ_EINVAL or NQ_ENOMEM. */
+NQ_API int nq_opts_accept_token(nq_opts *opts, const char *token, const char *identity);
+
+/* A fresh secret for every connection attempt: the MQTT password (with
+ * nq_opts_set_login's user) or the gRPC token, read again before the first
+ * connection and each reconnection, so that an expiring password or token
+ * is renewed in time.  Writes at most size bytes into buf (no NUL needed)
+ * and their number into *len; returns NQ_OK, or anything else to fail the
+ * attempt with NQ_EAUTH.  Runs on the thread that connects (nq_open's
+ * caller's, or one of libnq's or the MQTT library's threads): it must not
+ * block for long or call into the communicator.  It replaces the static
+ * password or token while set.  ctx must outlive every communicator
+ * opened with these options.  Returns NQ_OK or NQ_EINVAL. */
+typedef int (*nq_secret_fn)(void *ctx, char *buf, size_t size, size_t *len);
+NQ_API int nq_opts_set_secret_fn(nq_opts *opts, nq_secret_fn fn, void *ctx);
+
+/* TLS client: the name expected in the server's certificate and sent as
+ * SNI, when it differs from the host connected to (an IP address, a proxy,
+ * a broker behind a load balancer).  Over gRPC it is also the call's
+ * :authority.  At most 255 bytes; copied.  Returns NQ_OK, NQ_EINVAL or
+ * NQ_ENOMEM. */
+NQ_API int nq_opts_set_tls_server_name(nq_opts *opts, const char *name);
+
+/* MQTT over TLS: the ALPN protocols offered to the broker, comma separated
+ * ("x-amzn-mqtt-ca" for AWS IoT Core on port 443), each 1 to 255 bytes,
+ * at most 1024 in all; copied.  Returns NQ_OK, NQ_EINVAL or NQ_ENOMEM. */
+NQ_API int nq_opts_set_tls_alpn(nq_opts *opts, const char *protocols);
+
+/* MQTT: the client id given to the broker, instead of the communicator's
+ * id in hex (topics still carry the communicator's id, so net-queue peers
+ * see no difference).  For brokers that bind client ids to logins or cap
+ * their length (23 bytes in MQTT 3.1.1's minimum), and for a server whose
+ * hex id, seen by every client, must not let anyone take its broker
+ * connection.  1 to 65535 bytes; copied.  Returns NQ_OK, NQ_EINVAL or
+ * NQ_ENOMEM. */
+NQ_API int nq_opts_set_mqtt_client_id(nq_opts *opts, const char *client_id);
 
 /* MQTT: puts prefix in front of every topic (prefix + "c2s/<hex>"), so
  * several independent servers can share one broker.  The default, "", gives
@@ -530,7 +603,12 @@ NQ_API int nq_peers(nq_comm *comm, nq_id *ids, size_t cap, size_t *count);
  * server with NQ_OPT_TLS_CLIENT_AUTH 0 or 1 did not get one from).  Writes
  * at most size bytes with a NUL into buf (truncated when short; buf may be
  * NULL with size 0) and the full length without the NUL into *len.  Returns
- * NQ_OK, NQ_ENOPEER (not connected now) or NQ_EINVAL.  Thread-safe. */
+ * NQ_OK, NQ_ENOPEER (not connected now) or NQ_EINVAL.  Thread-safe.
+ * Since 1.4 the same over gRPC with TLS, followed, for a client admitted
+ * by a token (nq_opts_accept_token), by a line "\ntoken:<identity>" (no
+ * newline in front when no certificate came first).  Over MQTT it is
+ * always "": the broker stands between; with a broker that binds topics to
+ * logins (docs/credentials.md) the peer's id is what the broker checked. */
 NQ_API int nq_peer_identity(nq_comm *comm, const nq_id *peer, char *buf, size_t size,
                             size_t *len);
 
