@@ -14,7 +14,7 @@ nq="$build/tools/nq/nq"
 step() { printf '\n== %s\n' "$*"; }
 
 step "installing build dependencies"
-NQ_SKIP_NETQUEUE=1 "$root/tools/install-deps.sh"
+NQ_SKIP_NETQUEUE=1 NQ_SKIP_WHEEL_ENV=1 "$root/tools/install-deps.sh"
 
 step "building the nq tool into ${build#"$root"/}/"
 # A first configure picks a release build without tests; an existing build/

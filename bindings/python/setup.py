@@ -1,17 +1,21 @@
-"""Builds the nq package's extension: SWIG turns ../nq.i into nqraw.py and a
-C++ wrapper, compiled against libnq.
+"""Builds the nq package's extension: SWIG turns nq.i into nqraw.py and a
+C++ wrapper, compiled and linked against libnq.
 
-Where libnq is found:
-  NQ_INCLUDE_DIR     directory holding nq/nq.h (default: this tree's
-                     abi/include, else the compiler's default paths)
-  NQ_BUILD_DIR       directory holding libnq.so (default: this tree's build/
-                     when it has one, else the linker's default paths); the
-                     extension records it as its run path
-  NQ_SWIG_INTERFACE  the interface file (default: ../nq.i)
+libnq is found through pkg-config (`pkg-config --cflags --libs nq`): with
+libnq-dev installed there is nothing to set; for a libnq installed under
+another prefix (`cmake --install build --prefix DIR`), put
+DIR/lib/pkgconfig on PKG_CONFIG_PATH.  No directory is recorded in the
+extension: at run time the dynamic linker finds libnq.so.1 as for any other
+program (a wheel from tools/build-wheel.sh carries its own copy).
+
+Environment:
+  PKG_CONFIG         the pkg-config program (default: pkg-config on PATH)
+  NQ_SWIG_INTERFACE  the interface file (default: nq.i beside this file)
   SWIG               the swig program (default: swig on PATH)
 """
 
 import os
+import shlex
 import shutil
 import subprocess
 from pathlib import Path
@@ -20,21 +24,31 @@ from setuptools import Extension, setup
 from setuptools.command.build_ext import build_ext
 
 HERE = Path(__file__).resolve().parent
-REPO = HERE.parent.parent
+INTERFACE = os.environ.get("NQ_SWIG_INTERFACE") or str(HERE / "nq.i")
 
 
-def _existing(path):
-    return str(path) if path.exists() else None
+def pkg_config(*args):
+    """The words pkg-config prints for nq, or a RuntimeError saying what to install."""
+    program = os.environ.get("PKG_CONFIG") or "pkg-config"
+    try:
+        done = subprocess.run([program, *args, "nq"], check=True, capture_output=True, text=True)
+    except FileNotFoundError:
+        raise RuntimeError(f"{program} not found: install pkg-config to build nq") from None
+    except subprocess.CalledProcessError as failure:
+        raise RuntimeError(
+            "pkg-config cannot find libnq (nq.pc): install libnq-dev, or put the "
+            "lib/pkgconfig directory of an installed libnq on PKG_CONFIG_PATH\n"
+            + failure.stderr) from None
+    return shlex.split(done.stdout)
 
 
-INCLUDE_DIR = os.environ.get("NQ_INCLUDE_DIR") or _existing(REPO / "abi" / "include")
-LIBRARY_DIR = os.environ.get("NQ_BUILD_DIR") or (
-    str(REPO / "build") if (REPO / "build" / "libnq.so").exists() else None)
-INTERFACE = os.environ.get("NQ_SWIG_INTERFACE") or str(HERE.parent / "nq.i")
+def without_prefix(words, prefix):
+    return [word[len(prefix):] for word in words if word.startswith(prefix)]
 
 
 class BuildSwigExtension(build_ext):
-    """Runs SWIG first; its Python module lands next to the extension."""
+    """Finds libnq, runs SWIG, then compiles; SWIG's Python module lands next
+    to the extension."""
 
     def build_extension(self, ext):
         swig = os.environ.get("SWIG") or shutil.which("swig") or shutil.which("swig4.0")
@@ -42,6 +56,13 @@ class BuildSwigExtension(build_ext):
             raise RuntimeError("swig (4.x) is needed to build nq")
         if not Path(INTERFACE).exists():
             raise RuntimeError(f"SWIG interface {INTERFACE} not found (set NQ_SWIG_INTERFACE)")
+        include_dirs = without_prefix(pkg_config("--cflags-only-I"), "-I")
+        ext.include_dirs += include_dirs
+        ext.extra_compile_args += pkg_config("--cflags-only-other")
+        ext.library_dirs += without_prefix(pkg_config("--libs-only-L"), "-L")
+        ext.libraries += without_prefix(pkg_config("--libs-only-l"), "-l")
+        ext.extra_link_args += pkg_config("--libs-only-other")
+
         package_dir = Path(self.get_ext_fullpath(ext.name)).parent
         package_dir.mkdir(parents=True, exist_ok=True)
         temp = Path(self.build_temp)
@@ -49,8 +70,7 @@ class BuildSwigExtension(build_ext):
         wrapper = temp / "nqraw_wrap.cxx"
         command = [swig, "-c++", "-python", "-threads", "-outdir", str(package_dir),
                    "-o", str(wrapper)]
-        if INCLUDE_DIR:
-            command.append(f"-I{INCLUDE_DIR}")
+        command += [f"-I{directory}" for directory in include_dirs]
         subprocess.run(command + [INTERFACE], check=True)
         ext.sources = [str(wrapper)]
         super().build_extension(ext)
@@ -61,10 +81,6 @@ setup(
         "nq._nqraw",
         sources=[],
         language="c++",
-        include_dirs=[INCLUDE_DIR] if INCLUDE_DIR else [],
-        library_dirs=[LIBRARY_DIR] if LIBRARY_DIR else [],
-        runtime_library_dirs=[LIBRARY_DIR] if LIBRARY_DIR else [],
-        libraries=["nq"],
         extra_compile_args=["-std=c++11", "-fno-strict-aliasing", "-Wno-unused-parameter"],
     )],
     cmdclass={"build_ext": BuildSwigExtension},

@@ -8,6 +8,7 @@
 """
 
 from . import nqraw as _raw
+from ._version import __version__
 from .comm import Communicator, new
 from .errors import (
     AddressError, AddressInUse, Closed, ConnectionLost, ConnectionRefused, Error,
@@ -24,9 +25,12 @@ from .serialization import BytesSerializer, PickleSerializer
 from . import core, utils  # noqa: F401
 from .utils import stream as _stream, streamtools as _streamtools  # noqa: F401
 
-__version__ = _raw.nq_version()
+#: The version of the libnq this package runs on (``nq_version()``), which
+#: may differ from the package's own ``__version__``.
+libnq_version: str = _raw.nq_version()
 
 __all__ = (
+    "__version__", "libnq_version",
     "Protocol", "Purpose", "Message", "NetworkLocation", "ConnectionOptions",
     "SerializationOptions", "SecurityOptions", "TransportOptions", "EventOptions",
     "CommunicatorOptions",

@@ -18,12 +18,16 @@ receives thread-safely.  Hundreds of coroutines may share one
 communicator.  ``close`` runs the blocking close in the loop's executor.
 """
 
+from __future__ import annotations
+
 import asyncio
+import uuid
+from typing import Any
 
 from . import errors
 from . import nqraw as _raw
 from .comm import Communicator
-from .options import Protocol, Purpose
+from .options import CommunicatorOptions, Message, Protocol, Purpose
 
 __all__ = ("AioCommunicator", "new")
 
@@ -36,13 +40,15 @@ class AioCommunicator:
     """An asyncio face of :class:`nq.Communicator`; the methods that wait are
     coroutines, the rest are those of the communicator."""
 
-    def __init__(self, protocol=Protocol.TCP, purpose=Purpose.CLIENT, options=None):
+    def __init__(self, protocol: Protocol | str = Protocol.TCP,
+                 purpose: Purpose | str = Purpose.CLIENT,
+                 options: CommunicatorOptions | None = None) -> None:
         self._comm = Communicator(protocol, purpose, options)
         self._fd = self._comm.fileno()
         self._waiters = []
         self._loop = None
 
-    def __getattr__(self, name):
+    def __getattr__(self, name: str) -> Any:
         # id, server_id, local_port, peers(), stats(), fileno() ...
         return getattr(self._comm, name)
 
@@ -76,7 +82,7 @@ class AioCommunicator:
 
     # -- the coroutines
 
-    async def get(self, *peers, timeout=None):
+    async def get(self, *peers: uuid.UUID, timeout: float | None = None) -> Message[Any]:
         """Take the next message (with peers, the next of one of them), as
         :meth:`nq.Communicator.get` does, without blocking the loop."""
         async def take():
@@ -100,26 +106,27 @@ class AioCommunicator:
         except asyncio.TimeoutError:
             raise errors.from_code(_raw.NQ_ETIMEDOUT) from None
 
-    async def put(self, data, *peers):
+    async def put(self, data: Any, *peers: uuid.UUID) -> None:
         """Publish data to peers and wait until the put completes (raises
         the put's error); the put itself is made at once.  Cancelling the
         awaiting task withdraws the put's copies that have not started on
         the wire, as the put future's ``cancel()`` does."""
         return await asyncio.wrap_future(self._comm.put(data, *peers))
 
-    async def close(self):
+    async def close(self) -> None:
         """Close (the blocking close runs in the loop's executor)."""
         loop = asyncio.get_running_loop()
         await loop.run_in_executor(None, self._comm.close)
 
-    async def __aenter__(self):
+    async def __aenter__(self) -> AioCommunicator:
         return self
 
-    async def __aexit__(self, *exc):
+    async def __aexit__(self, *exc: object) -> bool:
         await self.close()
         return False
 
 
-def new(protocol=Protocol.TCP, purpose=Purpose.CLIENT, options=None):
+def new(protocol: Protocol | str = Protocol.TCP, purpose: Purpose | str = Purpose.CLIENT,
+        options: CommunicatorOptions | None = None) -> AioCommunicator:
     """Create an asyncio communicator (``nq.new``'s arguments)."""
     return AioCommunicator(protocol, purpose, options)

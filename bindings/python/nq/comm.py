@@ -1,5 +1,7 @@
 """The communicator: put, get and close on top of libnq."""
 
+from __future__ import annotations
+
 import functools
 import itertools
 import math
@@ -7,6 +9,8 @@ import threading
 import time
 import uuid
 from concurrent.futures import Future
+from types import TracebackType
+from typing import Any
 
 from . import errors
 from . import nqraw as _raw
@@ -193,7 +197,9 @@ class Communicator:
     the block closes it.
     """
 
-    def __init__(self, protocol=Protocol.TCP, purpose=Purpose.CLIENT, options=None):
+    def __init__(self, protocol: Protocol | str = Protocol.TCP,
+                 purpose: Purpose | str = Purpose.CLIENT,
+                 options: CommunicatorOptions | None = None) -> None:
         self._raw = None
         self._closed = False
         self._close_lock = threading.Lock()
@@ -226,32 +232,32 @@ class Communicator:
         self._resolver.start()
         self._raw = comm
 
-    def __repr__(self):
+    def __repr__(self) -> str:
         return f"{self.__class__.__name__}({self.protocol!s}, {self.purpose!s}, id={self._id})"
 
     @property
-    def id(self):
+    def id(self) -> uuid.UUID:
         """This communicator's identity (``options.id``)."""
         return self._id
 
     @property
-    def local_port(self):
+    def local_port(self) -> int:
         """A server's listening port (useful with port 0); a client's source port."""
         return errors.check(self._raw.local_port())
 
     @property
-    def server_id(self):
+    def server_id(self) -> uuid.UUID | None:
         """A client's server identity once known, else None."""
         raw = self._raw.server_id()
         return None if raw == bytes(16) else uuid.UUID(bytes=raw)
 
-    def peers(self):
+    def peers(self) -> list[uuid.UUID]:
         """The identities of the connected clients (a server) or server (a client)."""
         ids = _raw.Ids()
         errors.check(self._raw.peers(ids))
         return [uuid.UUID(bytes=ids.at(i)) for i in range(ids.size())]
 
-    def identity(self, peer):
+    def identity(self, peer: uuid.UUID) -> str:
         """What a connected peer presented to authenticate itself over TLS
         (libnq >= 1.3): the subject of its certificate in RFC 2253 form,
         then one line per subject alternative name, as in
@@ -263,14 +269,14 @@ class Communicator:
         errors.check(self._raw.peer_identity(_peer_bytes(peer), text))
         return text.bytes().decode("utf-8", "replace")
 
-    def fileno(self):
+    def fileno(self) -> int:
         """The readiness descriptor (libnq >= 1.2): readable exactly while
         :meth:`get` would return at once, level-triggered, for ``select``,
         ``selectors`` or an event loop's ``add_reader``.  Only its
         readability means anything; the communicator owns and closes it."""
         return errors.check(self._raw.fd())
 
-    def stats(self):
+    def stats(self) -> dict[str, int]:
         """libnq's counters, by name (messages_in, bytes_out, peers, ...)."""
         names = {
             "messages_in": _raw.NQ_STAT_MSGS_IN, "messages_out": _raw.NQ_STAT_MSGS_OUT,
@@ -287,7 +293,7 @@ class Communicator:
         }
         return {name: errors.check(self._raw.stat(code)) for name, code in names.items()}
 
-    def put(self, data, *peers):
+    def put(self, data: Any, *peers: uuid.UUID) -> Future[None]:
         """Publish data to peers; returns a ``concurrent.futures.Future``.
 
         A client sends to its server and takes no peers.  A server sends to
@@ -340,7 +346,7 @@ class Communicator:
             future.set_exception(errors.from_code(rc))
         return future
 
-    def get(self, *peers, timeout=None):
+    def get(self, *peers: uuid.UUID, timeout: float | None = None) -> Message[Any]:
         """Take the next message, waiting up to timeout seconds (None: forever);
         with peers, the next message from one of them, leaving the others'
         messages queued in order (net-queue 2.x's ``get(*peers)``).
@@ -371,7 +377,7 @@ class Communicator:
         msg.release()
         return Message(peer=peer, data=self._load(data))
 
-    def close(self):
+    def close(self) -> None:
         """Close the communicator, blocking until done.
 
         Queued puts are flushed and the close handshake runs; a server waits
@@ -396,24 +402,26 @@ class Communicator:
             self._dispatcher.join()
         errors.check(rc)
 
-    def __enter__(self):
+    def __enter__(self) -> Communicator:
         return self
 
-    def __exit__(self, cls, exc, tb):
+    def __exit__(self, cls: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
         try:
             self.close()
         except errors.Error:
             if exc is None:
                 raise
 
-    def __del__(self):
+    def __del__(self) -> None:
         try:
             self.close()
         except Exception:  # noqa: BLE001 - best effort at collection
             pass
 
 
-def new(protocol=Protocol.TCP, purpose=Purpose.CLIENT, options=None):
+def new(protocol: Protocol | str = Protocol.TCP, purpose: Purpose | str = Purpose.CLIENT,
+        options: CommunicatorOptions | None = None) -> Communicator:
     """Create a communicator (net-queue's ``nq.new``).
 
     ``options`` defaults to a fresh ``CommunicatorOptions()``.  A server binds

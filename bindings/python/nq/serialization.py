@@ -7,8 +7,16 @@ without another copy and kept alive until the put's future resolves.
 ``load(data)`` receives the message as ``bytes``.
 """
 
+from __future__ import annotations
+
 import io
 import pickle
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from collections.abc import Iterable
+
+    from typing_extensions import Buffer as _Buffer
 
 __all__ = ("PickleSerializer", "BytesSerializer")
 
@@ -23,16 +31,16 @@ class PickleSerializer:
 
     __slots__ = ("_restrict",)
 
-    def __init__(self, restrict=None):
+    def __init__(self, restrict: Iterable[str] | None = None) -> None:
         self._restrict = None if restrict is None else frozenset(restrict)
 
-    def dump(self, data):
+    def dump(self, data: Any) -> _Buffer | list[_Buffer]:
         """Transform an object into bytes: a list of pieces when it holds
         large buffers (numpy arrays, bytes), which are then sent where they
         are, not copied, so they must not change until the put completes."""
         return pickle_pieces(data)
 
-    def load(self, data):
+    def load(self, data: bytes) -> Any:
         """Transform bytes into an object."""
         if self._restrict is None:
             return pickle.loads(data)
@@ -85,10 +93,10 @@ class BytesSerializer:
 
     __slots__ = ()
 
-    def dump(self, data):
+    def dump(self, data: _Buffer) -> _Buffer:
         """Transform a bytes-like object into bytes (no copy)."""
         return data
 
-    def load(self, data):
+    def load(self, data: bytes) -> bytes:
         """Transform bytes into bytes (no copy)."""
         return bytes(data)
