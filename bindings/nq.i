@@ -119,6 +119,7 @@
 %ignore nq_open;
 %ignore nq_put;
 %ignore nq_get;
+%ignore nq_get_from;
 %ignore nq_close;
 %ignore nq_destroy;
 %ignore nq_comm_id;

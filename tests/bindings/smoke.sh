@@ -3,8 +3,8 @@
 # tool) at once, all on 127.0.0.1.  Each client greets the server and must
 # get back both its echo and the server's broadcast; every program must exit
 # 0.  Tools and paths come from the environment (set by CMakeLists.txt):
-#   NQ_PYTHON NQ_PYTHONPATH NQ_GO NQ_GO_CPPFLAGS NQ_GOCACHE NQ_JAVA NQ_JAR NQ_JNI_DIR
-#   NQ_CLI NQ_LIB_DIR
+#   NQ_PYTHON NQ_PYTHONPATH NQ_GO NQ_JAVA NQ_JAR NQ_JNI_DIR NQ_CLI NQ_LIB_DIR,
+# and the go tool's own (GOCACHE, PKG_CONFIG_PATH, CGO_LDFLAGS, ...).
 set -uo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 work=$1
@@ -17,9 +17,8 @@ trap 'for p in "${pids[@]}"; do kill "$p" 2>/dev/null; done' EXIT
 
 # The Go client is built first, so that its compile time does not count
 # against the server's wait.
-(cd "$here/goclient" && GOFLAGS=-mod=mod GOTOOLCHAIN=local GOWORK=off GOPROXY=off \
-    GOCACHE="$NQ_GOCACHE" CGO_CPPFLAGS="$NQ_GO_CPPFLAGS" CGO_LDFLAGS="-L$NQ_LIB_DIR -Wl,-rpath,$NQ_LIB_DIR" \
-    "$NQ_GO" build -o "$work/goclient" .) >"$work/gobuild.log" 2>&1 || fail "go build"
+(cd "$here/goclient" && "$NQ_GO" build -o "$work/goclient" .) >"$work/gobuild.log" 2>&1 ||
+    fail "go build"
 
 PYTHONPATH="$NQ_PYTHONPATH" PYTHONDONTWRITEBYTECODE=1 \
     timeout 90 "$NQ_PYTHON" "$here/server.py" 3 >"$work/server.log" 2>&1 &

@@ -2,6 +2,6 @@ module libnq.test/conformance/peer
 
 go 1.21
 
-require github.com/libnq/libnq/bindings/go v0.0.0
+require github.com/libnq/libnq/bindings/go/nq v0.0.0
 
-replace github.com/libnq/libnq/bindings/go => ../../../bindings/go
+replace github.com/libnq/libnq/bindings/go/nq => ../../../bindings/go/nq

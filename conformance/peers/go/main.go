@@ -30,7 +30,7 @@ import (
 	"sync"
 	"time"
 
-	nq "github.com/libnq/libnq/bindings/go"
+	"github.com/libnq/libnq/bindings/go/nq"
 )
 
 // Spec is one run: the command line's options, or one line of standard input.

@@ -8,7 +8,7 @@ import (
 	"os"
 	"time"
 
-	nq "github.com/libnq/libnq/bindings/go"
+	"github.com/libnq/libnq/bindings/go/nq"
 )
 
 func main() {

@@ -13,8 +13,8 @@ import (
 	"testing"
 	"time"
 
-	nq "github.com/libnq/libnq/bindings/go"
-	"github.com/libnq/libnq/bindings/go/internal/nqraw"
+	"github.com/libnq/libnq/bindings/go/nq"
+	"github.com/libnq/libnq/bindings/go/nq/internal/nqraw"
 )
 
 const timeout = 10 * time.Second

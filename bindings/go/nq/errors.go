@@ -1,6 +1,6 @@
 package nq
 
-import "github.com/libnq/libnq/bindings/go/internal/nqraw"
+import "github.com/libnq/libnq/bindings/go/nq/internal/nqraw"
 
 // Error is a libnq error code.  Errors returned by this package are Error
 // values (or a context's error), so errors.Is(err, nq.ErrClosed) works.

@@ -6,7 +6,7 @@ import (
 	"log"
 	"time"
 
-	nq "github.com/libnq/libnq/bindings/go"
+	"github.com/libnq/libnq/bindings/go/nq"
 )
 
 // A server and a client exchange one message each.

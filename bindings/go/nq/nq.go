@@ -26,7 +26,7 @@ import (
 	"time"
 	"unsafe"
 
-	"github.com/libnq/libnq/bindings/go/internal/nqraw"
+	"github.com/libnq/libnq/bindings/go/nq/internal/nqraw"
 )
 
 // Protocol selects the transport.

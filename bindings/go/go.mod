@@ -1,3 +1,0 @@
-module github.com/libnq/libnq/bindings/go
-
-go 1.21
