@@ -66,13 +66,17 @@ static int try_start(nqt_broker *b, const char *cert)
     if (f == NULL) {
         return -1;
     }
-    fprintf(f, "per_listener_settings false\nallow_anonymous true\npersistence false\n");
+    fprintf(f, "per_listener_settings false\npersistence false\n");
+
     fprintf(f, "set_tcp_nodelay true\n");
     fprintf(f, "log_dest stderr\nlog_type error\nlog_type warning\nlog_type notice\n");
     fprintf(f, "listener %u 127.0.0.1\n", (unsigned)b->port);
+    /* Global settings, and the plain listener's. */
+    fprintf(f, "%s\n", b->global != NULL ? b->global : "allow_anonymous true");
     if (cert != NULL) {
         fprintf(f, "listener %u 127.0.0.1\ncertfile %s/cert.pem\nkeyfile %s/key.pem\n",
                 (unsigned)b->tls_port, b->dir, b->dir);
+        fprintf(f, "%s\n", b->tls != NULL ? b->tls : "");
     }
     fclose(f);
     chmod(conf, 0644);
@@ -124,7 +128,15 @@ static int launch(nqt_broker *b)
 
 int nqt_broker_start(nqt_broker *b, const char *cert, const char *key)
 {
+    return nqt_broker_start_with(b, cert, key, NULL, NULL);
+}
+
+int nqt_broker_start_with(nqt_broker *b, const char *cert, const char *key, const char *global,
+                          const char *tls)
+{
     memset(b, 0, sizeof(*b));
+    b->global = global;
+    b->tls = tls;
     strcpy(b->dir, "/tmp/nqbrokerXXXXXX");
     if (mkdtemp(b->dir) == NULL) {
         perror("mkdtemp");

@@ -14,11 +14,21 @@ typedef struct nqt_broker {
     uint16_t port;     /* plain listener */
     uint16_t tls_port; /* 0 without TLS */
     char dir[64];
+    const char *global; /* extra settings (nqt_broker_start_with), or NULL */
+    const char *tls;
 } nqt_broker;
 
 /* Starts a broker; with cert and key (PEM paths) it also listens with TLS.
  * Returns 0, or -1 with a message on standard error. */
 int nqt_broker_start(nqt_broker *b, const char *cert, const char *key);
+
+/* The same with extra mosquitto settings, kept by the caller for the
+ * broker's life: global ones and the plain listener's (a password file, an
+ * ACL file, use_username_as_clientid; with them "allow_anonymous true" is
+ * not set) and the TLS listener's (a CA, require_certificate...).  Files they name must be readable by the
+ * broker's user. */
+int nqt_broker_start_with(nqt_broker *b, const char *cert, const char *key, const char *global,
+                          const char *tls);
 
 /* Stops it with sig and starts it again on the same ports (a broker
  * restart: it remembers nothing).  Returns 0, or -1 with a message. */

@@ -7,6 +7,7 @@
  */
 #include <dirent.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <netdb.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
@@ -14,6 +15,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/time.h>
 #include <unistd.h>
 
 #include "transports/mqtt/mqtt.h"
@@ -94,16 +96,14 @@ static void nodelay_if_new(mqtt_comm *st, int fd)
     setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
 }
 
-/* 1 when a plain TCP connection to the broker succeeds within a second:
- * tells a TLS failure apart from an unreachable broker. */
-static int broker_reachable(const mqtt_comm *st)
+int nqi_mqtt_broker_socket(const mqtt_comm *st, int timeout_ms)
 {
     if (st->broker.ss_family == 0) {
-        return 0;
+        return -1;
     }
     int fd = socket(st->broker.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
     if (fd < 0) {
-        return 0;
+        return -1;
     }
     socklen_t alen = st->broker.ss_family == AF_INET6 ? sizeof(struct sockaddr_in6)
                                                       : sizeof(struct sockaddr_in);
@@ -112,14 +112,31 @@ static int broker_reachable(const mqtt_comm *st)
         struct pollfd p = {.fd = fd, .events = POLLOUT};
         int err = 0;
         socklen_t len = sizeof(err);
-        ok = poll(&p, 1, 1000) == 1 && getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &len) == 0 &&
-             err == 0;
+        ok = poll(&p, 1, timeout_ms) == 1 &&
+             getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &len) == 0 && err == 0;
     }
-    close(fd);
-    return ok;
+    struct timeval tv = {timeout_ms / 1000, (timeout_ms % 1000) * 1000};
+    ok = ok && fcntl(fd, F_SETFL, 0) == 0 &&
+         setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv)) == 0 &&
+         setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv)) == 0;
+    if (!ok) {
+        close(fd);
+        return -1;
+    }
+    return fd;
 }
 
-/* ---- paho's threads ------------------------------------------------------------ */
+/* 1 when a plain TCP connection to the broker succeeds within a second:
+ * tells a TLS failure apart from an unreachable broker. */
+static int broker_reachable(const mqtt_comm *st)
+{
+    int fd = nqi_mqtt_broker_socket(st, 1000);
+    if (fd < 0) {
+        return 0;
+    }
+    close(fd);
+    return 1;
+}
 
 /* st->ready: 0 while waiting, READY once subscribed, CONNECT_FAILED when the
  * connection failed (classified on the caller's thread), or an nq error. */
@@ -146,7 +163,11 @@ static void on_subscribed(void *context, MQTTAsync_successData *resp)
     } else if (resp != NULL) {
         refused = resp->alt.qos == 0x80;
     }
-    signal_ready(c->tp, refused ? NQ_ECONNREFUSED : READY);
+    if (refused) {
+        nqi_logf(&c->log, NQ_LOG_ERROR, "the MQTT broker refused our subscription to %s",
+                 ((mqtt_comm *)c->tp)->sub_topic);
+    }
+    signal_ready(c->tp, refused ? NQ_EAUTH : READY);
 }
 
 static void on_subscribe_failed(void *context, MQTTAsync_failureData *resp)
@@ -227,6 +248,10 @@ void nqi_mqtt_watch_server(nq_comm *c, const nq_id *server)
 static void on_connect_failed(void *context, MQTTAsync_failureData *resp)
 {
     nq_comm *c = context;
+    mqtt_comm *st = c->tp;
+    pthread_mutex_lock(&st->mu);
+    st->connack = resp != NULL ? resp->code : 0;
+    pthread_mutex_unlock(&st->mu);
     nqi_logf(&c->log, NQ_LOG_ERROR, "cannot connect to the MQTT broker at %s:%u: %s",
              c->opts.host, (unsigned)c->opts.port,
              resp != NULL && resp->message != NULL ? resp->message : "no reason given");
@@ -394,7 +419,8 @@ int nqi_mqtt_connect(nq_comm *c)
         return NQ_EADDR;
     }
     resolve_broker(c, st);
-    int rc = MQTTAsync_create(&st->client, uri, st->own_hex, MQTTCLIENT_PERSISTENCE_NONE, NULL);
+    const char *client_id = c->opts.mqtt_client_id != NULL ? c->opts.mqtt_client_id : st->own_hex;
+    int rc = MQTTAsync_create(&st->client, uri, client_id, MQTTCLIENT_PERSISTENCE_NONE, NULL);
     if (rc != MQTTASYNC_SUCCESS) {
         nqi_logf(&c->log, NQ_LOG_ERROR, "cannot create an MQTT client for %s (%d)", uri, rc);
         st->client = NULL;
@@ -402,6 +428,7 @@ int nqi_mqtt_connect(nq_comm *c)
     }
     MQTTAsync_setCallbacks(st->client, c, on_connection_lost, on_message, NULL);
     MQTTAsync_setConnected(st->client, c, on_reconnected);
+    nqi_mqtt_login_watch(c);
 
     MQTTAsync_connectOptions co = MQTTAsync_connectOptions_initializer;
     /* The broker publishes this if our connection dies without DISCONNECT. */
@@ -438,12 +465,9 @@ int nqi_mqtt_connect(nq_comm *c)
     co.onSuccess = on_connected;
     co.onFailure = on_connect_failed;
     co.context = c;
-    if (c->opts.tls) {
-        ssl.trustStore = c->opts.cert_path;
-        ssl.enableServerCertAuth = 1;
-        ssl.verify = 1;
-        ssl.sslVersion = MQTT_SSL_VERSION_TLS_1_2;
-        co.ssl = &ssl;
+    int rv = nqi_mqtt_login_apply(c, &co, &ssl);
+    if (rv != NQ_OK) {
+        return rv;
     }
     if (st->broker.ss_family != 0) {
         each_broker_socket(st, remember);
@@ -465,6 +489,14 @@ int nqi_mqtt_connect(nq_comm *c)
         return NQ_OK;
     }
     if (ready == CONNECT_FAILED) {
+        pthread_mutex_lock(&st->mu);
+        int connack = st->connack;
+        pthread_mutex_unlock(&st->mu);
+        if (nqi_mqtt_login_refused(c, connack)) {
+            nqi_logf(&c->log, NQ_LOG_ERROR, "the MQTT broker at %s refused our credentials",
+                     uri);
+            return NQ_EAUTH;
+        }
         return c->opts.tls && broker_reachable(st) ? NQ_ETLS : NQ_ECONNREFUSED;
     }
     return ready;

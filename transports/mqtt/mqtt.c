@@ -77,7 +77,8 @@ static int mqtt_open(nq_comm *c)
             return NQ_ENOMEM;
         }
     }
-    return nqi_mqtt_connect(c);
+    rv = nqi_mqtt_login_prepare(c);
+    return rv == NQ_OK ? nqi_mqtt_connect(c) : rv;
 }
 
 static void mqtt_worker_start(nqi_worker *w)
@@ -142,6 +143,7 @@ static void mqtt_shutdown(nq_comm *c)
     pthread_mutex_destroy(&st->mu);
     pthread_cond_destroy(&st->cv);
     free(st->known_fds);
+    nqi_mqtt_login_free(st);
     free(st);
     c->tp = NULL;
 }

@@ -29,11 +29,25 @@
 #define NQ_TRANSPORTS_MQTT_MQTT_H
 
 #include <MQTTAsync.h>
+#include <stdatomic.h>
 #include <sys/socket.h>
 
 #include "core/nqi.h"
 
 #define NQI_MQTT_TOPIC_MAX 256
+
+/* What the communicator presents to the broker (login.c). */
+typedef struct mqtt_login {
+    int fds[3];             /* in-memory PEM files (key, cert, anchors), or -1 */
+    char paths[3][32];      /* their /proc/self/fd names */
+    const char *key;        /* files handed to paho */
+    const char *cert;
+    const char *ca_file;
+    unsigned char alpn[1100]; /* ALPN protocols in wire form */
+    unsigned alpn_len;
+    char *password;         /* the one of the latest attempt */
+    size_t password_len;
+} mqtt_login;
 
 /* The communicator's state. */
 typedef struct mqtt_comm {
@@ -50,12 +64,14 @@ typedef struct mqtt_comm {
     pthread_mutex_t mu;
     pthread_cond_t cv;
     int ready;         /* 0 waiting, 1 subscribed, or an nq error */
+    int connack;       /* paho's code for the failed connection (under mu) */
     int disconnected;  /* the DISCONNECT completed */
     atomic_int lost;   /* the broker connection is down */
     atomic_int reconnecting; /* lost, and paho reconnects */
     int redials;       /* paho reconnects: a server, or a client with
                         * NQ_OPT_RECONNECT_MS */
     nqi_list inflight; /* publishes awaiting paho's answer; loop only */
+    mqtt_login login;
 } mqtt_comm;
 
 /* A session's state: where it publishes and whom its topic names. */
@@ -72,7 +88,24 @@ static inline mqtt_sess *mqtt_sess_of(nqi_session *s)
     return nqi_session_tp(s);
 }
 
+/* login.c */
+/* Makes the files and ALPN list the connection needs (nq_open's thread). */
+int nqi_mqtt_login_prepare(nq_comm *c);
+/* Fills the login and TLS parts of a connection attempt's options (the
+ * password fetched anew).  Returns an nq error (NQ_EAUTH: no secret). */
+int nqi_mqtt_login_apply(nq_comm *c, MQTTAsync_connectOptions *co, MQTTAsync_SSLOptions *ssl);
+/* Has paho renew the password before each of its reconnections. */
+void nqi_mqtt_login_watch(nq_comm *c);
+/* 1 when a failed connection was the broker refusing what we presented:
+ * CONNACK code (from paho's failure) 4 or 5, or a refused certificate
+ * (over TLS, one handshake of its own to read the broker's alert). */
+int nqi_mqtt_login_refused(nq_comm *c, int code);
+void nqi_mqtt_login_free(mqtt_comm *st);
+
 /* broker.c */
+/* A blocking socket connected to the broker's resolved address, with
+ * timeout_ms to connect and for each later read or write, or -1. */
+int nqi_mqtt_broker_socket(const mqtt_comm *st, int timeout_ms);
 /* Creates the paho client and connects; waits (bounded by the handshake
  * timeout) until the broker acknowledged the connection and the
  * subscription.  Returns an nq error. */

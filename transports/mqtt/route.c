@@ -101,10 +101,22 @@ void nqi_mqtt_forget_inflight(mqtt_comm *st)
     }
 }
 
+/* A PUBLISH's bytes besides its payload: the fixed header (at most 5),
+ * the topic's length and the topic (a prefix and "c2s/" or "s2c/" and a
+ * hex id), and the packet id. */
+#define PUBLISH_OVERHEAD(prefix_len) (5 + 2 + (prefix_len) + 4 + NQI_ID_HEX_LEN + 2)
+
 static size_t slice_size(const nq_comm *c)
 {
     int64_t p = c->opts.ints[NQ_OPT_PROTOCOL_SIZE];
-    return p < SLICE_MAX ? (size_t)p : SLICE_MAX;
+    size_t slice = p < SLICE_MAX ? (size_t)p : SLICE_MAX;
+    int64_t most = c->opts.ints[NQ_OPT_MQTT_MAX_PUBLISH];
+    if (most > 0) {
+        const mqtt_comm *st = c->tp;
+        size_t room = (size_t)most - PUBLISH_OVERHEAD(st->prefix_len);
+        slice = room < slice ? room : slice;
+    }
+    return slice;
 }
 
 static uint64_t window(const nq_comm *c)

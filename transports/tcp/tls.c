@@ -14,6 +14,7 @@
 #include <sys/epoll.h>
 
 #include "transports/tcp/tcp.h"
+#include "transports/tlsinfo.h"
 
 /* Pieces of output per write; small ones are gathered into one record. */
 #define MAX_PIECES 256
@@ -268,10 +269,7 @@ int nqi_tls_attach(tcp_conn *t, void *ctx)
     return NQ_OK;
 }
 
-/* 1 when OpenSSL's error says credentials were refused: an alert from the
- * peer about ours, or (a server checking client certificates) the
- * client's that failed. */
-static int credentials_refused(unsigned long e)
+int nqi_tls_refusal(unsigned long e)
 {
     if (ERR_GET_LIB(e) != ERR_LIB_SSL) {
         return 0;
@@ -307,7 +305,7 @@ static int refusal_behind_reset(tcp_conn *t)
     size_t n = 0;
     int r = SSL_peek_ex(t->ssl, &b, 1, &n);
     int refused = r != 1 && SSL_get_error(t->ssl, r) == SSL_ERROR_SSL &&
-                  credentials_refused(ERR_peek_last_error()) > 0;
+                  nqi_tls_refusal(ERR_peek_last_error()) > 0;
     if (refused) {
         log_ssl_errors(t->s->comm, "TLS: the server refused this client's certificate");
     }
@@ -335,8 +333,8 @@ static long classify(tcp_conn *t, int ret, const char *what)
         return refusal_behind_reset(t) ? NQ_EAUTH : NQ_ECONNRESET;
     default: {
         int server = c->purpose == NQ_SERVER;
-        int r1 = credentials_refused(ERR_peek_error());
-        int r2 = credentials_refused(ERR_peek_last_error());
+        int r1 = nqi_tls_refusal(ERR_peek_error());
+        int r2 = nqi_tls_refusal(ERR_peek_last_error());
         int refused = r1 > 0 || r2 > 0 || (server && (r1 < 0 || r2 < 0));
         if (t->state == TCP_HANDSHAKE) {
             long vr = SSL_get_verify_result(t->ssl);
