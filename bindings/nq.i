@@ -74,14 +74,11 @@
 %include <enumsimple.swg>
 /* Lifetimes are managed explicitly by the Java layer (delete()). */
 %typemap(javafinalize) SWIGTYPE ""
+/* The library comes from the jar, the property libnq.jni.path or
+ * java.library.path (NativeLoader.java, in the same package). */
 %pragma(java) jniclasscode=%{
   static {
-    String path = System.getProperty("libnq.jni.path");
-    if (path != null && !path.isEmpty()) {
-      System.load(path);
-    } else {
-      System.loadLibrary("nqjni");
-    }
+    NativeLoader.load();
   }
 %}
 #endif

@@ -16,15 +16,15 @@ import java.util.concurrent.ConcurrentHashMap;
 import java.util.concurrent.TimeUnit;
 import java.util.concurrent.TimeoutException;
 import java.util.concurrent.atomic.AtomicLong;
-import org.libnq.raw.Comm;
-import org.libnq.raw.Completion;
-import org.libnq.raw.Completions;
-import org.libnq.raw.Event;
-import org.libnq.raw.Events;
-import org.libnq.raw.Msg;
-import org.libnq.raw.Opts;
-import org.libnq.raw.Text;
-import org.libnq.raw.nqraw;
+import org.libnq.internal.Comm;
+import org.libnq.internal.Completion;
+import org.libnq.internal.Completions;
+import org.libnq.internal.Event;
+import org.libnq.internal.Events;
+import org.libnq.internal.Msg;
+import org.libnq.internal.Opts;
+import org.libnq.internal.Text;
+import org.libnq.internal.nqraw;
 
 /**
  * A network queue: a server (many clients) or a client (one server). {@code put} returns a
@@ -519,7 +519,7 @@ public final class Communicator implements AutoCloseable {
 
     /** The connected peers: a server's clients, a client's server. */
     public List<UUID> peers() throws NqException {
-        org.libnq.raw.Ids ids = new org.libnq.raw.Ids();
+        org.libnq.internal.Ids ids = new org.libnq.internal.Ids();
         try {
             NqException.check(raw.peers(ids));
             List<UUID> out = new ArrayList<>();

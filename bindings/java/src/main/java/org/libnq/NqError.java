@@ -1,6 +1,6 @@
 package org.libnq;
 
-import org.libnq.raw.nqraw;
+import org.libnq.internal.nqraw;
 
 /** libnq's error codes (NQ_E* in nq/nq.h). */
 public enum NqError {

@@ -1,7 +1,7 @@
 package org.libnq;
 
 import java.io.IOException;
-import org.libnq.raw.nqraw;
+import org.libnq.internal.nqraw;
 
 /** A libnq error: the communicator is closed, a connection was lost or refused, TLS failed, ... */
 public class NqException extends IOException {

@@ -6,8 +6,8 @@ import java.util.LinkedHashMap;
 import java.util.Map;
 import java.util.Objects;
 import java.util.UUID;
-import org.libnq.raw.Opts;
-import org.libnq.raw.nqraw;
+import org.libnq.internal.Opts;
+import org.libnq.internal.nqraw;
 
 /**
  * Options of {@link Communicator#open}, built with {@link #builder()}. Anything not set keeps

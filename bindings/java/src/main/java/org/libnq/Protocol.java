@@ -1,6 +1,6 @@
 package org.libnq;
 
-import org.libnq.raw.nqraw;
+import org.libnq.internal.nqraw;
 
 /** The transport of a communicator. */
 public enum Protocol {

@@ -1,6 +1,6 @@
 package org.libnq;
 
-import org.libnq.raw.nqraw;
+import org.libnq.internal.nqraw;
 
 /** The role of a communicator. */
 public enum Purpose {

@@ -525,7 +525,7 @@ class CommunicatorTest {
 
     @Test
     void nqErrorKnowsTheCanceledCode() {
-        assertEquals(NqError.CANCELED, NqError.of(org.libnq.raw.nqraw.NQ_ECANCELED));
+        assertEquals(NqError.CANCELED, NqError.of(org.libnq.internal.nqraw.NQ_ECANCELED));
     }
 
     /** With dropOldest a flooding peer is never paused: its newest messages arrive, in order. */
@@ -662,6 +662,6 @@ class CommunicatorTest {
         Communicator c = client(s);
         roundTrip(s, c);
         assertEquals("", s.peerIdentity(c.id()));
-        assertEquals(NqError.AUTH, NqError.of(org.libnq.raw.nqraw.NQ_EAUTH));
+        assertEquals(NqError.AUTH, NqError.of(org.libnq.internal.nqraw.NQ_EAUTH));
     }
 }
