@@ -1094,7 +1094,7 @@ private:
 extern "C" {
 #endif
 
-void _wrap_Swig_free_nqraw_e3c9d8960ed2b861(void *_swig_go_0) {
+void _wrap_Swig_free_nqraw_44d2e6a429de86d8(void *_swig_go_0) {
   void *arg1 = (void *) 0 ;
   
   arg1 = *(void **)&_swig_go_0; 
@@ -1104,7 +1104,7 @@ void _wrap_Swig_free_nqraw_e3c9d8960ed2b861(void *_swig_go_0) {
 }
 
 
-void *_wrap_Swig_malloc_nqraw_e3c9d8960ed2b861(intgo _swig_go_0) {
+void *_wrap_Swig_malloc_nqraw_44d2e6a429de86d8(intgo _swig_go_0) {
   int arg1 ;
   void *result = 0 ;
   void *_swig_go_result;
@@ -1117,7 +1117,7 @@ void *_wrap_Swig_malloc_nqraw_e3c9d8960ed2b861(intgo _swig_go_0) {
 }
 
 
-intgo _wrap_NQ_VERSION_NUMBER_nqraw_e3c9d8960ed2b861() {
+intgo _wrap_NQ_VERSION_NUMBER_nqraw_44d2e6a429de86d8() {
   int result;
   intgo _swig_go_result;
   
@@ -1128,7 +1128,7 @@ intgo _wrap_NQ_VERSION_NUMBER_nqraw_e3c9d8960ed2b861() {
 }
 
 
-_gostring_ _wrap_nq_version_nqraw_e3c9d8960ed2b861() {
+_gostring_ _wrap_nq_version_nqraw_44d2e6a429de86d8() {
   char *result = 0 ;
   _gostring_ _swig_go_result;
   
@@ -1139,7 +1139,7 @@ _gostring_ _wrap_nq_version_nqraw_e3c9d8960ed2b861() {
 }
 
 
-intgo _wrap_nq_version_number_nqraw_e3c9d8960ed2b861() {
+intgo _wrap_nq_version_number_nqraw_44d2e6a429de86d8() {
   int result;
   intgo _swig_go_result;
   
@@ -1150,7 +1150,7 @@ intgo _wrap_nq_version_number_nqraw_e3c9d8960ed2b861() {
 }
 
 
-intgo _wrap_NQ_EINVAL_nqraw_e3c9d8960ed2b861() {
+intgo _wrap_NQ_EINVAL_nqraw_44d2e6a429de86d8() {
   int result;
   intgo _swig_go_result;
   
@@ -1161,7 +1161,7 @@ intgo _wrap_NQ_EINVAL_nqraw_e3c9d8960ed2b861() {
 }
 
 
-intgo _wrap_NQ_ENOMEM_nqraw_e3c9d8960ed2b861() {
+intgo _wrap_NQ_ENOMEM_nqraw_44d2e6a429de86d8() {
   int result;
   intgo _swig_go_result;
   
@@ -1172,7 +1172,7 @@ intgo _wrap_NQ_ENOMEM_nqraw_e3c9d8960ed2b861() {
 }
 
 
-intgo _wrap_NQ_ETIMEDOUT_nqraw_e3c9d8960ed2b861() {
+intgo _wrap_NQ_ETIMEDOUT_nqraw_44d2e6a429de86d8() {
   int result;
   intgo _swig_go_result;
   
@@ -1183,7 +1183,7 @@ intgo _wrap_NQ_ETIMEDOUT_nqraw_e3c9d8960ed2b861() {
 }
 
 
-intgo _wrap_NQ_ECLOSED_nqraw_e3c9d8960ed2b861() {
+intgo _wrap_NQ_ECLOSED_nqraw_44d2e6a429de86d8() {
   int result;
   intgo _swig_go_result;
   
@@ -1194,7 +1194,7 @@ intgo _wrap_NQ_ECLOSED_nqraw_e3c9d8960ed2b861() {
 }
 
 
-intgo _wrap_NQ_ECONNRESET_nqraw_e3c9d8960ed2b861() {
+intgo _wrap_NQ_ECONNRESET_nqraw_44d2e6a429de86d8() {
   int result;
   intgo _swig_go_result;
   
@@ -1205,7 +1205,7 @@ intgo _wrap_NQ_ECONNRESET_nqraw_e3c9d8960ed2b861() {
 }
 
 
-intgo _wrap_NQ_ENOPEER_nqraw_e3c9d8960ed2b861() {
+intgo _wrap_NQ_ENOPEER_nqraw_44d2e6a429de86d8() {
   int result;
   intgo _swig_go_result;
   
@@ -1216,7 +1216,7 @@ intgo _wrap_NQ_ENOPEER_nqraw_e3c9d8960ed2b861() {
 }
 
 
-intgo _wrap_NQ_ETLS_nqraw_e3c9d8960ed2b861() {
+intgo _wrap_NQ_ETLS_nqraw_44d2e6a429de86d8() {
   int result;
   intgo _swig_go_result;
   
@@ -1227,7 +1227,7 @@ intgo _wrap_NQ_ETLS_nqraw_e3c9d8960ed2b861() {
 }
 
 
-intgo _wrap_NQ_EPROTO_nqraw_e3c9d8960ed2b861() {
+intgo _wrap_NQ_EPROTO_nqraw_44d2e6a429de86d8() {
   int result;
   intgo _swig_go_result;
   
@@ -1238,7 +1238,7 @@ intgo _wrap_NQ_EPROTO_nqraw_e3c9d8960ed2b861() {
 }
 
 
-intgo _wrap_NQ_ECONNREFUSED_nqraw_e3c9d8960ed2b861() {
+intgo _wrap_NQ_ECONNREFUSED_nqraw_44d2e6a429de86d8() {
   int result;
   intgo _swig_go_result;
   
@@ -1249,7 +1249,7 @@ intgo _wrap_NQ_ECONNREFUSED_nqraw_e3c9d8960ed2b861() {
 }
 
 
-intgo _wrap_NQ_EADDR_nqraw_e3c9d8960ed2b861() {
+intgo _wrap_NQ_EADDR_nqraw_44d2e6a429de86d8() {
   int result;
   intgo _swig_go_result;
   
@@ -1260,7 +1260,7 @@ intgo _wrap_NQ_EADDR_nqraw_e3c9d8960ed2b861() {
 }
 
 
-intgo _wrap_NQ_EADDRINUSE_nqraw_e3c9d8960ed2b861() {
+intgo _wrap_NQ_EADDRINUSE_nqraw_44d2e6a429de86d8() {
   int result;
   intgo _swig_go_result;
   
@@ -1271,7 +1271,7 @@ intgo _wrap_NQ_EADDRINUSE_nqraw_e3c9d8960ed2b861() {
 }
 
 
-intgo _wrap_NQ_ENOTSUP_nqraw_e3c9d8960ed2b861() {
+intgo _wrap_NQ_ENOTSUP_nqraw_44d2e6a429de86d8() {
   int result;
   intgo _swig_go_result;
   
@@ -1282,7 +1282,7 @@ intgo _wrap_NQ_ENOTSUP_nqraw_e3c9d8960ed2b861() {
 }
 
 
-intgo _wrap_NQ_ESYS_nqraw_e3c9d8960ed2b861() {
+intgo _wrap_NQ_ESYS_nqraw_44d2e6a429de86d8() {
   int result;
   intgo _swig_go_result;
   
@@ -1293,7 +1293,7 @@ intgo _wrap_NQ_ESYS_nqraw_e3c9d8960ed2b861() {
 }
 
 
-intgo _wrap_NQ_EFULL_nqraw_e3c9d8960ed2b861() {
+intgo _wrap_NQ_EFULL_nqraw_44d2e6a429de86d8() {
   int result;
   intgo _swig_go_result;
   
@@ -1304,7 +1304,7 @@ intgo _wrap_NQ_EFULL_nqraw_e3c9d8960ed2b861() {
 }
 
 
-intgo _wrap_NQ_ESERIALIZE_nqraw_e3c9d8960ed2b861() {
+intgo _wrap_NQ_ESERIALIZE_nqraw_44d2e6a429de86d8() {
   int result;
   intgo _swig_go_result;
   
@@ -1315,7 +1315,7 @@ intgo _wrap_NQ_ESERIALIZE_nqraw_e3c9d8960ed2b861() {
 }
 
 
-intgo _wrap_NQ_EPENDING_nqraw_e3c9d8960ed2b861() {
+intgo _wrap_NQ_EPENDING_nqraw_44d2e6a429de86d8() {
   int result;
   intgo _swig_go_result;
   
@@ -1326,7 +1326,7 @@ intgo _wrap_NQ_EPENDING_nqraw_e3c9d8960ed2b861() {
 }
 
 
-intgo _wrap_NQ_EREPLACED_nqraw_e3c9d8960ed2b861() {
+intgo _wrap_NQ_EREPLACED_nqraw_44d2e6a429de86d8() {
   int result;
   intgo _swig_go_result;
   
@@ -1337,7 +1337,7 @@ intgo _wrap_NQ_EREPLACED_nqraw_e3c9d8960ed2b861() {
 }
 
 
-intgo _wrap_NQ_ECANCELED_nqraw_e3c9d8960ed2b861() {
+intgo _wrap_NQ_ECANCELED_nqraw_44d2e6a429de86d8() {
   int result;
   intgo _swig_go_result;
   
@@ -1348,7 +1348,7 @@ intgo _wrap_NQ_ECANCELED_nqraw_e3c9d8960ed2b861() {
 }
 
 
-intgo _wrap_NQ_EAUTH_nqraw_e3c9d8960ed2b861() {
+intgo _wrap_NQ_EAUTH_nqraw_44d2e6a429de86d8() {
   int result;
   intgo _swig_go_result;
   
@@ -1359,7 +1359,7 @@ intgo _wrap_NQ_EAUTH_nqraw_e3c9d8960ed2b861() {
 }
 
 
-_gostring_ _wrap_nq_strerror_nqraw_e3c9d8960ed2b861(intgo _swig_go_0) {
+_gostring_ _wrap_nq_strerror_nqraw_44d2e6a429de86d8(intgo _swig_go_0) {
   int arg1 ;
   char *result = 0 ;
   _gostring_ _swig_go_result;
@@ -1372,7 +1372,7 @@ _gostring_ _wrap_nq_strerror_nqraw_e3c9d8960ed2b861(intgo _swig_go_0) {
 }
 
 
-intgo _wrap_NQ_TCP_nqraw_e3c9d8960ed2b861() {
+intgo _wrap_NQ_TCP_nqraw_44d2e6a429de86d8() {
   nq_protocol result;
   intgo _swig_go_result;
   
@@ -1384,7 +1384,7 @@ intgo _wrap_NQ_TCP_nqraw_e3c9d8960ed2b861() {
 }
 
 
-intgo _wrap_NQ_MQTT_nqraw_e3c9d8960ed2b861() {
+intgo _wrap_NQ_MQTT_nqraw_44d2e6a429de86d8() {
   nq_protocol result;
   intgo _swig_go_result;
   
@@ -1396,7 +1396,7 @@ intgo _wrap_NQ_MQTT_nqraw_e3c9d8960ed2b861() {
 }
 
 
-intgo _wrap_NQ_GRPC_nqraw_e3c9d8960ed2b861() {
+intgo _wrap_NQ_GRPC_nqraw_44d2e6a429de86d8() {
   nq_protocol result;
   intgo _swig_go_result;
   
@@ -1408,7 +1408,7 @@ intgo _wrap_NQ_GRPC_nqraw_e3c9d8960ed2b861() {
 }
 
 
-intgo _wrap_NQ_CLIENT_nqraw_e3c9d8960ed2b861() {
+intgo _wrap_NQ_CLIENT_nqraw_44d2e6a429de86d8() {
   nq_purpose result;
   intgo _swig_go_result;
   
@@ -1420,7 +1420,7 @@ intgo _wrap_NQ_CLIENT_nqraw_e3c9d8960ed2b861() {
 }
 
 
-intgo _wrap_NQ_SERVER_nqraw_e3c9d8960ed2b861() {
+intgo _wrap_NQ_SERVER_nqraw_44d2e6a429de86d8() {
   nq_purpose result;
   intgo _swig_go_result;
   
@@ -1432,7 +1432,7 @@ intgo _wrap_NQ_SERVER_nqraw_e3c9d8960ed2b861() {
 }
 
 
-intgo _wrap_NQ_OPT_GET_MERGE_nqraw_e3c9d8960ed2b861() {
+intgo _wrap_NQ_OPT_GET_MERGE_nqraw_44d2e6a429de86d8() {
   nq_option result;
   intgo _swig_go_result;
   
@@ -1444,7 +1444,7 @@ intgo _wrap_NQ_OPT_GET_MERGE_nqraw_e3c9d8960ed2b861() {
 }
 
 
-intgo _wrap_NQ_OPT_PUT_MERGE_nqraw_e3c9d8960ed2b861() {
+intgo _wrap_NQ_OPT_PUT_MERGE_nqraw_44d2e6a429de86d8() {
   nq_option result;
   intgo _swig_go_result;
   
@@ -1456,7 +1456,7 @@ intgo _wrap_NQ_OPT_PUT_MERGE_nqraw_e3c9d8960ed2b861() {
 }
 
 
-intgo _wrap_NQ_OPT_EFFICIENT_SIZE_nqraw_e3c9d8960ed2b861() {
+intgo _wrap_NQ_OPT_EFFICIENT_SIZE_nqraw_44d2e6a429de86d8() {
   nq_option result;
   intgo _swig_go_result;
   
@@ -1468,7 +1468,7 @@ intgo _wrap_NQ_OPT_EFFICIENT_SIZE_nqraw_e3c9d8960ed2b861() {
 }
 
 
-intgo _wrap_NQ_OPT_PROTOCOL_SIZE_nqraw_e3c9d8960ed2b861() {
+intgo _wrap_NQ_OPT_PROTOCOL_SIZE_nqraw_44d2e6a429de86d8() {
   nq_option result;
   intgo _swig_go_result;
   
@@ -1480,7 +1480,7 @@ intgo _wrap_NQ_OPT_PROTOCOL_SIZE_nqraw_e3c9d8960ed2b861() {
 }
 
 
-intgo _wrap_NQ_OPT_QUEUE_SIZE_nqraw_e3c9d8960ed2b861() {
+intgo _wrap_NQ_OPT_QUEUE_SIZE_nqraw_44d2e6a429de86d8() {
   nq_option result;
   intgo _swig_go_result;
   
@@ -1492,7 +1492,7 @@ intgo _wrap_NQ_OPT_QUEUE_SIZE_nqraw_e3c9d8960ed2b861() {
 }
 
 
-intgo _wrap_NQ_OPT_MESSAGE_SIZE_nqraw_e3c9d8960ed2b861() {
+intgo _wrap_NQ_OPT_MESSAGE_SIZE_nqraw_44d2e6a429de86d8() {
   nq_option result;
   intgo _swig_go_result;
   
@@ -1504,7 +1504,7 @@ intgo _wrap_NQ_OPT_MESSAGE_SIZE_nqraw_e3c9d8960ed2b861() {
 }
 
 
-intgo _wrap_NQ_OPT_WORKERS_nqraw_e3c9d8960ed2b861() {
+intgo _wrap_NQ_OPT_WORKERS_nqraw_44d2e6a429de86d8() {
   nq_option result;
   intgo _swig_go_result;
   
@@ -1516,7 +1516,7 @@ intgo _wrap_NQ_OPT_WORKERS_nqraw_e3c9d8960ed2b861() {
 }
 
 
-intgo _wrap_NQ_OPT_SEND_LIMIT_nqraw_e3c9d8960ed2b861() {
+intgo _wrap_NQ_OPT_SEND_LIMIT_nqraw_44d2e6a429de86d8() {
   nq_option result;
   intgo _swig_go_result;
   
@@ -1528,7 +1528,7 @@ intgo _wrap_NQ_OPT_SEND_LIMIT_nqraw_e3c9d8960ed2b861() {
 }
 
 
-intgo _wrap_NQ_OPT_HANDSHAKE_TIMEOUT_MS_nqraw_e3c9d8960ed2b861() {
+intgo _wrap_NQ_OPT_HANDSHAKE_TIMEOUT_MS_nqraw_44d2e6a429de86d8() {
   nq_option result;
   intgo _swig_go_result;
   
@@ -1540,7 +1540,7 @@ intgo _wrap_NQ_OPT_HANDSHAKE_TIMEOUT_MS_nqraw_e3c9d8960ed2b861() {
 }
 
 
-intgo _wrap_NQ_OPT_KEEPALIVE_MS_nqraw_e3c9d8960ed2b861() {
+intgo _wrap_NQ_OPT_KEEPALIVE_MS_nqraw_44d2e6a429de86d8() {
   nq_option result;
   intgo _swig_go_result;
   
@@ -1552,7 +1552,7 @@ intgo _wrap_NQ_OPT_KEEPALIVE_MS_nqraw_e3c9d8960ed2b861() {
 }
 
 
-intgo _wrap_NQ_OPT_CLOSE_TIMEOUT_MS_nqraw_e3c9d8960ed2b861() {
+intgo _wrap_NQ_OPT_CLOSE_TIMEOUT_MS_nqraw_44d2e6a429de86d8() {
   nq_option result;
   intgo _swig_go_result;
   
@@ -1564,7 +1564,7 @@ intgo _wrap_NQ_OPT_CLOSE_TIMEOUT_MS_nqraw_e3c9d8960ed2b861() {
 }
 
 
-intgo _wrap_NQ_OPT_MQTT_QOS_nqraw_e3c9d8960ed2b861() {
+intgo _wrap_NQ_OPT_MQTT_QOS_nqraw_44d2e6a429de86d8() {
   nq_option result;
   intgo _swig_go_result;
   
@@ -1576,7 +1576,7 @@ intgo _wrap_NQ_OPT_MQTT_QOS_nqraw_e3c9d8960ed2b861() {
 }
 
 
-intgo _wrap_NQ_OPT_RECONNECT_MS_nqraw_e3c9d8960ed2b861() {
+intgo _wrap_NQ_OPT_RECONNECT_MS_nqraw_44d2e6a429de86d8() {
   nq_option result;
   intgo _swig_go_result;
   
@@ -1588,7 +1588,7 @@ intgo _wrap_NQ_OPT_RECONNECT_MS_nqraw_e3c9d8960ed2b861() {
 }
 
 
-intgo _wrap_NQ_OPT_RECONNECT_MAX_MS_nqraw_e3c9d8960ed2b861() {
+intgo _wrap_NQ_OPT_RECONNECT_MAX_MS_nqraw_44d2e6a429de86d8() {
   nq_option result;
   intgo _swig_go_result;
   
@@ -1600,7 +1600,7 @@ intgo _wrap_NQ_OPT_RECONNECT_MAX_MS_nqraw_e3c9d8960ed2b861() {
 }
 
 
-intgo _wrap_NQ_OPT_RECONNECT_GIVE_UP_MS_nqraw_e3c9d8960ed2b861() {
+intgo _wrap_NQ_OPT_RECONNECT_GIVE_UP_MS_nqraw_44d2e6a429de86d8() {
   nq_option result;
   intgo _swig_go_result;
   
@@ -1612,7 +1612,7 @@ intgo _wrap_NQ_OPT_RECONNECT_GIVE_UP_MS_nqraw_e3c9d8960ed2b861() {
 }
 
 
-intgo _wrap_NQ_OPT_DELIVERY_nqraw_e3c9d8960ed2b861() {
+intgo _wrap_NQ_OPT_DELIVERY_nqraw_44d2e6a429de86d8() {
   nq_option result;
   intgo _swig_go_result;
   
@@ -1624,7 +1624,7 @@ intgo _wrap_NQ_OPT_DELIVERY_nqraw_e3c9d8960ed2b861() {
 }
 
 
-intgo _wrap_NQ_OPT_RESUME_MS_nqraw_e3c9d8960ed2b861() {
+intgo _wrap_NQ_OPT_RESUME_MS_nqraw_44d2e6a429de86d8() {
   nq_option result;
   intgo _swig_go_result;
   
@@ -1636,7 +1636,7 @@ intgo _wrap_NQ_OPT_RESUME_MS_nqraw_e3c9d8960ed2b861() {
 }
 
 
-intgo _wrap_NQ_OPT_DROP_OLDEST_nqraw_e3c9d8960ed2b861() {
+intgo _wrap_NQ_OPT_DROP_OLDEST_nqraw_44d2e6a429de86d8() {
   nq_option result;
   intgo _swig_go_result;
   
@@ -1648,7 +1648,7 @@ intgo _wrap_NQ_OPT_DROP_OLDEST_nqraw_e3c9d8960ed2b861() {
 }
 
 
-intgo _wrap_NQ_OPT_TLS_CLIENT_AUTH_nqraw_e3c9d8960ed2b861() {
+intgo _wrap_NQ_OPT_TLS_CLIENT_AUTH_nqraw_44d2e6a429de86d8() {
   nq_option result;
   intgo _swig_go_result;
   
@@ -1660,7 +1660,7 @@ intgo _wrap_NQ_OPT_TLS_CLIENT_AUTH_nqraw_e3c9d8960ed2b861() {
 }
 
 
-intgo _wrap_NQ_OPT_TLS_MIN_VERSION_nqraw_e3c9d8960ed2b861() {
+intgo _wrap_NQ_OPT_TLS_MIN_VERSION_nqraw_44d2e6a429de86d8() {
   nq_option result;
   intgo _swig_go_result;
   
@@ -1672,7 +1672,7 @@ intgo _wrap_NQ_OPT_TLS_MIN_VERSION_nqraw_e3c9d8960ed2b861() {
 }
 
 
-intgo _wrap_NQ_OPT_MQTT_MAX_PUBLISH_nqraw_e3c9d8960ed2b861() {
+intgo _wrap_NQ_OPT_MQTT_MAX_PUBLISH_nqraw_44d2e6a429de86d8() {
   nq_option result;
   intgo _swig_go_result;
   
@@ -1684,7 +1684,7 @@ intgo _wrap_NQ_OPT_MQTT_MAX_PUBLISH_nqraw_e3c9d8960ed2b861() {
 }
 
 
-intgo _wrap_nq_opts_set_login_nqraw_e3c9d8960ed2b861(nq_opts *_swig_go_0, _gostring_ _swig_go_1, _gostring_ _swig_go_2) {
+intgo _wrap_nq_opts_set_login_nqraw_44d2e6a429de86d8(nq_opts *_swig_go_0, _gostring_ _swig_go_1, _gostring_ _swig_go_2) {
   nq_opts *arg1 = (nq_opts *) 0 ;
   char *arg2 = (char *) 0 ;
   char *arg3 = (char *) 0 ;
@@ -1711,7 +1711,7 @@ intgo _wrap_nq_opts_set_login_nqraw_e3c9d8960ed2b861(nq_opts *_swig_go_0, _gostr
 }
 
 
-intgo _wrap_nq_opts_set_token_nqraw_e3c9d8960ed2b861(nq_opts *_swig_go_0, _gostring_ _swig_go_1) {
+intgo _wrap_nq_opts_set_token_nqraw_44d2e6a429de86d8(nq_opts *_swig_go_0, _gostring_ _swig_go_1) {
   nq_opts *arg1 = (nq_opts *) 0 ;
   char *arg2 = (char *) 0 ;
   int result;
@@ -1731,7 +1731,7 @@ intgo _wrap_nq_opts_set_token_nqraw_e3c9d8960ed2b861(nq_opts *_swig_go_0, _gostr
 }
 
 
-intgo _wrap_nq_opts_accept_token_nqraw_e3c9d8960ed2b861(nq_opts *_swig_go_0, _gostring_ _swig_go_1, _gostring_ _swig_go_2) {
+intgo _wrap_nq_opts_accept_token_nqraw_44d2e6a429de86d8(nq_opts *_swig_go_0, _gostring_ _swig_go_1, _gostring_ _swig_go_2) {
   nq_opts *arg1 = (nq_opts *) 0 ;
   char *arg2 = (char *) 0 ;
   char *arg3 = (char *) 0 ;
@@ -1758,7 +1758,7 @@ intgo _wrap_nq_opts_accept_token_nqraw_e3c9d8960ed2b861(nq_opts *_swig_go_0, _go
 }
 
 
-intgo _wrap_nq_opts_set_secret_fn_nqraw_e3c9d8960ed2b861(nq_opts *_swig_go_0, void* _swig_go_1, void *_swig_go_2) {
+intgo _wrap_nq_opts_set_secret_fn_nqraw_44d2e6a429de86d8(nq_opts *_swig_go_0, void* _swig_go_1, void *_swig_go_2) {
   nq_opts *arg1 = (nq_opts *) 0 ;
   nq_secret_fn arg2 = (nq_secret_fn) 0 ;
   void *arg3 = (void *) 0 ;
@@ -1775,7 +1775,7 @@ intgo _wrap_nq_opts_set_secret_fn_nqraw_e3c9d8960ed2b861(nq_opts *_swig_go_0, vo
 }
 
 
-intgo _wrap_nq_opts_set_tls_server_name_nqraw_e3c9d8960ed2b861(nq_opts *_swig_go_0, _gostring_ _swig_go_1) {
+intgo _wrap_nq_opts_set_tls_server_name_nqraw_44d2e6a429de86d8(nq_opts *_swig_go_0, _gostring_ _swig_go_1) {
   nq_opts *arg1 = (nq_opts *) 0 ;
   char *arg2 = (char *) 0 ;
   int result;
@@ -1795,7 +1795,7 @@ intgo _wrap_nq_opts_set_tls_server_name_nqraw_e3c9d8960ed2b861(nq_opts *_swig_go
 }
 
 
-intgo _wrap_nq_opts_set_tls_alpn_nqraw_e3c9d8960ed2b861(nq_opts *_swig_go_0, _gostring_ _swig_go_1) {
+intgo _wrap_nq_opts_set_tls_alpn_nqraw_44d2e6a429de86d8(nq_opts *_swig_go_0, _gostring_ _swig_go_1) {
   nq_opts *arg1 = (nq_opts *) 0 ;
   char *arg2 = (char *) 0 ;
   int result;
@@ -1815,7 +1815,7 @@ intgo _wrap_nq_opts_set_tls_alpn_nqraw_e3c9d8960ed2b861(nq_opts *_swig_go_0, _go
 }
 
 
-intgo _wrap_nq_opts_set_mqtt_client_id_nqraw_e3c9d8960ed2b861(nq_opts *_swig_go_0, _gostring_ _swig_go_1) {
+intgo _wrap_nq_opts_set_mqtt_client_id_nqraw_44d2e6a429de86d8(nq_opts *_swig_go_0, _gostring_ _swig_go_1) {
   nq_opts *arg1 = (nq_opts *) 0 ;
   char *arg2 = (char *) 0 ;
   int result;
@@ -1835,7 +1835,7 @@ intgo _wrap_nq_opts_set_mqtt_client_id_nqraw_e3c9d8960ed2b861(nq_opts *_swig_go_
 }
 
 
-intgo _wrap_nq_comm_fd_nqraw_e3c9d8960ed2b861(nq_comm *_swig_go_0, intgo *_swig_go_1) {
+intgo _wrap_nq_comm_fd_nqraw_44d2e6a429de86d8(nq_comm *_swig_go_0, intgo *_swig_go_1) {
   nq_comm *arg1 = (nq_comm *) 0 ;
   int *arg2 = (int *) 0 ;
   int result;
@@ -1850,7 +1850,7 @@ intgo _wrap_nq_comm_fd_nqraw_e3c9d8960ed2b861(nq_comm *_swig_go_0, intgo *_swig_
 }
 
 
-intgo _wrap_NQ_STAT_MSGS_IN_nqraw_e3c9d8960ed2b861() {
+intgo _wrap_NQ_STAT_MSGS_IN_nqraw_44d2e6a429de86d8() {
   nq_stat_id result;
   intgo _swig_go_result;
   
@@ -1862,7 +1862,7 @@ intgo _wrap_NQ_STAT_MSGS_IN_nqraw_e3c9d8960ed2b861() {
 }
 
 
-intgo _wrap_NQ_STAT_MSGS_OUT_nqraw_e3c9d8960ed2b861() {
+intgo _wrap_NQ_STAT_MSGS_OUT_nqraw_44d2e6a429de86d8() {
   nq_stat_id result;
   intgo _swig_go_result;
   
@@ -1874,7 +1874,7 @@ intgo _wrap_NQ_STAT_MSGS_OUT_nqraw_e3c9d8960ed2b861() {
 }
 
 
-intgo _wrap_NQ_STAT_BYTES_IN_nqraw_e3c9d8960ed2b861() {
+intgo _wrap_NQ_STAT_BYTES_IN_nqraw_44d2e6a429de86d8() {
   nq_stat_id result;
   intgo _swig_go_result;
   
@@ -1886,7 +1886,7 @@ intgo _wrap_NQ_STAT_BYTES_IN_nqraw_e3c9d8960ed2b861() {
 }
 
 
-intgo _wrap_NQ_STAT_BYTES_OUT_nqraw_e3c9d8960ed2b861() {
+intgo _wrap_NQ_STAT_BYTES_OUT_nqraw_44d2e6a429de86d8() {
   nq_stat_id result;
   intgo _swig_go_result;
   
@@ -1898,7 +1898,7 @@ intgo _wrap_NQ_STAT_BYTES_OUT_nqraw_e3c9d8960ed2b861() {
 }
 
 
-intgo _wrap_NQ_STAT_PEERS_nqraw_e3c9d8960ed2b861() {
+intgo _wrap_NQ_STAT_PEERS_nqraw_44d2e6a429de86d8() {
   nq_stat_id result;
   intgo _swig_go_result;
   
@@ -1910,7 +1910,7 @@ intgo _wrap_NQ_STAT_PEERS_nqraw_e3c9d8960ed2b861() {
 }
 
 
-intgo _wrap_NQ_STAT_CONNECTIONS_nqraw_e3c9d8960ed2b861() {
+intgo _wrap_NQ_STAT_CONNECTIONS_nqraw_44d2e6a429de86d8() {
   nq_stat_id result;
   intgo _swig_go_result;
   
@@ -1922,7 +1922,7 @@ intgo _wrap_NQ_STAT_CONNECTIONS_nqraw_e3c9d8960ed2b861() {
 }
 
 
-intgo _wrap_NQ_STAT_PROTOCOL_ERRORS_nqraw_e3c9d8960ed2b861() {
+intgo _wrap_NQ_STAT_PROTOCOL_ERRORS_nqraw_44d2e6a429de86d8() {
   nq_stat_id result;
   intgo _swig_go_result;
   
@@ -1934,7 +1934,7 @@ intgo _wrap_NQ_STAT_PROTOCOL_ERRORS_nqraw_e3c9d8960ed2b861() {
 }
 
 
-intgo _wrap_NQ_STAT_TLS_ERRORS_nqraw_e3c9d8960ed2b861() {
+intgo _wrap_NQ_STAT_TLS_ERRORS_nqraw_44d2e6a429de86d8() {
   nq_stat_id result;
   intgo _swig_go_result;
   
@@ -1946,7 +1946,7 @@ intgo _wrap_NQ_STAT_TLS_ERRORS_nqraw_e3c9d8960ed2b861() {
 }
 
 
-intgo _wrap_NQ_STAT_CONNECTIONS_LOST_nqraw_e3c9d8960ed2b861() {
+intgo _wrap_NQ_STAT_CONNECTIONS_LOST_nqraw_44d2e6a429de86d8() {
   nq_stat_id result;
   intgo _swig_go_result;
   
@@ -1958,7 +1958,7 @@ intgo _wrap_NQ_STAT_CONNECTIONS_LOST_nqraw_e3c9d8960ed2b861() {
 }
 
 
-intgo _wrap_NQ_STAT_HANDSHAKE_TIMEOUTS_nqraw_e3c9d8960ed2b861() {
+intgo _wrap_NQ_STAT_HANDSHAKE_TIMEOUTS_nqraw_44d2e6a429de86d8() {
   nq_stat_id result;
   intgo _swig_go_result;
   
@@ -1970,7 +1970,7 @@ intgo _wrap_NQ_STAT_HANDSHAKE_TIMEOUTS_nqraw_e3c9d8960ed2b861() {
 }
 
 
-intgo _wrap_NQ_STAT_READ_PAUSES_nqraw_e3c9d8960ed2b861() {
+intgo _wrap_NQ_STAT_READ_PAUSES_nqraw_44d2e6a429de86d8() {
   nq_stat_id result;
   intgo _swig_go_result;
   
@@ -1982,7 +1982,7 @@ intgo _wrap_NQ_STAT_READ_PAUSES_nqraw_e3c9d8960ed2b861() {
 }
 
 
-intgo _wrap_NQ_STAT_RECONNECTS_nqraw_e3c9d8960ed2b861() {
+intgo _wrap_NQ_STAT_RECONNECTS_nqraw_44d2e6a429de86d8() {
   nq_stat_id result;
   intgo _swig_go_result;
   
@@ -1994,7 +1994,7 @@ intgo _wrap_NQ_STAT_RECONNECTS_nqraw_e3c9d8960ed2b861() {
 }
 
 
-intgo _wrap_NQ_STAT_ACKED_nqraw_e3c9d8960ed2b861() {
+intgo _wrap_NQ_STAT_ACKED_nqraw_44d2e6a429de86d8() {
   nq_stat_id result;
   intgo _swig_go_result;
   
@@ -2006,7 +2006,7 @@ intgo _wrap_NQ_STAT_ACKED_nqraw_e3c9d8960ed2b861() {
 }
 
 
-intgo _wrap_NQ_STAT_RESUMED_nqraw_e3c9d8960ed2b861() {
+intgo _wrap_NQ_STAT_RESUMED_nqraw_44d2e6a429de86d8() {
   nq_stat_id result;
   intgo _swig_go_result;
   
@@ -2018,7 +2018,7 @@ intgo _wrap_NQ_STAT_RESUMED_nqraw_e3c9d8960ed2b861() {
 }
 
 
-intgo _wrap_NQ_STAT_DROPPED_nqraw_e3c9d8960ed2b861() {
+intgo _wrap_NQ_STAT_DROPPED_nqraw_44d2e6a429de86d8() {
   nq_stat_id result;
   intgo _swig_go_result;
   
@@ -2030,7 +2030,7 @@ intgo _wrap_NQ_STAT_DROPPED_nqraw_e3c9d8960ed2b861() {
 }
 
 
-intgo _wrap_NQ_STAT_REFUSED_nqraw_e3c9d8960ed2b861() {
+intgo _wrap_NQ_STAT_REFUSED_nqraw_44d2e6a429de86d8() {
   nq_stat_id result;
   intgo _swig_go_result;
   
@@ -2042,7 +2042,7 @@ intgo _wrap_NQ_STAT_REFUSED_nqraw_e3c9d8960ed2b861() {
 }
 
 
-intgo _wrap_NQ_EVENT_CONNECTED_nqraw_e3c9d8960ed2b861() {
+intgo _wrap_NQ_EVENT_CONNECTED_nqraw_44d2e6a429de86d8() {
   nq_event_type result;
   intgo _swig_go_result;
   
@@ -2054,7 +2054,7 @@ intgo _wrap_NQ_EVENT_CONNECTED_nqraw_e3c9d8960ed2b861() {
 }
 
 
-intgo _wrap_NQ_EVENT_DISCONNECTED_nqraw_e3c9d8960ed2b861() {
+intgo _wrap_NQ_EVENT_DISCONNECTED_nqraw_44d2e6a429de86d8() {
   nq_event_type result;
   intgo _swig_go_result;
   
@@ -2066,7 +2066,7 @@ intgo _wrap_NQ_EVENT_DISCONNECTED_nqraw_e3c9d8960ed2b861() {
 }
 
 
-intgo _wrap_NQ_EVENT_RECONNECTING_nqraw_e3c9d8960ed2b861() {
+intgo _wrap_NQ_EVENT_RECONNECTING_nqraw_44d2e6a429de86d8() {
   nq_event_type result;
   intgo _swig_go_result;
   
@@ -2078,7 +2078,7 @@ intgo _wrap_NQ_EVENT_RECONNECTING_nqraw_e3c9d8960ed2b861() {
 }
 
 
-Event *_wrap_new_Event_nqraw_e3c9d8960ed2b861() {
+Event *_wrap_new_Event_nqraw_44d2e6a429de86d8() {
   Event *result = 0 ;
   Event *_swig_go_result;
   
@@ -2089,7 +2089,7 @@ Event *_wrap_new_Event_nqraw_e3c9d8960ed2b861() {
 }
 
 
-intgo _wrap_Event_kind_nqraw_e3c9d8960ed2b861(Event *_swig_go_0) {
+intgo _wrap_Event_kind_nqraw_44d2e6a429de86d8(Event *_swig_go_0) {
   Event *arg1 = (Event *) 0 ;
   int result;
   intgo _swig_go_result;
@@ -2102,7 +2102,7 @@ intgo _wrap_Event_kind_nqraw_e3c9d8960ed2b861(Event *_swig_go_0) {
 }
 
 
-intgo _wrap_Event_reason_nqraw_e3c9d8960ed2b861(Event *_swig_go_0) {
+intgo _wrap_Event_reason_nqraw_44d2e6a429de86d8(Event *_swig_go_0) {
   Event *arg1 = (Event *) 0 ;
   int result;
   intgo _swig_go_result;
@@ -2115,7 +2115,7 @@ intgo _wrap_Event_reason_nqraw_e3c9d8960ed2b861(Event *_swig_go_0) {
 }
 
 
-_goslice_ _wrap_Event_peer_nqraw_e3c9d8960ed2b861(Event *_swig_go_0) {
+_goslice_ _wrap_Event_peer_nqraw_44d2e6a429de86d8(Event *_swig_go_0) {
   Event *arg1 = (Event *) 0 ;
   nq_id result;
   _goslice_ _swig_go_result;
@@ -2135,7 +2135,7 @@ _goslice_ _wrap_Event_peer_nqraw_e3c9d8960ed2b861(Event *_swig_go_0) {
 }
 
 
-void _wrap_delete_Event_nqraw_e3c9d8960ed2b861(Event *_swig_go_0) {
+void _wrap_delete_Event_nqraw_44d2e6a429de86d8(Event *_swig_go_0) {
   Event *arg1 = (Event *) 0 ;
   
   arg1 = *(Event **)&_swig_go_0; 
@@ -2145,7 +2145,7 @@ void _wrap_delete_Event_nqraw_e3c9d8960ed2b861(Event *_swig_go_0) {
 }
 
 
-Events *_wrap_new_Events_nqraw_e3c9d8960ed2b861() {
+Events *_wrap_new_Events_nqraw_44d2e6a429de86d8() {
   Events *result = 0 ;
   Events *_swig_go_result;
   
@@ -2156,7 +2156,7 @@ Events *_wrap_new_Events_nqraw_e3c9d8960ed2b861() {
 }
 
 
-void _wrap_delete_Events_nqraw_e3c9d8960ed2b861(Events *_swig_go_0) {
+void _wrap_delete_Events_nqraw_44d2e6a429de86d8(Events *_swig_go_0) {
   Events *arg1 = (Events *) 0 ;
   
   arg1 = *(Events **)&_swig_go_0; 
@@ -2166,7 +2166,7 @@ void _wrap_delete_Events_nqraw_e3c9d8960ed2b861(Events *_swig_go_0) {
 }
 
 
-intgo _wrap_Events_next_nqraw_e3c9d8960ed2b861(Events *_swig_go_0, long long _swig_go_1, Event *_swig_go_2) {
+intgo _wrap_Events_next_nqraw_44d2e6a429de86d8(Events *_swig_go_0, long long _swig_go_1, Event *_swig_go_2) {
   Events *arg1 = (Events *) 0 ;
   int64_t arg2 ;
   Event *arg3 = (Event *) 0 ;
@@ -2183,7 +2183,7 @@ intgo _wrap_Events_next_nqraw_e3c9d8960ed2b861(Events *_swig_go_0, long long _sw
 }
 
 
-void _wrap_Events_shutdown_nqraw_e3c9d8960ed2b861(Events *_swig_go_0) {
+void _wrap_Events_shutdown_nqraw_44d2e6a429de86d8(Events *_swig_go_0) {
   Events *arg1 = (Events *) 0 ;
   
   arg1 = *(Events **)&_swig_go_0; 
@@ -2193,7 +2193,7 @@ void _wrap_Events_shutdown_nqraw_e3c9d8960ed2b861(Events *_swig_go_0) {
 }
 
 
-Opts *_wrap_new_Opts_nqraw_e3c9d8960ed2b861() {
+Opts *_wrap_new_Opts_nqraw_44d2e6a429de86d8() {
   Opts *result = 0 ;
   Opts *_swig_go_result;
   
@@ -2204,7 +2204,7 @@ Opts *_wrap_new_Opts_nqraw_e3c9d8960ed2b861() {
 }
 
 
-void _wrap_delete_Opts_nqraw_e3c9d8960ed2b861(Opts *_swig_go_0) {
+void _wrap_delete_Opts_nqraw_44d2e6a429de86d8(Opts *_swig_go_0) {
   Opts *arg1 = (Opts *) 0 ;
   
   arg1 = *(Opts **)&_swig_go_0; 
@@ -2214,7 +2214,7 @@ void _wrap_delete_Opts_nqraw_e3c9d8960ed2b861(Opts *_swig_go_0) {
 }
 
 
-intgo _wrap_Opts_set_events_nqraw_e3c9d8960ed2b861(Opts *_swig_go_0, Events *_swig_go_1) {
+intgo _wrap_Opts_set_events_nqraw_44d2e6a429de86d8(Opts *_swig_go_0, Events *_swig_go_1) {
   Opts *arg1 = (Opts *) 0 ;
   Events *arg2 = (Events *) 0 ;
   int result;
@@ -2229,7 +2229,7 @@ intgo _wrap_Opts_set_events_nqraw_e3c9d8960ed2b861(Opts *_swig_go_0, Events *_sw
 }
 
 
-intgo _wrap_Opts_status_nqraw_e3c9d8960ed2b861(Opts *_swig_go_0) {
+intgo _wrap_Opts_status_nqraw_44d2e6a429de86d8(Opts *_swig_go_0) {
   Opts *arg1 = (Opts *) 0 ;
   int result;
   intgo _swig_go_result;
@@ -2242,7 +2242,7 @@ intgo _wrap_Opts_status_nqraw_e3c9d8960ed2b861(Opts *_swig_go_0) {
 }
 
 
-intgo _wrap_Opts_set_id_nqraw_e3c9d8960ed2b861(Opts *_swig_go_0, _goslice_ _swig_go_1) {
+intgo _wrap_Opts_set_id_nqraw_44d2e6a429de86d8(Opts *_swig_go_0, _goslice_ _swig_go_1) {
   Opts *arg1 = (Opts *) 0 ;
   void *arg2 = (void *) 0 ;
   size_t arg3 ;
@@ -2261,7 +2261,7 @@ intgo _wrap_Opts_set_id_nqraw_e3c9d8960ed2b861(Opts *_swig_go_0, _goslice_ _swig
 }
 
 
-_goslice_ _wrap_Opts_id_nqraw_e3c9d8960ed2b861(Opts *_swig_go_0) {
+_goslice_ _wrap_Opts_id_nqraw_44d2e6a429de86d8(Opts *_swig_go_0) {
   Opts *arg1 = (Opts *) 0 ;
   nq_id result;
   _goslice_ _swig_go_result;
@@ -2281,7 +2281,7 @@ _goslice_ _wrap_Opts_id_nqraw_e3c9d8960ed2b861(Opts *_swig_go_0) {
 }
 
 
-intgo _wrap_Opts_set_netloc_nqraw_e3c9d8960ed2b861(Opts *_swig_go_0, _gostring_ _swig_go_1, intgo _swig_go_2) {
+intgo _wrap_Opts_set_netloc_nqraw_44d2e6a429de86d8(Opts *_swig_go_0, _gostring_ _swig_go_1, intgo _swig_go_2) {
   Opts *arg1 = (Opts *) 0 ;
   char *arg2 = (char *) 0 ;
   int arg3 ;
@@ -2303,7 +2303,7 @@ intgo _wrap_Opts_set_netloc_nqraw_e3c9d8960ed2b861(Opts *_swig_go_0, _gostring_ 
 }
 
 
-intgo _wrap_Opts_set_int_nqraw_e3c9d8960ed2b861(Opts *_swig_go_0, intgo _swig_go_1, long long _swig_go_2) {
+intgo _wrap_Opts_set_int_nqraw_44d2e6a429de86d8(Opts *_swig_go_0, intgo _swig_go_1, long long _swig_go_2) {
   Opts *arg1 = (Opts *) 0 ;
   int arg2 ;
   int64_t arg3 ;
@@ -2320,7 +2320,7 @@ intgo _wrap_Opts_set_int_nqraw_e3c9d8960ed2b861(Opts *_swig_go_0, intgo _swig_go
 }
 
 
-intgo _wrap_Opts_set_tls_nqraw_e3c9d8960ed2b861(Opts *_swig_go_0, _gostring_ _swig_go_1, _gostring_ _swig_go_2) {
+intgo _wrap_Opts_set_tls_nqraw_44d2e6a429de86d8(Opts *_swig_go_0, _gostring_ _swig_go_1, _gostring_ _swig_go_2) {
   Opts *arg1 = (Opts *) 0 ;
   char *arg2 = (char *) 0 ;
   char *arg3 = (char *) 0 ;
@@ -2347,7 +2347,7 @@ intgo _wrap_Opts_set_tls_nqraw_e3c9d8960ed2b861(Opts *_swig_go_0, _gostring_ _sw
 }
 
 
-intgo _wrap_Opts_set_tls_identity_nqraw_e3c9d8960ed2b861(Opts *_swig_go_0, _gostring_ _swig_go_1, _gostring_ _swig_go_2, bool _swig_go_3) {
+intgo _wrap_Opts_set_tls_identity_nqraw_44d2e6a429de86d8(Opts *_swig_go_0, _gostring_ _swig_go_1, _gostring_ _swig_go_2, bool _swig_go_3) {
   Opts *arg1 = (Opts *) 0 ;
   char *arg2 = (char *) 0 ;
   char *arg3 = (char *) 0 ;
@@ -2376,7 +2376,7 @@ intgo _wrap_Opts_set_tls_identity_nqraw_e3c9d8960ed2b861(Opts *_swig_go_0, _gost
 }
 
 
-intgo _wrap_Opts_set_tls_trust_nqraw_e3c9d8960ed2b861(Opts *_swig_go_0, _gostring_ _swig_go_1, _gostring_ _swig_go_2, _gostring_ _swig_go_3) {
+intgo _wrap_Opts_set_tls_trust_nqraw_44d2e6a429de86d8(Opts *_swig_go_0, _gostring_ _swig_go_1, _gostring_ _swig_go_2, _gostring_ _swig_go_3) {
   Opts *arg1 = (Opts *) 0 ;
   char *arg2 = (char *) 0 ;
   char *arg3 = (char *) 0 ;
@@ -2410,7 +2410,7 @@ intgo _wrap_Opts_set_tls_trust_nqraw_e3c9d8960ed2b861(Opts *_swig_go_0, _gostrin
 }
 
 
-intgo _wrap_Opts_set_mqtt_prefix_nqraw_e3c9d8960ed2b861(Opts *_swig_go_0, _gostring_ _swig_go_1) {
+intgo _wrap_Opts_set_mqtt_prefix_nqraw_44d2e6a429de86d8(Opts *_swig_go_0, _gostring_ _swig_go_1) {
   Opts *arg1 = (Opts *) 0 ;
   char *arg2 = (char *) 0 ;
   int result;
@@ -2430,7 +2430,7 @@ intgo _wrap_Opts_set_mqtt_prefix_nqraw_e3c9d8960ed2b861(Opts *_swig_go_0, _gostr
 }
 
 
-Msg *_wrap_new_Msg_nqraw_e3c9d8960ed2b861() {
+Msg *_wrap_new_Msg_nqraw_44d2e6a429de86d8() {
   Msg *result = 0 ;
   Msg *_swig_go_result;
   
@@ -2441,7 +2441,7 @@ Msg *_wrap_new_Msg_nqraw_e3c9d8960ed2b861() {
 }
 
 
-void _wrap_delete_Msg_nqraw_e3c9d8960ed2b861(Msg *_swig_go_0) {
+void _wrap_delete_Msg_nqraw_44d2e6a429de86d8(Msg *_swig_go_0) {
   Msg *arg1 = (Msg *) 0 ;
   
   arg1 = *(Msg **)&_swig_go_0; 
@@ -2451,7 +2451,7 @@ void _wrap_delete_Msg_nqraw_e3c9d8960ed2b861(Msg *_swig_go_0) {
 }
 
 
-_goslice_ _wrap_Msg_peer_nqraw_e3c9d8960ed2b861(Msg *_swig_go_0) {
+_goslice_ _wrap_Msg_peer_nqraw_44d2e6a429de86d8(Msg *_swig_go_0) {
   Msg *arg1 = (Msg *) 0 ;
   nq_id result;
   _goslice_ _swig_go_result;
@@ -2471,7 +2471,7 @@ _goslice_ _wrap_Msg_peer_nqraw_e3c9d8960ed2b861(Msg *_swig_go_0) {
 }
 
 
-_goslice_ _wrap_Msg_data_nqraw_e3c9d8960ed2b861(Msg *_swig_go_0) {
+_goslice_ _wrap_Msg_data_nqraw_44d2e6a429de86d8(Msg *_swig_go_0) {
   Msg *arg1 = (Msg *) 0 ;
   nqb_view result;
   _goslice_ _swig_go_result;
@@ -2488,7 +2488,7 @@ _goslice_ _wrap_Msg_data_nqraw_e3c9d8960ed2b861(Msg *_swig_go_0) {
 }
 
 
-long long _wrap_Msg_size_nqraw_e3c9d8960ed2b861(Msg *_swig_go_0) {
+long long _wrap_Msg_size_nqraw_44d2e6a429de86d8(Msg *_swig_go_0) {
   Msg *arg1 = (Msg *) 0 ;
   int64_t result;
   long long _swig_go_result;
@@ -2501,7 +2501,7 @@ long long _wrap_Msg_size_nqraw_e3c9d8960ed2b861(Msg *_swig_go_0) {
 }
 
 
-void _wrap_Msg_release_nqraw_e3c9d8960ed2b861(Msg *_swig_go_0) {
+void _wrap_Msg_release_nqraw_44d2e6a429de86d8(Msg *_swig_go_0) {
   Msg *arg1 = (Msg *) 0 ;
   
   arg1 = *(Msg **)&_swig_go_0; 
@@ -2511,7 +2511,7 @@ void _wrap_Msg_release_nqraw_e3c9d8960ed2b861(Msg *_swig_go_0) {
 }
 
 
-void _wrap_Completion_token_set_nqraw_e3c9d8960ed2b861(Completion *_swig_go_0, long long _swig_go_1) {
+void _wrap_Completion_token_set_nqraw_44d2e6a429de86d8(Completion *_swig_go_0, long long _swig_go_1) {
   Completion *arg1 = (Completion *) 0 ;
   int64_t arg2 ;
   
@@ -2523,7 +2523,7 @@ void _wrap_Completion_token_set_nqraw_e3c9d8960ed2b861(Completion *_swig_go_0, l
 }
 
 
-long long _wrap_Completion_token_get_nqraw_e3c9d8960ed2b861(Completion *_swig_go_0) {
+long long _wrap_Completion_token_get_nqraw_44d2e6a429de86d8(Completion *_swig_go_0) {
   Completion *arg1 = (Completion *) 0 ;
   int64_t result;
   long long _swig_go_result;
@@ -2536,7 +2536,7 @@ long long _wrap_Completion_token_get_nqraw_e3c9d8960ed2b861(Completion *_swig_go
 }
 
 
-void _wrap_Completion_result_set_nqraw_e3c9d8960ed2b861(Completion *_swig_go_0, intgo _swig_go_1) {
+void _wrap_Completion_result_set_nqraw_44d2e6a429de86d8(Completion *_swig_go_0, intgo _swig_go_1) {
   Completion *arg1 = (Completion *) 0 ;
   int arg2 ;
   
@@ -2548,7 +2548,7 @@ void _wrap_Completion_result_set_nqraw_e3c9d8960ed2b861(Completion *_swig_go_0, 
 }
 
 
-intgo _wrap_Completion_result_get_nqraw_e3c9d8960ed2b861(Completion *_swig_go_0) {
+intgo _wrap_Completion_result_get_nqraw_44d2e6a429de86d8(Completion *_swig_go_0) {
   Completion *arg1 = (Completion *) 0 ;
   int result;
   intgo _swig_go_result;
@@ -2561,7 +2561,7 @@ intgo _wrap_Completion_result_get_nqraw_e3c9d8960ed2b861(Completion *_swig_go_0)
 }
 
 
-Completion *_wrap_new_Completion_nqraw_e3c9d8960ed2b861() {
+Completion *_wrap_new_Completion_nqraw_44d2e6a429de86d8() {
   Completion *result = 0 ;
   Completion *_swig_go_result;
   
@@ -2572,7 +2572,7 @@ Completion *_wrap_new_Completion_nqraw_e3c9d8960ed2b861() {
 }
 
 
-void _wrap_delete_Completion_nqraw_e3c9d8960ed2b861(Completion *_swig_go_0) {
+void _wrap_delete_Completion_nqraw_44d2e6a429de86d8(Completion *_swig_go_0) {
   Completion *arg1 = (Completion *) 0 ;
   
   arg1 = *(Completion **)&_swig_go_0; 
@@ -2582,7 +2582,7 @@ void _wrap_delete_Completion_nqraw_e3c9d8960ed2b861(Completion *_swig_go_0) {
 }
 
 
-Completions *_wrap_new_Completions_nqraw_e3c9d8960ed2b861() {
+Completions *_wrap_new_Completions_nqraw_44d2e6a429de86d8() {
   Completions *result = 0 ;
   Completions *_swig_go_result;
   
@@ -2593,7 +2593,7 @@ Completions *_wrap_new_Completions_nqraw_e3c9d8960ed2b861() {
 }
 
 
-void _wrap_delete_Completions_nqraw_e3c9d8960ed2b861(Completions *_swig_go_0) {
+void _wrap_delete_Completions_nqraw_44d2e6a429de86d8(Completions *_swig_go_0) {
   Completions *arg1 = (Completions *) 0 ;
   
   arg1 = *(Completions **)&_swig_go_0; 
@@ -2603,7 +2603,7 @@ void _wrap_delete_Completions_nqraw_e3c9d8960ed2b861(Completions *_swig_go_0) {
 }
 
 
-intgo _wrap_Completions_next_nqraw_e3c9d8960ed2b861(Completions *_swig_go_0, long long _swig_go_1, Completion *_swig_go_2) {
+intgo _wrap_Completions_next_nqraw_44d2e6a429de86d8(Completions *_swig_go_0, long long _swig_go_1, Completion *_swig_go_2) {
   Completions *arg1 = (Completions *) 0 ;
   int64_t arg2 ;
   Completion *arg3 = (Completion *) 0 ;
@@ -2620,7 +2620,7 @@ intgo _wrap_Completions_next_nqraw_e3c9d8960ed2b861(Completions *_swig_go_0, lon
 }
 
 
-void _wrap_Completions_shutdown_nqraw_e3c9d8960ed2b861(Completions *_swig_go_0) {
+void _wrap_Completions_shutdown_nqraw_44d2e6a429de86d8(Completions *_swig_go_0) {
   Completions *arg1 = (Completions *) 0 ;
   
   arg1 = *(Completions **)&_swig_go_0; 
@@ -2630,7 +2630,7 @@ void _wrap_Completions_shutdown_nqraw_e3c9d8960ed2b861(Completions *_swig_go_0) 
 }
 
 
-long long _wrap_Completions_outstanding_nqraw_e3c9d8960ed2b861(Completions *_swig_go_0) {
+long long _wrap_Completions_outstanding_nqraw_44d2e6a429de86d8(Completions *_swig_go_0) {
   Completions *arg1 = (Completions *) 0 ;
   long result;
   long long _swig_go_result;
@@ -2643,7 +2643,7 @@ long long _wrap_Completions_outstanding_nqraw_e3c9d8960ed2b861(Completions *_swi
 }
 
 
-long long _wrap_Ids_size_nqraw_e3c9d8960ed2b861(Ids *_swig_go_0) {
+long long _wrap_Ids_size_nqraw_44d2e6a429de86d8(Ids *_swig_go_0) {
   Ids *arg1 = (Ids *) 0 ;
   int64_t result;
   long long _swig_go_result;
@@ -2656,7 +2656,7 @@ long long _wrap_Ids_size_nqraw_e3c9d8960ed2b861(Ids *_swig_go_0) {
 }
 
 
-_goslice_ _wrap_Ids_at_nqraw_e3c9d8960ed2b861(Ids *_swig_go_0, long long _swig_go_1) {
+_goslice_ _wrap_Ids_at_nqraw_44d2e6a429de86d8(Ids *_swig_go_0, long long _swig_go_1) {
   Ids *arg1 = (Ids *) 0 ;
   int64_t arg2 ;
   nq_id result;
@@ -2678,7 +2678,7 @@ _goslice_ _wrap_Ids_at_nqraw_e3c9d8960ed2b861(Ids *_swig_go_0, long long _swig_g
 }
 
 
-Ids *_wrap_new_Ids_nqraw_e3c9d8960ed2b861() {
+Ids *_wrap_new_Ids_nqraw_44d2e6a429de86d8() {
   Ids *result = 0 ;
   Ids *_swig_go_result;
   
@@ -2689,7 +2689,7 @@ Ids *_wrap_new_Ids_nqraw_e3c9d8960ed2b861() {
 }
 
 
-void _wrap_delete_Ids_nqraw_e3c9d8960ed2b861(Ids *_swig_go_0) {
+void _wrap_delete_Ids_nqraw_44d2e6a429de86d8(Ids *_swig_go_0) {
   Ids *arg1 = (Ids *) 0 ;
   
   arg1 = *(Ids **)&_swig_go_0; 
@@ -2699,7 +2699,7 @@ void _wrap_delete_Ids_nqraw_e3c9d8960ed2b861(Ids *_swig_go_0) {
 }
 
 
-_goslice_ _wrap_Text_bytes_nqraw_e3c9d8960ed2b861(Text *_swig_go_0) {
+_goslice_ _wrap_Text_bytes_nqraw_44d2e6a429de86d8(Text *_swig_go_0) {
   Text *arg1 = (Text *) 0 ;
   nqb_view result;
   _goslice_ _swig_go_result;
@@ -2716,7 +2716,7 @@ _goslice_ _wrap_Text_bytes_nqraw_e3c9d8960ed2b861(Text *_swig_go_0) {
 }
 
 
-Text *_wrap_new_Text_nqraw_e3c9d8960ed2b861() {
+Text *_wrap_new_Text_nqraw_44d2e6a429de86d8() {
   Text *result = 0 ;
   Text *_swig_go_result;
   
@@ -2727,7 +2727,7 @@ Text *_wrap_new_Text_nqraw_e3c9d8960ed2b861() {
 }
 
 
-void _wrap_delete_Text_nqraw_e3c9d8960ed2b861(Text *_swig_go_0) {
+void _wrap_delete_Text_nqraw_44d2e6a429de86d8(Text *_swig_go_0) {
   Text *arg1 = (Text *) 0 ;
   
   arg1 = *(Text **)&_swig_go_0; 
@@ -2737,7 +2737,7 @@ void _wrap_delete_Text_nqraw_e3c9d8960ed2b861(Text *_swig_go_0) {
 }
 
 
-intgo _wrap_Chunks_add_nqraw_e3c9d8960ed2b861(Chunks *_swig_go_0, _goslice_ _swig_go_1) {
+intgo _wrap_Chunks_add_nqraw_44d2e6a429de86d8(Chunks *_swig_go_0, _goslice_ _swig_go_1) {
   Chunks *arg1 = (Chunks *) 0 ;
   void *arg2 = (void *) 0 ;
   size_t arg3 ;
@@ -2756,7 +2756,7 @@ intgo _wrap_Chunks_add_nqraw_e3c9d8960ed2b861(Chunks *_swig_go_0, _goslice_ _swi
 }
 
 
-long long _wrap_Chunks_size_nqraw_e3c9d8960ed2b861(Chunks *_swig_go_0) {
+long long _wrap_Chunks_size_nqraw_44d2e6a429de86d8(Chunks *_swig_go_0) {
   Chunks *arg1 = (Chunks *) 0 ;
   int64_t result;
   long long _swig_go_result;
@@ -2769,7 +2769,7 @@ long long _wrap_Chunks_size_nqraw_e3c9d8960ed2b861(Chunks *_swig_go_0) {
 }
 
 
-Chunks *_wrap_new_Chunks_nqraw_e3c9d8960ed2b861() {
+Chunks *_wrap_new_Chunks_nqraw_44d2e6a429de86d8() {
   Chunks *result = 0 ;
   Chunks *_swig_go_result;
   
@@ -2780,7 +2780,7 @@ Chunks *_wrap_new_Chunks_nqraw_e3c9d8960ed2b861() {
 }
 
 
-void _wrap_delete_Chunks_nqraw_e3c9d8960ed2b861(Chunks *_swig_go_0) {
+void _wrap_delete_Chunks_nqraw_44d2e6a429de86d8(Chunks *_swig_go_0) {
   Chunks *arg1 = (Chunks *) 0 ;
   
   arg1 = *(Chunks **)&_swig_go_0; 
@@ -2790,7 +2790,7 @@ void _wrap_delete_Chunks_nqraw_e3c9d8960ed2b861(Chunks *_swig_go_0) {
 }
 
 
-Comm *_wrap_new_Comm_nqraw_e3c9d8960ed2b861() {
+Comm *_wrap_new_Comm_nqraw_44d2e6a429de86d8() {
   Comm *result = 0 ;
   Comm *_swig_go_result;
   
@@ -2801,7 +2801,7 @@ Comm *_wrap_new_Comm_nqraw_e3c9d8960ed2b861() {
 }
 
 
-void _wrap_delete_Comm_nqraw_e3c9d8960ed2b861(Comm *_swig_go_0) {
+void _wrap_delete_Comm_nqraw_44d2e6a429de86d8(Comm *_swig_go_0) {
   Comm *arg1 = (Comm *) 0 ;
   
   arg1 = *(Comm **)&_swig_go_0; 
@@ -2811,7 +2811,7 @@ void _wrap_delete_Comm_nqraw_e3c9d8960ed2b861(Comm *_swig_go_0) {
 }
 
 
-intgo _wrap_Comm_open_nqraw_e3c9d8960ed2b861(Comm *_swig_go_0, intgo _swig_go_1, intgo _swig_go_2, Opts *_swig_go_3) {
+intgo _wrap_Comm_open_nqraw_44d2e6a429de86d8(Comm *_swig_go_0, intgo _swig_go_1, intgo _swig_go_2, Opts *_swig_go_3) {
   Comm *arg1 = (Comm *) 0 ;
   int arg2 ;
   int arg3 ;
@@ -2830,7 +2830,7 @@ intgo _wrap_Comm_open_nqraw_e3c9d8960ed2b861(Comm *_swig_go_0, intgo _swig_go_1,
 }
 
 
-intgo _wrap_Comm_put_nqraw_e3c9d8960ed2b861(Comm *_swig_go_0, _goslice_ _swig_go_1, _goslice_ _swig_go_2, Completions *_swig_go_3, long long _swig_go_4) {
+intgo _wrap_Comm_put_nqraw_44d2e6a429de86d8(Comm *_swig_go_0, _goslice_ _swig_go_1, _goslice_ _swig_go_2, Completions *_swig_go_3, long long _swig_go_4) {
   Comm *arg1 = (Comm *) 0 ;
   void *arg2 = (void *) 0 ;
   size_t arg3 ;
@@ -2859,7 +2859,7 @@ intgo _wrap_Comm_put_nqraw_e3c9d8960ed2b861(Comm *_swig_go_0, _goslice_ _swig_go
 }
 
 
-intgo _wrap_Comm_put_chunks_nqraw_e3c9d8960ed2b861(Comm *_swig_go_0, Chunks *_swig_go_1, _goslice_ _swig_go_2, Completions *_swig_go_3, long long _swig_go_4) {
+intgo _wrap_Comm_put_chunks_nqraw_44d2e6a429de86d8(Comm *_swig_go_0, Chunks *_swig_go_1, _goslice_ _swig_go_2, Completions *_swig_go_3, long long _swig_go_4) {
   Comm *arg1 = (Comm *) 0 ;
   Chunks *arg2 = (Chunks *) 0 ;
   void *arg3 = (void *) 0 ;
@@ -2884,7 +2884,7 @@ intgo _wrap_Comm_put_chunks_nqraw_e3c9d8960ed2b861(Comm *_swig_go_0, Chunks *_sw
 }
 
 
-intgo _wrap_Comm_put_copy_nqraw_e3c9d8960ed2b861(Comm *_swig_go_0, _goslice_ _swig_go_1, _goslice_ _swig_go_2, Completions *_swig_go_3, long long _swig_go_4) {
+intgo _wrap_Comm_put_copy_nqraw_44d2e6a429de86d8(Comm *_swig_go_0, _goslice_ _swig_go_1, _goslice_ _swig_go_2, Completions *_swig_go_3, long long _swig_go_4) {
   Comm *arg1 = (Comm *) 0 ;
   void *arg2 = (void *) 0 ;
   size_t arg3 ;
@@ -2913,7 +2913,7 @@ intgo _wrap_Comm_put_copy_nqraw_e3c9d8960ed2b861(Comm *_swig_go_0, _goslice_ _sw
 }
 
 
-long long _wrap_Comm_cancel_nqraw_e3c9d8960ed2b861(Comm *_swig_go_0, Completions *_swig_go_1, long long _swig_go_2) {
+long long _wrap_Comm_cancel_nqraw_44d2e6a429de86d8(Comm *_swig_go_0, Completions *_swig_go_1, long long _swig_go_2) {
   Comm *arg1 = (Comm *) 0 ;
   Completions *arg2 = (Completions *) 0 ;
   int64_t arg3 ;
@@ -2930,7 +2930,7 @@ long long _wrap_Comm_cancel_nqraw_e3c9d8960ed2b861(Comm *_swig_go_0, Completions
 }
 
 
-intgo _wrap_Comm_get_nqraw_e3c9d8960ed2b861(Comm *_swig_go_0, long long _swig_go_1, Msg *_swig_go_2) {
+intgo _wrap_Comm_get_nqraw_44d2e6a429de86d8(Comm *_swig_go_0, long long _swig_go_1, Msg *_swig_go_2) {
   Comm *arg1 = (Comm *) 0 ;
   int64_t arg2 ;
   Msg *arg3 = (Msg *) 0 ;
@@ -2947,7 +2947,7 @@ intgo _wrap_Comm_get_nqraw_e3c9d8960ed2b861(Comm *_swig_go_0, long long _swig_go
 }
 
 
-intgo _wrap_Comm_get_from_nqraw_e3c9d8960ed2b861(Comm *_swig_go_0, _goslice_ _swig_go_1, long long _swig_go_2, Msg *_swig_go_3) {
+intgo _wrap_Comm_get_from_nqraw_44d2e6a429de86d8(Comm *_swig_go_0, _goslice_ _swig_go_1, long long _swig_go_2, Msg *_swig_go_3) {
   Comm *arg1 = (Comm *) 0 ;
   void *arg2 = (void *) 0 ;
   size_t arg3 ;
@@ -2970,7 +2970,7 @@ intgo _wrap_Comm_get_from_nqraw_e3c9d8960ed2b861(Comm *_swig_go_0, _goslice_ _sw
 }
 
 
-intgo _wrap_Comm_fd_nqraw_e3c9d8960ed2b861(Comm *_swig_go_0) {
+intgo _wrap_Comm_fd_nqraw_44d2e6a429de86d8(Comm *_swig_go_0) {
   Comm *arg1 = (Comm *) 0 ;
   int result;
   intgo _swig_go_result;
@@ -2983,7 +2983,7 @@ intgo _wrap_Comm_fd_nqraw_e3c9d8960ed2b861(Comm *_swig_go_0) {
 }
 
 
-intgo _wrap_Comm_close_nqraw_e3c9d8960ed2b861(Comm *_swig_go_0) {
+intgo _wrap_Comm_close_nqraw_44d2e6a429de86d8(Comm *_swig_go_0) {
   Comm *arg1 = (Comm *) 0 ;
   int result;
   intgo _swig_go_result;
@@ -2996,7 +2996,7 @@ intgo _wrap_Comm_close_nqraw_e3c9d8960ed2b861(Comm *_swig_go_0) {
 }
 
 
-_goslice_ _wrap_Comm_id_nqraw_e3c9d8960ed2b861(Comm *_swig_go_0) {
+_goslice_ _wrap_Comm_id_nqraw_44d2e6a429de86d8(Comm *_swig_go_0) {
   Comm *arg1 = (Comm *) 0 ;
   nq_id result;
   _goslice_ _swig_go_result;
@@ -3016,7 +3016,7 @@ _goslice_ _wrap_Comm_id_nqraw_e3c9d8960ed2b861(Comm *_swig_go_0) {
 }
 
 
-_goslice_ _wrap_Comm_server_id_nqraw_e3c9d8960ed2b861(Comm *_swig_go_0) {
+_goslice_ _wrap_Comm_server_id_nqraw_44d2e6a429de86d8(Comm *_swig_go_0) {
   Comm *arg1 = (Comm *) 0 ;
   nq_id result;
   _goslice_ _swig_go_result;
@@ -3036,7 +3036,7 @@ _goslice_ _wrap_Comm_server_id_nqraw_e3c9d8960ed2b861(Comm *_swig_go_0) {
 }
 
 
-intgo _wrap_Comm_local_port_nqraw_e3c9d8960ed2b861(Comm *_swig_go_0) {
+intgo _wrap_Comm_local_port_nqraw_44d2e6a429de86d8(Comm *_swig_go_0) {
   Comm *arg1 = (Comm *) 0 ;
   int result;
   intgo _swig_go_result;
@@ -3049,7 +3049,7 @@ intgo _wrap_Comm_local_port_nqraw_e3c9d8960ed2b861(Comm *_swig_go_0) {
 }
 
 
-intgo _wrap_Comm_peers_nqraw_e3c9d8960ed2b861(Comm *_swig_go_0, Ids *_swig_go_1) {
+intgo _wrap_Comm_peers_nqraw_44d2e6a429de86d8(Comm *_swig_go_0, Ids *_swig_go_1) {
   Comm *arg1 = (Comm *) 0 ;
   Ids *arg2 = (Ids *) 0 ;
   int result;
@@ -3064,7 +3064,7 @@ intgo _wrap_Comm_peers_nqraw_e3c9d8960ed2b861(Comm *_swig_go_0, Ids *_swig_go_1)
 }
 
 
-intgo _wrap_Comm_peer_identity_nqraw_e3c9d8960ed2b861(Comm *_swig_go_0, _goslice_ _swig_go_1, Text *_swig_go_2) {
+intgo _wrap_Comm_peer_identity_nqraw_44d2e6a429de86d8(Comm *_swig_go_0, _goslice_ _swig_go_1, Text *_swig_go_2) {
   Comm *arg1 = (Comm *) 0 ;
   void *arg2 = (void *) 0 ;
   size_t arg3 ;
@@ -3085,7 +3085,7 @@ intgo _wrap_Comm_peer_identity_nqraw_e3c9d8960ed2b861(Comm *_swig_go_0, _goslice
 }
 
 
-long long _wrap_Comm_stat_nqraw_e3c9d8960ed2b861(Comm *_swig_go_0, intgo _swig_go_1) {
+long long _wrap_Comm_stat_nqraw_44d2e6a429de86d8(Comm *_swig_go_0, intgo _swig_go_1) {
   Comm *arg1 = (Comm *) 0 ;
   int arg2 ;
   int64_t result;
