@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # Starts a private mosquitto for a test on a free 127.0.0.1 port.
-#   mqtt-broker.sh start DIR   starts it in DIR (created), prints the port
+#   mqtt-broker.sh start DIR [CONF]  starts it in DIR (created), prints the
+#                              port; CONF's lines are added to its settings
+#                              (a password file, an ACL file...)
 #   mqtt-broker.sh stop DIR    stops it and removes DIR
 # The broker dies with the shell that started it only through "stop", so
 # callers stop it from an EXIT trap.
@@ -8,6 +10,7 @@ set -euo pipefail
 
 cmd=$1
 dir=$2
+extra=${3:-}
 mosquitto=$(command -v mosquitto || echo /usr/sbin/mosquitto)
 
 free_port() {
@@ -21,12 +24,16 @@ start)
   for _ in 1 2 3 4 5; do
     port=$(free_port)
     cat >"$dir/mosquitto.conf" <<CONF
-allow_anonymous true
 set_tcp_nodelay true
 persistence false
 log_dest stderr
 listener $port 127.0.0.1
 CONF
+    if [ -n "$extra" ]; then
+      cat "$extra" >>"$dir/mosquitto.conf"
+    else
+      echo "allow_anonymous true" >>"$dir/mosquitto.conf"
+    fi
     chmod 644 "$dir/mosquitto.conf"
     "$mosquitto" -c "$dir/mosquitto.conf" >"$dir/broker.log" 2>&1 &
     echo $! >"$dir/pid"

@@ -255,5 +255,42 @@ $client_id 9 over mqtt" "$(cat "$work/serve.out")"
   expect_one_error_line 1
 }
 
+# A broker that wants logins: the server's and the client's pass, a wrong
+# password is refused with an error that says so.
+test_mqtt_login() {
+  broker="$work/broker"
+  # The broker reads its password file as its own user, after it starts.
+  auth=$(mktemp -d)
+  chmod 755 "$auth"
+  mosquitto_passwd -c -b "$auth/passwords" server server-secret
+  mosquitto_passwd -b "$auth/passwords" client client-secret
+  chmod 644 "$auth/passwords"
+  printf 'server-secret\n' >"$work/server.pw"
+  printf 'client-secret\n' >"$work/client.pw"
+  printf 'wrong\n' >"$work/wrong.pw"
+  printf 'allow_anonymous false\npassword_file %s\n' "$auth/passwords" >"$work/auth.conf"
+  trap '"$(dirname "$0")/../mqtt-broker.sh" stop "$broker"; rm -rf "$auth"; cleanup' EXIT
+  bport=$("$(dirname "$0")/../mqtt-broker.sh" start "$broker" "$work/auth.conf")
+  "$nq" serve --protocol mqtt --port "$bport" --id "$server_id" --echo --count 1 \
+    --user server --password-file "$work/server.pw" >"$work/serve.out" 2>"$work/serve.err" &
+  server_pid=$!
+  for _ in $(seq 100); do
+    [ -s "$work/serve.out" ] && break
+    sleep 0.1
+  done
+  expect_equal "listening line" "listening 127.0.0.1 $bport" "$(head -n 1 "$work/serve.out")"
+  run_nq send --protocol mqtt --port "$bport" --user client --password-file "$work/wrong.pw" \
+    --timeout 5000 hello
+  expect_one_error_line 1
+  [[ $err == *credentials* ]] || fail "the refusal does not say so: $err"
+  run_nq send --protocol mqtt --port "$bport" --id "$client_id" --user client \
+    --password-file "$work/client.pw" --expect 1 hello
+  [ "$rc" -eq 0 ] || fail "send with the right login exited with $rc: $err"
+  expect_equal "reply" "$server_id 5 hello" "$out"
+  expect_server_exit_ok
+  run_nq send --protocol mqtt --port "$bport" --password-file "$work/client.pw" hello
+  [ "$rc" -eq 2 ] || fail "--password-file without --user was accepted"
+}
+
 "test_$case_name"
 echo "PASS: $case_name"

@@ -45,9 +45,12 @@
 static const char usage_text[] =
     "usage: nq serve [--protocol P] [--host H] [--port P] [--id UUID]\n"
     "                [--key FILE --cert FILE [--ca FILE [--require-client-cert]]]\n"
-    "                [--echo] [--count N]\n"
+    "                [--user NAME [--password-file FILE]] [--client-id ID]\n"
+    "                [--token-file FILE] [--echo] [--count N]\n"
     "       nq send  [--protocol P] [--host H] [--port P] [--id UUID]\n"
     "                [--cert FILE | [--key FILE --cert FILE] [--ca FILE]]\n"
+    "                [--server-name NAME] [--user NAME [--password-file FILE]]\n"
+    "                [--client-id ID] [--token-file FILE]\n"
     "                [--expect N] [--timeout MS] MESSAGE...\n"
     "       nq version\n"
     "       nq help\n"
@@ -78,6 +81,19 @@ static const char usage_text[] =
     "                server against it, serve the certificates clients show\n"
     "  --require-client-cert  serve: refuse clients without a certificate\n"
     "                that --ca trusts (with --ca alone one is checked if shown)\n"
+    "  --server-name NAME  send over TLS: the name the server's certificate\n"
+    "                must carry, when it is not --host\n"
+    "  --user NAME   mqtt: the login given to the broker (both commands)\n"
+    "  --password-file FILE  mqtt: its password, the file's first line\n"
+    "  --client-id ID  mqtt: the client id given to the broker (default: the\n"
+    "                id in hex)\n"
+    "  --token-file FILE  grpc over TLS: send presents the token on the\n"
+    "                file's first line; serve accepts the tokens listed, one\n"
+    "                per line as \"TOKEN [IDENTITY]\" (# starts a comment), and\n"
+    "                refuses every other client\n"
+    "  With --protocol mqtt both commands are clients of the broker: --key and\n"
+    "  --cert are the login certificate, --ca or a lone --cert the broker's\n"
+    "  trusted certificates.\n"
     "\n"
     "Exit status: 0 on success, 1 when something failed, 2 for bad arguments.\n"
     "NQ_LOG=error|warn|info|debug replaces the default logging (warnings and\n"
@@ -95,6 +111,11 @@ typedef struct args {
     const char *cert_path;
     const char *ca_path;
     bool require_client_cert;
+    const char *server_name;
+    const char *user;
+    const char *password_file;
+    const char *client_id;
+    const char *token_file;
     bool echo;
     int64_t count; /* serve: messages before exiting; 0 runs until a signal */
     int64_t expect;
@@ -302,6 +323,17 @@ static void parse_args(int argc, char **argv, args *a)
             a->cert_path = value;
         } else if (take_value("--ca", argc, argv, &i, &value)) {
             a->ca_path = value;
+        } else if (take_value("--server-name", argc, argv, &i, &value)) {
+            only_for(a, false, "--server-name");
+            a->server_name = value;
+        } else if (take_value("--user", argc, argv, &i, &value)) {
+            a->user = value;
+        } else if (take_value("--password-file", argc, argv, &i, &value)) {
+            a->password_file = value;
+        } else if (take_value("--client-id", argc, argv, &i, &value)) {
+            a->client_id = value;
+        } else if (take_value("--token-file", argc, argv, &i, &value)) {
+            a->token_file = value;
         } else if (strcmp(arg, "--require-client-cert") == 0) {
             only_for(a, true, "--require-client-cert");
             a->require_client_cert = true;
@@ -322,14 +354,22 @@ static void parse_args(int argc, char **argv, args *a)
         }
     }
 
+    if (a->password_file != NULL && a->user == NULL) {
+        usage_error("--password-file needs --user, the login it goes with");
+    }
     if (a->serve) {
         if (a->nmessages > 0) {
             usage_error("serve takes no messages, but got \"%s\"", a->messages[0]);
         }
-        if ((a->key_path == NULL) != (a->cert_path == NULL)) {
+        if (a->protocol == NQ_MQTT) {
+            /* Both roles are clients of the broker. */
+            if (a->key_path != NULL && a->cert_path == NULL) {
+                usage_error("--key needs --cert, the certificate chain that goes with it");
+            }
+        } else if ((a->key_path == NULL) != (a->cert_path == NULL)) {
             usage_error("serving over TLS needs both --key and --cert");
         }
-        if (a->ca_path != NULL && a->key_path == NULL) {
+        if (a->ca_path != NULL && a->key_path == NULL && a->protocol != NQ_MQTT) {
             usage_error("--ca checks client certificates of a TLS server: add --key and --cert");
         }
         if (a->require_client_cert && a->ca_path == NULL) {
@@ -356,13 +396,15 @@ static void format_netloc(const args *a, char *buf, size_t buflen)
     }
 }
 
-/* TLS from --key, --cert, --ca and --require-client-cert.  A client's
- * lone --cert names the certificates it trusts; with --key it is the
- * client's own chain. */
-static int set_credentials(const args *a, nq_purpose purpose, nq_opts *opts)
+/* TLS from --key, --cert, --ca, --require-client-cert and --server-name.
+ * A client's lone --cert names the certificates it trusts; with --key it
+ * is the client's own chain.  Over MQTT both commands take the client's
+ * form. */
+static int set_tls(const args *a, nq_purpose purpose, nq_opts *opts)
 {
     int rc = NQ_OK;
-    if (purpose == NQ_SERVER && a->cert_path != NULL) {
+    bool holds_key = purpose == NQ_SERVER && a->protocol != NQ_MQTT;
+    if (holds_key && a->cert_path != NULL) {
         rc = nq_opts_set_tls(opts, a->key_path, a->cert_path);
     } else if (a->key_path != NULL) {
         rc = nq_opts_set_tls_identity(opts, a->key_path, a->cert_path, 0);
@@ -372,8 +414,107 @@ static int set_credentials(const args *a, nq_purpose purpose, nq_opts *opts)
     if (rc == NQ_OK && a->ca_path != NULL) {
         rc = nq_opts_set_tls_trust(opts, a->ca_path, NULL, NULL);
     }
-    if (rc == NQ_OK && purpose == NQ_SERVER && a->ca_path != NULL) {
+    if (rc == NQ_OK && holds_key && a->ca_path != NULL) {
         rc = nq_opts_set_int(opts, NQ_OPT_TLS_CLIENT_AUTH, a->require_client_cert ? 2 : 1);
+    }
+    if (rc == NQ_OK && a->server_name != NULL) {
+        rc = nq_opts_set_tls_server_name(opts, a->server_name);
+    }
+    return rc;
+}
+
+/* The lines of a small text file, without their line ends, one after the
+ * other in *text (freed by the caller); NULL after reporting. */
+static char *read_lines(const char *path, const char *option)
+{
+    FILE *f = fopen(path, "r");
+    if (f == NULL) {
+        fprintf(stderr, "nq: %s %s: %s\n", option, path, strerror(errno));
+        return NULL;
+    }
+    char *text = NULL;
+    size_t cap = 0;
+    ssize_t n = getdelim(&text, &cap, '\0', f);
+    fclose(f);
+    if (n <= 0) {
+        fprintf(stderr, "nq: %s %s is empty\n", option, path);
+        free(text);
+        return NULL;
+    }
+    return text;
+}
+
+/* Ends the line at p (at \n or \r\n) and returns the next one. */
+static char *cut_line(char *p)
+{
+    char *end = p + strcspn(p, "\n");
+    char *next = *end != '\0' ? end + 1 : end;
+    if (end > p && end[-1] == '\r') {
+        end--;
+    }
+    *end = '\0';
+    return next;
+}
+
+/* --token-file: a client's token (the first line), or a server's list of
+ * "TOKEN [IDENTITY]" lines. */
+static int set_tokens(const args *a, nq_purpose purpose, nq_opts *opts)
+{
+    char *text = read_lines(a->token_file, "--token-file");
+    if (text == NULL) {
+        return NQ_EINVAL;
+    }
+    int rc = NQ_OK;
+    if (purpose == NQ_CLIENT) {
+        cut_line(text);
+        rc = nq_opts_set_token(opts, text);
+    }
+    int accepted = 0;
+    for (char *line = text, *next; purpose == NQ_SERVER && rc == NQ_OK && *line != '\0';
+         line = next) {
+        next = cut_line(line);
+        line += strspn(line, " \t");
+        if (*line == '\0' || *line == '#') {
+            continue;
+        }
+        char *identity = line + strcspn(line, " \t");
+        if (*identity != '\0') {
+            *identity++ = '\0';
+            identity += strspn(identity, " \t");
+        }
+        rc = nq_opts_accept_token(opts, line, identity);
+        accepted++;
+    }
+    if (rc == NQ_OK && purpose == NQ_SERVER && accepted == 0) {
+        rc = NQ_EINVAL;
+    }
+    if (rc != NQ_OK) {
+        fprintf(stderr, "nq: --token-file %s holds no usable token\n", a->token_file);
+    }
+    free(text);
+    return rc;
+}
+
+/* --user, --password-file, --client-id and --token-file. */
+static int set_logins(const args *a, nq_purpose purpose, nq_opts *opts)
+{
+    int rc = NQ_OK;
+    if (a->user != NULL) {
+        char *password = NULL;
+        if (a->password_file != NULL) {
+            if ((password = read_lines(a->password_file, "--password-file")) == NULL) {
+                return NQ_EINVAL;
+            }
+            cut_line(password);
+        }
+        rc = nq_opts_set_login(opts, a->user, password);
+        free(password);
+    }
+    if (rc == NQ_OK && a->client_id != NULL) {
+        rc = nq_opts_set_mqtt_client_id(opts, a->client_id);
+    }
+    if (rc == NQ_OK && a->token_file != NULL) {
+        rc = set_tokens(a, purpose, opts);
     }
     return rc;
 }
@@ -398,9 +539,14 @@ static int open_comm(const args *a, nq_purpose purpose, int64_t close_timeout_ms
         report(rc, "use --host %s", a->host);
         return EXIT_USAGE;
     }
-    if ((rc = set_credentials(a, purpose, opts)) != NQ_OK) {
+    if ((rc = set_tls(a, purpose, opts)) != NQ_OK) {
         nq_opts_free(opts);
-        report(rc, "use --key/--cert/--ca");
+        report(rc, "use --key/--cert/--ca/--server-name");
+        return EXIT_USAGE;
+    }
+    if ((rc = set_logins(a, purpose, opts)) != NQ_OK) {
+        nq_opts_free(opts);
+        report(rc, "use --user/--password-file/--client-id/--token-file");
         return EXIT_USAGE;
     }
     if ((rc = nq_opts_set_int(opts, NQ_OPT_CLOSE_TIMEOUT_MS, close_timeout_ms)) != NQ_OK) {
