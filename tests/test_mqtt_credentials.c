@@ -5,11 +5,16 @@
  * to its login (the secure profile of docs/credentials.md).  Also the
  * broker-facing options: client id, largest publish, ALPN.
  */
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <openssl/ssl.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -384,12 +389,84 @@ static int test_largest_publish_fits_the_broker(void)
     return 0;
 }
 
+/* A TLS listener that records the ALPN protocols a client offers, then
+ * hangs up (it is no broker). */
+struct alpn_listener {
+    int fd;
+    uint16_t port;
+    SSL_CTX *ctx;
+    unsigned char offered[256];
+    unsigned offered_len;
+};
+
+static int record_alpn(SSL *ssl, const unsigned char **out, unsigned char *outlen,
+                       const unsigned char *in, unsigned inlen, void *arg)
+{
+    (void)ssl;
+    (void)out;
+    (void)outlen;
+    struct alpn_listener *l = arg;
+    l->offered_len = inlen < sizeof(l->offered) ? inlen : sizeof(l->offered);
+    memcpy(l->offered, in, l->offered_len);
+    return SSL_TLSEXT_ERR_NOACK;
+}
+
+static void *serve_alpn(void *arg)
+{
+    struct alpn_listener *l = arg;
+    int fd = accept(l->fd, NULL, NULL);
+    if (fd >= 0) {
+        SSL *ssl = SSL_new(l->ctx);
+        SSL_set_fd(ssl, fd);
+        SSL_accept(ssl);
+        SSL_free(ssl);
+        close(fd);
+    }
+    return NULL;
+}
+
+static int test_alpn_protocols_are_offered(void)
+{
+    CHECK(make_dir() == 0);
+    CHECK(nqt_make_cert(dir, "broker", "DNS:localhost,IP:127.0.0.1") == 0);
+    char cert[128], key[128];
+    snprintf(cert, sizeof(cert), "%s/broker.pem", dir);
+    snprintf(key, sizeof(key), "%s/broker.key", dir);
+    struct alpn_listener l = {0};
+    l.ctx = SSL_CTX_new(TLS_server_method());
+    CHECK(l.ctx != NULL);
+    CHECK(SSL_CTX_use_certificate_chain_file(l.ctx, cert) == 1);
+    CHECK(SSL_CTX_use_PrivateKey_file(l.ctx, key, SSL_FILETYPE_PEM) == 1);
+    SSL_CTX_set_alpn_select_cb(l.ctx, record_alpn, &l);
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    socklen_t alen = sizeof(a);
+    l.fd = socket(AF_INET, SOCK_STREAM, 0);
+    CHECK(l.fd >= 0 && bind(l.fd, (struct sockaddr *)&a, sizeof(a)) == 0 && listen(l.fd, 4) == 0);
+    CHECK(getsockname(l.fd, (struct sockaddr *)&a, &alen) == 0);
+    pthread_t t;
+    CHECK(pthread_create(&t, NULL, serve_alpn, &l) == 0);
+
+    nq_opts *o = login_opts(ntohs(a.sin_port), NULL, NULL, NULL);
+    CHECK_OK(nq_opts_set_tls_trust(o, cert, NULL, NULL));
+    CHECK_OK(nq_opts_set_tls_alpn(o, "x-amzn-mqtt-ca,mqtt"));
+    CHECK(open_result(NQ_CLIENT, o) != NQ_OK); /* no broker behind it */
+    pthread_join(t, NULL);
+    close(l.fd);
+    SSL_CTX_free(l.ctx);
+    static const unsigned char want[] = "\x0ex-amzn-mqtt-ca\x04mqtt";
+    CHECK(l.offered_len == sizeof(want) - 1);
+    CHECK(memcmp(l.offered, want, sizeof(want) - 1) == 0);
+    nqt_remove_dir(dir);
+    return 0;
+}
+
 static const struct test_case tests[] = {
     TEST(test_logins_are_checked_by_the_broker),
     TEST(test_acl_patterns_stop_foreign_publishes),
     TEST(test_client_certificates_log_in),
     TEST(test_client_id_keeps_the_server_on_the_broker),
     TEST(test_largest_publish_fits_the_broker),
+    TEST(test_alpn_protocols_are_offered),
 };
 
 int main(int argc, char **argv)
