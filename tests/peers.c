@@ -171,6 +171,57 @@ int nqt_make_signed_cert(const char *dir, const char *name, const char *ca, cons
     return system(cmd) != 0;
 }
 
+int nqt_make_credentials(char *dir, const char *prefix)
+{
+    CHECK(nqt_temp_dir(dir, prefix) == 0);
+    char cmd[512];
+    snprintf(cmd, sizeof(cmd),
+             "mkdir '%s/anchors' && cp '%s/ca.pem' '%s/anchors/' && openssl rehash '%s/anchors'",
+             dir, dir, dir, dir);
+    CHECK(nqt_make_ca(dir, "ca") == 0);
+    CHECK(nqt_make_signed_cert(dir, "server", "ca", "server", "DNS:localhost,IP:127.0.0.1") == 0);
+    CHECK(nqt_make_signed_cert(dir, "client-a", "ca", "client-a",
+                               "DNS:client-a.example,IP:127.0.0.1") == 0);
+    CHECK(nqt_make_cert(dir, "rogue", "DNS:client-a.example") == 0);
+    CHECK(system(cmd) == 0);
+    return 0;
+}
+
+const char *nqt_path(const char *dir, const char *name, const char *ext)
+{
+    static char buf[4][128];
+    static int next;
+    char *p = buf[next++ % 4];
+    snprintf(p, 128, "%s/%s.%s", dir, name, ext);
+    return p;
+}
+
+char *nqt_slurp(const char *file)
+{
+    FILE *f = fopen(file, "rb");
+    if (f == NULL) {
+        return NULL;
+    }
+    char *text = calloc(1, 65536);
+    size_t n = text != NULL ? fread(text, 1, 65535, f) : 0;
+    fclose(f);
+    if (text != NULL && n == 0) {
+        free(text);
+        text = NULL;
+    }
+    return text;
+}
+
+const char *nqt_identity(nq_comm *comm, const nq_id *peer)
+{
+    static char buf[512];
+    size_t len = 0;
+    if (nq_peer_identity(comm, peer, buf, sizeof(buf), &len) != NQ_OK) {
+        return "(not connected)";
+    }
+    return buf;
+}
+
 /* ---- speaking the wire by hand ----------------------------------------------- */
 
 /* A raw TCP connection to a server, for speaking the protocol by hand. */

@@ -73,6 +73,21 @@ int nqt_make_ca(const char *dir, const char *name);
 int nqt_make_signed_cert(const char *dir, const char *name, const char *ca, const char *cn,
                          const char *san);
 
+/* The certificates of the credential tests, in a fresh directory
+ * /tmp/<prefix>XXXXXX (dir, 64 bytes): an authority "ca"; "server"
+ * (DNS:localhost, IP:127.0.0.1) and "client-a" (CN=client-a,
+ * DNS:client-a.example, IP:127.0.0.1) signed by it; "rogue", self-signed
+ * for DNS:client-a.example; and dir/anchors, the authority's certificate
+ * hashed as `openssl rehash` does. */
+int nqt_make_credentials(char *dir, const char *prefix);
+/* "dir/name.ext", in one of four static buffers used in turn. */
+const char *nqt_path(const char *dir, const char *name, const char *ext);
+/* A file's text (at most 64 KiB), malloc'd, or NULL. */
+char *nqt_slurp(const char *file);
+/* comm's view of peer's identity (nq_peer_identity) in a static buffer, or
+ * "(not connected)". */
+const char *nqt_identity(nq_comm *comm, const nq_id *peer);
+
 /* Speaking the wire by hand.  A raw TCP connection to 127.0.0.1:port
  * (aborts on failure); a frame's 8-byte header; one frame written (0 or
  * -1); bytes read until EOF, cap or timeout (returns the count). */

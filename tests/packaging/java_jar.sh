@@ -37,9 +37,12 @@ jar=$HOME/.m2/repository/org/libnq/libnq/$version/libnq-$version.jar
 for classifier in sources javadoc; do
     [ -f "${jar%.jar}-$classifier.jar" ] || fail "no $classifier jar beside $jar"
 done
-unzip -l "$jar" | grep -q 'org/libnq/internal/native/linux-x86_64/libnqjni.so' ||
+# (Listings go through variables: grep -q closing a pipe early would fail it.)
+listing=$(unzip -l "$jar")
+grep -q 'org/libnq/internal/native/linux-x86_64/libnqjni.so' <<<"$listing" ||
     fail "$jar carries no libnqjni.so"
-unzip -p "$jar" META-INF/MANIFEST.MF | grep -q '^Automatic-Module-Name: org.libnq' ||
+manifest=$(unzip -p "$jar" META-INF/MANIFEST.MF)
+grep -q '^Automatic-Module-Name: org.libnq' <<<"$manifest" ||
     fail "$jar has no Automatic-Module-Name"
 
 # A project of its own, outside the tree.

@@ -114,6 +114,7 @@ void nqi_grpc_call_free(grpc_state *st, gcall *gc)
         grpc_call_unref(gc->call);
     }
     free(gc->peer_key);
+    free(gc->identity);
     free(gc);
 }
 

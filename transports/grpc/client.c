@@ -135,6 +135,10 @@ static void learn(gcall *gc, const gdialect *d)
 void nqi_grpc_client_started(gcall *gc, int success)
 {
     gc->heard_start = 1;
+    nqi_session *s = gc->s;
+    if (success && s != NULL && s->comm->opts.tls && !gsess_of(s)->heard) {
+        nqi_session_set_identity(s, nqi_grpc_peer_identity(gc->call));
+    }
     if (success) {
         int stream = nqi_grpc_md_has(&gc->md, NQI_GRPC_MD_STREAM);
         learn(gc, stream ? &nqi_grpc_stream : &nqi_grpc_rounds);
@@ -169,6 +173,18 @@ static int connect_error(nq_comm *c, gcall *gc, int *final)
     nqi_logf(&c->log, retry ? NQ_LOG_INFO : NQ_LOG_ERROR, "gRPC call to %s:%u failed (status %d): %s%s",
              c->opts.host, (unsigned)c->opts.port, (int)gc->status, text,
              retry ? "; trying again" : "");
+    /* A grpc server other than libnq's refuses a client certificate in the
+     * handshake and closes the connection without a TLS alert: all the
+     * client reads is that the socket closed, as when a server goes away.
+     * Once that is all the attempts have met, it was most likely a refusal
+     * of this client's certificate, or of the want of one. */
+    if (!retry && !*final && c->opts.tls && strstr(text, "Socket closed") != NULL) {
+        err = c->opts.id_key != NULL ? NQ_EAUTH : NQ_ETLS;
+        nqi_logf(&c->log, NQ_LOG_ERROR,
+                 "gRPC: the server closed every TLS connection before answering: %s",
+                 err == NQ_EAUTH ? "it refuses this client's certificate"
+                                 : "it may require a client certificate");
+    }
     *final = !retry;
     return err;
 }

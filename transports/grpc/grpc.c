@@ -134,36 +134,6 @@ static int grpc_redial(nqi_session *s)
 
 /* ---- open ------------------------------------------------------------------------ */
 
-static char *read_file(const char *path)
-{
-    FILE *f = fopen(path, "rb");
-    if (f == NULL) {
-        return NULL;
-    }
-    char *buf = NULL;
-    size_t len = 0, cap = 0;
-    for (;;) {
-        if (len + 4096 + 1 > cap) {
-            cap = cap == 0 ? 8192 : cap * 2;
-            char *nb = realloc(buf, cap);
-            if (nb == NULL) {
-                free(buf);
-                fclose(f);
-                return NULL;
-            }
-            buf = nb;
-        }
-        size_t n = fread(buf + len, 1, 4096, f);
-        len += n;
-        if (n < 4096) {
-            break;
-        }
-    }
-    fclose(f);
-    buf[len] = 0;
-    return buf;
-}
-
 static int open_server(nq_comm *c, grpc_state *st, const char *target,
                        const grpc_channel_args *chargs)
 {
@@ -172,21 +142,9 @@ static int open_server(nq_comm *c, grpc_state *st, const char *target,
     st->method = grpc_server_register_method(st->server, NQI_GRPC_METHOD, NULL,
                                              GRPC_SRM_PAYLOAD_NONE, 0);
     grpc_server_credentials *creds;
-    if (c->opts.tls) {
-        char *key = read_file(c->opts.key_path);
-        char *cert = read_file(c->opts.cert_path);
-        grpc_ssl_pem_key_cert_pair pair = {key, cert};
-        creds = key != NULL && cert != NULL
-                    ? grpc_ssl_server_credentials_create(NULL, &pair, 1, 0, NULL)
-                    : NULL;
-        free(key);
-        free(cert);
-        if (creds == NULL) {
-            nqi_logf(&c->log, NQ_LOG_ERROR, "gRPC: cannot load the key and certificate");
-            return NQ_ETLS;
-        }
-    } else {
-        creds = grpc_insecure_server_credentials_create();
+    int rv = nqi_grpc_server_credentials(c, &creds);
+    if (rv != NQ_OK) {
+        return rv;
     }
     int port = grpc_server_add_http2_port(st->server, target, creds);
     grpc_server_credentials_release(creds);
@@ -204,16 +162,9 @@ static int open_client(nq_comm *c, grpc_state *st, const char *target,
                        const grpc_channel_args *chargs)
 {
     grpc_channel_credentials *creds;
-    if (c->opts.tls) {
-        char *roots = NULL;
-        if (c->opts.cert_path != NULL && (roots = read_file(c->opts.cert_path)) == NULL) {
-            nqi_logf(&c->log, NQ_LOG_ERROR, "gRPC: cannot read %s", c->opts.cert_path);
-            return NQ_ETLS;
-        }
-        creds = grpc_ssl_credentials_create(roots, NULL, NULL, NULL);
-        free(roots);
-    } else {
-        creds = grpc_insecure_credentials_create();
+    int rv = nqi_grpc_channel_credentials(c, &creds);
+    if (rv != NQ_OK) {
+        return rv;
     }
     st->channel = grpc_channel_create(target, creds, chargs);
     grpc_channel_credentials_release(creds);
@@ -227,7 +178,10 @@ static int grpc_open(nq_comm *c)
     }
     int rv = nqi_opts_check_tls_roles(&c->opts, c->purpose, &c->log);
     if (rv == NQ_OK) {
-        rv = nqi_opts_refuse(&c->opts, 0, "gRPC", &c->log);
+        rv = nqi_opts_refuse(&c->opts,
+                             NQI_TAKES_TLS_IDENTITY | NQI_TAKES_TLS_TRUST | NQI_TAKES_CLIENT_AUTH |
+                                 NQI_TAKES_SERVER_NAME,
+                             "gRPC", &c->log);
     }
     if (rv != NQ_OK) {
         return rv;
@@ -256,7 +210,7 @@ static int grpc_open(nq_comm *c)
      * as too frequent. */
     int64_t ping_every = ka > 0 ? ka : INT32_MAX;
     int64_t ping_timeout = ka > 0 ? 3 * (ka / 3000 > 0 ? ka / 3000 : 1) * 1000 : 20000;
-    grpc_arg args[10];
+    grpc_arg args[12];
     memset(args, 0, sizeof(args));
     args[0].type = GRPC_ARG_INTEGER;
     args[0].key = GRPC_ARG_MAX_SEND_MESSAGE_LENGTH;
@@ -291,7 +245,19 @@ static int grpc_open(nq_comm *c)
     args[9].type = GRPC_ARG_INTEGER;
     args[9].key = GRPC_ARG_HTTP2_MAX_PING_STRIKES;
     args[9].value.integer = 0; /* no limit */
-    grpc_channel_args chargs = {10, args};
+    size_t nargs = 10;
+    const char *name = c->opts.tls_server_name;
+    if (c->purpose == NQ_CLIENT && name != NULL) {
+        /* The name the server's certificate must hold, and the calls'
+         * :authority, instead of the netloc host. */
+        args[nargs].type = GRPC_ARG_STRING;
+        args[nargs].key = GRPC_SSL_TARGET_NAME_OVERRIDE_ARG;
+        args[nargs++].value.string = (char *)name;
+        args[nargs].type = GRPC_ARG_STRING;
+        args[nargs].key = GRPC_ARG_DEFAULT_AUTHORITY;
+        args[nargs++].value.string = (char *)name;
+    }
+    grpc_channel_args chargs = {nargs, args};
 
     char target[300];
     if (nqi_netloc_format(target, sizeof(target), "", c->opts.host, c->opts.port) != NQ_OK) {
@@ -384,6 +350,7 @@ static void grpc_shutdown_hook(nq_comm *c)
     }
     pthread_mutex_destroy(&st->mu);
     pthread_cond_destroy(&st->cv);
+    nqi_grpc_credentials_free(st);
     lender *owner = st->lender;
     free(st);
     c->tp = NULL;

@@ -22,6 +22,7 @@
  *   stream.c   the streaming dialect
  *   server.c   a server: new calls, the sessions they carry, ending calls
  *   client.c   a client: starting calls, learning the dialect, polling
+ *   creds.c    TLS credentials and peer identities
  *
  * Everything but queue.c's thread and lend.c's release (any thread) runs on
  * worker 0's loop, or on the caller's thread in open, close and shutdown.
@@ -88,6 +89,8 @@ struct gcall {
     int has_id;
     int want_stream;   /* server: the client asked for streaming */
     char *peer_key;    /* server: the connection's address */
+    char *identity;    /* server: what its certificate and token say, for
+                          the session it opens (which takes it), or NULL */
     gop op_start, op_recv, op_send, op_half, op_end;
 };
 
@@ -180,6 +183,8 @@ typedef struct grpc_state {
         int64_t until;
     } spent[NQI_GRPC_SPENT_KEYS];
     unsigned spent_next;
+    struct x509_store_st *anchors; /* server: what client certificates are
+                                      checked against (X509_STORE), or NULL */
 } grpc_state;
 
 /* ---- call.c ----------------------------------------------------------------- */
@@ -232,6 +237,22 @@ void nqi_grpc_client_call_over(gcall *gc);
 void nqi_grpc_client_timer(nqi_timer *t);
 /* The client heard from the server. */
 void nqi_grpc_client_heard(nqi_session *s);
+
+/* creds.c */
+/* The credentials of nq_open: insecure without TLS, else the options' key,
+ * chain and anchors.  Return NQ_OK, NQ_ETLS (logged) or NQ_ENOMEM. */
+int nqi_grpc_server_credentials(nq_comm *c, grpc_server_credentials **out);
+int nqi_grpc_channel_credentials(nq_comm *c, grpc_channel_credentials **out);
+/* What the certificate of the call's peer says (cert_identity.h), or NULL
+ * without one; malloc'd. */
+char *nqi_grpc_peer_identity(grpc_call *call);
+/* Server: checks a new call's client certificate (NQ_OPT_TLS_CLIENT_AUTH)
+ * and sets gc->identity (the certificate's identity).  Returns NQ_OK, or
+ * NQ_EAUTH (refused: logged and counted) with the reason for the client's
+ * status in why (cap bytes). */
+int nqi_grpc_server_identify(nq_comm *c, gcall *gc, char *why, size_t cap);
+/* Frees what the credentials left in st (the anchors). */
+void nqi_grpc_credentials_free(grpc_state *st);
 
 /* queue.c */
 int nqi_grpc_queue_start(nq_comm *c);

@@ -92,6 +92,9 @@ static nqi_session *server_session(nqi_worker *w, gcall *gc)
     nqi_timer_init(&gs->timer, nqi_grpc_server_timer);
     gs->id = gc->id;
     gs->has_id = gc->has_id;
+    /* Before a byte is read, so that admission sees it. */
+    nqi_session_set_identity(s, gc->identity);
+    gc->identity = NULL;
     if ((gs->key = strdup(gc->peer_key)) == NULL) {
         nqi_session_end(s, NQ_ENOMEM);
         return NULL;
@@ -175,6 +178,16 @@ void nqi_grpc_server_new_call(nqi_worker *w, int success)
     grpc_metadata_array_destroy(&gc->md);
     gc->md = md;
     read_metadata(gc);
+    char why[256];
+    int rv = nqi_grpc_server_identify(c, gc, why, sizeof(why));
+    if (rv != NQ_OK) {
+        /* Refused before any of its input is read. */
+        grpc_call_cancel_with_status(
+            call, rv == NQ_EAUTH ? GRPC_STATUS_UNAUTHENTICATED : GRPC_STATUS_RESOURCE_EXHAUSTED,
+            why, NULL);
+        nqi_grpc_call_free(st, gc);
+        return;
+    }
     gc->dialect = gc->has_id && gc->want_stream ? &nqi_grpc_stream : &nqi_grpc_rounds;
 
     grpc_op end;

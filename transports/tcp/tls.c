@@ -13,6 +13,7 @@
 #include <string.h>
 #include <sys/epoll.h>
 
+#include "transports/cert_identity.h"
 #include "transports/tcp/tcp.h"
 #include "transports/tlsinfo.h"
 
@@ -349,55 +350,13 @@ static long classify(tcp_conn *t, int ret, const char *what)
     }
 }
 
-/* The peer certificate's subject (RFC 2253) and one line per subject
- * alternative name, or NULL without a certificate (or memory). */
-static char *describe_peer(SSL *ssl)
-{
-    X509 *x = SSL_get0_peer_certificate(ssl);
-    if (x == NULL) {
-        return NULL;
-    }
-    BIO *b = BIO_new(BIO_s_mem());
-    if (b == NULL) {
-        return NULL;
-    }
-    X509_NAME_print_ex(b, X509_get_subject_name(x), 0, XN_FLAG_RFC2253);
-    GENERAL_NAMES *names = X509_get_ext_d2i(x, NID_subject_alt_name, NULL, NULL);
-    for (int i = 0; names != NULL && i < sk_GENERAL_NAME_num(names); i++) {
-        const GENERAL_NAME *g = sk_GENERAL_NAME_value(names, i);
-        if (g->type == GEN_DNS || g->type == GEN_URI || g->type == GEN_EMAIL) {
-            const char *kind = g->type == GEN_DNS ? "DNS" : g->type == GEN_URI ? "URI" : "email";
-            BIO_printf(b, "\n%s:%.*s", kind, ASN1_STRING_length(g->d.ia5),
-                       (const char *)ASN1_STRING_get0_data(g->d.ia5));
-        } else if (g->type == GEN_IPADD) {
-            int n = ASN1_STRING_length(g->d.ip);
-            char text[INET6_ADDRSTRLEN] = "";
-            if (n == 4 || n == 16) {
-                inet_ntop(n == 4 ? AF_INET : AF_INET6, ASN1_STRING_get0_data(g->d.ip), text,
-                          sizeof(text));
-                BIO_printf(b, "\nIP:%s", text);
-            }
-        }
-    }
-    GENERAL_NAMES_free(names);
-    char *data = NULL;
-    long n = BIO_get_mem_data(b, &data);
-    char *text = n >= 0 ? malloc((size_t)n + 1) : NULL;
-    if (text != NULL) {
-        memcpy(text, data, (size_t)n);
-        text[n] = '\0';
-    }
-    BIO_free(b);
-    return text;
-}
-
 static int tls_handshake(tcp_conn *t)
 {
     ERR_clear_error();
     int r = SSL_do_handshake(t->ssl);
     if (r == 1) {
         t->tls_want = 0;
-        nqi_session_set_identity(t->s, describe_peer(t->ssl));
+        nqi_session_set_identity(t->s, nqi_cert_identity(SSL_get0_peer_certificate(t->ssl)));
         return 1;
     }
     long rv = classify(t, r, "TLS handshake failed");

@@ -270,8 +270,10 @@ typedef enum nq_option {
      * then).  0: not asked (the default, net-queue's behaviour); 1: asked,
      * and a certificate given must verify, but a client without one is
      * served; 2: required.  A refused client's connection ends in the
-     * handshake: it sees NQ_EAUTH, the server counts NQ_STAT_TLS_ERRORS and
-     * logs why.  nq_peer_identity tells what each peer presented. */
+     * handshake (over gRPC, with its first call, refused UNAUTHENTICATED
+     * before anything it sent is read): it sees NQ_EAUTH, the server counts
+     * NQ_STAT_TLS_ERRORS and logs why.  nq_peer_identity tells what each
+     * peer presented. */
     NQ_OPT_TLS_CLIENT_AUTH = 19,
     /* Since 1.3.  The lowest TLS version accepted, both roles, TCP: 12 for
      * TLS 1.2 (the default) or 13 for TLS 1.3. */

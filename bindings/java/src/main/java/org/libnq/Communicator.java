@@ -154,6 +154,10 @@ public final class Communicator implements AutoCloseable {
      * broker): a server binds before this returns, a client connects in the background and
      * reports a failure through its futures and {@code get}.
      *
+     * @param protocol the transport: TCP (with or without TLS), MQTT or gRPC
+     * @param purpose server or client
+     * @param options the options, from {@link Options#builder()}
+     * @return the open communicator, which the caller closes
      * @throws NqException for invalid options, an address in use, an unsupported protocol, ...
      */
     public static Communicator open(Protocol protocol, Purpose purpose, Options options)
@@ -201,7 +205,11 @@ public final class Communicator implements AutoCloseable {
         }
     }
 
-    /** This communicator's identity. */
+    /**
+     * This communicator's identity.
+     *
+     * @return this communicator's identity
+     */
     public UUID id() {
         return id;
     }
@@ -221,6 +229,9 @@ public final class Communicator implements AutoCloseable {
      * the put goes on. It waits briefly for libnq's I/O threads. Futures derived from it ({@code
      * thenApply}, ...) are plain futures: cancelling them does not reach libnq.
      *
+     * @param data the message, copied
+     * @param peers the peers to send to; none: the server (a client) or every client (a server)
+     * @return a future that completes when the put has completed
      * @throws IllegalArgumentException when libnq refuses the arguments (a client given peers)
      */
     public CompletableFuture<Void> put(byte[] data, UUID... peers) {
@@ -232,6 +243,11 @@ public final class Communicator implements AutoCloseable {
      * Sends the bytes of data between its position and limit to peers, like {@link
      * #put(byte[], UUID...)}. A direct buffer is sent in place, without a copy: do not modify
      * it until the future completes. A heap buffer is copied.
+     *
+     * @param data the message: a direct buffer is sent in place and must not change until the
+     *     future completes, a heap buffer is copied
+     * @param peers the peers to send to; none: the server (a client) or every client (a server)
+     * @return a future that completes when the put has completed
      */
     public CompletableFuture<Void> put(ByteBuffer data, UUID... peers) {
         if (!data.isDirect()) {
@@ -285,7 +301,10 @@ public final class Communicator implements AutoCloseable {
      * #close()}, queued messages are still returned, then {@link NqError#CLOSED} is thrown; a
      * client whose connection failed gets why (connection refused or reset, TLS, ...).
      *
+     * @return the next message
      * @throws InterruptedException when the thread is interrupted while waiting
+     * @throws NqException {@link NqError#CLOSED} once closed and drained, or why the connection
+     *     failed
      */
     public Message get() throws NqException, InterruptedException {
         try {
@@ -298,7 +317,12 @@ public final class Communicator implements AutoCloseable {
     /**
      * Takes the next message, waiting up to timeout; see {@link #get()}.
      *
+     * @param timeout how long to wait
+     * @return the next message
      * @throws TimeoutException when no message arrived in time
+     * @throws InterruptedException when the thread is interrupted while waiting
+     * @throws NqException {@link NqError#CLOSED} once closed and drained, or why the connection
+     *     failed
      */
     public Message get(Duration timeout)
             throws NqException, InterruptedException, TimeoutException {
@@ -309,7 +333,13 @@ public final class Communicator implements AutoCloseable {
      * Takes the next message from one of the given peers, waiting up to timeout (since libnq 1.2);
      * the other peers' messages stay queued in their order. See {@link #get()}.
      *
+     * @param timeout how long to wait
+     * @param peers the peers whose messages are wanted
+     * @return the next message from one of the peers
      * @throws TimeoutException when no such message arrived in time
+     * @throws InterruptedException when the thread is interrupted while waiting
+     * @throws NqException {@link NqError#CLOSED} once closed and drained, or why the connection
+     *     failed
      */
     public Message getFrom(Duration timeout, UUID... peers)
             throws NqException, InterruptedException, TimeoutException {
@@ -324,6 +354,8 @@ public final class Communicator implements AutoCloseable {
      * of this communicator, started at the first call, whatever their number. Cancelling the
      * future before a message was taken for it leaves the message for the next request; after
      * close the future fails with the closing error.
+     *
+     * @return a future of the next message
      */
     public CompletableFuture<Message> getAsync() {
         CompletableFuture<Message> f = new CompletableFuture<>();
@@ -476,7 +508,12 @@ public final class Communicator implements AutoCloseable {
         }
     }
 
-    /** A server's listening port (useful with port 0); a client's source port. */
+    /**
+     * A server's listening port (useful with port 0); a client's source port.
+     *
+     * @return the port
+     * @throws NqException when the communicator is closed
+     */
     public int localPort() throws NqException {
         try {
             return NqException.check(raw.local_port());
@@ -485,7 +522,11 @@ public final class Communicator implements AutoCloseable {
         }
     }
 
-    /** A client's server identity, once its handshake has arrived. */
+    /**
+     * A client's server identity, once its handshake has arrived.
+     *
+     * @return the server's identity, or empty before its handshake has arrived
+     */
     public Optional<UUID> serverId() {
         try {
             UUID server = Ids.fromBytes(raw.server_id());
@@ -504,6 +545,8 @@ public final class Communicator implements AutoCloseable {
      * none (plain TCP, or a client not asked for one). A client asks about its server ({@link
      * #serverId()}).
      *
+     * @param peer a connected peer
+     * @return the peer's certificate subject and alternative names, or an empty string
      * @throws NqException {@link NqError#NO_PEER} when peer is not connected now
      */
     public String peerIdentity(UUID peer) throws NqException {
@@ -517,7 +560,12 @@ public final class Communicator implements AutoCloseable {
         }
     }
 
-    /** The connected peers: a server's clients, a client's server. */
+    /**
+     * The connected peers: a server's clients, a client's server.
+     *
+     * @return the identities of the connected peers
+     * @throws NqException when the communicator is closed
+     */
     public List<UUID> peers() throws NqException {
         org.libnq.internal.Ids ids = new org.libnq.internal.Ids();
         try {

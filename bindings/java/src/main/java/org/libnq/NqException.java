@@ -7,19 +7,33 @@ import org.libnq.internal.nqraw;
 public class NqException extends IOException {
     private static final long serialVersionUID = 1L;
 
+    /** The negative NQ_E* number. */
     private final int code;
 
+    /**
+     * The exception for a libnq error code, with libnq's sentence for it as its message.
+     *
+     * @param code a negative NQ_E* number
+     */
     public NqException(int code) {
         super(nqraw.nq_strerror(code));
         this.code = code;
     }
 
-    /** Which error it is. */
+    /**
+     * Which error it is.
+     *
+     * @return the error, {@link NqError#UNKNOWN} for a code this binding does not know
+     */
     public NqError error() {
         return NqError.of(code);
     }
 
-    /** The negative NQ_E* number. */
+    /**
+     * The negative NQ_E* number.
+     *
+     * @return the code
+     */
     public int code() {
         return code;
     }

@@ -54,12 +54,20 @@ public final class Options {
         return peerListener;
     }
 
-    /** A builder holding the defaults. */
+    /**
+     * A builder holding the defaults.
+     *
+     * @return a new builder
+     */
     public static Builder builder() {
         return new Builder();
     }
 
-    /** The defaults. */
+    /**
+     * The defaults.
+     *
+     * @return options holding every default
+     */
     public static Options defaults() {
         return builder().build();
     }
@@ -125,13 +133,23 @@ public final class Options {
         private Builder() {
         }
 
-        /** Tells listener of peers coming and going (since libnq 1.1). */
+        /**
+         * Tells listener of peers coming and going (since libnq 1.1).
+         *
+         * @param listener the listener, called in order on one thread of the communicator
+         * @return this builder
+         */
         public Builder peerListener(PeerListener listener) {
             this.peerListener = Objects.requireNonNull(listener);
             return this;
         }
 
-        /** This communicator's identity. */
+        /**
+         * This communicator's identity.
+         *
+         * @param id the identity
+         * @return this builder
+         */
         public Builder id(UUID id) {
             this.id = Objects.requireNonNull(id);
             return this;
@@ -140,6 +158,10 @@ public final class Options {
         /**
          * The address a server binds or a client connects to (for MQTT, the broker's). A server
          * given port 0 binds a free port: see {@link Communicator#localPort()}.
+         *
+         * @param host a host name, or an IPv4 or IPv6 address
+         * @param port the port; a server given 0 binds a free one
+         * @return this builder
          */
         public Builder address(String host, int port) {
             this.host = Objects.requireNonNull(host);
@@ -153,6 +175,11 @@ public final class Options {
          * given a key (since libnq 1.3) presents it and its certificate chain as {@link
          * #tlsIdentity(Path, Path)} does, and trusts the anchors of {@code tlsTrust...} or the
          * system's store.
+         *
+         * @param key a server's PEM private key file; a client's own, or null
+         * @param certificate the PEM certificate chain file that goes with the key, or for a client
+         *     without a key the certificates it trusts (null: the system's store)
+         * @return this builder
          */
         public Builder tls(Path key, Path certificate) {
             this.tls = true;
@@ -166,6 +193,10 @@ public final class Options {
          * in either role (since libnq 1.3, TCP; MQTT and gRPC refuse it with {@link
          * NqError#NOT_SUPPORTED}): a server's, or a client's, presented when its server asks
          * ({@link #clientAuth(ClientAuth)}). Turns TLS on.
+         *
+         * @param key the PEM private key file
+         * @param certificate the PEM certificate chain file
+         * @return this builder
          */
         public Builder tlsIdentity(Path key, Path certificate) {
             return identity(key.toString(), certificate.toString(), false);
@@ -174,6 +205,10 @@ public final class Options {
         /**
          * As {@link #tlsIdentity(Path, Path)}, with the key and chain given as PEM text (a secret
          * from the environment, never written to disk).
+         *
+         * @param key the PEM private key
+         * @param certificate the PEM certificate chain
+         * @return this builder
          */
         public Builder tlsIdentityPem(String key, String certificate) {
             return identity(key, certificate, true);
@@ -191,6 +226,9 @@ public final class Options {
          * against them (instead of {@link #tls(Path, Path)}'s certificates or the system's
          * store), a server its clients' certificates ({@link #clientAuth(ClientAuth)}). Adds to
          * {@link #tlsTrustDirectory(Path)} and {@link #tlsTrustPem(String)}. Turns TLS on.
+         *
+         * @param file a PEM file of trusted certificates
+         * @return this builder
          */
         public Builder tlsTrust(Path file) {
             this.trustFile = Objects.requireNonNull(file);
@@ -200,13 +238,21 @@ public final class Options {
         /**
          * Trust anchors from a directory hashed by {@code openssl rehash}; see {@link
          * #tlsTrust(Path)}.
+         *
+         * @param directory a directory of certificates hashed by {@code openssl rehash}
+         * @return this builder
          */
         public Builder tlsTrustDirectory(Path directory) {
             this.trustDirectory = Objects.requireNonNull(directory);
             return this;
         }
 
-        /** Trust anchors given as PEM text; see {@link #tlsTrust(Path)}. */
+        /**
+         * Trust anchors given as PEM text; see {@link #tlsTrust(Path)}.
+         *
+         * @param pem trusted certificates as PEM text
+         * @return this builder
+         */
         public Builder tlsTrustPem(String pem) {
             this.trustPem = Objects.requireNonNull(pem);
             return this;
@@ -217,37 +263,70 @@ public final class Options {
          * (since libnq 1.3, TCP; default {@link ClientAuth#NONE}). A refused client's {@code
          * get}, futures and {@code close} fail with {@link NqError#AUTH}; {@link
          * Communicator#peerIdentity(UUID)} tells what a client presented.
+         *
+         * @param auth whether clients are asked for a certificate, and must give one
+         * @return this builder
          */
         public Builder clientAuth(ClientAuth auth) {
             return set(nqraw.NQ_OPT_TLS_CLIENT_AUTH, auth.code);
         }
 
-        /** The lowest TLS version accepted, either role (since libnq 1.3, TCP; default TLS 1.2). */
+        /**
+         * The lowest TLS version accepted, either role (since libnq 1.3, TCP; default TLS 1.2).
+         *
+         * @param version the lowest TLS version accepted
+         * @return this builder
+         */
         public Builder tlsMinVersion(TlsVersion version) {
             return set(nqraw.NQ_OPT_TLS_MIN_VERSION, version.code);
         }
 
-        /** Server I/O threads (1..64). */
+        /**
+         * Server I/O threads (1..64).
+         *
+         * @param workers the number of threads
+         * @return this builder
+         */
         public Builder workers(int workers) {
             return set(nqraw.NQ_OPT_WORKERS, workers);
         }
 
-        /** Coalesce small frames before sending (default true). */
+        /**
+         * Coalesce small frames before sending (default true).
+         *
+         * @param merge whether small frames are coalesced
+         * @return this builder
+         */
         public Builder putMerge(boolean merge) {
             return set(nqraw.NQ_OPT_PUT_MERGE, merge ? 1 : 0);
         }
 
-        /** Frames smaller than this are candidates for coalescing. */
+        /**
+         * Frames smaller than this are candidates for coalescing.
+         *
+         * @param bytes the size in bytes
+         * @return this builder
+         */
         public Builder efficientSize(long bytes) {
             return set(nqraw.NQ_OPT_EFFICIENT_SIZE, bytes);
         }
 
-        /** The largest piece handed to the transport at once. */
+        /**
+         * The largest piece handed to the transport at once.
+         *
+         * @param bytes the size in bytes
+         * @return this builder
+         */
         public Builder protocolSize(long bytes) {
             return set(nqraw.NQ_OPT_PROTOCOL_SIZE, bytes);
         }
 
-        /** Undelivered messages held per peer before libnq stops reading from it. */
+        /**
+         * Undelivered messages held per peer before libnq stops reading from it.
+         *
+         * @param messages the number of messages
+         * @return this builder
+         */
         public Builder queueSize(long messages) {
             return set(nqraw.NQ_OPT_QUEUE_SIZE, messages);
         }
@@ -256,32 +335,60 @@ public final class Options {
          * What a full receive queue does (since libnq 1.3): false (the default) holds the peer
          * back until {@code get} makes room; true drops the peer's oldest waiting message for each
          * new one, on every transport, as net-queue 2.x's {@code drop_oldest} does.
+         *
+         * @param drop true to drop the oldest waiting message, false to hold the peer back
+         * @return this builder
          */
         public Builder dropOldest(boolean drop) {
             return set(nqraw.NQ_OPT_DROP_OLDEST, drop ? 1 : 0);
         }
 
-        /** The largest message accepted from the wire. */
+        /**
+         * The largest message accepted from the wire.
+         *
+         * @param bytes the size in bytes
+         * @return this builder
+         */
         public Builder messageSize(long bytes) {
             return set(nqraw.NQ_OPT_MESSAGE_SIZE, bytes);
         }
 
-        /** Bytes of copied puts that may wait to be sent. */
+        /**
+         * Bytes of copied puts that may wait to be sent.
+         *
+         * @param bytes the number of bytes
+         * @return this builder
+         */
         public Builder sendLimit(long bytes) {
             return set(nqraw.NQ_OPT_SEND_LIMIT, bytes);
         }
 
-        /** A new connection must finish TLS and its handshake within this. */
+        /**
+         * A new connection must finish TLS and its handshake within this.
+         *
+         * @param timeout the time allowed
+         * @return this builder
+         */
         public Builder handshakeTimeout(Duration timeout) {
             return set(nqraw.NQ_OPT_HANDSHAKE_TIMEOUT_MS, timeout.toMillis());
         }
 
-        /** Idle time before TCP keep-alive probes start; zero disables them. */
+        /**
+         * Idle time before TCP keep-alive probes start; zero disables them.
+         *
+         * @param idle the idle time; zero disables the probes
+         * @return this builder
+         */
         public Builder keepAlive(Duration idle) {
             return set(nqraw.NQ_OPT_KEEPALIVE_MS, idle.toMillis());
         }
 
-        /** Bounds {@link Communicator#close()}'s handshake (default: no bound). */
+        /**
+         * Bounds {@link Communicator#close()}'s handshake (default: no bound).
+         *
+         * @param timeout the time allowed
+         * @return this builder
+         */
         public Builder closeTimeout(Duration timeout) {
             return set(nqraw.NQ_OPT_CLOSE_TIMEOUT_MS, timeout.toMillis());
         }
@@ -290,13 +397,22 @@ public final class Options {
          * Client reconnection (since libnq 1.1; off by default): after a lost connection or a
          * failed connect, connect again after {@code first}, doubling the delay up to {@code max}.
          * Meanwhile puts queue and gets wait.
+         *
+         * @param first the delay before the first attempt
+         * @param max the longest delay between attempts
+         * @return this builder
          */
         public Builder reconnect(Duration first, Duration max) {
             set(nqraw.NQ_OPT_RECONNECT_MS, first.toMillis());
             return set(nqraw.NQ_OPT_RECONNECT_MAX_MS, max.toMillis());
         }
 
-        /** Stop reconnecting this long after a loss (default: never). */
+        /**
+         * Stop reconnecting this long after a loss (default: never).
+         *
+         * @param after how long after a loss to stop
+         * @return this builder
+         */
         public Builder reconnectGiveUp(Duration after) {
             return set(nqraw.NQ_OPT_RECONNECT_GIVE_UP_MS, after.toMillis());
         }
@@ -306,27 +422,49 @@ public final class Options {
          * TCP or TLS: a put's future completes when the peer has the message, and a reconnecting
          * client's session goes on where it stopped, nothing lost or repeated. With any other peer,
          * net-queue's meaning (the message was handed to the connection).
+         *
+         * @return this builder
          */
         public Builder acknowledged() {
             return set(nqraw.NQ_OPT_DELIVERY, nqraw.NQ_DELIVERY_ACKED);
         }
 
-        /** Server with acknowledged delivery: how long a lost peer's session waits for its return. */
+        /**
+         * Server with acknowledged delivery: how long a lost peer's session waits for its return.
+         *
+         * @param window how long a lost peer's session is kept
+         * @return this builder
+         */
         public Builder resumeWindow(Duration window) {
             return set(nqraw.NQ_OPT_RESUME_MS, window.toMillis());
         }
 
-        /** MQTT publish and subscribe QoS (0..2, default 1). */
+        /**
+         * MQTT publish and subscribe QoS (0..2, default 1).
+         *
+         * @param qos the QoS, 0, 1 or 2
+         * @return this builder
+         */
         public Builder mqttQos(int qos) {
             return set(nqraw.NQ_OPT_MQTT_QOS, qos);
         }
 
-        /** MQTT topic prefix, so that several servers can share a broker. */
+        /**
+         * MQTT topic prefix, so that several servers can share a broker.
+         *
+         * @param prefix the topic prefix
+         * @return this builder
+         */
         public Builder mqttPrefix(String prefix) {
             this.mqttPrefix = Objects.requireNonNull(prefix);
             return this;
         }
 
+        /**
+         * The options set so far.
+         *
+         * @return the options, which later changes to this builder do not touch
+         */
         public Options build() {
             return new Options(this);
         }
