@@ -1,8 +1,11 @@
 /*
- * What only gRPC does with credentials: the name a client expects of the
- * server, anchors and keys read at nq_open, and a grpc server of another
- * kind that refuses a client in its handshake.  Client certificates, which
- * TCP takes too, are in test_credentials.c (run with "grpc").
+ * Credentials only gRPC takes: the name a client expects of the server, a
+ * grpc server of another kind that refuses a client in its handshake, and
+ * bearer tokens (static, or from a secret callback at every attempt): what
+ * the server learns of a client (nq_peer_identity, the admission callback)
+ * and the error a refused client sees (NQ_EAUTH) without waiting for a
+ * timeout.  Client certificates, which TCP takes too, are in
+ * test_credentials.c (run with "grpc").
  */
 #include <grpc/grpc.h>
 #include <grpc/grpc_security.h>
@@ -215,10 +218,220 @@ static int test_refusal_in_a_grpc_handshake_ends_the_attempts(void)
     return 0;
 }
 
+/* ---- tokens ----------------------------------------------------------------------- */
+
+/* A server over TLS that asks for client certificates (auth) and accepts
+ * "tok-a" as alice and "tok-b" as bob. */
+static nq_comm *token_server(int auth, nq_admit_fn admit, void *ctx)
+{
+    nq_opts *o = server_opts("server", auth);
+    if (o == NULL || nq_opts_accept_token(o, "tok-a", "alice") != NQ_OK ||
+        nq_opts_accept_token(o, "tok-b", "bob") != NQ_OK ||
+        (admit != NULL && nq_opts_set_admission(o, admit, ctx) != NQ_OK)) {
+        nq_opts_free(o);
+        return NULL;
+    }
+    return nqt_open(NQ_GRPC, NQ_SERVER, o);
+}
+
+/* A client of s presenting name's certificate (NULL: none) and token
+ * (NULL: none). */
+static nq_comm *token_client(nq_comm *s, const char *name, const char *token, const nq_id *id)
+{
+    nq_opts *o = client_opts(s, name, id);
+    if (o == NULL || (token != NULL && nq_opts_set_token(o, token) != NQ_OK)) {
+        nq_opts_free(o);
+        return NULL;
+    }
+    return nqt_open(NQ_GRPC, NQ_CLIENT, o);
+}
+
+static int test_accepted_token_is_served_and_named_after_the_certificate(void)
+{
+    CHECK(make_certificates() == 0);
+    nq_comm *s = token_server(1, NULL, NULL);
+    CHECK(s != NULL);
+    nq_id anon_id, a_id;
+    CHECK_OK(nq_id_random(&anon_id));
+    CHECK_OK(nq_id_random(&a_id));
+    nq_comm *anon = token_client(s, NULL, "tok-a", &anon_id);
+    nq_comm *a = token_client(s, "client-a", "tok-b", &a_id);
+    CHECK(anon != NULL && a != NULL);
+    CHECK(nqt_round_trip(s, anon) == 0);
+    CHECK(nqt_round_trip(s, a) == 0);
+    CHECK(strcmp(nqt_identity(s, &anon_id), "token:alice") == 0);
+    CHECK(strcmp(nqt_identity(s, &a_id),
+                 "CN=client-a\nDNS:client-a.example\nIP:127.0.0.1\ntoken:bob") == 0);
+    CHECK(nqt_stat(s, NQ_STAT_REFUSED) == 0);
+    nq_destroy(anon);
+    nq_destroy(a);
+    nq_destroy(s);
+    return 0;
+}
+
+static int test_wrong_or_missing_token_is_refused_at_once(void)
+{
+    CHECK(make_certificates() == 0);
+    nq_comm *s = token_server(0, NULL, NULL);
+    CHECK(s != NULL);
+    nq_comm *wrong = token_client(s, NULL, "tok-c", NULL);
+    CHECK(wrong != NULL);
+    CHECK(expect_failure(wrong, NQ_EAUTH) == 0);
+    nq_comm *none = token_client(s, NULL, NULL, NULL);
+    CHECK(none != NULL);
+    CHECK(expect_failure(none, NQ_EAUTH) == 0);
+    CHECK(nqt_wait_stat(s, NQ_STAT_REFUSED, 2) == 0);
+    size_t count = 9;
+    CHECK_OK(nq_peers(s, NULL, 0, &count));
+    CHECK(count == 0);
+    nq_id id;
+    CHECK_OK(nq_id_random(&id));
+    nq_comm *right = token_client(s, NULL, "tok-a", &id);
+    CHECK(right != NULL);
+    CHECK(nqt_round_trip(s, right) == 0);
+    CHECK(strcmp(nqt_identity(s, &id), "token:alice") == 0);
+    CHECK(nqt_stat(s, NQ_STAT_REFUSED) == 2 && nqt_stat(s, NQ_STAT_TLS_ERRORS) == 0);
+    nq_destroy(wrong);
+    nq_destroy(none);
+    nq_destroy(right);
+    nq_destroy(s);
+    return 0;
+}
+
+/* A secret callback handing out tokens[0], tokens[1], ... (NULL: it
+ * fails), counting its calls. */
+typedef struct secrets {
+    const char *tokens[4];
+    int calls;
+} secrets;
+
+static int next_secret(void *ctx, char *buf, size_t size, size_t *len)
+{
+    secrets *sec = ctx;
+    const char *token = sec->tokens[sec->calls < 4 ? sec->calls : 3];
+    sec->calls++;
+    if (token == NULL || strlen(token) > size) {
+        return NQ_EAUTH;
+    }
+    memcpy(buf, token, strlen(token));
+    *len = strlen(token);
+    return NQ_OK;
+}
+
+static nq_comm *secret_client(nq_comm *s, secrets *sec, int64_t reconnect_ms)
+{
+    nq_opts *o = client_opts(s, NULL, NULL);
+    if (o == NULL || nq_opts_set_secret_fn(o, next_secret, sec) != NQ_OK ||
+        nq_opts_set_int(o, NQ_OPT_RECONNECT_MS, reconnect_ms) != NQ_OK) {
+        nq_opts_free(o);
+        return NULL;
+    }
+    return nqt_open(NQ_GRPC, NQ_CLIENT, o);
+}
+
+/* The callback is asked before each attempt to connect: a token the server
+ * refuses, then one it accepts, connect on the second attempt; the calls
+ * of a connected client do not ask again.  A callback that fails fails
+ * the attempt with NQ_EAUTH. */
+static int test_secret_callback_gives_the_token_of_every_attempt(void)
+{
+    CHECK(make_certificates() == 0);
+    nq_comm *s = token_server(0, NULL, NULL);
+    CHECK(s != NULL);
+    secrets sec = {{"tok-c", "tok-b", "tok-b", "tok-b"}, 0};
+    nq_comm *c = secret_client(s, &sec, 50);
+    CHECK(c != NULL);
+    /* A put made before then could go with the refused attempt. */
+    CHECK(nqt_wait_stat(s, NQ_STAT_PEERS, 1) == 0);
+    CHECK(nqt_round_trip(s, c) == 0);
+    CHECK(nqt_round_trip(s, c) == 0);
+    CHECK(sec.calls == 2);
+    CHECK(nqt_stat(s, NQ_STAT_REFUSED) == 1 && nqt_stat(c, NQ_STAT_RECONNECTS) == 1);
+    nq_destroy(c);
+
+    secrets failing = {{NULL, NULL, NULL, NULL}, 0};
+    c = secret_client(s, &failing, 0);
+    CHECK(c != NULL);
+    CHECK(expect_failure(c, NQ_EAUTH) == 0);
+    CHECK(failing.calls == 1);
+    nq_destroy(c);
+    nq_destroy(s);
+    return 0;
+}
+
+/* ---- admission ---------------------------------------------------------------- */
+
+/* An admission callback that lets id in only with a given identity, and
+ * remembers what it was shown last. */
+typedef struct gate {
+    nq_id id;
+    const char *needs;
+    int calls;
+    char identity[512];
+} gate;
+
+static int check_gate(void *ctx, const nq_admission *who)
+{
+    gate *g = ctx;
+    g->calls++;
+    snprintf(g->identity, sizeof(g->identity), "%s", who->identity);
+    if (!nq_id_equal(&who->peer, &g->id)) {
+        return NQ_OK;
+    }
+    return strcmp(who->identity, g->needs) == 0 ? NQ_OK : NQ_EAUTH;
+}
+
+/* Bob's token cannot claim alice's id. */
+static int test_admission_binds_an_id_to_a_token(void)
+{
+    CHECK(make_certificates() == 0);
+    gate g = {.needs = "token:alice"};
+    CHECK_OK(nq_id_random(&g.id));
+    nq_comm *s = token_server(0, check_gate, &g);
+    CHECK(s != NULL);
+    nq_comm *impostor = token_client(s, NULL, "tok-b", &g.id);
+    CHECK(impostor != NULL);
+    CHECK(expect_failure(impostor, NQ_EAUTH) == 0);
+    CHECK(nqt_wait_stat(s, NQ_STAT_REFUSED, 1) == 0);
+    CHECK(strcmp(g.identity, "token:bob") == 0);
+    nq_comm *real = token_client(s, NULL, "tok-a", &g.id);
+    CHECK(real != NULL);
+    CHECK(nqt_round_trip(s, real) == 0);
+    CHECK(strcmp(g.identity, "token:alice") == 0);
+    CHECK(nqt_stat(s, NQ_STAT_REFUSED) == 1 && g.calls == 2);
+    nq_destroy(impostor);
+    nq_destroy(real);
+    nq_destroy(s);
+    return 0;
+}
+
+/* A token is never sent in clear: a client without TLS that has one, or a
+ * callback to give one, fails nq_open. */
+static int test_token_without_tls_is_refused_at_open(void)
+{
+    nq_comm *c = NULL;
+    nq_opts *o = nqt_opts("127.0.0.1", 1, NULL);
+    CHECK_OK(nq_opts_set_token(o, "tok-a"));
+    CHECK_RC(nq_open(NQ_GRPC, NQ_CLIENT, o, &c), NQ_EINVAL);
+    nq_opts_free(o);
+    secrets sec = {{"tok-a", NULL, NULL, NULL}, 0};
+    o = nqt_opts("127.0.0.1", 1, NULL);
+    CHECK_OK(nq_opts_set_secret_fn(o, next_secret, &sec));
+    CHECK_RC(nq_open(NQ_GRPC, NQ_CLIENT, o, &c), NQ_EINVAL);
+    nq_opts_free(o);
+    CHECK(c == NULL && sec.calls == 0);
+    return 0;
+}
+
 static const struct test_case tests[] = {
     TEST(test_unreadable_anchors_and_a_wrong_client_key_fail_at_open),
     TEST(test_server_name_decides_which_certificate_is_accepted),
     TEST(test_refusal_in_a_grpc_handshake_ends_the_attempts),
+    TEST(test_accepted_token_is_served_and_named_after_the_certificate),
+    TEST(test_wrong_or_missing_token_is_refused_at_once),
+    TEST(test_secret_callback_gives_the_token_of_every_attempt),
+    TEST(test_admission_binds_an_id_to_a_token),
+    TEST(test_token_without_tls_is_refused_at_open),
 };
 
 int main(int argc, char **argv)

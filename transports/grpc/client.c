@@ -36,6 +36,13 @@ void nqi_grpc_client_start_call(nqi_worker *w)
     if (gs->active != NULL) {
         return;
     }
+    /* Until the server answers, every call is a new attempt to connect,
+     * with a fresh token. */
+    int rv = gs->heard ? NQ_OK : nqi_grpc_client_token(c);
+    if (rv != NQ_OK) {
+        nqi_session_end(s, rv);
+        return;
+    }
     grpc_call *call = grpc_channel_create_call(
         st->channel, NULL, GRPC_PROPAGATE_DEFAULTS, st->cq,
         grpc_slice_from_static_string(NQI_GRPC_METHOD), NULL,
@@ -63,23 +70,33 @@ void nqi_grpc_client_start_call(nqi_worker *w)
     }
     char hex[NQI_ID_HEX_LEN + 1];
     nqi_id_hex(&c->opts.id, hex);
-    grpc_metadata md[2];
+    grpc_metadata md[3];
+    size_t nmd = 0;
     memset(md, 0, sizeof(md));
-    md[0].key = grpc_slice_from_static_string(NQI_GRPC_MD_ID);
-    md[0].value = grpc_slice_from_copied_string(hex);
-    md[1].key = grpc_slice_from_static_string(NQI_GRPC_MD_STREAM);
-    md[1].value = grpc_slice_from_static_string("1");
-    grpc_op start[2];
-    memset(start, 0, sizeof(start));
     /* The id always goes along, so the session survives a change of
      * connection; the stream is asked for until the server declines. */
+    md[nmd].key = grpc_slice_from_static_string(NQI_GRPC_MD_ID);
+    md[nmd++].value = grpc_slice_from_copied_string(hex);
+    if (gs->dialect->asks_stream) {
+        md[nmd].key = grpc_slice_from_static_string(NQI_GRPC_MD_STREAM);
+        md[nmd++].value = grpc_slice_from_static_string("1");
+    }
+    grpc_slice bearer = grpc_empty_slice();
+    if (st->bearer != NULL) {
+        bearer = grpc_slice_from_copied_string(st->bearer);
+        md[nmd].key = grpc_slice_from_static_string(NQI_GRPC_MD_AUTH);
+        md[nmd++].value = bearer;
+    }
+    grpc_op start[2];
+    memset(start, 0, sizeof(start));
     start[0].op = GRPC_OP_SEND_INITIAL_METADATA;
-    start[0].data.send_initial_metadata.count = gs->dialect->asks_stream ? 2 : 1;
+    start[0].data.send_initial_metadata.count = nmd;
     start[0].data.send_initial_metadata.metadata = md;
     start[1].op = GRPC_OP_RECV_INITIAL_METADATA;
     start[1].data.recv_initial_metadata.recv_initial_metadata = &gc->md;
-    int rv = nqi_grpc_batch(gc, start, 2, &gc->op_start, OP_START);
+    rv = nqi_grpc_batch(gc, start, 2, &gc->op_start, OP_START);
     grpc_slice_unref(md[0].value);
+    grpc_slice_unref(bearer);
     if (rv != 0) {
         grpc_call_cancel(call, NULL);
         return;

@@ -13,7 +13,9 @@
  * client holds its key; the call then checks the chain against the
  * anchors (and that there is one, when required) and is refused with
  * UNAUTHENTICATED and the reason before any of its input is read, so the
- * client fails at once with NQ_EAUTH.
+ * client fails at once with NQ_EAUTH.  Bearer tokens are checked at the
+ * same point.  A client sends its token with every call, renewed for each
+ * connection attempt.
  */
 #include <dirent.h>
 #include <grpc/grpc_security.h>
@@ -24,9 +26,13 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include "transports/cert_identity.h"
 #include "transports/grpc/grpc.h"
+
+#define BEARER "Bearer "
+#define TOKEN_IDENTITY_MAX 1024
 
 /* ---- PEM text ------------------------------------------------------------------ */
 
@@ -341,6 +347,19 @@ void nqi_grpc_credentials_free(grpc_state *st)
 {
     X509_STORE_free(st->anchors);
     st->anchors = NULL;
+    free(st->bearer);
+    st->bearer = NULL;
+}
+
+int nqi_grpc_check_credentials(nq_comm *c)
+{
+    const nq_opts *o = &c->opts;
+    if (c->purpose == NQ_CLIENT && !o->tls && (o->token != NULL || o->secret_fn != NULL)) {
+        nqi_logf(&c->log, NQ_LOG_ERROR,
+                 "gRPC: a token is sent over TLS only (nq_opts_set_tls_trust or nq_opts_set_tls)");
+        return NQ_EINVAL;
+    }
+    return NQ_OK;
 }
 
 /* ---- identities ------------------------------------------------------------------ */
@@ -414,6 +433,24 @@ static const char *certificate_refused(grpc_state *st, grpc_call *call, int requ
     return why;
 }
 
+/* The bearer token of the call's "authorization" metadata, or NULL. */
+static const grpc_slice *bearer_token(const grpc_metadata_array *md)
+{
+    size_t klen = strlen(NQI_GRPC_MD_AUTH);
+    size_t blen = strlen(BEARER);
+    for (size_t i = 0; i < md->count; i++) {
+        grpc_slice k = md->metadata[i].key;
+        const grpc_slice *v = &md->metadata[i].value;
+        if (GRPC_SLICE_LENGTH(k) == klen &&
+            memcmp(GRPC_SLICE_START_PTR(k), NQI_GRPC_MD_AUTH, klen) == 0 &&
+            GRPC_SLICE_LENGTH(*v) > blen &&
+            strncasecmp((const char *)GRPC_SLICE_START_PTR(*v), BEARER, blen) == 0) {
+            return v;
+        }
+    }
+    return NULL;
+}
+
 int nqi_grpc_server_identify(nq_comm *c, gcall *gc, char *why, size_t cap)
 {
     grpc_state *st = c->tp;
@@ -427,7 +464,68 @@ int nqi_grpc_server_identify(nq_comm *c, gcall *gc, char *why, size_t cap)
         nqi_stat_add(c, NQI_ST_TLS_ERRORS, 1);
         return NQ_EAUTH;
     }
+    char token_identity[TOKEN_IDENTITY_MAX + 1] = "";
+    if (c->opts.accepted_tokens != NULL) {
+        const grpc_slice *v = bearer_token(&gc->md);
+        size_t skip = strlen(BEARER);
+        if (v == NULL ||
+            nqi_opts_token_identity(&c->opts, (const char *)GRPC_SLICE_START_PTR(*v) + skip,
+                                    GRPC_SLICE_LENGTH(*v) - skip, token_identity,
+                                    sizeof(token_identity)) != NQ_OK) {
+            snprintf(why, cap, "%s",
+                     v == NULL ? "no bearer token" : "a bearer token the server does not accept");
+            nqi_logf(&c->log, NQ_LOG_WARN, "gRPC: refused a call from %s: %s", from, why);
+            nqi_stat_add(c, NQI_ST_REFUSED, 1);
+            return NQ_EAUTH;
+        }
+    }
     snprintf(why, cap, "out of memory");
-    gc->identity = c->opts.tls ? nqi_grpc_peer_identity(gc->call) : NULL;
+    char *cert = c->opts.tls ? nqi_grpc_peer_identity(gc->call) : NULL;
+    if (c->opts.accepted_tokens == NULL) {
+        gc->identity = cert;
+        return NQ_OK;
+    }
+    size_t n = (cert != NULL ? strlen(cert) + 1 : 0) + strlen("token:") +
+               strlen(token_identity) + 1;
+    gc->identity = malloc(n);
+    if (gc->identity != NULL) {
+        snprintf(gc->identity, n, "%s%stoken:%s", cert != NULL ? cert : "",
+                 cert != NULL ? "\n" : "", token_identity);
+    }
+    free(cert);
+    return gc->identity != NULL ? NQ_OK : NQ_ENOMEM;
+}
+
+/* ---- the client's token ------------------------------------------------------------ */
+
+int nqi_grpc_client_token(nq_comm *c)
+{
+    grpc_state *st = c->tp;
+    char *secret = NULL;
+    size_t len = 0;
+    int rv = nqi_opts_secret(&c->opts, c->opts.token, &secret, &len, &c->log);
+    if (rv != NQ_OK || secret == NULL) {
+        return rv;
+    }
+    /* What the callback gave must fit in the metadata as a token would. */
+    int printable = len > 0;
+    for (size_t i = 0; i < len && printable; i++) {
+        printable = secret[i] > ' ' && secret[i] <= '~';
+    }
+    char *bearer = printable ? malloc(strlen(BEARER) + len + 1) : NULL;
+    if (bearer != NULL) {
+        snprintf(bearer, strlen(BEARER) + len + 1, "%s%s", BEARER, secret);
+    }
+    free(secret);
+    if (!printable) {
+        nqi_logf(&c->log, NQ_LOG_ERROR,
+                 "gRPC: the secret callback gave a token that is not printable ASCII");
+        return NQ_EAUTH;
+    }
+    if (bearer == NULL) {
+        return NQ_ENOMEM;
+    }
+    free(st->bearer);
+    st->bearer = bearer;
     return NQ_OK;
 }

@@ -180,8 +180,11 @@ static int grpc_open(nq_comm *c)
     if (rv == NQ_OK) {
         rv = nqi_opts_refuse(&c->opts,
                              NQI_TAKES_TLS_IDENTITY | NQI_TAKES_TLS_TRUST | NQI_TAKES_CLIENT_AUTH |
-                                 NQI_TAKES_SERVER_NAME,
+                                 NQI_TAKES_TOKEN | NQI_TAKES_ACCEPT_TOKEN | NQI_TAKES_SERVER_NAME,
                              "gRPC", &c->log);
+    }
+    if (rv == NQ_OK) {
+        rv = nqi_grpc_check_credentials(c);
     }
     if (rv != NQ_OK) {
         return rv;

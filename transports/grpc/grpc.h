@@ -22,7 +22,7 @@
  *   stream.c   the streaming dialect
  *   server.c   a server: new calls, the sessions they carry, ending calls
  *   client.c   a client: starting calls, learning the dialect, polling
- *   creds.c    TLS credentials and peer identities
+ *   creds.c    TLS credentials, peer identities and bearer tokens
  *
  * Everything but queue.c's thread and lend.c's release (any thread) runs on
  * worker 0's loop, or on the caller's thread in open, close and shutdown.
@@ -39,6 +39,8 @@
 #define NQI_GRPC_METHOD "/grpc/comm"
 #define NQI_GRPC_MD_ID "nq-id"
 #define NQI_GRPC_MD_STREAM "nq-stream"
+/* A client's bearer token: "authorization: Bearer <token>". */
+#define NQI_GRPC_MD_AUTH "authorization"
 
 typedef struct gcall gcall;
 typedef struct gdialect gdialect;
@@ -183,6 +185,7 @@ typedef struct grpc_state {
         int64_t until;
     } spent[NQI_GRPC_SPENT_KEYS];
     unsigned spent_next;
+    char *bearer;        /* client: "Bearer <token>" for this attempt, or NULL */
     struct x509_store_st *anchors; /* server: what client certificates are
                                       checked against (X509_STORE), or NULL */
 } grpc_state;
@@ -243,16 +246,23 @@ void nqi_grpc_client_heard(nqi_session *s);
  * chain and anchors.  Return NQ_OK, NQ_ETLS (logged) or NQ_ENOMEM. */
 int nqi_grpc_server_credentials(nq_comm *c, grpc_server_credentials **out);
 int nqi_grpc_channel_credentials(nq_comm *c, grpc_channel_credentials **out);
+/* Refuses (NQ_EINVAL, logged) a client's token without TLS. */
+int nqi_grpc_check_credentials(nq_comm *c);
 /* What the certificate of the call's peer says (cert_identity.h), or NULL
  * without one; malloc'd. */
 char *nqi_grpc_peer_identity(grpc_call *call);
 /* Server: checks a new call's client certificate (NQ_OPT_TLS_CLIENT_AUTH)
- * and sets gc->identity (the certificate's identity).  Returns NQ_OK, or
- * NQ_EAUTH (refused: logged and counted) with the reason for the client's
- * status in why (cap bytes). */
+ * and bearer token (when tokens are accepted), and sets gc->identity (the
+ * certificate's identity, then "\ntoken:<name>").  Returns NQ_OK, NQ_EAUTH
+ * (refused: logged and counted) or NQ_ENOMEM, and then the reason for the
+ * client's status in why (cap bytes). */
 int nqi_grpc_server_identify(nq_comm *c, gcall *gc, char *why, size_t cap);
-/* Frees what the credentials left in st (the anchors). */
+/* Frees what the credentials left in st (anchors, the client's token). */
 void nqi_grpc_credentials_free(grpc_state *st);
+/* Client: st->bearer for the next connection attempt, from the secret
+ * callback or the token (unchanged when there is neither).  Returns NQ_OK,
+ * NQ_EAUTH (the callback failed, logged) or NQ_ENOMEM. */
+int nqi_grpc_client_token(nq_comm *c);
 
 /* queue.c */
 int nqi_grpc_queue_start(nq_comm *c);
