@@ -5,14 +5,15 @@
 # org.libnq:libnq compiles an echo, which runs with plain `java -cp` (no
 # java.library.path, LD_LIBRARY_PATH empty).
 #
-# Usage: java_jar.sh SOURCE_DIR BUILD_DIR WORK_DIR MVN JAVA
+# Usage: java_jar.sh SOURCE_DIR BUILD_DIR WORK_DIR MVN JAVA VERSION
 #   BUILD_DIR  Maven builds into BUILD_DIR/bindings/java/maven (-Dnq.build)
 #   WORK_DIR   scratch space, wiped first
+#   VERSION    libnq's version, which the POM's must equal
 # The jar is installed into the user's Maven repository (~/.m2/repository),
 # as `mvn install` does.
 set -euo pipefail
 
-[ $# -eq 5 ] || { echo "usage: $0 SOURCE_DIR BUILD_DIR WORK_DIR MVN JAVA" >&2; exit 2; }
+[ $# -eq 6 ] || { echo "usage: $0 SOURCE_DIR BUILD_DIR WORK_DIR MVN JAVA VERSION" >&2; exit 2; }
 source_dir=$1
 build_dir=$2
 work=$3
@@ -27,11 +28,13 @@ mkdir -p "$work"
 pom=$source_dir/bindings/java/pom.xml
 mvn_flags=(-B --no-transfer-progress)
 
+# The project's own version is the POM's first <version>.
+version=$(sed -n '0,/<version>/s|.*<version>\(.*\)</version>.*|\1|p' "$pom")
+[ "$version" = "$6" ] || fail "pom.xml's version $version is not libnq's $6"
+
 step "mvn install (bindings/java)"
 "$mvn" "${mvn_flags[@]}" -q -f "$pom" -Dnq.build="$build_dir" -DskipTests install ||
     fail "mvn install failed"
-# The project's own version is the POM's first <version>.
-version=$(sed -n '0,/<version>/s|.*<version>\(.*\)</version>.*|\1|p' "$pom")
 jar=$HOME/.m2/repository/org/libnq/libnq/$version/libnq-$version.jar
 [ -f "$jar" ] || fail "$jar was not installed"
 for classifier in sources javadoc; do

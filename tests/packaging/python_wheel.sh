@@ -6,17 +6,19 @@
 # empty and nothing of the tree on sys.path.  libnq must come from the
 # wheel: the test fails when the extension would load any other.
 #
-# Usage: python_wheel.sh SOURCE_DIR BUILD_DIR WORK_DIR
+# Usage: python_wheel.sh SOURCE_DIR BUILD_DIR WORK_DIR VERSION
 #   BUILD_DIR  a libnq build tree (tools/build-wheel.sh installs from it)
 #   WORK_DIR   scratch space, wiped first
+#   VERSION    libnq's version, which the distribution's must equal
 # The example uses net-queue's default address, 127.0.0.1:51966, so it runs
 # in a private network namespace (unshare --net) where that port is free.
 set -euo pipefail
 
-[ $# -eq 3 ] || { echo "usage: $0 SOURCE_DIR BUILD_DIR WORK_DIR" >&2; exit 2; }
+[ $# -eq 4 ] || { echo "usage: $0 SOURCE_DIR BUILD_DIR WORK_DIR VERSION" >&2; exit 2; }
 source_dir=$1
 build_dir=$2
 work=$3
+version=$4
 
 fail() { printf 'python_wheel: FAIL: %s\n' "$*" >&2; exit 1; }
 step() { printf '\n== %s\n' "$*"; }
@@ -28,8 +30,8 @@ step "tools/build-wheel.sh"
 wheel=$(NQ_BUILD_DIR=$build_dir "$source_dir/tools/build-wheel.sh" "$work/dist" | tail -n 1)
 echo "$wheel"
 case $(basename "$wheel") in
-    libnq-*-manylinux_*_x86_64.whl) ;;
-    *) fail "$wheel is not a manylinux wheel" ;;
+    "libnq-$version-"*-manylinux_*_x86_64.whl) ;;
+    *) fail "$wheel is not a manylinux wheel of version $version (nq/_version.py)" ;;
 esac
 python3 - "$wheel" "$work/dist"/libnq-*.tar.gz <<'PY' || fail "the wheel or the sdist lacks a file"
 import sys, tarfile, zipfile
