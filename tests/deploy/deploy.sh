@@ -8,9 +8,11 @@
 # when it exits, however it exits.
 #
 #   mqtt_bridge   three mosquitto brokers: a hub and two leaves bridged to it
+#   haproxy_tcp   haproxy in TCP mode in front of two libnq TCP servers
+#   haproxy_tls   the same, with TLS passing through to the servers
 #
-# A missing broker is a failure, not a skip: tools/install-deps.sh
-# installs it.  bench takes NQ_DEPLOY_BENCH, a list of COUNTxSIZE
+# A missing broker or proxy is a failure, not a skip: tools/install-deps.sh
+# installs them.  bench takes NQ_DEPLOY_BENCH, a list of COUNTxSIZE
 # (default "200000x1024 5000x65536"), and NQ_DEPLOY_RUNS (default 5).
 set -euo pipefail
 
@@ -24,6 +26,7 @@ work=$(mktemp -d /tmp/nqdeployXXXXXX)
 # The brokers may run as a user of their own.
 chmod 755 "$work"
 pids=()
+certs=
 
 stop() { # pid
   kill -TERM "$1" 2>/dev/null || true
@@ -44,6 +47,7 @@ cleanup() {
   for pid in "${pids[@]}"; do
     stop "$pid"
   done
+  [ -z "$certs" ] || rm -rf "$certs"
   rm -rf "$work"
 }
 trap cleanup EXIT
@@ -104,6 +108,10 @@ free_ports() { # n: sets the array ports
   [ "${#ports[@]}" -eq "$1" ] || fail "no free ports"
 }
 
+make_certs() {
+  certs=$("$peer" certs) || fail "cannot make the certificates"
+}
+
 # probe FROM TO TOPIC: a message published on broker FROM reaches a
 # subscriber on broker TO.
 probe() {
@@ -145,6 +153,20 @@ start_mqtt_bridge() {
   probe "$leaf1" "$leaf2" probe/s2c/probe
 }
 
+start_haproxy() {
+  need haproxy
+  free_ports 3
+  front=${ports[0]}
+  back1=${ports[1]}
+  back2=${ports[2]}
+  render haproxy.cfg "$work/haproxy.cfg" FRONT_PORT="$front" PORT1="$back1" PORT2="$back2"
+  haproxy -c -q -f "$work/haproxy.cfg" >"$work/haproxy-check.log" 2>&1 ||
+    fail "haproxy refuses its configuration"
+  # -db: in the foreground, one process.
+  start haproxy haproxy -db -f "$work/haproxy.cfg"
+  wait_port "$front"
+}
+
 # bench_pair LABEL SERVERS FRONT DIRECT_SERVERS DIRECT_FRONT ARGS...: the
 # throughput of each COUNTxSIZE through the topology and directly.
 bench_pair() {
@@ -181,8 +203,19 @@ case "$topology" in
     run mqtt --hub "$hub" --leaf "$leaf1" --leaf "$leaf2"
     [ "$mode" != bench ] || bench_pair bridged "$hub" "$leaf1" "$hub" "$hub" --protocol mqtt
     ;;
+  haproxy_tcp | haproxy_tls)
+    tls=()
+    if [ "$topology" = haproxy_tls ]; then
+      make_certs
+      tls=(--certs "$certs")
+    fi
+    start_haproxy
+    run proxy --protocol tcp --front "$front" --backends "$back1,$back2" "${tls[@]}"
+    [ "$mode" != bench ] || bench_pair haproxy "$back1,$back2" "$front" "$back1" "$back1" \
+      --protocol tcp "${tls[@]}"
+    ;;
   *)
-    echo "usage: deploy.sh mqtt_bridge DEPLOY_PEER [check|bench]" >&2
+    echo "usage: deploy.sh mqtt_bridge|haproxy_tcp|haproxy_tls DEPLOY_PEER [check|bench]" >&2
     exit 2
     ;;
 esac

@@ -1,7 +1,7 @@
 /*
  * deploy_peer: the libnq side of the deployment tests (deploy.sh).  The
- * script starts the infrastructure (bridged mosquitto brokers) from the
- * configurations beside it; this program opens libnq
+ * script starts the infrastructure (bridged mosquitto brokers, haproxy)
+ * from the configurations beside it; this program opens libnq
  * servers and clients on either side of it and checks the contract through
  * it, or measures how fast messages cross it.
  *
@@ -12,6 +12,11 @@
  *       directory
  *   deploy_peer mqtt --hub PORT --leaf PORT [--leaf PORT]
  *       the MQTT cases: servers attached to one broker, clients to others
+ *   deploy_peer proxy --protocol tcp|grpc --front PORT --backends P1,P2
+ *                     [--certs DIR]
+ *       the proxy cases: two servers on the backend ports, clients through
+ *       the proxy's front port (TLS with --certs: the servers present
+ *       DIR/server, the clients trust DIR/ca)
  *   deploy_peer bench --protocol P --servers P1[,P2] --front PORT
  *                     [--certs DIR] [--count N] [--size S] [--runs R]
  *       servers on the listed ports (over MQTT: one server, attached to the
@@ -565,6 +570,111 @@ static int test_applications_with_prefixes_share_the_brokers(void)
 }
 
 /* ------------------------------------------------------------------------ */
+/* Through a proxy                                                           */
+/* ------------------------------------------------------------------------ */
+
+static topology proxied;
+static uint16_t backends[2];
+/* The two servers behind the proxy, opened by each case and closed after
+ * it by close_what_is_left. */
+static server backend[2];
+
+static int open_backends(void)
+{
+    for (int j = 0; j < 2; j++) {
+        CHECK(server_open(&backend[j], &proxied, backends[j], 0) == 0);
+    }
+    return 0;
+}
+
+/* One client (with id, if not NULL) through the proxy: count messages of
+ * size bytes there and back, then a clean close.  landed: its server. */
+static int through_one_client(const nq_id *id, int count, size_t size, int *landed)
+{
+    nq_comm *c = client_open(&proxied, front, id, NULL);
+    CHECK(c != NULL);
+    CHECK(exchange(&c, 1, count, size, backend, 2, landed) == 0);
+    CHECK(close_clients(&c, 1) == 0);
+    return 0;
+}
+
+/* Clients through the proxy are spread over both servers; each keeps its
+ * server for the life of its connection (every echo comes from it, in
+ * order), and its FIN reaches it. */
+static int test_clients_keep_their_server(void)
+{
+    CHECK(open_backends() == 0);
+    int n = MAX_CLIENTS;
+    nq_comm *clients[MAX_CLIENTS] = {0};
+    int landed[MAX_CLIENTS];
+    for (int i = 0; i < n; i++) {
+        clients[i] = client_open(&proxied, front, NULL, NULL);
+        CHECK(clients[i] != NULL);
+    }
+    CHECK(exchange(clients, n, 100, 256, backend, 2, landed) == 0);
+    int on[2] = {0, 0};
+    for (int i = 0; i < n; i++) {
+        on[landed[i]]++;
+    }
+    printf("clients per server: %d and %d\n", on[0], on[1]);
+    CHECK(on[0] > 0 && on[1] > 0);
+    for (int j = 0; j < 2; j++) {
+        CHECK(atomic_load(&backend[j].received) == on[j] * 100);
+        CHECK(atomic_load(&backend[j].disorder) == 0);
+    }
+    CHECK(close_clients(clients, n) == 0);
+    for (int j = 0; j < 2; j++) {
+        CHECK(wait_disconnects(&backend[j], NQ_OK, 0, on[j], NQT_WAIT_MS) == 0);
+    }
+    return 0;
+}
+
+/* One client's connection carries megabytes each way. */
+static int test_one_connection_carries_megabytes(void)
+{
+    CHECK(open_backends() == 0);
+    int landed;
+    return through_one_client(NULL, 4096, 1024, &landed);
+}
+
+static int test_killed_client_is_noticed_through_the_proxy(void)
+{
+    CHECK(open_backends() == 0);
+    nq_id id;
+    nq_id_random(&id);
+    child ch;
+    CHECK(hold_start(&ch, &proxied, "client", front, &id) == 0);
+    int64_t killed = nqt_now_ms();
+    hold_kill(&ch);
+    int64_t until = killed + NQT_WAIT_MS;
+    while (server_disconnects(&backend[0], 0, 1) + server_disconnects(&backend[1], 0, 1) < 1 &&
+           nqt_now_ms() < until) {
+        usleep(5000);
+    }
+    printf("killed client noticed after %" PRId64 " ms\n", nqt_now_ms() - killed);
+    CHECK(server_disconnects(&backend[0], NQ_ECONNRESET, 0) +
+              server_disconnects(&backend[1], NQ_ECONNRESET, 0) ==
+          1);
+    return 0;
+}
+
+/* A client that trusts another certificate than the one the far end
+ * presents is refused: what it checks is the server's (or, where the proxy
+ * terminates TLS, the proxy's) own certificate. */
+static int test_the_certificate_is_checked_through_the_proxy(void)
+{
+    CHECK(open_backends() == 0);
+    nq_comm *c = client_open(&proxied, front, NULL, nqt_path(proxied.certs, "rogue", "pem"));
+    CHECK(c != NULL);
+    nq_msg *m = NULL;
+    int rv = nq_get(c, NQT_WAIT_MS, &m);
+    CHECK(rv == NQ_ETLS || rv == NQ_ECONNREFUSED);
+    client_drop(c);
+    int landed;
+    return through_one_client(NULL, 3, 64, &landed);
+}
+
+/* ------------------------------------------------------------------------ */
 /* Throughput                                                                */
 /* ------------------------------------------------------------------------ */
 
@@ -629,7 +739,7 @@ static int bench(const topology *t, const uint16_t *ports, int nports, uint16_t 
 
 static int usage(void)
 {
-    fprintf(stderr, "usage: deploy_peer ports N | certs | mqtt ... | bench ... | "
+    fprintf(stderr, "usage: deploy_peer ports N | certs | mqtt ... | proxy ... | bench ... | "
                     "hold ... (see the comment at the top of deploy_peer.c)\n");
     return 2;
 }
@@ -745,7 +855,7 @@ int main(int argc, char **argv)
             if (nleaves == 2 || parse_ports(val, &leaves[nleaves++], 1) != 1) {
                 return usage();
             }
-        } else if (strcmp(opt, "--servers") == 0) {
+        } else if (strcmp(opt, "--backends") == 0 || strcmp(opt, "--servers") == 0) {
             nports = parse_ports(val, ports, 2);
             if (nports < 1) {
                 return usage();
@@ -782,6 +892,23 @@ int main(int argc, char **argv)
             TEST(test_applications_with_prefixes_share_the_brokers),
         };
         return run_cases(cases, TEST_COUNT(cases));
+    }
+    if (strcmp(cmd, "proxy") == 0) {
+        if (front == 0 || nports != 2) {
+            return usage();
+        }
+        proxied = t;
+        backends[0] = ports[0];
+        backends[1] = ports[1];
+        struct test_case cases[5];
+        size_t n = 0;
+        cases[n++] = (struct test_case)TEST(test_clients_keep_their_server);
+        cases[n++] = (struct test_case)TEST(test_one_connection_carries_megabytes);
+        cases[n++] = (struct test_case)TEST(test_killed_client_is_noticed_through_the_proxy);
+        if (t.certs != NULL) {
+            cases[n++] = (struct test_case)TEST(test_the_certificate_is_checked_through_the_proxy);
+        }
+        return run_cases(cases, n);
     }
     return usage();
 }
