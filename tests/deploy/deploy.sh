@@ -10,6 +10,10 @@
 #   mqtt_bridge   three mosquitto brokers: a hub and two leaves bridged to it
 #   haproxy_tcp   haproxy in TCP mode in front of two libnq TCP servers
 #   haproxy_tls   the same, with TLS passing through to the servers
+#   nginx_grpc    nginx (grpc_pass, routing by nq-id) in front of two libnq
+#                 gRPC servers, h2c on both legs
+#   nginx_grpcs   the same with TLS terminated at nginx and opened again to
+#                 the servers
 #
 # A missing broker or proxy is a failure, not a skip: tools/install-deps.sh
 # installs them.  bench takes NQ_DEPLOY_BENCH, a list of COUNTxSIZE
@@ -23,7 +27,7 @@ here=$(cd "$(dirname "$0")" && pwd)
 export PATH="$PATH:/usr/sbin:/sbin"
 
 work=$(mktemp -d /tmp/nqdeployXXXXXX)
-# The brokers may run as a user of their own.
+# The brokers and nginx's workers may run as users of their own.
 chmod 755 "$work"
 pids=()
 certs=
@@ -35,7 +39,7 @@ stop() { # pid
     sleep 0.1
   done
   if kill -0 "$1" 2>/dev/null; then
-    # Its own children first, so none is left behind.
+    # Its own children (nginx's workers) first, so none is left behind.
     pkill -KILL -P "$1" 2>/dev/null || true
     kill -KILL "$1" 2>/dev/null || true
   fi
@@ -167,6 +171,21 @@ start_haproxy() {
   wait_port "$front"
 }
 
+start_nginx() { # config
+  need nginx
+  free_ports 3
+  front=${ports[0]}
+  back1=${ports[1]}
+  back2=${ports[2]}
+  render "$1" "$work/nginx.conf" WORK="$work" CERTS="$certs" FRONT_PORT="$front" \
+    PORT1="$back1" PORT2="$back2"
+  local args=(-p "$work" -e "$work/error.log" -c "$work/nginx.conf")
+  nginx -t -q "${args[@]}" >"$work/nginx-check.log" 2>&1 ||
+    fail "nginx refuses its configuration"
+  start nginx nginx "${args[@]}" -g "daemon off;"
+  wait_port "$front"
+}
+
 # bench_pair LABEL SERVERS FRONT DIRECT_SERVERS DIRECT_FRONT ARGS...: the
 # throughput of each COUNTxSIZE through the topology and directly.
 bench_pair() {
@@ -214,8 +233,30 @@ case "$topology" in
     [ "$mode" != bench ] || bench_pair haproxy "$back1,$back2" "$front" "$back1" "$back1" \
       --protocol tcp "${tls[@]}"
     ;;
+  nginx_grpc | nginx_grpcs)
+    tls=()
+    config=nginx-grpc.conf
+    if [ "$topology" = nginx_grpcs ]; then
+      make_certs
+      tls=(--certs "$certs")
+      config=nginx-grpcs.conf
+    fi
+    start_nginx "$config"
+    run proxy --protocol grpc --front "$front" --backends "$back1,$back2" "${tls[@]}"
+    if [ "$mode" != bench ]; then
+      # Streaming end to end: nginx logged one call per client, where
+      # clients polling in rounds would have made one per round.
+      clients=$(sed -n 's/^clients through the proxy: //p' "$work/peer.out")
+      calls=$(grep -c . "$work/access.log" || true)
+      echo "calls through nginx: $calls for $clients clients"
+      [ "$calls" -ge 1 ] && [ "$calls" -le "$clients" ] ||
+        fail "nginx logged $calls calls for $clients clients: not one stream each"
+    fi
+    [ "$mode" != bench ] || bench_pair nginx "$back1,$back2" "$front" "$back1" "$back1" \
+      --protocol grpc "${tls[@]}"
+    ;;
   *)
-    echo "usage: deploy.sh mqtt_bridge|haproxy_tcp|haproxy_tls DEPLOY_PEER [check|bench]" >&2
+    echo "usage: deploy.sh mqtt_bridge|haproxy_tcp|haproxy_tls|nginx_grpc|nginx_grpcs DEPLOY_PEER [check|bench]" >&2
     exit 2
     ;;
 esac

@@ -1,7 +1,7 @@
 /*
  * deploy_peer: the libnq side of the deployment tests (deploy.sh).  The
- * script starts the infrastructure (bridged mosquitto brokers, haproxy)
- * from the configurations beside it; this program opens libnq
+ * script starts the infrastructure (bridged mosquitto brokers, haproxy,
+ * nginx) from the configurations beside it; this program opens libnq
  * servers and clients on either side of it and checks the contract through
  * it, or measures how fast messages cross it.
  *
@@ -240,10 +240,14 @@ static int wait_disconnects(server *s, int reason, int any, int want, int64_t ms
     return server_disconnects(s, reason, any) >= want ? 0 : 1;
 }
 
+/* Clients opened through the proxy's front port, in this process and in
+ * processes of their own. */
+static int through_front;
 static uint16_t front;
 
 static nq_comm *client_open(const topology *t, uint16_t port, const nq_id *id, const char *trust)
 {
+    through_front += port == front;
     nq_opts *o = peer_opts(t, port, id);
     if (trust != NULL) {
         nq_opts_set_tls(o, NULL, trust);
@@ -388,6 +392,7 @@ static int hold_start(child *ch, const topology *t, const char *role, uint16_t p
         argv[argc++] = t->certs;
     }
     argv[argc] = NULL;
+    through_front += port == front && strcmp(role, "client") == 0;
     int fds[2];
     CHECK(pipe(fds) == 0);
     ch->pid = fork();
@@ -629,12 +634,35 @@ static int test_clients_keep_their_server(void)
     return 0;
 }
 
-/* One client's connection carries megabytes each way. */
+/* One client's connection carries megabytes each way (nginx counts what a
+ * gRPC client sends on its stream as one request body, and limits it unless
+ * told not to). */
 static int test_one_connection_carries_megabytes(void)
 {
     CHECK(open_backends() == 0);
     int landed;
     return through_one_client(NULL, 4096, 1024, &landed);
+}
+
+/* A client that connects again with the same id (a new gRPC call each
+ * time) reaches the same server, whichever ids are chosen. */
+static int test_a_client_id_always_reaches_the_same_server(void)
+{
+    CHECK(open_backends() == 0);
+    for (int k = 0; k < 4; k++) {
+        nq_id id;
+        nq_id_random(&id);
+        int first = -1;
+        for (int again = 0; again < 3; again++) {
+            int landed;
+            CHECK(through_one_client(&id, 3, 64, &landed) == 0);
+            if (again == 0) {
+                first = landed;
+            }
+            CHECK(landed == first);
+        }
+    }
+    return 0;
 }
 
 static int test_killed_client_is_noticed_through_the_proxy(void)
@@ -904,11 +932,17 @@ int main(int argc, char **argv)
         size_t n = 0;
         cases[n++] = (struct test_case)TEST(test_clients_keep_their_server);
         cases[n++] = (struct test_case)TEST(test_one_connection_carries_megabytes);
+        if (t.protocol == NQ_GRPC) {
+            cases[n++] = (struct test_case)TEST(test_a_client_id_always_reaches_the_same_server);
+        }
         cases[n++] = (struct test_case)TEST(test_killed_client_is_noticed_through_the_proxy);
         if (t.certs != NULL) {
             cases[n++] = (struct test_case)TEST(test_the_certificate_is_checked_through_the_proxy);
         }
-        return run_cases(cases, n);
+        int rv = run_cases(cases, n);
+        /* Streaming mode makes one call per client; polling one per round. */
+        printf("clients through the proxy: %d\n", through_front);
+        return rv;
     }
     return usage();
 }
