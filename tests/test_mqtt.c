@@ -2,8 +2,10 @@
  * MQTT-only behaviour: each test starts its own mosquitto.  The contract
  * cases shared with TCP live in test_comm.c (run with "mqtt").
  */
+#include <pthread.h>
 #include <signal.h>
 #include <stdint.h>
+#include <string.h>
 #include <stdlib.h>
 #include <sys/socket.h>
 #include <time.h>
@@ -304,6 +306,115 @@ static int test_broker_restart_is_survived_with_reconnection(void)
     return 0;
 }
 
+/* With acknowledged delivery a broker killed mid-stream loses nothing:
+ * messages in flight when it died go again once both sides are back, none
+ * twice, in order, and every future succeeds. */
+enum { KEPT = 3000 };
+
+typedef struct kept_reader {
+    nq_comm *server;
+    int got;
+    int disorder;
+} kept_reader;
+
+static void *read_kept(void *arg)
+{
+    kept_reader *r = arg;
+    int64_t deadline = nqt_now_ms() + 90000;
+    while (r->got < KEPT && nqt_now_ms() < deadline) {
+        nq_msg *m = NULL;
+        if (nq_get(r->server, 100, &m) != NQ_OK) {
+            continue;
+        }
+        const void *data;
+        size_t len;
+        uint32_t v = UINT32_MAX;
+        if (nq_msg_data(m, &data, &len) == NQ_OK && len == sizeof(v)) {
+            memcpy(&v, data, sizeof(v));
+        }
+        r->disorder += v != (uint32_t)r->got;
+        __atomic_add_fetch(&r->got, 1, __ATOMIC_SEQ_CST);
+        nq_msg_free(m);
+    }
+    return NULL;
+}
+
+/* Puts KEPT numbered messages, one every half millisecond: a stream. */
+typedef struct kept_writer {
+    nq_comm *client;
+    uint32_t *values;
+    nq_future **futures;
+    int errors;
+} kept_writer;
+
+static void *write_kept(void *arg)
+{
+    kept_writer *w = arg;
+    for (uint32_t i = 0; i < KEPT; i++) {
+        w->values[i] = i;
+        nq_chunk chunk = {.data = &w->values[i], .len = sizeof(w->values[i])};
+        w->errors += nq_put(w->client, &chunk, 1, NULL, 0, &w->futures[i]) != NQ_OK;
+        usleep(500);
+    }
+    return NULL;
+}
+
+static int test_broker_killed_mid_stream_loses_nothing_acknowledged(void)
+{
+    CHECK(start_broker(0) == 0);
+    nq_opts *o = nqt_opts("127.0.0.1", broker.port, NULL);
+    CHECK_OK(nq_opts_set_int(o, NQ_OPT_DELIVERY, NQ_DELIVERY_ACKED));
+    nq_comm *s = mqtt_peer(NQ_SERVER, o);
+    o = nqt_opts("127.0.0.1", broker.port, NULL);
+    CHECK_OK(nq_opts_set_int(o, NQ_OPT_DELIVERY, NQ_DELIVERY_ACKED));
+    CHECK_OK(nq_opts_set_int(o, NQ_OPT_RECONNECT_MS, 50));
+    CHECK_OK(nq_opts_set_int(o, NQ_OPT_RECONNECT_MAX_MS, 500));
+    nq_comm *c = mqtt_peer(NQ_CLIENT, o);
+    CHECK(s != NULL && c != NULL);
+    CHECK(nqt_round_trip(s, c) == 0);
+    CHECK(nqt_stat(s, NQ_STAT_ACKED) == 1);
+    kept_reader r = {.server = s};
+    pthread_t t;
+    CHECK(pthread_create(&t, NULL, read_kept, &r) == 0);
+    static uint32_t values[KEPT];
+    static nq_future *futures[KEPT];
+    kept_writer wr = {.client = c, .values = values, .futures = futures};
+    pthread_t tw;
+    CHECK(pthread_create(&tw, NULL, write_kept, &wr) == 0);
+    /* The broker dies with messages on their way through it. */
+    for (int i = 0; i < 5000 && __atomic_load_n(&r.got, __ATOMIC_SEQ_CST) < KEPT / 3; i++) {
+        usleep(1000);
+    }
+    int before = __atomic_load_n(&r.got, __ATOMIC_SEQ_CST);
+    CHECK(nqt_broker_restart(&broker, SIGKILL) == 0);
+    pthread_join(tw, NULL);
+    CHECK(wr.errors == 0);
+    int restarted = before < KEPT;
+    int failed = 0;
+    for (uint32_t i = 0; i < KEPT; i++) {
+        int rv = nq_future_wait(futures[i], 60000);
+        failed += rv != NQ_OK || nq_future_result(futures[i]) != NQ_OK;
+        nq_future_free(futures[i]);
+    }
+    pthread_join(t, NULL);
+    fprintf(stderr, "got %d, out of order %d, failed futures %d, resumed %lld\n", r.got,
+            r.disorder, failed, (long long)nqt_stat(s, NQ_STAT_RESUMED));
+    CHECK(restarted);
+    CHECK(failed == 0);
+    CHECK(r.got == KEPT);
+    CHECK(r.disorder == 0);
+    nq_msg *m = NULL;
+    CHECK_RC(nq_get(s, 300, &m), NQ_ETIMEDOUT); /* nothing twice */
+    CHECK(nqt_stat(s, NQ_STAT_RESUMED) >= 1);
+    CHECK(nqt_round_trip(s, c) == 0);
+    CHECK_OK(nq_close(c));
+    CHECK_OK(nq_close(s));
+    nq_destroy(c);
+    nq_destroy(s);
+    nqt_broker_stop(&broker, SIGTERM);
+    return 0;
+}
+
 static const struct test_case tests[] = {
     TEST(test_slices_carry_a_large_message),
     TEST(test_every_qos_level_works),
@@ -314,6 +425,7 @@ static const struct test_case tests[] = {
     TEST(test_tls_to_the_broker),
     TEST(test_garbage_on_a_client_topic_hurts_only_that_topic),
     TEST(test_broker_restart_is_survived_with_reconnection),
+    TEST(test_broker_killed_mid_stream_loses_nothing_acknowledged),
 };
 
 int main(int argc, char **argv)

@@ -18,6 +18,7 @@
 #include <sys/time.h>
 #include <unistd.h>
 
+#include "core/ack.h"
 #include "transports/mqtt/mqtt.h"
 
 /* ---- the broker's socket ------------------------------------------------------ */
@@ -158,14 +159,17 @@ static void on_subscribed(void *context, MQTTAsync_successData *resp)
     nq_comm *c = context;
     /* A SUBACK of 0x80 means the broker refused a subscription. */
     int refused = 0;
-    if (resp != NULL && c->purpose == NQ_SERVER && resp->alt.qosList != NULL) {
-        refused = resp->alt.qosList[0] == 0x80 || resp->alt.qosList[1] == 0x80;
+    mqtt_comm *st = c->tp;
+    if (resp != NULL && st->nsub > 1 && resp->alt.qosList != NULL) {
+        for (int i = 0; i < st->nsub; i++) {
+            refused |= resp->alt.qosList[i] == 0x80;
+        }
     } else if (resp != NULL) {
         refused = resp->alt.qos == 0x80;
     }
     if (refused) {
         nqi_logf(&c->log, NQ_LOG_ERROR, "the MQTT broker refused our subscription to %s",
-                 ((mqtt_comm *)c->tp)->sub_topic);
+                 st->sub_topic);
     }
     signal_ready(c->tp, refused ? NQ_EAUTH : READY);
 }
@@ -186,13 +190,22 @@ static int subscribe(nq_comm *c, MQTTAsync_responseOptions *ro)
     pthread_mutex_lock(&st->mu);
     memcpy(lost, st->lost_topic, sizeof(lost));
     pthread_mutex_unlock(&st->mu);
-    if (c->purpose == NQ_CLIENT && lost[0] == 0) {
+    /* The peers' data, a server's clients' wills or a client's server's,
+     * and acknowledged delivery's signals. */
+    char *topics[3] = {st->sub_topic};
+    int qos[3] = {st->qos, st->qos, st->qos};
+    int n = 1;
+    if (lost[0] != 0) {
+        topics[n++] = lost;
+    }
+    if (st->ack_topic[0] != 0) {
+        topics[n++] = st->ack_topic;
+    }
+    st->nsub = n;
+    if (n == 1) {
         return MQTTAsync_subscribe(st->client, st->sub_topic, st->qos, ro);
     }
-    /* A server's clients' wills, or a client's server's. */
-    char *topics[2] = {st->sub_topic, lost};
-    int qos[2] = {st->qos, st->qos};
-    return MQTTAsync_subscribeMany(st->client, 2, topics, qos, ro);
+    return MQTTAsync_subscribeMany(st->client, n, topics, qos, ro);
 }
 
 static void on_connected(void *context, MQTTAsync_successData *resp)
@@ -212,6 +225,17 @@ static void on_connected(void *context, MQTTAsync_successData *resp)
     }
 }
 
+static void run_call_back(nqi_loop *l, nqi_cmd *cmd)
+{
+    free(cmd);
+    nqi_mqtt_call_back(nqi_worker_of(l));
+}
+
+static void discard_cmd(nqi_cmd *cmd)
+{
+    free(cmd);
+}
+
 /* A connection came back after a loss (paho reconnects a server's, and a
  * reconnecting client's): the broker forgot the subscriptions of the clean
  * session. */
@@ -227,6 +251,14 @@ static void on_reconnected(void *context, char *cause)
     subscribe(c, &ro);
     atomic_store(&st->lost, 0);
     nqi_logf(&c->log, NQ_LOG_INFO, "reconnected to the MQTT broker");
+    if (c->purpose == NQ_SERVER && nqi_ack_wanted(c)) {
+        nqi_cmd *cmd = calloc(1, sizeof(*cmd));
+        if (cmd != NULL) {
+            cmd->run = run_call_back;
+            cmd->discard = discard_cmd;
+            nqi_loop_post(&c->workers[0].loop, cmd);
+        }
+    }
 }
 
 void nqi_mqtt_watch_server(nq_comm *c, const nq_id *server)
@@ -262,7 +294,17 @@ static void on_connect_failed(void *context, MQTTAsync_failureData *resp)
 static void run_lost(nqi_loop *l, nqi_cmd *cmd)
 {
     free(cmd);
-    nqi_worker_end_sessions(nqi_worker_of(l), NQ_ECONNRESET);
+    /* The live sessions end; one that ended already (a client waiting to
+     * connect again, a server's kept for its peer's return) waits on. */
+    nqi_worker *w = nqi_worker_of(l);
+    nqi_node *n, *next;
+    for (n = nqi_list_first(&w->sessions); n != NULL; n = next) {
+        next = nqi_list_next(&w->sessions, n);
+        nqi_session *s = NQI_CONTAINER(n, nqi_session, link);
+        if (!s->ended) {
+            nqi_session_end(s, NQ_ECONNRESET);
+        }
+    }
 }
 
 static void discard_lost(nqi_cmd *cmd)
@@ -297,14 +339,18 @@ typedef struct arrival {
     nqi_cmd cmd; /* first member */
     MQTTAsync_message *msg;
     nq_id from;
-    int will;
+    int kind;
 } arrival;
+
+enum { ARRIVED_DATA, ARRIVED_WILL, ARRIVED_SIGNAL };
 
 static void run_arrival(nqi_loop *l, nqi_cmd *cmd)
 {
     arrival *a = (arrival *)cmd;
-    if (a->will) {
+    if (a->kind == ARRIVED_WILL) {
         nqi_mqtt_peer_lost(nqi_worker_of(l), &a->from);
+    } else if (a->kind == ARRIVED_SIGNAL) {
+        nqi_mqtt_signal(nqi_worker_of(l), &a->from, a->msg);
     } else {
         nqi_mqtt_arrived(nqi_worker_of(l), &a->from, a->msg);
     }
@@ -345,7 +391,12 @@ static int on_message(void *context, char *topic, int topic_len, MQTTAsync_messa
         const char *dir = c->purpose == NQ_SERVER ? "c2s/" : "s2c/";
         ok = topic_id(st, topic, len, dir, &a->from) == 0;
         if (!ok && topic_id(st, topic, len, "nq/lost/", &a->from) == 0) {
-            ok = a->will = 1;
+            ok = 1;
+            a->kind = ARRIVED_WILL;
+        }
+        if (!ok && st->ack_topic[0] != 0 && topic_id(st, topic, len, "nq/ack/", &a->from) == 0) {
+            ok = 1;
+            a->kind = ARRIVED_SIGNAL;
         }
         if (!ok) {
             nqi_logf(&c->log, NQ_LOG_WARN, "ignoring a message on unexpected topic %.*s", len,

@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "core/ack.h"
 #include "transports/mqtt/mqtt.h"
 #include "transports/registry.h"
 
@@ -65,6 +66,10 @@ static int mqtt_open(nq_comm *c)
     const char *prefix = c->opts.mqtt_prefix != NULL ? c->opts.mqtt_prefix : "";
     st->prefix_len = strlen(prefix);
     snprintf(st->will_topic, sizeof(st->will_topic), "%snq/lost/%s", prefix, st->own_hex);
+    if (c->purpose == NQ_SERVER || nqi_ack_wanted(c)) {
+        snprintf(st->ack_topic, sizeof(st->ack_topic), "%snq/ack/%s", prefix,
+                 c->purpose == NQ_SERVER ? "+" : st->own_hex);
+    }
     if (c->purpose == NQ_SERVER) {
         snprintf(st->sub_topic, sizeof(st->sub_topic), "%sc2s/+", prefix);
         snprintf(st->lost_topic, sizeof(st->lost_topic), "%snq/lost/+", prefix);
@@ -85,6 +90,7 @@ static void mqtt_worker_start(nqi_worker *w)
 {
     /* The client's INI waits in its queue. */
     if (w->comm->client != NULL) {
+        nqi_mqtt_ask(w->comm->client);
         nqi_mqtt_await_answer(w->comm->client);
         nqi_session_mark_dirty(w->comm->client);
     }
@@ -115,6 +121,7 @@ static int mqtt_redial(nqi_session *s)
     if (ms->topic == NULL) {
         return NQ_ENOMEM;
     }
+    nqi_mqtt_ask(s);
     nqi_mqtt_await_answer(s);
     nqi_session_mark_dirty(s);
     return NQ_OK;
@@ -160,6 +167,7 @@ const nqi_transport nqi_mqtt_transport = {
     .resume = NULL,
     .session_end = mqtt_session_end,
     .redial = mqtt_redial,
+    .acked = nqi_mqtt_acked,
     .close = mqtt_close,
     .shutdown = mqtt_shutdown,
 };

@@ -23,7 +23,9 @@
  * server, to its server's; a will ends the session it names as lost.  net-queue peers
  * neither leave nor read wills.  A server's broker connection reconnects by
  * itself and subscribes again; its sessions end when the connection drops,
- * since the broker's restart loses what was in flight.
+ * since the broker's restart loses what was in flight, unless they agreed
+ * on acknowledged delivery (agree.c, on <prefix>nq/ack/<client-hex>): then
+ * they wait for their clients' return and resend what was lost.
  */
 #ifndef NQ_TRANSPORTS_MQTT_MQTT_H
 #define NQ_TRANSPORTS_MQTT_MQTT_H
@@ -56,6 +58,8 @@ typedef struct mqtt_comm {
     char sub_topic[NQI_MQTT_TOPIC_MAX];
     char lost_topic[NQI_MQTT_TOPIC_MAX]; /* server: nq/lost/+; client: our will's */
     char will_topic[NQI_MQTT_TOPIC_MAX];
+    char ack_topic[NQI_MQTT_TOPIC_MAX]; /* server: nq/ack/+; client: its own
+                                         * with acknowledged delivery, else "" */
     size_t prefix_len;
     int qos;
     struct sockaddr_storage broker; /* resolved at open; family 0 if not */
@@ -65,6 +69,7 @@ typedef struct mqtt_comm {
     pthread_cond_t cv;
     int ready;         /* 0 waiting, 1 subscribed, or an nq error */
     int connack;       /* paho's code for the failed connection (under mu) */
+    int nsub;          /* topics in the last subscription (paho's thread) */
     int disconnected;  /* the DISCONNECT completed */
     atomic_int lost;   /* the broker connection is down */
     atomic_int reconnecting; /* lost, and paho reconnects */
@@ -81,6 +86,8 @@ typedef struct mqtt_sess {
     unsigned epoch;   /* client: its connections so far; a publish of an
                        * earlier one is answered to nobody */
     nqi_timer answer; /* client reconnecting: a server must answer the INI */
+    int asked;        /* server: the client asked for acknowledged delivery */
+    int told;         /* client: the server asked, for this connection */
 } mqtt_sess;
 
 static inline mqtt_sess *mqtt_sess_of(nqi_session *s)
@@ -120,7 +127,27 @@ void nqi_mqtt_watch_server(nq_comm *c, const nq_id *server);
  * timeout, or the attempt has failed. */
 void nqi_mqtt_await_answer(nqi_session *s);
 
+/* agree.c (loop thread): new connections, acknowledged delivery's ask and
+ * answer */
+/* Client: announces a new connection (and asks), just before its INI. */
+void nqi_mqtt_ask(nqi_session *s);
+/* The transport's acked hook: whether the peer asked (a server tells its
+ * own ask on the way). */
+int nqi_mqtt_acked(nqi_session *s);
+/* A signal arrived on the ack topic of the client with this id. */
+void nqi_mqtt_signal(nqi_worker *w, const nq_id *from, const MQTTAsync_message *msg);
+/* Server, its broker connection back: asks the clients of kept sessions to
+ * connect again. */
+void nqi_mqtt_call_back(nqi_worker *w);
+
 /* route.c (loop thread) */
+/* Server: the live session of the client with this id, or NULL. */
+nqi_session *nqi_mqtt_find(nqi_worker *w, const nq_id *from);
+/* Server: that session, made (admitted) when there is none; but while a
+ * session of the client is kept for its return (NQ_OPT_RESUME_MS), only
+ * when anew (its next connection announced itself), else NULL: what comes
+ * before the announcement belongs to the old connection. */
+nqi_session *nqi_mqtt_server_session(nqi_worker *w, const nq_id *from, int anew);
 /* "<prefix><dir><hex>", malloc'd, or NULL. */
 char *nqi_mqtt_topic(const mqtt_comm *st, const char *dir, const char *hex);
 /* A message from paho arrived for the id in its topic. */

@@ -201,17 +201,39 @@ void nqi_mqtt_flush(nqi_session *s)
 
 /* ---- arrivals -------------------------------------------------------------------- */
 
-/* Server: the session for a client topic, admitted on its first message. */
-static nqi_session *server_session(nqi_worker *w, const nq_id *from)
+nqi_session *nqi_mqtt_find(nqi_worker *w, const nq_id *from)
 {
     nqi_node *n;
     for (n = nqi_list_first(&w->sessions); n != NULL; n = nqi_list_next(&w->sessions, n)) {
         nqi_session *s = NQI_CONTAINER(n, nqi_session, link);
-        if (nq_id_equal(&mqtt_sess_of(s)->route, from)) {
+        /* An ended one only waits for its peer's return (kept for resume). */
+        if (!s->ended && nq_id_equal(&mqtt_sess_of(s)->route, from)) {
             return s;
         }
     }
-    nqi_session *s = nqi_peers_admit(w);
+    return NULL;
+}
+
+/* 1 when a session of this client is kept for its return. */
+static int kept(nqi_worker *w, const nq_id *from)
+{
+    nqi_node *n;
+    for (n = nqi_list_first(&w->sessions); n != NULL; n = nqi_list_next(&w->sessions, n)) {
+        nqi_session *s = NQI_CONTAINER(n, nqi_session, link);
+        if (s->waiting && nq_id_equal(&mqtt_sess_of(s)->route, from)) {
+            return 1;
+        }
+    }
+    return 0;
+}
+
+nqi_session *nqi_mqtt_server_session(nqi_worker *w, const nq_id *from, int anew)
+{
+    nqi_session *s = nqi_mqtt_find(w, from);
+    if (s != NULL || (!anew && kept(w, from))) {
+        return s;
+    }
+    s = nqi_peers_admit(w);
     if (s == NULL) {
         return NULL;
     }
@@ -230,7 +252,7 @@ static nqi_session *server_session(nqi_worker *w, const nq_id *from)
 void nqi_mqtt_arrived(nqi_worker *w, const nq_id *from, const MQTTAsync_message *msg)
 {
     nq_comm *c = w->comm;
-    nqi_session *s = c->purpose == NQ_SERVER ? server_session(w, from) : c->client;
+    nqi_session *s = c->purpose == NQ_SERVER ? nqi_mqtt_server_session(w, from, 0) : c->client;
     if (s == NULL || s->ended) {
         return;
     }
@@ -261,14 +283,7 @@ void nqi_mqtt_peer_lost(nqi_worker *w, const nq_id *who)
     if (c->purpose == NQ_CLIENT) {
         s = c->client->ini_received && nq_id_equal(&c->client->peer, who) ? c->client : NULL;
     } else {
-        nqi_node *n;
-        for (n = nqi_list_first(&w->sessions); n != NULL; n = nqi_list_next(&w->sessions, n)) {
-            nqi_session *x = NQI_CONTAINER(n, nqi_session, link);
-            if (nq_id_equal(&mqtt_sess_of(x)->route, who)) {
-                s = x;
-                break;
-            }
-        }
+        s = nqi_mqtt_find(w, who);
     }
     if (s == NULL || s->ended) {
         return;

@@ -240,7 +240,10 @@ typedef enum nq_option {
      * otherwise fall back to NQ_DELIVERY_WRITTEN (NQ_STAT_ACKED counts the
      * connections where it was agreed).  Over TCP and TLS the two libnq
      * peers agree through one urgent (out-of-band) byte each way, which the
-     * byte stream never shows; MQTT and gRPC connections always fall back.
+     * byte stream never shows; over MQTT (since 1.4) on a topic of their
+     * own, <prefix>nq/ack/<client-hex>, which net-queue peers never read
+     * (a server's sessions then also outlive a broker restart); gRPC
+     * connections always fall back.
      * A server with NQ_DELIVERY_ACKED runs on one worker (NQ_OPT_WORKERS
      * above 1 is refused at nq_open with NQ_EINVAL).
      * NQ_DELIVERY_WRITTEN by default. */
