@@ -292,5 +292,44 @@ test_mqtt_login() {
   [ "$rc" -eq 2 ] || fail "--password-file without --user was accepted"
 }
 
+# A client that hangs (SIGSTOP: its connection stays open, no DISCONNECT,
+# no FIN) is replaced at once by a new process with the same id, which is
+# served: the broker has not noticed the old connection's end, so the old
+# will comes late or never; the new connection's announcement ends the
+# server's old session before the new INI.
+test_mqtt_hung_client_replaced_with_its_id() {
+  broker="$work/broker"
+  trap '"$(dirname "$0")/../mqtt-broker.sh" stop "$broker"; cleanup' EXIT
+  bport=$("$(dirname "$0")/../mqtt-broker.sh" start "$broker")
+  "$nq" serve --protocol mqtt --port "$bport" --id "$server_id" --echo \
+    >"$work/serve.out" 2>"$work/serve.err" &
+  server_pid=$!
+  for _ in $(seq 100); do
+    [ -s "$work/serve.out" ] && break
+    sleep 0.1
+  done
+  expect_equal "listening line" "listening 127.0.0.1 $bport" "$(head -n 1 "$work/serve.out")"
+  # The first client gets its echo, then waits for a second that never
+  # comes, and is killed.
+  "$nq" send --protocol mqtt --port "$bport" --id "$client_id" --expect 2 --timeout -1 first \
+    >"$work/first.out" 2>"$work/first.err" &
+  local first=$!
+  for _ in $(seq 100); do
+    [ -s "$work/first.out" ] && break
+    sleep 0.1
+  done
+  kill -STOP "$first"
+  expect_equal "first reply" "$server_id 5 first" "$(cat "$work/first.out")"
+  for round in 1 2 3; do
+    run_nq send --protocol mqtt --port "$bport" --id "$client_id" --expect 1 --timeout 5000 "again$round"
+    [ "$rc" -eq 0 ] || { kill -KILL "$first"; fail "the client back with its id (round $round) exited with $rc: $err"; }
+    expect_equal "reply" "$server_id 6 again$round" "$out"
+  done
+  kill -KILL "$first"
+  wait "$first" 2>/dev/null || true
+  kill -TERM "$server_pid"
+  expect_server_exit_ok
+}
+
 "test_$case_name"
 echo "PASS: $case_name"
