@@ -168,6 +168,7 @@ start_haproxy() {
     fail "haproxy refuses its configuration"
   # -db: in the foreground, one process.
   start haproxy haproxy -db -f "$work/haproxy.cfg"
+  proxy=$!
   wait_port "$front"
 }
 
@@ -183,7 +184,15 @@ start_nginx() { # config
   nginx -t -q "${args[@]}" >"$work/nginx-check.log" 2>&1 ||
     fail "nginx refuses its configuration"
   start nginx nginx "${args[@]}" -g "daemon off;"
+  proxy=$!
   wait_port "$front"
+  # The master listens before its worker runs, and a client that connects
+  # in between can fail its first attempt: wait for the worker.
+  for _ in $(seq 100); do
+    pgrep -P "$proxy" >/dev/null && return 0
+    sleep 0.1
+  done
+  fail "nginx started no worker"
 }
 
 # bench_pair LABEL SERVERS FRONT DIRECT_SERVERS DIRECT_FRONT ARGS...: the
@@ -212,8 +221,7 @@ run() { # ARGS... for deploy_peer, or bench's
   if [ "$mode" = bench ]; then
     return 0
   fi
-  "$peer" "$@" | tee "$work/peer.out"
-  [ "${PIPESTATUS[0]}" -eq 0 ] || fail "deploy_peer $1"
+  "$peer" "$@" | tee "$work/peer.out" || fail "deploy_peer $1"
 }
 
 case "$topology" in
@@ -229,7 +237,8 @@ case "$topology" in
       tls=(--certs "$certs")
     fi
     start_haproxy
-    run proxy --protocol tcp --front "$front" --backends "$back1,$back2" "${tls[@]}"
+    run proxy --protocol tcp --front "$front" --backends "$back1,$back2" "${tls[@]}" \
+      --proxy-pid "$proxy"
     [ "$mode" != bench ] || bench_pair haproxy "$back1,$back2" "$front" "$back1" "$back1" \
       --protocol tcp "${tls[@]}"
     ;;
@@ -242,7 +251,8 @@ case "$topology" in
       config=nginx-grpcs.conf
     fi
     start_nginx "$config"
-    run proxy --protocol grpc --front "$front" --backends "$back1,$back2" "${tls[@]}"
+    run proxy --protocol grpc --front "$front" --backends "$back1,$back2" "${tls[@]}" \
+      --proxy-pid "$proxy"
     if [ "$mode" != bench ]; then
       # Streaming end to end: nginx logged one call per client, where
       # clients polling in rounds would have made one per round.

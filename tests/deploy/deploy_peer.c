@@ -13,15 +13,20 @@
  *   deploy_peer mqtt --hub PORT --leaf PORT [--leaf PORT]
  *       the MQTT cases: servers attached to one broker, clients to others
  *   deploy_peer proxy --protocol tcp|grpc --front PORT --backends P1,P2
- *                     [--certs DIR]
+ *                     [--certs DIR] [--proxy-pid PID]
  *       the proxy cases: two servers on the backend ports, clients through
  *       the proxy's front port (TLS with --certs: the servers present
- *       DIR/server, the clients trust DIR/ca)
+ *       DIR/server, the clients trust DIR/ca); with the proxy's process id,
+ *       last, it stops the proxy
  *   deploy_peer bench --protocol P --servers P1[,P2] --front PORT
  *                     [--certs DIR] [--count N] [--size S] [--runs R]
  *       servers on the listed ports (over MQTT: one server, attached to the
  *       broker P1), a client through PORT; prints the median time of R runs
  *       of N messages of S bytes from the client to its server
+ *   deploy_peer many --protocol P --port PORT --clients N [--certs DIR]
+ *       a server in a process of its own on PORT (over MQTT: the broker),
+ *       N clients that each say hello and get their echo; prints how long
+ *       they took and the server's resident memory before and after
  *   deploy_peer hold --protocol P --role client|server --port PORT --id UUID
  *                    [--prefix X] [--certs DIR]
  *       one peer in a process of its own, for the cases that kill it:
@@ -101,6 +106,9 @@ static void track(void **list, size_t cap, void *item, void *replace)
 static nq_opts *peer_opts(const topology *t, uint16_t port, const nq_id *id)
 {
     nq_opts *o = nqt_opts("127.0.0.1", port, id);
+    /* A case that fails must not hang on a close handshake that cannot
+     * finish. */
+    nq_opts_set_int(o, NQ_OPT_CLOSE_TIMEOUT_MS, 5000);
     if (t->prefix != NULL) {
         nq_opts_set_mqtt_prefix(o, t->prefix);
     }
@@ -182,7 +190,8 @@ static int server_open_as(server *s, const topology *t, uint16_t port, int count
     nq_opts *o = peer_opts(t, port, &s->id);
     nq_opts_set_events(o, nqt_record, &s->events);
     if (t->certs != NULL && t->protocol != NQ_MQTT) {
-        nq_opts_set_tls(o, nqt_path(t->certs, "server", "key"), nqt_path(t->certs, "server", "pem"));
+        nq_opts_set_tls(o, nqt_path(t->certs, "server", "key"),
+                        nqt_path(t->certs, "server", "pem"));
     }
     s->comm = nqt_open(t->protocol, NQ_SERVER, o);
     if (s->comm == NULL) {
@@ -291,6 +300,17 @@ static int put_seq(nq_comm *c, uint32_t seq, size_t size)
     memcpy(buf, &seq, sizeof(seq) <= size ? sizeof(seq) : size);
     nq_chunk ch = {buf, size};
     return nq_put(c, &ch, 1, NULL, 0, NULL);
+}
+
+/* A round trip that is no part of any sequence: the client is connected,
+ * and knows its server. */
+static int ping(nq_comm *c)
+{
+    CHECK_OK(put_seq(c, PING, 64));
+    nq_msg *m = NULL;
+    CHECK_OK(nq_get(c, NQT_WAIT_MS, &m));
+    nq_msg_free(m);
+    return 0;
 }
 
 /* Each client puts count numbered messages of size bytes, all of them
@@ -580,6 +600,7 @@ static int test_applications_with_prefixes_share_the_brokers(void)
 
 static topology proxied;
 static uint16_t backends[2];
+static pid_t proxy_pid; /* 0: not known */
 /* The two servers behind the proxy, opened by each case and closed after
  * it by close_what_is_left. */
 static server backend[2];
@@ -613,8 +634,11 @@ static int test_clients_keep_their_server(void)
     nq_comm *clients[MAX_CLIENTS] = {0};
     int landed[MAX_CLIENTS];
     for (int i = 0; i < n; i++) {
+        /* One after the other, each answered before the next opens: the
+         * case is about where clients land, not how many connect at once. */
         clients[i] = client_open(&proxied, front, NULL, NULL);
         CHECK(clients[i] != NULL);
+        CHECK(ping(clients[i]) == 0);
     }
     CHECK(exchange(clients, n, 100, 256, backend, 2, landed) == 0);
     int on[2] = {0, 0};
@@ -702,6 +726,42 @@ static int test_the_certificate_is_checked_through_the_proxy(void)
     return through_one_client(NULL, 3, 64, &landed);
 }
 
+/* The proxy stops (its process is told to, or dies): every client and
+ * every server sees its peer lost, none waits on a dead connection.  The
+ * last case, since the proxy stays down. */
+static int test_a_stopped_proxy_is_a_lost_peer(void)
+{
+    CHECK(open_backends() == 0);
+    enum { N = 4 };
+    nq_comm *clients[N] = {0};
+    int landed[N];
+    for (int i = 0; i < N; i++) {
+        clients[i] = client_open(&proxied, front, NULL, NULL);
+        CHECK(clients[i] != NULL);
+    }
+    CHECK(exchange(clients, N, 10, 64, backend, 2, landed) == 0);
+    int64_t stopped = nqt_now_ms();
+    CHECK(kill(proxy_pid, SIGTERM) == 0);
+    for (int i = 0; i < N; i++) {
+        nq_msg *m = NULL;
+        int rv = nq_get(clients[i], NQT_WAIT_MS, &m);
+        if (rv != NQ_ECONNRESET) {
+            fprintf(stderr, "client %d: %s where the lost connection was due\n", i,
+                    nq_strerror(rv));
+            return 1;
+        }
+    }
+    int64_t until = stopped + NQT_WAIT_MS;
+    while (server_disconnects(&backend[0], 0, 1) + server_disconnects(&backend[1], 0, 1) < N &&
+           nqt_now_ms() < until) {
+        usleep(5000);
+    }
+    printf("stopped proxy noticed by every peer after %" PRId64 " ms\n",
+           nqt_now_ms() - stopped);
+    CHECK(server_disconnects(&backend[0], 0, 1) + server_disconnects(&backend[1], 0, 1) == N);
+    return 0;
+}
+
 /* ------------------------------------------------------------------------ */
 /* Throughput                                                                */
 /* ------------------------------------------------------------------------ */
@@ -725,10 +785,7 @@ static int bench(const topology *t, const uint16_t *ports, int nports, uint16_t 
         nq_comm *c = client_open(t, via, NULL, NULL);
         CHECK(c != NULL);
         /* A ping first: the connection is up and its server known. */
-        CHECK_OK(put_seq(c, PING, 64));
-        nq_msg *m = NULL;
-        CHECK_OK(nq_get(c, NQT_WAIT_MS, &m));
-        nq_msg_free(m);
+        CHECK(ping(c) == 0);
         nq_id sid;
         CHECK_OK(nq_server_id(c, &sid));
         server *to = nq_id_equal(&sid, &s[0].id) ? &s[0] : &s[1];
@@ -739,6 +796,7 @@ static int bench(const topology *t, const uint16_t *ports, int nports, uint16_t 
         }
         while (atomic_load(&to->received) < want) {
             /* The client gets nothing here but the end of its connection. */
+            nq_msg *m = NULL;
             int rv = nq_get(c, 0, &m);
             if (rv != NQ_ETIMEDOUT) {
                 fprintf(stderr, "the client's connection ended: %s\n", nq_strerror(rv));
@@ -762,13 +820,68 @@ static int bench(const topology *t, const uint16_t *ports, int nports, uint16_t 
 }
 
 /* ------------------------------------------------------------------------ */
+/* Many clients                                                              */
+/* ------------------------------------------------------------------------ */
+
+static long rss_kib(pid_t pid)
+{
+    char path[64];
+    snprintf(path, sizeof(path), "/proc/%d/status", (int)pid);
+    FILE *f = fopen(path, "r");
+    long kib = -1;
+    char line[256];
+    while (f != NULL && fgets(line, sizeof(line), f) != NULL) {
+        if (sscanf(line, "VmRSS: %ld kB", &kib) == 1) {
+            break;
+        }
+    }
+    if (f != NULL) {
+        fclose(f);
+    }
+    return kib;
+}
+
+static int many(const topology *t, uint16_t port, int n)
+{
+    nq_id id;
+    nq_id_random(&id);
+    child ch;
+    CHECK(hold_start(&ch, t, "server", port, &id) == 0);
+    long before = rss_kib(ch.pid);
+    nq_comm **clients = calloc((size_t)n, sizeof(*clients));
+    CHECK(clients != NULL);
+    int failed = 0;
+    int64_t start = nqt_now_ms();
+    for (int i = 0; i < n && !failed; i++) {
+        clients[i] = client_open(t, port, NULL, NULL);
+        failed = clients[i] == NULL || nq_put(clients[i], &(nq_chunk){"hello", 5}, 1, NULL, 0,
+                                              NULL) != NQ_OK;
+    }
+    for (int i = 0; i < n && !failed; i++) {
+        failed = nqt_expect(clients[i], "hello", 5, &id) != 0;
+    }
+    int64_t took = nqt_now_ms() - start;
+    long after = rss_kib(ch.pid);
+    if (!failed) {
+        printf("clients=%d connect_ms=%" PRId64 " server_rss_kib=%ld..%ld per_client_kib=%.1f\n",
+               n, took, before, after, (double)(after - before) / n);
+    }
+    for (int i = 0; i < n; i++) {
+        client_drop(clients[i]);
+    }
+    free(clients);
+    hold_kill(&ch);
+    return failed;
+}
+
+/* ------------------------------------------------------------------------ */
 /* Command line                                                              */
 /* ------------------------------------------------------------------------ */
 
 static int usage(void)
 {
     fprintf(stderr, "usage: deploy_peer ports N | certs | mqtt ... | proxy ... | bench ... | "
-                    "hold ... (see the comment at the top of deploy_peer.c)\n");
+                    "many ... | hold ... (see the comment at the top of deploy_peer.c)\n");
     return 2;
 }
 
@@ -854,6 +967,7 @@ int main(int argc, char **argv)
     int count = 10000;
     long size = 1024;
     int runs = 5;
+    int nclients = 0;
     for (int i = 2; i < argc; i++) {
         const char *opt = argv[i];
         const char *val = i + 1 < argc ? argv[i + 1] : NULL;
@@ -862,7 +976,9 @@ int main(int argc, char **argv)
         }
         i++;
         if (strcmp(opt, "--protocol") == 0) {
-            t.protocol = strcmp(val, "mqtt") == 0 ? NQ_MQTT : strcmp(val, "grpc") == 0 ? NQ_GRPC : NQ_TCP;
+            t.protocol = strcmp(val, "mqtt") == 0   ? NQ_MQTT
+                         : strcmp(val, "grpc") == 0 ? NQ_GRPC
+                                                    : NQ_TCP;
         } else if (strcmp(opt, "--certs") == 0) {
             t.certs = val;
         } else if (strcmp(opt, "--prefix") == 0) {
@@ -894,12 +1010,19 @@ int main(int argc, char **argv)
             size = atol(val);
         } else if (strcmp(opt, "--runs") == 0) {
             runs = atoi(val);
+        } else if (strcmp(opt, "--clients") == 0) {
+            nclients = atoi(val);
+        } else if (strcmp(opt, "--proxy-pid") == 0) {
+            proxy_pid = (pid_t)atoi(val);
         } else {
             return usage();
         }
     }
     if (strcmp(cmd, "hold") == 0) {
         return hub != 0 ? hold(&t, role, hub, &id) : usage();
+    }
+    if (strcmp(cmd, "many") == 0) {
+        return hub != 0 && nclients > 0 ? many(&t, hub, nclients) : usage();
     }
     if (strcmp(cmd, "bench") == 0) {
         if (nports < 1 || front == 0 || count < 1 || size < 4 || size > 65536 || runs < 1 ||
@@ -928,7 +1051,7 @@ int main(int argc, char **argv)
         proxied = t;
         backends[0] = ports[0];
         backends[1] = ports[1];
-        struct test_case cases[5];
+        struct test_case cases[6];
         size_t n = 0;
         cases[n++] = (struct test_case)TEST(test_clients_keep_their_server);
         cases[n++] = (struct test_case)TEST(test_one_connection_carries_megabytes);
@@ -938,6 +1061,9 @@ int main(int argc, char **argv)
         cases[n++] = (struct test_case)TEST(test_killed_client_is_noticed_through_the_proxy);
         if (t.certs != NULL) {
             cases[n++] = (struct test_case)TEST(test_the_certificate_is_checked_through_the_proxy);
+        }
+        if (proxy_pid > 0) {
+            cases[n++] = (struct test_case)TEST(test_a_stopped_proxy_is_a_lost_peer);
         }
         int rv = run_cases(cases, n);
         /* Streaming mode makes one call per client; polling one per round. */
