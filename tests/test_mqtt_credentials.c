@@ -69,9 +69,10 @@ static int write_acl(void)
     FILE *f = fopen(path, "w");
     CHECK(f != NULL);
     fprintf(f, "user server\ntopic read c2s/+\ntopic write s2c/+\n"
-               "topic read nq/lost/+\ntopic write nq/lost/+\n\n"
+               "topic read nq/lost/+\ntopic write nq/lost/+\ntopic readwrite nq/ack/+\n\n"
                "pattern write c2s/%%u\npattern read s2c/%%u\n"
-               "pattern write nq/lost/%%u\npattern read nq/lost/+\n");
+               "pattern write nq/lost/%%u\npattern read nq/lost/+\n"
+               "pattern readwrite nq/ack/%%u\n");
     fclose(f);
     CHECK(chmod(path, 0644) == 0);
     return 0;
