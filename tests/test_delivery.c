@@ -1,10 +1,9 @@
 /*
  * Acknowledged delivery (NQ_OPT_DELIVERY = NQ_DELIVERY_ACKED), over the
- * protocol named on the command line: tcp, tls and mqtt carry it; over
- * grpc only the fallback case runs.  Faults come from the tests' proxy
- * (tests/proxy.c): connection resets, and a freeze that lets no byte
- * through while both kernels keep answering.  Over MQTT the proxy stands
- * between the client and the broker.
+ * protocol named on the command line: tcp, tls, mqtt or grpc.  Faults
+ * come from the tests' proxy (tests/proxy.c): connection resets, and a
+ * freeze that lets no byte through while both kernels keep answering.
+ * Over MQTT the proxy stands between the client and the broker.
  */
 #include <pthread.h>
 #include <signal.h>
@@ -78,8 +77,8 @@ static int settle(nq_future *f, int64_t ms)
 
 /* ---- agreement ---------------------------------------------------------------------- */
 
-/* Messages both ways with futures; the two libnq peers agree over TCP and
- * TLS and fall back over MQTT and gRPC (NQ_STAT_ACKED says which). */
+/* Messages both ways with futures; the two libnq peers agree over every
+ * transport (NQ_STAT_ACKED counts it). */
 static int test_agreed_where_the_transport_can_carry_it(void)
 {
     nq_comm *s = server_with(options(NQ_SERVER, 0, NQ_DELIVERY_ACKED));
@@ -104,9 +103,8 @@ static int test_agreed_where_the_transport_can_carry_it(void)
         CHECK_RC(settle(up[i], WAIT_MS), NQ_OK);
         nq_future_free(up[i]);
     }
-    int64_t want = g_proto == NQ_TCP || g_proto == NQ_MQTT ? 1 : 0;
-    CHECK(nqt_stat(c, NQ_STAT_ACKED) == want);
-    CHECK(nqt_stat(s, NQ_STAT_ACKED) == want);
+    CHECK(nqt_stat(c, NQ_STAT_ACKED) == 1);
+    CHECK(nqt_stat(s, NQ_STAT_ACKED) == 1);
     CHECK_OK(nq_close(c));
     /* The client's last acknowledgement completes what the server sent. */
     for (int i = 0; i < N; i++) {

@@ -404,6 +404,7 @@ static int test_queue_size_holds_a_sender_back_without_loss(void)
  * with nq-id naming id, nq-stream when stream is set, and one message. */
 typedef struct hostile {
     grpc_channel *channel;
+    int own_channel;
     grpc_completion_queue *cq;
     grpc_call *call;
     grpc_metadata_array got_md;
@@ -411,21 +412,9 @@ typedef struct hostile {
     grpc_slice details;
 } hostile;
 
-static int hostile_start(hostile *h, uint16_t port, const nq_id *id, int stream,
-                         const void *bytes, size_t len)
+/* The call, on h->channel. */
+static int hostile_call(hostile *h, const nq_id *id, int stream, const void *bytes, size_t len)
 {
-    memset(h, 0, sizeof(*h));
-    char target[32];
-    snprintf(target, sizeof(target), "127.0.0.1:%u", (unsigned)port);
-    grpc_arg arg;
-    memset(&arg, 0, sizeof(arg));
-    arg.type = GRPC_ARG_INTEGER;
-    arg.key = GRPC_ARG_USE_LOCAL_SUBCHANNEL_POOL;
-    arg.value.integer = 1;
-    grpc_channel_args args = {1, &arg};
-    grpc_channel_credentials *creds = grpc_insecure_credentials_create();
-    h->channel = grpc_channel_create(target, creds, &args);
-    grpc_channel_credentials_release(creds);
     h->cq = grpc_completion_queue_create_for_pluck(NULL);
     h->call = grpc_channel_create_call(h->channel, NULL, GRPC_PROPAGATE_DEFAULTS, h->cq,
                                        grpc_slice_from_static_string("/grpc/comm"), NULL,
@@ -461,6 +450,34 @@ static int hostile_start(hostile *h, uint16_t port, const nq_id *id, int stream,
     return 0;
 }
 
+static int hostile_start(hostile *h, uint16_t port, const nq_id *id, int stream,
+                         const void *bytes, size_t len)
+{
+    memset(h, 0, sizeof(*h));
+    char target[32];
+    snprintf(target, sizeof(target), "127.0.0.1:%u", (unsigned)port);
+    grpc_arg arg;
+    memset(&arg, 0, sizeof(arg));
+    arg.type = GRPC_ARG_INTEGER;
+    arg.key = GRPC_ARG_USE_LOCAL_SUBCHANNEL_POOL;
+    arg.value.integer = 1;
+    grpc_channel_args args = {1, &arg};
+    grpc_channel_credentials *creds = grpc_insecure_credentials_create();
+    h->channel = grpc_channel_create(target, creds, &args);
+    h->own_channel = 1;
+    grpc_channel_credentials_release(creds);
+    return hostile_call(h, id, stream, bytes, len);
+}
+
+/* Another call on the channel (the connection) of first. */
+static int hostile_again(hostile *h, const hostile *first, const nq_id *id, int stream,
+                         const void *bytes, size_t len)
+{
+    memset(h, 0, sizeof(*h));
+    h->channel = first->channel;
+    return hostile_call(h, id, stream, bytes, len);
+}
+
 /* Ends the call (cancelling it if the server has not) and frees it all. */
 static void hostile_finish(hostile *h)
 {
@@ -472,7 +489,9 @@ static void hostile_finish(hostile *h)
                .type != GRPC_QUEUE_SHUTDOWN) {
     }
     grpc_completion_queue_destroy(h->cq);
-    grpc_channel_destroy(h->channel);
+    if (h->own_channel) {
+        grpc_channel_destroy(h->channel);
+    }
     grpc_metadata_array_destroy(&h->got_md);
     grpc_slice_unref(h->details);
 }
@@ -531,9 +550,44 @@ static int test_metadata_alone_cannot_take_a_session(void)
     return 0;
 }
 
+/* A client that gives up its stream and starts another on the same
+ * connection (as a reconnecting client does when its connection outlived
+ * the call) starts a new session with its INI: the server neither reads
+ * that INI as the old session's FIN nor feeds it to the old session's
+ * parser; the newest stream replaces the old one. */
+static int test_a_new_stream_on_the_same_connection_is_a_new_session(void)
+{
+    nq_comm *s = grpc_peer(NQ_SERVER, nqt_opts("127.0.0.1", 0, NULL));
+    CHECK(s != NULL);
+    nq_id id;
+    CHECK_OK(nq_id_random(&id));
+    uint8_t first_bytes[64], second_bytes[64];
+    size_t first_len = 0, second_len = 0;
+    frame_into(first_bytes, &first_len, id.bytes, sizeof(id.bytes));
+    frame_into(first_bytes, &first_len, "one", 3);
+    frame_into(second_bytes, &second_len, id.bytes, sizeof(id.bytes));
+    frame_into(second_bytes, &second_len, "two", 3);
+    grpc_init();
+    hostile first, second;
+    CHECK(hostile_start(&first, nqt_port(s), &id, 1, first_bytes, first_len) == 0);
+    CHECK(nqt_expect(s, "one", 3, &id) == 0);
+    CHECK(hostile_again(&second, &first, &id, 1, second_bytes, second_len) == 0);
+    CHECK(nqt_expect(s, "two", 3, &id) == 0);
+    CHECK(nqt_stat(s, NQ_STAT_PROTOCOL_ERRORS) == 0);
+    CHECK(nqt_stat(s, NQ_STAT_PEERS) == 1);
+    hostile_finish(&second);
+    hostile_finish(&first);
+    grpc_shutdown();
+    /* The hand-made calls were cut off: close may report the loss. */
+    nq_close(s);
+    nq_destroy(s);
+    return 0;
+}
+
 static const struct test_case tests[] = {
     TEST(test_queue_size_holds_a_sender_back_without_loss),
     TEST(test_metadata_alone_cannot_take_a_session),
+    TEST(test_a_new_stream_on_the_same_connection_is_a_new_session),
     TEST(test_client_killed_mid_stream_leaves_server_serving),
     TEST(test_server_killed_fails_client_cleanly),
     TEST(test_unreachable_server_fails_futures_and_get),

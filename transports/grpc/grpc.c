@@ -57,6 +57,11 @@ void nqi_grpc_resume(nqi_session *s)
     }
 }
 
+int nqi_grpc_acked(nqi_session *s)
+{
+    return nqi_ack_wanted(s->comm) && gsess_of(s)->asked;
+}
+
 static void grpc_worker_start(nqi_worker *w)
 {
     nq_comm *c = w->comm;
@@ -374,6 +379,7 @@ const nqi_transport nqi_grpc_transport = {
     .session_end = grpc_session_end,
     .address = grpc_address,
     .redial = grpc_redial,
+    .acked = nqi_grpc_acked,
     .close = grpc_close,
     .shutdown = grpc_shutdown_hook,
 };

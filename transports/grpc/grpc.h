@@ -39,6 +39,11 @@
 #define NQI_GRPC_METHOD "/grpc/comm"
 #define NQI_GRPC_MD_ID "nq-id"
 #define NQI_GRPC_MD_STREAM "nq-stream"
+/* Acknowledged delivery (core/ack.h), asked for in a streaming call's
+ * initial metadata: the client's on its call, the server's in its answer,
+ * which the client reads before any message.  net-queue never asks for
+ * streaming, so it never meets it. */
+#define NQI_GRPC_MD_ACKED "nq-acked"
 /* A client's bearer token: "authorization: Bearer <token>". */
 #define NQI_GRPC_MD_AUTH "authorization"
 
@@ -90,6 +95,7 @@ struct gcall {
     nq_id id;          /* server: the id in nq-id */
     int has_id;
     int want_stream;   /* server: the client asked for streaming */
+    int want_acked;    /* server: the client asked for acknowledged delivery */
     char *peer_key;    /* server: the connection's address */
     char *identity;    /* server: what its certificate and token say, for
                           the session it opens (which takes it), or NULL */
@@ -103,6 +109,8 @@ typedef struct gsess {
     nq_id id;            /* server: the id its calls carry (nq-id) */
     int has_id;
     char *key;           /* server: the connection its calls come on */
+    int asked;           /* the peer asked for acknowledged delivery on the
+                            call that carries the session */
     const gdialect *dialect; /* client: what the server speaks */
     int learned;         /* client: the server answered the question */
     int heard;           /* client: the server answered at least once */
@@ -214,7 +222,7 @@ int nqi_grpc_call_can_send(const gcall *gc);
 void nqi_grpc_settle(grpc_state *st, gop *op);
 /* The loop's work for a completed batch. */
 void nqi_grpc_completed(nqi_loop *l, nqi_cmd *cmd);
-/* "nq-stream" among the call's metadata. */
+/* key (nq-stream, nq-acked) among the call's metadata. */
 int nqi_grpc_md_has(const grpc_metadata_array *md, const char *key);
 /* Arms the session's timer for when unless it is due earlier. */
 void nqi_grpc_arm(nqi_session *s, int64_t when);
@@ -270,6 +278,9 @@ void nqi_grpc_queue_stop(nq_comm *c);
 
 /* grpc.c */
 void nqi_grpc_flush(nqi_session *s);
+/* The transport's acked hook: whether the peer asked on this session's
+ * call. */
+int nqi_grpc_acked(nqi_session *s);
 void nqi_grpc_resume(nqi_session *s);
 
 #endif

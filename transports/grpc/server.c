@@ -61,11 +61,15 @@ void nqi_grpc_request_call(nq_comm *c)
     }
 }
 
-/* The session a new call carries: the one bound to the same connection
- * and, when the client sent one, the same id; admitted when new.  Metadata
- * alone never moves a session to another connection: a call from
- * elsewhere naming a live peer's id is a stranger, and its INI meets the
- * rule for a live id like any other. */
+/* The session a new call carries.  A round belongs to the session bound
+ * to the same connection and, when the client sent one, the same id.  A
+ * stream is always a new session: a client starts one only with a new
+ * INI (its first connection, or a reconnection after it gave the last
+ * call up), even on the same HTTP/2 connection, so its bytes never
+ * continue an old session's.  Metadata alone never moves a session: the
+ * new one's INI meets the rule for a live id (core/peers.c: the newest
+ * connection wins, or with acknowledged delivery takes the old session
+ * over) like any other. */
 static nqi_session *server_session(nqi_worker *w, gcall *gc)
 {
     nq_comm *c = w->comm;
@@ -73,9 +77,11 @@ static nqi_session *server_session(nqi_worker *w, gcall *gc)
         return NULL;
     }
     nqi_node *n;
-    for (n = nqi_list_first(&w->sessions); n != NULL; n = nqi_list_next(&w->sessions, n)) {
-        gsess *gs = gsess_of(NQI_CONTAINER(n, nqi_session, link));
-        if (gs->key != NULL && strcmp(gs->key, gc->peer_key) == 0 &&
+    for (n = nqi_list_first(&w->sessions);
+         n != NULL && gc->dialect != &nqi_grpc_stream; n = nqi_list_next(&w->sessions, n)) {
+        nqi_session *s = NQI_CONTAINER(n, nqi_session, link);
+        gsess *gs = gsess_of(s);
+        if (!s->ended && gs->key != NULL && strcmp(gs->key, gc->peer_key) == 0 &&
             gs->has_id == gc->has_id && (!gc->has_id || nq_id_equal(&gs->id, &gc->id))) {
             return gs->s;
         }
@@ -129,7 +135,7 @@ void nqi_grpc_server_maybe_finish(gcall *gc)
     }
 }
 
-/* Reads nq-id and nq-stream from the request's metadata, and the
+/* Reads nq-id, nq-stream and nq-acked from the request's metadata, and the
  * connection's address. */
 static void read_metadata(gcall *gc)
 {
@@ -149,6 +155,9 @@ static void read_metadata(gcall *gc)
         } else if (klen == strlen(NQI_GRPC_MD_STREAM) &&
                    memcmp(k, NQI_GRPC_MD_STREAM, klen) == 0) {
             gc->want_stream = 1;
+        } else if (klen == strlen(NQI_GRPC_MD_ACKED) &&
+                   memcmp(k, NQI_GRPC_MD_ACKED, klen) == 0) {
+            gc->want_acked = 1;
         }
     }
     char *peer = grpc_call_get_peer(gc->call);
@@ -200,15 +209,24 @@ void nqi_grpc_server_new_call(nqi_worker *w, int success)
         return;
     }
     int streaming = gc->dialect == &nqi_grpc_stream;
-    grpc_metadata agree;
-    memset(&agree, 0, sizeof(agree));
-    agree.key = grpc_slice_from_static_string(NQI_GRPC_MD_STREAM);
-    agree.value = grpc_slice_from_static_string("1");
+    /* A stream is agreed, and with it acknowledged delivery asked for when
+     * this server wants it; a round's answer carries nothing of libnq's. */
+    grpc_metadata agree[2];
+    size_t nagree = 0;
+    memset(agree, 0, sizeof(agree));
+    if (streaming) {
+        agree[nagree].key = grpc_slice_from_static_string(NQI_GRPC_MD_STREAM);
+        agree[nagree++].value = grpc_slice_from_static_string("1");
+        if (nqi_ack_wanted(c)) {
+            agree[nagree].key = grpc_slice_from_static_string(NQI_GRPC_MD_ACKED);
+            agree[nagree++].value = grpc_slice_from_static_string("1");
+        }
+    }
     grpc_op start;
     memset(&start, 0, sizeof(start));
     start.op = GRPC_OP_SEND_INITIAL_METADATA;
-    start.data.send_initial_metadata.count = streaming ? 1 : 0;
-    start.data.send_initial_metadata.metadata = streaming ? &agree : NULL;
+    start.data.send_initial_metadata.count = nagree;
+    start.data.send_initial_metadata.metadata = nagree > 0 ? agree : NULL;
     nqi_grpc_batch(gc, &start, 1, &gc->op_start, OP_START);
 
     nqi_session *s = server_session(w, gc);
@@ -220,11 +238,8 @@ void nqi_grpc_server_new_call(nqi_worker *w, int success)
         return;
     }
     gsess *gs = gsess_of(s);
-    if (gs->active != NULL && gs->active != gc && streaming) {
-        /* A reconnecting client: the new stream takes over the session. */
-        gcall *old = gs->active;
-        nqi_grpc_detach(old);
-        grpc_call_cancel(old->call, NULL);
+    if (streaming) {
+        gs->asked = gc->want_acked;
     }
     nqi_grpc_attach(gc, s);
     /* A round that overlaps the one carrying output (a poll beside a put)

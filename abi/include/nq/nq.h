@@ -242,8 +242,10 @@ typedef enum nq_option {
      * peers agree through one urgent (out-of-band) byte each way, which the
      * byte stream never shows; over MQTT (since 1.4) on a topic of their
      * own, <prefix>nq/ack/<client-hex>, which net-queue peers never read
-     * (a server's sessions then also outlive a broker restart); gRPC
-     * connections always fall back.
+     * (a server's sessions then also outlive a broker restart); over gRPC
+     * (since 1.4) in the initial metadata of libnq's streaming calls
+     * (nq-acked), which a net-queue peer never makes or answers: its
+     * polling rounds fall back.
      * A server with NQ_DELIVERY_ACKED runs on one worker (NQ_OPT_WORKERS
      * above 1 is refused at nq_open with NQ_EINVAL).
      * NQ_DELIVERY_WRITTEN by default. */
