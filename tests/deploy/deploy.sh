@@ -169,6 +169,7 @@ start_haproxy() {
   # -db: in the foreground, one process.
   start haproxy haproxy -db -f "$work/haproxy.cfg"
   proxy=$!
+  again="exec haproxy -db -f '$work/haproxy.cfg' >>'$work/haproxy-again.log' 2>&1"
   wait_port "$front"
 }
 
@@ -185,6 +186,8 @@ start_nginx() { # config
     fail "nginx refuses its configuration"
   start nginx nginx "${args[@]}" -g "daemon off;"
   proxy=$!
+  again="exec nginx -p '$work' -e '$work/error.log' -c '$work/nginx.conf' -g 'daemon off;'"
+  again+=" >>'$work/nginx-again.log' 2>&1"
   wait_port "$front"
   # The master listens before its worker runs, and a client that connects
   # in between can fail its first attempt: wait for the worker.
@@ -238,7 +241,7 @@ case "$topology" in
     fi
     start_haproxy
     run proxy --protocol tcp --front "$front" --backends "$back1,$back2" "${tls[@]}" \
-      --proxy-pid "$proxy"
+      --proxy-pid "$proxy" --proxy-cmd "$again"
     [ "$mode" != bench ] || bench_pair haproxy "$back1,$back2" "$front" "$back1" "$back1" \
       --protocol tcp "${tls[@]}"
     ;;
@@ -252,7 +255,7 @@ case "$topology" in
     fi
     start_nginx "$config"
     run proxy --protocol grpc --front "$front" --backends "$back1,$back2" "${tls[@]}" \
-      --proxy-pid "$proxy"
+      --proxy-pid "$proxy" --proxy-cmd "$again"
     if [ "$mode" != bench ]; then
       # Streaming end to end: nginx logged one call per client, where
       # clients polling in rounds would have made one per round.

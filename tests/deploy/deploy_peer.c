@@ -13,11 +13,12 @@
  *   deploy_peer mqtt --hub PORT --leaf PORT [--leaf PORT]
  *       the MQTT cases: servers attached to one broker, clients to others
  *   deploy_peer proxy --protocol tcp|grpc --front PORT --backends P1,P2
- *                     [--certs DIR] [--proxy-pid PID]
+ *                     [--certs DIR] [--proxy-pid PID [--proxy-cmd CMD]]
  *       the proxy cases: two servers on the backend ports, clients through
  *       the proxy's front port (TLS with --certs: the servers present
  *       DIR/server, the clients trust DIR/ca); with the proxy's process id,
- *       last, it stops the proxy
+ *       last, it stops the proxy, and with the shell command that starts
+ *       it, starts it again for a client that reconnects
  *   deploy_peer bench --protocol P --servers P1[,P2] --front PORT
  *                     [--certs DIR] [--count N] [--size S] [--runs R]
  *       servers on the listed ports (over MQTT: one server, attached to the
@@ -254,10 +255,20 @@ static int wait_disconnects(server *s, int reason, int any, int want, int64_t ms
 static int through_front;
 static uint16_t front;
 
-static nq_comm *client_open(const topology *t, uint16_t port, const nq_id *id, const char *trust)
+/* A client; with events, its events are recorded there, and with
+ * reconnect_ms > 0 it reconnects after a loss. */
+static nq_comm *client_open_with(const topology *t, uint16_t port, const nq_id *id,
+                                 const char *trust, nqt_recorder *events, int reconnect_ms)
 {
     through_front += port == front;
     nq_opts *o = peer_opts(t, port, id);
+    if (events != NULL) {
+        nq_opts_set_events(o, nqt_record, events);
+    }
+    if (reconnect_ms > 0) {
+        nq_opts_set_int(o, NQ_OPT_RECONNECT_MS, reconnect_ms);
+        nq_opts_set_int(o, NQ_OPT_RECONNECT_MAX_MS, 200);
+    }
     if (trust != NULL) {
         nq_opts_set_tls(o, NULL, trust);
     } else if (t->certs != NULL && t->protocol != NQ_MQTT) {
@@ -268,6 +279,11 @@ static nq_comm *client_open(const topology *t, uint16_t port, const nq_id *id, c
         TRACK(live_clients, c);
     }
     return c;
+}
+
+static nq_comm *client_open(const topology *t, uint16_t port, const nq_id *id, const char *trust)
+{
+    return client_open_with(t, port, id, trust, NULL, 0);
 }
 
 static void client_drop(nq_comm *c)
@@ -313,16 +329,16 @@ static int ping(nq_comm *c)
     return 0;
 }
 
-/* Each client puts count numbered messages of size bytes, all of them
- * before any echo is read; then each reads its echoes, which must come
- * back in order and from one server, whose index among servers goes into
- * landed[i]. */
-static int exchange(nq_comm **clients, int n, int count, size_t size, server *servers,
-                    int nservers, int *landed)
+/* Each client puts count messages of size bytes, numbered from first, all
+ * of them before any echo is read; then each reads its echoes, which must
+ * come back in order and from one server, whose index among servers goes
+ * into landed[i]. */
+static int exchange_from(nq_comm **clients, int n, uint32_t first, int count, size_t size,
+                         server *servers, int nservers, int *landed)
 {
     for (int i = 0; i < n; i++) {
         for (int k = 0; k < count; k++) {
-            CHECK_OK(put_seq(clients[i], (uint32_t)k, size));
+            CHECK_OK(put_seq(clients[i], first + (uint32_t)k, size));
         }
     }
     for (int i = 0; i < n; i++) {
@@ -339,9 +355,9 @@ static int exchange(nq_comm **clients, int n, int count, size_t size, server *se
             nq_id peer;
             uint32_t seq = read_msg(m, &data, &len, &peer);
             nq_msg_free(m);
-            if (len != size || seq != (uint32_t)k) {
-                fprintf(stderr, "client %d: echo %u of %zu bytes where %d of %zu was due\n", i,
-                        seq, len, k, size);
+            if (len != size || seq != first + (uint32_t)k) {
+                fprintf(stderr, "client %d: echo %u of %zu bytes where %u of %zu was due\n", i,
+                        seq, len, first + (uint32_t)k, size);
                 return 1;
             }
             if (k == 0) {
@@ -361,6 +377,12 @@ static int exchange(nq_comm **clients, int n, int count, size_t size, server *se
         CHECK(landed[i] >= 0);
     }
     return 0;
+}
+
+static int exchange(nq_comm **clients, int n, int count, size_t size, server *servers,
+                    int nservers, int *landed)
+{
+    return exchange_from(clients, n, 0, count, size, servers, nservers, landed);
 }
 
 static int close_clients(nq_comm **clients, int n)
@@ -600,7 +622,8 @@ static int test_applications_with_prefixes_share_the_brokers(void)
 
 static topology proxied;
 static uint16_t backends[2];
-static pid_t proxy_pid; /* 0: not known */
+static pid_t proxy_pid;       /* 0: not known */
+static const char *proxy_cmd; /* how to start it again, or NULL */
 /* The two servers behind the proxy, opened by each case and closed after
  * it by close_what_is_left. */
 static server backend[2];
@@ -759,6 +782,100 @@ static int test_a_stopped_proxy_is_a_lost_peer(void)
     printf("stopped proxy noticed by every peer after %" PRId64 " ms\n",
            nqt_now_ms() - stopped);
     CHECK(server_disconnects(&backend[0], 0, 1) + server_disconnects(&backend[1], 0, 1) == N);
+    return 0;
+}
+
+/* Starts the proxy again with the script's command (--proxy-cmd), in a
+ * process that ends with this one, and waits (10 s at most) until it
+ * listens on the front port.  Returns its pid, or -1. */
+static pid_t proxy_again(void)
+{
+    pid_t pid = fork();
+    if (pid == 0) {
+        /* SIGTERM, not SIGKILL: nginx's master then takes its worker down. */
+        prctl(PR_SET_PDEATHSIG, SIGTERM);
+        execl("/bin/sh", "sh", "-c", proxy_cmd, (char *)NULL);
+        _exit(127);
+    }
+    for (int i = 0; pid > 0 && i < 1000; i++) {
+        int fd = socket(AF_INET, SOCK_STREAM, 0);
+        struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons(front)};
+        a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+        int up = fd >= 0 && connect(fd, (struct sockaddr *)&a, sizeof(a)) == 0;
+        if (fd >= 0) {
+            close(fd);
+        }
+        if (up) {
+            return pid;
+        }
+        if (waitpid(pid, NULL, WNOHANG) == pid) {
+            break;
+        }
+        usleep(10000);
+    }
+    fprintf(stderr, "the proxy did not start again\n");
+    if (pid > 0) {
+        kill(pid, SIGKILL);
+        waitpid(pid, NULL, 0);
+    }
+    return -1;
+}
+
+static void proxy_stop(pid_t pid)
+{
+    kill(pid, SIGTERM);
+    waitpid(pid, NULL, 0);
+}
+
+static int event_seen(nqt_recorder *r, int type)
+{
+    for (int i = 0; i < nqt_events(r); i++) {
+        if (nqt_event(r, i).type == type) {
+            return 1;
+        }
+    }
+    return 0;
+}
+
+/* A client that reconnects (NQ_OPT_RECONNECT_MS) survives a restart of the
+ * proxy: it is told that its connection was lost, connects again once the
+ * proxy is back, and its messages flow again; through nginx, to the server
+ * it had (its id picks it).  Starts the proxy again itself (the
+ * stopped-proxy case ran before), and stops it at the end. */
+static int test_a_client_reconnects_through_a_restarted_proxy(void)
+{
+    CHECK(open_backends() == 0);
+    pid_t proxy = proxy_again();
+    CHECK(proxy > 0);
+    static nqt_recorder events;
+    nqt_recorder_init(&events);
+    nq_comm *c = client_open_with(&proxied, front, NULL, NULL, &events, 50);
+    int before = -1;
+    int landed = -1;
+    int rv = c != NULL && exchange_from(&c, 1, 0, 10, 64, backend, 2, &before) == 0 ? 0 : 1;
+    if (rv == 0) {
+        proxy_stop(proxy);
+        int64_t until = nqt_now_ms() + NQT_WAIT_MS;
+        while (!event_seen(&events, NQ_EVENT_RECONNECTING) && nqt_now_ms() < until) {
+            usleep(5000);
+        }
+        rv = !event_seen(&events, NQ_EVENT_RECONNECTING);
+        proxy = rv == 0 ? proxy_again() : -1;
+        rv = rv != 0 || proxy < 0;
+    }
+    int64_t back = nqt_now_ms();
+    if (rv == 0) {
+        /* Numbered on: the server it lands on may have seen it before. */
+        rv = exchange_from(&c, 1, 10, 10, 64, backend, 2, &landed);
+        printf("reconnected and answered %" PRId64 " ms after the proxy was back\n",
+               nqt_now_ms() - back);
+    }
+    if (proxy > 0) {
+        close_clients(&c, 1);
+        proxy_stop(proxy);
+    }
+    CHECK(rv == 0);
+    CHECK(proxied.protocol != NQ_GRPC || landed == before);
     return 0;
 }
 
@@ -1014,6 +1131,8 @@ int main(int argc, char **argv)
             nclients = atoi(val);
         } else if (strcmp(opt, "--proxy-pid") == 0) {
             proxy_pid = (pid_t)atoi(val);
+        } else if (strcmp(opt, "--proxy-cmd") == 0) {
+            proxy_cmd = val;
         } else {
             return usage();
         }
@@ -1051,7 +1170,7 @@ int main(int argc, char **argv)
         proxied = t;
         backends[0] = ports[0];
         backends[1] = ports[1];
-        struct test_case cases[6];
+        struct test_case cases[7];
         size_t n = 0;
         cases[n++] = (struct test_case)TEST(test_clients_keep_their_server);
         cases[n++] = (struct test_case)TEST(test_one_connection_carries_megabytes);
@@ -1064,6 +1183,10 @@ int main(int argc, char **argv)
         }
         if (proxy_pid > 0) {
             cases[n++] = (struct test_case)TEST(test_a_stopped_proxy_is_a_lost_peer);
+            if (proxy_cmd != NULL) {
+                cases[n++] =
+                    (struct test_case)TEST(test_a_client_reconnects_through_a_restarted_proxy);
+            }
         }
         int rv = run_cases(cases, n);
         /* Streaming mode makes one call per client; polling one per round. */
