@@ -186,11 +186,10 @@ start_nginx() { # config
     fail "nginx refuses its configuration"
   start nginx nginx "${args[@]}" -g "daemon off;"
   proxy=$!
-  again="exec nginx -p '$work' -e '$work/error.log' -c '$work/nginx.conf' -g 'daemon off;'"
-  again+=" >>'$work/nginx-again.log' 2>&1"
+  again="exec nginx $(printf '%q ' "${args[@]}")-g 'daemon off;' >>'$work/nginx-again.log' 2>&1"
   wait_port "$front"
-  # The master listens before its worker runs, and a client that connects
-  # in between can fail its first attempt: wait for the worker.
+  # The master listens before its worker runs: the cases start once the
+  # worker serves.
   for _ in $(seq 100); do
     pgrep -P "$proxy" >/dev/null && return 0
     sleep 0.1
@@ -269,7 +268,8 @@ case "$topology" in
       --protocol grpc "${tls[@]}"
     ;;
   *)
-    echo "usage: deploy.sh mqtt_bridge|haproxy_tcp|haproxy_tls|nginx_grpc|nginx_grpcs DEPLOY_PEER [check|bench]" >&2
+    echo "usage: deploy.sh TOPOLOGY DEPLOY_PEER [check|bench], TOPOLOGY one of" \
+      "mqtt_bridge haproxy_tcp haproxy_tls nginx_grpc nginx_grpcs" >&2
     exit 2
     ;;
 esac
