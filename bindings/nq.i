@@ -24,9 +24,16 @@
  * Peer events go the same way: Opts::set_events registers a C++ callback
  * that appends each event to an Events queue, which a thread (goroutine)
  * of the language drains with Events::next.
- * libnq's I/O threads therefore never enter Python, Go or Java: no GIL to
- * take on an I/O thread, no directors, no callback into an interpreter that
- * is shutting down.
+ * libnq's I/O threads therefore never enter Python, Go or Java for
+ * completions and events: no GIL to take on an I/O thread, no directors, no
+ * callback into an interpreter that is shutting down.
+ * The one exception is the secret callback (nq_opts_set_secret_fn), whose
+ * answer libnq needs before it can connect: Opts::set_secret takes a
+ * Python callable, a Go cgo.Handle or a Java object, and a trampoline per
+ * language calls it on the connecting thread (taking the GIL, through the
+ * exported Go function nqGoSecret, attached to the JVM).  The callable is
+ * held by a shared nqb_secret until the Opts and every Comm opened with
+ * them are gone.
  *
  * Bytes cross the boundary through four parameter pairs, mapped per
  * language below:
@@ -57,6 +64,7 @@
 %{
 #include <nq/nq.h>
 
+#include <atomic>
 #include <chrono>
 #include <condition_variable>
 #include <mutex>
@@ -105,6 +113,14 @@
 %ignore nq_opts_set_tls_identity;
 %ignore nq_opts_set_tls_trust;
 %ignore nq_opts_set_mqtt_prefix;
+%ignore nq_opts_set_login;
+%ignore nq_opts_set_token;
+%ignore nq_opts_accept_token;
+%ignore nq_opts_set_secret_fn;
+%ignore nq_secret_fn;
+%ignore nq_opts_set_tls_server_name;
+%ignore nq_opts_set_tls_alpn;
+%ignore nq_opts_set_mqtt_client_id;
 %ignore nq_opts_set_serializer;
 %ignore nq_opts_set_log;
 %ignore nq_opts_set_events;
@@ -470,9 +486,294 @@ static const char *nqb_none_if_empty(const char *s)
 %}
 
 
+%{
+/* The secret callback of one set of options (Opts::set_secret), shared by
+ * the Opts and every Comm opened with them: the language's callable stays
+ * alive until the last of them lets go, after libnq's last call (a Comm
+ * lets go once it is destroyed).  Each language below gives the callable's
+ * fields, nqb_secret_call (the nq_secret_fn libnq calls) and
+ * nqb_secret_release (lets go of the callable). */
+struct nqb_secret {
+    std::atomic<long> refs;
+#if defined(SWIGPYTHON)
+    PyObject *fn;
+#elif defined(SWIGGO)
+    uintptr_t handle;
+#elif defined(SWIGJAVA)
+    JavaVM *vm;
+    jobject source;
+#endif
+};
+
+static int nqb_secret_call(void *ctx, char *buf, size_t size, size_t *len);
+static void nqb_secret_release(nqb_secret *s);
+
+static nqb_secret *nqb_secret_new()
+{
+    nqb_secret *s = new (std::nothrow) nqb_secret();
+    if (s != NULL) {
+        s->refs = 1;
+    }
+    return s;
+}
+
+static void nqb_secret_ref(nqb_secret *s)
+{
+    s->refs++;
+}
+
+static void nqb_secret_unref(nqb_secret *s)
+{
+    if (s != NULL && --s->refs == 0) {
+        nqb_secret_release(s);
+        delete s;
+    }
+}
+%}
+
+#if defined(SWIGPYTHON)
+%{
+/* Runs on the connecting thread, which may be one of libnq's or paho's:
+ * takes the GIL, calls the callable and copies the str (UTF-8) or bytes
+ * it returns.  Anything else, or an exception, fails the attempt
+ * (NQ_EAUTH) and is reported as unraisable: the nq package's callable
+ * catches and warns first, so this is only the last line. */
+static int nqb_secret_call(void *ctx, char *buf, size_t size, size_t *len)
+{
+    nqb_secret *s = (nqb_secret *)ctx;
+    if (!Py_IsInitialized()) {
+        return NQ_EAUTH;
+    }
+    PyGILState_STATE gil = PyGILState_Ensure();
+    int rv = NQ_EAUTH;
+    PyObject *r = PyObject_CallObject(s->fn, NULL);
+    if (r != NULL) {
+        const char *p = NULL;
+        Py_ssize_t n = 0;
+        if (PyBytes_Check(r)) {
+            p = PyBytes_AS_STRING(r);
+            n = PyBytes_GET_SIZE(r);
+        } else if (PyUnicode_Check(r)) {
+            p = PyUnicode_AsUTF8AndSize(r, &n);
+        }
+        if (p != NULL && (size_t)n <= size) {
+            memcpy(buf, p, (size_t)n);
+            *len = (size_t)n;
+            rv = NQ_OK;
+        }
+        Py_DECREF(r);
+    }
+    if (PyErr_Occurred()) {
+        PyErr_WriteUnraisable(s->fn);
+    }
+    PyGILState_Release(gil);
+    return rv;
+}
+
+/* Lets go of the callable, with the GIL (the last Comm may be destroyed
+ * with the GIL released); left alone while the interpreter is ending. */
+static void nqb_secret_release(nqb_secret *s)
+{
+    if (Py_IsInitialized()) {
+        PyGILState_STATE gil = PyGILState_Ensure();
+        Py_XDECREF(s->fn);
+        PyGILState_Release(gil);
+    }
+}
+
+/* A new secret holding fn (None: NULL, no secret); sets *rv. */
+static nqb_secret *nqb_secret_of(PyObject *fn, int *rv)
+{
+    *rv = NQ_OK;
+    if (fn == NULL || fn == Py_None) {
+        return NULL;
+    }
+    PyGILState_STATE gil = PyGILState_Ensure();
+    nqb_secret *s = NULL;
+    if (!PyCallable_Check(fn)) {
+        *rv = NQ_EINVAL;
+    } else if ((s = nqb_secret_new()) == NULL) {
+        *rv = NQ_ENOMEM;
+    } else {
+        Py_INCREF(fn);
+        s->fn = fn;
+    }
+    PyGILState_Release(gil);
+    return s;
+}
+%}
+%extend Opts {
+    /* Calls fn (no arguments, returning str or bytes) for the secret of
+     * every connection attempt (see nq_opts_set_secret_fn); None removes
+     * it.  fn is held until these options and every communicator opened
+     * with them are gone.  Returns NQ_OK, NQ_EINVAL (not callable) or
+     * NQ_ENOMEM. */
+    int set_secret(PyObject *fn)
+    {
+        int rv;
+        nqb_secret *s = nqb_secret_of(fn, &rv);
+        if (rv == NQ_OK) {
+            rv = $self->set_secret_state(s);
+        }
+        nqb_secret_unref(s);
+        return rv;
+    }
+}
+#endif
+
+#if defined(SWIGGO)
+%{
+/* Defined in Go (internal/nqraw/secret.go): calls the function behind the
+ * cgo.Handle and copies its secret into buf. */
+extern "C" int nqGoSecret(uintptr_t handle, char *buf, size_t size, size_t *len);
+
+static int nqb_secret_call(void *ctx, char *buf, size_t size, size_t *len)
+{
+    return nqGoSecret(((nqb_secret *)ctx)->handle, buf, size, len);
+}
+
+/* The handle belongs to the Go side, which deletes it once the
+ * communicator is destroyed. */
+static void nqb_secret_release(nqb_secret *s)
+{
+    (void)s;
+}
+%}
+%extend Opts {
+    /* Asks the Go function behind handle (a cgo.Handle, see
+     * nqraw.NewSecret) for the secret of every connection attempt (see
+     * nq_opts_set_secret_fn); 0 removes it.  The caller keeps the handle
+     * until every communicator opened with these options is destroyed.
+     * Returns NQ_OK or NQ_ENOMEM. */
+    int set_secret(uintptr_t handle)
+    {
+        if (handle == 0) {
+            return $self->set_secret_state(NULL);
+        }
+        nqb_secret *s = nqb_secret_new();
+        if (s == NULL) {
+            return NQ_ENOMEM;
+        }
+        s->handle = handle;
+        int rv = $self->set_secret_state(s);
+        nqb_secret_unref(s);
+        return rv;
+    }
+}
+#endif
+
+#if defined(SWIGJAVA)
+%{
+/* Runs on the connecting thread, which may be one of libnq's or paho's
+ * (attached to the JVM for the call): calls the object's byte[] secret()
+ * (org.libnq.Secrets, which catches and logs what the application's
+ * source throws) and copies the bytes.  null, too many bytes or an
+ * exception fail the attempt (NQ_EAUTH). */
+static int nqb_secret_call(void *ctx, char *buf, size_t size, size_t *len)
+{
+    nqb_secret *s = (nqb_secret *)ctx;
+    JNIEnv *env = NULL;
+    bool attached = false;
+    jint got = s->vm->GetEnv((void **)&env, JNI_VERSION_1_6);
+    if (got == JNI_EDETACHED) {
+        if (s->vm->AttachCurrentThreadAsDaemon((void **)&env, NULL) != JNI_OK) {
+            return NQ_EAUTH;
+        }
+        attached = true;
+    } else if (got != JNI_OK) {
+        return NQ_EAUTH;
+    }
+    int rv = NQ_EAUTH;
+    jclass cls = env->GetObjectClass(s->source);
+    jmethodID secret = cls != NULL ? env->GetMethodID(cls, "secret", "()[B") : NULL;
+    if (secret != NULL) {
+        jbyteArray a = (jbyteArray)env->CallObjectMethod(s->source, secret);
+        if (!env->ExceptionCheck() && a != NULL) {
+            jsize n = env->GetArrayLength(a);
+            if (n >= 0 && (size_t)n <= size) {
+                env->GetByteArrayRegion(a, 0, n, (jbyte *)buf);
+                if (!env->ExceptionCheck()) {
+                    *len = (size_t)n;
+                    rv = NQ_OK;
+                }
+            }
+        }
+        if (a != NULL) {
+            env->DeleteLocalRef(a);
+        }
+    }
+    if (env->ExceptionCheck()) {
+        env->ExceptionDescribe();
+        env->ExceptionClear();
+    }
+    if (cls != NULL) {
+        env->DeleteLocalRef(cls);
+    }
+    if (attached) {
+        s->vm->DetachCurrentThread();
+    }
+    return rv;
+}
+
+static void nqb_secret_release(nqb_secret *s)
+{
+    JNIEnv *env = NULL;
+    jint got = s->vm->GetEnv((void **)&env, JNI_VERSION_1_6);
+    if (got == JNI_EDETACHED) {
+        if (s->vm->AttachCurrentThreadAsDaemon((void **)&env, NULL) != JNI_OK) {
+            return;
+        }
+        env->DeleteGlobalRef(s->source);
+        s->vm->DetachCurrentThread();
+    } else if (got == JNI_OK) {
+        env->DeleteGlobalRef(s->source);
+    }
+}
+%}
+/* An object with a method byte[] secret(), held through a global reference
+ * (null: none). */
+%typemap(jni) nqb_secret *java_source "jobject"
+%typemap(jtype) nqb_secret *java_source "Object"
+%typemap(jstype) nqb_secret *java_source "Object"
+%typemap(javain) nqb_secret *java_source "$javainput"
+%typemap(in) nqb_secret *java_source
+{
+    $1 = NULL;
+    if ($input != NULL) {
+        $1 = nqb_secret_new();
+        if ($1 == NULL) {
+            SWIG_JavaThrowException(jenv, SWIG_JavaOutOfMemoryError, "secret");
+            return $null;
+        }
+        $1->source = NULL;
+        if (JCALL1(GetJavaVM, jenv, &$1->vm) != JNI_OK ||
+            ($1->source = JCALL1(NewGlobalRef, jenv, $input)) == NULL) {
+            delete $1;
+            SWIG_JavaThrowException(jenv, SWIG_JavaOutOfMemoryError, "secret");
+            return $null;
+        }
+    }
+}
+%extend Opts {
+    /* Calls java_source's byte[] secret() for the secret of every
+     * connection attempt (see nq_opts_set_secret_fn); null removes it.  The
+     * object is held until these options and every communicator opened
+     * with them are gone.  Returns NQ_OK. */
+    int set_secret(nqb_secret *java_source)
+    {
+        int rv = $self->set_secret_state(java_source);
+        nqb_secret_unref(java_source);
+        return rv;
+    }
+}
+#endif
+
+
 /* Members that hold libnq handles stay out of the target languages. */
 %ignore Opts::raw;
 %ignore Opts::events_state;
+%ignore Opts::secret_state;
+%ignore Opts::set_secret_state;
 %ignore Events::state;
 %ignore Event::set;
 %ignore Msg::reset;
@@ -557,7 +858,7 @@ private:
  * with it, free it. */
 class Opts {
 public:
-    Opts() : o_(NULL), events_(NULL)
+    Opts() : o_(NULL), events_(NULL), secret_(NULL)
     {
         if (nq_opts_new(&o_) != NQ_OK) {
             o_ = NULL;
@@ -569,6 +870,7 @@ public:
         if (events_ != NULL) {
             nqb_events_unref(events_);
         }
+        nqb_secret_unref(secret_);
     }
 
     /* Reports the peer events of a communicator opened with these options
@@ -652,6 +954,57 @@ public:
 
     int set_mqtt_prefix(const char *prefix) { return nq_opts_set_mqtt_prefix(o_, prefix); }
 
+    /* MQTT: the broker login (see nq_opts_set_login); NULL or "" password:
+     * none. */
+    int set_login(const char *user, const char *password)
+    {
+        return nq_opts_set_login(o_, user, nqb_none_if_empty(password));
+    }
+
+    /* gRPC client: the bearer token sent with every call (see
+     * nq_opts_set_token). */
+    int set_token(const char *token) { return nq_opts_set_token(o_, token); }
+
+    /* gRPC server: accepts token and names its clients identity (see
+     * nq_opts_accept_token); called again it adds another. */
+    int accept_token(const char *token, const char *identity)
+    {
+        return nq_opts_accept_token(o_, token, identity);
+    }
+
+    /* TLS client: the name expected in the server's certificate and sent
+     * as SNI (see nq_opts_set_tls_server_name). */
+    int set_tls_server_name(const char *name) { return nq_opts_set_tls_server_name(o_, name); }
+
+    /* MQTT over TLS: the ALPN protocols, comma separated (see
+     * nq_opts_set_tls_alpn). */
+    int set_tls_alpn(const char *protocols) { return nq_opts_set_tls_alpn(o_, protocols); }
+
+    /* MQTT: the client id given to the broker (see
+     * nq_opts_set_mqtt_client_id). */
+    int set_mqtt_client_id(const char *client_id)
+    {
+        return nq_opts_set_mqtt_client_id(o_, client_id);
+    }
+
+    /* Registers s (NULL: none) as the secret callback; the options hold a
+     * reference until they are freed or another is set. */
+    int set_secret_state(nqb_secret *s)
+    {
+        int rv = nq_opts_set_secret_fn(o_, s != NULL ? nqb_secret_call : NULL, s);
+        if (rv != NQ_OK) {
+            return rv;
+        }
+        if (s != NULL) {
+            nqb_secret_ref(s);
+        }
+        nqb_secret_unref(secret_);
+        secret_ = s;
+        return NQ_OK;
+    }
+
+    nqb_secret *secret_state() const { return secret_; }
+
     const nq_opts *raw() const { return o_; }
 
 private:
@@ -659,6 +1012,7 @@ private:
     Opts &operator=(const Opts &);
     nq_opts *o_;
     nqb_events_state *events_;
+    nqb_secret *secret_;
 };
 
 /* A received message: empty until Comm::get fills it, freed with the
@@ -921,13 +1275,15 @@ public:
  * call on it (the language layers see to that). */
 class Comm {
 public:
-    Comm() : c_(NULL), events_(NULL) { memset(&id_, 0, sizeof(id_)); }
+    Comm() : c_(NULL), events_(NULL), secret_(NULL) { memset(&id_, 0, sizeof(id_)); }
     ~Comm()
     {
         nq_destroy(c_);
+        /* No callback comes after destroy. */
         if (events_ != NULL) {
-            nqb_events_unref(events_); /* no callback comes after destroy */
+            nqb_events_unref(events_);
         }
+        nqb_secret_unref(secret_);
     }
 
     int open(int protocol, int purpose, const Opts *opts)
@@ -945,6 +1301,10 @@ public:
         if (opts != NULL && opts->events_state() != NULL) {
             events_ = opts->events_state();
             nqb_events_ref(events_);
+        }
+        if (opts != NULL && opts->secret_state() != NULL) {
+            secret_ = opts->secret_state();
+            nqb_secret_ref(secret_);
         }
         return NQ_OK;
     }
@@ -1180,6 +1540,7 @@ private:
     nq_comm *c_;
     nq_id id_;
     nqb_events_state *events_;
+    nqb_secret *secret_;
 };
 
 %}

@@ -8,13 +8,15 @@ import math
 import threading
 import time
 import uuid
+import warnings
 from concurrent.futures import Future
 from types import TracebackType
 from typing import Any
 
 from . import errors
 from . import nqraw as _raw
-from .options import _CLIENT_AUTH, _MIN_VERSION, CommunicatorOptions, Message, Protocol, Purpose
+from .options import (_CLIENT_AUTH, _MIN_VERSION, CommunicatorOptions, Message, Protocol,
+                      Purpose, _wants_tls)
 
 __all__ = ("Communicator", "new")
 
@@ -31,10 +33,53 @@ def _ms(seconds):
     return None if seconds is None else max(0, math.ceil(seconds * 1000))
 
 
+def _secret_source(secret):
+    """secret (SecurityOptions.secret) as libnq's secret callback calls it:
+    what it returns when that is str or bytes, else None, which fails the
+    attempt; an exception or another type is reported as a warning, since
+    the failure itself only reaches the application as NQ_EAUTH."""
+    def source():
+        try:
+            value = secret()
+        except Exception as exc:  # noqa: BLE001 - reported, and the attempt fails
+            warnings.warn(f"nq: the secret callback failed, so the connection attempt "
+                          f"fails: {exc!r}", RuntimeWarning)
+            return None
+        if isinstance(value, (str, bytes)):
+            return value
+        warnings.warn(f"nq: the secret callback returned {type(value).__name__}, not str or "
+                      f"bytes, so the connection attempt fails", RuntimeWarning)
+        return None
+    return source
+
+
+def _set_credentials(opts, security):
+    """Sets the logins, tokens and names of security (libnq >= 1.4) in
+    opts; returns the secret callback given to libnq, or None."""
+    if security.user is not None:
+        errors.check(opts.set_login(security.user, security.password))
+    if security.token is not None:
+        errors.check(opts.set_token(security.token))
+    for token, identity in (security.accept_tokens or {}).items():
+        errors.check(opts.accept_token(token, identity))
+    if security.server_name is not None:
+        errors.check(opts.set_tls_server_name(security.server_name))
+    if security.alpn is not None:
+        errors.check(opts.set_tls_alpn(",".join(security.alpn)))
+    if security.secret is None:
+        return None
+    source = _secret_source(security.secret)
+    errors.check(opts.set_secret(source))
+    return source
+
+
 def _set_security(opts, security, purpose):
     """Turns TLS on in opts as security says (see SecurityOptions): a
     client's cert is what it trusts unless anchors are given, and with a
     key it is also the client's own chain."""
+    if not _wants_tls(security):
+        return
+
     def path(value):
         return None if value is None else str(value)
 
@@ -61,7 +106,8 @@ def _set_security(opts, security, purpose):
 
 def _raw_options(options, purpose):
     """A libnq options object for options in the role purpose (the caller
-    frees it)."""
+    frees it), and the secret callback it calls (None without one), which
+    the communicator keeps."""
     opts = _raw.Opts()
     errors.check(opts.status())
     errors.check(opts.set_id(options.id.bytes))
@@ -87,15 +133,20 @@ def _raw_options(options, purpose):
         (_raw.NQ_OPT_DELIVERY, _raw.NQ_DELIVERY_ACKED if transport.acknowledged else None),
         (_raw.NQ_OPT_RESUME_MS, _ms(transport.resume)),
         (_raw.NQ_OPT_DROP_OLDEST, 1 if conn.drop_oldest else None),
+        (_raw.NQ_OPT_MQTT_MAX_PUBLISH, transport.mqtt_max_publish),
     ]
     for option, value in ints:
         if value is not None:
             errors.check(opts.set_int(option, int(value)))
     if transport.mqtt_prefix:
         errors.check(opts.set_mqtt_prefix(transport.mqtt_prefix))
+    if transport.mqtt_client_id is not None:
+        errors.check(opts.set_mqtt_client_id(transport.mqtt_client_id))
+    secret = None
     if options.security is not None:
         _set_security(opts, options.security, purpose)
-    return opts
+        secret = _set_credentials(opts, options.security)
+    return opts, secret
 
 
 def _dispatch_events(events, handlers):
@@ -206,7 +257,9 @@ class Communicator:
         self.options = CommunicatorOptions() if options is None else options
         self.protocol = Protocol(protocol)
         self.purpose = Purpose(purpose)
-        opts = _raw_options(self.options, self.purpose)
+        # libnq may call the secret callback from its threads for as long
+        # as the communicator lives: it is kept here as well as in libnq.
+        opts, self._secret = _raw_options(self.options, self.purpose)
         self._events = None
         if self.options.events is not None:
             self._events = _raw.Events()
@@ -289,7 +342,7 @@ class Communicator:
             "read_pauses": _raw.NQ_STAT_READ_PAUSES,
             "reconnects": _raw.NQ_STAT_RECONNECTS,
             "acknowledged": _raw.NQ_STAT_ACKED, "resumed": _raw.NQ_STAT_RESUMED,
-            "dropped": _raw.NQ_STAT_DROPPED,
+            "dropped": _raw.NQ_STAT_DROPPED, "refused": _raw.NQ_STAT_REFUSED,
         }
         return {name: errors.check(self._raw.stat(code)) for name, code in names.items()}
 

@@ -184,9 +184,9 @@ class SecurityOptions:
     trusts, or nothing for the system's store.  ``certificate`` (net-queue
     1.1) and ``cert`` (2.x) are one option.
 
-    libnq adds client certificates (libnq >= 1.3, TCP only; MQTT and gRPC
-    refuse them with :class:`nq.NotSupported`), keyword fields after
-    net-queue's:
+    libnq adds client certificates (libnq >= 1.3 over TCP, 1.4 over MQTT
+    and gRPC; see docs/credentials.md for what each transport takes),
+    keyword fields after net-queue's:
 
     - A client given a ``key`` presents ``key`` and ``cert`` (its own chain)
       when the server asks, and trusts ``ca``, ``ca_dir`` or ``ca_pem``;
@@ -209,6 +209,36 @@ class SecurityOptions:
       the default) or ``"1.3"``.
 
     :meth:`nq.Communicator.identity` tells what a peer presented.
+
+    Logins, tokens and server names (libnq >= 1.4); a transport that cannot
+    use one raises :class:`nq.NotSupported` when the communicator is made,
+    and credentials the other side refuses raise
+    :class:`nq.AuthenticationError`:
+
+    - ``user`` and ``password``: the MQTT broker login of either role
+      (``password`` may be None).  Given alone (with ``secret`` at most)
+      they leave TLS off, unless ``tls=True``: the password then travels
+      in clear text.
+    - ``token``: a gRPC client's bearer token, sent with every call over
+      TLS.  ``accept_tokens``: a gRPC server's ``{token: identity}``; once
+      given, a client without one of these tokens is refused, and
+      :meth:`nq.Communicator.identity` names an accepted client
+      ``"token:<identity>"``.
+    - ``secret``: a callable without arguments returning the password (with
+      ``user``) or the token as str or bytes, called again before every
+      connection attempt (and reconnection) so that an expiring secret is
+      renewed in time; it replaces ``password`` or ``token``.  It runs on
+      libnq's threads (or the MQTT library's), must return quickly and
+      must not use the communicator; an exception or another type fails
+      the attempt with :class:`nq.AuthenticationError` and is reported as
+      a ``RuntimeWarning``.
+    - ``server_name``: the name a client expects in the server's
+      certificate and sends as SNI (gRPC's ``:authority`` too), when it is
+      not the host connected to.
+    - ``alpn``: the ALPN protocols offered to an MQTT broker over TLS, a
+      list of names (``["x-amzn-mqtt-ca"]``).
+    - ``tls``: None (the default) turns TLS on unless the options hold
+      nothing but a login; True or False decides.
     """
     key: Path | str | None = None
     certificate: Path | str | None = None
@@ -220,9 +250,22 @@ class SecurityOptions:
     cert_pem: str | None = None
     client_auth: str | None = None
     min_version: str | None = None
+    user: str | None = None
+    password: str | None = None
+    token: str | None = None
+    accept_tokens: abc.Mapping[str, str] | None = None
+    secret: abc.Callable[[], str | bytes] | None = None
+    server_name: str | None = None
+    alpn: abc.Sequence[str] | None = None
+    tls: bool | None = None
 
     def __post_init__(self):
         _one_of(self, "certificate", "cert", None)
+        _check_credentials(self)
+        if self.accept_tokens is not None:
+            object.__setattr__(self, "accept_tokens", dict(self.accept_tokens))
+        if self.alpn is not None:
+            object.__setattr__(self, "alpn", tuple(self.alpn))
         if (self.key_pem is None) != (self.cert_pem is None):
             raise ValueError("SecurityOptions: key_pem and cert_pem go together")
         if self.key_pem is not None and (self.key is not None or self.cert is not None):
@@ -234,6 +277,62 @@ class SecurityOptions:
         if self.min_version not in _MIN_VERSION:
             raise ValueError(f"SecurityOptions: min_version={self.min_version!r} is not "
                              f"None, '1.2' or '1.3'")
+
+
+_LOGIN_ONLY = ("user", "password", "secret")
+
+
+def _check_credentials(security):
+    """Raises ValueError or TypeError naming what is wrong with the
+    credentials of security (libnq >= 1.4)."""
+    def text(name, value, allow_empty=False):
+        if value is not None and not isinstance(value, str):
+            raise TypeError(f"SecurityOptions: {name} is a str, not {type(value).__name__}")
+        if value == "" and not allow_empty:
+            raise ValueError(f"SecurityOptions: {name} is empty (leave it None for none)")
+
+    text("user", security.user)
+    text("password", security.password, allow_empty=True)
+    text("token", security.token)
+    text("server_name", security.server_name)
+    if security.password is not None and security.user is None:
+        raise ValueError("SecurityOptions: a password needs a user")
+    if security.secret is not None and not callable(security.secret):
+        raise TypeError(f"SecurityOptions: secret is a callable returning str or bytes, "
+                        f"not {type(security.secret).__name__}")
+    tokens = security.accept_tokens
+    if tokens is not None:
+        if not isinstance(tokens, abc.Mapping):
+            raise TypeError(f"SecurityOptions: accept_tokens is a dict of token -> identity, "
+                            f"not {type(tokens).__name__}")
+        for token, identity in tokens.items():
+            if not isinstance(token, str) or not isinstance(identity, str) or not token:
+                raise ValueError(f"SecurityOptions: accept_tokens maps non-empty str tokens "
+                                 f"to str identities, not {token!r}: {identity!r}")
+    alpn = security.alpn
+    if alpn is not None:
+        if isinstance(alpn, (str, bytes)) or not isinstance(alpn, abc.Iterable):
+            raise TypeError(f"SecurityOptions: alpn is a list of protocol names, "
+                            f"not {type(alpn).__name__}")
+        for name in alpn:
+            if (not isinstance(name, str) or not name or "," in name
+                    or len(name.encode()) > 255):
+                raise ValueError(f"SecurityOptions: alpn protocol {name!r} is not a name of "
+                                 f"1 to 255 bytes without a comma")
+        if not alpn:
+            raise ValueError("SecurityOptions: alpn is empty (leave it None for none)")
+    if security.tls not in (None, True, False):
+        raise ValueError(f"SecurityOptions: tls={security.tls!r} is not None, True or False")
+
+
+def _wants_tls(security):
+    """Whether security turns TLS on: its tls field, or when that is None,
+    unless it holds nothing but a login."""
+    if security.tls is not None:
+        return security.tls
+    given = [field.name for field in dataclasses.fields(security)
+             if getattr(security, field.name) is not None and field.name != "tls"]
+    return not given or any(name not in _LOGIN_ONLY for name in given) or security.user is None
 
 
 @dataclass(order=False, slots=True, frozen=True)
@@ -260,6 +359,12 @@ class TransportOptions:
     #: its return (None: libnq's 60 s)
     acknowledged: bool = False
     resume: float | None = None
+    #: MQTT (libnq >= 1.4): the client id given to the broker instead of
+    #: the communicator's id in hex (for brokers that bind client ids to
+    #: logins or cap their length), and the largest publish the broker
+    #: takes, in bytes (None: libnq's slices; else 1024 to 2**28)
+    mqtt_client_id: str | None = None
+    mqtt_max_publish: int | None = None
 
 
 @dataclass(order=False, slots=True, frozen=True)

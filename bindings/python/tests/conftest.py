@@ -94,10 +94,13 @@ REPO = Path(os.environ.get("NQ_SOURCE_DIR") or Path(__file__).resolve().parents[
 
 
 @contextlib.contextmanager
-def mqtt_broker(directory):
-    """A private mosquitto (tests/mqtt-broker.sh) in directory; yields its port."""
+def mqtt_broker(directory, conf=None):
+    """A private mosquitto (tests/mqtt-broker.sh) in directory, with conf's
+    lines (a file outside directory) added to its settings; yields its
+    port."""
     broker = REPO / "tests" / "mqtt-broker.sh"
-    started = subprocess.run(["bash", str(broker), "start", str(directory)],
+    extra = [] if conf is None else [str(conf)]
+    started = subprocess.run(["bash", str(broker), "start", str(directory), *extra],
                              capture_output=True, text=True, timeout=60)
     assert started.returncode == 0, started.stderr
     try:

@@ -231,6 +231,7 @@ static void* Swig_malloc(int c) {
 
 #include <nq/nq.h>
 
+#include <atomic>
 #include <chrono>
 #include <condition_variable>
 #include <mutex>
@@ -392,6 +393,67 @@ static const char *nqb_none_if_empty(const char *s)
 }
 
 
+/* The secret callback of one set of options (Opts::set_secret), shared by
+ * the Opts and every Comm opened with them: the language's callable stays
+ * alive until the last of them lets go, after libnq's last call (a Comm
+ * lets go once it is destroyed).  Each language below gives the callable's
+ * fields, nqb_secret_call (the nq_secret_fn libnq calls) and
+ * nqb_secret_release (lets go of the callable). */
+struct nqb_secret {
+    std::atomic<long> refs;
+#if defined(SWIGPYTHON)
+    PyObject *fn;
+#elif defined(SWIGGO)
+    uintptr_t handle;
+#elif defined(SWIGJAVA)
+    JavaVM *vm;
+    jobject source;
+#endif
+};
+
+static int nqb_secret_call(void *ctx, char *buf, size_t size, size_t *len);
+static void nqb_secret_release(nqb_secret *s);
+
+static nqb_secret *nqb_secret_new()
+{
+    nqb_secret *s = new (std::nothrow) nqb_secret();
+    if (s != NULL) {
+        s->refs = 1;
+    }
+    return s;
+}
+
+static void nqb_secret_ref(nqb_secret *s)
+{
+    s->refs++;
+}
+
+static void nqb_secret_unref(nqb_secret *s)
+{
+    if (s != NULL && --s->refs == 0) {
+        nqb_secret_release(s);
+        delete s;
+    }
+}
+
+
+/* Defined in Go (internal/nqraw/secret.go): calls the function behind the
+ * cgo.Handle and copies its secret into buf. */
+extern "C" int nqGoSecret(uintptr_t handle, char *buf, size_t size, size_t *len);
+
+static int nqb_secret_call(void *ctx, char *buf, size_t size, size_t *len)
+{
+    return nqGoSecret(((nqb_secret *)ctx)->handle, buf, size, len);
+}
+
+/* The handle belongs to the Go side, which deletes it once the
+ * communicator is destroyed. */
+static void nqb_secret_release(nqb_secret *s)
+{
+    (void)s;
+}
+
+
 
 /* One peer event, as reported by Events::next: kind() is NQ_EVENT_*,
  * reason() an NQ_* code (see nq_event in nq.h). */
@@ -464,7 +526,7 @@ private:
  * with it, free it. */
 class Opts {
 public:
-    Opts() : o_(NULL), events_(NULL)
+    Opts() : o_(NULL), events_(NULL), secret_(NULL)
     {
         if (nq_opts_new(&o_) != NQ_OK) {
             o_ = NULL;
@@ -476,6 +538,7 @@ public:
         if (events_ != NULL) {
             nqb_events_unref(events_);
         }
+        nqb_secret_unref(secret_);
     }
 
     /* Reports the peer events of a communicator opened with these options
@@ -559,6 +622,57 @@ public:
 
     int set_mqtt_prefix(const char *prefix) { return nq_opts_set_mqtt_prefix(o_, prefix); }
 
+    /* MQTT: the broker login (see nq_opts_set_login); NULL or "" password:
+     * none. */
+    int set_login(const char *user, const char *password)
+    {
+        return nq_opts_set_login(o_, user, nqb_none_if_empty(password));
+    }
+
+    /* gRPC client: the bearer token sent with every call (see
+     * nq_opts_set_token). */
+    int set_token(const char *token) { return nq_opts_set_token(o_, token); }
+
+    /* gRPC server: accepts token and names its clients identity (see
+     * nq_opts_accept_token); called again it adds another. */
+    int accept_token(const char *token, const char *identity)
+    {
+        return nq_opts_accept_token(o_, token, identity);
+    }
+
+    /* TLS client: the name expected in the server's certificate and sent
+     * as SNI (see nq_opts_set_tls_server_name). */
+    int set_tls_server_name(const char *name) { return nq_opts_set_tls_server_name(o_, name); }
+
+    /* MQTT over TLS: the ALPN protocols, comma separated (see
+     * nq_opts_set_tls_alpn). */
+    int set_tls_alpn(const char *protocols) { return nq_opts_set_tls_alpn(o_, protocols); }
+
+    /* MQTT: the client id given to the broker (see
+     * nq_opts_set_mqtt_client_id). */
+    int set_mqtt_client_id(const char *client_id)
+    {
+        return nq_opts_set_mqtt_client_id(o_, client_id);
+    }
+
+    /* Registers s (NULL: none) as the secret callback; the options hold a
+     * reference until they are freed or another is set. */
+    int set_secret_state(nqb_secret *s)
+    {
+        int rv = nq_opts_set_secret_fn(o_, s != NULL ? nqb_secret_call : NULL, s);
+        if (rv != NQ_OK) {
+            return rv;
+        }
+        if (s != NULL) {
+            nqb_secret_ref(s);
+        }
+        nqb_secret_unref(secret_);
+        secret_ = s;
+        return NQ_OK;
+    }
+
+    nqb_secret *secret_state() const { return secret_; }
+
     const nq_opts *raw() const { return o_; }
 
 private:
@@ -566,6 +680,7 @@ private:
     Opts &operator=(const Opts &);
     nq_opts *o_;
     nqb_events_state *events_;
+    nqb_secret *secret_;
 };
 
 /* A received message: empty until Comm::get fills it, freed with the
@@ -828,13 +943,15 @@ public:
  * call on it (the language layers see to that). */
 class Comm {
 public:
-    Comm() : c_(NULL), events_(NULL) { memset(&id_, 0, sizeof(id_)); }
+    Comm() : c_(NULL), events_(NULL), secret_(NULL) { memset(&id_, 0, sizeof(id_)); }
     ~Comm()
     {
         nq_destroy(c_);
+        /* No callback comes after destroy. */
         if (events_ != NULL) {
-            nqb_events_unref(events_); /* no callback comes after destroy */
+            nqb_events_unref(events_);
         }
+        nqb_secret_unref(secret_);
     }
 
     int open(int protocol, int purpose, const Opts *opts)
@@ -852,6 +969,10 @@ public:
         if (opts != NULL && opts->events_state() != NULL) {
             events_ = opts->events_state();
             nqb_events_ref(events_);
+        }
+        if (opts != NULL && opts->secret_state() != NULL) {
+            secret_ = opts->secret_state();
+            nqb_secret_ref(secret_);
         }
         return NQ_OK;
     }
@@ -1087,14 +1208,28 @@ private:
     nq_comm *c_;
     nq_id id_;
     nqb_events_state *events_;
+    nqb_secret *secret_;
 };
 
 
+SWIGINTERN int Opts_set_secret(Opts *self,uintptr_t handle){
+        if (handle == 0) {
+            return self->set_secret_state(NULL);
+        }
+        nqb_secret *s = nqb_secret_new();
+        if (s == NULL) {
+            return (-2);
+        }
+        s->handle = handle;
+        int rv = self->set_secret_state(s);
+        nqb_secret_unref(s);
+        return rv;
+    }
 #ifdef __cplusplus
 extern "C" {
 #endif
 
-void _wrap_Swig_free_nqraw_44d2e6a429de86d8(void *_swig_go_0) {
+void _wrap_Swig_free_nqraw_f69cb874c1bb118f(void *_swig_go_0) {
   void *arg1 = (void *) 0 ;
   
   arg1 = *(void **)&_swig_go_0; 
@@ -1104,7 +1239,7 @@ void _wrap_Swig_free_nqraw_44d2e6a429de86d8(void *_swig_go_0) {
 }
 
 
-void *_wrap_Swig_malloc_nqraw_44d2e6a429de86d8(intgo _swig_go_0) {
+void *_wrap_Swig_malloc_nqraw_f69cb874c1bb118f(intgo _swig_go_0) {
   int arg1 ;
   void *result = 0 ;
   void *_swig_go_result;
@@ -1117,7 +1252,7 @@ void *_wrap_Swig_malloc_nqraw_44d2e6a429de86d8(intgo _swig_go_0) {
 }
 
 
-intgo _wrap_NQ_VERSION_NUMBER_nqraw_44d2e6a429de86d8() {
+intgo _wrap_NQ_VERSION_NUMBER_nqraw_f69cb874c1bb118f() {
   int result;
   intgo _swig_go_result;
   
@@ -1128,7 +1263,7 @@ intgo _wrap_NQ_VERSION_NUMBER_nqraw_44d2e6a429de86d8() {
 }
 
 
-_gostring_ _wrap_nq_version_nqraw_44d2e6a429de86d8() {
+_gostring_ _wrap_nq_version_nqraw_f69cb874c1bb118f() {
   char *result = 0 ;
   _gostring_ _swig_go_result;
   
@@ -1139,7 +1274,7 @@ _gostring_ _wrap_nq_version_nqraw_44d2e6a429de86d8() {
 }
 
 
-intgo _wrap_nq_version_number_nqraw_44d2e6a429de86d8() {
+intgo _wrap_nq_version_number_nqraw_f69cb874c1bb118f() {
   int result;
   intgo _swig_go_result;
   
@@ -1150,7 +1285,7 @@ intgo _wrap_nq_version_number_nqraw_44d2e6a429de86d8() {
 }
 
 
-intgo _wrap_NQ_EINVAL_nqraw_44d2e6a429de86d8() {
+intgo _wrap_NQ_EINVAL_nqraw_f69cb874c1bb118f() {
   int result;
   intgo _swig_go_result;
   
@@ -1161,7 +1296,7 @@ intgo _wrap_NQ_EINVAL_nqraw_44d2e6a429de86d8() {
 }
 
 
-intgo _wrap_NQ_ENOMEM_nqraw_44d2e6a429de86d8() {
+intgo _wrap_NQ_ENOMEM_nqraw_f69cb874c1bb118f() {
   int result;
   intgo _swig_go_result;
   
@@ -1172,7 +1307,7 @@ intgo _wrap_NQ_ENOMEM_nqraw_44d2e6a429de86d8() {
 }
 
 
-intgo _wrap_NQ_ETIMEDOUT_nqraw_44d2e6a429de86d8() {
+intgo _wrap_NQ_ETIMEDOUT_nqraw_f69cb874c1bb118f() {
   int result;
   intgo _swig_go_result;
   
@@ -1183,7 +1318,7 @@ intgo _wrap_NQ_ETIMEDOUT_nqraw_44d2e6a429de86d8() {
 }
 
 
-intgo _wrap_NQ_ECLOSED_nqraw_44d2e6a429de86d8() {
+intgo _wrap_NQ_ECLOSED_nqraw_f69cb874c1bb118f() {
   int result;
   intgo _swig_go_result;
   
@@ -1194,7 +1329,7 @@ intgo _wrap_NQ_ECLOSED_nqraw_44d2e6a429de86d8() {
 }
 
 
-intgo _wrap_NQ_ECONNRESET_nqraw_44d2e6a429de86d8() {
+intgo _wrap_NQ_ECONNRESET_nqraw_f69cb874c1bb118f() {
   int result;
   intgo _swig_go_result;
   
@@ -1205,7 +1340,7 @@ intgo _wrap_NQ_ECONNRESET_nqraw_44d2e6a429de86d8() {
 }
 
 
-intgo _wrap_NQ_ENOPEER_nqraw_44d2e6a429de86d8() {
+intgo _wrap_NQ_ENOPEER_nqraw_f69cb874c1bb118f() {
   int result;
   intgo _swig_go_result;
   
@@ -1216,7 +1351,7 @@ intgo _wrap_NQ_ENOPEER_nqraw_44d2e6a429de86d8() {
 }
 
 
-intgo _wrap_NQ_ETLS_nqraw_44d2e6a429de86d8() {
+intgo _wrap_NQ_ETLS_nqraw_f69cb874c1bb118f() {
   int result;
   intgo _swig_go_result;
   
@@ -1227,7 +1362,7 @@ intgo _wrap_NQ_ETLS_nqraw_44d2e6a429de86d8() {
 }
 
 
-intgo _wrap_NQ_EPROTO_nqraw_44d2e6a429de86d8() {
+intgo _wrap_NQ_EPROTO_nqraw_f69cb874c1bb118f() {
   int result;
   intgo _swig_go_result;
   
@@ -1238,7 +1373,7 @@ intgo _wrap_NQ_EPROTO_nqraw_44d2e6a429de86d8() {
 }
 
 
-intgo _wrap_NQ_ECONNREFUSED_nqraw_44d2e6a429de86d8() {
+intgo _wrap_NQ_ECONNREFUSED_nqraw_f69cb874c1bb118f() {
   int result;
   intgo _swig_go_result;
   
@@ -1249,7 +1384,7 @@ intgo _wrap_NQ_ECONNREFUSED_nqraw_44d2e6a429de86d8() {
 }
 
 
-intgo _wrap_NQ_EADDR_nqraw_44d2e6a429de86d8() {
+intgo _wrap_NQ_EADDR_nqraw_f69cb874c1bb118f() {
   int result;
   intgo _swig_go_result;
   
@@ -1260,7 +1395,7 @@ intgo _wrap_NQ_EADDR_nqraw_44d2e6a429de86d8() {
 }
 
 
-intgo _wrap_NQ_EADDRINUSE_nqraw_44d2e6a429de86d8() {
+intgo _wrap_NQ_EADDRINUSE_nqraw_f69cb874c1bb118f() {
   int result;
   intgo _swig_go_result;
   
@@ -1271,7 +1406,7 @@ intgo _wrap_NQ_EADDRINUSE_nqraw_44d2e6a429de86d8() {
 }
 
 
-intgo _wrap_NQ_ENOTSUP_nqraw_44d2e6a429de86d8() {
+intgo _wrap_NQ_ENOTSUP_nqraw_f69cb874c1bb118f() {
   int result;
   intgo _swig_go_result;
   
@@ -1282,7 +1417,7 @@ intgo _wrap_NQ_ENOTSUP_nqraw_44d2e6a429de86d8() {
 }
 
 
-intgo _wrap_NQ_ESYS_nqraw_44d2e6a429de86d8() {
+intgo _wrap_NQ_ESYS_nqraw_f69cb874c1bb118f() {
   int result;
   intgo _swig_go_result;
   
@@ -1293,7 +1428,7 @@ intgo _wrap_NQ_ESYS_nqraw_44d2e6a429de86d8() {
 }
 
 
-intgo _wrap_NQ_EFULL_nqraw_44d2e6a429de86d8() {
+intgo _wrap_NQ_EFULL_nqraw_f69cb874c1bb118f() {
   int result;
   intgo _swig_go_result;
   
@@ -1304,7 +1439,7 @@ intgo _wrap_NQ_EFULL_nqraw_44d2e6a429de86d8() {
 }
 
 
-intgo _wrap_NQ_ESERIALIZE_nqraw_44d2e6a429de86d8() {
+intgo _wrap_NQ_ESERIALIZE_nqraw_f69cb874c1bb118f() {
   int result;
   intgo _swig_go_result;
   
@@ -1315,7 +1450,7 @@ intgo _wrap_NQ_ESERIALIZE_nqraw_44d2e6a429de86d8() {
 }
 
 
-intgo _wrap_NQ_EPENDING_nqraw_44d2e6a429de86d8() {
+intgo _wrap_NQ_EPENDING_nqraw_f69cb874c1bb118f() {
   int result;
   intgo _swig_go_result;
   
@@ -1326,7 +1461,7 @@ intgo _wrap_NQ_EPENDING_nqraw_44d2e6a429de86d8() {
 }
 
 
-intgo _wrap_NQ_EREPLACED_nqraw_44d2e6a429de86d8() {
+intgo _wrap_NQ_EREPLACED_nqraw_f69cb874c1bb118f() {
   int result;
   intgo _swig_go_result;
   
@@ -1337,7 +1472,7 @@ intgo _wrap_NQ_EREPLACED_nqraw_44d2e6a429de86d8() {
 }
 
 
-intgo _wrap_NQ_ECANCELED_nqraw_44d2e6a429de86d8() {
+intgo _wrap_NQ_ECANCELED_nqraw_f69cb874c1bb118f() {
   int result;
   intgo _swig_go_result;
   
@@ -1348,7 +1483,7 @@ intgo _wrap_NQ_ECANCELED_nqraw_44d2e6a429de86d8() {
 }
 
 
-intgo _wrap_NQ_EAUTH_nqraw_44d2e6a429de86d8() {
+intgo _wrap_NQ_EAUTH_nqraw_f69cb874c1bb118f() {
   int result;
   intgo _swig_go_result;
   
@@ -1359,7 +1494,7 @@ intgo _wrap_NQ_EAUTH_nqraw_44d2e6a429de86d8() {
 }
 
 
-_gostring_ _wrap_nq_strerror_nqraw_44d2e6a429de86d8(intgo _swig_go_0) {
+_gostring_ _wrap_nq_strerror_nqraw_f69cb874c1bb118f(intgo _swig_go_0) {
   int arg1 ;
   char *result = 0 ;
   _gostring_ _swig_go_result;
@@ -1372,7 +1507,7 @@ _gostring_ _wrap_nq_strerror_nqraw_44d2e6a429de86d8(intgo _swig_go_0) {
 }
 
 
-intgo _wrap_NQ_TCP_nqraw_44d2e6a429de86d8() {
+intgo _wrap_NQ_TCP_nqraw_f69cb874c1bb118f() {
   nq_protocol result;
   intgo _swig_go_result;
   
@@ -1384,7 +1519,7 @@ intgo _wrap_NQ_TCP_nqraw_44d2e6a429de86d8() {
 }
 
 
-intgo _wrap_NQ_MQTT_nqraw_44d2e6a429de86d8() {
+intgo _wrap_NQ_MQTT_nqraw_f69cb874c1bb118f() {
   nq_protocol result;
   intgo _swig_go_result;
   
@@ -1396,7 +1531,7 @@ intgo _wrap_NQ_MQTT_nqraw_44d2e6a429de86d8() {
 }
 
 
-intgo _wrap_NQ_GRPC_nqraw_44d2e6a429de86d8() {
+intgo _wrap_NQ_GRPC_nqraw_f69cb874c1bb118f() {
   nq_protocol result;
   intgo _swig_go_result;
   
@@ -1408,7 +1543,7 @@ intgo _wrap_NQ_GRPC_nqraw_44d2e6a429de86d8() {
 }
 
 
-intgo _wrap_NQ_CLIENT_nqraw_44d2e6a429de86d8() {
+intgo _wrap_NQ_CLIENT_nqraw_f69cb874c1bb118f() {
   nq_purpose result;
   intgo _swig_go_result;
   
@@ -1420,7 +1555,7 @@ intgo _wrap_NQ_CLIENT_nqraw_44d2e6a429de86d8() {
 }
 
 
-intgo _wrap_NQ_SERVER_nqraw_44d2e6a429de86d8() {
+intgo _wrap_NQ_SERVER_nqraw_f69cb874c1bb118f() {
   nq_purpose result;
   intgo _swig_go_result;
   
@@ -1432,7 +1567,7 @@ intgo _wrap_NQ_SERVER_nqraw_44d2e6a429de86d8() {
 }
 
 
-intgo _wrap_NQ_OPT_GET_MERGE_nqraw_44d2e6a429de86d8() {
+intgo _wrap_NQ_OPT_GET_MERGE_nqraw_f69cb874c1bb118f() {
   nq_option result;
   intgo _swig_go_result;
   
@@ -1444,7 +1579,7 @@ intgo _wrap_NQ_OPT_GET_MERGE_nqraw_44d2e6a429de86d8() {
 }
 
 
-intgo _wrap_NQ_OPT_PUT_MERGE_nqraw_44d2e6a429de86d8() {
+intgo _wrap_NQ_OPT_PUT_MERGE_nqraw_f69cb874c1bb118f() {
   nq_option result;
   intgo _swig_go_result;
   
@@ -1456,7 +1591,7 @@ intgo _wrap_NQ_OPT_PUT_MERGE_nqraw_44d2e6a429de86d8() {
 }
 
 
-intgo _wrap_NQ_OPT_EFFICIENT_SIZE_nqraw_44d2e6a429de86d8() {
+intgo _wrap_NQ_OPT_EFFICIENT_SIZE_nqraw_f69cb874c1bb118f() {
   nq_option result;
   intgo _swig_go_result;
   
@@ -1468,7 +1603,7 @@ intgo _wrap_NQ_OPT_EFFICIENT_SIZE_nqraw_44d2e6a429de86d8() {
 }
 
 
-intgo _wrap_NQ_OPT_PROTOCOL_SIZE_nqraw_44d2e6a429de86d8() {
+intgo _wrap_NQ_OPT_PROTOCOL_SIZE_nqraw_f69cb874c1bb118f() {
   nq_option result;
   intgo _swig_go_result;
   
@@ -1480,7 +1615,7 @@ intgo _wrap_NQ_OPT_PROTOCOL_SIZE_nqraw_44d2e6a429de86d8() {
 }
 
 
-intgo _wrap_NQ_OPT_QUEUE_SIZE_nqraw_44d2e6a429de86d8() {
+intgo _wrap_NQ_OPT_QUEUE_SIZE_nqraw_f69cb874c1bb118f() {
   nq_option result;
   intgo _swig_go_result;
   
@@ -1492,7 +1627,7 @@ intgo _wrap_NQ_OPT_QUEUE_SIZE_nqraw_44d2e6a429de86d8() {
 }
 
 
-intgo _wrap_NQ_OPT_MESSAGE_SIZE_nqraw_44d2e6a429de86d8() {
+intgo _wrap_NQ_OPT_MESSAGE_SIZE_nqraw_f69cb874c1bb118f() {
   nq_option result;
   intgo _swig_go_result;
   
@@ -1504,7 +1639,7 @@ intgo _wrap_NQ_OPT_MESSAGE_SIZE_nqraw_44d2e6a429de86d8() {
 }
 
 
-intgo _wrap_NQ_OPT_WORKERS_nqraw_44d2e6a429de86d8() {
+intgo _wrap_NQ_OPT_WORKERS_nqraw_f69cb874c1bb118f() {
   nq_option result;
   intgo _swig_go_result;
   
@@ -1516,7 +1651,7 @@ intgo _wrap_NQ_OPT_WORKERS_nqraw_44d2e6a429de86d8() {
 }
 
 
-intgo _wrap_NQ_OPT_SEND_LIMIT_nqraw_44d2e6a429de86d8() {
+intgo _wrap_NQ_OPT_SEND_LIMIT_nqraw_f69cb874c1bb118f() {
   nq_option result;
   intgo _swig_go_result;
   
@@ -1528,7 +1663,7 @@ intgo _wrap_NQ_OPT_SEND_LIMIT_nqraw_44d2e6a429de86d8() {
 }
 
 
-intgo _wrap_NQ_OPT_HANDSHAKE_TIMEOUT_MS_nqraw_44d2e6a429de86d8() {
+intgo _wrap_NQ_OPT_HANDSHAKE_TIMEOUT_MS_nqraw_f69cb874c1bb118f() {
   nq_option result;
   intgo _swig_go_result;
   
@@ -1540,7 +1675,7 @@ intgo _wrap_NQ_OPT_HANDSHAKE_TIMEOUT_MS_nqraw_44d2e6a429de86d8() {
 }
 
 
-intgo _wrap_NQ_OPT_KEEPALIVE_MS_nqraw_44d2e6a429de86d8() {
+intgo _wrap_NQ_OPT_KEEPALIVE_MS_nqraw_f69cb874c1bb118f() {
   nq_option result;
   intgo _swig_go_result;
   
@@ -1552,7 +1687,7 @@ intgo _wrap_NQ_OPT_KEEPALIVE_MS_nqraw_44d2e6a429de86d8() {
 }
 
 
-intgo _wrap_NQ_OPT_CLOSE_TIMEOUT_MS_nqraw_44d2e6a429de86d8() {
+intgo _wrap_NQ_OPT_CLOSE_TIMEOUT_MS_nqraw_f69cb874c1bb118f() {
   nq_option result;
   intgo _swig_go_result;
   
@@ -1564,7 +1699,7 @@ intgo _wrap_NQ_OPT_CLOSE_TIMEOUT_MS_nqraw_44d2e6a429de86d8() {
 }
 
 
-intgo _wrap_NQ_OPT_MQTT_QOS_nqraw_44d2e6a429de86d8() {
+intgo _wrap_NQ_OPT_MQTT_QOS_nqraw_f69cb874c1bb118f() {
   nq_option result;
   intgo _swig_go_result;
   
@@ -1576,7 +1711,7 @@ intgo _wrap_NQ_OPT_MQTT_QOS_nqraw_44d2e6a429de86d8() {
 }
 
 
-intgo _wrap_NQ_OPT_RECONNECT_MS_nqraw_44d2e6a429de86d8() {
+intgo _wrap_NQ_OPT_RECONNECT_MS_nqraw_f69cb874c1bb118f() {
   nq_option result;
   intgo _swig_go_result;
   
@@ -1588,7 +1723,7 @@ intgo _wrap_NQ_OPT_RECONNECT_MS_nqraw_44d2e6a429de86d8() {
 }
 
 
-intgo _wrap_NQ_OPT_RECONNECT_MAX_MS_nqraw_44d2e6a429de86d8() {
+intgo _wrap_NQ_OPT_RECONNECT_MAX_MS_nqraw_f69cb874c1bb118f() {
   nq_option result;
   intgo _swig_go_result;
   
@@ -1600,7 +1735,7 @@ intgo _wrap_NQ_OPT_RECONNECT_MAX_MS_nqraw_44d2e6a429de86d8() {
 }
 
 
-intgo _wrap_NQ_OPT_RECONNECT_GIVE_UP_MS_nqraw_44d2e6a429de86d8() {
+intgo _wrap_NQ_OPT_RECONNECT_GIVE_UP_MS_nqraw_f69cb874c1bb118f() {
   nq_option result;
   intgo _swig_go_result;
   
@@ -1612,7 +1747,7 @@ intgo _wrap_NQ_OPT_RECONNECT_GIVE_UP_MS_nqraw_44d2e6a429de86d8() {
 }
 
 
-intgo _wrap_NQ_OPT_DELIVERY_nqraw_44d2e6a429de86d8() {
+intgo _wrap_NQ_OPT_DELIVERY_nqraw_f69cb874c1bb118f() {
   nq_option result;
   intgo _swig_go_result;
   
@@ -1624,7 +1759,7 @@ intgo _wrap_NQ_OPT_DELIVERY_nqraw_44d2e6a429de86d8() {
 }
 
 
-intgo _wrap_NQ_OPT_RESUME_MS_nqraw_44d2e6a429de86d8() {
+intgo _wrap_NQ_OPT_RESUME_MS_nqraw_f69cb874c1bb118f() {
   nq_option result;
   intgo _swig_go_result;
   
@@ -1636,7 +1771,7 @@ intgo _wrap_NQ_OPT_RESUME_MS_nqraw_44d2e6a429de86d8() {
 }
 
 
-intgo _wrap_NQ_OPT_DROP_OLDEST_nqraw_44d2e6a429de86d8() {
+intgo _wrap_NQ_OPT_DROP_OLDEST_nqraw_f69cb874c1bb118f() {
   nq_option result;
   intgo _swig_go_result;
   
@@ -1648,7 +1783,7 @@ intgo _wrap_NQ_OPT_DROP_OLDEST_nqraw_44d2e6a429de86d8() {
 }
 
 
-intgo _wrap_NQ_OPT_TLS_CLIENT_AUTH_nqraw_44d2e6a429de86d8() {
+intgo _wrap_NQ_OPT_TLS_CLIENT_AUTH_nqraw_f69cb874c1bb118f() {
   nq_option result;
   intgo _swig_go_result;
   
@@ -1660,7 +1795,7 @@ intgo _wrap_NQ_OPT_TLS_CLIENT_AUTH_nqraw_44d2e6a429de86d8() {
 }
 
 
-intgo _wrap_NQ_OPT_TLS_MIN_VERSION_nqraw_44d2e6a429de86d8() {
+intgo _wrap_NQ_OPT_TLS_MIN_VERSION_nqraw_f69cb874c1bb118f() {
   nq_option result;
   intgo _swig_go_result;
   
@@ -1672,7 +1807,7 @@ intgo _wrap_NQ_OPT_TLS_MIN_VERSION_nqraw_44d2e6a429de86d8() {
 }
 
 
-intgo _wrap_NQ_OPT_MQTT_MAX_PUBLISH_nqraw_44d2e6a429de86d8() {
+intgo _wrap_NQ_OPT_MQTT_MAX_PUBLISH_nqraw_f69cb874c1bb118f() {
   nq_option result;
   intgo _swig_go_result;
   
@@ -1684,158 +1819,7 @@ intgo _wrap_NQ_OPT_MQTT_MAX_PUBLISH_nqraw_44d2e6a429de86d8() {
 }
 
 
-intgo _wrap_nq_opts_set_login_nqraw_44d2e6a429de86d8(nq_opts *_swig_go_0, _gostring_ _swig_go_1, _gostring_ _swig_go_2) {
-  nq_opts *arg1 = (nq_opts *) 0 ;
-  char *arg2 = (char *) 0 ;
-  char *arg3 = (char *) 0 ;
-  int result;
-  intgo _swig_go_result;
-  
-  arg1 = *(nq_opts **)&_swig_go_0; 
-  
-  arg2 = (char *)malloc(_swig_go_1.n + 1);
-  memcpy(arg2, _swig_go_1.p, _swig_go_1.n);
-  arg2[_swig_go_1.n] = '\0';
-  
-  
-  arg3 = (char *)malloc(_swig_go_2.n + 1);
-  memcpy(arg3, _swig_go_2.p, _swig_go_2.n);
-  arg3[_swig_go_2.n] = '\0';
-  
-  
-  result = (int)nq_opts_set_login(arg1,(char const *)arg2,(char const *)arg3);
-  _swig_go_result = result; 
-  free(arg2); 
-  free(arg3); 
-  return _swig_go_result;
-}
-
-
-intgo _wrap_nq_opts_set_token_nqraw_44d2e6a429de86d8(nq_opts *_swig_go_0, _gostring_ _swig_go_1) {
-  nq_opts *arg1 = (nq_opts *) 0 ;
-  char *arg2 = (char *) 0 ;
-  int result;
-  intgo _swig_go_result;
-  
-  arg1 = *(nq_opts **)&_swig_go_0; 
-  
-  arg2 = (char *)malloc(_swig_go_1.n + 1);
-  memcpy(arg2, _swig_go_1.p, _swig_go_1.n);
-  arg2[_swig_go_1.n] = '\0';
-  
-  
-  result = (int)nq_opts_set_token(arg1,(char const *)arg2);
-  _swig_go_result = result; 
-  free(arg2); 
-  return _swig_go_result;
-}
-
-
-intgo _wrap_nq_opts_accept_token_nqraw_44d2e6a429de86d8(nq_opts *_swig_go_0, _gostring_ _swig_go_1, _gostring_ _swig_go_2) {
-  nq_opts *arg1 = (nq_opts *) 0 ;
-  char *arg2 = (char *) 0 ;
-  char *arg3 = (char *) 0 ;
-  int result;
-  intgo _swig_go_result;
-  
-  arg1 = *(nq_opts **)&_swig_go_0; 
-  
-  arg2 = (char *)malloc(_swig_go_1.n + 1);
-  memcpy(arg2, _swig_go_1.p, _swig_go_1.n);
-  arg2[_swig_go_1.n] = '\0';
-  
-  
-  arg3 = (char *)malloc(_swig_go_2.n + 1);
-  memcpy(arg3, _swig_go_2.p, _swig_go_2.n);
-  arg3[_swig_go_2.n] = '\0';
-  
-  
-  result = (int)nq_opts_accept_token(arg1,(char const *)arg2,(char const *)arg3);
-  _swig_go_result = result; 
-  free(arg2); 
-  free(arg3); 
-  return _swig_go_result;
-}
-
-
-intgo _wrap_nq_opts_set_secret_fn_nqraw_44d2e6a429de86d8(nq_opts *_swig_go_0, void* _swig_go_1, void *_swig_go_2) {
-  nq_opts *arg1 = (nq_opts *) 0 ;
-  nq_secret_fn arg2 = (nq_secret_fn) 0 ;
-  void *arg3 = (void *) 0 ;
-  int result;
-  intgo _swig_go_result;
-  
-  arg1 = *(nq_opts **)&_swig_go_0; 
-  arg2 = *(nq_secret_fn *)&_swig_go_1; 
-  arg3 = *(void **)&_swig_go_2; 
-  
-  result = (int)nq_opts_set_secret_fn(arg1,arg2,arg3);
-  _swig_go_result = result; 
-  return _swig_go_result;
-}
-
-
-intgo _wrap_nq_opts_set_tls_server_name_nqraw_44d2e6a429de86d8(nq_opts *_swig_go_0, _gostring_ _swig_go_1) {
-  nq_opts *arg1 = (nq_opts *) 0 ;
-  char *arg2 = (char *) 0 ;
-  int result;
-  intgo _swig_go_result;
-  
-  arg1 = *(nq_opts **)&_swig_go_0; 
-  
-  arg2 = (char *)malloc(_swig_go_1.n + 1);
-  memcpy(arg2, _swig_go_1.p, _swig_go_1.n);
-  arg2[_swig_go_1.n] = '\0';
-  
-  
-  result = (int)nq_opts_set_tls_server_name(arg1,(char const *)arg2);
-  _swig_go_result = result; 
-  free(arg2); 
-  return _swig_go_result;
-}
-
-
-intgo _wrap_nq_opts_set_tls_alpn_nqraw_44d2e6a429de86d8(nq_opts *_swig_go_0, _gostring_ _swig_go_1) {
-  nq_opts *arg1 = (nq_opts *) 0 ;
-  char *arg2 = (char *) 0 ;
-  int result;
-  intgo _swig_go_result;
-  
-  arg1 = *(nq_opts **)&_swig_go_0; 
-  
-  arg2 = (char *)malloc(_swig_go_1.n + 1);
-  memcpy(arg2, _swig_go_1.p, _swig_go_1.n);
-  arg2[_swig_go_1.n] = '\0';
-  
-  
-  result = (int)nq_opts_set_tls_alpn(arg1,(char const *)arg2);
-  _swig_go_result = result; 
-  free(arg2); 
-  return _swig_go_result;
-}
-
-
-intgo _wrap_nq_opts_set_mqtt_client_id_nqraw_44d2e6a429de86d8(nq_opts *_swig_go_0, _gostring_ _swig_go_1) {
-  nq_opts *arg1 = (nq_opts *) 0 ;
-  char *arg2 = (char *) 0 ;
-  int result;
-  intgo _swig_go_result;
-  
-  arg1 = *(nq_opts **)&_swig_go_0; 
-  
-  arg2 = (char *)malloc(_swig_go_1.n + 1);
-  memcpy(arg2, _swig_go_1.p, _swig_go_1.n);
-  arg2[_swig_go_1.n] = '\0';
-  
-  
-  result = (int)nq_opts_set_mqtt_client_id(arg1,(char const *)arg2);
-  _swig_go_result = result; 
-  free(arg2); 
-  return _swig_go_result;
-}
-
-
-intgo _wrap_nq_comm_fd_nqraw_44d2e6a429de86d8(nq_comm *_swig_go_0, intgo *_swig_go_1) {
+intgo _wrap_nq_comm_fd_nqraw_f69cb874c1bb118f(nq_comm *_swig_go_0, intgo *_swig_go_1) {
   nq_comm *arg1 = (nq_comm *) 0 ;
   int *arg2 = (int *) 0 ;
   int result;
@@ -1850,7 +1834,7 @@ intgo _wrap_nq_comm_fd_nqraw_44d2e6a429de86d8(nq_comm *_swig_go_0, intgo *_swig_
 }
 
 
-intgo _wrap_NQ_STAT_MSGS_IN_nqraw_44d2e6a429de86d8() {
+intgo _wrap_NQ_STAT_MSGS_IN_nqraw_f69cb874c1bb118f() {
   nq_stat_id result;
   intgo _swig_go_result;
   
@@ -1862,7 +1846,7 @@ intgo _wrap_NQ_STAT_MSGS_IN_nqraw_44d2e6a429de86d8() {
 }
 
 
-intgo _wrap_NQ_STAT_MSGS_OUT_nqraw_44d2e6a429de86d8() {
+intgo _wrap_NQ_STAT_MSGS_OUT_nqraw_f69cb874c1bb118f() {
   nq_stat_id result;
   intgo _swig_go_result;
   
@@ -1874,7 +1858,7 @@ intgo _wrap_NQ_STAT_MSGS_OUT_nqraw_44d2e6a429de86d8() {
 }
 
 
-intgo _wrap_NQ_STAT_BYTES_IN_nqraw_44d2e6a429de86d8() {
+intgo _wrap_NQ_STAT_BYTES_IN_nqraw_f69cb874c1bb118f() {
   nq_stat_id result;
   intgo _swig_go_result;
   
@@ -1886,7 +1870,7 @@ intgo _wrap_NQ_STAT_BYTES_IN_nqraw_44d2e6a429de86d8() {
 }
 
 
-intgo _wrap_NQ_STAT_BYTES_OUT_nqraw_44d2e6a429de86d8() {
+intgo _wrap_NQ_STAT_BYTES_OUT_nqraw_f69cb874c1bb118f() {
   nq_stat_id result;
   intgo _swig_go_result;
   
@@ -1898,7 +1882,7 @@ intgo _wrap_NQ_STAT_BYTES_OUT_nqraw_44d2e6a429de86d8() {
 }
 
 
-intgo _wrap_NQ_STAT_PEERS_nqraw_44d2e6a429de86d8() {
+intgo _wrap_NQ_STAT_PEERS_nqraw_f69cb874c1bb118f() {
   nq_stat_id result;
   intgo _swig_go_result;
   
@@ -1910,7 +1894,7 @@ intgo _wrap_NQ_STAT_PEERS_nqraw_44d2e6a429de86d8() {
 }
 
 
-intgo _wrap_NQ_STAT_CONNECTIONS_nqraw_44d2e6a429de86d8() {
+intgo _wrap_NQ_STAT_CONNECTIONS_nqraw_f69cb874c1bb118f() {
   nq_stat_id result;
   intgo _swig_go_result;
   
@@ -1922,7 +1906,7 @@ intgo _wrap_NQ_STAT_CONNECTIONS_nqraw_44d2e6a429de86d8() {
 }
 
 
-intgo _wrap_NQ_STAT_PROTOCOL_ERRORS_nqraw_44d2e6a429de86d8() {
+intgo _wrap_NQ_STAT_PROTOCOL_ERRORS_nqraw_f69cb874c1bb118f() {
   nq_stat_id result;
   intgo _swig_go_result;
   
@@ -1934,7 +1918,7 @@ intgo _wrap_NQ_STAT_PROTOCOL_ERRORS_nqraw_44d2e6a429de86d8() {
 }
 
 
-intgo _wrap_NQ_STAT_TLS_ERRORS_nqraw_44d2e6a429de86d8() {
+intgo _wrap_NQ_STAT_TLS_ERRORS_nqraw_f69cb874c1bb118f() {
   nq_stat_id result;
   intgo _swig_go_result;
   
@@ -1946,7 +1930,7 @@ intgo _wrap_NQ_STAT_TLS_ERRORS_nqraw_44d2e6a429de86d8() {
 }
 
 
-intgo _wrap_NQ_STAT_CONNECTIONS_LOST_nqraw_44d2e6a429de86d8() {
+intgo _wrap_NQ_STAT_CONNECTIONS_LOST_nqraw_f69cb874c1bb118f() {
   nq_stat_id result;
   intgo _swig_go_result;
   
@@ -1958,7 +1942,7 @@ intgo _wrap_NQ_STAT_CONNECTIONS_LOST_nqraw_44d2e6a429de86d8() {
 }
 
 
-intgo _wrap_NQ_STAT_HANDSHAKE_TIMEOUTS_nqraw_44d2e6a429de86d8() {
+intgo _wrap_NQ_STAT_HANDSHAKE_TIMEOUTS_nqraw_f69cb874c1bb118f() {
   nq_stat_id result;
   intgo _swig_go_result;
   
@@ -1970,7 +1954,7 @@ intgo _wrap_NQ_STAT_HANDSHAKE_TIMEOUTS_nqraw_44d2e6a429de86d8() {
 }
 
 
-intgo _wrap_NQ_STAT_READ_PAUSES_nqraw_44d2e6a429de86d8() {
+intgo _wrap_NQ_STAT_READ_PAUSES_nqraw_f69cb874c1bb118f() {
   nq_stat_id result;
   intgo _swig_go_result;
   
@@ -1982,7 +1966,7 @@ intgo _wrap_NQ_STAT_READ_PAUSES_nqraw_44d2e6a429de86d8() {
 }
 
 
-intgo _wrap_NQ_STAT_RECONNECTS_nqraw_44d2e6a429de86d8() {
+intgo _wrap_NQ_STAT_RECONNECTS_nqraw_f69cb874c1bb118f() {
   nq_stat_id result;
   intgo _swig_go_result;
   
@@ -1994,7 +1978,7 @@ intgo _wrap_NQ_STAT_RECONNECTS_nqraw_44d2e6a429de86d8() {
 }
 
 
-intgo _wrap_NQ_STAT_ACKED_nqraw_44d2e6a429de86d8() {
+intgo _wrap_NQ_STAT_ACKED_nqraw_f69cb874c1bb118f() {
   nq_stat_id result;
   intgo _swig_go_result;
   
@@ -2006,7 +1990,7 @@ intgo _wrap_NQ_STAT_ACKED_nqraw_44d2e6a429de86d8() {
 }
 
 
-intgo _wrap_NQ_STAT_RESUMED_nqraw_44d2e6a429de86d8() {
+intgo _wrap_NQ_STAT_RESUMED_nqraw_f69cb874c1bb118f() {
   nq_stat_id result;
   intgo _swig_go_result;
   
@@ -2018,7 +2002,7 @@ intgo _wrap_NQ_STAT_RESUMED_nqraw_44d2e6a429de86d8() {
 }
 
 
-intgo _wrap_NQ_STAT_DROPPED_nqraw_44d2e6a429de86d8() {
+intgo _wrap_NQ_STAT_DROPPED_nqraw_f69cb874c1bb118f() {
   nq_stat_id result;
   intgo _swig_go_result;
   
@@ -2030,7 +2014,7 @@ intgo _wrap_NQ_STAT_DROPPED_nqraw_44d2e6a429de86d8() {
 }
 
 
-intgo _wrap_NQ_STAT_REFUSED_nqraw_44d2e6a429de86d8() {
+intgo _wrap_NQ_STAT_REFUSED_nqraw_f69cb874c1bb118f() {
   nq_stat_id result;
   intgo _swig_go_result;
   
@@ -2042,7 +2026,7 @@ intgo _wrap_NQ_STAT_REFUSED_nqraw_44d2e6a429de86d8() {
 }
 
 
-intgo _wrap_NQ_EVENT_CONNECTED_nqraw_44d2e6a429de86d8() {
+intgo _wrap_NQ_EVENT_CONNECTED_nqraw_f69cb874c1bb118f() {
   nq_event_type result;
   intgo _swig_go_result;
   
@@ -2054,7 +2038,7 @@ intgo _wrap_NQ_EVENT_CONNECTED_nqraw_44d2e6a429de86d8() {
 }
 
 
-intgo _wrap_NQ_EVENT_DISCONNECTED_nqraw_44d2e6a429de86d8() {
+intgo _wrap_NQ_EVENT_DISCONNECTED_nqraw_f69cb874c1bb118f() {
   nq_event_type result;
   intgo _swig_go_result;
   
@@ -2066,7 +2050,7 @@ intgo _wrap_NQ_EVENT_DISCONNECTED_nqraw_44d2e6a429de86d8() {
 }
 
 
-intgo _wrap_NQ_EVENT_RECONNECTING_nqraw_44d2e6a429de86d8() {
+intgo _wrap_NQ_EVENT_RECONNECTING_nqraw_f69cb874c1bb118f() {
   nq_event_type result;
   intgo _swig_go_result;
   
@@ -2078,7 +2062,7 @@ intgo _wrap_NQ_EVENT_RECONNECTING_nqraw_44d2e6a429de86d8() {
 }
 
 
-Event *_wrap_new_Event_nqraw_44d2e6a429de86d8() {
+Event *_wrap_new_Event_nqraw_f69cb874c1bb118f() {
   Event *result = 0 ;
   Event *_swig_go_result;
   
@@ -2089,7 +2073,7 @@ Event *_wrap_new_Event_nqraw_44d2e6a429de86d8() {
 }
 
 
-intgo _wrap_Event_kind_nqraw_44d2e6a429de86d8(Event *_swig_go_0) {
+intgo _wrap_Event_kind_nqraw_f69cb874c1bb118f(Event *_swig_go_0) {
   Event *arg1 = (Event *) 0 ;
   int result;
   intgo _swig_go_result;
@@ -2102,7 +2086,7 @@ intgo _wrap_Event_kind_nqraw_44d2e6a429de86d8(Event *_swig_go_0) {
 }
 
 
-intgo _wrap_Event_reason_nqraw_44d2e6a429de86d8(Event *_swig_go_0) {
+intgo _wrap_Event_reason_nqraw_f69cb874c1bb118f(Event *_swig_go_0) {
   Event *arg1 = (Event *) 0 ;
   int result;
   intgo _swig_go_result;
@@ -2115,7 +2099,7 @@ intgo _wrap_Event_reason_nqraw_44d2e6a429de86d8(Event *_swig_go_0) {
 }
 
 
-_goslice_ _wrap_Event_peer_nqraw_44d2e6a429de86d8(Event *_swig_go_0) {
+_goslice_ _wrap_Event_peer_nqraw_f69cb874c1bb118f(Event *_swig_go_0) {
   Event *arg1 = (Event *) 0 ;
   nq_id result;
   _goslice_ _swig_go_result;
@@ -2135,7 +2119,7 @@ _goslice_ _wrap_Event_peer_nqraw_44d2e6a429de86d8(Event *_swig_go_0) {
 }
 
 
-void _wrap_delete_Event_nqraw_44d2e6a429de86d8(Event *_swig_go_0) {
+void _wrap_delete_Event_nqraw_f69cb874c1bb118f(Event *_swig_go_0) {
   Event *arg1 = (Event *) 0 ;
   
   arg1 = *(Event **)&_swig_go_0; 
@@ -2145,7 +2129,7 @@ void _wrap_delete_Event_nqraw_44d2e6a429de86d8(Event *_swig_go_0) {
 }
 
 
-Events *_wrap_new_Events_nqraw_44d2e6a429de86d8() {
+Events *_wrap_new_Events_nqraw_f69cb874c1bb118f() {
   Events *result = 0 ;
   Events *_swig_go_result;
   
@@ -2156,7 +2140,7 @@ Events *_wrap_new_Events_nqraw_44d2e6a429de86d8() {
 }
 
 
-void _wrap_delete_Events_nqraw_44d2e6a429de86d8(Events *_swig_go_0) {
+void _wrap_delete_Events_nqraw_f69cb874c1bb118f(Events *_swig_go_0) {
   Events *arg1 = (Events *) 0 ;
   
   arg1 = *(Events **)&_swig_go_0; 
@@ -2166,7 +2150,7 @@ void _wrap_delete_Events_nqraw_44d2e6a429de86d8(Events *_swig_go_0) {
 }
 
 
-intgo _wrap_Events_next_nqraw_44d2e6a429de86d8(Events *_swig_go_0, long long _swig_go_1, Event *_swig_go_2) {
+intgo _wrap_Events_next_nqraw_f69cb874c1bb118f(Events *_swig_go_0, long long _swig_go_1, Event *_swig_go_2) {
   Events *arg1 = (Events *) 0 ;
   int64_t arg2 ;
   Event *arg3 = (Event *) 0 ;
@@ -2183,7 +2167,7 @@ intgo _wrap_Events_next_nqraw_44d2e6a429de86d8(Events *_swig_go_0, long long _sw
 }
 
 
-void _wrap_Events_shutdown_nqraw_44d2e6a429de86d8(Events *_swig_go_0) {
+void _wrap_Events_shutdown_nqraw_f69cb874c1bb118f(Events *_swig_go_0) {
   Events *arg1 = (Events *) 0 ;
   
   arg1 = *(Events **)&_swig_go_0; 
@@ -2193,7 +2177,7 @@ void _wrap_Events_shutdown_nqraw_44d2e6a429de86d8(Events *_swig_go_0) {
 }
 
 
-Opts *_wrap_new_Opts_nqraw_44d2e6a429de86d8() {
+Opts *_wrap_new_Opts_nqraw_f69cb874c1bb118f() {
   Opts *result = 0 ;
   Opts *_swig_go_result;
   
@@ -2204,7 +2188,7 @@ Opts *_wrap_new_Opts_nqraw_44d2e6a429de86d8() {
 }
 
 
-void _wrap_delete_Opts_nqraw_44d2e6a429de86d8(Opts *_swig_go_0) {
+void _wrap_delete_Opts_nqraw_f69cb874c1bb118f(Opts *_swig_go_0) {
   Opts *arg1 = (Opts *) 0 ;
   
   arg1 = *(Opts **)&_swig_go_0; 
@@ -2214,7 +2198,7 @@ void _wrap_delete_Opts_nqraw_44d2e6a429de86d8(Opts *_swig_go_0) {
 }
 
 
-intgo _wrap_Opts_set_events_nqraw_44d2e6a429de86d8(Opts *_swig_go_0, Events *_swig_go_1) {
+intgo _wrap_Opts_set_events_nqraw_f69cb874c1bb118f(Opts *_swig_go_0, Events *_swig_go_1) {
   Opts *arg1 = (Opts *) 0 ;
   Events *arg2 = (Events *) 0 ;
   int result;
@@ -2229,7 +2213,7 @@ intgo _wrap_Opts_set_events_nqraw_44d2e6a429de86d8(Opts *_swig_go_0, Events *_sw
 }
 
 
-intgo _wrap_Opts_status_nqraw_44d2e6a429de86d8(Opts *_swig_go_0) {
+intgo _wrap_Opts_status_nqraw_f69cb874c1bb118f(Opts *_swig_go_0) {
   Opts *arg1 = (Opts *) 0 ;
   int result;
   intgo _swig_go_result;
@@ -2242,7 +2226,7 @@ intgo _wrap_Opts_status_nqraw_44d2e6a429de86d8(Opts *_swig_go_0) {
 }
 
 
-intgo _wrap_Opts_set_id_nqraw_44d2e6a429de86d8(Opts *_swig_go_0, _goslice_ _swig_go_1) {
+intgo _wrap_Opts_set_id_nqraw_f69cb874c1bb118f(Opts *_swig_go_0, _goslice_ _swig_go_1) {
   Opts *arg1 = (Opts *) 0 ;
   void *arg2 = (void *) 0 ;
   size_t arg3 ;
@@ -2261,7 +2245,7 @@ intgo _wrap_Opts_set_id_nqraw_44d2e6a429de86d8(Opts *_swig_go_0, _goslice_ _swig
 }
 
 
-_goslice_ _wrap_Opts_id_nqraw_44d2e6a429de86d8(Opts *_swig_go_0) {
+_goslice_ _wrap_Opts_id_nqraw_f69cb874c1bb118f(Opts *_swig_go_0) {
   Opts *arg1 = (Opts *) 0 ;
   nq_id result;
   _goslice_ _swig_go_result;
@@ -2281,7 +2265,7 @@ _goslice_ _wrap_Opts_id_nqraw_44d2e6a429de86d8(Opts *_swig_go_0) {
 }
 
 
-intgo _wrap_Opts_set_netloc_nqraw_44d2e6a429de86d8(Opts *_swig_go_0, _gostring_ _swig_go_1, intgo _swig_go_2) {
+intgo _wrap_Opts_set_netloc_nqraw_f69cb874c1bb118f(Opts *_swig_go_0, _gostring_ _swig_go_1, intgo _swig_go_2) {
   Opts *arg1 = (Opts *) 0 ;
   char *arg2 = (char *) 0 ;
   int arg3 ;
@@ -2303,7 +2287,7 @@ intgo _wrap_Opts_set_netloc_nqraw_44d2e6a429de86d8(Opts *_swig_go_0, _gostring_ 
 }
 
 
-intgo _wrap_Opts_set_int_nqraw_44d2e6a429de86d8(Opts *_swig_go_0, intgo _swig_go_1, long long _swig_go_2) {
+intgo _wrap_Opts_set_int_nqraw_f69cb874c1bb118f(Opts *_swig_go_0, intgo _swig_go_1, long long _swig_go_2) {
   Opts *arg1 = (Opts *) 0 ;
   int arg2 ;
   int64_t arg3 ;
@@ -2320,7 +2304,7 @@ intgo _wrap_Opts_set_int_nqraw_44d2e6a429de86d8(Opts *_swig_go_0, intgo _swig_go
 }
 
 
-intgo _wrap_Opts_set_tls_nqraw_44d2e6a429de86d8(Opts *_swig_go_0, _gostring_ _swig_go_1, _gostring_ _swig_go_2) {
+intgo _wrap_Opts_set_tls_nqraw_f69cb874c1bb118f(Opts *_swig_go_0, _gostring_ _swig_go_1, _gostring_ _swig_go_2) {
   Opts *arg1 = (Opts *) 0 ;
   char *arg2 = (char *) 0 ;
   char *arg3 = (char *) 0 ;
@@ -2347,7 +2331,7 @@ intgo _wrap_Opts_set_tls_nqraw_44d2e6a429de86d8(Opts *_swig_go_0, _gostring_ _sw
 }
 
 
-intgo _wrap_Opts_set_tls_identity_nqraw_44d2e6a429de86d8(Opts *_swig_go_0, _gostring_ _swig_go_1, _gostring_ _swig_go_2, bool _swig_go_3) {
+intgo _wrap_Opts_set_tls_identity_nqraw_f69cb874c1bb118f(Opts *_swig_go_0, _gostring_ _swig_go_1, _gostring_ _swig_go_2, bool _swig_go_3) {
   Opts *arg1 = (Opts *) 0 ;
   char *arg2 = (char *) 0 ;
   char *arg3 = (char *) 0 ;
@@ -2376,7 +2360,7 @@ intgo _wrap_Opts_set_tls_identity_nqraw_44d2e6a429de86d8(Opts *_swig_go_0, _gost
 }
 
 
-intgo _wrap_Opts_set_tls_trust_nqraw_44d2e6a429de86d8(Opts *_swig_go_0, _gostring_ _swig_go_1, _gostring_ _swig_go_2, _gostring_ _swig_go_3) {
+intgo _wrap_Opts_set_tls_trust_nqraw_f69cb874c1bb118f(Opts *_swig_go_0, _gostring_ _swig_go_1, _gostring_ _swig_go_2, _gostring_ _swig_go_3) {
   Opts *arg1 = (Opts *) 0 ;
   char *arg2 = (char *) 0 ;
   char *arg3 = (char *) 0 ;
@@ -2410,7 +2394,7 @@ intgo _wrap_Opts_set_tls_trust_nqraw_44d2e6a429de86d8(Opts *_swig_go_0, _gostrin
 }
 
 
-intgo _wrap_Opts_set_mqtt_prefix_nqraw_44d2e6a429de86d8(Opts *_swig_go_0, _gostring_ _swig_go_1) {
+intgo _wrap_Opts_set_mqtt_prefix_nqraw_f69cb874c1bb118f(Opts *_swig_go_0, _gostring_ _swig_go_1) {
   Opts *arg1 = (Opts *) 0 ;
   char *arg2 = (char *) 0 ;
   int result;
@@ -2430,7 +2414,156 @@ intgo _wrap_Opts_set_mqtt_prefix_nqraw_44d2e6a429de86d8(Opts *_swig_go_0, _gostr
 }
 
 
-Msg *_wrap_new_Msg_nqraw_44d2e6a429de86d8() {
+intgo _wrap_Opts_set_login_nqraw_f69cb874c1bb118f(Opts *_swig_go_0, _gostring_ _swig_go_1, _gostring_ _swig_go_2) {
+  Opts *arg1 = (Opts *) 0 ;
+  char *arg2 = (char *) 0 ;
+  char *arg3 = (char *) 0 ;
+  int result;
+  intgo _swig_go_result;
+  
+  arg1 = *(Opts **)&_swig_go_0; 
+  
+  arg2 = (char *)malloc(_swig_go_1.n + 1);
+  memcpy(arg2, _swig_go_1.p, _swig_go_1.n);
+  arg2[_swig_go_1.n] = '\0';
+  
+  
+  arg3 = (char *)malloc(_swig_go_2.n + 1);
+  memcpy(arg3, _swig_go_2.p, _swig_go_2.n);
+  arg3[_swig_go_2.n] = '\0';
+  
+  
+  result = (int)(arg1)->set_login((char const *)arg2,(char const *)arg3);
+  _swig_go_result = result; 
+  free(arg2); 
+  free(arg3); 
+  return _swig_go_result;
+}
+
+
+intgo _wrap_Opts_set_token_nqraw_f69cb874c1bb118f(Opts *_swig_go_0, _gostring_ _swig_go_1) {
+  Opts *arg1 = (Opts *) 0 ;
+  char *arg2 = (char *) 0 ;
+  int result;
+  intgo _swig_go_result;
+  
+  arg1 = *(Opts **)&_swig_go_0; 
+  
+  arg2 = (char *)malloc(_swig_go_1.n + 1);
+  memcpy(arg2, _swig_go_1.p, _swig_go_1.n);
+  arg2[_swig_go_1.n] = '\0';
+  
+  
+  result = (int)(arg1)->set_token((char const *)arg2);
+  _swig_go_result = result; 
+  free(arg2); 
+  return _swig_go_result;
+}
+
+
+intgo _wrap_Opts_accept_token_nqraw_f69cb874c1bb118f(Opts *_swig_go_0, _gostring_ _swig_go_1, _gostring_ _swig_go_2) {
+  Opts *arg1 = (Opts *) 0 ;
+  char *arg2 = (char *) 0 ;
+  char *arg3 = (char *) 0 ;
+  int result;
+  intgo _swig_go_result;
+  
+  arg1 = *(Opts **)&_swig_go_0; 
+  
+  arg2 = (char *)malloc(_swig_go_1.n + 1);
+  memcpy(arg2, _swig_go_1.p, _swig_go_1.n);
+  arg2[_swig_go_1.n] = '\0';
+  
+  
+  arg3 = (char *)malloc(_swig_go_2.n + 1);
+  memcpy(arg3, _swig_go_2.p, _swig_go_2.n);
+  arg3[_swig_go_2.n] = '\0';
+  
+  
+  result = (int)(arg1)->accept_token((char const *)arg2,(char const *)arg3);
+  _swig_go_result = result; 
+  free(arg2); 
+  free(arg3); 
+  return _swig_go_result;
+}
+
+
+intgo _wrap_Opts_set_tls_server_name_nqraw_f69cb874c1bb118f(Opts *_swig_go_0, _gostring_ _swig_go_1) {
+  Opts *arg1 = (Opts *) 0 ;
+  char *arg2 = (char *) 0 ;
+  int result;
+  intgo _swig_go_result;
+  
+  arg1 = *(Opts **)&_swig_go_0; 
+  
+  arg2 = (char *)malloc(_swig_go_1.n + 1);
+  memcpy(arg2, _swig_go_1.p, _swig_go_1.n);
+  arg2[_swig_go_1.n] = '\0';
+  
+  
+  result = (int)(arg1)->set_tls_server_name((char const *)arg2);
+  _swig_go_result = result; 
+  free(arg2); 
+  return _swig_go_result;
+}
+
+
+intgo _wrap_Opts_set_tls_alpn_nqraw_f69cb874c1bb118f(Opts *_swig_go_0, _gostring_ _swig_go_1) {
+  Opts *arg1 = (Opts *) 0 ;
+  char *arg2 = (char *) 0 ;
+  int result;
+  intgo _swig_go_result;
+  
+  arg1 = *(Opts **)&_swig_go_0; 
+  
+  arg2 = (char *)malloc(_swig_go_1.n + 1);
+  memcpy(arg2, _swig_go_1.p, _swig_go_1.n);
+  arg2[_swig_go_1.n] = '\0';
+  
+  
+  result = (int)(arg1)->set_tls_alpn((char const *)arg2);
+  _swig_go_result = result; 
+  free(arg2); 
+  return _swig_go_result;
+}
+
+
+intgo _wrap_Opts_set_mqtt_client_id_nqraw_f69cb874c1bb118f(Opts *_swig_go_0, _gostring_ _swig_go_1) {
+  Opts *arg1 = (Opts *) 0 ;
+  char *arg2 = (char *) 0 ;
+  int result;
+  intgo _swig_go_result;
+  
+  arg1 = *(Opts **)&_swig_go_0; 
+  
+  arg2 = (char *)malloc(_swig_go_1.n + 1);
+  memcpy(arg2, _swig_go_1.p, _swig_go_1.n);
+  arg2[_swig_go_1.n] = '\0';
+  
+  
+  result = (int)(arg1)->set_mqtt_client_id((char const *)arg2);
+  _swig_go_result = result; 
+  free(arg2); 
+  return _swig_go_result;
+}
+
+
+intgo _wrap_Opts_set_secret_nqraw_f69cb874c1bb118f(Opts *_swig_go_0, intgo _swig_go_1) {
+  Opts *arg1 = (Opts *) 0 ;
+  uintptr_t arg2 ;
+  int result;
+  intgo _swig_go_result;
+  
+  arg1 = *(Opts **)&_swig_go_0; 
+  arg2 = (uintptr_t)_swig_go_1; 
+  
+  result = (int)Opts_set_secret(arg1,arg2);
+  _swig_go_result = result; 
+  return _swig_go_result;
+}
+
+
+Msg *_wrap_new_Msg_nqraw_f69cb874c1bb118f() {
   Msg *result = 0 ;
   Msg *_swig_go_result;
   
@@ -2441,7 +2574,7 @@ Msg *_wrap_new_Msg_nqraw_44d2e6a429de86d8() {
 }
 
 
-void _wrap_delete_Msg_nqraw_44d2e6a429de86d8(Msg *_swig_go_0) {
+void _wrap_delete_Msg_nqraw_f69cb874c1bb118f(Msg *_swig_go_0) {
   Msg *arg1 = (Msg *) 0 ;
   
   arg1 = *(Msg **)&_swig_go_0; 
@@ -2451,7 +2584,7 @@ void _wrap_delete_Msg_nqraw_44d2e6a429de86d8(Msg *_swig_go_0) {
 }
 
 
-_goslice_ _wrap_Msg_peer_nqraw_44d2e6a429de86d8(Msg *_swig_go_0) {
+_goslice_ _wrap_Msg_peer_nqraw_f69cb874c1bb118f(Msg *_swig_go_0) {
   Msg *arg1 = (Msg *) 0 ;
   nq_id result;
   _goslice_ _swig_go_result;
@@ -2471,7 +2604,7 @@ _goslice_ _wrap_Msg_peer_nqraw_44d2e6a429de86d8(Msg *_swig_go_0) {
 }
 
 
-_goslice_ _wrap_Msg_data_nqraw_44d2e6a429de86d8(Msg *_swig_go_0) {
+_goslice_ _wrap_Msg_data_nqraw_f69cb874c1bb118f(Msg *_swig_go_0) {
   Msg *arg1 = (Msg *) 0 ;
   nqb_view result;
   _goslice_ _swig_go_result;
@@ -2488,7 +2621,7 @@ _goslice_ _wrap_Msg_data_nqraw_44d2e6a429de86d8(Msg *_swig_go_0) {
 }
 
 
-long long _wrap_Msg_size_nqraw_44d2e6a429de86d8(Msg *_swig_go_0) {
+long long _wrap_Msg_size_nqraw_f69cb874c1bb118f(Msg *_swig_go_0) {
   Msg *arg1 = (Msg *) 0 ;
   int64_t result;
   long long _swig_go_result;
@@ -2501,7 +2634,7 @@ long long _wrap_Msg_size_nqraw_44d2e6a429de86d8(Msg *_swig_go_0) {
 }
 
 
-void _wrap_Msg_release_nqraw_44d2e6a429de86d8(Msg *_swig_go_0) {
+void _wrap_Msg_release_nqraw_f69cb874c1bb118f(Msg *_swig_go_0) {
   Msg *arg1 = (Msg *) 0 ;
   
   arg1 = *(Msg **)&_swig_go_0; 
@@ -2511,7 +2644,7 @@ void _wrap_Msg_release_nqraw_44d2e6a429de86d8(Msg *_swig_go_0) {
 }
 
 
-void _wrap_Completion_token_set_nqraw_44d2e6a429de86d8(Completion *_swig_go_0, long long _swig_go_1) {
+void _wrap_Completion_token_set_nqraw_f69cb874c1bb118f(Completion *_swig_go_0, long long _swig_go_1) {
   Completion *arg1 = (Completion *) 0 ;
   int64_t arg2 ;
   
@@ -2523,7 +2656,7 @@ void _wrap_Completion_token_set_nqraw_44d2e6a429de86d8(Completion *_swig_go_0, l
 }
 
 
-long long _wrap_Completion_token_get_nqraw_44d2e6a429de86d8(Completion *_swig_go_0) {
+long long _wrap_Completion_token_get_nqraw_f69cb874c1bb118f(Completion *_swig_go_0) {
   Completion *arg1 = (Completion *) 0 ;
   int64_t result;
   long long _swig_go_result;
@@ -2536,7 +2669,7 @@ long long _wrap_Completion_token_get_nqraw_44d2e6a429de86d8(Completion *_swig_go
 }
 
 
-void _wrap_Completion_result_set_nqraw_44d2e6a429de86d8(Completion *_swig_go_0, intgo _swig_go_1) {
+void _wrap_Completion_result_set_nqraw_f69cb874c1bb118f(Completion *_swig_go_0, intgo _swig_go_1) {
   Completion *arg1 = (Completion *) 0 ;
   int arg2 ;
   
@@ -2548,7 +2681,7 @@ void _wrap_Completion_result_set_nqraw_44d2e6a429de86d8(Completion *_swig_go_0, 
 }
 
 
-intgo _wrap_Completion_result_get_nqraw_44d2e6a429de86d8(Completion *_swig_go_0) {
+intgo _wrap_Completion_result_get_nqraw_f69cb874c1bb118f(Completion *_swig_go_0) {
   Completion *arg1 = (Completion *) 0 ;
   int result;
   intgo _swig_go_result;
@@ -2561,7 +2694,7 @@ intgo _wrap_Completion_result_get_nqraw_44d2e6a429de86d8(Completion *_swig_go_0)
 }
 
 
-Completion *_wrap_new_Completion_nqraw_44d2e6a429de86d8() {
+Completion *_wrap_new_Completion_nqraw_f69cb874c1bb118f() {
   Completion *result = 0 ;
   Completion *_swig_go_result;
   
@@ -2572,7 +2705,7 @@ Completion *_wrap_new_Completion_nqraw_44d2e6a429de86d8() {
 }
 
 
-void _wrap_delete_Completion_nqraw_44d2e6a429de86d8(Completion *_swig_go_0) {
+void _wrap_delete_Completion_nqraw_f69cb874c1bb118f(Completion *_swig_go_0) {
   Completion *arg1 = (Completion *) 0 ;
   
   arg1 = *(Completion **)&_swig_go_0; 
@@ -2582,7 +2715,7 @@ void _wrap_delete_Completion_nqraw_44d2e6a429de86d8(Completion *_swig_go_0) {
 }
 
 
-Completions *_wrap_new_Completions_nqraw_44d2e6a429de86d8() {
+Completions *_wrap_new_Completions_nqraw_f69cb874c1bb118f() {
   Completions *result = 0 ;
   Completions *_swig_go_result;
   
@@ -2593,7 +2726,7 @@ Completions *_wrap_new_Completions_nqraw_44d2e6a429de86d8() {
 }
 
 
-void _wrap_delete_Completions_nqraw_44d2e6a429de86d8(Completions *_swig_go_0) {
+void _wrap_delete_Completions_nqraw_f69cb874c1bb118f(Completions *_swig_go_0) {
   Completions *arg1 = (Completions *) 0 ;
   
   arg1 = *(Completions **)&_swig_go_0; 
@@ -2603,7 +2736,7 @@ void _wrap_delete_Completions_nqraw_44d2e6a429de86d8(Completions *_swig_go_0) {
 }
 
 
-intgo _wrap_Completions_next_nqraw_44d2e6a429de86d8(Completions *_swig_go_0, long long _swig_go_1, Completion *_swig_go_2) {
+intgo _wrap_Completions_next_nqraw_f69cb874c1bb118f(Completions *_swig_go_0, long long _swig_go_1, Completion *_swig_go_2) {
   Completions *arg1 = (Completions *) 0 ;
   int64_t arg2 ;
   Completion *arg3 = (Completion *) 0 ;
@@ -2620,7 +2753,7 @@ intgo _wrap_Completions_next_nqraw_44d2e6a429de86d8(Completions *_swig_go_0, lon
 }
 
 
-void _wrap_Completions_shutdown_nqraw_44d2e6a429de86d8(Completions *_swig_go_0) {
+void _wrap_Completions_shutdown_nqraw_f69cb874c1bb118f(Completions *_swig_go_0) {
   Completions *arg1 = (Completions *) 0 ;
   
   arg1 = *(Completions **)&_swig_go_0; 
@@ -2630,7 +2763,7 @@ void _wrap_Completions_shutdown_nqraw_44d2e6a429de86d8(Completions *_swig_go_0) 
 }
 
 
-long long _wrap_Completions_outstanding_nqraw_44d2e6a429de86d8(Completions *_swig_go_0) {
+long long _wrap_Completions_outstanding_nqraw_f69cb874c1bb118f(Completions *_swig_go_0) {
   Completions *arg1 = (Completions *) 0 ;
   long result;
   long long _swig_go_result;
@@ -2643,7 +2776,7 @@ long long _wrap_Completions_outstanding_nqraw_44d2e6a429de86d8(Completions *_swi
 }
 
 
-long long _wrap_Ids_size_nqraw_44d2e6a429de86d8(Ids *_swig_go_0) {
+long long _wrap_Ids_size_nqraw_f69cb874c1bb118f(Ids *_swig_go_0) {
   Ids *arg1 = (Ids *) 0 ;
   int64_t result;
   long long _swig_go_result;
@@ -2656,7 +2789,7 @@ long long _wrap_Ids_size_nqraw_44d2e6a429de86d8(Ids *_swig_go_0) {
 }
 
 
-_goslice_ _wrap_Ids_at_nqraw_44d2e6a429de86d8(Ids *_swig_go_0, long long _swig_go_1) {
+_goslice_ _wrap_Ids_at_nqraw_f69cb874c1bb118f(Ids *_swig_go_0, long long _swig_go_1) {
   Ids *arg1 = (Ids *) 0 ;
   int64_t arg2 ;
   nq_id result;
@@ -2678,7 +2811,7 @@ _goslice_ _wrap_Ids_at_nqraw_44d2e6a429de86d8(Ids *_swig_go_0, long long _swig_g
 }
 
 
-Ids *_wrap_new_Ids_nqraw_44d2e6a429de86d8() {
+Ids *_wrap_new_Ids_nqraw_f69cb874c1bb118f() {
   Ids *result = 0 ;
   Ids *_swig_go_result;
   
@@ -2689,7 +2822,7 @@ Ids *_wrap_new_Ids_nqraw_44d2e6a429de86d8() {
 }
 
 
-void _wrap_delete_Ids_nqraw_44d2e6a429de86d8(Ids *_swig_go_0) {
+void _wrap_delete_Ids_nqraw_f69cb874c1bb118f(Ids *_swig_go_0) {
   Ids *arg1 = (Ids *) 0 ;
   
   arg1 = *(Ids **)&_swig_go_0; 
@@ -2699,7 +2832,7 @@ void _wrap_delete_Ids_nqraw_44d2e6a429de86d8(Ids *_swig_go_0) {
 }
 
 
-_goslice_ _wrap_Text_bytes_nqraw_44d2e6a429de86d8(Text *_swig_go_0) {
+_goslice_ _wrap_Text_bytes_nqraw_f69cb874c1bb118f(Text *_swig_go_0) {
   Text *arg1 = (Text *) 0 ;
   nqb_view result;
   _goslice_ _swig_go_result;
@@ -2716,7 +2849,7 @@ _goslice_ _wrap_Text_bytes_nqraw_44d2e6a429de86d8(Text *_swig_go_0) {
 }
 
 
-Text *_wrap_new_Text_nqraw_44d2e6a429de86d8() {
+Text *_wrap_new_Text_nqraw_f69cb874c1bb118f() {
   Text *result = 0 ;
   Text *_swig_go_result;
   
@@ -2727,7 +2860,7 @@ Text *_wrap_new_Text_nqraw_44d2e6a429de86d8() {
 }
 
 
-void _wrap_delete_Text_nqraw_44d2e6a429de86d8(Text *_swig_go_0) {
+void _wrap_delete_Text_nqraw_f69cb874c1bb118f(Text *_swig_go_0) {
   Text *arg1 = (Text *) 0 ;
   
   arg1 = *(Text **)&_swig_go_0; 
@@ -2737,7 +2870,7 @@ void _wrap_delete_Text_nqraw_44d2e6a429de86d8(Text *_swig_go_0) {
 }
 
 
-intgo _wrap_Chunks_add_nqraw_44d2e6a429de86d8(Chunks *_swig_go_0, _goslice_ _swig_go_1) {
+intgo _wrap_Chunks_add_nqraw_f69cb874c1bb118f(Chunks *_swig_go_0, _goslice_ _swig_go_1) {
   Chunks *arg1 = (Chunks *) 0 ;
   void *arg2 = (void *) 0 ;
   size_t arg3 ;
@@ -2756,7 +2889,7 @@ intgo _wrap_Chunks_add_nqraw_44d2e6a429de86d8(Chunks *_swig_go_0, _goslice_ _swi
 }
 
 
-long long _wrap_Chunks_size_nqraw_44d2e6a429de86d8(Chunks *_swig_go_0) {
+long long _wrap_Chunks_size_nqraw_f69cb874c1bb118f(Chunks *_swig_go_0) {
   Chunks *arg1 = (Chunks *) 0 ;
   int64_t result;
   long long _swig_go_result;
@@ -2769,7 +2902,7 @@ long long _wrap_Chunks_size_nqraw_44d2e6a429de86d8(Chunks *_swig_go_0) {
 }
 
 
-Chunks *_wrap_new_Chunks_nqraw_44d2e6a429de86d8() {
+Chunks *_wrap_new_Chunks_nqraw_f69cb874c1bb118f() {
   Chunks *result = 0 ;
   Chunks *_swig_go_result;
   
@@ -2780,7 +2913,7 @@ Chunks *_wrap_new_Chunks_nqraw_44d2e6a429de86d8() {
 }
 
 
-void _wrap_delete_Chunks_nqraw_44d2e6a429de86d8(Chunks *_swig_go_0) {
+void _wrap_delete_Chunks_nqraw_f69cb874c1bb118f(Chunks *_swig_go_0) {
   Chunks *arg1 = (Chunks *) 0 ;
   
   arg1 = *(Chunks **)&_swig_go_0; 
@@ -2790,7 +2923,7 @@ void _wrap_delete_Chunks_nqraw_44d2e6a429de86d8(Chunks *_swig_go_0) {
 }
 
 
-Comm *_wrap_new_Comm_nqraw_44d2e6a429de86d8() {
+Comm *_wrap_new_Comm_nqraw_f69cb874c1bb118f() {
   Comm *result = 0 ;
   Comm *_swig_go_result;
   
@@ -2801,7 +2934,7 @@ Comm *_wrap_new_Comm_nqraw_44d2e6a429de86d8() {
 }
 
 
-void _wrap_delete_Comm_nqraw_44d2e6a429de86d8(Comm *_swig_go_0) {
+void _wrap_delete_Comm_nqraw_f69cb874c1bb118f(Comm *_swig_go_0) {
   Comm *arg1 = (Comm *) 0 ;
   
   arg1 = *(Comm **)&_swig_go_0; 
@@ -2811,7 +2944,7 @@ void _wrap_delete_Comm_nqraw_44d2e6a429de86d8(Comm *_swig_go_0) {
 }
 
 
-intgo _wrap_Comm_open_nqraw_44d2e6a429de86d8(Comm *_swig_go_0, intgo _swig_go_1, intgo _swig_go_2, Opts *_swig_go_3) {
+intgo _wrap_Comm_open_nqraw_f69cb874c1bb118f(Comm *_swig_go_0, intgo _swig_go_1, intgo _swig_go_2, Opts *_swig_go_3) {
   Comm *arg1 = (Comm *) 0 ;
   int arg2 ;
   int arg3 ;
@@ -2830,7 +2963,7 @@ intgo _wrap_Comm_open_nqraw_44d2e6a429de86d8(Comm *_swig_go_0, intgo _swig_go_1,
 }
 
 
-intgo _wrap_Comm_put_nqraw_44d2e6a429de86d8(Comm *_swig_go_0, _goslice_ _swig_go_1, _goslice_ _swig_go_2, Completions *_swig_go_3, long long _swig_go_4) {
+intgo _wrap_Comm_put_nqraw_f69cb874c1bb118f(Comm *_swig_go_0, _goslice_ _swig_go_1, _goslice_ _swig_go_2, Completions *_swig_go_3, long long _swig_go_4) {
   Comm *arg1 = (Comm *) 0 ;
   void *arg2 = (void *) 0 ;
   size_t arg3 ;
@@ -2859,7 +2992,7 @@ intgo _wrap_Comm_put_nqraw_44d2e6a429de86d8(Comm *_swig_go_0, _goslice_ _swig_go
 }
 
 
-intgo _wrap_Comm_put_chunks_nqraw_44d2e6a429de86d8(Comm *_swig_go_0, Chunks *_swig_go_1, _goslice_ _swig_go_2, Completions *_swig_go_3, long long _swig_go_4) {
+intgo _wrap_Comm_put_chunks_nqraw_f69cb874c1bb118f(Comm *_swig_go_0, Chunks *_swig_go_1, _goslice_ _swig_go_2, Completions *_swig_go_3, long long _swig_go_4) {
   Comm *arg1 = (Comm *) 0 ;
   Chunks *arg2 = (Chunks *) 0 ;
   void *arg3 = (void *) 0 ;
@@ -2884,7 +3017,7 @@ intgo _wrap_Comm_put_chunks_nqraw_44d2e6a429de86d8(Comm *_swig_go_0, Chunks *_sw
 }
 
 
-intgo _wrap_Comm_put_copy_nqraw_44d2e6a429de86d8(Comm *_swig_go_0, _goslice_ _swig_go_1, _goslice_ _swig_go_2, Completions *_swig_go_3, long long _swig_go_4) {
+intgo _wrap_Comm_put_copy_nqraw_f69cb874c1bb118f(Comm *_swig_go_0, _goslice_ _swig_go_1, _goslice_ _swig_go_2, Completions *_swig_go_3, long long _swig_go_4) {
   Comm *arg1 = (Comm *) 0 ;
   void *arg2 = (void *) 0 ;
   size_t arg3 ;
@@ -2913,7 +3046,7 @@ intgo _wrap_Comm_put_copy_nqraw_44d2e6a429de86d8(Comm *_swig_go_0, _goslice_ _sw
 }
 
 
-long long _wrap_Comm_cancel_nqraw_44d2e6a429de86d8(Comm *_swig_go_0, Completions *_swig_go_1, long long _swig_go_2) {
+long long _wrap_Comm_cancel_nqraw_f69cb874c1bb118f(Comm *_swig_go_0, Completions *_swig_go_1, long long _swig_go_2) {
   Comm *arg1 = (Comm *) 0 ;
   Completions *arg2 = (Completions *) 0 ;
   int64_t arg3 ;
@@ -2930,7 +3063,7 @@ long long _wrap_Comm_cancel_nqraw_44d2e6a429de86d8(Comm *_swig_go_0, Completions
 }
 
 
-intgo _wrap_Comm_get_nqraw_44d2e6a429de86d8(Comm *_swig_go_0, long long _swig_go_1, Msg *_swig_go_2) {
+intgo _wrap_Comm_get_nqraw_f69cb874c1bb118f(Comm *_swig_go_0, long long _swig_go_1, Msg *_swig_go_2) {
   Comm *arg1 = (Comm *) 0 ;
   int64_t arg2 ;
   Msg *arg3 = (Msg *) 0 ;
@@ -2947,7 +3080,7 @@ intgo _wrap_Comm_get_nqraw_44d2e6a429de86d8(Comm *_swig_go_0, long long _swig_go
 }
 
 
-intgo _wrap_Comm_get_from_nqraw_44d2e6a429de86d8(Comm *_swig_go_0, _goslice_ _swig_go_1, long long _swig_go_2, Msg *_swig_go_3) {
+intgo _wrap_Comm_get_from_nqraw_f69cb874c1bb118f(Comm *_swig_go_0, _goslice_ _swig_go_1, long long _swig_go_2, Msg *_swig_go_3) {
   Comm *arg1 = (Comm *) 0 ;
   void *arg2 = (void *) 0 ;
   size_t arg3 ;
@@ -2970,7 +3103,7 @@ intgo _wrap_Comm_get_from_nqraw_44d2e6a429de86d8(Comm *_swig_go_0, _goslice_ _sw
 }
 
 
-intgo _wrap_Comm_fd_nqraw_44d2e6a429de86d8(Comm *_swig_go_0) {
+intgo _wrap_Comm_fd_nqraw_f69cb874c1bb118f(Comm *_swig_go_0) {
   Comm *arg1 = (Comm *) 0 ;
   int result;
   intgo _swig_go_result;
@@ -2983,7 +3116,7 @@ intgo _wrap_Comm_fd_nqraw_44d2e6a429de86d8(Comm *_swig_go_0) {
 }
 
 
-intgo _wrap_Comm_close_nqraw_44d2e6a429de86d8(Comm *_swig_go_0) {
+intgo _wrap_Comm_close_nqraw_f69cb874c1bb118f(Comm *_swig_go_0) {
   Comm *arg1 = (Comm *) 0 ;
   int result;
   intgo _swig_go_result;
@@ -2996,7 +3129,7 @@ intgo _wrap_Comm_close_nqraw_44d2e6a429de86d8(Comm *_swig_go_0) {
 }
 
 
-_goslice_ _wrap_Comm_id_nqraw_44d2e6a429de86d8(Comm *_swig_go_0) {
+_goslice_ _wrap_Comm_id_nqraw_f69cb874c1bb118f(Comm *_swig_go_0) {
   Comm *arg1 = (Comm *) 0 ;
   nq_id result;
   _goslice_ _swig_go_result;
@@ -3016,7 +3149,7 @@ _goslice_ _wrap_Comm_id_nqraw_44d2e6a429de86d8(Comm *_swig_go_0) {
 }
 
 
-_goslice_ _wrap_Comm_server_id_nqraw_44d2e6a429de86d8(Comm *_swig_go_0) {
+_goslice_ _wrap_Comm_server_id_nqraw_f69cb874c1bb118f(Comm *_swig_go_0) {
   Comm *arg1 = (Comm *) 0 ;
   nq_id result;
   _goslice_ _swig_go_result;
@@ -3036,7 +3169,7 @@ _goslice_ _wrap_Comm_server_id_nqraw_44d2e6a429de86d8(Comm *_swig_go_0) {
 }
 
 
-intgo _wrap_Comm_local_port_nqraw_44d2e6a429de86d8(Comm *_swig_go_0) {
+intgo _wrap_Comm_local_port_nqraw_f69cb874c1bb118f(Comm *_swig_go_0) {
   Comm *arg1 = (Comm *) 0 ;
   int result;
   intgo _swig_go_result;
@@ -3049,7 +3182,7 @@ intgo _wrap_Comm_local_port_nqraw_44d2e6a429de86d8(Comm *_swig_go_0) {
 }
 
 
-intgo _wrap_Comm_peers_nqraw_44d2e6a429de86d8(Comm *_swig_go_0, Ids *_swig_go_1) {
+intgo _wrap_Comm_peers_nqraw_f69cb874c1bb118f(Comm *_swig_go_0, Ids *_swig_go_1) {
   Comm *arg1 = (Comm *) 0 ;
   Ids *arg2 = (Ids *) 0 ;
   int result;
@@ -3064,7 +3197,7 @@ intgo _wrap_Comm_peers_nqraw_44d2e6a429de86d8(Comm *_swig_go_0, Ids *_swig_go_1)
 }
 
 
-intgo _wrap_Comm_peer_identity_nqraw_44d2e6a429de86d8(Comm *_swig_go_0, _goslice_ _swig_go_1, Text *_swig_go_2) {
+intgo _wrap_Comm_peer_identity_nqraw_f69cb874c1bb118f(Comm *_swig_go_0, _goslice_ _swig_go_1, Text *_swig_go_2) {
   Comm *arg1 = (Comm *) 0 ;
   void *arg2 = (void *) 0 ;
   size_t arg3 ;
@@ -3085,7 +3218,7 @@ intgo _wrap_Comm_peer_identity_nqraw_44d2e6a429de86d8(Comm *_swig_go_0, _goslice
 }
 
 
-long long _wrap_Comm_stat_nqraw_44d2e6a429de86d8(Comm *_swig_go_0, intgo _swig_go_1) {
+long long _wrap_Comm_stat_nqraw_f69cb874c1bb118f(Comm *_swig_go_0, intgo _swig_go_1) {
   Comm *arg1 = (Comm *) 0 ;
   int arg2 ;
   int64_t result;
