@@ -19,7 +19,9 @@ import (
 	"net"
 	"os"
 	"runtime"
+	"runtime/cgo"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -52,8 +54,8 @@ const (
 // certificate chain); a client gives only CertFile, the PEM certificates it
 // trusts, or nothing to trust the system's store.
 //
-// Client certificates (libnq >= 1.3, TCP only; MQTT and gRPC return
-// ErrNotSupported): a client given a KeyFile presents KeyFile and CertFile
+// Client certificates (libnq >= 1.3 over TCP, 1.4 over MQTT and gRPC; a
+// transport returns ErrNotSupported for what it cannot use): a client given a KeyFile presents KeyFile and CertFile
 // (its own chain) when the server asks, and trusts CAFile, CADir and CAPEM
 // (else the system's store); CertFile is the client's trust only without a
 // KeyFile.  A server checks client certificates as ClientAuth says,
@@ -78,6 +80,31 @@ type TLS struct {
 
 	ClientAuth ClientAuth // server: whether clients present certificates
 	MinVersion uint16     // tls.VersionTLS12 or tls.VersionTLS13; zero: TLS 1.2
+
+	// ServerName is the name a client expects in the server's certificate
+	// and sends as SNI (gRPC's :authority too) when it is not the host
+	// connected to (libnq >= 1.4).
+	ServerName string
+	// ALPN lists the protocols offered to an MQTT broker
+	// ([]string{"x-amzn-mqtt-ca"} for AWS IoT Core on port 443).
+	ALPN []string
+	// Token is a gRPC client's bearer token, sent with every call
+	// (Options.Secret, when set, gives it instead).  A server that does not
+	// accept it refuses the client: ErrAuth.
+	Token string
+	// AcceptTokens maps the bearer tokens a gRPC server accepts to the
+	// identity of their clients; once it has any, a client without one of
+	// them is refused, and PeerIdentity names an accepted client
+	// "token:<identity>".
+	AcceptTokens map[string]string
+}
+
+// Login is an MQTT broker login (libnq >= 1.4), sent by either role.  The
+// password travels in clear text unless TLS is on; an empty Password sends
+// none (or Options.Secret's).
+type Login struct {
+	User     string
+	Password string
 }
 
 // ClientAuth tells a TLS server whether clients present certificates.
@@ -112,6 +139,21 @@ type Options struct {
 
 	MQTTQoS    *int   // MQTT publish and subscribe QoS (default 1)
 	MQTTPrefix string // MQTT topic prefix
+
+	// Credentials (libnq >= 1.4); a transport that cannot use one makes
+	// Open return ErrNotSupported, and credentials the other side refuses
+	// end the attempt with ErrAuth.
+	Login          *Login // MQTT: the broker login
+	MQTTClientID   string // MQTT: the client id given to the broker instead of the id in hex
+	MQTTMaxPublish int64  // MQTT: the largest publish the broker takes (1024 to 2^28); zero: libnq's
+	// Secret, when set, gives the MQTT password (with Login.User) or the
+	// gRPC token for every connection attempt, so that an expiring secret
+	// is renewed in time; it replaces Login.Password or TLS.Token.  It
+	// runs on a thread of libnq's or the MQTT library's, must return
+	// quickly and must not use the communicator.  An error or a panic
+	// fails the attempt with ErrAuth (log it in the function if it
+	// matters); the function is kept until the communicator is freed.
+	Secret func() (string, error)
 
 	// Client reconnection (libnq >= 1.1), off while Reconnect is zero: the
 	// first delay before connecting again after a loss or a failed
@@ -179,6 +221,7 @@ type Communicator struct {
 
 	resolved  chan struct{} // closed when the resolver goroutine has ended
 	events    nqraw.Events  // nil without Options.Events
+	secret    cgo.Handle    // Options.Secret as libnq calls it; zero without one
 	delivered chan struct{} // closed when the events goroutine has ended
 	closeOnce sync.Once
 	closeErr  error
@@ -240,6 +283,42 @@ func setTLS(ro nqraw.Opts, t *TLS, purpose Purpose) error {
 	return check(ro.Set_int(int(nqraw.NQ_OPT_TLS_MIN_VERSION), version))
 }
 
+// setCredentials sets o's logins, tokens and names (libnq >= 1.4) in ro.
+func setCredentials(ro nqraw.Opts, o *Options) error {
+	var rcs []int
+	if o.Login != nil {
+		rcs = append(rcs, ro.Set_login(o.Login.User, o.Login.Password))
+	}
+	if o.MQTTClientID != "" {
+		rcs = append(rcs, ro.Set_mqtt_client_id(o.MQTTClientID))
+	}
+	if t := o.TLS; t != nil {
+		if t.ServerName != "" {
+			rcs = append(rcs, ro.Set_tls_server_name(t.ServerName))
+		}
+		if t.ALPN != nil {
+			for _, name := range t.ALPN {
+				if name == "" || strings.Contains(name, ",") {
+					return ErrInvalid
+				}
+			}
+			rcs = append(rcs, ro.Set_tls_alpn(strings.Join(t.ALPN, ",")))
+		}
+		if t.Token != "" {
+			rcs = append(rcs, ro.Set_token(t.Token))
+		}
+		for token, identity := range t.AcceptTokens {
+			rcs = append(rcs, ro.Accept_token(token, identity))
+		}
+	}
+	for _, rc := range rcs {
+		if err := check(rc); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
 func buildOptions(o *Options, purpose Purpose) (nqraw.Opts, error) {
 	ro := nqraw.NewOpts()
 	fail := func(err error) (nqraw.Opts, error) {
@@ -279,6 +358,9 @@ func buildOptions(o *Options, purpose Purpose) (nqraw.Opts, error) {
 			return fail(err)
 		}
 	}
+	if err := setCredentials(ro, o); err != nil {
+		return fail(err)
+	}
 	ints := []struct {
 		option nqraw.Nq_option
 		value  int64
@@ -300,6 +382,7 @@ func buildOptions(o *Options, purpose Purpose) (nqraw.Opts, error) {
 		{nqraw.NQ_OPT_DELIVERY, int64(nqraw.NQ_DELIVERY_ACKED), o.Acknowledged},
 		{nqraw.NQ_OPT_RESUME_MS, millis(o.Resume), o.Resume > 0},
 		{nqraw.NQ_OPT_DROP_OLDEST, 1, o.DropOldest},
+		{nqraw.NQ_OPT_MQTT_MAX_PUBLISH, o.MQTTMaxPublish, o.MQTTMaxPublish != 0},
 	}
 	if o.MQTTQoS != nil {
 		ints = append(ints, struct {
@@ -362,11 +445,27 @@ func Open(protocol Protocol, purpose Purpose, opts *Options) (*Communicator, err
 			return nil, err
 		}
 	}
+	// libnq calls the secret through this handle until the communicator
+	// is destroyed, which deletes it.
+	var secret cgo.Handle
+	if opts != nil && opts.Secret != nil {
+		secret = cgo.NewHandle(nqraw.SecretFunc(opts.Secret))
+		if err := check(ro.Set_secret(uint(secret))); err != nil {
+			secret.Delete()
+			if events != nil {
+				nqraw.DeleteEvents(events)
+			}
+			return nil, err
+		}
+	}
 	raw := nqraw.NewComm()
 	if err := check(raw.Open(int(protocol), int(purpose), ro)); err != nil {
 		nqraw.DeleteComm(raw)
 		if events != nil {
 			nqraw.DeleteEvents(events)
+		}
+		if secret != 0 {
+			secret.Delete()
 		}
 		return nil, err
 	}
@@ -377,6 +476,7 @@ func Open(protocol Protocol, purpose Purpose, opts *Options) (*Communicator, err
 		pending:   make(map[int64]*pendingPut),
 		resolved:  make(chan struct{}),
 		events:    events,
+		secret:    secret,
 		delivered: make(chan struct{}),
 	}
 	// The resolver goroutine keeps c reachable until Close has run, so this
@@ -387,6 +487,9 @@ func Open(protocol Protocol, purpose Purpose, opts *Options) (*Communicator, err
 		nqraw.DeleteCompletions(c.done)
 		if c.events != nil {
 			nqraw.DeleteEvents(c.events)
+		}
+		if c.secret != 0 {
+			c.secret.Delete()
 		}
 	})
 	go c.resolve()

@@ -31,7 +31,13 @@ func addr(port int) string { return fmt.Sprintf("127.0.0.1:%d", port) }
 // before servers, since cleanups run last-in first-out).
 func open(t *testing.T, purpose nq.Purpose, opts *nq.Options) *nq.Communicator {
 	t.Helper()
-	c, err := nq.Open(nq.TCP, purpose, opts)
+	return openOver(t, nq.TCP, purpose, opts)
+}
+
+// openOver is open over protocol.
+func openOver(t *testing.T, protocol nq.Protocol, purpose nq.Purpose, opts *nq.Options) *nq.Communicator {
+	t.Helper()
+	c, err := nq.Open(protocol, purpose, opts)
 	if err != nil {
 		t.Fatalf("Open: %v", err)
 	}
