@@ -66,8 +66,9 @@
 
 typedef struct topology {
     nq_protocol protocol;
-    const char *certs; /* TLS when not NULL */
+    const char *certs;  /* TLS when not NULL */
     const char *prefix; /* MQTT topic prefix, or NULL */
+    int acked;          /* both sides ask for NQ_DELIVERY_ACKED */
 } topology;
 
 /* A server that echoes every message to its sender (or, counting, only
@@ -110,6 +111,9 @@ static nq_opts *peer_opts(const topology *t, uint16_t port, const nq_id *id)
     /* A case that fails must not hang on a close handshake that cannot
      * finish. */
     nq_opts_set_int(o, NQ_OPT_CLOSE_TIMEOUT_MS, 5000);
+    if (t->acked) {
+        nq_opts_set_int(o, NQ_OPT_DELIVERY, NQ_DELIVERY_ACKED);
+    }
     if (t->prefix != NULL) {
         nq_opts_set_mqtt_prefix(o, t->prefix);
     }
@@ -506,7 +510,7 @@ static int nleaves;
  * crosses the bridge both ways. */
 static int test_order_and_fin_across_the_bridge(void)
 {
-    topology t = {NQ_MQTT, NULL, NULL};
+    topology t = {NQ_MQTT, NULL, NULL, 0};
     static server s;
     CHECK(server_open(&s, &t, hub, 0) == 0);
     enum { N = 6 };
@@ -528,7 +532,7 @@ static int test_order_and_fin_across_the_bridge(void)
 
 static int test_killed_client_is_noticed_through_its_will(void)
 {
-    topology t = {NQ_MQTT, NULL, NULL};
+    topology t = {NQ_MQTT, NULL, NULL, 0};
     static server s;
     CHECK(server_open(&s, &t, hub, 0) == 0);
     nq_id id;
@@ -547,7 +551,7 @@ static int test_killed_client_is_noticed_through_its_will(void)
 
 static int test_killed_server_is_noticed_through_its_will(void)
 {
-    topology t = {NQ_MQTT, NULL, NULL};
+    topology t = {NQ_MQTT, NULL, NULL, 0};
     nq_id id;
     nq_id_random(&id);
     child ch;
@@ -571,6 +575,27 @@ static int test_killed_server_is_noticed_through_its_will(void)
     return 0;
 }
 
+/* Acknowledged delivery is agreed across the bridge (on nq/ack/<hex>,
+ * which it must carry), under a prefix too, and messages flow with it. */
+static int test_acknowledged_delivery_is_agreed_across_the_bridge(void)
+{
+    const char *prefixes[2] = {NULL, "app1/"};
+    for (int a = 0; a < 2; a++) {
+        topology t = {NQ_MQTT, NULL, prefixes[a], 1};
+        static server s;
+        CHECK(server_open(&s, &t, hub, 0) == 0);
+        nq_comm *c = client_open(&t, leaves[0], NULL, NULL);
+        CHECK(c != NULL);
+        int landed;
+        CHECK(exchange(&c, 1, 50, 256, &s, 1, &landed) == 0);
+        CHECK(nqt_stat(c, NQ_STAT_ACKED) == 1);
+        CHECK(nqt_stat(s.comm, NQ_STAT_ACKED) == 1);
+        CHECK(close_clients(&c, 1) == 0);
+        server_close(&s);
+    }
+    return 0;
+}
+
 /* Three applications on the same brokers: net-queue's topics and two
  * prefixes, each server on a broker of its own, each application's clients
  * on all three.  No message crosses from one application to another. */
@@ -584,7 +609,7 @@ static int test_applications_with_prefixes_share_the_brokers(void)
     nq_comm *clients[3][PER_APP] = {{0}};
     int landed[PER_APP];
     for (int a = 0; a < 3; a++) {
-        t[a] = (topology){NQ_MQTT, NULL, prefixes[a]};
+        t[a] = (topology){NQ_MQTT, NULL, prefixes[a], 0};
         CHECK(server_open(&s[a], &t[a], brokers[a], 0) == 0);
     }
     for (int a = 0; a < 3; a++) {
@@ -628,12 +653,17 @@ static const char *proxy_cmd; /* how to start it again, or NULL */
  * it by close_what_is_left. */
 static server backend[2];
 
-static int open_backends(void)
+static int open_backends_as(const topology *t)
 {
     for (int j = 0; j < 2; j++) {
-        CHECK(server_open(&backend[j], &proxied, backends[j], 0) == 0);
+        CHECK(server_open(&backend[j], t, backends[j], 0) == 0);
     }
     return 0;
+}
+
+static int open_backends(void)
+{
+    return open_backends_as(&proxied);
 }
 
 /* One client (with id, if not NULL) through the proxy: count messages of
@@ -689,6 +719,27 @@ static int test_one_connection_carries_megabytes(void)
     CHECK(open_backends() == 0);
     int landed;
     return through_one_client(NULL, 4096, 1024, &landed);
+}
+
+/* Both sides ask for acknowledged delivery through the proxy, and agree on
+ * the outcome: nginx passes the gRPC metadata that agrees on it; a TCP
+ * proxy that drops urgent data (haproxy) makes them fall back, together.
+ * Messages flow either way. */
+static int test_acknowledged_delivery_through_the_proxy(void)
+{
+    topology t = proxied;
+    t.acked = 1;
+    CHECK(open_backends_as(&t) == 0);
+    nq_comm *c = client_open(&t, front, NULL, NULL);
+    CHECK(c != NULL);
+    int landed;
+    CHECK(exchange(&c, 1, 50, 256, backend, 2, &landed) == 0);
+    int64_t agreed = nqt_stat(c, NQ_STAT_ACKED);
+    printf("acknowledged delivery agreed: %s\n", agreed ? "yes" : "no, both fell back");
+    CHECK(nqt_stat(backend[landed].comm, NQ_STAT_ACKED) == agreed);
+    CHECK(t.protocol != NQ_GRPC || agreed == 1);
+    CHECK(close_clients(&c, 1) == 0);
+    return 0;
 }
 
 /* A client that connects again with the same id (a new gRPC call each
@@ -1075,7 +1126,7 @@ int main(int argc, char **argv)
         printf("%s\n", dir);
         return 0;
     }
-    topology t = {NQ_TCP, NULL, NULL};
+    topology t = {NQ_TCP, NULL, NULL, 0};
     uint16_t ports[2] = {0, 0};
     int nports = 0;
     const char *role = "client";
@@ -1160,6 +1211,7 @@ int main(int argc, char **argv)
             TEST(test_killed_client_is_noticed_through_its_will),
             TEST(test_killed_server_is_noticed_through_its_will),
             TEST(test_applications_with_prefixes_share_the_brokers),
+            TEST(test_acknowledged_delivery_is_agreed_across_the_bridge),
         };
         return run_cases(cases, TEST_COUNT(cases));
     }
@@ -1170,7 +1222,7 @@ int main(int argc, char **argv)
         proxied = t;
         backends[0] = ports[0];
         backends[1] = ports[1];
-        struct test_case cases[7];
+        struct test_case cases[8];
         size_t n = 0;
         cases[n++] = (struct test_case)TEST(test_clients_keep_their_server);
         cases[n++] = (struct test_case)TEST(test_one_connection_carries_megabytes);
@@ -1178,6 +1230,7 @@ int main(int argc, char **argv)
             cases[n++] = (struct test_case)TEST(test_a_client_id_always_reaches_the_same_server);
         }
         cases[n++] = (struct test_case)TEST(test_killed_client_is_noticed_through_the_proxy);
+        cases[n++] = (struct test_case)TEST(test_acknowledged_delivery_through_the_proxy);
         if (t.certs != NULL) {
             cases[n++] = (struct test_case)TEST(test_the_certificate_is_checked_through_the_proxy);
         }
