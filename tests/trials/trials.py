@@ -395,10 +395,11 @@ TRIALS = {
     "acked_disconnects": trial_acked_disconnects,
 }
 
-# Trials that only some transports can run (acknowledged delivery: TCP, TLS).
+# Trials that only some transports can run (acknowledged delivery: TCP, TLS,
+# MQTT).
 ONLY = {
-    "frozen_server_acked": ("tcp", "tls"),
-    "acked_disconnects": ("tcp", "tls"),
+    "frozen_server_acked": ("tcp", "tls", "mqtt"),
+    "acked_disconnects": ("tcp", "tls", "mqtt"),
 }
 
 
