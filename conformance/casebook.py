@@ -13,14 +13,14 @@ from pathlib import Path
 DEFAULT_FILE = Path(__file__).resolve().with_name("cases.json")
 
 # The operations a step may hold; exactly one per step.
-OPS = ("put", "expect", "echo", "close", "drain", "sleep", "reopen")
+OPS = ("put", "expect", "echo", "close", "drain", "sleep", "reopen", "identity")
 
 # libnq's error codes by the names observations use.
 ERROR_NAMES = {
     0: "ok", -1: "invalid", -2: "no_memory", -3: "timeout", -4: "closed",
     -5: "connection_reset", -6: "no_peer", -7: "tls", -8: "protocol", -9: "refused",
     -10: "address", -11: "address_in_use", -12: "not_supported", -13: "system",
-    -14: "full", -15: "serialize",
+    -14: "full", -15: "serialize", -16: "pending", -17: "replaced", -18: "canceled", -19: "auth",
 }
 
 # At most this many messages per sender are listed one by one in a summary

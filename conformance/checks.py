@@ -90,6 +90,27 @@ def compare_messages(observed, items, receiver, parties):
     return problems
 
 
+def compare_identities(observed, items, parties):
+    """Problems with the identities a peer reported for the peers it knows
+    (the "peers" of an identity observation): every party an item names by
+    "of" must be there, its identity holding the item's "contains"."""
+    names = {str(p.id): p.name for p in parties}
+    got = {entry["peer"]: entry.get("identity", "") for entry in observed or []}
+    problems = []
+    for item in items:
+        for party in _senders(item["of"], parties):
+            identity = got.get(str(party.id))
+            if identity is None:
+                problems.append(f"no identity reported for {party.name}")
+            elif item["contains"] not in identity:
+                problems.append(f"the identity of {party.name} is {identity!r}, "
+                                f"want one holding {item['contains']!r}")
+    unknown = [names.get(peer, peer) for peer in got if peer not in names]
+    if unknown:
+        problems.append(f"identities reported for peers of no party: {', '.join(unknown)}")
+    return problems
+
+
 def _result_problem(observed, want, what):
     result = observed.get("result")
     if result == want:
@@ -143,6 +164,10 @@ def check_party(party, steps, events, parties, clients):
             if observed.get("end") != end:
                 found.append(f"ended with {observed.get('end')} ({observed.get('detail', '')}), want {end}")
             problems += [f"{what}: {p}" for p in found]
+        elif op == "identity":
+            problems += _result_problem(observed, "ok", what)
+            problems += [f"{what}: {p}" for p in compare_identities(
+                observed.get("peers"), wanted(step, "identities", [], party), parties)]
         elif op == "reopen":
             problems += _result_problem(observed, "ok", what)
             if observed.get("close", "ok") != "ok":

@@ -60,18 +60,50 @@ class Result:
 
 class Certificates:
     """A self-signed certificate for 127.0.0.1 and localhost with its key,
-    and another one for the same names that the server does not hold."""
+    and another one for the same names that the server does not hold; for
+    client certificates, an authority the server trusts with a client
+    certificate it signed, and a client certificate another authority
+    signed."""
+
+    CLIENT_NAME = "nq-conformance-client"
+    _NEW_KEY = ("-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes")
 
     def __init__(self, directory):
         directory.mkdir(parents=True, exist_ok=True)
         self.key, self.cert = directory / "key.pem", directory / "cert.pem"
         self.wrong_key, self.wrong = directory / "wrong-key.pem", directory / "wrong.pem"
         for key, cert in ((self.key, self.cert), (self.wrong_key, self.wrong)):
-            subprocess.run(
-                ["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1",
-                 "-nodes", "-keyout", key, "-out", cert, "-days", "2", "-subj", "/CN=localhost",
-                 "-addext", "subjectAltName=DNS:localhost,IP:127.0.0.1"],
-                check=True, capture_output=True, timeout=60)
+            self._openssl("req", "-x509", *self._NEW_KEY, "-keyout", key, "-out", cert, "-days", "2",
+                          "-subj", "/CN=localhost", "-addext", "subjectAltName=DNS:localhost,IP:127.0.0.1")
+        self.ca = directory / "ca.pem"
+        self.client_key, self.client = directory / "client-key.pem", directory / "client.pem"
+        self.untrusted_key, self.untrusted = directory / "untrusted-key.pem", directory / "untrusted.pem"
+        other_ca = directory / "other-ca.pem"
+        for authority in (self.ca, other_ca):
+            self._openssl("req", "-x509", *self._NEW_KEY, "-keyout", authority.with_suffix(".key"),
+                          "-out", authority, "-days", "2", "-subj", f"/CN={authority.stem}",
+                          "-addext", "basicConstraints=critical,CA:TRUE",
+                          "-addext", "keyUsage=critical,keyCertSign")
+        for key, cert, authority in ((self.client_key, self.client, self.ca),
+                                     (self.untrusted_key, self.untrusted, other_ca)):
+            csr = cert.with_suffix(".csr")
+            self._openssl("req", "-new", *self._NEW_KEY, "-keyout", key, "-out", csr,
+                          "-subj", f"/CN={self.CLIENT_NAME}")
+            self._openssl("x509", "-req", "-in", csr, "-CA", authority, "-CAkey", authority.with_suffix(".key"),
+                          "-CAcreateserial", "-days", "2", "-out", cert)
+
+    @staticmethod
+    def _openssl(*args):
+        subprocess.run(["openssl", *map(str, args)], check=True, capture_output=True, timeout=60)
+
+    def client_identity(self, which):
+        """The key and certificate a client group presents: "trusted" (the
+        server's authority signed it), "untrusted" (another one did) or None
+        (it presents none)."""
+        if which is None:
+            return None
+        return {"trusted": (self.client_key, self.client),
+                "untrusted": (self.untrusted_key, self.untrusted)}[which]
 
 
 class Limitations:
@@ -236,8 +268,11 @@ class Lane:
         port = self.broker_port() if transport == "mqtt" else 0
         spec = {**base, "run": f"{self.index}.{next(self._ids)}", "role": "server",
                 "id": str(server.id), "port": port}
+        client_auth = case.get("client_auth") if tls else None
         if tls:
             spec.update(key=str(setup.certs.key), cert=str(setup.certs.cert))
+        if client_auth:
+            spec.update(ca=str(setup.certs.ca), client_auth=client_auth)
         started = time.monotonic()
         deadline = started + timeout + SLACK
         runs = {server.name: self.process(server_lang, "server").start(spec)}
@@ -254,8 +289,16 @@ class Lane:
                 spec = {**base, "run": f"{self.index}.{next(self._ids)}", "role": "client",
                         "part": party.group["label"], "id": str(party.id),
                         "port": proxy.port if proxy else port}
-                if tls:
-                    spec["cert"] = str(setup.certs.wrong if party.group.get("trust") == "wrong" else setup.certs.cert)
+                trusted = setup.certs.wrong if party.group.get("trust") == "wrong" else setup.certs.cert
+                if client_auth:
+                    # The anchors go in "ca", so that "key" and "cert" are
+                    # the client's own certificate.
+                    spec["ca"] = str(trusted)
+                    identity = setup.certs.client_identity(party.group.get("certificate"))
+                    if identity is not None:
+                        spec.update(key=str(identity[0]), cert=str(identity[1]))
+                elif tls:
+                    spec["cert"] = str(trusted)
                 runs[party.name] = self.process(party.language, "client").start(spec)
             for party in clients:
                 runs[party.name].finish(deadline)

@@ -4,8 +4,9 @@
  * (conformance/README.md).
  *
  *   nq_conformance_peer --role server|client --protocol tcp|tls|mqtt|grpc --port P
- *                       --case NAME [--host H] [--id UUID] [--key F] [--cert F]
- *                       [--part LABEL] [--clients N] [--timeout S] [--cases-file F]
+ *                       --case NAME [--host H] [--id UUID] [--key F] [--cert F] [--ca F]
+ *                       [--client-auth optional|required] [--part LABEL] [--clients N]
+ *                       [--timeout S] [--cases-file F]
  *   nq_conformance_peer --stdin [--cases-file F]
  *
  * With --stdin every line of standard input is one run: a JSON object with
@@ -50,8 +51,9 @@ static _Noreturn void usage(const char *problem)
     fprintf(stderr,
             "nq_conformance_peer: %s\n"
             "usage: nq_conformance_peer --role server|client --protocol tcp|tls|mqtt|grpc --port P\n"
-            "           --case NAME [--host H] [--id UUID] [--key F] [--cert F] [--part LABEL]\n"
-            "           [--clients N] [--timeout S] [--cases-file F]\n"
+            "           --case NAME [--host H] [--id UUID] [--key F] [--cert F] [--ca F]\n"
+            "           [--client-auth optional|required] [--part LABEL] [--clients N]\n"
+            "           [--timeout S] [--cases-file F]\n"
             "       nq_conformance_peer --stdin [--cases-file F]\n",
             problem);
     exit(2);
@@ -236,6 +238,10 @@ int main(int argc, char **argv)
             spec.key = copy_arg(v);
         } else if (strcmp(a, "--cert") == 0) {
             spec.cert = copy_arg(v);
+        } else if (strcmp(a, "--ca") == 0) {
+            spec.ca = copy_arg(v);
+        } else if (strcmp(a, "--client-auth") == 0) {
+            spec.client_auth = copy_arg(v);
         } else if (strcmp(a, "--part") == 0) {
             spec.part = copy_arg(v);
         } else if (strcmp(a, "--clients") == 0) {

@@ -126,7 +126,7 @@ const char *report_error_name(int err)
     static const char *const names[] = {
         "ok", "invalid", "no_memory", "timeout", "closed", "connection_reset", "no_peer", "tls",
         "protocol", "refused", "address", "address_in_use", "not_supported", "system", "full",
-        "serialize", "pending"};
+        "serialize", "pending", "replaced", "canceled", "auth"};
 
     if (err <= 0 && -err < (int)(sizeof(names) / sizeof(names[0]))) {
         return names[-err];

@@ -41,7 +41,8 @@ typedef struct run_state {
     jbuf out;
 } run_state;
 
-static const char *const ops[] = {"put", "expect", "echo", "close", "drain", "sleep", "reopen"};
+static const char *const ops[] = {"put", "expect", "echo", "close", "drain", "sleep", "reopen",
+                                  "identity"};
 
 static int64_t now_ms(void)
 {
@@ -560,6 +561,66 @@ static void do_sleep(run_state *st, int index, const json *step)
     report_line(&st->out);
 }
 
+/* What authenticated each known sender (nq_peer_identity), in order; the
+ * first failure is the step's result. */
+static void do_identity(run_state *st, int index)
+{
+    int first = NQ_OK;
+
+    line_step(st, index, "identity");
+    jb_raw(&st->out, ",\"peers\":[");
+    for (size_t i = 0; i < st->nsenders; i++) {
+        char peer[NQ_ID_STRLEN];
+        size_t len = 0;
+        char *text = NULL;
+        int rv = nq_peer_identity(st->comm, &st->senders[i], NULL, 0, &len);
+
+        if (rv == NQ_OK && (text = malloc(len + 1)) == NULL) {
+            rv = NQ_ENOMEM;
+        }
+        if (rv == NQ_OK) {
+            rv = nq_peer_identity(st->comm, &st->senders[i], text, len + 1, &len);
+        }
+        note(&first, rv);
+        nq_id_format(&st->senders[i], peer, sizeof(peer));
+        jb_raw(&st->out, i == 0 ? "{\"peer\":" : ",{\"peer\":");
+        jb_str(&st->out, peer);
+        jb_raw(&st->out, ",\"identity\":");
+        jb_str(&st->out, rv == NQ_OK ? text : "");
+        jb_raw(&st->out, "}");
+        free(text);
+    }
+    jb_raw(&st->out, "]");
+    jb_result(&st->out, first);
+    report_line(&st->out);
+}
+
+/* The spec's TLS options: a server's key and chain, a client's own key
+ * and chain (with a key) or its trust (a lone cert), the anchors of "ca"
+ * and the server's "client_auth". */
+static int set_tls(nq_opts *opts, const run_spec *spec, int server)
+{
+    int rv = NQ_OK;
+
+    if (spec->cert != NULL) {
+        if (server || spec->key == NULL) {
+            rv = nq_opts_set_tls(opts, server ? spec->key : NULL, spec->cert);
+        } else {
+            rv = nq_opts_set_tls_identity(opts, spec->key, spec->cert, 0);
+        }
+    }
+    if (rv == NQ_OK && spec->ca != NULL) {
+        rv = nq_opts_set_tls_trust(opts, spec->ca, NULL, NULL);
+    }
+    if (rv == NQ_OK && spec->client_auth != NULL) {
+        int64_t auth = strcmp(spec->client_auth, "required") == 0   ? 2
+                       : strcmp(spec->client_auth, "optional") == 0 ? 1
+                                                                     : -1;
+        rv = nq_opts_set_int(opts, NQ_OPT_TLS_CLIENT_AUTH, auth);
+    }
+    return rv;
+}
+
 static int open_comm(run_state *st, int index, int listening)
 {
     const run_spec *spec = st->spec;
@@ -570,7 +631,7 @@ static int open_comm(run_state *st, int index, int listening)
     if ((rv = nq_opts_new(&opts)) == NQ_OK && (rv = nq_opts_set_id(opts, &st->id)) == NQ_OK &&
         (rv = nq_opts_set_netloc(opts, spec->host, (uint16_t)spec->port)) == NQ_OK &&
         (rv = nq_opts_set_int(opts, NQ_OPT_CLOSE_TIMEOUT_MS, st->timeout_ms)) == NQ_OK &&
-        (spec->cert == NULL || (rv = nq_opts_set_tls(opts, server ? spec->key : NULL, spec->cert)) == NQ_OK)) {
+        (rv = set_tls(opts, spec, server)) == NQ_OK) {
         rv = nq_open(st->protocol, server ? NQ_SERVER : NQ_CLIENT, opts, &st->comm);
     }
     nq_opts_free(opts);
@@ -645,6 +706,8 @@ static void run_steps(run_state *st, const json *steps)
             do_drain(st, index);
         } else if (strcmp(op, "sleep") == 0) {
             do_sleep(st, index, step);
+        } else if (strcmp(op, "identity") == 0) {
+            do_identity(st, index);
         } else {
             do_reopen(st, index);
         }
@@ -724,6 +787,8 @@ int run_spec_from_json(run_spec *spec, const json *obj)
     spec->id = copy_member(obj, "id", &failed);
     spec->key = copy_member(obj, "key", &failed);
     spec->cert = copy_member(obj, "cert", &failed);
+    spec->ca = copy_member(obj, "ca", &failed);
+    spec->client_auth = copy_member(obj, "client_auth", &failed);
     spec->part = copy_member(obj, "part", &failed);
     spec->port = (long)json_int(json_get(obj, "port"), 0);
     spec->clients = (long)json_int(json_get(obj, "clients"), 1);
@@ -760,6 +825,8 @@ void run_spec_clear(run_spec *spec)
     free(spec->id);
     free(spec->key);
     free(spec->cert);
+    free(spec->ca);
+    free(spec->client_auth);
     free(spec->part);
     memset(spec, 0, sizeof(*spec));
 }

@@ -20,8 +20,10 @@ typedef struct run_spec {
     long port;
     char *case_name;
     char *id;       /* NULL: a random id */
-    char *key;
-    char *cert;
+    char *key;      /* a server's key; a client's own with cert */
+    char *cert;     /* a server's chain; a client's own with key, else its trust */
+    char *ca;       /* trust anchors: a server checks clients, a client its server */
+    char *client_auth; /* a server: "optional" or "required"; NULL: not asked */
     char *part;     /* the client group's label; NULL: the first group */
     long clients;   /* clients in the run, for "per_client" counts */
     long timeout_s; /* 0: the case book's */

@@ -3,8 +3,9 @@
 // observes as JSON lines (conformance/README.md).
 //
 //	nq_conformance_peer_go --role server|client --protocol tcp|tls|mqtt|grpc --port P
-//	    --case NAME [--host H] [--id UUID] [--key F] [--cert F] [--part LABEL]
-//	    [--clients N] [--timeout S] [--cases-file F]
+//	    --case NAME [--host H] [--id UUID] [--key F] [--cert F] [--ca F]
+//	    [--client-auth optional|required] [--part LABEL] [--clients N] [--timeout S]
+//	    [--cases-file F]
 //	nq_conformance_peer_go --stdin [--cases-file F]
 //
 // With --stdin every line of standard input is one run: a JSON object with
@@ -35,18 +36,20 @@ import (
 
 // Spec is one run: the command line's options, or one line of standard input.
 type Spec struct {
-	Run      string `json:"run"`
-	Role     string `json:"role"`
-	Protocol string `json:"protocol"`
-	Host     string `json:"host"`
-	Port     int    `json:"port"`
-	Case     string `json:"case"`
-	ID       string `json:"id"`
-	Key      string `json:"key"`
-	Cert     string `json:"cert"`
-	Part     string `json:"part"`
-	Clients  int    `json:"clients"`
-	Timeout  int    `json:"timeout"`
+	Run        string `json:"run"`
+	Role       string `json:"role"`
+	Protocol   string `json:"protocol"`
+	Host       string `json:"host"`
+	Port       int    `json:"port"`
+	Case       string `json:"case"`
+	ID         string `json:"id"`
+	Key        string `json:"key"`         // a server's key; a client's own with Cert
+	Cert       string `json:"cert"`        // a server's chain; a client's own with Key, else its trust
+	CA         string `json:"ca"`          // trust anchors: a server checks clients, a client its server
+	ClientAuth string `json:"client_auth"` // a server: "optional" or "required"
+	Part       string `json:"part"`
+	Clients    int    `json:"clients"`
+	Timeout    int    `json:"timeout"`
 }
 
 type object = map[string]any
@@ -61,9 +64,10 @@ var errorNames = map[int]string{
 	0: "ok", -1: "invalid", -2: "no_memory", -3: "timeout", -4: "closed", -5: "connection_reset",
 	-6: "no_peer", -7: "tls", -8: "protocol", -9: "refused", -10: "address", -11: "address_in_use",
 	-12: "not_supported", -13: "system", -14: "full", -15: "serialize", -16: "pending",
+	-17: "replaced", -18: "canceled", -19: "auth",
 }
 
-var ops = []string{"put", "expect", "echo", "close", "drain", "sleep", "reopen"}
+var ops = []string{"put", "expect", "echo", "close", "drain", "sleep", "reopen", "identity"}
 
 // output writes whole lines, one writer at a time.
 type output struct {
@@ -193,10 +197,18 @@ func (r *run) open(step any, listening bool) error {
 	if r.spec.Role == "server" {
 		purpose = nq.Server
 	}
-	if r.spec.Cert != "" {
-		opts.TLS = &nq.TLS{CertFile: r.spec.Cert}
-		if purpose == nq.Server {
-			opts.TLS.KeyFile = r.spec.Key
+	if r.spec.Cert != "" || r.spec.CA != "" {
+		// A client's KeyFile makes KeyFile and CertFile its own, and CAFile
+		// what it checks its server against.
+		opts.TLS = &nq.TLS{CertFile: r.spec.Cert, KeyFile: r.spec.Key, CAFile: r.spec.CA}
+		if purpose == nq.Client && r.spec.CA == "" {
+			opts.TLS.KeyFile = ""
+		}
+		switch r.spec.ClientAuth {
+		case "optional":
+			opts.TLS.ClientAuth = nq.ClientCertOptional
+		case "required":
+			opts.TLS.ClientAuth = nq.ClientCertRequired
 		}
 	}
 	comm, err := nq.Open(protocols[r.spec.Protocol], purpose, opts)
@@ -400,6 +412,21 @@ func (r *run) drain() object {
 	return t.write(object{"result": "ok", "end": errorName(err), "detail": err.Error()})
 }
 
+// identity reports what authenticated each known sender, in order; the
+// first failure is the result.
+func (r *run) identity() object {
+	var first error
+	peers := []object{}
+	for _, peer := range r.senders {
+		text, err := r.comm.PeerIdentity(peer)
+		if err != nil && first == nil {
+			first = err
+		}
+		peers = append(peers, object{"peer": peer.String(), "identity": text})
+	}
+	return result(object{"peers": peers}, first)
+}
+
 func (r *run) reopen() object {
 	closing := "ok"
 	if !r.closed {
@@ -498,6 +525,8 @@ func (r *run) execute(book object) {
 			line = object{"result": "ok"}
 		case "reopen":
 			line = r.reopen()
+		case "identity":
+			line = r.identity()
 		default:
 			r.emit(object{"event": "error", "detail": "a step holds no known operation"})
 			return
@@ -544,6 +573,8 @@ func main() {
 	flag.StringVar(&spec.ID, "id", "", "own id (default random)")
 	flag.StringVar(&spec.Key, "key", "", "TLS key (server)")
 	flag.StringVar(&spec.Cert, "cert", "", "TLS certificate (server) or trusted certificates (client)")
+	flag.StringVar(&spec.CA, "ca", "", "trust anchors (with it a client's --key and --cert are its own)")
+	flag.StringVar(&spec.ClientAuth, "client-auth", "", "server: optional or required client certificates")
 	flag.StringVar(&spec.Part, "part", "", "the client group's label")
 	flag.IntVar(&spec.Clients, "clients", 1, "clients in the run")
 	flag.IntVar(&spec.Timeout, "timeout", 0, "seconds the run may take (default: the case book's)")

@@ -103,15 +103,18 @@ class NetQueueBackend:
         subscribe_before_open(30)
         self._dump = BytesSerializer().dump
 
-    def open(self, role, protocol, host, port, ident, key, cert, timeout):
+    def open(self, role, protocol, host, port, ident, tls, timeout):
         kinds = {"tcp": net_queue.Protocol.TCP, "tls": net_queue.Protocol.TCP,
                  "mqtt": net_queue.Protocol.MQTT, "grpc": net_queue.Protocol.GRPC}
         if role == "server" and protocol == "grpc" and port == 0:
             # net-queue drops the port grpc bound, so it needs a fixed one.
             port = _free_port()
+        if tls.get("ca") or tls.get("client_auth"):
+            raise ValueError("net-queue's SecurityOptions has neither trust anchors nor client certificates")
         security = None
-        if cert:
-            security = SecurityOptions(key=Path(key) if key else None, certificate=Path(cert))
+        if tls.get("cert"):
+            key = tls.get("key")
+            security = SecurityOptions(key=Path(key) if key else None, certificate=Path(tls["cert"]))
         options = CommunicatorOptions(
             id=ident,
             netloc=NetworkLocation(host, port),

@@ -3,7 +3,8 @@
 reports what it observes as JSON lines (conformance/README.md).
 
     peer.py --role server|client --protocol tcp|tls|mqtt|grpc --port P --case NAME
-            [--host H] [--id UUID] [--key F] [--cert F] [--part LABEL]
+            [--host H] [--id UUID] [--key F] [--cert F] [--ca F]
+            [--client-auth optional|required] [--part LABEL]
             [--clients N] [--timeout S] [--cases-file F] [--impl libnq|netqueue]
     peer.py --stdin [--cases-file F] [--impl libnq|netqueue]
 
@@ -31,6 +32,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 import casebook  # noqa: E402
 
 PROTOCOLS = ("tcp", "tls", "mqtt", "grpc")
+# The run's TLS options, as the runner names them (conformance/README.md).
+TLS_KEYS = ("key", "cert", "ca", "client_auth")
 
 
 class Output:
@@ -58,17 +61,24 @@ class LibnqBackend:
         self.nq = nq
         self._serializer = nq.BytesSerializer()
 
-    def open(self, role, protocol, host, port, ident, key, cert, timeout):
+    def open(self, role, protocol, host, port, ident, tls, timeout):
+        """tls: the run's key, cert, ca and client_auth (those it has)."""
         nq = self.nq
         kinds = {"tcp": nq.Protocol.TCP, "tls": nq.Protocol.TCP,
                  "mqtt": nq.Protocol.MQTT, "grpc": nq.Protocol.GRPC}
         purpose = nq.Purpose.SERVER if role == "server" else nq.Purpose.CLIENT
+        security = None
+        if tls:
+            # A client's key makes key and certificate its own (the binding's
+            # SecurityOptions), ca the anchors it checks its server against.
+            security = nq.SecurityOptions(key=tls.get("key"), certificate=tls.get("cert"),
+                                          ca=tls.get("ca"), client_auth=tls.get("client_auth"))
         options = nq.CommunicatorOptions(
             id=ident,
             netloc=nq.NetworkLocation(host, port),
             serialization=nq.SerializationOptions(
                 load=self._serializer.load, dump=self._serializer.dump),
-            security=nq.SecurityOptions(key=key, certificate=cert) if cert else None,
+            security=security,
             transport=nq.TransportOptions(close_timeout=timeout),
         )
         comm = nq.new(kinds[protocol], purpose, options)
@@ -87,6 +97,9 @@ class LibnqBackend:
 
     def close(self, comm):
         comm.close()
+
+    def identity(self, comm, peer):
+        return comm.identity(peer)
 
     def release(self, comm):
         pass
@@ -156,9 +169,10 @@ class Run:
     def open(self, index, listening=False):
         spec = self.spec
         try:
+            tls = {k: spec[k] for k in TLS_KEYS if spec.get(k)}
             self.comm, port = self.backend.open(
                 self.role, self.protocol, spec.get("host") or "127.0.0.1", int(spec.get("port") or 0),
-                self.id, spec.get("key"), spec.get("cert"), self.timeout)
+                self.id, tls, self.timeout)
         except Exception as exc:  # noqa: BLE001 - an observation
             self.comm = None
             self.emit(step=index, op="open", **self.failure(exc))
@@ -272,6 +286,19 @@ class Run:
                 return {"result": "ok", "end": failed["result"], "detail": failed["detail"],
                         "count": len(self.last), "from": tally.summary()}
 
+    def _identity(self, step):
+        outcome = {"result": "ok"}
+        peers = []
+        for peer in self.senders:
+            try:
+                identity = self.backend.identity(self.comm, peer)
+            except Exception as exc:  # noqa: BLE001 - an observation
+                identity = ""
+                if outcome["result"] == "ok":
+                    outcome = self.failure(exc)
+            peers.append({"peer": str(peer), "identity": identity})
+        return {**outcome, "peers": peers}
+
     def _sleep(self, step):
         time.sleep(step["sleep"] / 1000)
         return {"result": "ok"}
@@ -301,6 +328,8 @@ def parse_args(argv, impl=True):
     parser.add_argument("--id")
     parser.add_argument("--key")
     parser.add_argument("--cert")
+    parser.add_argument("--ca")
+    parser.add_argument("--client-auth", choices=("optional", "required"))
     parser.add_argument("--part")
     parser.add_argument("--clients", type=int, default=1)
     parser.add_argument("--timeout", type=float)

@@ -5,7 +5,8 @@ communicator written the way code for net-queue 2.6 is, only
 ``import net_queue as nq`` having become ``import nq``.
 
     peer.py --role server|client --protocol tcp|tls|mqtt|grpc --port P --case NAME
-            [--host H] [--id UUID] [--key F] [--cert F] [--part LABEL]
+            [--host H] [--id UUID] [--key F] [--cert F] [--ca F]
+            [--client-auth optional|required] [--part LABEL]
             [--clients N] [--timeout S] [--cases-file F]
     peer.py --stdin [--cases-file F]
 
@@ -100,13 +101,15 @@ class NetQueue2Backend(driver.LibnqBackend):
         self._serialization = nq.SerializationOptions(load=buffers.load, dump=buffers.dump)
         self._events = {}
 
-    def open(self, role, protocol, host, port, ident, key, cert, timeout):
+    def open(self, role, protocol, host, port, ident, tls, timeout):
         # timeout is not used: net-queue 2.x has no close timeout, so close
         # waits for the handshake as net-queue's does, and the runner ends a
         # peer whose run outlives its case's timeout.
         security = None
-        if cert:
-            security = nq.SecurityOptions(key=Path(key) if key else None, cert=Path(cert))
+        if tls:
+            # ca and client_auth are the binding's, after 2.x's key and cert.
+            paths = {k: Path(tls[k]) if tls.get(k) else None for k in ("key", "cert", "ca")}
+            security = nq.SecurityOptions(**paths, client_auth=tls.get("client_auth"))
         events = PeerEvents()
         options = nq.CommunicatorOptions(
             id=ident,

@@ -15,12 +15,14 @@ import java.util.ArrayList;
 import java.util.HexFormat;
 import java.util.LinkedHashMap;
 import java.util.List;
+import java.util.Locale;
 import java.util.Map;
 import java.util.UUID;
 import java.util.concurrent.CompletableFuture;
 import java.util.concurrent.ExecutionException;
 import java.util.concurrent.TimeUnit;
 import java.util.concurrent.TimeoutException;
+import org.libnq.ClientAuth;
 import org.libnq.Communicator;
 import org.libnq.Message;
 import org.libnq.NqException;
@@ -34,8 +36,8 @@ import org.libnq.Purpose;
  *
  * <pre>
  * Peer --role server|client --protocol tcp|tls|mqtt|grpc --port P --case NAME [--host H]
- *      [--id UUID] [--key F] [--cert F] [--part LABEL] [--clients N] [--timeout S]
- *      [--cases-file F]
+ *      [--id UUID] [--key F] [--cert F] [--ca F] [--client-auth optional|required]
+ *      [--part LABEL] [--clients N] [--timeout S] [--cases-file F]
  * Peer --stdin [--cases-file F]
  * </pre>
  *
@@ -47,11 +49,13 @@ public final class Peer {
     /** As in casebook.py: items listed per sender, bytes shown per item. */
     private static final int ITEMS_MAX = 16;
     private static final int ITEM_PREFIX = 8;
-    private static final String[] OPS = {"put", "expect", "echo", "close", "drain", "sleep", "reopen"};
+    private static final String[] OPS = {
+        "put", "expect", "echo", "close", "drain", "sleep", "reopen", "identity"
+    };
     private static final String[] ERRORS = {
         "ok", "invalid", "no_memory", "timeout", "closed", "connection_reset", "no_peer", "tls",
         "protocol", "refused", "address", "address_in_use", "not_supported", "system", "full",
-        "serialize", "pending"
+        "serialize", "pending", "replaced", "canceled", "auth"
     };
     private static final HexFormat HEX = HexFormat.of();
 
@@ -202,9 +206,23 @@ public final class Peer {
             String host = String.valueOf(spec.getOrDefault("host", "127.0.0.1"));
             int port = number(spec.get("port"), 0);
             Options.Builder options = Options.builder().id(id).address(host, port).closeTimeout(timeout);
-            if (spec.get("cert") instanceof String cert) {
-                Object key = spec.get("key");
-                options.tls(server && key instanceof String k ? Path.of(k) : null, Path.of(cert));
+            Object key = spec.get("key");
+            Object cert = spec.get("cert");
+            if (spec.get("ca") instanceof String ca) {
+                // With anchors, a client's key and certificate are its own.
+                options.tlsTrust(Path.of(ca));
+                if (key instanceof String k && cert instanceof String c) {
+                    if (server) {
+                        options.tls(Path.of(k), Path.of(c));
+                    } else {
+                        options.tlsIdentity(Path.of(k), Path.of(c));
+                    }
+                }
+            } else if (cert instanceof String c) {
+                options.tls(server && key instanceof String k ? Path.of(k) : null, Path.of(c));
+            }
+            if (spec.get("client_auth") instanceof String auth) {
+                options.clientAuth(ClientAuth.valueOf(auth.toUpperCase(Locale.ROOT)));
             }
             try {
                 comm = Communicator.open(kind, server ? Purpose.SERVER : Purpose.CLIENT, options.build());
@@ -401,6 +419,22 @@ public final class Peer {
             return tally.write(line("result", "ok", "end", errorName(end), "detail", String.valueOf(end.getMessage())));
         }
 
+        /** What authenticated each known sender, in order; the first failure is the result. */
+        private Map<String, Object> identity() {
+            Throwable first = null;
+            List<Object> peers = new ArrayList<>();
+            for (UUID peer : senders) {
+                String identity = "";
+                try {
+                    identity = comm.peerIdentity(peer);
+                } catch (NqException e) {
+                    first = first == null ? e : first;
+                }
+                peers.add(line("peer", peer.toString(), "identity", identity));
+            }
+            return result(line("peers", peers), first);
+        }
+
         private Map<String, Object> reopen() {
             String closing = "ok";
             if (!closed) {
@@ -450,6 +484,7 @@ public final class Peer {
                             Thread.sleep(number(step.get("sleep"), 0));
                             yield line("result", "ok");
                         }
+                        case "identity" -> identity();
                         default -> reopen();
                     };
                     Map<String, Object> full = line("step", index, "op", op);
@@ -519,7 +554,7 @@ public final class Peer {
             switch (a) {
                 case "--cases-file" -> casesFile = v;
                 case "--port", "--clients", "--timeout" -> spec.put(a.substring(2), Double.valueOf(v));
-                default -> spec.put(a.substring(2), v);
+                default -> spec.put(a.substring(2).replace('-', '_'), v);
             }
         }
         Map<String, Object> book = map(Json.parse(Files.readString(Path.of(casesFile))));
