@@ -533,6 +533,17 @@ static void nqb_secret_unref(nqb_secret *s)
 
 #if defined(SWIGPYTHON)
 %{
+/* Whether the interpreter can run Python: not once it is ending, when
+ * taking the GIL would end the calling thread (one of libnq's or paho's). */
+static bool nqb_python_running()
+{
+#if PY_VERSION_HEX >= 0x030D0000
+    return Py_IsInitialized() && !Py_IsFinalizing();
+#else
+    return Py_IsInitialized() && !_Py_IsFinalizing();
+#endif
+}
+
 /* Runs on the connecting thread, which may be one of libnq's or paho's:
  * takes the GIL, calls the callable and copies the str (UTF-8) or bytes
  * it returns.  Anything else, or an exception, fails the attempt
@@ -541,7 +552,7 @@ static void nqb_secret_unref(nqb_secret *s)
 static int nqb_secret_call(void *ctx, char *buf, size_t size, size_t *len)
 {
     nqb_secret *s = (nqb_secret *)ctx;
-    if (!Py_IsInitialized()) {
+    if (!nqb_python_running()) {
         return NQ_EAUTH;
     }
     PyGILState_STATE gil = PyGILState_Ensure();
@@ -574,7 +585,7 @@ static int nqb_secret_call(void *ctx, char *buf, size_t size, size_t *len)
  * with the GIL released); left alone while the interpreter is ending. */
 static void nqb_secret_release(nqb_secret *s)
 {
-    if (Py_IsInitialized()) {
+    if (nqb_python_running()) {
         PyGILState_STATE gil = PyGILState_Ensure();
         Py_XDECREF(s->fn);
         PyGILState_Release(gil);

@@ -1,8 +1,10 @@
 package org.libnq;
 
 import java.nio.file.Path;
+import java.nio.charset.StandardCharsets;
 import java.time.Duration;
 import java.util.LinkedHashMap;
+import java.util.List;
 import java.util.Map;
 import java.util.Objects;
 import java.util.UUID;
@@ -30,6 +32,14 @@ public final class Options {
     private final Map<Integer, Long> ints;
     private final String mqttPrefix;
     private final PeerListener peerListener;
+    private final String user;
+    private final String password;
+    private final String token;
+    private final Map<String, String> acceptedTokens;
+    private final String serverName;
+    private final List<String> alpn;
+    private final String mqttClientId;
+    private final SecretSource secret;
 
     private Options(Builder b) {
         id = b.id;
@@ -47,6 +57,14 @@ public final class Options {
         ints = Map.copyOf(b.ints);
         mqttPrefix = b.mqttPrefix;
         peerListener = b.peerListener;
+        user = b.user;
+        password = b.password;
+        token = b.token;
+        acceptedTokens = new LinkedHashMap<>(b.acceptedTokens);
+        serverName = b.serverName;
+        alpn = b.alpn;
+        mqttClientId = b.mqttClientId;
+        secret = b.secret;
     }
 
     /** The listener for peer events, or null. */
@@ -101,10 +119,37 @@ public final class Options {
             if (mqttPrefix != null) {
                 NqException.check(o.set_mqtt_prefix(mqttPrefix));
             }
+            setCredentials(o);
             return o;
         } catch (NqException | RuntimeException e) {
             o.delete();
             throw e;
+        }
+    }
+
+    /** Sets the logins, tokens and names (since libnq 1.4) in o. */
+    private void setCredentials(Opts o) throws NqException {
+        if (user != null) {
+            NqException.check(o.set_login(user, password));
+        }
+        if (token != null) {
+            NqException.check(o.set_token(token));
+        }
+        for (Map.Entry<String, String> e : acceptedTokens.entrySet()) {
+            NqException.check(o.accept_token(e.getKey(), e.getValue()));
+        }
+        if (serverName != null) {
+            NqException.check(o.set_tls_server_name(serverName));
+        }
+        if (alpn != null) {
+            NqException.check(o.set_tls_alpn(String.join(",", alpn)));
+        }
+        if (mqttClientId != null) {
+            NqException.check(o.set_mqtt_client_id(mqttClientId));
+        }
+        if (secret != null) {
+            // libnq holds the adapter until every communicator opened with o is gone.
+            NqException.check(o.set_secret(new Secrets(secret)));
         }
     }
 
@@ -129,6 +174,14 @@ public final class Options {
         private final Map<Integer, Long> ints = new LinkedHashMap<>();
         private String mqttPrefix;
         private PeerListener peerListener;
+        private String user;
+        private String password;
+        private String token;
+        private final Map<String, String> acceptedTokens = new LinkedHashMap<>();
+        private String serverName;
+        private List<String> alpn;
+        private String mqttClientId;
+        private SecretSource secret;
 
         private Builder() {
         }
@@ -190,9 +243,10 @@ public final class Options {
 
         /**
          * This communicator's own PEM key and certificate chain, read from files when it opens,
-         * in either role (since libnq 1.3, TCP; MQTT and gRPC refuse it with {@link
-         * NqError#NOT_SUPPORTED}): a server's, or a client's, presented when its server asks
-         * ({@link #clientAuth(ClientAuth)}). Turns TLS on.
+         * in either role (since libnq 1.3 over TCP, 1.4 over MQTT and gRPC; a transport that
+         * cannot use it refuses it with {@link NqError#NOT_SUPPORTED}): a server's, or a
+         * client's, presented when its server asks ({@link #clientAuth(ClientAuth)}). Turns TLS
+         * on.
          *
          * @param key the PEM private key file
          * @param certificate the PEM certificate chain file
@@ -461,12 +515,146 @@ public final class Options {
         }
 
         /**
+         * The MQTT broker login, sent by either role (since libnq 1.4). The password travels in
+         * clear text unless TLS is on. A broker that refuses it fails {@link Communicator#open}
+         * with {@link NqError#AUTH}; other transports refuse a login with {@link
+         * NqError#NOT_SUPPORTED}.
+         *
+         * @param user the user name, not empty
+         * @param password the password, or {@code null} for none (or {@link
+         *     #secret(SecretSource)}'s)
+         * @return this builder
+         * @throws IllegalArgumentException when user is empty
+         */
+        public Builder login(String user, String password) {
+            this.user = notEmpty(user, "login: the user");
+            this.password = password;
+            return this;
+        }
+
+        /**
+         * A gRPC client's bearer token, sent with every call over TLS (since libnq 1.4; without
+         * TLS the communicator does not open: a token never travels in clear). A server that does
+         * not accept it refuses the client: its {@code get}, futures and {@code close} fail with
+         * {@link NqError#AUTH}.
+         *
+         * @param token the token, printable ASCII without spaces
+         * @return this builder
+         * @throws IllegalArgumentException when token is empty
+         */
+        public Builder token(String token) {
+            this.token = notEmpty(token, "token: the token");
+            return this;
+        }
+
+        /**
+         * A gRPC server accepts clients presenting this bearer token and names them {@code
+         * identity} (since libnq 1.4); called again it adds another token. Once any token is
+         * accepted, a client without one of them is refused. {@link
+         * Communicator#peerIdentity(UUID)} of an accepted client ends in {@code
+         * "token:<identity>"}.
+         *
+         * @param token the token, printable ASCII without spaces
+         * @param identity the name of the clients presenting it (no newline or tab)
+         * @return this builder
+         * @throws IllegalArgumentException when token is empty
+         */
+        public Builder acceptToken(String token, String identity) {
+            acceptedTokens.put(notEmpty(token, "acceptToken: the token"),
+                    Objects.requireNonNull(identity, "identity"));
+            return this;
+        }
+
+        /**
+         * Gives the secret of every connection attempt (since libnq 1.4): the MQTT password
+         * (with {@link #login}'s user) or the gRPC token, asked for again before each
+         * reconnection; it replaces the password or token given here. The source is held until
+         * every communicator opened with these options is closed and freed.
+         *
+         * @param source the source of the secret
+         * @return this builder
+         */
+        public Builder secret(SecretSource source) {
+            this.secret = Objects.requireNonNull(source, "source");
+            return this;
+        }
+
+        /**
+         * The name a TLS client expects in the server's certificate and sends as SNI (over gRPC
+         * also the call's {@code :authority}), when it differs from the host connected to (since
+         * libnq 1.4).
+         *
+         * @param name the server's name, at most 255 bytes
+         * @return this builder
+         * @throws IllegalArgumentException when name is empty
+         */
+        public Builder tlsServerName(String name) {
+            this.serverName = notEmpty(name, "tlsServerName: the name");
+            return this;
+        }
+
+        /**
+         * The ALPN protocols offered to an MQTT broker over TLS (since libnq 1.4), such as
+         * {@code "x-amzn-mqtt-ca"} for AWS IoT Core on port 443.
+         *
+         * @param protocols one or more protocol names, each 1 to 255 bytes without a comma
+         * @return this builder
+         * @throws IllegalArgumentException when no protocol is given or one is not such a name
+         */
+        public Builder tlsAlpn(String... protocols) {
+            if (protocols.length == 0) {
+                throw new IllegalArgumentException("tlsAlpn: no protocol given");
+            }
+            for (String name : protocols) {
+                if (Objects.requireNonNull(name, "protocol").isEmpty() || name.contains(",")
+                        || name.getBytes(StandardCharsets.UTF_8).length > 255) {
+                    throw new IllegalArgumentException("tlsAlpn: \"" + name
+                            + "\" is not a protocol name of 1 to 255 bytes without a comma");
+                }
+            }
+            this.alpn = List.of(protocols);
+            return this;
+        }
+
+        /**
+         * The client id given to the MQTT broker instead of this communicator's id in hex (since
+         * libnq 1.4), for brokers that bind client ids to logins or cap their length.
+         *
+         * @param clientId the client id, 1 to 65535 bytes
+         * @return this builder
+         * @throws IllegalArgumentException when clientId is empty
+         */
+        public Builder mqttClientId(String clientId) {
+            this.mqttClientId = notEmpty(clientId, "mqttClientId: the client id");
+            return this;
+        }
+
+        /**
+         * The largest MQTT publish the broker takes (since libnq 1.4; AWS IoT Core: 131072);
+         * messages of any size still go through, in more slices. Default: libnq's slices.
+         *
+         * @param bytes the size in bytes, 1024 to 2^28
+         * @return this builder
+         */
+        public Builder mqttMaxPublish(long bytes) {
+            return set(nqraw.NQ_OPT_MQTT_MAX_PUBLISH, bytes);
+        }
+
+        /**
          * The options set so far.
          *
          * @return the options, which later changes to this builder do not touch
          */
         public Options build() {
             return new Options(this);
+        }
+
+        /** value, unless it is null or empty; what names it in the exception. */
+        private static String notEmpty(String value, String what) {
+            if (Objects.requireNonNull(value, what).isEmpty()) {
+                throw new IllegalArgumentException(what + " is empty");
+            }
+            return value;
         }
 
         private Builder set(int option, long value) {

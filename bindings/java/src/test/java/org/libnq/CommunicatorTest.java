@@ -12,9 +12,7 @@ import java.nio.charset.StandardCharsets;
 import java.nio.file.Files;
 import java.nio.file.Path;
 import java.time.Duration;
-import java.util.ArrayDeque;
 import java.util.ArrayList;
-import java.util.Deque;
 import java.util.HashSet;
 import java.util.List;
 import java.util.Set;
@@ -26,34 +24,12 @@ import java.util.concurrent.ExecutionException;
 import java.util.concurrent.LinkedBlockingQueue;
 import java.util.concurrent.TimeUnit;
 import java.util.concurrent.TimeoutException;
-import org.junit.jupiter.api.AfterEach;
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.Timeout;
 import org.junit.jupiter.api.io.TempDir;
 
 @Timeout(60)
-class CommunicatorTest {
-    private static final Duration WAIT = Duration.ofSeconds(10);
-
-    /** Opened communicators, closed newest first (clients before their server). */
-    private final Deque<Communicator> open = new ArrayDeque<>();
-
-    @AfterEach
-    void closeAll() {
-        while (!open.isEmpty()) {
-            try {
-                open.pop().close();
-            } catch (NqException e) {
-                // The test already checked what it needed.
-            }
-        }
-    }
-
-    private Communicator track(Communicator c) {
-        open.push(c);
-        return c;
-    }
-
+class CommunicatorTest extends Tracking {
     private Communicator server(Options.Builder b) throws NqException {
         return track(Communicator.open(Protocol.TCP, Purpose.SERVER, b.address("127.0.0.1", 0).build()));
     }
@@ -566,7 +542,7 @@ class CommunicatorTest {
      * it signed (NAME.key, NAME.pem), and anchors/, the authority in a directory hashed by openssl
      * rehash.
      */
-    private static void authority(Path dir) throws Exception {
+    static void authority(Path dir) throws Exception {
         String ec = "ec_paramgen_curve:prime256v1";
         openssl("req", "-x509", "-newkey", "ec", "-pkeyopt", ec, "-nodes",
                 "-keyout", dir.resolve("ca.key").toString(),
@@ -601,7 +577,7 @@ class CommunicatorTest {
                 .clientAuth(ClientAuth.REQUIRED));
     }
 
-    private static void roundTrip(Communicator s, Communicator c) throws Exception {
+    static void roundTrip(Communicator s, Communicator c) throws Exception {
         c.put(bytes("hello")).get(WAIT.toMillis(), TimeUnit.MILLISECONDS);
         Message request = s.get(WAIT);
         assertEquals(c.id(), request.peer());
