@@ -22,6 +22,7 @@ import itertools
 import json
 import os
 import queue
+import secrets
 import shlex
 import subprocess
 import sys
@@ -106,6 +107,22 @@ class Certificates:
                 "untrusted": (self.untrusted_key, self.untrusted)}[which]
 
 
+class Tokens:
+    """The bearer token a server accepts, the name it gives the clients
+    that send it, and another token it does not accept."""
+
+    NAME = "nq-conformance-client"
+
+    def __init__(self):
+        self.accepted = secrets.token_hex(16)
+        self.refused = secrets.token_hex(16)
+
+    def of(self, which):
+        """The token a client group sends: "accepted", "refused" or None
+        (it sends none)."""
+        return None if which is None else {"accepted": self.accepted, "refused": self.refused}[which]
+
+
 class Limitations:
     """limitations.json: cases a peer outside this project cannot take
     ("run": false, reported n/a) or fails for a known reason of its own
@@ -135,6 +152,7 @@ class Setup:
         self.limitations = Limitations(HERE / "limitations.json")
         self.run_limited = args.run_limited
         self.certs = Certificates(self.work / "certs")
+        self.tokens = Tokens()
         self.commands, self.missing = self._commands(args)
         self.version = self._version()
 
@@ -273,6 +291,9 @@ class Lane:
             spec.update(key=str(setup.certs.key), cert=str(setup.certs.cert))
         if client_auth:
             spec.update(ca=str(setup.certs.ca), client_auth=client_auth)
+        tokens = tls and case.get("tokens")
+        if tokens:
+            spec.update(accept_token=setup.tokens.accepted, token_identity=setup.tokens.NAME)
         started = time.monotonic()
         deadline = started + timeout + SLACK
         runs = {server.name: self.process(server_lang, "server").start(spec)}
@@ -299,6 +320,9 @@ class Lane:
                         spec.update(key=str(identity[0]), cert=str(identity[1]))
                 elif tls:
                     spec["cert"] = str(trusted)
+                token = setup.tokens.of(party.group.get("token")) if tokens else None
+                if token is not None:
+                    spec["token"] = token
                 runs[party.name] = self.process(party.language, "client").start(spec)
             for party in clients:
                 runs[party.name].finish(deadline)

@@ -5,8 +5,9 @@
  *
  *   nq_conformance_peer --role server|client --protocol tcp|tls|mqtt|grpc --port P
  *                       --case NAME [--host H] [--id UUID] [--key F] [--cert F] [--ca F]
- *                       [--client-auth optional|required] [--part LABEL] [--clients N]
- *                       [--timeout S] [--cases-file F]
+ *                       [--client-auth optional|required] [--token T]
+ *                       [--accept-token T --token-identity NAME] [--part LABEL]
+ *                       [--clients N] [--timeout S] [--cases-file F]
  *   nq_conformance_peer --stdin [--cases-file F]
  *
  * With --stdin every line of standard input is one run: a JSON object with
@@ -52,8 +53,9 @@ static _Noreturn void usage(const char *problem)
             "nq_conformance_peer: %s\n"
             "usage: nq_conformance_peer --role server|client --protocol tcp|tls|mqtt|grpc --port P\n"
             "           --case NAME [--host H] [--id UUID] [--key F] [--cert F] [--ca F]\n"
-            "           [--client-auth optional|required] [--part LABEL] [--clients N]\n"
-            "           [--timeout S] [--cases-file F]\n"
+            "           [--client-auth optional|required] [--token T]\n"
+            "           [--accept-token T --token-identity NAME] [--part LABEL]\n"
+            "           [--clients N] [--timeout S] [--cases-file F]\n"
             "       nq_conformance_peer --stdin [--cases-file F]\n",
             problem);
     exit(2);
@@ -242,6 +244,12 @@ int main(int argc, char **argv)
             spec.ca = copy_arg(v);
         } else if (strcmp(a, "--client-auth") == 0) {
             spec.client_auth = copy_arg(v);
+        } else if (strcmp(a, "--token") == 0) {
+            spec.token = copy_arg(v);
+        } else if (strcmp(a, "--accept-token") == 0) {
+            spec.accept_token = copy_arg(v);
+        } else if (strcmp(a, "--token-identity") == 0) {
+            spec.token_identity = copy_arg(v);
         } else if (strcmp(a, "--part") == 0) {
             spec.part = copy_arg(v);
         } else if (strcmp(a, "--clients") == 0) {

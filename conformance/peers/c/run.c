@@ -596,8 +596,9 @@ static void do_identity(run_state *st, int index)
 }
 
 /* The spec's TLS options: a server's key and chain, a client's own key
- * and chain (with a key) or its trust (a lone cert), the anchors of "ca"
- * and the server's "client_auth". */
+ * and chain (with a key) or its trust (a lone cert), the anchors of "ca",
+ * the server's "client_auth", and the tokens a client sends and a server
+ * accepts. */
 static int set_tls(nq_opts *opts, const run_spec *spec, int server)
 {
     int rv = NQ_OK;
@@ -617,6 +618,13 @@ static int set_tls(nq_opts *opts, const run_spec *spec, int server)
                        : strcmp(spec->client_auth, "optional") == 0 ? 1
                                                                      : -1;
         rv = nq_opts_set_int(opts, NQ_OPT_TLS_CLIENT_AUTH, auth);
+    }
+    if (rv == NQ_OK && spec->token != NULL) {
+        rv = nq_opts_set_token(opts, spec->token);
+    }
+    if (rv == NQ_OK && spec->accept_token != NULL) {
+        rv = nq_opts_accept_token(opts, spec->accept_token,
+                                  spec->token_identity != NULL ? spec->token_identity : "");
     }
     return rv;
 }
@@ -789,6 +797,9 @@ int run_spec_from_json(run_spec *spec, const json *obj)
     spec->cert = copy_member(obj, "cert", &failed);
     spec->ca = copy_member(obj, "ca", &failed);
     spec->client_auth = copy_member(obj, "client_auth", &failed);
+    spec->token = copy_member(obj, "token", &failed);
+    spec->accept_token = copy_member(obj, "accept_token", &failed);
+    spec->token_identity = copy_member(obj, "token_identity", &failed);
     spec->part = copy_member(obj, "part", &failed);
     spec->port = (long)json_int(json_get(obj, "port"), 0);
     spec->clients = (long)json_int(json_get(obj, "clients"), 1);
@@ -827,6 +838,9 @@ void run_spec_clear(run_spec *spec)
     free(spec->cert);
     free(spec->ca);
     free(spec->client_auth);
+    free(spec->token);
+    free(spec->accept_token);
+    free(spec->token_identity);
     free(spec->part);
     memset(spec, 0, sizeof(*spec));
 }

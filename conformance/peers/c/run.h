@@ -24,6 +24,9 @@ typedef struct run_spec {
     char *cert;     /* a server's chain; a client's own with key, else its trust */
     char *ca;       /* trust anchors: a server checks clients, a client its server */
     char *client_auth; /* a server: "optional" or "required"; NULL: not asked */
+    char *token;          /* a gRPC client's bearer token */
+    char *accept_token;   /* a gRPC server: the token it accepts, */
+    char *token_identity; /* under this name */
     char *part;     /* the client group's label; NULL: the first group */
     long clients;   /* clients in the run, for "per_client" counts */
     long timeout_s; /* 0: the case book's */

@@ -4,8 +4,8 @@
 //
 //	nq_conformance_peer_go --role server|client --protocol tcp|tls|mqtt|grpc --port P
 //	    --case NAME [--host H] [--id UUID] [--key F] [--cert F] [--ca F]
-//	    [--client-auth optional|required] [--part LABEL] [--clients N] [--timeout S]
-//	    [--cases-file F]
+//	    [--client-auth optional|required] [--token T] [--accept-token T --token-identity NAME]
+//	    [--part LABEL] [--clients N] [--timeout S] [--cases-file F]
 //	nq_conformance_peer_go --stdin [--cases-file F]
 //
 // With --stdin every line of standard input is one run: a JSON object with
@@ -47,9 +47,13 @@ type Spec struct {
 	Cert       string `json:"cert"`        // a server's chain; a client's own with Key, else its trust
 	CA         string `json:"ca"`          // trust anchors: a server checks clients, a client its server
 	ClientAuth string `json:"client_auth"` // a server: "optional" or "required"
-	Part       string `json:"part"`
-	Clients    int    `json:"clients"`
-	Timeout    int    `json:"timeout"`
+	Token      string `json:"token"`       // a gRPC client's bearer token
+	// A gRPC server accepts AcceptToken, under the name TokenIdentity.
+	AcceptToken   string `json:"accept_token"`
+	TokenIdentity string `json:"token_identity"`
+	Part          string `json:"part"`
+	Clients       int    `json:"clients"`
+	Timeout       int    `json:"timeout"`
 }
 
 type object = map[string]any
@@ -203,6 +207,10 @@ func (r *run) open(step any, listening bool) error {
 		opts.TLS = &nq.TLS{CertFile: r.spec.Cert, KeyFile: r.spec.Key, CAFile: r.spec.CA}
 		if purpose == nq.Client && r.spec.CA == "" {
 			opts.TLS.KeyFile = ""
+		}
+		opts.TLS.Token = r.spec.Token
+		if r.spec.AcceptToken != "" {
+			opts.TLS.AcceptTokens = map[string]string{r.spec.AcceptToken: r.spec.TokenIdentity}
 		}
 		switch r.spec.ClientAuth {
 		case "optional":
@@ -575,6 +583,9 @@ func main() {
 	flag.StringVar(&spec.Cert, "cert", "", "TLS certificate (server) or trusted certificates (client)")
 	flag.StringVar(&spec.CA, "ca", "", "trust anchors (with it a client's --key and --cert are its own)")
 	flag.StringVar(&spec.ClientAuth, "client-auth", "", "server: optional or required client certificates")
+	flag.StringVar(&spec.Token, "token", "", "gRPC client: the bearer token it sends")
+	flag.StringVar(&spec.AcceptToken, "accept-token", "", "gRPC server: the bearer token it accepts")
+	flag.StringVar(&spec.TokenIdentity, "token-identity", "", "gRPC server: the name of --accept-token's clients")
 	flag.StringVar(&spec.Part, "part", "", "the client group's label")
 	flag.IntVar(&spec.Clients, "clients", 1, "clients in the run")
 	flag.IntVar(&spec.Timeout, "timeout", 0, "seconds the run may take (default: the case book's)")

@@ -109,8 +109,8 @@ class NetQueueBackend:
         if role == "server" and protocol == "grpc" and port == 0:
             # net-queue drops the port grpc bound, so it needs a fixed one.
             port = _free_port()
-        if tls.get("ca") or tls.get("client_auth"):
-            raise ValueError("net-queue's SecurityOptions has neither trust anchors nor client certificates")
+        if any(tls.get(k) for k in ("ca", "client_auth", "token", "accept_token")):
+            raise ValueError("net-queue's SecurityOptions has no trust anchors, client certificates or tokens")
         security = None
         if tls.get("cert"):
             key = tls.get("key")

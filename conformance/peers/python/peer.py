@@ -4,7 +4,8 @@ reports what it observes as JSON lines (conformance/README.md).
 
     peer.py --role server|client --protocol tcp|tls|mqtt|grpc --port P --case NAME
             [--host H] [--id UUID] [--key F] [--cert F] [--ca F]
-            [--client-auth optional|required] [--part LABEL]
+            [--client-auth optional|required] [--token T]
+            [--accept-token T --token-identity NAME] [--part LABEL]
             [--clients N] [--timeout S] [--cases-file F] [--impl libnq|netqueue]
     peer.py --stdin [--cases-file F] [--impl libnq|netqueue]
 
@@ -33,7 +34,7 @@ import casebook  # noqa: E402
 
 PROTOCOLS = ("tcp", "tls", "mqtt", "grpc")
 # The run's TLS options, as the runner names them (conformance/README.md).
-TLS_KEYS = ("key", "cert", "ca", "client_auth")
+TLS_KEYS = ("key", "cert", "ca", "client_auth", "token", "accept_token", "token_identity")
 
 
 class Output:
@@ -48,6 +49,17 @@ class Output:
         with self._lock:
             self._stream.write(line)
             self._stream.flush()
+
+
+def token_fields(tls):
+    """The binding's SecurityOptions fields for the run's tokens: a client's
+    token, a server's accepted token and the name it gives it."""
+    fields = {}
+    if tls.get("token"):
+        fields["token"] = tls["token"]
+    if tls.get("accept_token"):
+        fields["accept_tokens"] = {tls["accept_token"]: tls.get("token_identity", "")}
+    return fields
 
 
 class LibnqBackend:
@@ -72,7 +84,8 @@ class LibnqBackend:
             # A client's key makes key and certificate its own (the binding's
             # SecurityOptions), ca the anchors it checks its server against.
             security = nq.SecurityOptions(key=tls.get("key"), certificate=tls.get("cert"),
-                                          ca=tls.get("ca"), client_auth=tls.get("client_auth"))
+                                          ca=tls.get("ca"), client_auth=tls.get("client_auth"),
+                                          **token_fields(tls))
         options = nq.CommunicatorOptions(
             id=ident,
             netloc=nq.NetworkLocation(host, port),
@@ -330,6 +343,9 @@ def parse_args(argv, impl=True):
     parser.add_argument("--cert")
     parser.add_argument("--ca")
     parser.add_argument("--client-auth", choices=("optional", "required"))
+    parser.add_argument("--token")
+    parser.add_argument("--accept-token")
+    parser.add_argument("--token-identity")
     parser.add_argument("--part")
     parser.add_argument("--clients", type=int, default=1)
     parser.add_argument("--timeout", type=float)

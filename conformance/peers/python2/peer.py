@@ -6,7 +6,8 @@ communicator written the way code for net-queue 2.6 is, only
 
     peer.py --role server|client --protocol tcp|tls|mqtt|grpc --port P --case NAME
             [--host H] [--id UUID] [--key F] [--cert F] [--ca F]
-            [--client-auth optional|required] [--part LABEL]
+            [--client-auth optional|required] [--token T]
+            [--accept-token T --token-identity NAME] [--part LABEL]
             [--clients N] [--timeout S] [--cases-file F]
     peer.py --stdin [--cases-file F]
 
@@ -107,9 +108,11 @@ class NetQueue2Backend(driver.LibnqBackend):
         # peer whose run outlives its case's timeout.
         security = None
         if tls:
-            # ca and client_auth are the binding's, after 2.x's key and cert.
+            # ca, client_auth and the tokens are the binding's, after 2.x's
+            # key and cert.
             paths = {k: Path(tls[k]) if tls.get(k) else None for k in ("key", "cert", "ca")}
-            security = nq.SecurityOptions(**paths, client_auth=tls.get("client_auth"))
+            security = nq.SecurityOptions(**paths, client_auth=tls.get("client_auth"),
+                                          **driver.token_fields(tls))
         events = PeerEvents()
         options = nq.CommunicatorOptions(
             id=ident,

@@ -37,7 +37,8 @@ import org.libnq.Purpose;
  * <pre>
  * Peer --role server|client --protocol tcp|tls|mqtt|grpc --port P --case NAME [--host H]
  *      [--id UUID] [--key F] [--cert F] [--ca F] [--client-auth optional|required]
- *      [--part LABEL] [--clients N] [--timeout S] [--cases-file F]
+ *      [--token T] [--accept-token T --token-identity NAME] [--part LABEL] [--clients N]
+ *      [--timeout S] [--cases-file F]
  * Peer --stdin [--cases-file F]
  * </pre>
  *
@@ -223,6 +224,12 @@ public final class Peer {
             }
             if (spec.get("client_auth") instanceof String auth) {
                 options.clientAuth(ClientAuth.valueOf(auth.toUpperCase(Locale.ROOT)));
+            }
+            if (spec.get("token") instanceof String token) {
+                options.token(token);
+            }
+            if (spec.get("accept_token") instanceof String token) {
+                options.acceptToken(token, String.valueOf(spec.getOrDefault("token_identity", "")));
             }
             try {
                 comm = Communicator.open(kind, server ? Purpose.SERVER : Purpose.CLIENT, options.build());
