@@ -104,6 +104,21 @@ func TestAFailingSecretFailsTheAttemptWithErrAuth(t *testing.T) {
 	}
 }
 
+func TestServerNameDecidesWhichCertificateAGRPCClientAccepts(t *testing.T) {
+	dir := authority(t)
+	s, port := tokenServer(t, dir)
+	for name, want := range map[string]error{"localhost": nil, "elsewhere.example": nq.ErrTLS} {
+		c := openOver(t, nq.GRPC, nq.Client, &nq.Options{Addr: addr(port),
+			HandshakeTimeout: 2 * time.Second, TLS: &nq.TLS{
+				CAFile: filepath.Join(dir, "ca.pem"), Token: "tok-a", ServerName: name}})
+		if want == nil {
+			roundTrip(t, s, c)
+		} else if _, err := c.Get(ctx(t)); !errors.Is(err, want) {
+			t.Fatalf("server name %s: Get: %v, want %v", name, err, want)
+		}
+	}
+}
+
 func TestCredentialOptionsAreChecked(t *testing.T) {
 	dir := authority(t)
 	ca := filepath.Join(dir, "ca.pem")

@@ -281,6 +281,20 @@ def test_the_secret_callback_is_let_go_with_its_communicator(certs):
         assert alive() is None
 
 
+def test_the_server_name_decides_which_certificate_a_grpc_client_accepts(certs):
+    with grpc_token_server(certs) as server:
+        with grpc_client(server, certs, token="tok-a", server_name="localhost") as client:
+            round_trip(server, client)
+        elsewhere = grpc_client(server, certs, token="tok-a", server_name="elsewhere.example",
+                                transport=nq.TransportOptions(handshake_timeout=2))
+        try:
+            with pytest.raises(nq.TLSError):
+                elsewhere.get(timeout=TIMEOUT)
+        finally:
+            with contextlib.suppress(nq.Error):
+                elsewhere.close()
+
+
 def test_credential_options_are_checked_with_clear_errors(certs):
     with pytest.raises(ValueError, match="user is empty"):
         nq.SecurityOptions(user="", password="pw")

@@ -115,6 +115,19 @@ class CredentialsTest extends Tracking {
     }
 
     @Test
+    void serverNameDecidesWhichCertificateAGrpcClientAccepts(@TempDir Path dir)
+            throws Exception {
+        CommunicatorTest.authority(dir);
+        Communicator s = tokenServer(dir);
+        CommunicatorTest.roundTrip(s, tokenClient(s, dir, Options.builder().token("tok-a")
+                .tlsServerName("localhost")));
+        Communicator elsewhere = tokenClient(s, dir, Options.builder().token("tok-a")
+                .tlsServerName("elsewhere.example").handshakeTimeout(Duration.ofSeconds(2)));
+        assertEquals(NqError.TLS,
+                assertThrows(NqException.class, () -> elsewhere.get(WAIT)).error());
+    }
+
+    @Test
     void credentialOptionsAreChecked() throws Exception {
         Options.Builder b = Options.builder();
         assertEquals("login: the user is empty",
