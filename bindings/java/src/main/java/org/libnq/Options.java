@@ -60,7 +60,7 @@ public final class Options {
         user = b.user;
         password = b.password;
         token = b.token;
-        acceptedTokens = new LinkedHashMap<>(b.acceptedTokens);
+        acceptedTokens = Map.copyOf(b.acceptedTokens);
         serverName = b.serverName;
         alpn = b.alpn;
         mqttClientId = b.mqttClientId;
