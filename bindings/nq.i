@@ -546,9 +546,10 @@ static bool nqb_python_running()
 
 /* Runs on the connecting thread, which may be one of libnq's or paho's:
  * takes the GIL, calls the callable and copies the str (UTF-8) or bytes
- * it returns.  Anything else, or an exception, fails the attempt
- * (NQ_EAUTH) and is reported as unraisable: the nq package's callable
- * catches and warns first, so this is only the last line. */
+ * it returns.  A secret too long for buf fails the attempt (NQ_EAUTH)
+ * with a RuntimeWarning; anything else, or an exception, fails it and is
+ * reported as unraisable: the nq package's callable catches and warns
+ * first, so this is only the last line. */
 static int nqb_secret_call(void *ctx, char *buf, size_t size, size_t *len)
 {
     nqb_secret *s = (nqb_secret *)ctx;
@@ -571,6 +572,11 @@ static int nqb_secret_call(void *ctx, char *buf, size_t size, size_t *len)
             memcpy(buf, p, (size_t)n);
             *len = (size_t)n;
             rv = NQ_OK;
+        } else if (p != NULL) {
+            PyErr_WarnFormat(PyExc_RuntimeWarning, 1,
+                             "nq: the secret callback's secret is %zd bytes, more than the %zu "
+                             "libnq takes, so the connection attempt fails",
+                             n, size);
         }
         Py_DECREF(r);
     }

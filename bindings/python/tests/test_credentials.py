@@ -254,6 +254,7 @@ def test_the_secret_callback_gives_the_token_of_every_connection_attempt(certs):
 @pytest.mark.parametrize("secret, warning", [
     (lambda: 1 / 0, "ZeroDivisionError"),
     (lambda: 42, "returned int"),
+    (lambda: "t" * (1 << 20), "more than the"),
 ])
 def test_a_failing_secret_callback_fails_the_attempt_and_says_why(certs, secret, warning):
     with grpc_token_server(certs) as server:

@@ -81,150 +81,150 @@ typedef _goslice_ swig_type_51;
 typedef _goslice_ swig_type_52;
 typedef _goslice_ swig_type_53;
 typedef long long swig_type_54;
-extern void _wrap_Swig_free_nqraw_a7add3ac9aa24793(uintptr_t arg1);
-extern uintptr_t _wrap_Swig_malloc_nqraw_a7add3ac9aa24793(swig_intgo arg1);
-extern swig_intgo _wrap_NQ_VERSION_NUMBER_nqraw_a7add3ac9aa24793(void);
-extern swig_type_1 _wrap_nq_version_nqraw_a7add3ac9aa24793(void);
-extern swig_intgo _wrap_nq_version_number_nqraw_a7add3ac9aa24793(void);
-extern swig_intgo _wrap_NQ_EINVAL_nqraw_a7add3ac9aa24793(void);
-extern swig_intgo _wrap_NQ_ENOMEM_nqraw_a7add3ac9aa24793(void);
-extern swig_intgo _wrap_NQ_ETIMEDOUT_nqraw_a7add3ac9aa24793(void);
-extern swig_intgo _wrap_NQ_ECLOSED_nqraw_a7add3ac9aa24793(void);
-extern swig_intgo _wrap_NQ_ECONNRESET_nqraw_a7add3ac9aa24793(void);
-extern swig_intgo _wrap_NQ_ENOPEER_nqraw_a7add3ac9aa24793(void);
-extern swig_intgo _wrap_NQ_ETLS_nqraw_a7add3ac9aa24793(void);
-extern swig_intgo _wrap_NQ_EPROTO_nqraw_a7add3ac9aa24793(void);
-extern swig_intgo _wrap_NQ_ECONNREFUSED_nqraw_a7add3ac9aa24793(void);
-extern swig_intgo _wrap_NQ_EADDR_nqraw_a7add3ac9aa24793(void);
-extern swig_intgo _wrap_NQ_EADDRINUSE_nqraw_a7add3ac9aa24793(void);
-extern swig_intgo _wrap_NQ_ENOTSUP_nqraw_a7add3ac9aa24793(void);
-extern swig_intgo _wrap_NQ_ESYS_nqraw_a7add3ac9aa24793(void);
-extern swig_intgo _wrap_NQ_EFULL_nqraw_a7add3ac9aa24793(void);
-extern swig_intgo _wrap_NQ_ESERIALIZE_nqraw_a7add3ac9aa24793(void);
-extern swig_intgo _wrap_NQ_EPENDING_nqraw_a7add3ac9aa24793(void);
-extern swig_intgo _wrap_NQ_EREPLACED_nqraw_a7add3ac9aa24793(void);
-extern swig_intgo _wrap_NQ_ECANCELED_nqraw_a7add3ac9aa24793(void);
-extern swig_intgo _wrap_NQ_EAUTH_nqraw_a7add3ac9aa24793(void);
-extern swig_type_2 _wrap_nq_strerror_nqraw_a7add3ac9aa24793(swig_intgo arg1);
-extern swig_intgo _wrap_NQ_TCP_nqraw_a7add3ac9aa24793(void);
-extern swig_intgo _wrap_NQ_MQTT_nqraw_a7add3ac9aa24793(void);
-extern swig_intgo _wrap_NQ_GRPC_nqraw_a7add3ac9aa24793(void);
-extern swig_intgo _wrap_NQ_CLIENT_nqraw_a7add3ac9aa24793(void);
-extern swig_intgo _wrap_NQ_SERVER_nqraw_a7add3ac9aa24793(void);
-extern swig_intgo _wrap_NQ_OPT_GET_MERGE_nqraw_a7add3ac9aa24793(void);
-extern swig_intgo _wrap_NQ_OPT_PUT_MERGE_nqraw_a7add3ac9aa24793(void);
-extern swig_intgo _wrap_NQ_OPT_EFFICIENT_SIZE_nqraw_a7add3ac9aa24793(void);
-extern swig_intgo _wrap_NQ_OPT_PROTOCOL_SIZE_nqraw_a7add3ac9aa24793(void);
-extern swig_intgo _wrap_NQ_OPT_QUEUE_SIZE_nqraw_a7add3ac9aa24793(void);
-extern swig_intgo _wrap_NQ_OPT_MESSAGE_SIZE_nqraw_a7add3ac9aa24793(void);
-extern swig_intgo _wrap_NQ_OPT_WORKERS_nqraw_a7add3ac9aa24793(void);
-extern swig_intgo _wrap_NQ_OPT_SEND_LIMIT_nqraw_a7add3ac9aa24793(void);
-extern swig_intgo _wrap_NQ_OPT_HANDSHAKE_TIMEOUT_MS_nqraw_a7add3ac9aa24793(void);
-extern swig_intgo _wrap_NQ_OPT_KEEPALIVE_MS_nqraw_a7add3ac9aa24793(void);
-extern swig_intgo _wrap_NQ_OPT_CLOSE_TIMEOUT_MS_nqraw_a7add3ac9aa24793(void);
-extern swig_intgo _wrap_NQ_OPT_MQTT_QOS_nqraw_a7add3ac9aa24793(void);
-extern swig_intgo _wrap_NQ_OPT_RECONNECT_MS_nqraw_a7add3ac9aa24793(void);
-extern swig_intgo _wrap_NQ_OPT_RECONNECT_MAX_MS_nqraw_a7add3ac9aa24793(void);
-extern swig_intgo _wrap_NQ_OPT_RECONNECT_GIVE_UP_MS_nqraw_a7add3ac9aa24793(void);
-extern swig_intgo _wrap_NQ_OPT_DELIVERY_nqraw_a7add3ac9aa24793(void);
-extern swig_intgo _wrap_NQ_OPT_RESUME_MS_nqraw_a7add3ac9aa24793(void);
-extern swig_intgo _wrap_NQ_OPT_DROP_OLDEST_nqraw_a7add3ac9aa24793(void);
-extern swig_intgo _wrap_NQ_OPT_TLS_CLIENT_AUTH_nqraw_a7add3ac9aa24793(void);
-extern swig_intgo _wrap_NQ_OPT_TLS_MIN_VERSION_nqraw_a7add3ac9aa24793(void);
-extern swig_intgo _wrap_NQ_OPT_MQTT_MAX_PUBLISH_nqraw_a7add3ac9aa24793(void);
-extern swig_intgo _wrap_nq_comm_fd_nqraw_a7add3ac9aa24793(uintptr_t arg1, swig_voidp arg2);
-extern swig_intgo _wrap_NQ_STAT_MSGS_IN_nqraw_a7add3ac9aa24793(void);
-extern swig_intgo _wrap_NQ_STAT_MSGS_OUT_nqraw_a7add3ac9aa24793(void);
-extern swig_intgo _wrap_NQ_STAT_BYTES_IN_nqraw_a7add3ac9aa24793(void);
-extern swig_intgo _wrap_NQ_STAT_BYTES_OUT_nqraw_a7add3ac9aa24793(void);
-extern swig_intgo _wrap_NQ_STAT_PEERS_nqraw_a7add3ac9aa24793(void);
-extern swig_intgo _wrap_NQ_STAT_CONNECTIONS_nqraw_a7add3ac9aa24793(void);
-extern swig_intgo _wrap_NQ_STAT_PROTOCOL_ERRORS_nqraw_a7add3ac9aa24793(void);
-extern swig_intgo _wrap_NQ_STAT_TLS_ERRORS_nqraw_a7add3ac9aa24793(void);
-extern swig_intgo _wrap_NQ_STAT_CONNECTIONS_LOST_nqraw_a7add3ac9aa24793(void);
-extern swig_intgo _wrap_NQ_STAT_HANDSHAKE_TIMEOUTS_nqraw_a7add3ac9aa24793(void);
-extern swig_intgo _wrap_NQ_STAT_READ_PAUSES_nqraw_a7add3ac9aa24793(void);
-extern swig_intgo _wrap_NQ_STAT_RECONNECTS_nqraw_a7add3ac9aa24793(void);
-extern swig_intgo _wrap_NQ_STAT_ACKED_nqraw_a7add3ac9aa24793(void);
-extern swig_intgo _wrap_NQ_STAT_RESUMED_nqraw_a7add3ac9aa24793(void);
-extern swig_intgo _wrap_NQ_STAT_DROPPED_nqraw_a7add3ac9aa24793(void);
-extern swig_intgo _wrap_NQ_STAT_REFUSED_nqraw_a7add3ac9aa24793(void);
-extern swig_intgo _wrap_NQ_EVENT_CONNECTED_nqraw_a7add3ac9aa24793(void);
-extern swig_intgo _wrap_NQ_EVENT_DISCONNECTED_nqraw_a7add3ac9aa24793(void);
-extern swig_intgo _wrap_NQ_EVENT_RECONNECTING_nqraw_a7add3ac9aa24793(void);
-extern uintptr_t _wrap_new_Event_nqraw_a7add3ac9aa24793(void);
-extern swig_intgo _wrap_Event_kind_nqraw_a7add3ac9aa24793(uintptr_t arg1);
-extern swig_intgo _wrap_Event_reason_nqraw_a7add3ac9aa24793(uintptr_t arg1);
-extern swig_type_3 _wrap_Event_peer_nqraw_a7add3ac9aa24793(uintptr_t arg1);
-extern void _wrap_delete_Event_nqraw_a7add3ac9aa24793(uintptr_t arg1);
-extern uintptr_t _wrap_new_Events_nqraw_a7add3ac9aa24793(void);
-extern void _wrap_delete_Events_nqraw_a7add3ac9aa24793(uintptr_t arg1);
-extern swig_intgo _wrap_Events_next_nqraw_a7add3ac9aa24793(uintptr_t arg1, swig_type_4 arg2, uintptr_t arg3);
-extern void _wrap_Events_shutdown_nqraw_a7add3ac9aa24793(uintptr_t arg1);
-extern uintptr_t _wrap_new_Opts_nqraw_a7add3ac9aa24793(void);
-extern void _wrap_delete_Opts_nqraw_a7add3ac9aa24793(uintptr_t arg1);
-extern swig_intgo _wrap_Opts_set_events_nqraw_a7add3ac9aa24793(uintptr_t arg1, uintptr_t arg2);
-extern swig_intgo _wrap_Opts_status_nqraw_a7add3ac9aa24793(uintptr_t arg1);
-extern swig_intgo _wrap_Opts_set_id_nqraw_a7add3ac9aa24793(uintptr_t arg1, swig_type_5 arg2);
-extern swig_type_6 _wrap_Opts_id_nqraw_a7add3ac9aa24793(uintptr_t arg1);
-extern swig_intgo _wrap_Opts_set_netloc_nqraw_a7add3ac9aa24793(uintptr_t arg1, swig_type_7 arg2, swig_intgo arg3);
-extern swig_intgo _wrap_Opts_set_int_nqraw_a7add3ac9aa24793(uintptr_t arg1, swig_intgo arg2, swig_type_8 arg3);
-extern swig_intgo _wrap_Opts_set_tls_nqraw_a7add3ac9aa24793(uintptr_t arg1, swig_type_9 arg2, swig_type_10 arg3);
-extern swig_intgo _wrap_Opts_set_tls_identity_nqraw_a7add3ac9aa24793(uintptr_t arg1, swig_type_11 arg2, swig_type_12 arg3, _Bool arg4);
-extern swig_intgo _wrap_Opts_set_tls_trust_nqraw_a7add3ac9aa24793(uintptr_t arg1, swig_type_13 arg2, swig_type_14 arg3, swig_type_15 arg4);
-extern swig_intgo _wrap_Opts_set_mqtt_prefix_nqraw_a7add3ac9aa24793(uintptr_t arg1, swig_type_16 arg2);
-extern swig_intgo _wrap_Opts_set_login_nqraw_a7add3ac9aa24793(uintptr_t arg1, swig_type_17 arg2, swig_type_18 arg3);
-extern swig_intgo _wrap_Opts_set_token_nqraw_a7add3ac9aa24793(uintptr_t arg1, swig_type_19 arg2);
-extern swig_intgo _wrap_Opts_accept_token_nqraw_a7add3ac9aa24793(uintptr_t arg1, swig_type_20 arg2, swig_type_21 arg3);
-extern swig_intgo _wrap_Opts_set_tls_server_name_nqraw_a7add3ac9aa24793(uintptr_t arg1, swig_type_22 arg2);
-extern swig_intgo _wrap_Opts_set_tls_alpn_nqraw_a7add3ac9aa24793(uintptr_t arg1, swig_type_23 arg2);
-extern swig_intgo _wrap_Opts_set_mqtt_client_id_nqraw_a7add3ac9aa24793(uintptr_t arg1, swig_type_24 arg2);
-extern swig_intgo _wrap_Opts_set_secret_nqraw_a7add3ac9aa24793(uintptr_t arg1, swig_intgo arg2);
-extern uintptr_t _wrap_new_Msg_nqraw_a7add3ac9aa24793(void);
-extern void _wrap_delete_Msg_nqraw_a7add3ac9aa24793(uintptr_t arg1);
-extern swig_type_25 _wrap_Msg_peer_nqraw_a7add3ac9aa24793(uintptr_t arg1);
-extern swig_type_26 _wrap_Msg_data_nqraw_a7add3ac9aa24793(uintptr_t arg1);
-extern swig_type_27 _wrap_Msg_size_nqraw_a7add3ac9aa24793(uintptr_t arg1);
-extern void _wrap_Msg_release_nqraw_a7add3ac9aa24793(uintptr_t arg1);
-extern void _wrap_Completion_token_set_nqraw_a7add3ac9aa24793(uintptr_t arg1, swig_type_28 arg2);
-extern swig_type_29 _wrap_Completion_token_get_nqraw_a7add3ac9aa24793(uintptr_t arg1);
-extern void _wrap_Completion_result_set_nqraw_a7add3ac9aa24793(uintptr_t arg1, swig_intgo arg2);
-extern swig_intgo _wrap_Completion_result_get_nqraw_a7add3ac9aa24793(uintptr_t arg1);
-extern uintptr_t _wrap_new_Completion_nqraw_a7add3ac9aa24793(void);
-extern void _wrap_delete_Completion_nqraw_a7add3ac9aa24793(uintptr_t arg1);
-extern uintptr_t _wrap_new_Completions_nqraw_a7add3ac9aa24793(void);
-extern void _wrap_delete_Completions_nqraw_a7add3ac9aa24793(uintptr_t arg1);
-extern swig_intgo _wrap_Completions_next_nqraw_a7add3ac9aa24793(uintptr_t arg1, swig_type_30 arg2, uintptr_t arg3);
-extern void _wrap_Completions_shutdown_nqraw_a7add3ac9aa24793(uintptr_t arg1);
-extern swig_type_31 _wrap_Completions_outstanding_nqraw_a7add3ac9aa24793(uintptr_t arg1);
-extern swig_type_32 _wrap_Ids_size_nqraw_a7add3ac9aa24793(uintptr_t arg1);
-extern swig_type_33 _wrap_Ids_at_nqraw_a7add3ac9aa24793(uintptr_t arg1, swig_type_34 arg2);
-extern uintptr_t _wrap_new_Ids_nqraw_a7add3ac9aa24793(void);
-extern void _wrap_delete_Ids_nqraw_a7add3ac9aa24793(uintptr_t arg1);
-extern swig_type_35 _wrap_Text_bytes_nqraw_a7add3ac9aa24793(uintptr_t arg1);
-extern uintptr_t _wrap_new_Text_nqraw_a7add3ac9aa24793(void);
-extern void _wrap_delete_Text_nqraw_a7add3ac9aa24793(uintptr_t arg1);
-extern swig_intgo _wrap_Chunks_add_nqraw_a7add3ac9aa24793(uintptr_t arg1, swig_type_36 arg2);
-extern swig_type_37 _wrap_Chunks_size_nqraw_a7add3ac9aa24793(uintptr_t arg1);
-extern uintptr_t _wrap_new_Chunks_nqraw_a7add3ac9aa24793(void);
-extern void _wrap_delete_Chunks_nqraw_a7add3ac9aa24793(uintptr_t arg1);
-extern uintptr_t _wrap_new_Comm_nqraw_a7add3ac9aa24793(void);
-extern void _wrap_delete_Comm_nqraw_a7add3ac9aa24793(uintptr_t arg1);
-extern swig_intgo _wrap_Comm_open_nqraw_a7add3ac9aa24793(uintptr_t arg1, swig_intgo arg2, swig_intgo arg3, uintptr_t arg4);
-extern swig_intgo _wrap_Comm_put_nqraw_a7add3ac9aa24793(uintptr_t arg1, swig_type_38 arg2, swig_type_39 arg3, uintptr_t arg4, swig_type_40 arg5);
-extern swig_intgo _wrap_Comm_put_chunks_nqraw_a7add3ac9aa24793(uintptr_t arg1, uintptr_t arg2, swig_type_41 arg3, uintptr_t arg4, swig_type_42 arg5);
-extern swig_intgo _wrap_Comm_put_copy_nqraw_a7add3ac9aa24793(uintptr_t arg1, swig_type_43 arg2, swig_type_44 arg3, uintptr_t arg4, swig_type_45 arg5);
-extern swig_type_46 _wrap_Comm_cancel_nqraw_a7add3ac9aa24793(uintptr_t arg1, uintptr_t arg2, swig_type_47 arg3);
-extern swig_intgo _wrap_Comm_get_nqraw_a7add3ac9aa24793(uintptr_t arg1, swig_type_48 arg2, uintptr_t arg3);
-extern swig_intgo _wrap_Comm_get_from_nqraw_a7add3ac9aa24793(uintptr_t arg1, swig_type_49 arg2, swig_type_50 arg3, uintptr_t arg4);
-extern swig_intgo _wrap_Comm_fd_nqraw_a7add3ac9aa24793(uintptr_t arg1);
-extern swig_intgo _wrap_Comm_close_nqraw_a7add3ac9aa24793(uintptr_t arg1);
-extern swig_type_51 _wrap_Comm_id_nqraw_a7add3ac9aa24793(uintptr_t arg1);
-extern swig_type_52 _wrap_Comm_server_id_nqraw_a7add3ac9aa24793(uintptr_t arg1);
-extern swig_intgo _wrap_Comm_local_port_nqraw_a7add3ac9aa24793(uintptr_t arg1);
-extern swig_intgo _wrap_Comm_peers_nqraw_a7add3ac9aa24793(uintptr_t arg1, uintptr_t arg2);
-extern swig_intgo _wrap_Comm_peer_identity_nqraw_a7add3ac9aa24793(uintptr_t arg1, swig_type_53 arg2, uintptr_t arg3);
-extern swig_type_54 _wrap_Comm_stat_nqraw_a7add3ac9aa24793(uintptr_t arg1, swig_intgo arg2);
+extern void _wrap_Swig_free_nqraw_08a1f93534b9695f(uintptr_t arg1);
+extern uintptr_t _wrap_Swig_malloc_nqraw_08a1f93534b9695f(swig_intgo arg1);
+extern swig_intgo _wrap_NQ_VERSION_NUMBER_nqraw_08a1f93534b9695f(void);
+extern swig_type_1 _wrap_nq_version_nqraw_08a1f93534b9695f(void);
+extern swig_intgo _wrap_nq_version_number_nqraw_08a1f93534b9695f(void);
+extern swig_intgo _wrap_NQ_EINVAL_nqraw_08a1f93534b9695f(void);
+extern swig_intgo _wrap_NQ_ENOMEM_nqraw_08a1f93534b9695f(void);
+extern swig_intgo _wrap_NQ_ETIMEDOUT_nqraw_08a1f93534b9695f(void);
+extern swig_intgo _wrap_NQ_ECLOSED_nqraw_08a1f93534b9695f(void);
+extern swig_intgo _wrap_NQ_ECONNRESET_nqraw_08a1f93534b9695f(void);
+extern swig_intgo _wrap_NQ_ENOPEER_nqraw_08a1f93534b9695f(void);
+extern swig_intgo _wrap_NQ_ETLS_nqraw_08a1f93534b9695f(void);
+extern swig_intgo _wrap_NQ_EPROTO_nqraw_08a1f93534b9695f(void);
+extern swig_intgo _wrap_NQ_ECONNREFUSED_nqraw_08a1f93534b9695f(void);
+extern swig_intgo _wrap_NQ_EADDR_nqraw_08a1f93534b9695f(void);
+extern swig_intgo _wrap_NQ_EADDRINUSE_nqraw_08a1f93534b9695f(void);
+extern swig_intgo _wrap_NQ_ENOTSUP_nqraw_08a1f93534b9695f(void);
+extern swig_intgo _wrap_NQ_ESYS_nqraw_08a1f93534b9695f(void);
+extern swig_intgo _wrap_NQ_EFULL_nqraw_08a1f93534b9695f(void);
+extern swig_intgo _wrap_NQ_ESERIALIZE_nqraw_08a1f93534b9695f(void);
+extern swig_intgo _wrap_NQ_EPENDING_nqraw_08a1f93534b9695f(void);
+extern swig_intgo _wrap_NQ_EREPLACED_nqraw_08a1f93534b9695f(void);
+extern swig_intgo _wrap_NQ_ECANCELED_nqraw_08a1f93534b9695f(void);
+extern swig_intgo _wrap_NQ_EAUTH_nqraw_08a1f93534b9695f(void);
+extern swig_type_2 _wrap_nq_strerror_nqraw_08a1f93534b9695f(swig_intgo arg1);
+extern swig_intgo _wrap_NQ_TCP_nqraw_08a1f93534b9695f(void);
+extern swig_intgo _wrap_NQ_MQTT_nqraw_08a1f93534b9695f(void);
+extern swig_intgo _wrap_NQ_GRPC_nqraw_08a1f93534b9695f(void);
+extern swig_intgo _wrap_NQ_CLIENT_nqraw_08a1f93534b9695f(void);
+extern swig_intgo _wrap_NQ_SERVER_nqraw_08a1f93534b9695f(void);
+extern swig_intgo _wrap_NQ_OPT_GET_MERGE_nqraw_08a1f93534b9695f(void);
+extern swig_intgo _wrap_NQ_OPT_PUT_MERGE_nqraw_08a1f93534b9695f(void);
+extern swig_intgo _wrap_NQ_OPT_EFFICIENT_SIZE_nqraw_08a1f93534b9695f(void);
+extern swig_intgo _wrap_NQ_OPT_PROTOCOL_SIZE_nqraw_08a1f93534b9695f(void);
+extern swig_intgo _wrap_NQ_OPT_QUEUE_SIZE_nqraw_08a1f93534b9695f(void);
+extern swig_intgo _wrap_NQ_OPT_MESSAGE_SIZE_nqraw_08a1f93534b9695f(void);
+extern swig_intgo _wrap_NQ_OPT_WORKERS_nqraw_08a1f93534b9695f(void);
+extern swig_intgo _wrap_NQ_OPT_SEND_LIMIT_nqraw_08a1f93534b9695f(void);
+extern swig_intgo _wrap_NQ_OPT_HANDSHAKE_TIMEOUT_MS_nqraw_08a1f93534b9695f(void);
+extern swig_intgo _wrap_NQ_OPT_KEEPALIVE_MS_nqraw_08a1f93534b9695f(void);
+extern swig_intgo _wrap_NQ_OPT_CLOSE_TIMEOUT_MS_nqraw_08a1f93534b9695f(void);
+extern swig_intgo _wrap_NQ_OPT_MQTT_QOS_nqraw_08a1f93534b9695f(void);
+extern swig_intgo _wrap_NQ_OPT_RECONNECT_MS_nqraw_08a1f93534b9695f(void);
+extern swig_intgo _wrap_NQ_OPT_RECONNECT_MAX_MS_nqraw_08a1f93534b9695f(void);
+extern swig_intgo _wrap_NQ_OPT_RECONNECT_GIVE_UP_MS_nqraw_08a1f93534b9695f(void);
+extern swig_intgo _wrap_NQ_OPT_DELIVERY_nqraw_08a1f93534b9695f(void);
+extern swig_intgo _wrap_NQ_OPT_RESUME_MS_nqraw_08a1f93534b9695f(void);
+extern swig_intgo _wrap_NQ_OPT_DROP_OLDEST_nqraw_08a1f93534b9695f(void);
+extern swig_intgo _wrap_NQ_OPT_TLS_CLIENT_AUTH_nqraw_08a1f93534b9695f(void);
+extern swig_intgo _wrap_NQ_OPT_TLS_MIN_VERSION_nqraw_08a1f93534b9695f(void);
+extern swig_intgo _wrap_NQ_OPT_MQTT_MAX_PUBLISH_nqraw_08a1f93534b9695f(void);
+extern swig_intgo _wrap_nq_comm_fd_nqraw_08a1f93534b9695f(uintptr_t arg1, swig_voidp arg2);
+extern swig_intgo _wrap_NQ_STAT_MSGS_IN_nqraw_08a1f93534b9695f(void);
+extern swig_intgo _wrap_NQ_STAT_MSGS_OUT_nqraw_08a1f93534b9695f(void);
+extern swig_intgo _wrap_NQ_STAT_BYTES_IN_nqraw_08a1f93534b9695f(void);
+extern swig_intgo _wrap_NQ_STAT_BYTES_OUT_nqraw_08a1f93534b9695f(void);
+extern swig_intgo _wrap_NQ_STAT_PEERS_nqraw_08a1f93534b9695f(void);
+extern swig_intgo _wrap_NQ_STAT_CONNECTIONS_nqraw_08a1f93534b9695f(void);
+extern swig_intgo _wrap_NQ_STAT_PROTOCOL_ERRORS_nqraw_08a1f93534b9695f(void);
+extern swig_intgo _wrap_NQ_STAT_TLS_ERRORS_nqraw_08a1f93534b9695f(void);
+extern swig_intgo _wrap_NQ_STAT_CONNECTIONS_LOST_nqraw_08a1f93534b9695f(void);
+extern swig_intgo _wrap_NQ_STAT_HANDSHAKE_TIMEOUTS_nqraw_08a1f93534b9695f(void);
+extern swig_intgo _wrap_NQ_STAT_READ_PAUSES_nqraw_08a1f93534b9695f(void);
+extern swig_intgo _wrap_NQ_STAT_RECONNECTS_nqraw_08a1f93534b9695f(void);
+extern swig_intgo _wrap_NQ_STAT_ACKED_nqraw_08a1f93534b9695f(void);
+extern swig_intgo _wrap_NQ_STAT_RESUMED_nqraw_08a1f93534b9695f(void);
+extern swig_intgo _wrap_NQ_STAT_DROPPED_nqraw_08a1f93534b9695f(void);
+extern swig_intgo _wrap_NQ_STAT_REFUSED_nqraw_08a1f93534b9695f(void);
+extern swig_intgo _wrap_NQ_EVENT_CONNECTED_nqraw_08a1f93534b9695f(void);
+extern swig_intgo _wrap_NQ_EVENT_DISCONNECTED_nqraw_08a1f93534b9695f(void);
+extern swig_intgo _wrap_NQ_EVENT_RECONNECTING_nqraw_08a1f93534b9695f(void);
+extern uintptr_t _wrap_new_Event_nqraw_08a1f93534b9695f(void);
+extern swig_intgo _wrap_Event_kind_nqraw_08a1f93534b9695f(uintptr_t arg1);
+extern swig_intgo _wrap_Event_reason_nqraw_08a1f93534b9695f(uintptr_t arg1);
+extern swig_type_3 _wrap_Event_peer_nqraw_08a1f93534b9695f(uintptr_t arg1);
+extern void _wrap_delete_Event_nqraw_08a1f93534b9695f(uintptr_t arg1);
+extern uintptr_t _wrap_new_Events_nqraw_08a1f93534b9695f(void);
+extern void _wrap_delete_Events_nqraw_08a1f93534b9695f(uintptr_t arg1);
+extern swig_intgo _wrap_Events_next_nqraw_08a1f93534b9695f(uintptr_t arg1, swig_type_4 arg2, uintptr_t arg3);
+extern void _wrap_Events_shutdown_nqraw_08a1f93534b9695f(uintptr_t arg1);
+extern uintptr_t _wrap_new_Opts_nqraw_08a1f93534b9695f(void);
+extern void _wrap_delete_Opts_nqraw_08a1f93534b9695f(uintptr_t arg1);
+extern swig_intgo _wrap_Opts_set_events_nqraw_08a1f93534b9695f(uintptr_t arg1, uintptr_t arg2);
+extern swig_intgo _wrap_Opts_status_nqraw_08a1f93534b9695f(uintptr_t arg1);
+extern swig_intgo _wrap_Opts_set_id_nqraw_08a1f93534b9695f(uintptr_t arg1, swig_type_5 arg2);
+extern swig_type_6 _wrap_Opts_id_nqraw_08a1f93534b9695f(uintptr_t arg1);
+extern swig_intgo _wrap_Opts_set_netloc_nqraw_08a1f93534b9695f(uintptr_t arg1, swig_type_7 arg2, swig_intgo arg3);
+extern swig_intgo _wrap_Opts_set_int_nqraw_08a1f93534b9695f(uintptr_t arg1, swig_intgo arg2, swig_type_8 arg3);
+extern swig_intgo _wrap_Opts_set_tls_nqraw_08a1f93534b9695f(uintptr_t arg1, swig_type_9 arg2, swig_type_10 arg3);
+extern swig_intgo _wrap_Opts_set_tls_identity_nqraw_08a1f93534b9695f(uintptr_t arg1, swig_type_11 arg2, swig_type_12 arg3, _Bool arg4);
+extern swig_intgo _wrap_Opts_set_tls_trust_nqraw_08a1f93534b9695f(uintptr_t arg1, swig_type_13 arg2, swig_type_14 arg3, swig_type_15 arg4);
+extern swig_intgo _wrap_Opts_set_mqtt_prefix_nqraw_08a1f93534b9695f(uintptr_t arg1, swig_type_16 arg2);
+extern swig_intgo _wrap_Opts_set_login_nqraw_08a1f93534b9695f(uintptr_t arg1, swig_type_17 arg2, swig_type_18 arg3);
+extern swig_intgo _wrap_Opts_set_token_nqraw_08a1f93534b9695f(uintptr_t arg1, swig_type_19 arg2);
+extern swig_intgo _wrap_Opts_accept_token_nqraw_08a1f93534b9695f(uintptr_t arg1, swig_type_20 arg2, swig_type_21 arg3);
+extern swig_intgo _wrap_Opts_set_tls_server_name_nqraw_08a1f93534b9695f(uintptr_t arg1, swig_type_22 arg2);
+extern swig_intgo _wrap_Opts_set_tls_alpn_nqraw_08a1f93534b9695f(uintptr_t arg1, swig_type_23 arg2);
+extern swig_intgo _wrap_Opts_set_mqtt_client_id_nqraw_08a1f93534b9695f(uintptr_t arg1, swig_type_24 arg2);
+extern swig_intgo _wrap_Opts_set_secret_nqraw_08a1f93534b9695f(uintptr_t arg1, swig_intgo arg2);
+extern uintptr_t _wrap_new_Msg_nqraw_08a1f93534b9695f(void);
+extern void _wrap_delete_Msg_nqraw_08a1f93534b9695f(uintptr_t arg1);
+extern swig_type_25 _wrap_Msg_peer_nqraw_08a1f93534b9695f(uintptr_t arg1);
+extern swig_type_26 _wrap_Msg_data_nqraw_08a1f93534b9695f(uintptr_t arg1);
+extern swig_type_27 _wrap_Msg_size_nqraw_08a1f93534b9695f(uintptr_t arg1);
+extern void _wrap_Msg_release_nqraw_08a1f93534b9695f(uintptr_t arg1);
+extern void _wrap_Completion_token_set_nqraw_08a1f93534b9695f(uintptr_t arg1, swig_type_28 arg2);
+extern swig_type_29 _wrap_Completion_token_get_nqraw_08a1f93534b9695f(uintptr_t arg1);
+extern void _wrap_Completion_result_set_nqraw_08a1f93534b9695f(uintptr_t arg1, swig_intgo arg2);
+extern swig_intgo _wrap_Completion_result_get_nqraw_08a1f93534b9695f(uintptr_t arg1);
+extern uintptr_t _wrap_new_Completion_nqraw_08a1f93534b9695f(void);
+extern void _wrap_delete_Completion_nqraw_08a1f93534b9695f(uintptr_t arg1);
+extern uintptr_t _wrap_new_Completions_nqraw_08a1f93534b9695f(void);
+extern void _wrap_delete_Completions_nqraw_08a1f93534b9695f(uintptr_t arg1);
+extern swig_intgo _wrap_Completions_next_nqraw_08a1f93534b9695f(uintptr_t arg1, swig_type_30 arg2, uintptr_t arg3);
+extern void _wrap_Completions_shutdown_nqraw_08a1f93534b9695f(uintptr_t arg1);
+extern swig_type_31 _wrap_Completions_outstanding_nqraw_08a1f93534b9695f(uintptr_t arg1);
+extern swig_type_32 _wrap_Ids_size_nqraw_08a1f93534b9695f(uintptr_t arg1);
+extern swig_type_33 _wrap_Ids_at_nqraw_08a1f93534b9695f(uintptr_t arg1, swig_type_34 arg2);
+extern uintptr_t _wrap_new_Ids_nqraw_08a1f93534b9695f(void);
+extern void _wrap_delete_Ids_nqraw_08a1f93534b9695f(uintptr_t arg1);
+extern swig_type_35 _wrap_Text_bytes_nqraw_08a1f93534b9695f(uintptr_t arg1);
+extern uintptr_t _wrap_new_Text_nqraw_08a1f93534b9695f(void);
+extern void _wrap_delete_Text_nqraw_08a1f93534b9695f(uintptr_t arg1);
+extern swig_intgo _wrap_Chunks_add_nqraw_08a1f93534b9695f(uintptr_t arg1, swig_type_36 arg2);
+extern swig_type_37 _wrap_Chunks_size_nqraw_08a1f93534b9695f(uintptr_t arg1);
+extern uintptr_t _wrap_new_Chunks_nqraw_08a1f93534b9695f(void);
+extern void _wrap_delete_Chunks_nqraw_08a1f93534b9695f(uintptr_t arg1);
+extern uintptr_t _wrap_new_Comm_nqraw_08a1f93534b9695f(void);
+extern void _wrap_delete_Comm_nqraw_08a1f93534b9695f(uintptr_t arg1);
+extern swig_intgo _wrap_Comm_open_nqraw_08a1f93534b9695f(uintptr_t arg1, swig_intgo arg2, swig_intgo arg3, uintptr_t arg4);
+extern swig_intgo _wrap_Comm_put_nqraw_08a1f93534b9695f(uintptr_t arg1, swig_type_38 arg2, swig_type_39 arg3, uintptr_t arg4, swig_type_40 arg5);
+extern swig_intgo _wrap_Comm_put_chunks_nqraw_08a1f93534b9695f(uintptr_t arg1, uintptr_t arg2, swig_type_41 arg3, uintptr_t arg4, swig_type_42 arg5);
+extern swig_intgo _wrap_Comm_put_copy_nqraw_08a1f93534b9695f(uintptr_t arg1, swig_type_43 arg2, swig_type_44 arg3, uintptr_t arg4, swig_type_45 arg5);
+extern swig_type_46 _wrap_Comm_cancel_nqraw_08a1f93534b9695f(uintptr_t arg1, uintptr_t arg2, swig_type_47 arg3);
+extern swig_intgo _wrap_Comm_get_nqraw_08a1f93534b9695f(uintptr_t arg1, swig_type_48 arg2, uintptr_t arg3);
+extern swig_intgo _wrap_Comm_get_from_nqraw_08a1f93534b9695f(uintptr_t arg1, swig_type_49 arg2, swig_type_50 arg3, uintptr_t arg4);
+extern swig_intgo _wrap_Comm_fd_nqraw_08a1f93534b9695f(uintptr_t arg1);
+extern swig_intgo _wrap_Comm_close_nqraw_08a1f93534b9695f(uintptr_t arg1);
+extern swig_type_51 _wrap_Comm_id_nqraw_08a1f93534b9695f(uintptr_t arg1);
+extern swig_type_52 _wrap_Comm_server_id_nqraw_08a1f93534b9695f(uintptr_t arg1);
+extern swig_intgo _wrap_Comm_local_port_nqraw_08a1f93534b9695f(uintptr_t arg1);
+extern swig_intgo _wrap_Comm_peers_nqraw_08a1f93534b9695f(uintptr_t arg1, uintptr_t arg2);
+extern swig_intgo _wrap_Comm_peer_identity_nqraw_08a1f93534b9695f(uintptr_t arg1, swig_type_53 arg2, uintptr_t arg3);
+extern swig_type_54 _wrap_Comm_stat_nqraw_08a1f93534b9695f(uintptr_t arg1, swig_intgo arg2);
 #undef intgo
 */
 import "C"
@@ -266,13 +266,13 @@ func swigCopyString(s string) string {
 
 func Swig_free(arg1 uintptr) {
 	_swig_i_0 := arg1
-	C._wrap_Swig_free_nqraw_a7add3ac9aa24793(C.uintptr_t(_swig_i_0))
+	C._wrap_Swig_free_nqraw_08a1f93534b9695f(C.uintptr_t(_swig_i_0))
 }
 
 func Swig_malloc(arg1 int) (_swig_ret uintptr) {
 	var swig_r uintptr
 	_swig_i_0 := arg1
-	swig_r = (uintptr)(C._wrap_Swig_malloc_nqraw_a7add3ac9aa24793(C.swig_intgo(_swig_i_0)))
+	swig_r = (uintptr)(C._wrap_Swig_malloc_nqraw_08a1f93534b9695f(C.swig_intgo(_swig_i_0)))
 	return swig_r
 }
 
@@ -281,14 +281,14 @@ const NQ_VERSION_MINOR int = 4
 const NQ_VERSION_PATCH int = 0
 func _swig_getNQ_VERSION_NUMBER() (_swig_ret int) {
 	var swig_r int
-	swig_r = (int)(C._wrap_NQ_VERSION_NUMBER_nqraw_a7add3ac9aa24793())
+	swig_r = (int)(C._wrap_NQ_VERSION_NUMBER_nqraw_08a1f93534b9695f())
 	return swig_r
 }
 
 var NQ_VERSION_NUMBER int = _swig_getNQ_VERSION_NUMBER()
 func Nq_version() (_swig_ret string) {
 	var swig_r string
-	swig_r_p := C._wrap_nq_version_nqraw_a7add3ac9aa24793()
+	swig_r_p := C._wrap_nq_version_nqraw_08a1f93534b9695f()
 	swig_r = *(*string)(unsafe.Pointer(&swig_r_p))
 	var swig_r_1 string
  swig_r_1 = swigCopyString(swig_r) 
@@ -297,140 +297,140 @@ func Nq_version() (_swig_ret string) {
 
 func Nq_version_number() (_swig_ret int) {
 	var swig_r int
-	swig_r = (int)(C._wrap_nq_version_number_nqraw_a7add3ac9aa24793())
+	swig_r = (int)(C._wrap_nq_version_number_nqraw_08a1f93534b9695f())
 	return swig_r
 }
 
 const NQ_OK int = 0
 func _swig_getNQ_EINVAL() (_swig_ret int) {
 	var swig_r int
-	swig_r = (int)(C._wrap_NQ_EINVAL_nqraw_a7add3ac9aa24793())
+	swig_r = (int)(C._wrap_NQ_EINVAL_nqraw_08a1f93534b9695f())
 	return swig_r
 }
 
 var NQ_EINVAL int = _swig_getNQ_EINVAL()
 func _swig_getNQ_ENOMEM() (_swig_ret int) {
 	var swig_r int
-	swig_r = (int)(C._wrap_NQ_ENOMEM_nqraw_a7add3ac9aa24793())
+	swig_r = (int)(C._wrap_NQ_ENOMEM_nqraw_08a1f93534b9695f())
 	return swig_r
 }
 
 var NQ_ENOMEM int = _swig_getNQ_ENOMEM()
 func _swig_getNQ_ETIMEDOUT() (_swig_ret int) {
 	var swig_r int
-	swig_r = (int)(C._wrap_NQ_ETIMEDOUT_nqraw_a7add3ac9aa24793())
+	swig_r = (int)(C._wrap_NQ_ETIMEDOUT_nqraw_08a1f93534b9695f())
 	return swig_r
 }
 
 var NQ_ETIMEDOUT int = _swig_getNQ_ETIMEDOUT()
 func _swig_getNQ_ECLOSED() (_swig_ret int) {
 	var swig_r int
-	swig_r = (int)(C._wrap_NQ_ECLOSED_nqraw_a7add3ac9aa24793())
+	swig_r = (int)(C._wrap_NQ_ECLOSED_nqraw_08a1f93534b9695f())
 	return swig_r
 }
 
 var NQ_ECLOSED int = _swig_getNQ_ECLOSED()
 func _swig_getNQ_ECONNRESET() (_swig_ret int) {
 	var swig_r int
-	swig_r = (int)(C._wrap_NQ_ECONNRESET_nqraw_a7add3ac9aa24793())
+	swig_r = (int)(C._wrap_NQ_ECONNRESET_nqraw_08a1f93534b9695f())
 	return swig_r
 }
 
 var NQ_ECONNRESET int = _swig_getNQ_ECONNRESET()
 func _swig_getNQ_ENOPEER() (_swig_ret int) {
 	var swig_r int
-	swig_r = (int)(C._wrap_NQ_ENOPEER_nqraw_a7add3ac9aa24793())
+	swig_r = (int)(C._wrap_NQ_ENOPEER_nqraw_08a1f93534b9695f())
 	return swig_r
 }
 
 var NQ_ENOPEER int = _swig_getNQ_ENOPEER()
 func _swig_getNQ_ETLS() (_swig_ret int) {
 	var swig_r int
-	swig_r = (int)(C._wrap_NQ_ETLS_nqraw_a7add3ac9aa24793())
+	swig_r = (int)(C._wrap_NQ_ETLS_nqraw_08a1f93534b9695f())
 	return swig_r
 }
 
 var NQ_ETLS int = _swig_getNQ_ETLS()
 func _swig_getNQ_EPROTO() (_swig_ret int) {
 	var swig_r int
-	swig_r = (int)(C._wrap_NQ_EPROTO_nqraw_a7add3ac9aa24793())
+	swig_r = (int)(C._wrap_NQ_EPROTO_nqraw_08a1f93534b9695f())
 	return swig_r
 }
 
 var NQ_EPROTO int = _swig_getNQ_EPROTO()
 func _swig_getNQ_ECONNREFUSED() (_swig_ret int) {
 	var swig_r int
-	swig_r = (int)(C._wrap_NQ_ECONNREFUSED_nqraw_a7add3ac9aa24793())
+	swig_r = (int)(C._wrap_NQ_ECONNREFUSED_nqraw_08a1f93534b9695f())
 	return swig_r
 }
 
 var NQ_ECONNREFUSED int = _swig_getNQ_ECONNREFUSED()
 func _swig_getNQ_EADDR() (_swig_ret int) {
 	var swig_r int
-	swig_r = (int)(C._wrap_NQ_EADDR_nqraw_a7add3ac9aa24793())
+	swig_r = (int)(C._wrap_NQ_EADDR_nqraw_08a1f93534b9695f())
 	return swig_r
 }
 
 var NQ_EADDR int = _swig_getNQ_EADDR()
 func _swig_getNQ_EADDRINUSE() (_swig_ret int) {
 	var swig_r int
-	swig_r = (int)(C._wrap_NQ_EADDRINUSE_nqraw_a7add3ac9aa24793())
+	swig_r = (int)(C._wrap_NQ_EADDRINUSE_nqraw_08a1f93534b9695f())
 	return swig_r
 }
 
 var NQ_EADDRINUSE int = _swig_getNQ_EADDRINUSE()
 func _swig_getNQ_ENOTSUP() (_swig_ret int) {
 	var swig_r int
-	swig_r = (int)(C._wrap_NQ_ENOTSUP_nqraw_a7add3ac9aa24793())
+	swig_r = (int)(C._wrap_NQ_ENOTSUP_nqraw_08a1f93534b9695f())
 	return swig_r
 }
 
 var NQ_ENOTSUP int = _swig_getNQ_ENOTSUP()
 func _swig_getNQ_ESYS() (_swig_ret int) {
 	var swig_r int
-	swig_r = (int)(C._wrap_NQ_ESYS_nqraw_a7add3ac9aa24793())
+	swig_r = (int)(C._wrap_NQ_ESYS_nqraw_08a1f93534b9695f())
 	return swig_r
 }
 
 var NQ_ESYS int = _swig_getNQ_ESYS()
 func _swig_getNQ_EFULL() (_swig_ret int) {
 	var swig_r int
-	swig_r = (int)(C._wrap_NQ_EFULL_nqraw_a7add3ac9aa24793())
+	swig_r = (int)(C._wrap_NQ_EFULL_nqraw_08a1f93534b9695f())
 	return swig_r
 }
 
 var NQ_EFULL int = _swig_getNQ_EFULL()
 func _swig_getNQ_ESERIALIZE() (_swig_ret int) {
 	var swig_r int
-	swig_r = (int)(C._wrap_NQ_ESERIALIZE_nqraw_a7add3ac9aa24793())
+	swig_r = (int)(C._wrap_NQ_ESERIALIZE_nqraw_08a1f93534b9695f())
 	return swig_r
 }
 
 var NQ_ESERIALIZE int = _swig_getNQ_ESERIALIZE()
 func _swig_getNQ_EPENDING() (_swig_ret int) {
 	var swig_r int
-	swig_r = (int)(C._wrap_NQ_EPENDING_nqraw_a7add3ac9aa24793())
+	swig_r = (int)(C._wrap_NQ_EPENDING_nqraw_08a1f93534b9695f())
 	return swig_r
 }
 
 var NQ_EPENDING int = _swig_getNQ_EPENDING()
 func _swig_getNQ_EREPLACED() (_swig_ret int) {
 	var swig_r int
-	swig_r = (int)(C._wrap_NQ_EREPLACED_nqraw_a7add3ac9aa24793())
+	swig_r = (int)(C._wrap_NQ_EREPLACED_nqraw_08a1f93534b9695f())
 	return swig_r
 }
 
 var NQ_EREPLACED int = _swig_getNQ_EREPLACED()
 func _swig_getNQ_ECANCELED() (_swig_ret int) {
 	var swig_r int
-	swig_r = (int)(C._wrap_NQ_ECANCELED_nqraw_a7add3ac9aa24793())
+	swig_r = (int)(C._wrap_NQ_ECANCELED_nqraw_08a1f93534b9695f())
 	return swig_r
 }
 
 var NQ_ECANCELED int = _swig_getNQ_ECANCELED()
 func _swig_getNQ_EAUTH() (_swig_ret int) {
 	var swig_r int
-	swig_r = (int)(C._wrap_NQ_EAUTH_nqraw_a7add3ac9aa24793())
+	swig_r = (int)(C._wrap_NQ_EAUTH_nqraw_08a1f93534b9695f())
 	return swig_r
 }
 
@@ -438,7 +438,7 @@ var NQ_EAUTH int = _swig_getNQ_EAUTH()
 func Nq_strerror(arg1 int) (_swig_ret string) {
 	var swig_r string
 	_swig_i_0 := arg1
-	swig_r_p := C._wrap_nq_strerror_nqraw_a7add3ac9aa24793(C.swig_intgo(_swig_i_0))
+	swig_r_p := C._wrap_nq_strerror_nqraw_08a1f93534b9695f(C.swig_intgo(_swig_i_0))
 	swig_r = *(*string)(unsafe.Pointer(&swig_r_p))
 	var swig_r_1 string
  swig_r_1 = swigCopyString(swig_r) 
@@ -449,21 +449,21 @@ const NQ_ID_STRLEN int = 37
 type Nq_protocol int
 func _swig_getNQ_TCP() (_swig_ret Nq_protocol) {
 	var swig_r Nq_protocol
-	swig_r = (Nq_protocol)(C._wrap_NQ_TCP_nqraw_a7add3ac9aa24793())
+	swig_r = (Nq_protocol)(C._wrap_NQ_TCP_nqraw_08a1f93534b9695f())
 	return swig_r
 }
 
 var NQ_TCP Nq_protocol = _swig_getNQ_TCP()
 func _swig_getNQ_MQTT() (_swig_ret Nq_protocol) {
 	var swig_r Nq_protocol
-	swig_r = (Nq_protocol)(C._wrap_NQ_MQTT_nqraw_a7add3ac9aa24793())
+	swig_r = (Nq_protocol)(C._wrap_NQ_MQTT_nqraw_08a1f93534b9695f())
 	return swig_r
 }
 
 var NQ_MQTT Nq_protocol = _swig_getNQ_MQTT()
 func _swig_getNQ_GRPC() (_swig_ret Nq_protocol) {
 	var swig_r Nq_protocol
-	swig_r = (Nq_protocol)(C._wrap_NQ_GRPC_nqraw_a7add3ac9aa24793())
+	swig_r = (Nq_protocol)(C._wrap_NQ_GRPC_nqraw_08a1f93534b9695f())
 	return swig_r
 }
 
@@ -471,14 +471,14 @@ var NQ_GRPC Nq_protocol = _swig_getNQ_GRPC()
 type Nq_purpose int
 func _swig_getNQ_CLIENT() (_swig_ret Nq_purpose) {
 	var swig_r Nq_purpose
-	swig_r = (Nq_purpose)(C._wrap_NQ_CLIENT_nqraw_a7add3ac9aa24793())
+	swig_r = (Nq_purpose)(C._wrap_NQ_CLIENT_nqraw_08a1f93534b9695f())
 	return swig_r
 }
 
 var NQ_CLIENT Nq_purpose = _swig_getNQ_CLIENT()
 func _swig_getNQ_SERVER() (_swig_ret Nq_purpose) {
 	var swig_r Nq_purpose
-	swig_r = (Nq_purpose)(C._wrap_NQ_SERVER_nqraw_a7add3ac9aa24793())
+	swig_r = (Nq_purpose)(C._wrap_NQ_SERVER_nqraw_08a1f93534b9695f())
 	return swig_r
 }
 
@@ -486,147 +486,147 @@ var NQ_SERVER Nq_purpose = _swig_getNQ_SERVER()
 type Nq_option int
 func _swig_getNQ_OPT_GET_MERGE() (_swig_ret Nq_option) {
 	var swig_r Nq_option
-	swig_r = (Nq_option)(C._wrap_NQ_OPT_GET_MERGE_nqraw_a7add3ac9aa24793())
+	swig_r = (Nq_option)(C._wrap_NQ_OPT_GET_MERGE_nqraw_08a1f93534b9695f())
 	return swig_r
 }
 
 var NQ_OPT_GET_MERGE Nq_option = _swig_getNQ_OPT_GET_MERGE()
 func _swig_getNQ_OPT_PUT_MERGE() (_swig_ret Nq_option) {
 	var swig_r Nq_option
-	swig_r = (Nq_option)(C._wrap_NQ_OPT_PUT_MERGE_nqraw_a7add3ac9aa24793())
+	swig_r = (Nq_option)(C._wrap_NQ_OPT_PUT_MERGE_nqraw_08a1f93534b9695f())
 	return swig_r
 }
 
 var NQ_OPT_PUT_MERGE Nq_option = _swig_getNQ_OPT_PUT_MERGE()
 func _swig_getNQ_OPT_EFFICIENT_SIZE() (_swig_ret Nq_option) {
 	var swig_r Nq_option
-	swig_r = (Nq_option)(C._wrap_NQ_OPT_EFFICIENT_SIZE_nqraw_a7add3ac9aa24793())
+	swig_r = (Nq_option)(C._wrap_NQ_OPT_EFFICIENT_SIZE_nqraw_08a1f93534b9695f())
 	return swig_r
 }
 
 var NQ_OPT_EFFICIENT_SIZE Nq_option = _swig_getNQ_OPT_EFFICIENT_SIZE()
 func _swig_getNQ_OPT_PROTOCOL_SIZE() (_swig_ret Nq_option) {
 	var swig_r Nq_option
-	swig_r = (Nq_option)(C._wrap_NQ_OPT_PROTOCOL_SIZE_nqraw_a7add3ac9aa24793())
+	swig_r = (Nq_option)(C._wrap_NQ_OPT_PROTOCOL_SIZE_nqraw_08a1f93534b9695f())
 	return swig_r
 }
 
 var NQ_OPT_PROTOCOL_SIZE Nq_option = _swig_getNQ_OPT_PROTOCOL_SIZE()
 func _swig_getNQ_OPT_QUEUE_SIZE() (_swig_ret Nq_option) {
 	var swig_r Nq_option
-	swig_r = (Nq_option)(C._wrap_NQ_OPT_QUEUE_SIZE_nqraw_a7add3ac9aa24793())
+	swig_r = (Nq_option)(C._wrap_NQ_OPT_QUEUE_SIZE_nqraw_08a1f93534b9695f())
 	return swig_r
 }
 
 var NQ_OPT_QUEUE_SIZE Nq_option = _swig_getNQ_OPT_QUEUE_SIZE()
 func _swig_getNQ_OPT_MESSAGE_SIZE() (_swig_ret Nq_option) {
 	var swig_r Nq_option
-	swig_r = (Nq_option)(C._wrap_NQ_OPT_MESSAGE_SIZE_nqraw_a7add3ac9aa24793())
+	swig_r = (Nq_option)(C._wrap_NQ_OPT_MESSAGE_SIZE_nqraw_08a1f93534b9695f())
 	return swig_r
 }
 
 var NQ_OPT_MESSAGE_SIZE Nq_option = _swig_getNQ_OPT_MESSAGE_SIZE()
 func _swig_getNQ_OPT_WORKERS() (_swig_ret Nq_option) {
 	var swig_r Nq_option
-	swig_r = (Nq_option)(C._wrap_NQ_OPT_WORKERS_nqraw_a7add3ac9aa24793())
+	swig_r = (Nq_option)(C._wrap_NQ_OPT_WORKERS_nqraw_08a1f93534b9695f())
 	return swig_r
 }
 
 var NQ_OPT_WORKERS Nq_option = _swig_getNQ_OPT_WORKERS()
 func _swig_getNQ_OPT_SEND_LIMIT() (_swig_ret Nq_option) {
 	var swig_r Nq_option
-	swig_r = (Nq_option)(C._wrap_NQ_OPT_SEND_LIMIT_nqraw_a7add3ac9aa24793())
+	swig_r = (Nq_option)(C._wrap_NQ_OPT_SEND_LIMIT_nqraw_08a1f93534b9695f())
 	return swig_r
 }
 
 var NQ_OPT_SEND_LIMIT Nq_option = _swig_getNQ_OPT_SEND_LIMIT()
 func _swig_getNQ_OPT_HANDSHAKE_TIMEOUT_MS() (_swig_ret Nq_option) {
 	var swig_r Nq_option
-	swig_r = (Nq_option)(C._wrap_NQ_OPT_HANDSHAKE_TIMEOUT_MS_nqraw_a7add3ac9aa24793())
+	swig_r = (Nq_option)(C._wrap_NQ_OPT_HANDSHAKE_TIMEOUT_MS_nqraw_08a1f93534b9695f())
 	return swig_r
 }
 
 var NQ_OPT_HANDSHAKE_TIMEOUT_MS Nq_option = _swig_getNQ_OPT_HANDSHAKE_TIMEOUT_MS()
 func _swig_getNQ_OPT_KEEPALIVE_MS() (_swig_ret Nq_option) {
 	var swig_r Nq_option
-	swig_r = (Nq_option)(C._wrap_NQ_OPT_KEEPALIVE_MS_nqraw_a7add3ac9aa24793())
+	swig_r = (Nq_option)(C._wrap_NQ_OPT_KEEPALIVE_MS_nqraw_08a1f93534b9695f())
 	return swig_r
 }
 
 var NQ_OPT_KEEPALIVE_MS Nq_option = _swig_getNQ_OPT_KEEPALIVE_MS()
 func _swig_getNQ_OPT_CLOSE_TIMEOUT_MS() (_swig_ret Nq_option) {
 	var swig_r Nq_option
-	swig_r = (Nq_option)(C._wrap_NQ_OPT_CLOSE_TIMEOUT_MS_nqraw_a7add3ac9aa24793())
+	swig_r = (Nq_option)(C._wrap_NQ_OPT_CLOSE_TIMEOUT_MS_nqraw_08a1f93534b9695f())
 	return swig_r
 }
 
 var NQ_OPT_CLOSE_TIMEOUT_MS Nq_option = _swig_getNQ_OPT_CLOSE_TIMEOUT_MS()
 func _swig_getNQ_OPT_MQTT_QOS() (_swig_ret Nq_option) {
 	var swig_r Nq_option
-	swig_r = (Nq_option)(C._wrap_NQ_OPT_MQTT_QOS_nqraw_a7add3ac9aa24793())
+	swig_r = (Nq_option)(C._wrap_NQ_OPT_MQTT_QOS_nqraw_08a1f93534b9695f())
 	return swig_r
 }
 
 var NQ_OPT_MQTT_QOS Nq_option = _swig_getNQ_OPT_MQTT_QOS()
 func _swig_getNQ_OPT_RECONNECT_MS() (_swig_ret Nq_option) {
 	var swig_r Nq_option
-	swig_r = (Nq_option)(C._wrap_NQ_OPT_RECONNECT_MS_nqraw_a7add3ac9aa24793())
+	swig_r = (Nq_option)(C._wrap_NQ_OPT_RECONNECT_MS_nqraw_08a1f93534b9695f())
 	return swig_r
 }
 
 var NQ_OPT_RECONNECT_MS Nq_option = _swig_getNQ_OPT_RECONNECT_MS()
 func _swig_getNQ_OPT_RECONNECT_MAX_MS() (_swig_ret Nq_option) {
 	var swig_r Nq_option
-	swig_r = (Nq_option)(C._wrap_NQ_OPT_RECONNECT_MAX_MS_nqraw_a7add3ac9aa24793())
+	swig_r = (Nq_option)(C._wrap_NQ_OPT_RECONNECT_MAX_MS_nqraw_08a1f93534b9695f())
 	return swig_r
 }
 
 var NQ_OPT_RECONNECT_MAX_MS Nq_option = _swig_getNQ_OPT_RECONNECT_MAX_MS()
 func _swig_getNQ_OPT_RECONNECT_GIVE_UP_MS() (_swig_ret Nq_option) {
 	var swig_r Nq_option
-	swig_r = (Nq_option)(C._wrap_NQ_OPT_RECONNECT_GIVE_UP_MS_nqraw_a7add3ac9aa24793())
+	swig_r = (Nq_option)(C._wrap_NQ_OPT_RECONNECT_GIVE_UP_MS_nqraw_08a1f93534b9695f())
 	return swig_r
 }
 
 var NQ_OPT_RECONNECT_GIVE_UP_MS Nq_option = _swig_getNQ_OPT_RECONNECT_GIVE_UP_MS()
 func _swig_getNQ_OPT_DELIVERY() (_swig_ret Nq_option) {
 	var swig_r Nq_option
-	swig_r = (Nq_option)(C._wrap_NQ_OPT_DELIVERY_nqraw_a7add3ac9aa24793())
+	swig_r = (Nq_option)(C._wrap_NQ_OPT_DELIVERY_nqraw_08a1f93534b9695f())
 	return swig_r
 }
 
 var NQ_OPT_DELIVERY Nq_option = _swig_getNQ_OPT_DELIVERY()
 func _swig_getNQ_OPT_RESUME_MS() (_swig_ret Nq_option) {
 	var swig_r Nq_option
-	swig_r = (Nq_option)(C._wrap_NQ_OPT_RESUME_MS_nqraw_a7add3ac9aa24793())
+	swig_r = (Nq_option)(C._wrap_NQ_OPT_RESUME_MS_nqraw_08a1f93534b9695f())
 	return swig_r
 }
 
 var NQ_OPT_RESUME_MS Nq_option = _swig_getNQ_OPT_RESUME_MS()
 func _swig_getNQ_OPT_DROP_OLDEST() (_swig_ret Nq_option) {
 	var swig_r Nq_option
-	swig_r = (Nq_option)(C._wrap_NQ_OPT_DROP_OLDEST_nqraw_a7add3ac9aa24793())
+	swig_r = (Nq_option)(C._wrap_NQ_OPT_DROP_OLDEST_nqraw_08a1f93534b9695f())
 	return swig_r
 }
 
 var NQ_OPT_DROP_OLDEST Nq_option = _swig_getNQ_OPT_DROP_OLDEST()
 func _swig_getNQ_OPT_TLS_CLIENT_AUTH() (_swig_ret Nq_option) {
 	var swig_r Nq_option
-	swig_r = (Nq_option)(C._wrap_NQ_OPT_TLS_CLIENT_AUTH_nqraw_a7add3ac9aa24793())
+	swig_r = (Nq_option)(C._wrap_NQ_OPT_TLS_CLIENT_AUTH_nqraw_08a1f93534b9695f())
 	return swig_r
 }
 
 var NQ_OPT_TLS_CLIENT_AUTH Nq_option = _swig_getNQ_OPT_TLS_CLIENT_AUTH()
 func _swig_getNQ_OPT_TLS_MIN_VERSION() (_swig_ret Nq_option) {
 	var swig_r Nq_option
-	swig_r = (Nq_option)(C._wrap_NQ_OPT_TLS_MIN_VERSION_nqraw_a7add3ac9aa24793())
+	swig_r = (Nq_option)(C._wrap_NQ_OPT_TLS_MIN_VERSION_nqraw_08a1f93534b9695f())
 	return swig_r
 }
 
 var NQ_OPT_TLS_MIN_VERSION Nq_option = _swig_getNQ_OPT_TLS_MIN_VERSION()
 func _swig_getNQ_OPT_MQTT_MAX_PUBLISH() (_swig_ret Nq_option) {
 	var swig_r Nq_option
-	swig_r = (Nq_option)(C._wrap_NQ_OPT_MQTT_MAX_PUBLISH_nqraw_a7add3ac9aa24793())
+	swig_r = (Nq_option)(C._wrap_NQ_OPT_MQTT_MAX_PUBLISH_nqraw_08a1f93534b9695f())
 	return swig_r
 }
 
@@ -641,119 +641,119 @@ func Nq_comm_fd(arg1 Nq_comm, arg2 *int) (_swig_ret int) {
 	var swig_r int
 	_swig_i_0 := getSwigcptr(arg1)
 	_swig_i_1 := arg2
-	swig_r = (int)(C._wrap_nq_comm_fd_nqraw_a7add3ac9aa24793(C.uintptr_t(_swig_i_0), C.swig_voidp(_swig_i_1)))
+	swig_r = (int)(C._wrap_nq_comm_fd_nqraw_08a1f93534b9695f(C.uintptr_t(_swig_i_0), C.swig_voidp(_swig_i_1)))
 	return swig_r
 }
 
 type Nq_stat_id int
 func _swig_getNQ_STAT_MSGS_IN() (_swig_ret Nq_stat_id) {
 	var swig_r Nq_stat_id
-	swig_r = (Nq_stat_id)(C._wrap_NQ_STAT_MSGS_IN_nqraw_a7add3ac9aa24793())
+	swig_r = (Nq_stat_id)(C._wrap_NQ_STAT_MSGS_IN_nqraw_08a1f93534b9695f())
 	return swig_r
 }
 
 var NQ_STAT_MSGS_IN Nq_stat_id = _swig_getNQ_STAT_MSGS_IN()
 func _swig_getNQ_STAT_MSGS_OUT() (_swig_ret Nq_stat_id) {
 	var swig_r Nq_stat_id
-	swig_r = (Nq_stat_id)(C._wrap_NQ_STAT_MSGS_OUT_nqraw_a7add3ac9aa24793())
+	swig_r = (Nq_stat_id)(C._wrap_NQ_STAT_MSGS_OUT_nqraw_08a1f93534b9695f())
 	return swig_r
 }
 
 var NQ_STAT_MSGS_OUT Nq_stat_id = _swig_getNQ_STAT_MSGS_OUT()
 func _swig_getNQ_STAT_BYTES_IN() (_swig_ret Nq_stat_id) {
 	var swig_r Nq_stat_id
-	swig_r = (Nq_stat_id)(C._wrap_NQ_STAT_BYTES_IN_nqraw_a7add3ac9aa24793())
+	swig_r = (Nq_stat_id)(C._wrap_NQ_STAT_BYTES_IN_nqraw_08a1f93534b9695f())
 	return swig_r
 }
 
 var NQ_STAT_BYTES_IN Nq_stat_id = _swig_getNQ_STAT_BYTES_IN()
 func _swig_getNQ_STAT_BYTES_OUT() (_swig_ret Nq_stat_id) {
 	var swig_r Nq_stat_id
-	swig_r = (Nq_stat_id)(C._wrap_NQ_STAT_BYTES_OUT_nqraw_a7add3ac9aa24793())
+	swig_r = (Nq_stat_id)(C._wrap_NQ_STAT_BYTES_OUT_nqraw_08a1f93534b9695f())
 	return swig_r
 }
 
 var NQ_STAT_BYTES_OUT Nq_stat_id = _swig_getNQ_STAT_BYTES_OUT()
 func _swig_getNQ_STAT_PEERS() (_swig_ret Nq_stat_id) {
 	var swig_r Nq_stat_id
-	swig_r = (Nq_stat_id)(C._wrap_NQ_STAT_PEERS_nqraw_a7add3ac9aa24793())
+	swig_r = (Nq_stat_id)(C._wrap_NQ_STAT_PEERS_nqraw_08a1f93534b9695f())
 	return swig_r
 }
 
 var NQ_STAT_PEERS Nq_stat_id = _swig_getNQ_STAT_PEERS()
 func _swig_getNQ_STAT_CONNECTIONS() (_swig_ret Nq_stat_id) {
 	var swig_r Nq_stat_id
-	swig_r = (Nq_stat_id)(C._wrap_NQ_STAT_CONNECTIONS_nqraw_a7add3ac9aa24793())
+	swig_r = (Nq_stat_id)(C._wrap_NQ_STAT_CONNECTIONS_nqraw_08a1f93534b9695f())
 	return swig_r
 }
 
 var NQ_STAT_CONNECTIONS Nq_stat_id = _swig_getNQ_STAT_CONNECTIONS()
 func _swig_getNQ_STAT_PROTOCOL_ERRORS() (_swig_ret Nq_stat_id) {
 	var swig_r Nq_stat_id
-	swig_r = (Nq_stat_id)(C._wrap_NQ_STAT_PROTOCOL_ERRORS_nqraw_a7add3ac9aa24793())
+	swig_r = (Nq_stat_id)(C._wrap_NQ_STAT_PROTOCOL_ERRORS_nqraw_08a1f93534b9695f())
 	return swig_r
 }
 
 var NQ_STAT_PROTOCOL_ERRORS Nq_stat_id = _swig_getNQ_STAT_PROTOCOL_ERRORS()
 func _swig_getNQ_STAT_TLS_ERRORS() (_swig_ret Nq_stat_id) {
 	var swig_r Nq_stat_id
-	swig_r = (Nq_stat_id)(C._wrap_NQ_STAT_TLS_ERRORS_nqraw_a7add3ac9aa24793())
+	swig_r = (Nq_stat_id)(C._wrap_NQ_STAT_TLS_ERRORS_nqraw_08a1f93534b9695f())
 	return swig_r
 }
 
 var NQ_STAT_TLS_ERRORS Nq_stat_id = _swig_getNQ_STAT_TLS_ERRORS()
 func _swig_getNQ_STAT_CONNECTIONS_LOST() (_swig_ret Nq_stat_id) {
 	var swig_r Nq_stat_id
-	swig_r = (Nq_stat_id)(C._wrap_NQ_STAT_CONNECTIONS_LOST_nqraw_a7add3ac9aa24793())
+	swig_r = (Nq_stat_id)(C._wrap_NQ_STAT_CONNECTIONS_LOST_nqraw_08a1f93534b9695f())
 	return swig_r
 }
 
 var NQ_STAT_CONNECTIONS_LOST Nq_stat_id = _swig_getNQ_STAT_CONNECTIONS_LOST()
 func _swig_getNQ_STAT_HANDSHAKE_TIMEOUTS() (_swig_ret Nq_stat_id) {
 	var swig_r Nq_stat_id
-	swig_r = (Nq_stat_id)(C._wrap_NQ_STAT_HANDSHAKE_TIMEOUTS_nqraw_a7add3ac9aa24793())
+	swig_r = (Nq_stat_id)(C._wrap_NQ_STAT_HANDSHAKE_TIMEOUTS_nqraw_08a1f93534b9695f())
 	return swig_r
 }
 
 var NQ_STAT_HANDSHAKE_TIMEOUTS Nq_stat_id = _swig_getNQ_STAT_HANDSHAKE_TIMEOUTS()
 func _swig_getNQ_STAT_READ_PAUSES() (_swig_ret Nq_stat_id) {
 	var swig_r Nq_stat_id
-	swig_r = (Nq_stat_id)(C._wrap_NQ_STAT_READ_PAUSES_nqraw_a7add3ac9aa24793())
+	swig_r = (Nq_stat_id)(C._wrap_NQ_STAT_READ_PAUSES_nqraw_08a1f93534b9695f())
 	return swig_r
 }
 
 var NQ_STAT_READ_PAUSES Nq_stat_id = _swig_getNQ_STAT_READ_PAUSES()
 func _swig_getNQ_STAT_RECONNECTS() (_swig_ret Nq_stat_id) {
 	var swig_r Nq_stat_id
-	swig_r = (Nq_stat_id)(C._wrap_NQ_STAT_RECONNECTS_nqraw_a7add3ac9aa24793())
+	swig_r = (Nq_stat_id)(C._wrap_NQ_STAT_RECONNECTS_nqraw_08a1f93534b9695f())
 	return swig_r
 }
 
 var NQ_STAT_RECONNECTS Nq_stat_id = _swig_getNQ_STAT_RECONNECTS()
 func _swig_getNQ_STAT_ACKED() (_swig_ret Nq_stat_id) {
 	var swig_r Nq_stat_id
-	swig_r = (Nq_stat_id)(C._wrap_NQ_STAT_ACKED_nqraw_a7add3ac9aa24793())
+	swig_r = (Nq_stat_id)(C._wrap_NQ_STAT_ACKED_nqraw_08a1f93534b9695f())
 	return swig_r
 }
 
 var NQ_STAT_ACKED Nq_stat_id = _swig_getNQ_STAT_ACKED()
 func _swig_getNQ_STAT_RESUMED() (_swig_ret Nq_stat_id) {
 	var swig_r Nq_stat_id
-	swig_r = (Nq_stat_id)(C._wrap_NQ_STAT_RESUMED_nqraw_a7add3ac9aa24793())
+	swig_r = (Nq_stat_id)(C._wrap_NQ_STAT_RESUMED_nqraw_08a1f93534b9695f())
 	return swig_r
 }
 
 var NQ_STAT_RESUMED Nq_stat_id = _swig_getNQ_STAT_RESUMED()
 func _swig_getNQ_STAT_DROPPED() (_swig_ret Nq_stat_id) {
 	var swig_r Nq_stat_id
-	swig_r = (Nq_stat_id)(C._wrap_NQ_STAT_DROPPED_nqraw_a7add3ac9aa24793())
+	swig_r = (Nq_stat_id)(C._wrap_NQ_STAT_DROPPED_nqraw_08a1f93534b9695f())
 	return swig_r
 }
 
 var NQ_STAT_DROPPED Nq_stat_id = _swig_getNQ_STAT_DROPPED()
 func _swig_getNQ_STAT_REFUSED() (_swig_ret Nq_stat_id) {
 	var swig_r Nq_stat_id
-	swig_r = (Nq_stat_id)(C._wrap_NQ_STAT_REFUSED_nqraw_a7add3ac9aa24793())
+	swig_r = (Nq_stat_id)(C._wrap_NQ_STAT_REFUSED_nqraw_08a1f93534b9695f())
 	return swig_r
 }
 
@@ -761,21 +761,21 @@ var NQ_STAT_REFUSED Nq_stat_id = _swig_getNQ_STAT_REFUSED()
 type Nq_event_type int
 func _swig_getNQ_EVENT_CONNECTED() (_swig_ret Nq_event_type) {
 	var swig_r Nq_event_type
-	swig_r = (Nq_event_type)(C._wrap_NQ_EVENT_CONNECTED_nqraw_a7add3ac9aa24793())
+	swig_r = (Nq_event_type)(C._wrap_NQ_EVENT_CONNECTED_nqraw_08a1f93534b9695f())
 	return swig_r
 }
 
 var NQ_EVENT_CONNECTED Nq_event_type = _swig_getNQ_EVENT_CONNECTED()
 func _swig_getNQ_EVENT_DISCONNECTED() (_swig_ret Nq_event_type) {
 	var swig_r Nq_event_type
-	swig_r = (Nq_event_type)(C._wrap_NQ_EVENT_DISCONNECTED_nqraw_a7add3ac9aa24793())
+	swig_r = (Nq_event_type)(C._wrap_NQ_EVENT_DISCONNECTED_nqraw_08a1f93534b9695f())
 	return swig_r
 }
 
 var NQ_EVENT_DISCONNECTED Nq_event_type = _swig_getNQ_EVENT_DISCONNECTED()
 func _swig_getNQ_EVENT_RECONNECTING() (_swig_ret Nq_event_type) {
 	var swig_r Nq_event_type
-	swig_r = (Nq_event_type)(C._wrap_NQ_EVENT_RECONNECTING_nqraw_a7add3ac9aa24793())
+	swig_r = (Nq_event_type)(C._wrap_NQ_EVENT_RECONNECTING_nqraw_08a1f93534b9695f())
 	return swig_r
 }
 
@@ -791,28 +791,28 @@ func (p SwigcptrEvent) SwigIsEvent() {
 
 func NewEvent() (_swig_ret Event) {
 	var swig_r Event
-	swig_r = (Event)(SwigcptrEvent(C._wrap_new_Event_nqraw_a7add3ac9aa24793()))
+	swig_r = (Event)(SwigcptrEvent(C._wrap_new_Event_nqraw_08a1f93534b9695f()))
 	return swig_r
 }
 
 func (arg1 SwigcptrEvent) Kind() (_swig_ret int) {
 	var swig_r int
 	_swig_i_0 := arg1
-	swig_r = (int)(C._wrap_Event_kind_nqraw_a7add3ac9aa24793(C.uintptr_t(_swig_i_0)))
+	swig_r = (int)(C._wrap_Event_kind_nqraw_08a1f93534b9695f(C.uintptr_t(_swig_i_0)))
 	return swig_r
 }
 
 func (arg1 SwigcptrEvent) Reason() (_swig_ret int) {
 	var swig_r int
 	_swig_i_0 := arg1
-	swig_r = (int)(C._wrap_Event_reason_nqraw_a7add3ac9aa24793(C.uintptr_t(_swig_i_0)))
+	swig_r = (int)(C._wrap_Event_reason_nqraw_08a1f93534b9695f(C.uintptr_t(_swig_i_0)))
 	return swig_r
 }
 
 func (arg1 SwigcptrEvent) Peer() (_swig_ret []byte) {
 	var swig_r []byte
 	_swig_i_0 := arg1
-	swig_r_p := C._wrap_Event_peer_nqraw_a7add3ac9aa24793(C.uintptr_t(_swig_i_0))
+	swig_r_p := C._wrap_Event_peer_nqraw_08a1f93534b9695f(C.uintptr_t(_swig_i_0))
 	swig_r = *(*[]byte)(unsafe.Pointer(&swig_r_p))
 	var swig_r_1 []byte
 
@@ -827,7 +827,7 @@ func (arg1 SwigcptrEvent) Peer() (_swig_ret []byte) {
 
 func DeleteEvent(arg1 Event) {
 	_swig_i_0 := getSwigcptr(arg1)
-	C._wrap_delete_Event_nqraw_a7add3ac9aa24793(C.uintptr_t(_swig_i_0))
+	C._wrap_delete_Event_nqraw_08a1f93534b9695f(C.uintptr_t(_swig_i_0))
 }
 
 type Event interface {
@@ -849,13 +849,13 @@ func (p SwigcptrEvents) SwigIsEvents() {
 
 func NewEvents() (_swig_ret Events) {
 	var swig_r Events
-	swig_r = (Events)(SwigcptrEvents(C._wrap_new_Events_nqraw_a7add3ac9aa24793()))
+	swig_r = (Events)(SwigcptrEvents(C._wrap_new_Events_nqraw_08a1f93534b9695f()))
 	return swig_r
 }
 
 func DeleteEvents(arg1 Events) {
 	_swig_i_0 := getSwigcptr(arg1)
-	C._wrap_delete_Events_nqraw_a7add3ac9aa24793(C.uintptr_t(_swig_i_0))
+	C._wrap_delete_Events_nqraw_08a1f93534b9695f(C.uintptr_t(_swig_i_0))
 }
 
 func (arg1 SwigcptrEvents) Next(arg2 int64, arg3 Event) (_swig_ret int) {
@@ -863,13 +863,13 @@ func (arg1 SwigcptrEvents) Next(arg2 int64, arg3 Event) (_swig_ret int) {
 	_swig_i_0 := arg1
 	_swig_i_1 := arg2
 	_swig_i_2 := getSwigcptr(arg3)
-	swig_r = (int)(C._wrap_Events_next_nqraw_a7add3ac9aa24793(C.uintptr_t(_swig_i_0), C.swig_type_4(_swig_i_1), C.uintptr_t(_swig_i_2)))
+	swig_r = (int)(C._wrap_Events_next_nqraw_08a1f93534b9695f(C.uintptr_t(_swig_i_0), C.swig_type_4(_swig_i_1), C.uintptr_t(_swig_i_2)))
 	return swig_r
 }
 
 func (arg1 SwigcptrEvents) Shutdown() {
 	_swig_i_0 := arg1
-	C._wrap_Events_shutdown_nqraw_a7add3ac9aa24793(C.uintptr_t(_swig_i_0))
+	C._wrap_Events_shutdown_nqraw_08a1f93534b9695f(C.uintptr_t(_swig_i_0))
 }
 
 type Events interface {
@@ -890,27 +890,27 @@ func (p SwigcptrOpts) SwigIsOpts() {
 
 func NewOpts() (_swig_ret Opts) {
 	var swig_r Opts
-	swig_r = (Opts)(SwigcptrOpts(C._wrap_new_Opts_nqraw_a7add3ac9aa24793()))
+	swig_r = (Opts)(SwigcptrOpts(C._wrap_new_Opts_nqraw_08a1f93534b9695f()))
 	return swig_r
 }
 
 func DeleteOpts(arg1 Opts) {
 	_swig_i_0 := getSwigcptr(arg1)
-	C._wrap_delete_Opts_nqraw_a7add3ac9aa24793(C.uintptr_t(_swig_i_0))
+	C._wrap_delete_Opts_nqraw_08a1f93534b9695f(C.uintptr_t(_swig_i_0))
 }
 
 func (arg1 SwigcptrOpts) Set_events(arg2 Events) (_swig_ret int) {
 	var swig_r int
 	_swig_i_0 := arg1
 	_swig_i_1 := getSwigcptr(arg2)
-	swig_r = (int)(C._wrap_Opts_set_events_nqraw_a7add3ac9aa24793(C.uintptr_t(_swig_i_0), C.uintptr_t(_swig_i_1)))
+	swig_r = (int)(C._wrap_Opts_set_events_nqraw_08a1f93534b9695f(C.uintptr_t(_swig_i_0), C.uintptr_t(_swig_i_1)))
 	return swig_r
 }
 
 func (arg1 SwigcptrOpts) Status() (_swig_ret int) {
 	var swig_r int
 	_swig_i_0 := arg1
-	swig_r = (int)(C._wrap_Opts_status_nqraw_a7add3ac9aa24793(C.uintptr_t(_swig_i_0)))
+	swig_r = (int)(C._wrap_Opts_status_nqraw_08a1f93534b9695f(C.uintptr_t(_swig_i_0)))
 	return swig_r
 }
 
@@ -918,7 +918,7 @@ func (arg1 SwigcptrOpts) Set_id(arg2 []byte) (_swig_ret int) {
 	var swig_r int
 	_swig_i_0 := arg1
 	_swig_i_1 := arg2
-	swig_r = (int)(C._wrap_Opts_set_id_nqraw_a7add3ac9aa24793(C.uintptr_t(_swig_i_0), *(*C.swig_type_5)(unsafe.Pointer(&_swig_i_1))))
+	swig_r = (int)(C._wrap_Opts_set_id_nqraw_08a1f93534b9695f(C.uintptr_t(_swig_i_0), *(*C.swig_type_5)(unsafe.Pointer(&_swig_i_1))))
 	if Swig_escape_always_false {
 		Swig_escape_val = arg2
 	}
@@ -928,7 +928,7 @@ func (arg1 SwigcptrOpts) Set_id(arg2 []byte) (_swig_ret int) {
 func (arg1 SwigcptrOpts) Id() (_swig_ret []byte) {
 	var swig_r []byte
 	_swig_i_0 := arg1
-	swig_r_p := C._wrap_Opts_id_nqraw_a7add3ac9aa24793(C.uintptr_t(_swig_i_0))
+	swig_r_p := C._wrap_Opts_id_nqraw_08a1f93534b9695f(C.uintptr_t(_swig_i_0))
 	swig_r = *(*[]byte)(unsafe.Pointer(&swig_r_p))
 	var swig_r_1 []byte
 
@@ -946,7 +946,7 @@ func (arg1 SwigcptrOpts) Set_netloc(arg2 string, arg3 int) (_swig_ret int) {
 	_swig_i_0 := arg1
 	_swig_i_1 := arg2
 	_swig_i_2 := arg3
-	swig_r = (int)(C._wrap_Opts_set_netloc_nqraw_a7add3ac9aa24793(C.uintptr_t(_swig_i_0), *(*C.swig_type_7)(unsafe.Pointer(&_swig_i_1)), C.swig_intgo(_swig_i_2)))
+	swig_r = (int)(C._wrap_Opts_set_netloc_nqraw_08a1f93534b9695f(C.uintptr_t(_swig_i_0), *(*C.swig_type_7)(unsafe.Pointer(&_swig_i_1)), C.swig_intgo(_swig_i_2)))
 	if Swig_escape_always_false {
 		Swig_escape_val = arg2
 	}
@@ -958,7 +958,7 @@ func (arg1 SwigcptrOpts) Set_int(arg2 int, arg3 int64) (_swig_ret int) {
 	_swig_i_0 := arg1
 	_swig_i_1 := arg2
 	_swig_i_2 := arg3
-	swig_r = (int)(C._wrap_Opts_set_int_nqraw_a7add3ac9aa24793(C.uintptr_t(_swig_i_0), C.swig_intgo(_swig_i_1), C.swig_type_8(_swig_i_2)))
+	swig_r = (int)(C._wrap_Opts_set_int_nqraw_08a1f93534b9695f(C.uintptr_t(_swig_i_0), C.swig_intgo(_swig_i_1), C.swig_type_8(_swig_i_2)))
 	return swig_r
 }
 
@@ -967,7 +967,7 @@ func (arg1 SwigcptrOpts) Set_tls(arg2 string, arg3 string) (_swig_ret int) {
 	_swig_i_0 := arg1
 	_swig_i_1 := arg2
 	_swig_i_2 := arg3
-	swig_r = (int)(C._wrap_Opts_set_tls_nqraw_a7add3ac9aa24793(C.uintptr_t(_swig_i_0), *(*C.swig_type_9)(unsafe.Pointer(&_swig_i_1)), *(*C.swig_type_10)(unsafe.Pointer(&_swig_i_2))))
+	swig_r = (int)(C._wrap_Opts_set_tls_nqraw_08a1f93534b9695f(C.uintptr_t(_swig_i_0), *(*C.swig_type_9)(unsafe.Pointer(&_swig_i_1)), *(*C.swig_type_10)(unsafe.Pointer(&_swig_i_2))))
 	if Swig_escape_always_false {
 		Swig_escape_val = arg2
 	}
@@ -983,7 +983,7 @@ func (arg1 SwigcptrOpts) Set_tls_identity(arg2 string, arg3 string, arg4 bool) (
 	_swig_i_1 := arg2
 	_swig_i_2 := arg3
 	_swig_i_3 := arg4
-	swig_r = (int)(C._wrap_Opts_set_tls_identity_nqraw_a7add3ac9aa24793(C.uintptr_t(_swig_i_0), *(*C.swig_type_11)(unsafe.Pointer(&_swig_i_1)), *(*C.swig_type_12)(unsafe.Pointer(&_swig_i_2)), C._Bool(_swig_i_3)))
+	swig_r = (int)(C._wrap_Opts_set_tls_identity_nqraw_08a1f93534b9695f(C.uintptr_t(_swig_i_0), *(*C.swig_type_11)(unsafe.Pointer(&_swig_i_1)), *(*C.swig_type_12)(unsafe.Pointer(&_swig_i_2)), C._Bool(_swig_i_3)))
 	if Swig_escape_always_false {
 		Swig_escape_val = arg2
 	}
@@ -999,7 +999,7 @@ func (arg1 SwigcptrOpts) Set_tls_trust(arg2 string, arg3 string, arg4 string) (_
 	_swig_i_1 := arg2
 	_swig_i_2 := arg3
 	_swig_i_3 := arg4
-	swig_r = (int)(C._wrap_Opts_set_tls_trust_nqraw_a7add3ac9aa24793(C.uintptr_t(_swig_i_0), *(*C.swig_type_13)(unsafe.Pointer(&_swig_i_1)), *(*C.swig_type_14)(unsafe.Pointer(&_swig_i_2)), *(*C.swig_type_15)(unsafe.Pointer(&_swig_i_3))))
+	swig_r = (int)(C._wrap_Opts_set_tls_trust_nqraw_08a1f93534b9695f(C.uintptr_t(_swig_i_0), *(*C.swig_type_13)(unsafe.Pointer(&_swig_i_1)), *(*C.swig_type_14)(unsafe.Pointer(&_swig_i_2)), *(*C.swig_type_15)(unsafe.Pointer(&_swig_i_3))))
 	if Swig_escape_always_false {
 		Swig_escape_val = arg2
 	}
@@ -1016,7 +1016,7 @@ func (arg1 SwigcptrOpts) Set_mqtt_prefix(arg2 string) (_swig_ret int) {
 	var swig_r int
 	_swig_i_0 := arg1
 	_swig_i_1 := arg2
-	swig_r = (int)(C._wrap_Opts_set_mqtt_prefix_nqraw_a7add3ac9aa24793(C.uintptr_t(_swig_i_0), *(*C.swig_type_16)(unsafe.Pointer(&_swig_i_1))))
+	swig_r = (int)(C._wrap_Opts_set_mqtt_prefix_nqraw_08a1f93534b9695f(C.uintptr_t(_swig_i_0), *(*C.swig_type_16)(unsafe.Pointer(&_swig_i_1))))
 	if Swig_escape_always_false {
 		Swig_escape_val = arg2
 	}
@@ -1028,7 +1028,7 @@ func (arg1 SwigcptrOpts) Set_login(arg2 string, arg3 string) (_swig_ret int) {
 	_swig_i_0 := arg1
 	_swig_i_1 := arg2
 	_swig_i_2 := arg3
-	swig_r = (int)(C._wrap_Opts_set_login_nqraw_a7add3ac9aa24793(C.uintptr_t(_swig_i_0), *(*C.swig_type_17)(unsafe.Pointer(&_swig_i_1)), *(*C.swig_type_18)(unsafe.Pointer(&_swig_i_2))))
+	swig_r = (int)(C._wrap_Opts_set_login_nqraw_08a1f93534b9695f(C.uintptr_t(_swig_i_0), *(*C.swig_type_17)(unsafe.Pointer(&_swig_i_1)), *(*C.swig_type_18)(unsafe.Pointer(&_swig_i_2))))
 	if Swig_escape_always_false {
 		Swig_escape_val = arg2
 	}
@@ -1042,7 +1042,7 @@ func (arg1 SwigcptrOpts) Set_token(arg2 string) (_swig_ret int) {
 	var swig_r int
 	_swig_i_0 := arg1
 	_swig_i_1 := arg2
-	swig_r = (int)(C._wrap_Opts_set_token_nqraw_a7add3ac9aa24793(C.uintptr_t(_swig_i_0), *(*C.swig_type_19)(unsafe.Pointer(&_swig_i_1))))
+	swig_r = (int)(C._wrap_Opts_set_token_nqraw_08a1f93534b9695f(C.uintptr_t(_swig_i_0), *(*C.swig_type_19)(unsafe.Pointer(&_swig_i_1))))
 	if Swig_escape_always_false {
 		Swig_escape_val = arg2
 	}
@@ -1054,7 +1054,7 @@ func (arg1 SwigcptrOpts) Accept_token(arg2 string, arg3 string) (_swig_ret int) 
 	_swig_i_0 := arg1
 	_swig_i_1 := arg2
 	_swig_i_2 := arg3
-	swig_r = (int)(C._wrap_Opts_accept_token_nqraw_a7add3ac9aa24793(C.uintptr_t(_swig_i_0), *(*C.swig_type_20)(unsafe.Pointer(&_swig_i_1)), *(*C.swig_type_21)(unsafe.Pointer(&_swig_i_2))))
+	swig_r = (int)(C._wrap_Opts_accept_token_nqraw_08a1f93534b9695f(C.uintptr_t(_swig_i_0), *(*C.swig_type_20)(unsafe.Pointer(&_swig_i_1)), *(*C.swig_type_21)(unsafe.Pointer(&_swig_i_2))))
 	if Swig_escape_always_false {
 		Swig_escape_val = arg2
 	}
@@ -1068,7 +1068,7 @@ func (arg1 SwigcptrOpts) Set_tls_server_name(arg2 string) (_swig_ret int) {
 	var swig_r int
 	_swig_i_0 := arg1
 	_swig_i_1 := arg2
-	swig_r = (int)(C._wrap_Opts_set_tls_server_name_nqraw_a7add3ac9aa24793(C.uintptr_t(_swig_i_0), *(*C.swig_type_22)(unsafe.Pointer(&_swig_i_1))))
+	swig_r = (int)(C._wrap_Opts_set_tls_server_name_nqraw_08a1f93534b9695f(C.uintptr_t(_swig_i_0), *(*C.swig_type_22)(unsafe.Pointer(&_swig_i_1))))
 	if Swig_escape_always_false {
 		Swig_escape_val = arg2
 	}
@@ -1079,7 +1079,7 @@ func (arg1 SwigcptrOpts) Set_tls_alpn(arg2 string) (_swig_ret int) {
 	var swig_r int
 	_swig_i_0 := arg1
 	_swig_i_1 := arg2
-	swig_r = (int)(C._wrap_Opts_set_tls_alpn_nqraw_a7add3ac9aa24793(C.uintptr_t(_swig_i_0), *(*C.swig_type_23)(unsafe.Pointer(&_swig_i_1))))
+	swig_r = (int)(C._wrap_Opts_set_tls_alpn_nqraw_08a1f93534b9695f(C.uintptr_t(_swig_i_0), *(*C.swig_type_23)(unsafe.Pointer(&_swig_i_1))))
 	if Swig_escape_always_false {
 		Swig_escape_val = arg2
 	}
@@ -1090,7 +1090,7 @@ func (arg1 SwigcptrOpts) Set_mqtt_client_id(arg2 string) (_swig_ret int) {
 	var swig_r int
 	_swig_i_0 := arg1
 	_swig_i_1 := arg2
-	swig_r = (int)(C._wrap_Opts_set_mqtt_client_id_nqraw_a7add3ac9aa24793(C.uintptr_t(_swig_i_0), *(*C.swig_type_24)(unsafe.Pointer(&_swig_i_1))))
+	swig_r = (int)(C._wrap_Opts_set_mqtt_client_id_nqraw_08a1f93534b9695f(C.uintptr_t(_swig_i_0), *(*C.swig_type_24)(unsafe.Pointer(&_swig_i_1))))
 	if Swig_escape_always_false {
 		Swig_escape_val = arg2
 	}
@@ -1101,7 +1101,7 @@ func (arg1 SwigcptrOpts) Set_secret(arg2 uint) (_swig_ret int) {
 	var swig_r int
 	_swig_i_0 := arg1
 	_swig_i_1 := arg2
-	swig_r = (int)(C._wrap_Opts_set_secret_nqraw_a7add3ac9aa24793(C.uintptr_t(_swig_i_0), C.swig_intgo(_swig_i_1)))
+	swig_r = (int)(C._wrap_Opts_set_secret_nqraw_08a1f93534b9695f(C.uintptr_t(_swig_i_0), C.swig_intgo(_swig_i_1)))
 	return swig_r
 }
 
@@ -1138,19 +1138,19 @@ func (p SwigcptrMsg) SwigIsMsg() {
 
 func NewMsg() (_swig_ret Msg) {
 	var swig_r Msg
-	swig_r = (Msg)(SwigcptrMsg(C._wrap_new_Msg_nqraw_a7add3ac9aa24793()))
+	swig_r = (Msg)(SwigcptrMsg(C._wrap_new_Msg_nqraw_08a1f93534b9695f()))
 	return swig_r
 }
 
 func DeleteMsg(arg1 Msg) {
 	_swig_i_0 := getSwigcptr(arg1)
-	C._wrap_delete_Msg_nqraw_a7add3ac9aa24793(C.uintptr_t(_swig_i_0))
+	C._wrap_delete_Msg_nqraw_08a1f93534b9695f(C.uintptr_t(_swig_i_0))
 }
 
 func (arg1 SwigcptrMsg) Peer() (_swig_ret []byte) {
 	var swig_r []byte
 	_swig_i_0 := arg1
-	swig_r_p := C._wrap_Msg_peer_nqraw_a7add3ac9aa24793(C.uintptr_t(_swig_i_0))
+	swig_r_p := C._wrap_Msg_peer_nqraw_08a1f93534b9695f(C.uintptr_t(_swig_i_0))
 	swig_r = *(*[]byte)(unsafe.Pointer(&swig_r_p))
 	var swig_r_1 []byte
 
@@ -1166,7 +1166,7 @@ func (arg1 SwigcptrMsg) Peer() (_swig_ret []byte) {
 func (arg1 SwigcptrMsg) Data() (_swig_ret []byte) {
 	var swig_r []byte
 	_swig_i_0 := arg1
-	swig_r_p := C._wrap_Msg_data_nqraw_a7add3ac9aa24793(C.uintptr_t(_swig_i_0))
+	swig_r_p := C._wrap_Msg_data_nqraw_08a1f93534b9695f(C.uintptr_t(_swig_i_0))
 	swig_r = *(*[]byte)(unsafe.Pointer(&swig_r_p))
 	var swig_r_1 []byte
 
@@ -1179,13 +1179,13 @@ func (arg1 SwigcptrMsg) Data() (_swig_ret []byte) {
 func (arg1 SwigcptrMsg) Size() (_swig_ret int64) {
 	var swig_r int64
 	_swig_i_0 := arg1
-	swig_r = (int64)(C._wrap_Msg_size_nqraw_a7add3ac9aa24793(C.uintptr_t(_swig_i_0)))
+	swig_r = (int64)(C._wrap_Msg_size_nqraw_08a1f93534b9695f(C.uintptr_t(_swig_i_0)))
 	return swig_r
 }
 
 func (arg1 SwigcptrMsg) Release() {
 	_swig_i_0 := arg1
-	C._wrap_Msg_release_nqraw_a7add3ac9aa24793(C.uintptr_t(_swig_i_0))
+	C._wrap_Msg_release_nqraw_08a1f93534b9695f(C.uintptr_t(_swig_i_0))
 }
 
 type Msg interface {
@@ -1209,38 +1209,38 @@ func (p SwigcptrCompletion) SwigIsCompletion() {
 func (arg1 SwigcptrCompletion) SetToken(arg2 int64) {
 	_swig_i_0 := arg1
 	_swig_i_1 := arg2
-	C._wrap_Completion_token_set_nqraw_a7add3ac9aa24793(C.uintptr_t(_swig_i_0), C.swig_type_28(_swig_i_1))
+	C._wrap_Completion_token_set_nqraw_08a1f93534b9695f(C.uintptr_t(_swig_i_0), C.swig_type_28(_swig_i_1))
 }
 
 func (arg1 SwigcptrCompletion) GetToken() (_swig_ret int64) {
 	var swig_r int64
 	_swig_i_0 := arg1
-	swig_r = (int64)(C._wrap_Completion_token_get_nqraw_a7add3ac9aa24793(C.uintptr_t(_swig_i_0)))
+	swig_r = (int64)(C._wrap_Completion_token_get_nqraw_08a1f93534b9695f(C.uintptr_t(_swig_i_0)))
 	return swig_r
 }
 
 func (arg1 SwigcptrCompletion) SetResult(arg2 int) {
 	_swig_i_0 := arg1
 	_swig_i_1 := arg2
-	C._wrap_Completion_result_set_nqraw_a7add3ac9aa24793(C.uintptr_t(_swig_i_0), C.swig_intgo(_swig_i_1))
+	C._wrap_Completion_result_set_nqraw_08a1f93534b9695f(C.uintptr_t(_swig_i_0), C.swig_intgo(_swig_i_1))
 }
 
 func (arg1 SwigcptrCompletion) GetResult() (_swig_ret int) {
 	var swig_r int
 	_swig_i_0 := arg1
-	swig_r = (int)(C._wrap_Completion_result_get_nqraw_a7add3ac9aa24793(C.uintptr_t(_swig_i_0)))
+	swig_r = (int)(C._wrap_Completion_result_get_nqraw_08a1f93534b9695f(C.uintptr_t(_swig_i_0)))
 	return swig_r
 }
 
 func NewCompletion() (_swig_ret Completion) {
 	var swig_r Completion
-	swig_r = (Completion)(SwigcptrCompletion(C._wrap_new_Completion_nqraw_a7add3ac9aa24793()))
+	swig_r = (Completion)(SwigcptrCompletion(C._wrap_new_Completion_nqraw_08a1f93534b9695f()))
 	return swig_r
 }
 
 func DeleteCompletion(arg1 Completion) {
 	_swig_i_0 := getSwigcptr(arg1)
-	C._wrap_delete_Completion_nqraw_a7add3ac9aa24793(C.uintptr_t(_swig_i_0))
+	C._wrap_delete_Completion_nqraw_08a1f93534b9695f(C.uintptr_t(_swig_i_0))
 }
 
 type Completion interface {
@@ -1263,13 +1263,13 @@ func (p SwigcptrCompletions) SwigIsCompletions() {
 
 func NewCompletions() (_swig_ret Completions) {
 	var swig_r Completions
-	swig_r = (Completions)(SwigcptrCompletions(C._wrap_new_Completions_nqraw_a7add3ac9aa24793()))
+	swig_r = (Completions)(SwigcptrCompletions(C._wrap_new_Completions_nqraw_08a1f93534b9695f()))
 	return swig_r
 }
 
 func DeleteCompletions(arg1 Completions) {
 	_swig_i_0 := getSwigcptr(arg1)
-	C._wrap_delete_Completions_nqraw_a7add3ac9aa24793(C.uintptr_t(_swig_i_0))
+	C._wrap_delete_Completions_nqraw_08a1f93534b9695f(C.uintptr_t(_swig_i_0))
 }
 
 func (arg1 SwigcptrCompletions) Next(arg2 int64, arg3 Completion) (_swig_ret int) {
@@ -1277,19 +1277,19 @@ func (arg1 SwigcptrCompletions) Next(arg2 int64, arg3 Completion) (_swig_ret int
 	_swig_i_0 := arg1
 	_swig_i_1 := arg2
 	_swig_i_2 := getSwigcptr(arg3)
-	swig_r = (int)(C._wrap_Completions_next_nqraw_a7add3ac9aa24793(C.uintptr_t(_swig_i_0), C.swig_type_30(_swig_i_1), C.uintptr_t(_swig_i_2)))
+	swig_r = (int)(C._wrap_Completions_next_nqraw_08a1f93534b9695f(C.uintptr_t(_swig_i_0), C.swig_type_30(_swig_i_1), C.uintptr_t(_swig_i_2)))
 	return swig_r
 }
 
 func (arg1 SwigcptrCompletions) Shutdown() {
 	_swig_i_0 := arg1
-	C._wrap_Completions_shutdown_nqraw_a7add3ac9aa24793(C.uintptr_t(_swig_i_0))
+	C._wrap_Completions_shutdown_nqraw_08a1f93534b9695f(C.uintptr_t(_swig_i_0))
 }
 
 func (arg1 SwigcptrCompletions) Outstanding() (_swig_ret int64) {
 	var swig_r int64
 	_swig_i_0 := arg1
-	swig_r = (int64)(C._wrap_Completions_outstanding_nqraw_a7add3ac9aa24793(C.uintptr_t(_swig_i_0)))
+	swig_r = (int64)(C._wrap_Completions_outstanding_nqraw_08a1f93534b9695f(C.uintptr_t(_swig_i_0)))
 	return swig_r
 }
 
@@ -1313,7 +1313,7 @@ func (p SwigcptrIds) SwigIsIds() {
 func (arg1 SwigcptrIds) Size() (_swig_ret int64) {
 	var swig_r int64
 	_swig_i_0 := arg1
-	swig_r = (int64)(C._wrap_Ids_size_nqraw_a7add3ac9aa24793(C.uintptr_t(_swig_i_0)))
+	swig_r = (int64)(C._wrap_Ids_size_nqraw_08a1f93534b9695f(C.uintptr_t(_swig_i_0)))
 	return swig_r
 }
 
@@ -1321,7 +1321,7 @@ func (arg1 SwigcptrIds) At(arg2 int64) (_swig_ret []byte) {
 	var swig_r []byte
 	_swig_i_0 := arg1
 	_swig_i_1 := arg2
-	swig_r_p := C._wrap_Ids_at_nqraw_a7add3ac9aa24793(C.uintptr_t(_swig_i_0), C.swig_type_34(_swig_i_1))
+	swig_r_p := C._wrap_Ids_at_nqraw_08a1f93534b9695f(C.uintptr_t(_swig_i_0), C.swig_type_34(_swig_i_1))
 	swig_r = *(*[]byte)(unsafe.Pointer(&swig_r_p))
 	var swig_r_1 []byte
 
@@ -1336,13 +1336,13 @@ func (arg1 SwigcptrIds) At(arg2 int64) (_swig_ret []byte) {
 
 func NewIds() (_swig_ret Ids) {
 	var swig_r Ids
-	swig_r = (Ids)(SwigcptrIds(C._wrap_new_Ids_nqraw_a7add3ac9aa24793()))
+	swig_r = (Ids)(SwigcptrIds(C._wrap_new_Ids_nqraw_08a1f93534b9695f()))
 	return swig_r
 }
 
 func DeleteIds(arg1 Ids) {
 	_swig_i_0 := getSwigcptr(arg1)
-	C._wrap_delete_Ids_nqraw_a7add3ac9aa24793(C.uintptr_t(_swig_i_0))
+	C._wrap_delete_Ids_nqraw_08a1f93534b9695f(C.uintptr_t(_swig_i_0))
 }
 
 type Ids interface {
@@ -1364,7 +1364,7 @@ func (p SwigcptrText) SwigIsText() {
 func (arg1 SwigcptrText) Bytes() (_swig_ret []byte) {
 	var swig_r []byte
 	_swig_i_0 := arg1
-	swig_r_p := C._wrap_Text_bytes_nqraw_a7add3ac9aa24793(C.uintptr_t(_swig_i_0))
+	swig_r_p := C._wrap_Text_bytes_nqraw_08a1f93534b9695f(C.uintptr_t(_swig_i_0))
 	swig_r = *(*[]byte)(unsafe.Pointer(&swig_r_p))
 	var swig_r_1 []byte
 
@@ -1376,13 +1376,13 @@ func (arg1 SwigcptrText) Bytes() (_swig_ret []byte) {
 
 func NewText() (_swig_ret Text) {
 	var swig_r Text
-	swig_r = (Text)(SwigcptrText(C._wrap_new_Text_nqraw_a7add3ac9aa24793()))
+	swig_r = (Text)(SwigcptrText(C._wrap_new_Text_nqraw_08a1f93534b9695f()))
 	return swig_r
 }
 
 func DeleteText(arg1 Text) {
 	_swig_i_0 := getSwigcptr(arg1)
-	C._wrap_delete_Text_nqraw_a7add3ac9aa24793(C.uintptr_t(_swig_i_0))
+	C._wrap_delete_Text_nqraw_08a1f93534b9695f(C.uintptr_t(_swig_i_0))
 }
 
 type Text interface {
@@ -1404,7 +1404,7 @@ func (arg1 SwigcptrChunks) Add(arg2 []byte) (_swig_ret int) {
 	var swig_r int
 	_swig_i_0 := arg1
 	_swig_i_1 := arg2
-	swig_r = (int)(C._wrap_Chunks_add_nqraw_a7add3ac9aa24793(C.uintptr_t(_swig_i_0), *(*C.swig_type_36)(unsafe.Pointer(&_swig_i_1))))
+	swig_r = (int)(C._wrap_Chunks_add_nqraw_08a1f93534b9695f(C.uintptr_t(_swig_i_0), *(*C.swig_type_36)(unsafe.Pointer(&_swig_i_1))))
 	if Swig_escape_always_false {
 		Swig_escape_val = arg2
 	}
@@ -1414,19 +1414,19 @@ func (arg1 SwigcptrChunks) Add(arg2 []byte) (_swig_ret int) {
 func (arg1 SwigcptrChunks) Size() (_swig_ret int64) {
 	var swig_r int64
 	_swig_i_0 := arg1
-	swig_r = (int64)(C._wrap_Chunks_size_nqraw_a7add3ac9aa24793(C.uintptr_t(_swig_i_0)))
+	swig_r = (int64)(C._wrap_Chunks_size_nqraw_08a1f93534b9695f(C.uintptr_t(_swig_i_0)))
 	return swig_r
 }
 
 func NewChunks() (_swig_ret Chunks) {
 	var swig_r Chunks
-	swig_r = (Chunks)(SwigcptrChunks(C._wrap_new_Chunks_nqraw_a7add3ac9aa24793()))
+	swig_r = (Chunks)(SwigcptrChunks(C._wrap_new_Chunks_nqraw_08a1f93534b9695f()))
 	return swig_r
 }
 
 func DeleteChunks(arg1 Chunks) {
 	_swig_i_0 := getSwigcptr(arg1)
-	C._wrap_delete_Chunks_nqraw_a7add3ac9aa24793(C.uintptr_t(_swig_i_0))
+	C._wrap_delete_Chunks_nqraw_08a1f93534b9695f(C.uintptr_t(_swig_i_0))
 }
 
 type Chunks interface {
@@ -1447,13 +1447,13 @@ func (p SwigcptrComm) SwigIsComm() {
 
 func NewComm() (_swig_ret Comm) {
 	var swig_r Comm
-	swig_r = (Comm)(SwigcptrComm(C._wrap_new_Comm_nqraw_a7add3ac9aa24793()))
+	swig_r = (Comm)(SwigcptrComm(C._wrap_new_Comm_nqraw_08a1f93534b9695f()))
 	return swig_r
 }
 
 func DeleteComm(arg1 Comm) {
 	_swig_i_0 := getSwigcptr(arg1)
-	C._wrap_delete_Comm_nqraw_a7add3ac9aa24793(C.uintptr_t(_swig_i_0))
+	C._wrap_delete_Comm_nqraw_08a1f93534b9695f(C.uintptr_t(_swig_i_0))
 }
 
 func (arg1 SwigcptrComm) Open(arg2 int, arg3 int, arg4 Opts) (_swig_ret int) {
@@ -1462,7 +1462,7 @@ func (arg1 SwigcptrComm) Open(arg2 int, arg3 int, arg4 Opts) (_swig_ret int) {
 	_swig_i_1 := arg2
 	_swig_i_2 := arg3
 	_swig_i_3 := getSwigcptr(arg4)
-	swig_r = (int)(C._wrap_Comm_open_nqraw_a7add3ac9aa24793(C.uintptr_t(_swig_i_0), C.swig_intgo(_swig_i_1), C.swig_intgo(_swig_i_2), C.uintptr_t(_swig_i_3)))
+	swig_r = (int)(C._wrap_Comm_open_nqraw_08a1f93534b9695f(C.uintptr_t(_swig_i_0), C.swig_intgo(_swig_i_1), C.swig_intgo(_swig_i_2), C.uintptr_t(_swig_i_3)))
 	return swig_r
 }
 
@@ -1473,7 +1473,7 @@ func (arg1 SwigcptrComm) Put(arg2 []byte, arg3 []byte, arg4 Completions, arg5 in
 	_swig_i_2 := arg3
 	_swig_i_3 := getSwigcptr(arg4)
 	_swig_i_4 := arg5
-	swig_r = (int)(C._wrap_Comm_put_nqraw_a7add3ac9aa24793(C.uintptr_t(_swig_i_0), *(*C.swig_type_38)(unsafe.Pointer(&_swig_i_1)), *(*C.swig_type_39)(unsafe.Pointer(&_swig_i_2)), C.uintptr_t(_swig_i_3), C.swig_type_40(_swig_i_4)))
+	swig_r = (int)(C._wrap_Comm_put_nqraw_08a1f93534b9695f(C.uintptr_t(_swig_i_0), *(*C.swig_type_38)(unsafe.Pointer(&_swig_i_1)), *(*C.swig_type_39)(unsafe.Pointer(&_swig_i_2)), C.uintptr_t(_swig_i_3), C.swig_type_40(_swig_i_4)))
 	if Swig_escape_always_false {
 		Swig_escape_val = arg2
 	}
@@ -1490,7 +1490,7 @@ func (arg1 SwigcptrComm) Put_chunks(arg2 Chunks, arg3 []byte, arg4 Completions, 
 	_swig_i_2 := arg3
 	_swig_i_3 := getSwigcptr(arg4)
 	_swig_i_4 := arg5
-	swig_r = (int)(C._wrap_Comm_put_chunks_nqraw_a7add3ac9aa24793(C.uintptr_t(_swig_i_0), C.uintptr_t(_swig_i_1), *(*C.swig_type_41)(unsafe.Pointer(&_swig_i_2)), C.uintptr_t(_swig_i_3), C.swig_type_42(_swig_i_4)))
+	swig_r = (int)(C._wrap_Comm_put_chunks_nqraw_08a1f93534b9695f(C.uintptr_t(_swig_i_0), C.uintptr_t(_swig_i_1), *(*C.swig_type_41)(unsafe.Pointer(&_swig_i_2)), C.uintptr_t(_swig_i_3), C.swig_type_42(_swig_i_4)))
 	if Swig_escape_always_false {
 		Swig_escape_val = arg3
 	}
@@ -1504,7 +1504,7 @@ func (arg1 SwigcptrComm) Put_copy(arg2 []byte, arg3 []byte, arg4 Completions, ar
 	_swig_i_2 := arg3
 	_swig_i_3 := getSwigcptr(arg4)
 	_swig_i_4 := arg5
-	swig_r = (int)(C._wrap_Comm_put_copy_nqraw_a7add3ac9aa24793(C.uintptr_t(_swig_i_0), *(*C.swig_type_43)(unsafe.Pointer(&_swig_i_1)), *(*C.swig_type_44)(unsafe.Pointer(&_swig_i_2)), C.uintptr_t(_swig_i_3), C.swig_type_45(_swig_i_4)))
+	swig_r = (int)(C._wrap_Comm_put_copy_nqraw_08a1f93534b9695f(C.uintptr_t(_swig_i_0), *(*C.swig_type_43)(unsafe.Pointer(&_swig_i_1)), *(*C.swig_type_44)(unsafe.Pointer(&_swig_i_2)), C.uintptr_t(_swig_i_3), C.swig_type_45(_swig_i_4)))
 	if Swig_escape_always_false {
 		Swig_escape_val = arg2
 	}
@@ -1519,7 +1519,7 @@ func (arg1 SwigcptrComm) Cancel(arg2 Completions, arg3 int64) (_swig_ret int64) 
 	_swig_i_0 := arg1
 	_swig_i_1 := getSwigcptr(arg2)
 	_swig_i_2 := arg3
-	swig_r = (int64)(C._wrap_Comm_cancel_nqraw_a7add3ac9aa24793(C.uintptr_t(_swig_i_0), C.uintptr_t(_swig_i_1), C.swig_type_47(_swig_i_2)))
+	swig_r = (int64)(C._wrap_Comm_cancel_nqraw_08a1f93534b9695f(C.uintptr_t(_swig_i_0), C.uintptr_t(_swig_i_1), C.swig_type_47(_swig_i_2)))
 	return swig_r
 }
 
@@ -1528,7 +1528,7 @@ func (arg1 SwigcptrComm) Get(arg2 int64, arg3 Msg) (_swig_ret int) {
 	_swig_i_0 := arg1
 	_swig_i_1 := arg2
 	_swig_i_2 := getSwigcptr(arg3)
-	swig_r = (int)(C._wrap_Comm_get_nqraw_a7add3ac9aa24793(C.uintptr_t(_swig_i_0), C.swig_type_48(_swig_i_1), C.uintptr_t(_swig_i_2)))
+	swig_r = (int)(C._wrap_Comm_get_nqraw_08a1f93534b9695f(C.uintptr_t(_swig_i_0), C.swig_type_48(_swig_i_1), C.uintptr_t(_swig_i_2)))
 	return swig_r
 }
 
@@ -1538,7 +1538,7 @@ func (arg1 SwigcptrComm) Get_from(arg2 []byte, arg3 int64, arg4 Msg) (_swig_ret 
 	_swig_i_1 := arg2
 	_swig_i_2 := arg3
 	_swig_i_3 := getSwigcptr(arg4)
-	swig_r = (int)(C._wrap_Comm_get_from_nqraw_a7add3ac9aa24793(C.uintptr_t(_swig_i_0), *(*C.swig_type_49)(unsafe.Pointer(&_swig_i_1)), C.swig_type_50(_swig_i_2), C.uintptr_t(_swig_i_3)))
+	swig_r = (int)(C._wrap_Comm_get_from_nqraw_08a1f93534b9695f(C.uintptr_t(_swig_i_0), *(*C.swig_type_49)(unsafe.Pointer(&_swig_i_1)), C.swig_type_50(_swig_i_2), C.uintptr_t(_swig_i_3)))
 	if Swig_escape_always_false {
 		Swig_escape_val = arg2
 	}
@@ -1548,21 +1548,21 @@ func (arg1 SwigcptrComm) Get_from(arg2 []byte, arg3 int64, arg4 Msg) (_swig_ret 
 func (arg1 SwigcptrComm) Fd() (_swig_ret int) {
 	var swig_r int
 	_swig_i_0 := arg1
-	swig_r = (int)(C._wrap_Comm_fd_nqraw_a7add3ac9aa24793(C.uintptr_t(_swig_i_0)))
+	swig_r = (int)(C._wrap_Comm_fd_nqraw_08a1f93534b9695f(C.uintptr_t(_swig_i_0)))
 	return swig_r
 }
 
 func (arg1 SwigcptrComm) Close() (_swig_ret int) {
 	var swig_r int
 	_swig_i_0 := arg1
-	swig_r = (int)(C._wrap_Comm_close_nqraw_a7add3ac9aa24793(C.uintptr_t(_swig_i_0)))
+	swig_r = (int)(C._wrap_Comm_close_nqraw_08a1f93534b9695f(C.uintptr_t(_swig_i_0)))
 	return swig_r
 }
 
 func (arg1 SwigcptrComm) Id() (_swig_ret []byte) {
 	var swig_r []byte
 	_swig_i_0 := arg1
-	swig_r_p := C._wrap_Comm_id_nqraw_a7add3ac9aa24793(C.uintptr_t(_swig_i_0))
+	swig_r_p := C._wrap_Comm_id_nqraw_08a1f93534b9695f(C.uintptr_t(_swig_i_0))
 	swig_r = *(*[]byte)(unsafe.Pointer(&swig_r_p))
 	var swig_r_1 []byte
 
@@ -1578,7 +1578,7 @@ func (arg1 SwigcptrComm) Id() (_swig_ret []byte) {
 func (arg1 SwigcptrComm) Server_id() (_swig_ret []byte) {
 	var swig_r []byte
 	_swig_i_0 := arg1
-	swig_r_p := C._wrap_Comm_server_id_nqraw_a7add3ac9aa24793(C.uintptr_t(_swig_i_0))
+	swig_r_p := C._wrap_Comm_server_id_nqraw_08a1f93534b9695f(C.uintptr_t(_swig_i_0))
 	swig_r = *(*[]byte)(unsafe.Pointer(&swig_r_p))
 	var swig_r_1 []byte
 
@@ -1594,7 +1594,7 @@ func (arg1 SwigcptrComm) Server_id() (_swig_ret []byte) {
 func (arg1 SwigcptrComm) Local_port() (_swig_ret int) {
 	var swig_r int
 	_swig_i_0 := arg1
-	swig_r = (int)(C._wrap_Comm_local_port_nqraw_a7add3ac9aa24793(C.uintptr_t(_swig_i_0)))
+	swig_r = (int)(C._wrap_Comm_local_port_nqraw_08a1f93534b9695f(C.uintptr_t(_swig_i_0)))
 	return swig_r
 }
 
@@ -1602,7 +1602,7 @@ func (arg1 SwigcptrComm) Peers(arg2 Ids) (_swig_ret int) {
 	var swig_r int
 	_swig_i_0 := arg1
 	_swig_i_1 := getSwigcptr(arg2)
-	swig_r = (int)(C._wrap_Comm_peers_nqraw_a7add3ac9aa24793(C.uintptr_t(_swig_i_0), C.uintptr_t(_swig_i_1)))
+	swig_r = (int)(C._wrap_Comm_peers_nqraw_08a1f93534b9695f(C.uintptr_t(_swig_i_0), C.uintptr_t(_swig_i_1)))
 	return swig_r
 }
 
@@ -1611,7 +1611,7 @@ func (arg1 SwigcptrComm) Peer_identity(arg2 []byte, arg3 Text) (_swig_ret int) {
 	_swig_i_0 := arg1
 	_swig_i_1 := arg2
 	_swig_i_2 := getSwigcptr(arg3)
-	swig_r = (int)(C._wrap_Comm_peer_identity_nqraw_a7add3ac9aa24793(C.uintptr_t(_swig_i_0), *(*C.swig_type_53)(unsafe.Pointer(&_swig_i_1)), C.uintptr_t(_swig_i_2)))
+	swig_r = (int)(C._wrap_Comm_peer_identity_nqraw_08a1f93534b9695f(C.uintptr_t(_swig_i_0), *(*C.swig_type_53)(unsafe.Pointer(&_swig_i_1)), C.uintptr_t(_swig_i_2)))
 	if Swig_escape_always_false {
 		Swig_escape_val = arg2
 	}
@@ -1622,7 +1622,7 @@ func (arg1 SwigcptrComm) Stat(arg2 int) (_swig_ret int64) {
 	var swig_r int64
 	_swig_i_0 := arg1
 	_swig_i_1 := arg2
-	swig_r = (int64)(C._wrap_Comm_stat_nqraw_a7add3ac9aa24793(C.uintptr_t(_swig_i_0), C.swig_intgo(_swig_i_1)))
+	swig_r = (int64)(C._wrap_Comm_stat_nqraw_08a1f93534b9695f(C.uintptr_t(_swig_i_0), C.swig_intgo(_swig_i_1)))
 	return swig_r
 }
 

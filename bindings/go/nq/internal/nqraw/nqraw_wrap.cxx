@@ -1229,7 +1229,7 @@ SWIGINTERN int Opts_set_secret(Opts *self,uintptr_t handle){
 extern "C" {
 #endif
 
-void _wrap_Swig_free_nqraw_a7add3ac9aa24793(void *_swig_go_0) {
+void _wrap_Swig_free_nqraw_08a1f93534b9695f(void *_swig_go_0) {
   void *arg1 = (void *) 0 ;
   
   arg1 = *(void **)&_swig_go_0; 
@@ -1239,7 +1239,7 @@ void _wrap_Swig_free_nqraw_a7add3ac9aa24793(void *_swig_go_0) {
 }
 
 
-void *_wrap_Swig_malloc_nqraw_a7add3ac9aa24793(intgo _swig_go_0) {
+void *_wrap_Swig_malloc_nqraw_08a1f93534b9695f(intgo _swig_go_0) {
   int arg1 ;
   void *result = 0 ;
   void *_swig_go_result;
@@ -1252,7 +1252,7 @@ void *_wrap_Swig_malloc_nqraw_a7add3ac9aa24793(intgo _swig_go_0) {
 }
 
 
-intgo _wrap_NQ_VERSION_NUMBER_nqraw_a7add3ac9aa24793() {
+intgo _wrap_NQ_VERSION_NUMBER_nqraw_08a1f93534b9695f() {
   int result;
   intgo _swig_go_result;
   
@@ -1263,7 +1263,7 @@ intgo _wrap_NQ_VERSION_NUMBER_nqraw_a7add3ac9aa24793() {
 }
 
 
-_gostring_ _wrap_nq_version_nqraw_a7add3ac9aa24793() {
+_gostring_ _wrap_nq_version_nqraw_08a1f93534b9695f() {
   char *result = 0 ;
   _gostring_ _swig_go_result;
   
@@ -1274,7 +1274,7 @@ _gostring_ _wrap_nq_version_nqraw_a7add3ac9aa24793() {
 }
 
 
-intgo _wrap_nq_version_number_nqraw_a7add3ac9aa24793() {
+intgo _wrap_nq_version_number_nqraw_08a1f93534b9695f() {
   int result;
   intgo _swig_go_result;
   
@@ -1285,7 +1285,7 @@ intgo _wrap_nq_version_number_nqraw_a7add3ac9aa24793() {
 }
 
 
-intgo _wrap_NQ_EINVAL_nqraw_a7add3ac9aa24793() {
+intgo _wrap_NQ_EINVAL_nqraw_08a1f93534b9695f() {
   int result;
   intgo _swig_go_result;
   
@@ -1296,7 +1296,7 @@ intgo _wrap_NQ_EINVAL_nqraw_a7add3ac9aa24793() {
 }
 
 
-intgo _wrap_NQ_ENOMEM_nqraw_a7add3ac9aa24793() {
+intgo _wrap_NQ_ENOMEM_nqraw_08a1f93534b9695f() {
   int result;
   intgo _swig_go_result;
   
@@ -1307,7 +1307,7 @@ intgo _wrap_NQ_ENOMEM_nqraw_a7add3ac9aa24793() {
 }
 
 
-intgo _wrap_NQ_ETIMEDOUT_nqraw_a7add3ac9aa24793() {
+intgo _wrap_NQ_ETIMEDOUT_nqraw_08a1f93534b9695f() {
   int result;
   intgo _swig_go_result;
   
@@ -1318,7 +1318,7 @@ intgo _wrap_NQ_ETIMEDOUT_nqraw_a7add3ac9aa24793() {
 }
 
 
-intgo _wrap_NQ_ECLOSED_nqraw_a7add3ac9aa24793() {
+intgo _wrap_NQ_ECLOSED_nqraw_08a1f93534b9695f() {
   int result;
   intgo _swig_go_result;
   
@@ -1329,7 +1329,7 @@ intgo _wrap_NQ_ECLOSED_nqraw_a7add3ac9aa24793() {
 }
 
 
-intgo _wrap_NQ_ECONNRESET_nqraw_a7add3ac9aa24793() {
+intgo _wrap_NQ_ECONNRESET_nqraw_08a1f93534b9695f() {
   int result;
   intgo _swig_go_result;
   
@@ -1340,7 +1340,7 @@ intgo _wrap_NQ_ECONNRESET_nqraw_a7add3ac9aa24793() {
 }
 
 
-intgo _wrap_NQ_ENOPEER_nqraw_a7add3ac9aa24793() {
+intgo _wrap_NQ_ENOPEER_nqraw_08a1f93534b9695f() {
   int result;
   intgo _swig_go_result;
   
@@ -1351,7 +1351,7 @@ intgo _wrap_NQ_ENOPEER_nqraw_a7add3ac9aa24793() {
 }
 
 
-intgo _wrap_NQ_ETLS_nqraw_a7add3ac9aa24793() {
+intgo _wrap_NQ_ETLS_nqraw_08a1f93534b9695f() {
   int result;
   intgo _swig_go_result;
   
@@ -1362,7 +1362,7 @@ intgo _wrap_NQ_ETLS_nqraw_a7add3ac9aa24793() {
 }
 
 
-intgo _wrap_NQ_EPROTO_nqraw_a7add3ac9aa24793() {
+intgo _wrap_NQ_EPROTO_nqraw_08a1f93534b9695f() {
   int result;
   intgo _swig_go_result;
   
@@ -1373,7 +1373,7 @@ intgo _wrap_NQ_EPROTO_nqraw_a7add3ac9aa24793() {
 }
 
 
-intgo _wrap_NQ_ECONNREFUSED_nqraw_a7add3ac9aa24793() {
+intgo _wrap_NQ_ECONNREFUSED_nqraw_08a1f93534b9695f() {
   int result;
   intgo _swig_go_result;
   
@@ -1384,7 +1384,7 @@ intgo _wrap_NQ_ECONNREFUSED_nqraw_a7add3ac9aa24793() {
 }
 
 
-intgo _wrap_NQ_EADDR_nqraw_a7add3ac9aa24793() {
+intgo _wrap_NQ_EADDR_nqraw_08a1f93534b9695f() {
   int result;
   intgo _swig_go_result;
   
@@ -1395,7 +1395,7 @@ intgo _wrap_NQ_EADDR_nqraw_a7add3ac9aa24793() {
 }
 
 
-intgo _wrap_NQ_EADDRINUSE_nqraw_a7add3ac9aa24793() {
+intgo _wrap_NQ_EADDRINUSE_nqraw_08a1f93534b9695f() {
   int result;
   intgo _swig_go_result;
   
@@ -1406,7 +1406,7 @@ intgo _wrap_NQ_EADDRINUSE_nqraw_a7add3ac9aa24793() {
 }
 
 
-intgo _wrap_NQ_ENOTSUP_nqraw_a7add3ac9aa24793() {
+intgo _wrap_NQ_ENOTSUP_nqraw_08a1f93534b9695f() {
   int result;
   intgo _swig_go_result;
   
@@ -1417,7 +1417,7 @@ intgo _wrap_NQ_ENOTSUP_nqraw_a7add3ac9aa24793() {
 }
 
 
-intgo _wrap_NQ_ESYS_nqraw_a7add3ac9aa24793() {
+intgo _wrap_NQ_ESYS_nqraw_08a1f93534b9695f() {
   int result;
   intgo _swig_go_result;
   
@@ -1428,7 +1428,7 @@ intgo _wrap_NQ_ESYS_nqraw_a7add3ac9aa24793() {
 }
 
 
-intgo _wrap_NQ_EFULL_nqraw_a7add3ac9aa24793() {
+intgo _wrap_NQ_EFULL_nqraw_08a1f93534b9695f() {
   int result;
   intgo _swig_go_result;
   
@@ -1439,7 +1439,7 @@ intgo _wrap_NQ_EFULL_nqraw_a7add3ac9aa24793() {
 }
 
 
-intgo _wrap_NQ_ESERIALIZE_nqraw_a7add3ac9aa24793() {
+intgo _wrap_NQ_ESERIALIZE_nqraw_08a1f93534b9695f() {
   int result;
   intgo _swig_go_result;
   
@@ -1450,7 +1450,7 @@ intgo _wrap_NQ_ESERIALIZE_nqraw_a7add3ac9aa24793() {
 }
 
 
-intgo _wrap_NQ_EPENDING_nqraw_a7add3ac9aa24793() {
+intgo _wrap_NQ_EPENDING_nqraw_08a1f93534b9695f() {
   int result;
   intgo _swig_go_result;
   
@@ -1461,7 +1461,7 @@ intgo _wrap_NQ_EPENDING_nqraw_a7add3ac9aa24793() {
 }
 
 
-intgo _wrap_NQ_EREPLACED_nqraw_a7add3ac9aa24793() {
+intgo _wrap_NQ_EREPLACED_nqraw_08a1f93534b9695f() {
   int result;
   intgo _swig_go_result;
   
@@ -1472,7 +1472,7 @@ intgo _wrap_NQ_EREPLACED_nqraw_a7add3ac9aa24793() {
 }
 
 
-intgo _wrap_NQ_ECANCELED_nqraw_a7add3ac9aa24793() {
+intgo _wrap_NQ_ECANCELED_nqraw_08a1f93534b9695f() {
   int result;
   intgo _swig_go_result;
   
@@ -1483,7 +1483,7 @@ intgo _wrap_NQ_ECANCELED_nqraw_a7add3ac9aa24793() {
 }
 
 
-intgo _wrap_NQ_EAUTH_nqraw_a7add3ac9aa24793() {
+intgo _wrap_NQ_EAUTH_nqraw_08a1f93534b9695f() {
   int result;
   intgo _swig_go_result;
   
@@ -1494,7 +1494,7 @@ intgo _wrap_NQ_EAUTH_nqraw_a7add3ac9aa24793() {
 }
 
 
-_gostring_ _wrap_nq_strerror_nqraw_a7add3ac9aa24793(intgo _swig_go_0) {
+_gostring_ _wrap_nq_strerror_nqraw_08a1f93534b9695f(intgo _swig_go_0) {
   int arg1 ;
   char *result = 0 ;
   _gostring_ _swig_go_result;
@@ -1507,7 +1507,7 @@ _gostring_ _wrap_nq_strerror_nqraw_a7add3ac9aa24793(intgo _swig_go_0) {
 }
 
 
-intgo _wrap_NQ_TCP_nqraw_a7add3ac9aa24793() {
+intgo _wrap_NQ_TCP_nqraw_08a1f93534b9695f() {
   nq_protocol result;
   intgo _swig_go_result;
   
@@ -1519,7 +1519,7 @@ intgo _wrap_NQ_TCP_nqraw_a7add3ac9aa24793() {
 }
 
 
-intgo _wrap_NQ_MQTT_nqraw_a7add3ac9aa24793() {
+intgo _wrap_NQ_MQTT_nqraw_08a1f93534b9695f() {
   nq_protocol result;
   intgo _swig_go_result;
   
@@ -1531,7 +1531,7 @@ intgo _wrap_NQ_MQTT_nqraw_a7add3ac9aa24793() {
 }
 
 
-intgo _wrap_NQ_GRPC_nqraw_a7add3ac9aa24793() {
+intgo _wrap_NQ_GRPC_nqraw_08a1f93534b9695f() {
   nq_protocol result;
   intgo _swig_go_result;
   
@@ -1543,7 +1543,7 @@ intgo _wrap_NQ_GRPC_nqraw_a7add3ac9aa24793() {
 }
 
 
-intgo _wrap_NQ_CLIENT_nqraw_a7add3ac9aa24793() {
+intgo _wrap_NQ_CLIENT_nqraw_08a1f93534b9695f() {
   nq_purpose result;
   intgo _swig_go_result;
   
@@ -1555,7 +1555,7 @@ intgo _wrap_NQ_CLIENT_nqraw_a7add3ac9aa24793() {
 }
 
 
-intgo _wrap_NQ_SERVER_nqraw_a7add3ac9aa24793() {
+intgo _wrap_NQ_SERVER_nqraw_08a1f93534b9695f() {
   nq_purpose result;
   intgo _swig_go_result;
   
@@ -1567,7 +1567,7 @@ intgo _wrap_NQ_SERVER_nqraw_a7add3ac9aa24793() {
 }
 
 
-intgo _wrap_NQ_OPT_GET_MERGE_nqraw_a7add3ac9aa24793() {
+intgo _wrap_NQ_OPT_GET_MERGE_nqraw_08a1f93534b9695f() {
   nq_option result;
   intgo _swig_go_result;
   
@@ -1579,7 +1579,7 @@ intgo _wrap_NQ_OPT_GET_MERGE_nqraw_a7add3ac9aa24793() {
 }
 
 
-intgo _wrap_NQ_OPT_PUT_MERGE_nqraw_a7add3ac9aa24793() {
+intgo _wrap_NQ_OPT_PUT_MERGE_nqraw_08a1f93534b9695f() {
   nq_option result;
   intgo _swig_go_result;
   
@@ -1591,7 +1591,7 @@ intgo _wrap_NQ_OPT_PUT_MERGE_nqraw_a7add3ac9aa24793() {
 }
 
 
-intgo _wrap_NQ_OPT_EFFICIENT_SIZE_nqraw_a7add3ac9aa24793() {
+intgo _wrap_NQ_OPT_EFFICIENT_SIZE_nqraw_08a1f93534b9695f() {
   nq_option result;
   intgo _swig_go_result;
   
@@ -1603,7 +1603,7 @@ intgo _wrap_NQ_OPT_EFFICIENT_SIZE_nqraw_a7add3ac9aa24793() {
 }
 
 
-intgo _wrap_NQ_OPT_PROTOCOL_SIZE_nqraw_a7add3ac9aa24793() {
+intgo _wrap_NQ_OPT_PROTOCOL_SIZE_nqraw_08a1f93534b9695f() {
   nq_option result;
   intgo _swig_go_result;
   
@@ -1615,7 +1615,7 @@ intgo _wrap_NQ_OPT_PROTOCOL_SIZE_nqraw_a7add3ac9aa24793() {
 }
 
 
-intgo _wrap_NQ_OPT_QUEUE_SIZE_nqraw_a7add3ac9aa24793() {
+intgo _wrap_NQ_OPT_QUEUE_SIZE_nqraw_08a1f93534b9695f() {
   nq_option result;
   intgo _swig_go_result;
   
@@ -1627,7 +1627,7 @@ intgo _wrap_NQ_OPT_QUEUE_SIZE_nqraw_a7add3ac9aa24793() {
 }
 
 
-intgo _wrap_NQ_OPT_MESSAGE_SIZE_nqraw_a7add3ac9aa24793() {
+intgo _wrap_NQ_OPT_MESSAGE_SIZE_nqraw_08a1f93534b9695f() {
   nq_option result;
   intgo _swig_go_result;
   
@@ -1639,7 +1639,7 @@ intgo _wrap_NQ_OPT_MESSAGE_SIZE_nqraw_a7add3ac9aa24793() {
 }
 
 
-intgo _wrap_NQ_OPT_WORKERS_nqraw_a7add3ac9aa24793() {
+intgo _wrap_NQ_OPT_WORKERS_nqraw_08a1f93534b9695f() {
   nq_option result;
   intgo _swig_go_result;
   
@@ -1651,7 +1651,7 @@ intgo _wrap_NQ_OPT_WORKERS_nqraw_a7add3ac9aa24793() {
 }
 
 
-intgo _wrap_NQ_OPT_SEND_LIMIT_nqraw_a7add3ac9aa24793() {
+intgo _wrap_NQ_OPT_SEND_LIMIT_nqraw_08a1f93534b9695f() {
   nq_option result;
   intgo _swig_go_result;
   
@@ -1663,7 +1663,7 @@ intgo _wrap_NQ_OPT_SEND_LIMIT_nqraw_a7add3ac9aa24793() {
 }
 
 
-intgo _wrap_NQ_OPT_HANDSHAKE_TIMEOUT_MS_nqraw_a7add3ac9aa24793() {
+intgo _wrap_NQ_OPT_HANDSHAKE_TIMEOUT_MS_nqraw_08a1f93534b9695f() {
   nq_option result;
   intgo _swig_go_result;
   
@@ -1675,7 +1675,7 @@ intgo _wrap_NQ_OPT_HANDSHAKE_TIMEOUT_MS_nqraw_a7add3ac9aa24793() {
 }
 
 
-intgo _wrap_NQ_OPT_KEEPALIVE_MS_nqraw_a7add3ac9aa24793() {
+intgo _wrap_NQ_OPT_KEEPALIVE_MS_nqraw_08a1f93534b9695f() {
   nq_option result;
   intgo _swig_go_result;
   
@@ -1687,7 +1687,7 @@ intgo _wrap_NQ_OPT_KEEPALIVE_MS_nqraw_a7add3ac9aa24793() {
 }
 
 
-intgo _wrap_NQ_OPT_CLOSE_TIMEOUT_MS_nqraw_a7add3ac9aa24793() {
+intgo _wrap_NQ_OPT_CLOSE_TIMEOUT_MS_nqraw_08a1f93534b9695f() {
   nq_option result;
   intgo _swig_go_result;
   
@@ -1699,7 +1699,7 @@ intgo _wrap_NQ_OPT_CLOSE_TIMEOUT_MS_nqraw_a7add3ac9aa24793() {
 }
 
 
-intgo _wrap_NQ_OPT_MQTT_QOS_nqraw_a7add3ac9aa24793() {
+intgo _wrap_NQ_OPT_MQTT_QOS_nqraw_08a1f93534b9695f() {
   nq_option result;
   intgo _swig_go_result;
   
@@ -1711,7 +1711,7 @@ intgo _wrap_NQ_OPT_MQTT_QOS_nqraw_a7add3ac9aa24793() {
 }
 
 
-intgo _wrap_NQ_OPT_RECONNECT_MS_nqraw_a7add3ac9aa24793() {
+intgo _wrap_NQ_OPT_RECONNECT_MS_nqraw_08a1f93534b9695f() {
   nq_option result;
   intgo _swig_go_result;
   
@@ -1723,7 +1723,7 @@ intgo _wrap_NQ_OPT_RECONNECT_MS_nqraw_a7add3ac9aa24793() {
 }
 
 
-intgo _wrap_NQ_OPT_RECONNECT_MAX_MS_nqraw_a7add3ac9aa24793() {
+intgo _wrap_NQ_OPT_RECONNECT_MAX_MS_nqraw_08a1f93534b9695f() {
   nq_option result;
   intgo _swig_go_result;
   
@@ -1735,7 +1735,7 @@ intgo _wrap_NQ_OPT_RECONNECT_MAX_MS_nqraw_a7add3ac9aa24793() {
 }
 
 
-intgo _wrap_NQ_OPT_RECONNECT_GIVE_UP_MS_nqraw_a7add3ac9aa24793() {
+intgo _wrap_NQ_OPT_RECONNECT_GIVE_UP_MS_nqraw_08a1f93534b9695f() {
   nq_option result;
   intgo _swig_go_result;
   
@@ -1747,7 +1747,7 @@ intgo _wrap_NQ_OPT_RECONNECT_GIVE_UP_MS_nqraw_a7add3ac9aa24793() {
 }
 
 
-intgo _wrap_NQ_OPT_DELIVERY_nqraw_a7add3ac9aa24793() {
+intgo _wrap_NQ_OPT_DELIVERY_nqraw_08a1f93534b9695f() {
   nq_option result;
   intgo _swig_go_result;
   
@@ -1759,7 +1759,7 @@ intgo _wrap_NQ_OPT_DELIVERY_nqraw_a7add3ac9aa24793() {
 }
 
 
-intgo _wrap_NQ_OPT_RESUME_MS_nqraw_a7add3ac9aa24793() {
+intgo _wrap_NQ_OPT_RESUME_MS_nqraw_08a1f93534b9695f() {
   nq_option result;
   intgo _swig_go_result;
   
@@ -1771,7 +1771,7 @@ intgo _wrap_NQ_OPT_RESUME_MS_nqraw_a7add3ac9aa24793() {
 }
 
 
-intgo _wrap_NQ_OPT_DROP_OLDEST_nqraw_a7add3ac9aa24793() {
+intgo _wrap_NQ_OPT_DROP_OLDEST_nqraw_08a1f93534b9695f() {
   nq_option result;
   intgo _swig_go_result;
   
@@ -1783,7 +1783,7 @@ intgo _wrap_NQ_OPT_DROP_OLDEST_nqraw_a7add3ac9aa24793() {
 }
 
 
-intgo _wrap_NQ_OPT_TLS_CLIENT_AUTH_nqraw_a7add3ac9aa24793() {
+intgo _wrap_NQ_OPT_TLS_CLIENT_AUTH_nqraw_08a1f93534b9695f() {
   nq_option result;
   intgo _swig_go_result;
   
@@ -1795,7 +1795,7 @@ intgo _wrap_NQ_OPT_TLS_CLIENT_AUTH_nqraw_a7add3ac9aa24793() {
 }
 
 
-intgo _wrap_NQ_OPT_TLS_MIN_VERSION_nqraw_a7add3ac9aa24793() {
+intgo _wrap_NQ_OPT_TLS_MIN_VERSION_nqraw_08a1f93534b9695f() {
   nq_option result;
   intgo _swig_go_result;
   
@@ -1807,7 +1807,7 @@ intgo _wrap_NQ_OPT_TLS_MIN_VERSION_nqraw_a7add3ac9aa24793() {
 }
 
 
-intgo _wrap_NQ_OPT_MQTT_MAX_PUBLISH_nqraw_a7add3ac9aa24793() {
+intgo _wrap_NQ_OPT_MQTT_MAX_PUBLISH_nqraw_08a1f93534b9695f() {
   nq_option result;
   intgo _swig_go_result;
   
@@ -1819,7 +1819,7 @@ intgo _wrap_NQ_OPT_MQTT_MAX_PUBLISH_nqraw_a7add3ac9aa24793() {
 }
 
 
-intgo _wrap_nq_comm_fd_nqraw_a7add3ac9aa24793(nq_comm *_swig_go_0, intgo *_swig_go_1) {
+intgo _wrap_nq_comm_fd_nqraw_08a1f93534b9695f(nq_comm *_swig_go_0, intgo *_swig_go_1) {
   nq_comm *arg1 = (nq_comm *) 0 ;
   int *arg2 = (int *) 0 ;
   int result;
@@ -1834,7 +1834,7 @@ intgo _wrap_nq_comm_fd_nqraw_a7add3ac9aa24793(nq_comm *_swig_go_0, intgo *_swig_
 }
 
 
-intgo _wrap_NQ_STAT_MSGS_IN_nqraw_a7add3ac9aa24793() {
+intgo _wrap_NQ_STAT_MSGS_IN_nqraw_08a1f93534b9695f() {
   nq_stat_id result;
   intgo _swig_go_result;
   
@@ -1846,7 +1846,7 @@ intgo _wrap_NQ_STAT_MSGS_IN_nqraw_a7add3ac9aa24793() {
 }
 
 
-intgo _wrap_NQ_STAT_MSGS_OUT_nqraw_a7add3ac9aa24793() {
+intgo _wrap_NQ_STAT_MSGS_OUT_nqraw_08a1f93534b9695f() {
   nq_stat_id result;
   intgo _swig_go_result;
   
@@ -1858,7 +1858,7 @@ intgo _wrap_NQ_STAT_MSGS_OUT_nqraw_a7add3ac9aa24793() {
 }
 
 
-intgo _wrap_NQ_STAT_BYTES_IN_nqraw_a7add3ac9aa24793() {
+intgo _wrap_NQ_STAT_BYTES_IN_nqraw_08a1f93534b9695f() {
   nq_stat_id result;
   intgo _swig_go_result;
   
@@ -1870,7 +1870,7 @@ intgo _wrap_NQ_STAT_BYTES_IN_nqraw_a7add3ac9aa24793() {
 }
 
 
-intgo _wrap_NQ_STAT_BYTES_OUT_nqraw_a7add3ac9aa24793() {
+intgo _wrap_NQ_STAT_BYTES_OUT_nqraw_08a1f93534b9695f() {
   nq_stat_id result;
   intgo _swig_go_result;
   
@@ -1882,7 +1882,7 @@ intgo _wrap_NQ_STAT_BYTES_OUT_nqraw_a7add3ac9aa24793() {
 }
 
 
-intgo _wrap_NQ_STAT_PEERS_nqraw_a7add3ac9aa24793() {
+intgo _wrap_NQ_STAT_PEERS_nqraw_08a1f93534b9695f() {
   nq_stat_id result;
   intgo _swig_go_result;
   
@@ -1894,7 +1894,7 @@ intgo _wrap_NQ_STAT_PEERS_nqraw_a7add3ac9aa24793() {
 }
 
 
-intgo _wrap_NQ_STAT_CONNECTIONS_nqraw_a7add3ac9aa24793() {
+intgo _wrap_NQ_STAT_CONNECTIONS_nqraw_08a1f93534b9695f() {
   nq_stat_id result;
   intgo _swig_go_result;
   
@@ -1906,7 +1906,7 @@ intgo _wrap_NQ_STAT_CONNECTIONS_nqraw_a7add3ac9aa24793() {
 }
 
 
-intgo _wrap_NQ_STAT_PROTOCOL_ERRORS_nqraw_a7add3ac9aa24793() {
+intgo _wrap_NQ_STAT_PROTOCOL_ERRORS_nqraw_08a1f93534b9695f() {
   nq_stat_id result;
   intgo _swig_go_result;
   
@@ -1918,7 +1918,7 @@ intgo _wrap_NQ_STAT_PROTOCOL_ERRORS_nqraw_a7add3ac9aa24793() {
 }
 
 
-intgo _wrap_NQ_STAT_TLS_ERRORS_nqraw_a7add3ac9aa24793() {
+intgo _wrap_NQ_STAT_TLS_ERRORS_nqraw_08a1f93534b9695f() {
   nq_stat_id result;
   intgo _swig_go_result;
   
@@ -1930,7 +1930,7 @@ intgo _wrap_NQ_STAT_TLS_ERRORS_nqraw_a7add3ac9aa24793() {
 }
 
 
-intgo _wrap_NQ_STAT_CONNECTIONS_LOST_nqraw_a7add3ac9aa24793() {
+intgo _wrap_NQ_STAT_CONNECTIONS_LOST_nqraw_08a1f93534b9695f() {
   nq_stat_id result;
   intgo _swig_go_result;
   
@@ -1942,7 +1942,7 @@ intgo _wrap_NQ_STAT_CONNECTIONS_LOST_nqraw_a7add3ac9aa24793() {
 }
 
 
-intgo _wrap_NQ_STAT_HANDSHAKE_TIMEOUTS_nqraw_a7add3ac9aa24793() {
+intgo _wrap_NQ_STAT_HANDSHAKE_TIMEOUTS_nqraw_08a1f93534b9695f() {
   nq_stat_id result;
   intgo _swig_go_result;
   
@@ -1954,7 +1954,7 @@ intgo _wrap_NQ_STAT_HANDSHAKE_TIMEOUTS_nqraw_a7add3ac9aa24793() {
 }
 
 
-intgo _wrap_NQ_STAT_READ_PAUSES_nqraw_a7add3ac9aa24793() {
+intgo _wrap_NQ_STAT_READ_PAUSES_nqraw_08a1f93534b9695f() {
   nq_stat_id result;
   intgo _swig_go_result;
   
@@ -1966,7 +1966,7 @@ intgo _wrap_NQ_STAT_READ_PAUSES_nqraw_a7add3ac9aa24793() {
 }
 
 
-intgo _wrap_NQ_STAT_RECONNECTS_nqraw_a7add3ac9aa24793() {
+intgo _wrap_NQ_STAT_RECONNECTS_nqraw_08a1f93534b9695f() {
   nq_stat_id result;
   intgo _swig_go_result;
   
@@ -1978,7 +1978,7 @@ intgo _wrap_NQ_STAT_RECONNECTS_nqraw_a7add3ac9aa24793() {
 }
 
 
-intgo _wrap_NQ_STAT_ACKED_nqraw_a7add3ac9aa24793() {
+intgo _wrap_NQ_STAT_ACKED_nqraw_08a1f93534b9695f() {
   nq_stat_id result;
   intgo _swig_go_result;
   
@@ -1990,7 +1990,7 @@ intgo _wrap_NQ_STAT_ACKED_nqraw_a7add3ac9aa24793() {
 }
 
 
-intgo _wrap_NQ_STAT_RESUMED_nqraw_a7add3ac9aa24793() {
+intgo _wrap_NQ_STAT_RESUMED_nqraw_08a1f93534b9695f() {
   nq_stat_id result;
   intgo _swig_go_result;
   
@@ -2002,7 +2002,7 @@ intgo _wrap_NQ_STAT_RESUMED_nqraw_a7add3ac9aa24793() {
 }
 
 
-intgo _wrap_NQ_STAT_DROPPED_nqraw_a7add3ac9aa24793() {
+intgo _wrap_NQ_STAT_DROPPED_nqraw_08a1f93534b9695f() {
   nq_stat_id result;
   intgo _swig_go_result;
   
@@ -2014,7 +2014,7 @@ intgo _wrap_NQ_STAT_DROPPED_nqraw_a7add3ac9aa24793() {
 }
 
 
-intgo _wrap_NQ_STAT_REFUSED_nqraw_a7add3ac9aa24793() {
+intgo _wrap_NQ_STAT_REFUSED_nqraw_08a1f93534b9695f() {
   nq_stat_id result;
   intgo _swig_go_result;
   
@@ -2026,7 +2026,7 @@ intgo _wrap_NQ_STAT_REFUSED_nqraw_a7add3ac9aa24793() {
 }
 
 
-intgo _wrap_NQ_EVENT_CONNECTED_nqraw_a7add3ac9aa24793() {
+intgo _wrap_NQ_EVENT_CONNECTED_nqraw_08a1f93534b9695f() {
   nq_event_type result;
   intgo _swig_go_result;
   
@@ -2038,7 +2038,7 @@ intgo _wrap_NQ_EVENT_CONNECTED_nqraw_a7add3ac9aa24793() {
 }
 
 
-intgo _wrap_NQ_EVENT_DISCONNECTED_nqraw_a7add3ac9aa24793() {
+intgo _wrap_NQ_EVENT_DISCONNECTED_nqraw_08a1f93534b9695f() {
   nq_event_type result;
   intgo _swig_go_result;
   
@@ -2050,7 +2050,7 @@ intgo _wrap_NQ_EVENT_DISCONNECTED_nqraw_a7add3ac9aa24793() {
 }
 
 
-intgo _wrap_NQ_EVENT_RECONNECTING_nqraw_a7add3ac9aa24793() {
+intgo _wrap_NQ_EVENT_RECONNECTING_nqraw_08a1f93534b9695f() {
   nq_event_type result;
   intgo _swig_go_result;
   
@@ -2062,7 +2062,7 @@ intgo _wrap_NQ_EVENT_RECONNECTING_nqraw_a7add3ac9aa24793() {
 }
 
 
-Event *_wrap_new_Event_nqraw_a7add3ac9aa24793() {
+Event *_wrap_new_Event_nqraw_08a1f93534b9695f() {
   Event *result = 0 ;
   Event *_swig_go_result;
   
@@ -2073,7 +2073,7 @@ Event *_wrap_new_Event_nqraw_a7add3ac9aa24793() {
 }
 
 
-intgo _wrap_Event_kind_nqraw_a7add3ac9aa24793(Event *_swig_go_0) {
+intgo _wrap_Event_kind_nqraw_08a1f93534b9695f(Event *_swig_go_0) {
   Event *arg1 = (Event *) 0 ;
   int result;
   intgo _swig_go_result;
@@ -2086,7 +2086,7 @@ intgo _wrap_Event_kind_nqraw_a7add3ac9aa24793(Event *_swig_go_0) {
 }
 
 
-intgo _wrap_Event_reason_nqraw_a7add3ac9aa24793(Event *_swig_go_0) {
+intgo _wrap_Event_reason_nqraw_08a1f93534b9695f(Event *_swig_go_0) {
   Event *arg1 = (Event *) 0 ;
   int result;
   intgo _swig_go_result;
@@ -2099,7 +2099,7 @@ intgo _wrap_Event_reason_nqraw_a7add3ac9aa24793(Event *_swig_go_0) {
 }
 
 
-_goslice_ _wrap_Event_peer_nqraw_a7add3ac9aa24793(Event *_swig_go_0) {
+_goslice_ _wrap_Event_peer_nqraw_08a1f93534b9695f(Event *_swig_go_0) {
   Event *arg1 = (Event *) 0 ;
   nq_id result;
   _goslice_ _swig_go_result;
@@ -2119,7 +2119,7 @@ _goslice_ _wrap_Event_peer_nqraw_a7add3ac9aa24793(Event *_swig_go_0) {
 }
 
 
-void _wrap_delete_Event_nqraw_a7add3ac9aa24793(Event *_swig_go_0) {
+void _wrap_delete_Event_nqraw_08a1f93534b9695f(Event *_swig_go_0) {
   Event *arg1 = (Event *) 0 ;
   
   arg1 = *(Event **)&_swig_go_0; 
@@ -2129,7 +2129,7 @@ void _wrap_delete_Event_nqraw_a7add3ac9aa24793(Event *_swig_go_0) {
 }
 
 
-Events *_wrap_new_Events_nqraw_a7add3ac9aa24793() {
+Events *_wrap_new_Events_nqraw_08a1f93534b9695f() {
   Events *result = 0 ;
   Events *_swig_go_result;
   
@@ -2140,7 +2140,7 @@ Events *_wrap_new_Events_nqraw_a7add3ac9aa24793() {
 }
 
 
-void _wrap_delete_Events_nqraw_a7add3ac9aa24793(Events *_swig_go_0) {
+void _wrap_delete_Events_nqraw_08a1f93534b9695f(Events *_swig_go_0) {
   Events *arg1 = (Events *) 0 ;
   
   arg1 = *(Events **)&_swig_go_0; 
@@ -2150,7 +2150,7 @@ void _wrap_delete_Events_nqraw_a7add3ac9aa24793(Events *_swig_go_0) {
 }
 
 
-intgo _wrap_Events_next_nqraw_a7add3ac9aa24793(Events *_swig_go_0, long long _swig_go_1, Event *_swig_go_2) {
+intgo _wrap_Events_next_nqraw_08a1f93534b9695f(Events *_swig_go_0, long long _swig_go_1, Event *_swig_go_2) {
   Events *arg1 = (Events *) 0 ;
   int64_t arg2 ;
   Event *arg3 = (Event *) 0 ;
@@ -2167,7 +2167,7 @@ intgo _wrap_Events_next_nqraw_a7add3ac9aa24793(Events *_swig_go_0, long long _sw
 }
 
 
-void _wrap_Events_shutdown_nqraw_a7add3ac9aa24793(Events *_swig_go_0) {
+void _wrap_Events_shutdown_nqraw_08a1f93534b9695f(Events *_swig_go_0) {
   Events *arg1 = (Events *) 0 ;
   
   arg1 = *(Events **)&_swig_go_0; 
@@ -2177,7 +2177,7 @@ void _wrap_Events_shutdown_nqraw_a7add3ac9aa24793(Events *_swig_go_0) {
 }
 
 
-Opts *_wrap_new_Opts_nqraw_a7add3ac9aa24793() {
+Opts *_wrap_new_Opts_nqraw_08a1f93534b9695f() {
   Opts *result = 0 ;
   Opts *_swig_go_result;
   
@@ -2188,7 +2188,7 @@ Opts *_wrap_new_Opts_nqraw_a7add3ac9aa24793() {
 }
 
 
-void _wrap_delete_Opts_nqraw_a7add3ac9aa24793(Opts *_swig_go_0) {
+void _wrap_delete_Opts_nqraw_08a1f93534b9695f(Opts *_swig_go_0) {
   Opts *arg1 = (Opts *) 0 ;
   
   arg1 = *(Opts **)&_swig_go_0; 
@@ -2198,7 +2198,7 @@ void _wrap_delete_Opts_nqraw_a7add3ac9aa24793(Opts *_swig_go_0) {
 }
 
 
-intgo _wrap_Opts_set_events_nqraw_a7add3ac9aa24793(Opts *_swig_go_0, Events *_swig_go_1) {
+intgo _wrap_Opts_set_events_nqraw_08a1f93534b9695f(Opts *_swig_go_0, Events *_swig_go_1) {
   Opts *arg1 = (Opts *) 0 ;
   Events *arg2 = (Events *) 0 ;
   int result;
@@ -2213,7 +2213,7 @@ intgo _wrap_Opts_set_events_nqraw_a7add3ac9aa24793(Opts *_swig_go_0, Events *_sw
 }
 
 
-intgo _wrap_Opts_status_nqraw_a7add3ac9aa24793(Opts *_swig_go_0) {
+intgo _wrap_Opts_status_nqraw_08a1f93534b9695f(Opts *_swig_go_0) {
   Opts *arg1 = (Opts *) 0 ;
   int result;
   intgo _swig_go_result;
@@ -2226,7 +2226,7 @@ intgo _wrap_Opts_status_nqraw_a7add3ac9aa24793(Opts *_swig_go_0) {
 }
 
 
-intgo _wrap_Opts_set_id_nqraw_a7add3ac9aa24793(Opts *_swig_go_0, _goslice_ _swig_go_1) {
+intgo _wrap_Opts_set_id_nqraw_08a1f93534b9695f(Opts *_swig_go_0, _goslice_ _swig_go_1) {
   Opts *arg1 = (Opts *) 0 ;
   void *arg2 = (void *) 0 ;
   size_t arg3 ;
@@ -2245,7 +2245,7 @@ intgo _wrap_Opts_set_id_nqraw_a7add3ac9aa24793(Opts *_swig_go_0, _goslice_ _swig
 }
 
 
-_goslice_ _wrap_Opts_id_nqraw_a7add3ac9aa24793(Opts *_swig_go_0) {
+_goslice_ _wrap_Opts_id_nqraw_08a1f93534b9695f(Opts *_swig_go_0) {
   Opts *arg1 = (Opts *) 0 ;
   nq_id result;
   _goslice_ _swig_go_result;
@@ -2265,7 +2265,7 @@ _goslice_ _wrap_Opts_id_nqraw_a7add3ac9aa24793(Opts *_swig_go_0) {
 }
 
 
-intgo _wrap_Opts_set_netloc_nqraw_a7add3ac9aa24793(Opts *_swig_go_0, _gostring_ _swig_go_1, intgo _swig_go_2) {
+intgo _wrap_Opts_set_netloc_nqraw_08a1f93534b9695f(Opts *_swig_go_0, _gostring_ _swig_go_1, intgo _swig_go_2) {
   Opts *arg1 = (Opts *) 0 ;
   char *arg2 = (char *) 0 ;
   int arg3 ;
@@ -2287,7 +2287,7 @@ intgo _wrap_Opts_set_netloc_nqraw_a7add3ac9aa24793(Opts *_swig_go_0, _gostring_ 
 }
 
 
-intgo _wrap_Opts_set_int_nqraw_a7add3ac9aa24793(Opts *_swig_go_0, intgo _swig_go_1, long long _swig_go_2) {
+intgo _wrap_Opts_set_int_nqraw_08a1f93534b9695f(Opts *_swig_go_0, intgo _swig_go_1, long long _swig_go_2) {
   Opts *arg1 = (Opts *) 0 ;
   int arg2 ;
   int64_t arg3 ;
@@ -2304,7 +2304,7 @@ intgo _wrap_Opts_set_int_nqraw_a7add3ac9aa24793(Opts *_swig_go_0, intgo _swig_go
 }
 
 
-intgo _wrap_Opts_set_tls_nqraw_a7add3ac9aa24793(Opts *_swig_go_0, _gostring_ _swig_go_1, _gostring_ _swig_go_2) {
+intgo _wrap_Opts_set_tls_nqraw_08a1f93534b9695f(Opts *_swig_go_0, _gostring_ _swig_go_1, _gostring_ _swig_go_2) {
   Opts *arg1 = (Opts *) 0 ;
   char *arg2 = (char *) 0 ;
   char *arg3 = (char *) 0 ;
@@ -2331,7 +2331,7 @@ intgo _wrap_Opts_set_tls_nqraw_a7add3ac9aa24793(Opts *_swig_go_0, _gostring_ _sw
 }
 
 
-intgo _wrap_Opts_set_tls_identity_nqraw_a7add3ac9aa24793(Opts *_swig_go_0, _gostring_ _swig_go_1, _gostring_ _swig_go_2, bool _swig_go_3) {
+intgo _wrap_Opts_set_tls_identity_nqraw_08a1f93534b9695f(Opts *_swig_go_0, _gostring_ _swig_go_1, _gostring_ _swig_go_2, bool _swig_go_3) {
   Opts *arg1 = (Opts *) 0 ;
   char *arg2 = (char *) 0 ;
   char *arg3 = (char *) 0 ;
@@ -2360,7 +2360,7 @@ intgo _wrap_Opts_set_tls_identity_nqraw_a7add3ac9aa24793(Opts *_swig_go_0, _gost
 }
 
 
-intgo _wrap_Opts_set_tls_trust_nqraw_a7add3ac9aa24793(Opts *_swig_go_0, _gostring_ _swig_go_1, _gostring_ _swig_go_2, _gostring_ _swig_go_3) {
+intgo _wrap_Opts_set_tls_trust_nqraw_08a1f93534b9695f(Opts *_swig_go_0, _gostring_ _swig_go_1, _gostring_ _swig_go_2, _gostring_ _swig_go_3) {
   Opts *arg1 = (Opts *) 0 ;
   char *arg2 = (char *) 0 ;
   char *arg3 = (char *) 0 ;
@@ -2394,7 +2394,7 @@ intgo _wrap_Opts_set_tls_trust_nqraw_a7add3ac9aa24793(Opts *_swig_go_0, _gostrin
 }
 
 
-intgo _wrap_Opts_set_mqtt_prefix_nqraw_a7add3ac9aa24793(Opts *_swig_go_0, _gostring_ _swig_go_1) {
+intgo _wrap_Opts_set_mqtt_prefix_nqraw_08a1f93534b9695f(Opts *_swig_go_0, _gostring_ _swig_go_1) {
   Opts *arg1 = (Opts *) 0 ;
   char *arg2 = (char *) 0 ;
   int result;
@@ -2414,7 +2414,7 @@ intgo _wrap_Opts_set_mqtt_prefix_nqraw_a7add3ac9aa24793(Opts *_swig_go_0, _gostr
 }
 
 
-intgo _wrap_Opts_set_login_nqraw_a7add3ac9aa24793(Opts *_swig_go_0, _gostring_ _swig_go_1, _gostring_ _swig_go_2) {
+intgo _wrap_Opts_set_login_nqraw_08a1f93534b9695f(Opts *_swig_go_0, _gostring_ _swig_go_1, _gostring_ _swig_go_2) {
   Opts *arg1 = (Opts *) 0 ;
   char *arg2 = (char *) 0 ;
   char *arg3 = (char *) 0 ;
@@ -2441,7 +2441,7 @@ intgo _wrap_Opts_set_login_nqraw_a7add3ac9aa24793(Opts *_swig_go_0, _gostring_ _
 }
 
 
-intgo _wrap_Opts_set_token_nqraw_a7add3ac9aa24793(Opts *_swig_go_0, _gostring_ _swig_go_1) {
+intgo _wrap_Opts_set_token_nqraw_08a1f93534b9695f(Opts *_swig_go_0, _gostring_ _swig_go_1) {
   Opts *arg1 = (Opts *) 0 ;
   char *arg2 = (char *) 0 ;
   int result;
@@ -2461,7 +2461,7 @@ intgo _wrap_Opts_set_token_nqraw_a7add3ac9aa24793(Opts *_swig_go_0, _gostring_ _
 }
 
 
-intgo _wrap_Opts_accept_token_nqraw_a7add3ac9aa24793(Opts *_swig_go_0, _gostring_ _swig_go_1, _gostring_ _swig_go_2) {
+intgo _wrap_Opts_accept_token_nqraw_08a1f93534b9695f(Opts *_swig_go_0, _gostring_ _swig_go_1, _gostring_ _swig_go_2) {
   Opts *arg1 = (Opts *) 0 ;
   char *arg2 = (char *) 0 ;
   char *arg3 = (char *) 0 ;
@@ -2488,7 +2488,7 @@ intgo _wrap_Opts_accept_token_nqraw_a7add3ac9aa24793(Opts *_swig_go_0, _gostring
 }
 
 
-intgo _wrap_Opts_set_tls_server_name_nqraw_a7add3ac9aa24793(Opts *_swig_go_0, _gostring_ _swig_go_1) {
+intgo _wrap_Opts_set_tls_server_name_nqraw_08a1f93534b9695f(Opts *_swig_go_0, _gostring_ _swig_go_1) {
   Opts *arg1 = (Opts *) 0 ;
   char *arg2 = (char *) 0 ;
   int result;
@@ -2508,7 +2508,7 @@ intgo _wrap_Opts_set_tls_server_name_nqraw_a7add3ac9aa24793(Opts *_swig_go_0, _g
 }
 
 
-intgo _wrap_Opts_set_tls_alpn_nqraw_a7add3ac9aa24793(Opts *_swig_go_0, _gostring_ _swig_go_1) {
+intgo _wrap_Opts_set_tls_alpn_nqraw_08a1f93534b9695f(Opts *_swig_go_0, _gostring_ _swig_go_1) {
   Opts *arg1 = (Opts *) 0 ;
   char *arg2 = (char *) 0 ;
   int result;
@@ -2528,7 +2528,7 @@ intgo _wrap_Opts_set_tls_alpn_nqraw_a7add3ac9aa24793(Opts *_swig_go_0, _gostring
 }
 
 
-intgo _wrap_Opts_set_mqtt_client_id_nqraw_a7add3ac9aa24793(Opts *_swig_go_0, _gostring_ _swig_go_1) {
+intgo _wrap_Opts_set_mqtt_client_id_nqraw_08a1f93534b9695f(Opts *_swig_go_0, _gostring_ _swig_go_1) {
   Opts *arg1 = (Opts *) 0 ;
   char *arg2 = (char *) 0 ;
   int result;
@@ -2548,7 +2548,7 @@ intgo _wrap_Opts_set_mqtt_client_id_nqraw_a7add3ac9aa24793(Opts *_swig_go_0, _go
 }
 
 
-intgo _wrap_Opts_set_secret_nqraw_a7add3ac9aa24793(Opts *_swig_go_0, intgo _swig_go_1) {
+intgo _wrap_Opts_set_secret_nqraw_08a1f93534b9695f(Opts *_swig_go_0, intgo _swig_go_1) {
   Opts *arg1 = (Opts *) 0 ;
   uintptr_t arg2 ;
   int result;
@@ -2563,7 +2563,7 @@ intgo _wrap_Opts_set_secret_nqraw_a7add3ac9aa24793(Opts *_swig_go_0, intgo _swig
 }
 
 
-Msg *_wrap_new_Msg_nqraw_a7add3ac9aa24793() {
+Msg *_wrap_new_Msg_nqraw_08a1f93534b9695f() {
   Msg *result = 0 ;
   Msg *_swig_go_result;
   
@@ -2574,7 +2574,7 @@ Msg *_wrap_new_Msg_nqraw_a7add3ac9aa24793() {
 }
 
 
-void _wrap_delete_Msg_nqraw_a7add3ac9aa24793(Msg *_swig_go_0) {
+void _wrap_delete_Msg_nqraw_08a1f93534b9695f(Msg *_swig_go_0) {
   Msg *arg1 = (Msg *) 0 ;
   
   arg1 = *(Msg **)&_swig_go_0; 
@@ -2584,7 +2584,7 @@ void _wrap_delete_Msg_nqraw_a7add3ac9aa24793(Msg *_swig_go_0) {
 }
 
 
-_goslice_ _wrap_Msg_peer_nqraw_a7add3ac9aa24793(Msg *_swig_go_0) {
+_goslice_ _wrap_Msg_peer_nqraw_08a1f93534b9695f(Msg *_swig_go_0) {
   Msg *arg1 = (Msg *) 0 ;
   nq_id result;
   _goslice_ _swig_go_result;
@@ -2604,7 +2604,7 @@ _goslice_ _wrap_Msg_peer_nqraw_a7add3ac9aa24793(Msg *_swig_go_0) {
 }
 
 
-_goslice_ _wrap_Msg_data_nqraw_a7add3ac9aa24793(Msg *_swig_go_0) {
+_goslice_ _wrap_Msg_data_nqraw_08a1f93534b9695f(Msg *_swig_go_0) {
   Msg *arg1 = (Msg *) 0 ;
   nqb_view result;
   _goslice_ _swig_go_result;
@@ -2621,7 +2621,7 @@ _goslice_ _wrap_Msg_data_nqraw_a7add3ac9aa24793(Msg *_swig_go_0) {
 }
 
 
-long long _wrap_Msg_size_nqraw_a7add3ac9aa24793(Msg *_swig_go_0) {
+long long _wrap_Msg_size_nqraw_08a1f93534b9695f(Msg *_swig_go_0) {
   Msg *arg1 = (Msg *) 0 ;
   int64_t result;
   long long _swig_go_result;
@@ -2634,7 +2634,7 @@ long long _wrap_Msg_size_nqraw_a7add3ac9aa24793(Msg *_swig_go_0) {
 }
 
 
-void _wrap_Msg_release_nqraw_a7add3ac9aa24793(Msg *_swig_go_0) {
+void _wrap_Msg_release_nqraw_08a1f93534b9695f(Msg *_swig_go_0) {
   Msg *arg1 = (Msg *) 0 ;
   
   arg1 = *(Msg **)&_swig_go_0; 
@@ -2644,7 +2644,7 @@ void _wrap_Msg_release_nqraw_a7add3ac9aa24793(Msg *_swig_go_0) {
 }
 
 
-void _wrap_Completion_token_set_nqraw_a7add3ac9aa24793(Completion *_swig_go_0, long long _swig_go_1) {
+void _wrap_Completion_token_set_nqraw_08a1f93534b9695f(Completion *_swig_go_0, long long _swig_go_1) {
   Completion *arg1 = (Completion *) 0 ;
   int64_t arg2 ;
   
@@ -2656,7 +2656,7 @@ void _wrap_Completion_token_set_nqraw_a7add3ac9aa24793(Completion *_swig_go_0, l
 }
 
 
-long long _wrap_Completion_token_get_nqraw_a7add3ac9aa24793(Completion *_swig_go_0) {
+long long _wrap_Completion_token_get_nqraw_08a1f93534b9695f(Completion *_swig_go_0) {
   Completion *arg1 = (Completion *) 0 ;
   int64_t result;
   long long _swig_go_result;
@@ -2669,7 +2669,7 @@ long long _wrap_Completion_token_get_nqraw_a7add3ac9aa24793(Completion *_swig_go
 }
 
 
-void _wrap_Completion_result_set_nqraw_a7add3ac9aa24793(Completion *_swig_go_0, intgo _swig_go_1) {
+void _wrap_Completion_result_set_nqraw_08a1f93534b9695f(Completion *_swig_go_0, intgo _swig_go_1) {
   Completion *arg1 = (Completion *) 0 ;
   int arg2 ;
   
@@ -2681,7 +2681,7 @@ void _wrap_Completion_result_set_nqraw_a7add3ac9aa24793(Completion *_swig_go_0, 
 }
 
 
-intgo _wrap_Completion_result_get_nqraw_a7add3ac9aa24793(Completion *_swig_go_0) {
+intgo _wrap_Completion_result_get_nqraw_08a1f93534b9695f(Completion *_swig_go_0) {
   Completion *arg1 = (Completion *) 0 ;
   int result;
   intgo _swig_go_result;
@@ -2694,7 +2694,7 @@ intgo _wrap_Completion_result_get_nqraw_a7add3ac9aa24793(Completion *_swig_go_0)
 }
 
 
-Completion *_wrap_new_Completion_nqraw_a7add3ac9aa24793() {
+Completion *_wrap_new_Completion_nqraw_08a1f93534b9695f() {
   Completion *result = 0 ;
   Completion *_swig_go_result;
   
@@ -2705,7 +2705,7 @@ Completion *_wrap_new_Completion_nqraw_a7add3ac9aa24793() {
 }
 
 
-void _wrap_delete_Completion_nqraw_a7add3ac9aa24793(Completion *_swig_go_0) {
+void _wrap_delete_Completion_nqraw_08a1f93534b9695f(Completion *_swig_go_0) {
   Completion *arg1 = (Completion *) 0 ;
   
   arg1 = *(Completion **)&_swig_go_0; 
@@ -2715,7 +2715,7 @@ void _wrap_delete_Completion_nqraw_a7add3ac9aa24793(Completion *_swig_go_0) {
 }
 
 
-Completions *_wrap_new_Completions_nqraw_a7add3ac9aa24793() {
+Completions *_wrap_new_Completions_nqraw_08a1f93534b9695f() {
   Completions *result = 0 ;
   Completions *_swig_go_result;
   
@@ -2726,7 +2726,7 @@ Completions *_wrap_new_Completions_nqraw_a7add3ac9aa24793() {
 }
 
 
-void _wrap_delete_Completions_nqraw_a7add3ac9aa24793(Completions *_swig_go_0) {
+void _wrap_delete_Completions_nqraw_08a1f93534b9695f(Completions *_swig_go_0) {
   Completions *arg1 = (Completions *) 0 ;
   
   arg1 = *(Completions **)&_swig_go_0; 
@@ -2736,7 +2736,7 @@ void _wrap_delete_Completions_nqraw_a7add3ac9aa24793(Completions *_swig_go_0) {
 }
 
 
-intgo _wrap_Completions_next_nqraw_a7add3ac9aa24793(Completions *_swig_go_0, long long _swig_go_1, Completion *_swig_go_2) {
+intgo _wrap_Completions_next_nqraw_08a1f93534b9695f(Completions *_swig_go_0, long long _swig_go_1, Completion *_swig_go_2) {
   Completions *arg1 = (Completions *) 0 ;
   int64_t arg2 ;
   Completion *arg3 = (Completion *) 0 ;
@@ -2753,7 +2753,7 @@ intgo _wrap_Completions_next_nqraw_a7add3ac9aa24793(Completions *_swig_go_0, lon
 }
 
 
-void _wrap_Completions_shutdown_nqraw_a7add3ac9aa24793(Completions *_swig_go_0) {
+void _wrap_Completions_shutdown_nqraw_08a1f93534b9695f(Completions *_swig_go_0) {
   Completions *arg1 = (Completions *) 0 ;
   
   arg1 = *(Completions **)&_swig_go_0; 
@@ -2763,7 +2763,7 @@ void _wrap_Completions_shutdown_nqraw_a7add3ac9aa24793(Completions *_swig_go_0) 
 }
 
 
-long long _wrap_Completions_outstanding_nqraw_a7add3ac9aa24793(Completions *_swig_go_0) {
+long long _wrap_Completions_outstanding_nqraw_08a1f93534b9695f(Completions *_swig_go_0) {
   Completions *arg1 = (Completions *) 0 ;
   long result;
   long long _swig_go_result;
@@ -2776,7 +2776,7 @@ long long _wrap_Completions_outstanding_nqraw_a7add3ac9aa24793(Completions *_swi
 }
 
 
-long long _wrap_Ids_size_nqraw_a7add3ac9aa24793(Ids *_swig_go_0) {
+long long _wrap_Ids_size_nqraw_08a1f93534b9695f(Ids *_swig_go_0) {
   Ids *arg1 = (Ids *) 0 ;
   int64_t result;
   long long _swig_go_result;
@@ -2789,7 +2789,7 @@ long long _wrap_Ids_size_nqraw_a7add3ac9aa24793(Ids *_swig_go_0) {
 }
 
 
-_goslice_ _wrap_Ids_at_nqraw_a7add3ac9aa24793(Ids *_swig_go_0, long long _swig_go_1) {
+_goslice_ _wrap_Ids_at_nqraw_08a1f93534b9695f(Ids *_swig_go_0, long long _swig_go_1) {
   Ids *arg1 = (Ids *) 0 ;
   int64_t arg2 ;
   nq_id result;
@@ -2811,7 +2811,7 @@ _goslice_ _wrap_Ids_at_nqraw_a7add3ac9aa24793(Ids *_swig_go_0, long long _swig_g
 }
 
 
-Ids *_wrap_new_Ids_nqraw_a7add3ac9aa24793() {
+Ids *_wrap_new_Ids_nqraw_08a1f93534b9695f() {
   Ids *result = 0 ;
   Ids *_swig_go_result;
   
@@ -2822,7 +2822,7 @@ Ids *_wrap_new_Ids_nqraw_a7add3ac9aa24793() {
 }
 
 
-void _wrap_delete_Ids_nqraw_a7add3ac9aa24793(Ids *_swig_go_0) {
+void _wrap_delete_Ids_nqraw_08a1f93534b9695f(Ids *_swig_go_0) {
   Ids *arg1 = (Ids *) 0 ;
   
   arg1 = *(Ids **)&_swig_go_0; 
@@ -2832,7 +2832,7 @@ void _wrap_delete_Ids_nqraw_a7add3ac9aa24793(Ids *_swig_go_0) {
 }
 
 
-_goslice_ _wrap_Text_bytes_nqraw_a7add3ac9aa24793(Text *_swig_go_0) {
+_goslice_ _wrap_Text_bytes_nqraw_08a1f93534b9695f(Text *_swig_go_0) {
   Text *arg1 = (Text *) 0 ;
   nqb_view result;
   _goslice_ _swig_go_result;
@@ -2849,7 +2849,7 @@ _goslice_ _wrap_Text_bytes_nqraw_a7add3ac9aa24793(Text *_swig_go_0) {
 }
 
 
-Text *_wrap_new_Text_nqraw_a7add3ac9aa24793() {
+Text *_wrap_new_Text_nqraw_08a1f93534b9695f() {
   Text *result = 0 ;
   Text *_swig_go_result;
   
@@ -2860,7 +2860,7 @@ Text *_wrap_new_Text_nqraw_a7add3ac9aa24793() {
 }
 
 
-void _wrap_delete_Text_nqraw_a7add3ac9aa24793(Text *_swig_go_0) {
+void _wrap_delete_Text_nqraw_08a1f93534b9695f(Text *_swig_go_0) {
   Text *arg1 = (Text *) 0 ;
   
   arg1 = *(Text **)&_swig_go_0; 
@@ -2870,7 +2870,7 @@ void _wrap_delete_Text_nqraw_a7add3ac9aa24793(Text *_swig_go_0) {
 }
 
 
-intgo _wrap_Chunks_add_nqraw_a7add3ac9aa24793(Chunks *_swig_go_0, _goslice_ _swig_go_1) {
+intgo _wrap_Chunks_add_nqraw_08a1f93534b9695f(Chunks *_swig_go_0, _goslice_ _swig_go_1) {
   Chunks *arg1 = (Chunks *) 0 ;
   void *arg2 = (void *) 0 ;
   size_t arg3 ;
@@ -2889,7 +2889,7 @@ intgo _wrap_Chunks_add_nqraw_a7add3ac9aa24793(Chunks *_swig_go_0, _goslice_ _swi
 }
 
 
-long long _wrap_Chunks_size_nqraw_a7add3ac9aa24793(Chunks *_swig_go_0) {
+long long _wrap_Chunks_size_nqraw_08a1f93534b9695f(Chunks *_swig_go_0) {
   Chunks *arg1 = (Chunks *) 0 ;
   int64_t result;
   long long _swig_go_result;
@@ -2902,7 +2902,7 @@ long long _wrap_Chunks_size_nqraw_a7add3ac9aa24793(Chunks *_swig_go_0) {
 }
 
 
-Chunks *_wrap_new_Chunks_nqraw_a7add3ac9aa24793() {
+Chunks *_wrap_new_Chunks_nqraw_08a1f93534b9695f() {
   Chunks *result = 0 ;
   Chunks *_swig_go_result;
   
@@ -2913,7 +2913,7 @@ Chunks *_wrap_new_Chunks_nqraw_a7add3ac9aa24793() {
 }
 
 
-void _wrap_delete_Chunks_nqraw_a7add3ac9aa24793(Chunks *_swig_go_0) {
+void _wrap_delete_Chunks_nqraw_08a1f93534b9695f(Chunks *_swig_go_0) {
   Chunks *arg1 = (Chunks *) 0 ;
   
   arg1 = *(Chunks **)&_swig_go_0; 
@@ -2923,7 +2923,7 @@ void _wrap_delete_Chunks_nqraw_a7add3ac9aa24793(Chunks *_swig_go_0) {
 }
 
 
-Comm *_wrap_new_Comm_nqraw_a7add3ac9aa24793() {
+Comm *_wrap_new_Comm_nqraw_08a1f93534b9695f() {
   Comm *result = 0 ;
   Comm *_swig_go_result;
   
@@ -2934,7 +2934,7 @@ Comm *_wrap_new_Comm_nqraw_a7add3ac9aa24793() {
 }
 
 
-void _wrap_delete_Comm_nqraw_a7add3ac9aa24793(Comm *_swig_go_0) {
+void _wrap_delete_Comm_nqraw_08a1f93534b9695f(Comm *_swig_go_0) {
   Comm *arg1 = (Comm *) 0 ;
   
   arg1 = *(Comm **)&_swig_go_0; 
@@ -2944,7 +2944,7 @@ void _wrap_delete_Comm_nqraw_a7add3ac9aa24793(Comm *_swig_go_0) {
 }
 
 
-intgo _wrap_Comm_open_nqraw_a7add3ac9aa24793(Comm *_swig_go_0, intgo _swig_go_1, intgo _swig_go_2, Opts *_swig_go_3) {
+intgo _wrap_Comm_open_nqraw_08a1f93534b9695f(Comm *_swig_go_0, intgo _swig_go_1, intgo _swig_go_2, Opts *_swig_go_3) {
   Comm *arg1 = (Comm *) 0 ;
   int arg2 ;
   int arg3 ;
@@ -2963,7 +2963,7 @@ intgo _wrap_Comm_open_nqraw_a7add3ac9aa24793(Comm *_swig_go_0, intgo _swig_go_1,
 }
 
 
-intgo _wrap_Comm_put_nqraw_a7add3ac9aa24793(Comm *_swig_go_0, _goslice_ _swig_go_1, _goslice_ _swig_go_2, Completions *_swig_go_3, long long _swig_go_4) {
+intgo _wrap_Comm_put_nqraw_08a1f93534b9695f(Comm *_swig_go_0, _goslice_ _swig_go_1, _goslice_ _swig_go_2, Completions *_swig_go_3, long long _swig_go_4) {
   Comm *arg1 = (Comm *) 0 ;
   void *arg2 = (void *) 0 ;
   size_t arg3 ;
@@ -2992,7 +2992,7 @@ intgo _wrap_Comm_put_nqraw_a7add3ac9aa24793(Comm *_swig_go_0, _goslice_ _swig_go
 }
 
 
-intgo _wrap_Comm_put_chunks_nqraw_a7add3ac9aa24793(Comm *_swig_go_0, Chunks *_swig_go_1, _goslice_ _swig_go_2, Completions *_swig_go_3, long long _swig_go_4) {
+intgo _wrap_Comm_put_chunks_nqraw_08a1f93534b9695f(Comm *_swig_go_0, Chunks *_swig_go_1, _goslice_ _swig_go_2, Completions *_swig_go_3, long long _swig_go_4) {
   Comm *arg1 = (Comm *) 0 ;
   Chunks *arg2 = (Chunks *) 0 ;
   void *arg3 = (void *) 0 ;
@@ -3017,7 +3017,7 @@ intgo _wrap_Comm_put_chunks_nqraw_a7add3ac9aa24793(Comm *_swig_go_0, Chunks *_sw
 }
 
 
-intgo _wrap_Comm_put_copy_nqraw_a7add3ac9aa24793(Comm *_swig_go_0, _goslice_ _swig_go_1, _goslice_ _swig_go_2, Completions *_swig_go_3, long long _swig_go_4) {
+intgo _wrap_Comm_put_copy_nqraw_08a1f93534b9695f(Comm *_swig_go_0, _goslice_ _swig_go_1, _goslice_ _swig_go_2, Completions *_swig_go_3, long long _swig_go_4) {
   Comm *arg1 = (Comm *) 0 ;
   void *arg2 = (void *) 0 ;
   size_t arg3 ;
@@ -3046,7 +3046,7 @@ intgo _wrap_Comm_put_copy_nqraw_a7add3ac9aa24793(Comm *_swig_go_0, _goslice_ _sw
 }
 
 
-long long _wrap_Comm_cancel_nqraw_a7add3ac9aa24793(Comm *_swig_go_0, Completions *_swig_go_1, long long _swig_go_2) {
+long long _wrap_Comm_cancel_nqraw_08a1f93534b9695f(Comm *_swig_go_0, Completions *_swig_go_1, long long _swig_go_2) {
   Comm *arg1 = (Comm *) 0 ;
   Completions *arg2 = (Completions *) 0 ;
   int64_t arg3 ;
@@ -3063,7 +3063,7 @@ long long _wrap_Comm_cancel_nqraw_a7add3ac9aa24793(Comm *_swig_go_0, Completions
 }
 
 
-intgo _wrap_Comm_get_nqraw_a7add3ac9aa24793(Comm *_swig_go_0, long long _swig_go_1, Msg *_swig_go_2) {
+intgo _wrap_Comm_get_nqraw_08a1f93534b9695f(Comm *_swig_go_0, long long _swig_go_1, Msg *_swig_go_2) {
   Comm *arg1 = (Comm *) 0 ;
   int64_t arg2 ;
   Msg *arg3 = (Msg *) 0 ;
@@ -3080,7 +3080,7 @@ intgo _wrap_Comm_get_nqraw_a7add3ac9aa24793(Comm *_swig_go_0, long long _swig_go
 }
 
 
-intgo _wrap_Comm_get_from_nqraw_a7add3ac9aa24793(Comm *_swig_go_0, _goslice_ _swig_go_1, long long _swig_go_2, Msg *_swig_go_3) {
+intgo _wrap_Comm_get_from_nqraw_08a1f93534b9695f(Comm *_swig_go_0, _goslice_ _swig_go_1, long long _swig_go_2, Msg *_swig_go_3) {
   Comm *arg1 = (Comm *) 0 ;
   void *arg2 = (void *) 0 ;
   size_t arg3 ;
@@ -3103,7 +3103,7 @@ intgo _wrap_Comm_get_from_nqraw_a7add3ac9aa24793(Comm *_swig_go_0, _goslice_ _sw
 }
 
 
-intgo _wrap_Comm_fd_nqraw_a7add3ac9aa24793(Comm *_swig_go_0) {
+intgo _wrap_Comm_fd_nqraw_08a1f93534b9695f(Comm *_swig_go_0) {
   Comm *arg1 = (Comm *) 0 ;
   int result;
   intgo _swig_go_result;
@@ -3116,7 +3116,7 @@ intgo _wrap_Comm_fd_nqraw_a7add3ac9aa24793(Comm *_swig_go_0) {
 }
 
 
-intgo _wrap_Comm_close_nqraw_a7add3ac9aa24793(Comm *_swig_go_0) {
+intgo _wrap_Comm_close_nqraw_08a1f93534b9695f(Comm *_swig_go_0) {
   Comm *arg1 = (Comm *) 0 ;
   int result;
   intgo _swig_go_result;
@@ -3129,7 +3129,7 @@ intgo _wrap_Comm_close_nqraw_a7add3ac9aa24793(Comm *_swig_go_0) {
 }
 
 
-_goslice_ _wrap_Comm_id_nqraw_a7add3ac9aa24793(Comm *_swig_go_0) {
+_goslice_ _wrap_Comm_id_nqraw_08a1f93534b9695f(Comm *_swig_go_0) {
   Comm *arg1 = (Comm *) 0 ;
   nq_id result;
   _goslice_ _swig_go_result;
@@ -3149,7 +3149,7 @@ _goslice_ _wrap_Comm_id_nqraw_a7add3ac9aa24793(Comm *_swig_go_0) {
 }
 
 
-_goslice_ _wrap_Comm_server_id_nqraw_a7add3ac9aa24793(Comm *_swig_go_0) {
+_goslice_ _wrap_Comm_server_id_nqraw_08a1f93534b9695f(Comm *_swig_go_0) {
   Comm *arg1 = (Comm *) 0 ;
   nq_id result;
   _goslice_ _swig_go_result;
@@ -3169,7 +3169,7 @@ _goslice_ _wrap_Comm_server_id_nqraw_a7add3ac9aa24793(Comm *_swig_go_0) {
 }
 
 
-intgo _wrap_Comm_local_port_nqraw_a7add3ac9aa24793(Comm *_swig_go_0) {
+intgo _wrap_Comm_local_port_nqraw_08a1f93534b9695f(Comm *_swig_go_0) {
   Comm *arg1 = (Comm *) 0 ;
   int result;
   intgo _swig_go_result;
@@ -3182,7 +3182,7 @@ intgo _wrap_Comm_local_port_nqraw_a7add3ac9aa24793(Comm *_swig_go_0) {
 }
 
 
-intgo _wrap_Comm_peers_nqraw_a7add3ac9aa24793(Comm *_swig_go_0, Ids *_swig_go_1) {
+intgo _wrap_Comm_peers_nqraw_08a1f93534b9695f(Comm *_swig_go_0, Ids *_swig_go_1) {
   Comm *arg1 = (Comm *) 0 ;
   Ids *arg2 = (Ids *) 0 ;
   int result;
@@ -3197,7 +3197,7 @@ intgo _wrap_Comm_peers_nqraw_a7add3ac9aa24793(Comm *_swig_go_0, Ids *_swig_go_1)
 }
 
 
-intgo _wrap_Comm_peer_identity_nqraw_a7add3ac9aa24793(Comm *_swig_go_0, _goslice_ _swig_go_1, Text *_swig_go_2) {
+intgo _wrap_Comm_peer_identity_nqraw_08a1f93534b9695f(Comm *_swig_go_0, _goslice_ _swig_go_1, Text *_swig_go_2) {
   Comm *arg1 = (Comm *) 0 ;
   void *arg2 = (void *) 0 ;
   size_t arg3 ;
@@ -3218,7 +3218,7 @@ intgo _wrap_Comm_peer_identity_nqraw_a7add3ac9aa24793(Comm *_swig_go_0, _goslice
 }
 
 
-long long _wrap_Comm_stat_nqraw_a7add3ac9aa24793(Comm *_swig_go_0, intgo _swig_go_1) {
+long long _wrap_Comm_stat_nqraw_08a1f93534b9695f(Comm *_swig_go_0, intgo _swig_go_1) {
   Comm *arg1 = (Comm *) 0 ;
   int arg2 ;
   int64_t result;
