@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # Builds libnq's Debian source package and, from it, the packages libnq1,
-# libnq-dev and nq-tools (and their debug symbols, *-dbgsym).  The tree is
+# libnq-dev and nq-tools, the bindings python3-libnq, libnq-java and
+# golang-github-libnq-libnq-dev, and the debug symbols of those with
+# binaries (*-dbgsym).  The tree is
 # copied, its files packed as the upstream tarball libnq_VERSION.orig.tar.xz,
 # packaging/debian added as the copy's debian/ folder, and the whole goes
 # through dpkg-buildpackage as a "3.0 (quilt)" source package.
@@ -15,7 +17,8 @@
 # where Bazel would find its BUILD files.  In a git work tree the copy holds
 # the files git tracks or would track (so .gitignore keeps build trees and
 # caches out), as they are now.
-# Needs dpkg-dev, debhelper and python3 (tools/install-deps.sh installs them).
+# Needs dpkg-dev, debhelper, python3 and the Build-Depends of
+# packaging/debian/control (tools/install-deps.sh installs them).
 # Environment: NQ_TEST_JOBS parallel jobs (default 2).
 set -euo pipefail
 

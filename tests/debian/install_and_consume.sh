@@ -3,18 +3,27 @@
 # machine, uses them as an outside project would, and removes them again.
 #
 #   1. The packages hold what they should (libnq-dev a manual page for
-#      every function of nq.h, nq-tools nq(1)), and their Depends name the
-#      package of every library their binaries need (dpkg-shlibdeps's work),
-#      nq-tools needing libnq1.
-#   2. dpkg -i libnq1, libnq-dev and nq-tools; `man nq`, `man libnq` and
-#      `man 3 nq_open` find and show their pages.
+#      every function of nq.h, nq-tools nq(1), the bindings their modules,
+#      jar and Go source), and their Depends name the package of every
+#      library their binaries need (dpkg-shlibdeps's work), nq-tools and
+#      the Python and Java bindings needing libnq1.
+#   2. dpkg -i every package; `man nq`, `man libnq` and `man 3 nq_open`
+#      find and show their pages.
 #   3. echo_client (tests/debian/consumer) is built twice, with
 #      `pkg-config --cflags --libs nq` and with CMake's find_package(nq),
 #      neither told where libnq is; both link /usr/lib/<triplet>/libnq.so.1.
 #   4. `nq serve --echo` from nq-tools, on a free port, echoes what both
 #      clients send.
-#   5. dpkg --purge removes the three packages, leaving no file (and no
-#      manual page) behind.
+#   5. The bindings, used from a folder outside the source tree as their
+#      users would: consumer/echo.py run by /usr/bin/python3 as a server
+#      and as its client (python3-libnq); Echo.java built with
+#      `javac -cp /usr/share/java/libnq.jar` and run with `java -cp`, no
+#      java.library.path given (libnq-java); echo.go built by `go build` in
+#      a module that requires the Go binding, replaced by its source under
+#      /usr/share/gocode, offline (golang-github-libnq-libnq-dev, Go >= 1.21
+#      from PATH or /usr/local/go).
+#   6. dpkg --purge removes every package, leaving no file (and no manual
+#      page, no compiled Python) behind.
 #
 # The machine is left as it was: the test refuses to start when any of the
 # packages, or another libnq visible to pkg-config or the dynamic linker, is
@@ -22,7 +31,9 @@
 #
 # Usage: install_and_consume.sh DEB_DIR SOURCE_DIR WORK_DIR
 #   DEB_DIR     the packages (libnq1_VERSION-REVISION_ARCH.deb, libnq-dev_...,
-#               nq-tools_...), VERSION being CMakeLists.txt's
+#               nq-tools_..., python3-libnq_..., libnq-java_...,
+#               golang-github-libnq-libnq-dev_VERSION-REVISION_all.deb),
+#               VERSION being CMakeLists.txt's
 #   SOURCE_DIR  the libnq source tree      WORK_DIR  scratch space, wiped first
 # Runs dpkg as root, through sudo when not root.
 set -euo pipefail
@@ -31,8 +42,13 @@ set -euo pipefail
 debs=$(cd "$1" && pwd)
 src=$(cd "$2" && pwd)
 work=$3
-packages=(libnq1 libnq-dev nq-tools)
+packages=(libnq1 libnq-dev nq-tools python3-libnq libnq-java golang-github-libnq-libnq-dev)
 run_timeout=60
+# Debian's interpreter, the one python3-libnq is for (not a python3 that
+# PATH may name first).
+python=/usr/bin/python3
+go_path=github.com/libnq/libnq/bindings/go/nq
+go_src=/usr/share/gocode/src/$go_path
 
 sudo=""
 [ "$(id -u)" -eq 0 ] || sudo="sudo"
@@ -90,6 +106,9 @@ fi
 if ldconfig -p | grep -q 'libnq\.so\.1 '; then
     fail "the dynamic linker already knows a libnq.so.1: $(ldconfig -p | grep 'libnq\.so\.1 ')"
 fi
+if (cd / && "$python" -I -c 'import nq' 2>/dev/null); then
+    fail "$python already imports a module nq ($(cd / && "$python" -I -c 'import nq; print(nq.__file__)')); remove it first"
+fi
 echo "none of ${packages[*]} installed, no other libnq visible"
 
 step "package contents and dependencies"
@@ -97,9 +116,9 @@ declare -A deb
 mkdir -p "$work/contents"
 shopt -s nullglob
 for p in "${packages[@]}"; do
-    found=("$debs/${p}_${version}"-*"_$arch.deb")
+    found=("$debs/${p}_${version}"-*"_$arch.deb" "$debs/${p}_${version}"-*_all.deb)
     [ ${#found[@]} -eq 1 ] ||
-        fail "expected one $debs/${p}_${version}-REVISION_$arch.deb, found ${#found[@]} (run packaging/build-debs.sh)"
+        fail "expected one $debs/${p}_${version}-REVISION_{$arch,all}.deb, found ${#found[@]} (run packaging/build-debs.sh)"
     deb[$p]=${found[0]}
     dpkg-deb -x "${deb[$p]}" "$work/contents/$p"
 done
@@ -138,6 +157,25 @@ if readelf -d "$work/contents/nq-tools/usr/bin/nq" | grep -Eq '\((RUN)?PATH\)'; 
     fail "/usr/bin/nq carries a run path"
 fi
 
+# The bindings: the Python package with its extension for Debian's python3,
+# the jar and its JNI library (outside the jar), the Go module's source.
+py_dir=/usr/lib/python3/dist-packages/nq
+py_ext=$py_dir/_nqraw$("$python" -c 'import sysconfig; print(sysconfig.get_config_var("EXT_SUFFIX"))')
+has_files python3-libnq "$py_dir/__init__.py" "$py_dir/nqraw.py" "$py_dir/py.typed" "$py_ext"
+jni=$libdir/jni/libnqjni.so
+has_files libnq-java /usr/share/java/libnq.jar "/usr/share/java/libnq-$version.jar" "$jni"
+[ "$(readlink "$work/contents/libnq-java/usr/share/java/libnq.jar")" = "libnq-$version.jar" ] ||
+    fail "libnq-java's libnq.jar does not point to libnq-$version.jar"
+jar tf "$work/contents/libnq-java/usr/share/java/libnq-$version.jar" >"$work/jar.list" ||
+    fail "jar cannot list libnq-$version.jar"
+grep -q '^org/libnq/Communicator\.class$' "$work/jar.list" || fail "libnq.jar lacks org.libnq.Communicator"
+! grep -q 'libnqjni' "$work/jar.list" || fail "libnq.jar carries a JNI library; it should load $jni"
+has_files golang-github-libnq-libnq-dev "$go_src/go.mod" "$go_src/nq.go" \
+    "$go_src/internal/nqraw/nqraw.go" "$go_src/internal/nqraw/nqraw_wrap.cxx"
+grep -qx "module $go_path" "$work/contents/golang-github-libnq-libnq-dev$go_src/go.mod" ||
+    fail "the packaged go.mod does not declare module $go_path"
+echo "python3-libnq has $py_dir; libnq-java has libnq.jar and $jni; the Go source is in $go_src"
+
 # depends_on PACKAGE DEP...: fails unless PACKAGE's Depends names every DEP.
 depends_on() {
     local p=$1 depends dep
@@ -152,14 +190,16 @@ depends_on() {
     printf '%s Depends: %s\n' "$p" "$depends"
 }
 
-# The package owning a file.  With /lib a link to /usr/lib, dpkg may know
-# the file by either path.
+# owner_of FILE: sets owner to the package owning FILE.  With /lib a link
+# to /usr/lib, dpkg may know the file by either path.  Like every helper
+# that can fail, it is not run in a $(...) subshell, whose exit would not
+# stop the test.
 owner_of() {
     local real candidate
     real=$(readlink -f "$1")
     for candidate in "$1" "$real" "${real#/usr}"; do
         if dpkg -S "$candidate" >"$work/owner" 2>/dev/null; then
-            sed 's/:.*//' "$work/owner" | head -n 1
+            owner=$(sed 's/:.*//' "$work/owner" | head -n 1)
             return
         fi
     done
@@ -171,14 +211,15 @@ same_file() {
     [ -n "$1" ] && [ -n "$2" ] && [ "$(readlink -f "$1")" = "$(readlink -f "$2")" ]
 }
 
-# The packages owning the libraries a binary needs (all but libnq itself,
-# which comes from these packages), found where the dynamic linker finds
-# them.
+# needed_packages BINARY: sets needed to the packages owning the libraries
+# BINARY needs (all but libnq itself, which comes from these packages),
+# found where the dynamic linker finds them.
 needed_packages() {
-    local needed resolved lib path owners=()
-    needed=$(readelf -d "$1" | sed -n 's/.*(NEEDED).*\[\(.*\)\]/\1/p')
+    local libs resolved lib path
+    needed=()
+    libs=$(readelf -d "$1" | sed -n 's/.*(NEEDED).*\[\(.*\)\]/\1/p')
     resolved=$(ldd "$1")
-    for lib in $needed; do
+    for lib in $libs; do
         [ "$lib" != libnq.so.1 ] || continue
         # "lib => /path (addr)", or "/path (addr)" for the dynamic linker.
         path=$(printf '%s\n' "$resolved" | awk -v lib="$lib" '
@@ -187,15 +228,20 @@ needed_packages() {
         if [ -z "$path" ] || [ "$path" = "not" ]; then
             fail "$1 needs $lib, which this machine lacks"
         fi
-        owners+=("$(owner_of "$path")")
+        owner_of "$path"
+        case " ${needed[*]} " in *" $owner "*) ;; *) needed+=("$owner") ;; esac
     done
-    printf '%s\n' "${owners[@]}" | sort -u
 }
-# shellcheck disable=SC2046  # one word per package
-depends_on libnq1 $(needed_packages "$work/contents/libnq1$libdir/libnq.so.$version")
-# shellcheck disable=SC2046
-depends_on nq-tools libnq1 $(needed_packages "$work/contents/nq-tools/usr/bin/nq")
+needed_packages "$work/contents/libnq1$libdir/libnq.so.$version"
+depends_on libnq1 "${needed[@]}"
+needed_packages "$work/contents/nq-tools/usr/bin/nq"
+depends_on nq-tools libnq1 "${needed[@]}"
 depends_on libnq-dev libnq1 libssl-dev libpaho-mqtt-dev libgrpc-dev
+needed_packages "$work/contents/python3-libnq$py_ext"
+depends_on python3-libnq python3 libnq1 "${needed[@]}"
+needed_packages "$work/contents/libnq-java$jni"
+depends_on libnq-java libnq1 "${needed[@]}"
+depends_on golang-github-libnq-libnq-dev libnq-dev pkg-config
 # nq-tools needs the libnq1 that brought the newest version node it uses,
 # as libnq1's symbols file says ((symver)NQ_1.x 1.x.0).
 newest_node=$(objdump -T "$work/contents/nq-tools/usr/bin/nq" | grep -o 'NQ_1\.[0-9]*' | sort -uV | tail -n 1)
@@ -213,7 +259,11 @@ esac
 
 step "dpkg -i ${packages[*]}"
 installed=("${packages[@]}")
-$sudo dpkg -i "${deb[libnq1]}" "${deb[libnq-dev]}" "${deb[nq-tools]}" >"$work/dpkg-install.log" 2>&1 ||
+debs_to_install=()
+for p in "${packages[@]}"; do
+    debs_to_install+=("${deb[$p]}")
+done
+$sudo dpkg -i "${debs_to_install[@]}" >"$work/dpkg-install.log" 2>&1 ||
     { cat "$work/dpkg-install.log" >&2; fail "dpkg -i failed"; }
 sed 's/^/  /' "$work/dpkg-install.log"
 same_file "$(ldconfig -p | awk '$1 == "libnq.so.1" { print $NF; exit }')" "$libdir/libnq.so.1" ||
@@ -281,19 +331,27 @@ cmake --build "$work/cmake" >"$work/cmake-build.log" 2>&1 ||
 uses_system_libnq "$work/cmake/echo_client"
 
 step "both clients against nq serve --echo"
+# wait_listening NAME OUT ERR: waits until the server server_pid (NAME)
+# prints "listening 127.0.0.1 PORT" into OUT and sets port; fails when it
+# exits or takes more than 30 s.
+wait_listening() {
+    local name=$1 out=$2 err=$3 line=""
+    for _ in $(seq 300); do
+        line=$(grep -m 1 '^listening ' "$out" || true)
+        [ -n "$line" ] && break
+        kill -0 "$server_pid" 2>/dev/null || { cat "$out" "$err" >&2; fail "$name exited"; }
+        sleep 0.1
+    done
+    [[ $line =~ ^listening\ 127\.0\.0\.1\ ([0-9]+)$ ]] ||
+        { cat "$out" "$err" >&2; fail "$name printed no 'listening 127.0.0.1 PORT' line"; }
+    port=${BASH_REMATCH[1]}
+    echo "$name listens on port $port"
+}
+
 : >"$work/serve.out"
 /usr/bin/nq serve --port 0 --echo >"$work/serve.out" 2>"$work/serve.err" &
 server_pid=$!
-line=""
-for _ in $(seq 100); do
-    line=$(head -n 1 "$work/serve.out")
-    [ -n "$line" ] && break
-    kill -0 "$server_pid" 2>/dev/null || { cat "$work/serve.err" >&2; fail "nq serve exited"; }
-    sleep 0.1
-done
-[[ $line =~ ^listening\ 127\.0\.0\.1\ ([0-9]+)$ ]] || fail "nq serve printed '$line'"
-port=${BASH_REMATCH[1]}
-echo "nq serve listens on port $port"
+wait_listening "nq serve" "$work/serve.out" "$work/serve.err"
 for client in "$work/echo_client_pc" "$work/cmake/echo_client"; do
     out=$(timeout "$run_timeout" "$client" 127.0.0.1 "$port" "hello from $(basename "$client")" \
         "second message") || fail "$client failed: $out"
@@ -309,8 +367,82 @@ received=$(tail -n +2 "$work/serve.out" | wc -l)
 [ "$received" -eq 4 ] || { cat "$work/serve.out" >&2; fail "nq serve printed $received messages, expected 4"; }
 sed 's/^/  serve: /' "$work/serve.out"
 
+# The bindings run in a folder of their own, outside the source tree, with
+# nothing in the environment pointing at libnq.
+outside=$work/outside
+mkdir -p "$outside"
+cd "$outside"
+run_env=(env -u PYTHONPATH -u PYTHONHOME -u CLASSPATH -u JAVA_TOOL_OPTIONS -u _JAVA_OPTIONS
+    -u PKG_CONFIG_PATH -u CGO_CFLAGS -u CGO_LDFLAGS LD_LIBRARY_PATH=)
+
+step "python3-libnq: echo.py server and client ($python -I)"
+"$python" -I -c 'import nq; print(nq.__version__, nq.libnq_version, nq.__file__)' \
+    >"$work/py-import.out" 2>&1 || { cat "$work/py-import.out" >&2; fail "$python cannot import nq"; }
+read -r py_version py_libnq py_file <"$work/py-import.out"
+[ "$py_file" = "$py_dir/__init__.py" ] || fail "nq was imported from $py_file, not $py_dir"
+[ "$py_version" = "$version" ] || fail "nq.__version__ is $py_version, expected $version"
+[ "$py_libnq" = "$version" ] || fail "nq.libnq_version is $py_libnq, expected $version"
+echo "import nq: nq $py_version on libnq $py_libnq, from $py_file"
+uses_system_libnq "$py_ext"
+cp "$src/tests/debian/consumer/echo.py" "$outside/"
+"${run_env[@]}" "$python" -I echo.py server \
+    >"$work/py-server.out" 2>"$work/py-server.err" &
+server_pid=$!
+wait_listening "echo.py server" "$work/py-server.out" "$work/py-server.err"
+out=$("${run_env[@]}" timeout "$run_timeout" "$python" -I echo.py client "$port" "hello from Python" 2>&1) ||
+    fail "echo.py client failed: $out"
+printf '%s\n' "$out" | sed 's/^/  client: /'
+rc=0
+wait "$server_pid" || rc=$?
+server_pid=""
+sed 's/^/  server: /' "$work/py-server.out"
+[ "$rc" -eq 0 ] || { cat "$work/py-server.err" >&2; fail "echo.py server exited with $rc"; }
+case $out in *"reply hello from Python"*) ;; *) fail "echo.py client got no echo" ;; esac
+grep -qx "nq $version from $py_dir/__init__.py" "$work/py-server.out" ||
+    fail "echo.py server did not run on $py_dir"
+
+step "libnq-java: javac -cp /usr/share/java/libnq.jar Echo.java, then java -cp"
+uses_system_libnq "$jni"
+cp "$src/tests/debian/consumer/Echo.java" "$outside/"
+"${run_env[@]}" javac -Xlint:all -Werror -cp /usr/share/java/libnq.jar -d "$outside/classes" Echo.java ||
+    fail "javac Echo.java against /usr/share/java/libnq.jar failed"
+# The JVM's library log says where the JNI library came from: the jar has
+# none, so it is found on java.library.path, in the system's JNI directory.
+out=$("${run_env[@]}" timeout "$run_timeout" java -Xlog:library=info:file="$work/java-library.log" \
+    -cp "/usr/share/java/libnq.jar:$outside/classes" Echo "hello from Java" 2>&1) ||
+    fail "java Echo failed: $out"
+printf '  %s\n' "$out"
+[ "$out" = "echo hello from Java" ] || fail "java Echo got no echo"
+grep -q "Loaded library .*$jni" "$work/java-library.log" ||
+    { grep -i nqjni "$work/java-library.log" >&2; fail "java did not load $jni"; }
+echo "the JVM loaded $jni"
+
+step "golang-github-libnq-libnq-dev: go build in a module outside the tree"
+go=$(command -v go || true)
+if [ -z "$go" ] && [ -x /usr/local/go/bin/go ]; then
+    go=/usr/local/go/bin/go
+fi
+[ -n "$go" ] || fail "no go on PATH or in /usr/local/go/bin (Go >= 1.21 is needed)"
+"$go" version
+# Offline, the module found only through its replace directive; the build
+# cache is the user's own.
+go_env=(GOFLAGS=-mod=mod GOPROXY=off GOWORK=off GOTOOLCHAIN=local CGO_ENABLED=1
+    GOPATH="$work/gopath")
+mkdir -p "$outside/go"
+cp "$src/tests/debian/consumer/echo.go" "$outside/go/main.go"
+printf '%s\n' "module example.com/echo" "" "go 1.21" "" "require $go_path v0.0.0" "" \
+    "replace $go_path => $go_src" >"$outside/go/go.mod"
+(cd "$outside/go" && "${run_env[@]}" "${go_env[@]}" "$go" build -o echo .) ||
+    fail "go build against $go_src failed"
+uses_system_libnq "$outside/go/echo"
+out=$("${run_env[@]}" timeout "$run_timeout" "$outside/go/echo" "hello from Go" 2>&1) ||
+    fail "the Go echo failed: $out"
+printf '  %s\n' "$out"
+[ "$out" = "echo hello from Go" ] || fail "the Go echo got no echo"
+cd "$work"
+
 step "dpkg --purge ${packages[*]}"
-$sudo dpkg --purge nq-tools libnq-dev libnq1 >"$work/dpkg-purge.log" 2>&1 ||
+$sudo dpkg --purge "${packages[@]}" >"$work/dpkg-purge.log" 2>&1 ||
     { cat "$work/dpkg-purge.log" >&2; fail "dpkg --purge failed"; }
 installed=()
 for p in "${packages[@]}"; do
@@ -318,13 +450,16 @@ for p in "${packages[@]}"; do
 done
 for f in /usr/include/nq "$libdir/libnq.so.1" "$libdir/libnq.so" "$libdir/libnq.a" \
     "$libdir/pkgconfig/nq.pc" "$libdir/cmake/nq" /usr/bin/nq /usr/share/man/man1/nq.1.gz \
-    /usr/share/man/man3/libnq.3.gz /usr/share/man/man3/nq_open.3.gz /usr/share/doc/libnq-dev; do
+    /usr/share/man/man3/libnq.3.gz /usr/share/man/man3/nq_open.3.gz /usr/share/doc/libnq-dev \
+    "$py_dir" "/usr/lib/python3/dist-packages/libnq-$version.egg-info" /usr/share/java/libnq.jar \
+    "/usr/share/java/libnq-$version.jar" "$jni" /usr/share/gocode/src/github.com/libnq; do
     if [ -e "$f" ] || [ -L "$f" ]; then
         fail "$f is left after purging"
     fi
 done
 ! man -w nq >/dev/null 2>&1 || fail "man still finds a page nq: $(man -w nq 2>&1)"
 ! ldconfig -p | grep -q 'libnq\.so\.1 ' || fail "ldconfig still lists libnq.so.1"
+! (cd / && "$python" -I -c 'import nq' 2>/dev/null) || fail "$python still imports nq"
 echo "removed; no file left behind"
 
 echo
