@@ -167,10 +167,26 @@ static int64_t beat_period(const nq_comm *c)
     return c->opts.ints[NQ_OPT_KEEPALIVE_MS] / 2;
 }
 
+/* Looks every half keep-alive period from now on. */
+static int start_beat(nqi_session *s)
+{
+    nqi_ack *a = &s->ack;
+    nq_comm *c = s->comm;
+    if (beat_period(c) <= 0) {
+        return NQ_OK;
+    }
+    nqi_timer_init(&a->beat, beat);
+    a->beat_in = s->in_bytes;
+    a->beat_out = a->out_bytes;
+    a->silent = 0;
+    return nqi_timer_arm(&s->worker->loop, &a->beat, nqi_now_ms() + beat_period(c));
+}
+
 int nqi_ack_agree(nqi_session *s, int peer_asked)
 {
     nqi_ack *a = &s->ack;
     nq_comm *c = s->comm;
+    a->beats_alone = 0;
     if (a->state == NQI_ACK_OFF) {
         return NQ_OK;
     }
@@ -191,16 +207,34 @@ int nqi_ack_agree(nqi_session *s, int peer_asked)
     a->state = NQI_ACK_ON;
     s->parser.control_ok = 1;
     nqi_stat_add(c, NQI_ST_ACKED, 1);
-    if (beat_period(c) > 0) {
-        nqi_timer_init(&a->beat, beat);
-        a->beat_in = s->in_bytes;
-        a->beat_out = a->out_bytes;
-        a->silent = 0;
-        if (nqi_timer_arm(&s->worker->loop, &a->beat, nqi_now_ms() + beat_period(c)) != NQ_OK) {
-            return NQ_ENOMEM;
-        }
+    return start_beat(s);
+}
+
+int nqi_ack_beat_alone(nqi_session *s)
+{
+    nqi_ack *a = &s->ack;
+    if (a->state == NQI_ACK_ON) {
+        return NQ_OK; /* it beats already */
     }
-    return NQ_OK;
+    a->beats_alone = 1;
+    s->parser.control_ok = 1;
+    return start_beat(s);
+}
+
+void nqi_ack_forget_beats(nqi_session *s)
+{
+    size_t j = 0;
+    size_t len = s->out_len;
+    for (size_t k = 0; k < len; k++) {
+        nqi_frame *f = *at(s, k);
+        if (f->kind == NQI_FRAME_CONTROL) {
+            nqi_frame_done(f, NQ_OK);
+            continue;
+        }
+        *at(s, j++) = f;
+    }
+    s->out_len = j;
+    s->ack.beats_alone = 0;
 }
 
 int nqi_ack_greet(nqi_session *s)
@@ -340,12 +374,12 @@ int nqi_ack_control(nqi_session *s, int type, const uint8_t *data, size_t len)
     nqi_ack *a = &s->ack;
     switch (type) {
     case NQI_CTL_RESUME:
-        if (len != 16) {
+        if (len != 16 || a->state != NQI_ACK_ON) {
             break;
         }
         return on_resume(s, get_u64(data), get_u64(data + 8));
     case NQI_CTL_ACK: {
-        if (len != 8 || a->hold) {
+        if (len != 8 || a->hold || a->state != NQI_ACK_ON) {
             break;
         }
         uint64_t n = get_u64(data);
@@ -439,6 +473,7 @@ void nqi_ack_rewind(nqi_session *s)
     }
     a->kept_head = 0;
     a->rewound += touched;
+    a->beats_alone = 0;
     nqi_ack_stop(s);
     if (nqi_ack_wanted(s->comm)) {
         a->state = NQI_ACK_OFFERED;
@@ -501,12 +536,12 @@ static void beat(nqi_timer *t)
     nqi_ack *a = NQI_CONTAINER(t, nqi_ack, beat);
     nqi_session *s = NQI_CONTAINER(a, nqi_session, ack);
     nq_comm *c = s->comm;
-    if (s->ended || a->state != NQI_ACK_ON) {
+    if (s->ended || (a->state != NQI_ACK_ON && !a->beats_alone)) {
         return;
     }
     int heard = s->in_bytes != a->beat_in || atomic_load(&s->paused);
     a->beat_in = s->in_bytes;
-    a->silent = heard ? 0 : a->silent + 1;
+    a->silent = heard || a->beats_alone ? 0 : a->silent + 1;
     if (a->silent >= 3) {
         nqi_logf(&c->log, NQ_LOG_WARN, "peer silent for %lld ms; dropping it",
                  (long long)(3 * beat_period(c)));

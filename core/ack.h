@@ -22,6 +22,13 @@
  *           (while this side does not hold the peer back) means the peer
  *           is gone.
  *
+ * The heartbeat alone: a transport whose peers did not agree on
+ * acknowledged delivery may still agree, in its own way, on PING frames
+ * only (its beats hook), so that an idle connection carries messages a
+ * proxy counts as traffic.  Nothing else changes: futures mean written,
+ * and silence is not judged (the transport's own keep-alive does that;
+ * the peers' keep-alive settings may differ).
+ *
  * Everything runs on the session's loop.
  */
 #ifndef NQ_CORE_ACK_H
@@ -44,6 +51,14 @@ int nqi_ack_init(nqi_session *s);
  * agreed: written frames complete, data flows.  Returns NQ_OK or
  * NQ_ENOMEM. */
 int nqi_ack_agree(nqi_session *s, int peer_asked);
+/* Acknowledged delivery was not agreed, but the transport agreed on the
+ * heartbeat alone: PING frames may come, and one goes whenever nothing
+ * else went out for half NQ_OPT_KEEPALIVE_MS.  Returns NQ_OK or
+ * NQ_ENOMEM. */
+int nqi_ack_beat_alone(nqi_session *s);
+/* A connection without acknowledged delivery is gone: heartbeat frames
+ * queued for it go with it (the next peer may not take them). */
+void nqi_ack_forget_beats(nqi_session *s);
 /* Server, agreed, after the session took over any earlier state of its
  * peer (nqi_ack_adopt): queues its RESUME behind its INI and holds data
  * until the client's.  Returns NQ_OK, NQ_ENOMEM or NQ_ESYS. */

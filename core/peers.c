@@ -254,6 +254,10 @@ static int on_ini(nqi_session *s)
         return asked;
     }
     int rv = nqi_ack_agree(s, asked);
+    if (rv == NQ_OK && s->ack.state != NQI_ACK_ON && c->transport->beats != NULL &&
+        c->transport->beats(s)) {
+        rv = nqi_ack_beat_alone(s);
+    }
     if (rv != NQ_OK) {
         return rv;
     }

@@ -270,6 +270,8 @@ int nqi_session_restart(nqi_session *s)
 {
     if (nqi_ack_wanted(s->comm)) {
         nqi_ack_rewind(s); /* what was not acknowledged goes again */
+    } else {
+        nqi_ack_forget_beats(s);
     }
     nqi_parser_fini(&s->parser);
     nqi_parser_init(&s->parser, sizeof(s->peer.bytes));

@@ -57,6 +57,8 @@ typedef struct nqi_ack {
     uint64_t beat_in;   /* in_bytes at the last beat                          */
     uint64_t beat_out;  /* out_bytes at the last beat                         */
     int silent;         /* beats in a row with nothing received               */
+    int beats_alone;    /* only the heartbeat was agreed: PINGs go when idle,
+                         * and come; nothing else changes                     */
     uint64_t out_bytes; /* bytes written on the connection                    */
 } nqi_ack;
 

@@ -49,6 +49,11 @@ struct nqi_transport {
      * INI arrives, or returns an nq error when the connection broke before
      * it could tell.  NULL: the transport cannot carry it. */
     int (*acked)(nqi_session *s);
+    /* The heartbeat alone (core/ack.h): where acknowledged delivery was not
+     * agreed, whether both sides agreed on PING frames only, in the
+     * transport's own way and invisibly to a peer that does not (1 or 0),
+     * when the peer's INI arrives.  NULL: never. */
+    int (*beats)(nqi_session *s);
     /* The peer's address as text ("127.0.0.1:40312") into buf, for the
      * admission callback (NULL: the transport has none to tell, "").  On
      * the session's loop. */

@@ -11,6 +11,7 @@
 #include <unistd.h>
 
 #include <grpc/byte_buffer.h>
+#include <grpc/byte_buffer_reader.h>
 #include <grpc/grpc.h>
 #include <grpc/grpc_security.h>
 #include <grpc/support/time.h>
@@ -401,13 +402,17 @@ static int test_queue_size_holds_a_sender_back_without_loss(void)
 /* ---- hostile callers -------------------------------------------------------------- */
 
 /* A call made by hand on a channel (a connection) of its own: /grpc/comm
- * with nq-id naming id, nq-stream when stream is set, and one message. */
+ * with nq-id naming id, nq-stream when stream has HOSTILE_STREAM, also
+ * nq-heartbeat when it has HOSTILE_BEATS, and one message. */
+#define HOSTILE_STREAM 1
+#define HOSTILE_BEATS 2
 typedef struct hostile {
     grpc_channel *channel;
     int own_channel;
     grpc_completion_queue *cq;
     grpc_call *call;
     grpc_metadata_array got_md;
+    grpc_metadata_array initial_md;
     grpc_status_code status;
     grpc_slice details;
 } hostile;
@@ -422,21 +427,25 @@ static int hostile_call(hostile *h, const nq_id *id, int stream, const void *byt
     CHECK(h->call != NULL);
     char text[NQ_ID_STRLEN];
     CHECK_OK(nq_id_format(id, text, sizeof(text)));
-    grpc_metadata md[2];
+    grpc_metadata md[3];
     memset(md, 0, sizeof(md));
     md[0].key = grpc_slice_from_static_string("nq-id");
     md[0].value = grpc_slice_from_copied_string(text);
     md[1].key = grpc_slice_from_static_string("nq-stream");
     md[1].value = grpc_slice_from_static_string("1");
+    md[2].key = grpc_slice_from_static_string("nq-heartbeat");
+    md[2].value = grpc_slice_from_static_string("1");
     grpc_slice payload = grpc_slice_from_copied_buffer(bytes, len);
     grpc_byte_buffer *bb = grpc_raw_byte_buffer_create(&payload, 1);
     grpc_slice_unref(payload);
     grpc_metadata_array_init(&h->got_md);
+    grpc_metadata_array_init(&h->initial_md);
     h->details = grpc_empty_slice();
-    grpc_op ops[3];
+    grpc_op ops[4];
     memset(ops, 0, sizeof(ops));
     ops[0].op = GRPC_OP_SEND_INITIAL_METADATA;
-    ops[0].data.send_initial_metadata.count = stream ? 2 : 1;
+    ops[0].data.send_initial_metadata.count =
+        (stream & HOSTILE_STREAM) == 0 ? 1 : (stream & HOSTILE_BEATS) == 0 ? 2 : 3;
     ops[0].data.send_initial_metadata.metadata = md;
     ops[1].op = GRPC_OP_SEND_MESSAGE;
     ops[1].data.send_message.send_message = bb;
@@ -444,7 +453,9 @@ static int hostile_call(hostile *h, const nq_id *id, int stream, const void *byt
     ops[2].data.recv_status_on_client.trailing_metadata = &h->got_md;
     ops[2].data.recv_status_on_client.status = &h->status;
     ops[2].data.recv_status_on_client.status_details = &h->details;
-    CHECK(grpc_call_start_batch(h->call, ops, 3, h, NULL) == GRPC_CALL_OK);
+    ops[3].op = GRPC_OP_RECV_INITIAL_METADATA;
+    ops[3].data.recv_initial_metadata.recv_initial_metadata = &h->initial_md;
+    CHECK(grpc_call_start_batch(h->call, ops, 4, h, NULL) == GRPC_CALL_OK);
     grpc_byte_buffer_destroy(bb);
     grpc_slice_unref(md[0].value);
     return 0;
@@ -478,6 +489,40 @@ static int hostile_again(hostile *h, const hostile *first, const nq_id *id, int 
     return hostile_call(h, id, stream, bytes, len);
 }
 
+/* Waits up to ms for a message on h's call: its length, or -1 when none
+ * came (the call is then cancelled).  The first bytes go to head. */
+static long hostile_recv(hostile *h, int ms, uint8_t *head, size_t cap)
+{
+    grpc_byte_buffer *bb = NULL;
+    grpc_op op;
+    memset(&op, 0, sizeof(op));
+    op.op = GRPC_OP_RECV_MESSAGE;
+    op.data.recv_message.recv_message = &bb;
+    int tag;
+    if (grpc_call_start_batch(h->call, &op, 1, &tag, NULL) != GRPC_CALL_OK) {
+        return -1;
+    }
+    gpr_timespec dl = gpr_time_add(gpr_now(GPR_CLOCK_MONOTONIC),
+                                   gpr_time_from_millis(ms, GPR_TIMESPAN));
+    grpc_event ev = grpc_completion_queue_pluck(h->cq, &tag, dl, NULL);
+    if (ev.type == GRPC_QUEUE_TIMEOUT) {
+        grpc_call_cancel(h->call, NULL);
+        grpc_completion_queue_pluck(h->cq, &tag, gpr_inf_future(GPR_CLOCK_REALTIME), NULL);
+    }
+    if (bb == NULL) {
+        return -1;
+    }
+    grpc_byte_buffer_reader reader;
+    grpc_byte_buffer_reader_init(&reader, bb);
+    grpc_slice all = grpc_byte_buffer_reader_readall(&reader);
+    grpc_byte_buffer_reader_destroy(&reader);
+    long len = (long)GRPC_SLICE_LENGTH(all);
+    memcpy(head, GRPC_SLICE_START_PTR(all), (size_t)len < cap ? (size_t)len : cap);
+    grpc_slice_unref(all);
+    grpc_byte_buffer_destroy(bb);
+    return len;
+}
+
 /* Ends the call (cancelling it if the server has not) and frees it all. */
 static void hostile_finish(hostile *h)
 {
@@ -493,6 +538,7 @@ static void hostile_finish(hostile *h)
         grpc_channel_destroy(h->channel);
     }
     grpc_metadata_array_destroy(&h->got_md);
+    grpc_metadata_array_destroy(&h->initial_md);
     grpc_slice_unref(h->details);
 }
 
@@ -550,6 +596,81 @@ static int test_metadata_alone_cannot_take_a_session(void)
     return 0;
 }
 
+/* ---- the heartbeat ----------------------------------------------------------------- */
+
+/* Two libnq peers that did not agree on acknowledged delivery still agree
+ * on the heartbeat: an idle stream carries a PING frame each way at least
+ * once per keep-alive period, which a proxy counts as traffic, and neither
+ * application sees any of it. */
+static int test_an_idle_stream_carries_a_heartbeat_the_application_never_sees(void)
+{
+    nq_opts *so = nqt_opts("127.0.0.1", 0, NULL);
+    CHECK_OK(nq_opts_set_int(so, NQ_OPT_KEEPALIVE_MS, 1000));
+    nq_comm *s = grpc_peer(NQ_SERVER, so);
+    CHECK(s != NULL);
+    nq_opts *co = nqt_opts("127.0.0.1", nqt_port(s), NULL);
+    CHECK_OK(nq_opts_set_int(co, NQ_OPT_KEEPALIVE_MS, 1000));
+    nq_comm *c = grpc_peer(NQ_CLIENT, co);
+    CHECK(c != NULL);
+    CHECK(nqt_round_trip(s, c) == 0);
+    int64_t s_out = nqt_stat(s, NQ_STAT_BYTES_OUT);
+    int64_t c_out = nqt_stat(c, NQ_STAT_BYTES_OUT);
+    int64_t s_in = nqt_stat(s, NQ_STAT_MSGS_IN);
+    int64_t c_in = nqt_stat(c, NQ_STAT_MSGS_IN);
+    usleep(4200 * 1000);
+    /* A PING is an 8-byte header. */
+    CHECK(nqt_stat(s, NQ_STAT_BYTES_OUT) - s_out >= 3 * 8);
+    CHECK(nqt_stat(c, NQ_STAT_BYTES_OUT) - c_out >= 3 * 8);
+    CHECK(nqt_stat(s, NQ_STAT_MSGS_IN) == s_in);
+    CHECK(nqt_stat(c, NQ_STAT_MSGS_IN) == c_in);
+    CHECK(nqt_stat(s, NQ_STAT_ACKED) == 0);
+    nq_msg *m = NULL;
+    CHECK_RC(nq_get(s, 0, &m), NQ_ETIMEDOUT);
+    CHECK_RC(nq_get(c, 0, &m), NQ_ETIMEDOUT);
+    CHECK(nqt_round_trip(s, c) == 0);
+    CHECK(nqt_stat(c, NQ_STAT_CONNECTIONS_LOST) == 0);
+    CHECK_OK(nq_close(c));
+    CHECK_OK(nq_close(s));
+    nq_destroy(c);
+    nq_destroy(s);
+    return 0;
+}
+
+/* A stream whose client did not say it takes heartbeat frames (a libnq
+ * before them) gets none: after the server's INI, nothing.  The same
+ * stream saying so gets a PING frame (top bit set, type 3, no payload). */
+static int test_heartbeat_frames_only_to_a_peer_that_takes_them(void)
+{
+    nq_opts *so = nqt_opts("127.0.0.1", 0, NULL);
+    CHECK_OK(nq_opts_set_int(so, NQ_OPT_KEEPALIVE_MS, 1000));
+    nq_comm *s = grpc_peer(NQ_SERVER, so);
+    CHECK(s != NULL);
+    grpc_init();
+    for (int beats = 0; beats < 2; beats++) {
+        nq_id id;
+        CHECK_OK(nq_id_random(&id));
+        uint8_t ini[32], head[8];
+        size_t len = 0;
+        frame_into(ini, &len, id.bytes, sizeof(id.bytes));
+        hostile h;
+        CHECK(hostile_start(&h, nqt_port(s), &id, HOSTILE_STREAM | (beats ? HOSTILE_BEATS : 0),
+                            ini, len) == 0);
+        CHECK(hostile_recv(&h, WAIT_MS, head, sizeof(head)) == 24); /* the server's INI */
+        long next = hostile_recv(&h, 2500, head, sizeof(head));
+        if (beats) {
+            CHECK(next == 8);
+            CHECK(head[0] == 0x80 && head[1] == 3 && head[6] == 0 && head[7] == 0);
+        } else {
+            CHECK(next == -1);
+        }
+        hostile_finish(&h);
+    }
+    grpc_shutdown();
+    nq_close(s); /* the hand-made calls were cut off: close may report it */
+    nq_destroy(s);
+    return 0;
+}
+
 /* A client that gives up its stream and starts another on the same
  * connection (as a reconnecting client does when its connection outlived
  * the call) starts a new session with its INI: the server neither reads
@@ -588,6 +709,8 @@ static const struct test_case tests[] = {
     TEST(test_queue_size_holds_a_sender_back_without_loss),
     TEST(test_metadata_alone_cannot_take_a_session),
     TEST(test_a_new_stream_on_the_same_connection_is_a_new_session),
+    TEST(test_an_idle_stream_carries_a_heartbeat_the_application_never_sees),
+    TEST(test_heartbeat_frames_only_to_a_peer_that_takes_them),
     TEST(test_client_killed_mid_stream_leaves_server_serving),
     TEST(test_server_killed_fails_client_cleanly),
     TEST(test_unreachable_server_fails_futures_and_get),

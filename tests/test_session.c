@@ -531,6 +531,49 @@ static int test_rewind_and_resume_send_what_the_peer_lacks(void)
     return 0;
 }
 
+/* Acknowledged delivery not agreed, the heartbeat alone agreed: PING
+ * frames come and are nothing to the application, data flows and
+ * completes as written, RESUME and ACK are protocol errors; heartbeat
+ * frames queued for a lost connection go with it. */
+static int test_the_heartbeat_alone_takes_pings_and_nothing_else(void)
+{
+    struct fixture *f = fixture_new(1, 100);
+    f->comm.opts.ints[NQ_OPT_KEEPALIVE_MS] = 0;
+    nqi_session *s = nqi_session_create(&f->comm, &f->worker, &fake_owner, 0);
+    nq_id peer;
+    CHECK(s != NULL && nq_id_random(&peer) == NQ_OK);
+    uint8_t wire[64];
+    size_t n = 0;
+    put_frame(wire, &n, peer.bytes, 16);
+    CHECK_OK(nqi_session_in(s, wire, n));
+    CHECK_OK(nqi_ack_agree(s, 0));
+    CHECK_OK(nqi_ack_beat_alone(s));
+    CHECK(s->ack.state == NQI_ACK_OFF && s->ack.beats_alone && s->parser.control_ok);
+    nqi_control_header(wire, NQI_CTL_PING, 0);
+    n = NQI_HEADER_SIZE;
+    put_frame(wire, &n, "x", 1);
+    CHECK_OK(nqi_session_in(s, wire, n));
+    nqi_session_deliver(s);
+    CHECK(take_message(f, "x", &peer) == 0);
+    CHECK(s->out_len == 0); /* no ACK */
+    nq_future *fut = queue_data(s, "data");
+    CHECK(fut != NULL);
+    nqi_session_out_commit(s, NQI_HEADER_SIZE + 4);
+    CHECK_RC(nq_future_result(fut), NQ_OK);
+    nq_future_free(fut);
+    nqi_frame *ping = nqi_frame_control(NQI_CTL_PING, NULL, 0);
+    CHECK(ping != NULL && nqi_session_queue(s, ping) == NQ_OK);
+    nqi_ack_forget_beats(s);
+    CHECK(s->out_len == 0 && !s->ack.beats_alone);
+    s->ack.beats_alone = 1;
+    nqi_control_header(wire, NQI_CTL_ACK, 8);
+    memset(wire + NQI_HEADER_SIZE, 0, 8);
+    CHECK_RC(nqi_session_in(s, wire, NQI_HEADER_SIZE + 8), NQ_EPROTO);
+    nqi_session_unref(s);
+    fixture_free(f);
+    return 0;
+}
+
 static const struct test_case tests[] = {
     TEST(test_first_message_must_be_a_16_byte_ini),
     TEST(test_a_stranger_cannot_announce_a_long_frame),
@@ -542,6 +585,7 @@ static const struct test_case tests[] = {
     TEST(test_pinned_output_and_failure),
     TEST(test_an_ack_is_never_queued_ahead_of_written_bytes),
     TEST(test_rewind_and_resume_send_what_the_peer_lacks),
+    TEST(test_the_heartbeat_alone_takes_pings_and_nothing_else),
 };
 
 int main(int argc, char **argv)

@@ -70,16 +70,18 @@ void nqi_grpc_client_start_call(nqi_worker *w)
     }
     char hex[NQI_ID_HEX_LEN + 1];
     nqi_id_hex(&c->opts.id, hex);
-    grpc_metadata md[4];
+    grpc_metadata md[5];
     size_t nmd = 0;
     memset(md, 0, sizeof(md));
     /* The id always goes along, so the session survives a change of
      * connection; the stream is asked for until the server declines, and
-     * acknowledged delivery with it. */
+     * the heartbeat and acknowledged delivery with it. */
     md[nmd].key = grpc_slice_from_static_string(NQI_GRPC_MD_ID);
     md[nmd++].value = grpc_slice_from_copied_string(hex);
     if (gs->dialect->asks_stream) {
         md[nmd].key = grpc_slice_from_static_string(NQI_GRPC_MD_STREAM);
+        md[nmd++].value = grpc_slice_from_static_string("1");
+        md[nmd].key = grpc_slice_from_static_string(NQI_GRPC_MD_HEARTBEAT);
         md[nmd++].value = grpc_slice_from_static_string("1");
         if (nqi_ack_wanted(c)) {
             md[nmd].key = grpc_slice_from_static_string(NQI_GRPC_MD_ACKED);
@@ -166,6 +168,7 @@ void nqi_grpc_client_started(gcall *gc, int success)
         if (s != NULL) {
             /* Before any message of the call, so before the server's INI. */
             gsess_of(s)->asked = stream && nqi_grpc_md_has(&gc->md, NQI_GRPC_MD_ACKED);
+            gsess_of(s)->beats = stream && nqi_grpc_md_has(&gc->md, NQI_GRPC_MD_HEARTBEAT);
         }
         learn(gc, stream ? &nqi_grpc_stream : &nqi_grpc_rounds);
     }

@@ -62,6 +62,11 @@ int nqi_grpc_acked(nqi_session *s)
     return nqi_ack_wanted(s->comm) && gsess_of(s)->asked;
 }
 
+int nqi_grpc_beats(nqi_session *s)
+{
+    return gsess_of(s)->beats;
+}
+
 static void grpc_worker_start(nqi_worker *w)
 {
     nq_comm *c = w->comm;
@@ -380,6 +385,7 @@ const nqi_transport nqi_grpc_transport = {
     .address = grpc_address,
     .redial = grpc_redial,
     .acked = nqi_grpc_acked,
+    .beats = nqi_grpc_beats,
     .close = grpc_close,
     .shutdown = grpc_shutdown_hook,
 };

@@ -44,6 +44,11 @@
  * which the client reads before any message.  net-queue never asks for
  * streaming, so it never meets it. */
 #define NQI_GRPC_MD_ACKED "nq-acked"
+/* The heartbeat alone (core/ack.h), where acknowledged delivery is not
+ * agreed: every libnq peer takes PING frames on a stream and says so in
+ * the same place, so that an idle stream carries messages a proxy counts
+ * as traffic. */
+#define NQI_GRPC_MD_HEARTBEAT "nq-heartbeat"
 /* A client's bearer token: "authorization: Bearer <token>". */
 #define NQI_GRPC_MD_AUTH "authorization"
 
@@ -96,6 +101,7 @@ struct gcall {
     int has_id;
     int want_stream;   /* server: the client asked for streaming */
     int want_acked;    /* server: the client asked for acknowledged delivery */
+    int want_beats;    /* server: the client takes heartbeat frames */
     char *peer_key;    /* server: the connection's address */
     char *identity;    /* server: what its certificate and token say, for
                           the session it opens (which takes it), or NULL */
@@ -111,6 +117,7 @@ typedef struct gsess {
     char *key;           /* server: the connection its calls come on */
     int asked;           /* the peer asked for acknowledged delivery on the
                             call that carries the session */
+    int beats;           /* the peer takes heartbeat frames on it */
     const gdialect *dialect; /* client: what the server speaks */
     int learned;         /* client: the server answered the question */
     int heard;           /* client: the server answered at least once */
@@ -281,6 +288,9 @@ void nqi_grpc_flush(nqi_session *s);
 /* The transport's acked hook: whether the peer asked on this session's
  * call. */
 int nqi_grpc_acked(nqi_session *s);
+/* The transport's beats hook: whether the peer takes heartbeat frames on
+ * this session's call (a stream). */
+int nqi_grpc_beats(nqi_session *s);
 void nqi_grpc_resume(nqi_session *s);
 
 #endif

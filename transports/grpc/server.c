@@ -135,7 +135,8 @@ void nqi_grpc_server_maybe_finish(gcall *gc)
     }
 }
 
-/* Reads nq-id, nq-stream and nq-acked from the request's metadata, and the
+/* Reads nq-id, nq-stream, nq-acked and nq-heartbeat from the request's
+ * metadata, and the
  * connection's address. */
 static void read_metadata(gcall *gc)
 {
@@ -158,6 +159,9 @@ static void read_metadata(gcall *gc)
         } else if (klen == strlen(NQI_GRPC_MD_ACKED) &&
                    memcmp(k, NQI_GRPC_MD_ACKED, klen) == 0) {
             gc->want_acked = 1;
+        } else if (klen == strlen(NQI_GRPC_MD_HEARTBEAT) &&
+                   memcmp(k, NQI_GRPC_MD_HEARTBEAT, klen) == 0) {
+            gc->want_beats = 1;
         }
     }
     char *peer = grpc_call_get_peer(gc->call);
@@ -209,13 +213,16 @@ void nqi_grpc_server_new_call(nqi_worker *w, int success)
         return;
     }
     int streaming = gc->dialect == &nqi_grpc_stream;
-    /* A stream is agreed, and with it acknowledged delivery asked for when
-     * this server wants it; a round's answer carries nothing of libnq's. */
-    grpc_metadata agree[2];
+    /* A stream is agreed, and with it the heartbeat, and acknowledged
+     * delivery asked for when this server wants it; a round's answer
+     * carries nothing of libnq's. */
+    grpc_metadata agree[3];
     size_t nagree = 0;
     memset(agree, 0, sizeof(agree));
     if (streaming) {
         agree[nagree].key = grpc_slice_from_static_string(NQI_GRPC_MD_STREAM);
+        agree[nagree++].value = grpc_slice_from_static_string("1");
+        agree[nagree].key = grpc_slice_from_static_string(NQI_GRPC_MD_HEARTBEAT);
         agree[nagree++].value = grpc_slice_from_static_string("1");
         if (nqi_ack_wanted(c)) {
             agree[nagree].key = grpc_slice_from_static_string(NQI_GRPC_MD_ACKED);
@@ -240,6 +247,7 @@ void nqi_grpc_server_new_call(nqi_worker *w, int success)
     gsess *gs = gsess_of(s);
     if (streaming) {
         gs->asked = gc->want_acked;
+        gs->beats = gc->want_beats;
     }
     nqi_grpc_attach(gc, s);
     /* A round that overlaps the one carrying output (a poll beside a put)

@@ -197,6 +197,12 @@ typedef enum nq_option {
     NQ_OPT_HANDSHAKE_TIMEOUT_MS = 9,
     /* Idle milliseconds before TCP keep-alive probes start; a peer that
      * stops answering is declared lost about three probe intervals later.
+     * Over gRPC, grpc pings this often when nothing came in, and no
+     * libnq server refuses pings as too frequent; between libnq peers an
+     * idle stream also carries a heartbeat frame each way at least this
+     * often (since 1.4), which HTTP/2 proxies count as traffic (keep it
+     * below their idle timeouts) and grpc servers at their defaults count
+     * as data, and which applications never see.
      * 0 disables keep-alive.  0 or 1000 .. 2^31, default 15000. */
     NQ_OPT_KEEPALIVE_MS = 10,
     /* Milliseconds nq_close waits for the close handshake before it drops
