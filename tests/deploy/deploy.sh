@@ -14,6 +14,7 @@
 #                 gRPC servers, h2c on both legs
 #   nginx_grpcs   the same with TLS terminated at nginx and opened again to
 #                 the servers
+#   nginx_grpc_idle  nginx_grpc ending streams idle for 3 s: libnq's stay
 #
 # A missing broker or proxy is a failure, not a skip: tools/install-deps.sh
 # installs them.  bench takes NQ_DEPLOY_BENCH, a list of COUNTxSIZE
@@ -267,9 +268,16 @@ case "$topology" in
     [ "$mode" != bench ] || bench_pair nginx "$back1,$back2" "$front" "$back1" "$back1" \
       --protocol grpc "${tls[@]}"
     ;;
+  nginx_grpc_idle)
+    [ "$mode" != bench ] || fail "nginx_grpc_idle has nothing to measure"
+    start_nginx nginx-grpc-idle.conf
+    run idle --protocol grpc --front "$front" --backends "$back1,$back2" --idle-ms 3000
+    # nginx would log a timed-out stream; the case would also have failed.
+    ! grep -q "timed out" "$work/error.log" || fail "nginx timed a stream out"
+    ;;
   *)
     echo "usage: deploy.sh TOPOLOGY DEPLOY_PEER [check|bench], TOPOLOGY one of" \
-      "mqtt_bridge haproxy_tcp haproxy_tls nginx_grpc nginx_grpcs" >&2
+      "mqtt_bridge haproxy_tcp haproxy_tls nginx_grpc nginx_grpcs nginx_grpc_idle" >&2
     exit 2
     ;;
 esac

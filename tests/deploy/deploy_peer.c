@@ -19,6 +19,11 @@
  *       DIR/server, the clients trust DIR/ca); with the proxy's process id,
  *       last, it stops the proxy, and with the shell command that starts
  *       it, starts it again for a client that reconnects
+ *   deploy_peer idle --protocol grpc --front PORT --backends P1,P2
+ *                    --idle-ms MS
+ *       the idle case: a proxy that ends a stream idle for MS (nginx's
+ *       grpc_read_timeout and client_body_timeout) never ends libnq's,
+ *       whose heartbeat crosses it
  *   deploy_peer bench --protocol P --servers P1[,P2] --front PORT
  *                     [--certs DIR] [--count N] [--size S] [--runs R]
  *       servers on the listed ports (over MQTT: one server, attached to the
@@ -71,6 +76,9 @@ typedef struct topology {
     int acked;          /* both sides ask for NQ_DELIVERY_ACKED */
 } topology;
 
+/* NQ_OPT_KEEPALIVE_MS of every peer, or 0 for the default. */
+static int peer_keepalive_ms;
+
 /* A server that echoes every message to its sender (or, counting, only
  * pings) and checks that each peer's sequence numbers arrive in order. */
 typedef struct server {
@@ -113,6 +121,9 @@ static nq_opts *peer_opts(const topology *t, uint16_t port, const nq_id *id)
     nq_opts_set_int(o, NQ_OPT_CLOSE_TIMEOUT_MS, 5000);
     if (t->acked) {
         nq_opts_set_int(o, NQ_OPT_DELIVERY, NQ_DELIVERY_ACKED);
+    }
+    if (peer_keepalive_ms > 0) {
+        nq_opts_set_int(o, NQ_OPT_KEEPALIVE_MS, peer_keepalive_ms);
     }
     if (t->prefix != NULL) {
         nq_opts_set_mqtt_prefix(o, t->prefix);
@@ -930,6 +941,43 @@ static int test_a_client_reconnects_through_a_restarted_proxy(void)
     return 0;
 }
 
+/* How long the proxy lets a stream idle (deploy_peer idle --idle-ms). */
+static int proxy_idle_ms;
+
+/* The proxy ends a stream on which nothing passed for proxy_idle_ms (nginx:
+ * grpc_read_timeout towards the server, client_body_timeout towards the
+ * client).  Two libnq peers whose keep-alive is a third of that send a
+ * heartbeat frame each way at least that often: a client left idle for
+ * three such timeouts keeps its connection and its server, its messages
+ * still go through, and heartbeats went out.  The peers do not ask for
+ * acknowledged delivery, so it is the heartbeat alone that crosses the
+ * proxy.  (nginx also takes grpc's HTTP/2 pings, which grpc sends after a
+ * keep-alive period with nothing in, as reads; proxies that count only
+ * messages, such as Envoy's stream idle timeout, need the heartbeat.) */
+static int test_an_idle_stream_outlives_the_proxy_idle_timeout(void)
+{
+    peer_keepalive_ms = proxy_idle_ms / 3;
+    CHECK(open_backends() == 0);
+    nq_comm *c = client_open(&proxied, front, NULL, NULL);
+    CHECK(c != NULL);
+    int landed;
+    CHECK(exchange(&c, 1, 10, 256, backend, 2, &landed) == 0);
+    int64_t out = nqt_stat(c, NQ_STAT_BYTES_OUT);
+    printf("idle for %d ms through a proxy that ends streams idle for %d ms\n",
+           3 * proxy_idle_ms, proxy_idle_ms);
+    usleep((useconds_t)(3 * proxy_idle_ms) * 1000);
+    CHECK(nqt_stat(c, NQ_STAT_CONNECTIONS_LOST) == 0);
+    CHECK(server_disconnects(&backend[landed], 0, 1) == 0);
+    int again;
+    CHECK(exchange_from(&c, 1, 10, 10, 256, backend, 2, &again) == 0);
+    CHECK(again == landed);
+    CHECK(nqt_stat(c, NQ_STAT_BYTES_OUT) > out + 10 * (8 + 256)); /* heartbeats too */
+    CHECK(nqt_stat(c, NQ_STAT_ACKED) == 0);
+    CHECK(close_clients(&c, 1) == 0);
+    CHECK(wait_disconnects(&backend[landed], NQ_OK, 0, 1, NQT_WAIT_MS) == 0);
+    return 0;
+}
+
 /* ------------------------------------------------------------------------ */
 /* Throughput                                                                */
 /* ------------------------------------------------------------------------ */
@@ -1048,8 +1096,9 @@ static int many(const topology *t, uint16_t port, int n)
 
 static int usage(void)
 {
-    fprintf(stderr, "usage: deploy_peer ports N | certs | mqtt ... | proxy ... | bench ... | "
-                    "many ... | hold ... (see the comment at the top of deploy_peer.c)\n");
+    fprintf(stderr, "usage: deploy_peer ports N | certs | mqtt ... | proxy ... | idle ... | "
+                    "bench ... | many ... | hold ... (see the comment at the top of "
+                    "deploy_peer.c)\n");
     return 2;
 }
 
@@ -1184,6 +1233,8 @@ int main(int argc, char **argv)
             proxy_pid = (pid_t)atoi(val);
         } else if (strcmp(opt, "--proxy-cmd") == 0) {
             proxy_cmd = val;
+        } else if (strcmp(opt, "--idle-ms") == 0) {
+            proxy_idle_ms = atoi(val);
         } else {
             return usage();
         }
@@ -1212,6 +1263,18 @@ int main(int argc, char **argv)
             TEST(test_killed_server_is_noticed_through_its_will),
             TEST(test_applications_with_prefixes_share_the_brokers),
             TEST(test_acknowledged_delivery_is_agreed_across_the_bridge),
+        };
+        return run_cases(cases, TEST_COUNT(cases));
+    }
+    if (strcmp(cmd, "idle") == 0) {
+        if (front == 0 || nports != 2 || proxy_idle_ms < 3000) {
+            return usage();
+        }
+        proxied = t;
+        backends[0] = ports[0];
+        backends[1] = ports[1];
+        static const struct test_case cases[] = {
+            TEST(test_an_idle_stream_outlives_the_proxy_idle_timeout),
         };
         return run_cases(cases, TEST_COUNT(cases));
     }
