@@ -57,6 +57,11 @@ class BuildSwigExtension(build_ext):
         if not Path(INTERFACE).exists():
             raise RuntimeError(f"SWIG interface {INTERFACE} not found (set NQ_SWIG_INTERFACE)")
         include_dirs = without_prefix(pkg_config("--cflags-only-I"), "-I")
+        # pkg-config leaves out system directories (/usr/include), where
+        # the compiler looks by itself but SWIG does not.
+        header_dir = pkg_config("--variable=includedir")
+        if header_dir and header_dir[0] not in include_dirs:
+            include_dirs.append(header_dir[0])
         ext.include_dirs += include_dirs
         ext.extra_compile_args += pkg_config("--cflags-only-other")
         ext.library_dirs += without_prefix(pkg_config("--libs-only-L"), "-L")
