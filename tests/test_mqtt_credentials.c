@@ -150,9 +150,12 @@ static int test_logins_are_checked_by_the_broker(void)
 
     /* A wrong password, an unknown user and no login at all are refused
      * at once, with the error that says so. */
-    int64_t t0 = nqt_now_ms();
-    CHECK_RC(open_result(NQ_CLIENT, login_opts(broker.port, NULL, "alice", "wrong")), NQ_EAUTH);
-    CHECK(nqt_now_ms() - t0 < 3000);
+    for (int i = 0; i < 3; i++) { /* the answer must not depend on timing */
+        int64_t t0 = nqt_now_ms();
+        CHECK_RC(open_result(NQ_CLIENT, login_opts(broker.port, NULL, "alice", "wrong")),
+                 NQ_EAUTH);
+        CHECK(nqt_now_ms() - t0 < 3000);
+    }
     CHECK_RC(open_result(NQ_CLIENT, login_opts(broker.port, NULL, "mallory", "x")), NQ_EAUTH);
     CHECK_RC(open_result(NQ_SERVER, login_opts(broker.port, NULL, NULL, NULL)), NQ_EAUTH);
 

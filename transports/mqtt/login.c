@@ -13,6 +13,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
 #include "transports/mqtt/mqtt.h"
@@ -220,13 +221,86 @@ done:
     return refused;
 }
 
+/* Appends a 16-bit length and the bytes. */
+static size_t put_field(uint8_t *at, const void *data, size_t len)
+{
+    at[0] = (uint8_t)(len >> 8);
+    at[1] = (uint8_t)len;
+    memcpy(at + 2, data, len);
+    return 2 + len;
+}
+
+/* paho does not always hand over the CONNACK's code: a broker that refuses
+ * a login closes the connection right behind the CONNACK, and paho may meet
+ * the close first.  Over plain TCP the question is asked again, with one
+ * MQTT 3.1.1 CONNECT of our own carrying the same login (or none) under a
+ * client id of its own, and the CONNACK read: 1 when it says 4 or 5. */
+static int broker_refuses_login(nq_comm *c)
+{
+    mqtt_comm *st = c->tp;
+    mqtt_login *l = &st->login;
+    const char *user = c->opts.login_user;
+    size_t ulen = user != NULL ? strlen(user) : 0;
+    char id[24];
+    snprintf(id, sizeof(id), "nq-check-%.8s", st->own_hex);
+    size_t body = 10 + 2 + strlen(id) + (user != NULL ? 2 + ulen : 0) +
+                  (l->password != NULL ? 2 + l->password_len : 0);
+    uint8_t *pkt = malloc(body + 5);
+    if (pkt == NULL) {
+        return 0;
+    }
+    size_t n = 0;
+    pkt[n++] = 0x10; /* CONNECT */
+    for (size_t left = body;;) {
+        uint8_t b = left & 0x7f;
+        left >>= 7;
+        pkt[n++] = (uint8_t)(b | (left > 0 ? 0x80 : 0));
+        if (left == 0) {
+            break;
+        }
+    }
+    n += put_field(pkt + n, "MQTT", 4);
+    pkt[n++] = 4;                                          /* 3.1.1 */
+    pkt[n++] = (user != NULL ? 0x80 : 0) | (l->password != NULL ? 0x40 : 0) | 0x02;
+    pkt[n++] = 0;
+    pkt[n++] = 10;                                         /* keep-alive, s */
+    n += put_field(pkt + n, id, strlen(id));
+    if (user != NULL) {
+        n += put_field(pkt + n, user, ulen);
+    }
+    if (l->password != NULL) {
+        n += put_field(pkt + n, l->password, l->password_len);
+    }
+    int refused = 0;
+    int fd = nqi_mqtt_broker_socket(st, 2000);
+    uint8_t ack[4];
+    if (fd >= 0 && write(fd, pkt, n) == (ssize_t)n && recv(fd, ack, 4, MSG_WAITALL) == 4 &&
+        ack[0] == 0x20 && ack[1] == 2) {
+        refused = ack[3] == 4 || ack[3] == 5;
+        if (ack[3] == 0) {
+            static const uint8_t disconnect[2] = {0xe0, 0};
+            if (write(fd, disconnect, 2) != 2) {
+                refused = 0;
+            }
+        }
+    }
+    if (fd >= 0) {
+        close(fd);
+    }
+    free(pkt);
+    return refused;
+}
+
 int nqi_mqtt_login_refused(nq_comm *c, int code)
 {
     /* CONNACK 4: bad username or password; 5: not authorized. */
     if (code == 4 || code == 5) {
         return 1;
     }
-    return c->opts.tls && broker_refuses_certificate(c);
+    if (c->opts.tls) {
+        return broker_refuses_certificate(c);
+    }
+    return broker_refuses_login(c);
 }
 
 void nqi_mqtt_login_free(mqtt_comm *st)
