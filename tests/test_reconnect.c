@@ -238,6 +238,35 @@ static int test_client_follows_a_restarted_server(void)
     return 0;
 }
 
+/* A server away for longer than the transport's own retry schedule would
+ * wait (grpc backs off from 1 s up to 2 minutes between connection
+ * attempts): once it is back, the client reaches it within its own
+ * NQ_OPT_RECONNECT_MAX_MS (400 ms here) and a little. */
+static int test_client_is_back_within_its_own_backoff_after_a_long_absence(void)
+{
+    next_case();
+    nq_comm *s1 = server_on(0);
+    CHECK(s1 != NULL);
+    uint16_t port = nqt_port(s1);
+    nq_comm *c = reconnecting_client(port, NULL, -1);
+    CHECK(c != NULL);
+    CHECK(nqt_round_trip(s1, c) == 0);
+    CHECK(drop_server(s1) == 0);
+    usleep(6000 * 1000);
+    nq_comm *s2 = server_on(port);
+    CHECK(s2 != NULL);
+    int64_t t0 = nqt_now_ms();
+    CHECK(nqt_round_trip(s2, c) == 0);
+    int64_t took = nqt_now_ms() - t0;
+    fprintf(stderr, "back %lld ms after the server\n", (long long)took);
+    CHECK(took < 1500);
+    CHECK_OK(nq_close(c));
+    CHECK_OK(nq_close(s2));
+    nq_destroy(c);
+    nq_destroy(s2);
+    return 0;
+}
+
 /* No server yet: the first connect fails and is retried until one comes
  * up; a put made before then is delivered. */
 static int test_first_connect_is_retried(void)
@@ -414,6 +443,7 @@ static const struct test_case tests[] = {
     TEST(test_option_ranges),
     TEST(test_reconnection_is_off_by_default),
     TEST(test_client_follows_a_restarted_server),
+    TEST(test_client_is_back_within_its_own_backoff_after_a_long_absence),
     TEST(test_a_put_waiting_for_a_server_can_be_cancelled),
     TEST(test_first_connect_is_retried),
     TEST(test_close_while_disconnected),

@@ -223,7 +223,7 @@ static int grpc_open(nq_comm *c)
      * as too frequent. */
     int64_t ping_every = ka > 0 ? ka : INT32_MAX;
     int64_t ping_timeout = ka > 0 ? 3 * (ka / 3000 > 0 ? ka / 3000 : 1) * 1000 : 20000;
-    grpc_arg args[12];
+    grpc_arg args[14];
     memset(args, 0, sizeof(args));
     args[0].type = GRPC_ARG_INTEGER;
     args[0].key = GRPC_ARG_MAX_SEND_MESSAGE_LENGTH;
@@ -259,6 +259,22 @@ static int grpc_open(nq_comm *c)
     args[9].key = GRPC_ARG_HTTP2_MAX_PING_STRIKES;
     args[9].value.integer = 0; /* no limit */
     size_t nargs = 10;
+    int64_t redial = c->opts.ints[NQ_OPT_RECONNECT_MS];
+    if (c->purpose == NQ_CLIENT && redial > 0) {
+        /* A reconnecting client's new call fails at once while grpc waits
+         * to try the connection again, which it does on a schedule of its
+         * own (from 1 s up to 2 minutes apart): on ours instead, or a
+         * server that was away long would be reached only that much
+         * later. */
+        int64_t most = c->opts.ints[NQ_OPT_RECONNECT_MAX_MS];
+        most = most > redial ? most : redial;
+        args[nargs].type = GRPC_ARG_INTEGER;
+        args[nargs].key = GRPC_ARG_INITIAL_RECONNECT_BACKOFF_MS;
+        args[nargs++].value.integer = (int)(redial < INT32_MAX ? redial : INT32_MAX);
+        args[nargs].type = GRPC_ARG_INTEGER;
+        args[nargs].key = GRPC_ARG_MAX_RECONNECT_BACKOFF_MS;
+        args[nargs++].value.integer = (int)(most < INT32_MAX ? most : INT32_MAX);
+    }
     const char *name = c->opts.tls_server_name;
     if (c->purpose == NQ_CLIENT && name != NULL) {
         /* The name the server's certificate must hold, and the calls'
