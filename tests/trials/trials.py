@@ -396,10 +396,10 @@ TRIALS = {
 }
 
 # Trials that only some transports can run (acknowledged delivery: TCP, TLS,
-# MQTT).
+# MQTT, gRPC).
 ONLY = {
-    "frozen_server_acked": ("tcp", "tls", "mqtt"),
-    "acked_disconnects": ("tcp", "tls", "mqtt"),
+    "frozen_server_acked": ("tcp", "tls", "mqtt", "grpc"),
+    "acked_disconnects": ("tcp", "tls", "mqtt", "grpc"),
 }
 
 
