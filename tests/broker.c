@@ -67,6 +67,12 @@ static int try_start(nqt_broker *b, const char *cert)
         return -1;
     }
     fprintf(f, "per_listener_settings false\npersistence false\n");
+    /* Run as root, mosquitto would change to its own user, and the kernel
+     * then forgets the parent-death signal that takes it down with a test
+     * that crashes: it keeps the user it was started as. */
+    if (geteuid() == 0) {
+        fprintf(f, "user root\n");
+    }
 
     fprintf(f, "set_tcp_nodelay true\n");
     fprintf(f, "log_dest stderr\nlog_type error\nlog_type warning\nlog_type notice\n");
