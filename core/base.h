@@ -70,6 +70,10 @@ int nqi_opts_copy(nq_opts *dst, const nq_opts *src);
 void nqi_opts_clear(nq_opts *o);
 /* Initialises o with the defaults (o zeroed, nothing allocated). */
 int nqi_opts_defaults(nq_opts *o);
+/* Replaces the strings *slots[i] of an nq_opts with copies of values[i]
+ * (NULL stays NULL), all or none (at most 4).  Returns NQ_OK or
+ * NQ_ENOMEM. */
+int nqi_opts_replace_strings(char **slots[], const char *values[], size_t n);
 
 /* ---- logging (core/log.c) -------------------------------------------------- */
 

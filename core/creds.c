@@ -13,16 +13,12 @@
 #define TOKEN_MAX 8192
 #define TOKEN_IDENTITY_MAX 1024
 
-/* Replaces *slot with a copy of value (NULL clears it). */
+/* Replaces *slot with a copy of value. */
 static int set_string(char **slot, const char *value)
 {
-    char *copy = NULL;
-    if (value != NULL && (copy = strdup(value)) == NULL) {
-        return NQ_ENOMEM;
-    }
-    free(*slot);
-    *slot = copy;
-    return NQ_OK;
+    char **slots[] = {slot};
+    const char *values[] = {value};
+    return nqi_opts_replace_strings(slots, values, 1);
 }
 
 /* Printable ASCII without spaces: what a bearer token may hold. */
@@ -46,19 +42,9 @@ int nq_opts_set_login(nq_opts *opts, const char *user, const char *password)
         (password != NULL && strlen(password) > 65535)) {
         return NQ_EINVAL;
     }
-    char *old_password = opts->login_password;
-    opts->login_password = NULL;
-    int rv = set_string(&opts->login_password, password);
-    if (rv == NQ_OK) {
-        rv = set_string(&opts->login_user, user);
-    }
-    if (rv != NQ_OK) {
-        free(opts->login_password);
-        opts->login_password = old_password;
-        return rv;
-    }
-    free(old_password);
-    return NQ_OK;
+    char **slots[] = {&opts->login_user, &opts->login_password};
+    const char *values[] = {user, password};
+    return nqi_opts_replace_strings(slots, values, 2);
 }
 
 int nq_opts_set_token(nq_opts *opts, const char *token)

@@ -206,9 +206,7 @@ int nq_opts_set_tls(nq_opts *opts, const char *key_path, const char *cert_path)
     return NQ_OK;
 }
 
-/* Replaces the strings *slots[i] with copies of values[i] (NULL stays
- * NULL), all or none. */
-static int replace_strings(char **slots[], const char *values[], size_t n)
+int nqi_opts_replace_strings(char **slots[], const char *values[], size_t n)
 {
     char *copies[4];
     int ok = 1;
@@ -234,7 +232,7 @@ int nq_opts_set_tls_identity(nq_opts *opts, const char *key, const char *cert, i
     }
     char **slots[] = {&opts->id_key, &opts->id_cert};
     const char *values[] = {key, cert};
-    int rv = replace_strings(slots, values, 2);
+    int rv = nqi_opts_replace_strings(slots, values, 2);
     if (rv == NQ_OK) {
         opts->id_pem = pem;
         opts->tls = 1;
@@ -251,7 +249,7 @@ int nq_opts_set_tls_trust(nq_opts *opts, const char *file, const char *dir, cons
     }
     char **slots[] = {&opts->ca_file, &opts->ca_dir, &opts->ca_pem};
     const char *values[] = {file, dir, pem};
-    int rv = replace_strings(slots, values, 3);
+    int rv = nqi_opts_replace_strings(slots, values, 3);
     if (rv == NQ_OK) {
         opts->tls = 1;
     }

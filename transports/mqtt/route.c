@@ -201,36 +201,30 @@ void nqi_mqtt_flush(nqi_session *s)
 
 /* ---- arrivals -------------------------------------------------------------------- */
 
-nqi_session *nqi_mqtt_find(nqi_worker *w, const nq_id *from)
+/* The first session of the client with this id that is live (waiting 0)
+ * or kept for the client's return (waiting 1). */
+static nqi_session *with_route(nqi_worker *w, const nq_id *from, int waiting)
 {
     nqi_node *n;
     for (n = nqi_list_first(&w->sessions); n != NULL; n = nqi_list_next(&w->sessions, n)) {
         nqi_session *s = NQI_CONTAINER(n, nqi_session, link);
-        /* An ended one only waits for its peer's return (kept for resume). */
-        if (!s->ended && nq_id_equal(&mqtt_sess_of(s)->route, from)) {
+        int match = waiting ? s->waiting : !s->ended;
+        if (match && nq_id_equal(&mqtt_sess_of(s)->route, from)) {
             return s;
         }
     }
     return NULL;
 }
 
-/* 1 when a session of this client is kept for its return. */
-static int kept(nqi_worker *w, const nq_id *from)
+nqi_session *nqi_mqtt_find(nqi_worker *w, const nq_id *from)
 {
-    nqi_node *n;
-    for (n = nqi_list_first(&w->sessions); n != NULL; n = nqi_list_next(&w->sessions, n)) {
-        nqi_session *s = NQI_CONTAINER(n, nqi_session, link);
-        if (s->waiting && nq_id_equal(&mqtt_sess_of(s)->route, from)) {
-            return 1;
-        }
-    }
-    return 0;
+    return with_route(w, from, 0);
 }
 
 nqi_session *nqi_mqtt_server_session(nqi_worker *w, const nq_id *from, int anew)
 {
     nqi_session *s = nqi_mqtt_find(w, from);
-    if (s != NULL || (!anew && kept(w, from))) {
+    if (s != NULL || (!anew && with_route(w, from, 1) != NULL)) {
         return s;
     }
     s = nqi_peers_admit(w);
