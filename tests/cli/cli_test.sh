@@ -49,6 +49,19 @@ start_server() {
   [ "$port" -gt 0 ] || fail "server listens on port 0"
 }
 
+# Starts "nq serve --protocol mqtt --port $bport ARGS..." in the background
+# (the broker listens on $bport) and waits for its listening line.
+start_mqtt_server() {
+  : >"$work/serve.out"
+  "$nq" serve --protocol mqtt --port "$bport" "$@" >"$work/serve.out" 2>"$work/serve.err" &
+  server_pid=$!
+  for _ in $(seq 100); do
+    [ -s "$work/serve.out" ] && break
+    sleep 0.1
+  done
+  expect_equal "listening line" "listening 127.0.0.1 $bport" "$(head -n 1 "$work/serve.out")"
+}
+
 # Waits (at most 15 s) for the server to exit and checks that it exited 0.
 expect_server_exit_ok() {
   for _ in $(seq 150); do
@@ -234,15 +247,7 @@ test_mqtt_echo_round_trip() {
   bport=$("$(dirname "$0")/../mqtt-broker.sh" start "$broker")
   # The broker's pid file lives under $work: stop it before cleanup removes it.
   trap '"$(dirname "$0")/../mqtt-broker.sh" stop "$broker"; cleanup' EXIT
-  : >"$work/serve.out"
-  "$nq" serve --protocol mqtt --port "$bport" --id "$server_id" --echo --count 2 \
-    >"$work/serve.out" 2>"$work/serve.err" &
-  server_pid=$!
-  for _ in $(seq 100); do
-    [ -s "$work/serve.out" ] && break
-    sleep 0.1
-  done
-  expect_equal "listening line" "listening 127.0.0.1 $bport" "$(head -n 1 "$work/serve.out")"
+  start_mqtt_server --id "$server_id" --echo --count 2
   run_nq send --protocol mqtt --port "$bport" --id "$client_id" --expect 2 hello "over mqtt"
   [ "$rc" -eq 0 ] || fail "send exited with $rc"
   expect_equal "replies" "$server_id 5 hello
@@ -271,14 +276,8 @@ test_mqtt_login() {
   printf 'allow_anonymous false\npassword_file %s\n' "$auth/passwords" >"$work/auth.conf"
   trap '"$(dirname "$0")/../mqtt-broker.sh" stop "$broker"; rm -rf "$auth"; cleanup' EXIT
   bport=$("$(dirname "$0")/../mqtt-broker.sh" start "$broker" "$work/auth.conf")
-  "$nq" serve --protocol mqtt --port "$bport" --id "$server_id" --echo --count 1 \
-    --user server --password-file "$work/server.pw" >"$work/serve.out" 2>"$work/serve.err" &
-  server_pid=$!
-  for _ in $(seq 100); do
-    [ -s "$work/serve.out" ] && break
-    sleep 0.1
-  done
-  expect_equal "listening line" "listening 127.0.0.1 $bport" "$(head -n 1 "$work/serve.out")"
+  start_mqtt_server --id "$server_id" --echo --count 1 --user server \
+    --password-file "$work/server.pw"
   run_nq send --protocol mqtt --port "$bport" --user client --password-file "$work/wrong.pw" \
     --timeout 5000 hello
   expect_one_error_line 1
@@ -301,14 +300,7 @@ test_mqtt_hung_client_replaced_with_its_id() {
   broker="$work/broker"
   trap '"$(dirname "$0")/../mqtt-broker.sh" stop "$broker"; cleanup' EXIT
   bport=$("$(dirname "$0")/../mqtt-broker.sh" start "$broker")
-  "$nq" serve --protocol mqtt --port "$bport" --id "$server_id" --echo \
-    >"$work/serve.out" 2>"$work/serve.err" &
-  server_pid=$!
-  for _ in $(seq 100); do
-    [ -s "$work/serve.out" ] && break
-    sleep 0.1
-  done
-  expect_equal "listening line" "listening 127.0.0.1 $bport" "$(head -n 1 "$work/serve.out")"
+  start_mqtt_server --id "$server_id" --echo
   # The first client gets its echo, then waits for a second that never
   # comes, and is killed.
   "$nq" send --protocol mqtt --port "$bport" --id "$client_id" --expect 2 --timeout -1 first \
