@@ -68,7 +68,8 @@ configure() {
 
 run_main() {
     local dir=$root/build
-    configure "$dir" gcc -DNQ_SANITIZE= &&
+    # build/ may come from tools/demo.sh, configured without tests.
+    configure "$dir" gcc -DNQ_SANITIZE= -DBUILD_TESTING=ON &&
         cmake --build "$dir" -j "$jobs" &&
         (cd "$dir" && ctest --output-on-failure --no-tests=error -j "$jobs")
 }
