@@ -3,9 +3,14 @@
  * process dies mid-stream (run as child processes of this test binary).
  * The contract cases shared with TCP live in test_comm.c (run with "grpc").
  */
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <poll.h>
 #include <signal.h>
+#include <stdatomic.h>
 #include <stdint.h>
 #include <stdlib.h>
+#include <sys/socket.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -170,6 +175,90 @@ static int test_unreachable_server_fails_futures_and_get(void)
     nq_msg *m = NULL;
     CHECK_RC(nq_get(c, WAIT_MS, &m), NQ_ECONNREFUSED);
     nq_destroy(c);
+    return 0;
+}
+
+/* A listener that takes connections and closes them at once, as a server
+ * that is still starting (or a proxy with no backend yet) does. */
+typedef struct {
+    int fd;
+    atomic_int stop;
+    atomic_int taken;
+} closer;
+
+static void *close_each(void *arg)
+{
+    closer *k = arg;
+    while (!atomic_load(&k->stop)) {
+        struct pollfd p = {.fd = k->fd, .events = POLLIN};
+        if (poll(&p, 1, 20) == 1) {
+            int fd = accept(k->fd, NULL, NULL);
+            if (fd >= 0) {
+                atomic_fetch_add(&k->taken, 1);
+                close(fd);
+            }
+        }
+    }
+    return NULL;
+}
+
+/* The client's first calls fail before any server answers (connections
+ * closed at once); once a server is there, a later call must open with the
+ * INI again, and the messages put meanwhile follow it. */
+static int test_calls_that_never_reached_a_server_leave_the_ini_to_the_next(void)
+{
+    closer k = {.fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0)};
+    int one = 1;
+    struct sockaddr_in a = {.sin_family = AF_INET};
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    socklen_t alen = sizeof(a);
+    CHECK(k.fd >= 0);
+    CHECK(setsockopt(k.fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof(one)) == 0);
+    CHECK(bind(k.fd, (struct sockaddr *)&a, sizeof(a)) == 0 && listen(k.fd, 16) == 0);
+    CHECK(getsockname(k.fd, (struct sockaddr *)&a, &alen) == 0);
+    uint16_t port = ntohs(a.sin_port);
+    pthread_t t;
+    CHECK(pthread_create(&t, NULL, close_each, &k) == 0);
+    nq_opts *o = nqt_opts("127.0.0.1", port, NULL);
+    CHECK_OK(nq_opts_set_int(o, NQ_OPT_HANDSHAKE_TIMEOUT_MS, 20000));
+    nq_comm *c = grpc_peer(NQ_CLIENT, o);
+    CHECK(c != NULL);
+    enum { EACH = 20 };
+    nq_future *fs[EACH];
+    uint32_t vs[EACH]; /* lent to each put until its future completes */
+    for (uint32_t i = 0; i < EACH; i++) {
+        vs[i] = i;
+        nq_chunk ch = {&vs[i], sizeof(vs[i])};
+        CHECK_OK(nq_put(c, &ch, 1, NULL, 0, &fs[i]));
+    }
+    for (int i = 0; i < 500 && atomic_load(&k.taken) < 2; i++) {
+        usleep(10 * 1000);
+    }
+    CHECK(atomic_load(&k.taken) >= 2);
+    /* The server shares the port; then the closing listener goes. */
+    nq_comm *s = grpc_peer(NQ_SERVER, nqt_opts("127.0.0.1", port, NULL));
+    CHECK(s != NULL);
+    atomic_store(&k.stop, 1);
+    pthread_join(t, NULL);
+    close(k.fd);
+    for (uint32_t i = 0; i < EACH; i++) {
+        nq_msg *m = NULL;
+        CHECK_OK(nq_get(s, WAIT_MS, &m));
+        const void *d;
+        size_t len;
+        nq_msg_data(m, &d, &len);
+        uint32_t v;
+        CHECK(len == 4);
+        memcpy(&v, d, 4);
+        CHECK(v == i);
+        nq_msg_free(m);
+        CHECK_OK(nq_future_wait(fs[i], WAIT_MS));
+        nq_future_free(fs[i]);
+    }
+    CHECK_OK(nq_close(c));
+    CHECK_OK(nq_close(s));
+    nq_destroy(c);
+    nq_destroy(s);
     return 0;
 }
 
@@ -714,6 +803,7 @@ static const struct test_case tests[] = {
     TEST(test_client_killed_mid_stream_leaves_server_serving),
     TEST(test_server_killed_fails_client_cleanly),
     TEST(test_unreachable_server_fails_futures_and_get),
+    TEST(test_calls_that_never_reached_a_server_leave_the_ini_to_the_next),
     TEST(test_tls_with_trusted_and_untrusted_certificates),
     TEST(test_many_clients_stream_at_once),
     TEST(test_large_puts_free_their_buffers_on_completion),

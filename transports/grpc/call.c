@@ -90,6 +90,11 @@ void nqi_grpc_detach(gcall *gc)
         return;
     }
     gc->s = NULL;
+    if (gc->sending) {
+        /* Its completion will no longer reach the session: what it carried
+         * counts as not sent, for a later call (or a restart) to send. */
+        s->out_sent -= gc->send_len;
+    }
     gsess *gs = gsess_of(s);
     if (gs->active == gc) {
         gs->active = NULL;
