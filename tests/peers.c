@@ -66,6 +66,10 @@ int nqt_expect(nq_comm *c, const void *data, size_t len, const nq_id *peer)
     int same = n == len && (len == 0 || memcmp(d, data, len) == 0);
     nq_id got;
     nq_msg_peer(m, &got);
+    if (!same) {
+        fprintf(stderr, "got %zu bytes instead: %.*s\n", n, (int)(n < 40 ? n : 40),
+                (const char *)d);
+    }
     nq_msg_free(m);
     CHECK(same);
     CHECK(peer == NULL || nq_id_equal(&got, peer));

@@ -415,10 +415,74 @@ static int test_broker_killed_mid_stream_loses_nothing_acknowledged(void)
     return 0;
 }
 
+/* Communicators of one process wake paho's reading thread for each other
+ * while one connects (wake.c), on topics only libnq reads: the server
+ * reads every wake (its own and its acknowledging clients') and neither
+ * they nor it see anything of them. */
+static int test_communicators_of_one_process_leave_no_trace_connecting(void)
+{
+    CHECK(start_broker(0) == 0);
+    enum { CLIENTS = 4 };
+    nq_comm *s = mqtt_peer(NQ_SERVER, nqt_opts("127.0.0.1", broker.port, NULL));
+    CHECK(s != NULL);
+    nq_comm *c[CLIENTS];
+    for (int i = 0; i < CLIENTS; i++) {
+        nq_opts *o = nqt_opts("127.0.0.1", broker.port, NULL);
+        if (i % 2 == 0) { /* these read a topic of their own, and wake too */
+            CHECK_OK(nq_opts_set_int(o, NQ_OPT_DELIVERY, NQ_DELIVERY_ACKED));
+        }
+        c[i] = mqtt_peer(NQ_CLIENT, o);
+        CHECK(c[i] != NULL);
+    }
+    for (int i = 0; i < CLIENTS; i++) {
+        char text[8];
+        snprintf(text, sizeof(text), "c%d", i);
+        CHECK_OK(nqt_put_wait(c[i], text, strlen(text), NULL, 0));
+    }
+    int seen[CLIENTS] = {0};
+    for (int i = 0; i < CLIENTS; i++) {
+        nq_msg *m = NULL;
+        CHECK_OK(nq_get(s, WAIT_MS, &m));
+        const void *d;
+        size_t len;
+        nq_msg_data(m, &d, &len);
+        CHECK(len == 2 && ((const char *)d)[0] == 'c');
+        int k = ((const char *)d)[1] - '0';
+        CHECK(k >= 0 && k < CLIENTS && !seen[k]);
+        seen[k] = 1;
+        nq_msg_free(m);
+    }
+    /* One more communicator connects while all these listen. */
+    nq_comm *late = mqtt_peer(NQ_CLIENT, nqt_opts("127.0.0.1", broker.port, NULL));
+    CHECK(late != NULL);
+    CHECK(nqt_round_trip(s, late) == 0);
+    nq_msg *m = NULL;
+    CHECK_RC(nq_get(s, 200, &m), NQ_ETIMEDOUT);
+    for (int i = 0; i < CLIENTS; i++) {
+        CHECK_RC(nq_get(c[i], 50, &m), NQ_ETIMEDOUT);
+        CHECK(nqt_stat(c[i], NQ_STAT_PROTOCOL_ERRORS) == 0);
+    }
+    nq_id ids[CLIENTS + 2];
+    size_t n = 0;
+    CHECK_OK(nq_peers(s, ids, CLIENTS + 2, &n));
+    CHECK(n == CLIENTS + 1);
+    CHECK(nqt_stat(s, NQ_STAT_PROTOCOL_ERRORS) == 0);
+    CHECK(nqt_stat(s, NQ_STAT_CONNECTIONS) == CLIENTS + 1);
+    CHECK(nqt_stat(s, NQ_STAT_CONNECTIONS_LOST) == 0);
+    nq_destroy(late);
+    for (int i = 0; i < CLIENTS; i++) {
+        nq_destroy(c[i]);
+    }
+    nq_destroy(s);
+    nqt_broker_stop(&broker, SIGTERM);
+    return 0;
+}
+
 static const struct test_case tests[] = {
     TEST(test_slices_carry_a_large_message),
     TEST(test_every_qos_level_works),
     TEST(test_prefixes_let_servers_share_a_broker),
+    TEST(test_communicators_of_one_process_leave_no_trace_connecting),
     TEST(test_missing_broker_fails_at_open),
     TEST(test_broker_killed_mid_exchange_fails_cleanly),
     TEST(test_close_sends_a_clean_disconnect),

@@ -435,8 +435,7 @@ static void on_disconnect_failed(void *context, MQTTAsync_failureData *resp)
 
 /* ---- the caller's thread ------------------------------------------------------ */
 
-/* Waits for a flag under st->mu, at most timeout_ms; returns its value. */
-static int wait_flag(mqtt_comm *st, const int *flag, int64_t timeout_ms)
+int nqi_mqtt_wait_flag(mqtt_comm *st, const int *flag, int64_t timeout_ms)
 {
     struct timespec dl = nqi_deadline_after(timeout_ms);
     pthread_mutex_lock(&st->mu);
@@ -530,13 +529,14 @@ int nqi_mqtt_connect(nq_comm *c)
     }
     /* Nothing may be published before the subscription exists, or the
      * broker would drop the peer's answers: wait for CONNACK and SUBACK. */
-    int ready = wait_flag(st, &st->ready, timeout_ms + 1000);
+    int ready = nqi_mqtt_wake_until(st, &st->ready, timeout_ms + 1000);
     if (ready == 0) {
         signal_ready(st, NQ_ETIMEDOUT); /* a late answer changes nothing */
         nqi_logf(&c->log, NQ_LOG_ERROR, "the MQTT broker at %s did not answer in time", uri);
         return NQ_ECONNREFUSED;
     }
     if (ready == READY) {
+        nqi_mqtt_wake_join(st);
         return NQ_OK;
     }
     if (ready == CONNECT_FAILED) {
@@ -559,6 +559,7 @@ void nqi_mqtt_disconnect(nq_comm *c)
     if (st == NULL || st->client == NULL) {
         return;
     }
+    nqi_mqtt_wake_leave(st);
     if (!atomic_load(&st->lost) && MQTTAsync_isConnected(st->client)) {
         /* A DISCONNECT discards the will, but peers whose sessions close
          * dropped (its timeout) still wait for us: say it ourselves.  A
@@ -571,7 +572,7 @@ void nqi_mqtt_disconnect(nq_comm *c)
         dop.onFailure = on_disconnect_failed;
         dop.context = st;
         if (MQTTAsync_disconnect(st->client, &dop) == MQTTASYNC_SUCCESS) {
-            wait_flag(st, &st->disconnected, 2000);
+            nqi_mqtt_wait_flag(st, &st->disconnected, 2000);
         }
     }
     MQTTAsync_setCallbacks(st->client, NULL, NULL, NULL, NULL);

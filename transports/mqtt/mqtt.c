@@ -66,6 +66,7 @@ static int mqtt_open(nq_comm *c)
     const char *prefix = c->opts.mqtt_prefix != NULL ? c->opts.mqtt_prefix : "";
     st->prefix_len = strlen(prefix);
     snprintf(st->will_topic, sizeof(st->will_topic), "%snq/lost/%s", prefix, st->own_hex);
+    snprintf(st->wake_topic, sizeof(st->wake_topic), "%snq/ack/%s", prefix, st->own_hex);
     if (c->purpose == NQ_SERVER || nqi_ack_wanted(c)) {
         snprintf(st->ack_topic, sizeof(st->ack_topic), "%snq/ack/%s", prefix,
                  c->purpose == NQ_SERVER ? "+" : st->own_hex);
@@ -140,6 +141,7 @@ static void mqtt_shutdown(nq_comm *c)
     if (st == NULL) {
         return;
     }
+    nqi_mqtt_wake_leave(st);
     if (st->client != NULL) {
         MQTTAsync_destroy(&st->client);
     }

@@ -5,6 +5,8 @@
  *   broker.c  the connection to the broker through paho.mqtt.c: connect,
  *             subscribe, disconnect, and paho's callbacks, which run on
  *             paho's threads and only post commands to worker 0
+ *   wake.c    a process's connected communicators speed up a new one's
+ *             connection (paho's reading thread)
  *   route.c   the loop side: sessions by topic, arrivals fed to them, and
  *             the publish window of each session's output (paho's answer to
  *             a publish, too, only posts a command)
@@ -60,6 +62,8 @@ typedef struct mqtt_comm {
     char will_topic[NQI_MQTT_TOPIC_MAX];
     char ack_topic[NQI_MQTT_TOPIC_MAX]; /* server: nq/ack/+; client: its own
                                          * with acknowledged delivery, else "" */
+    char wake_topic[NQI_MQTT_TOPIC_MAX]; /* nq/ack/<own-hex> (wake.c) */
+    nqi_node wake_link;                  /* on wake.c's registry */
     size_t prefix_len;
     int qos;
     struct sockaddr_storage broker; /* resolved at open; family 0 if not */
@@ -121,6 +125,18 @@ int nqi_mqtt_connect(nq_comm *c);
 void nqi_mqtt_disconnect(nq_comm *c);
 /* Client: subscribes to the will topic of the server with this id. */
 void nqi_mqtt_watch_server(nq_comm *c, const nq_id *server);
+/* Waits for a flag under st->mu, at most timeout_ms; returns its value. */
+int nqi_mqtt_wait_flag(mqtt_comm *st, const int *flag, int64_t timeout_ms);
+
+/* wake.c (callers' threads) */
+/* A connected communicator that reads its own wake topic joins the
+ * process's registry; leaving is idempotent, and comes before the paho
+ * client is destroyed. */
+void nqi_mqtt_wake_join(mqtt_comm *st);
+void nqi_mqtt_wake_leave(mqtt_comm *st);
+/* nqi_mqtt_wait_flag, while the registry's other communicators wake
+ * paho's reading thread now and then. */
+int nqi_mqtt_wake_until(mqtt_comm *st, const int *flag, int64_t timeout_ms);
 
 /* mqtt.c (loop thread) */
 /* Client reconnecting: a server must answer its INI within the handshake
