@@ -504,9 +504,10 @@ int nqi_mqtt_connect(nq_comm *c)
     co.keepAliveInterval = ka <= 0 ? 0 : ka_s > 0 ? (int)ka_s : 1;
     co.cleansession = 1;
     co.MQTTVersion = MQTTVERSION_3_1_1;
-    /* paho 1.3 makes a connection in rounds of its 1-second poll, so the
-     * second connection of a process takes about two seconds however fast
-     * the broker is: never wait less than four. */
+    /* paho 1.3 makes a connection in rounds of its 1-second poll, so a
+     * connection of a process that has others takes about two seconds
+     * where none of them can wake that poll (wake.c): never wait less than
+     * four. */
     int64_t timeout_ms = c->opts.ints[NQ_OPT_HANDSHAKE_TIMEOUT_MS];
     if (timeout_ms < 4000) {
         timeout_ms = 4000;
