@@ -4,6 +4,8 @@
  */
 #include <pthread.h>
 #include <signal.h>
+#include <stdatomic.h>
+#include <stdio.h>
 #include <stdint.h>
 #include <string.h>
 #include <stdlib.h>
@@ -415,6 +417,81 @@ static int test_broker_killed_mid_stream_loses_nothing_acknowledged(void)
     return 0;
 }
 
+typedef struct {
+    nq_comm *c;
+    atomic_int done;
+    int rv;
+} closer;
+
+static void *close_it(void *arg)
+{
+    closer *k = arg;
+    k->rv = nq_close(k->c);
+    atomic_store(&k->done, 1);
+    return NULL;
+}
+
+static size_t peer_count(nq_comm *c)
+{
+    nq_id ids[8];
+    size_t n = 0;
+    return nq_peers(c, ids, 8, &n) == NQ_OK ? n : 999;
+}
+
+/* A closing server waits for its clients' FINs.  An INI anyone published
+ * on an open broker (or a net-queue client that died: neither leaves a
+ * will) no longer holds the close up for good: silent for three keep-alive
+ * periods, it is taken for lost.  A libnq client, which left a will, is
+ * still waited for however quiet. */
+static int test_a_forged_ini_does_not_hold_a_closing_server(void)
+{
+    CHECK(start_broker(0) == 0);
+    nq_opts *o = nqt_opts("127.0.0.1", broker.port, NULL);
+    CHECK_OK(nq_opts_set_int(o, NQ_OPT_KEEPALIVE_MS, 1000));
+    nq_comm *s = mqtt_peer(NQ_SERVER, o);
+    CHECK(s != NULL);
+    nq_comm *c = mqtt_peer(NQ_CLIENT, nqt_opts("127.0.0.1", broker.port, NULL));
+    CHECK(c != NULL);
+    CHECK(nqt_round_trip(s, c) == 0);
+    /* The forged INI: a frame of 16 bytes, the id its topic names. */
+    static const char hex[] = "0123456789abcdef0123456789abcdef";
+    uint8_t frame[24];
+    nqt_put_header(frame, 16);
+    for (int i = 0; i < 16; i++) {
+        sscanf(hex + 2 * i, "%2hhx", &frame[8 + i]);
+    }
+    char file[96], cmd[256];
+    snprintf(file, sizeof(file), "%s/ini", broker.dir);
+    FILE *f = fopen(file, "wb");
+    CHECK(f != NULL && fwrite(frame, 1, sizeof(frame), f) == sizeof(frame));
+    fclose(f);
+    snprintf(cmd, sizeof(cmd), "mosquitto_pub -h 127.0.0.1 -p %u -t c2s/%s -f %s",
+             (unsigned)broker.port, hex, file);
+    CHECK(system(cmd) == 0);
+    for (int i = 0; i < 500 && peer_count(s) != 2; i++) {
+        usleep(10000);
+    }
+    CHECK(peer_count(s) == 2);
+    closer k = {.c = s};
+    pthread_t t;
+    CHECK(pthread_create(&t, NULL, close_it, &k) == 0);
+    /* Three seconds of silence drop the stranger; the client stays. */
+    for (int i = 0; i < 1000 && peer_count(s) != 1; i++) {
+        usleep(10000);
+    }
+    CHECK(peer_count(s) == 1);
+    usleep(300 * 1000);
+    CHECK(!atomic_load(&k.done));
+    CHECK_OK(nq_close(c));
+    pthread_join(t, NULL);
+    CHECK(atomic_load(&k.done));
+    CHECK_RC(k.rv, NQ_ECONNRESET); /* a peer was lost while it closed */
+    nq_destroy(c);
+    nq_destroy(s);
+    nqt_broker_stop(&broker, SIGTERM);
+    return 0;
+}
+
 /* Communicators of one process wake paho's reading thread for each other
  * while one connects (wake.c), on topics only libnq reads: the server
  * reads every wake (its own and its acknowledging clients') and neither
@@ -488,6 +565,7 @@ static const struct test_case tests[] = {
     TEST(test_close_sends_a_clean_disconnect),
     TEST(test_tls_to_the_broker),
     TEST(test_garbage_on_a_client_topic_hurts_only_that_topic),
+    TEST(test_a_forged_ini_does_not_hold_a_closing_server),
     TEST(test_broker_restart_is_survived_with_reconnection),
     TEST(test_broker_killed_mid_stream_loses_nothing_acknowledged),
 };

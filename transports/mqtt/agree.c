@@ -96,6 +96,7 @@ void nqi_mqtt_signal(nqi_worker *w, const nq_id *from, const MQTTAsync_message *
     nqi_session *s = nqi_mqtt_server_session(w, from, 1);
     if (s != NULL) {
         mqtt_sess_of(s)->asked = what == 'c';
+        mqtt_sess_of(s)->announced = 1;
     }
 }
 

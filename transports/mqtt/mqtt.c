@@ -36,6 +36,65 @@ void nqi_mqtt_await_answer(nqi_session *s)
     }
 }
 
+/* A server closes and waits for its clients' FINs.  The broker tells of a
+ * libnq client's end (its will), but of no other: a net-queue client that
+ * died, or an INI someone forged, would hold the close up for good.  Such a
+ * client is waited for while it is heard from; one silent for three
+ * keep-alive periods of the closing server's is taken for lost. */
+#define QUIET_PERIODS 3
+
+static void quiet_while_closing(nqi_timer *t)
+{
+    mqtt_sess *ms = NQI_CONTAINER(t, mqtt_sess, answer);
+    nqi_session *s = NQI_CONTAINER((void *)ms, nqi_session, tp);
+    if (s->ended) {
+        return;
+    }
+    int64_t quiet = QUIET_PERIODS * s->comm->opts.ints[NQ_OPT_KEEPALIVE_MS];
+    int64_t by = ms->heard_at + quiet;
+    if (nqi_now_ms() < by) {
+        if (nqi_timer_arm(&s->worker->loop, &ms->answer, by) != NQ_OK) {
+            nqi_session_end(s, NQ_ENOMEM);
+        }
+        return;
+    }
+    char text[NQ_ID_STRLEN];
+    nq_id_format(&s->peer, text, sizeof(text));
+    nqi_logf(&s->comm->log, NQ_LOG_WARN,
+             "closing: MQTT peer %s, which left no will, was silent for %lld ms; taken for lost",
+             text, (long long)quiet);
+    nqi_session_end(s, NQ_ECONNRESET);
+}
+
+void nqi_mqtt_server_session_init(nqi_session *s)
+{
+    mqtt_sess *ms = mqtt_sess_of(s);
+    nqi_timer_init(&ms->answer, quiet_while_closing);
+    ms->heard_at = nqi_now_ms();
+}
+
+static void mqtt_worker_closing(nqi_worker *w)
+{
+    if (w->comm->purpose != NQ_SERVER || w->comm->opts.ints[NQ_OPT_KEEPALIVE_MS] <= 0) {
+        return; /* keep-alive off: waits as long as it takes */
+    }
+    int64_t now = nqi_now_ms();
+    nqi_node *n;
+    for (n = nqi_list_first(&w->sessions); n != NULL; n = nqi_list_next(&w->sessions, n)) {
+        nqi_session *s = NQI_CONTAINER(n, nqi_session, link);
+        mqtt_sess *ms = mqtt_sess_of(s);
+        if (s->ended || s->waiting || !s->ini_received || ms->announced) {
+            continue;
+        }
+        /* Silence before the close does not count: the client had no
+         * reason to speak. */
+        if (ms->heard_at < now) {
+            ms->heard_at = now;
+        }
+        quiet_while_closing(&ms->answer);
+    }
+}
+
 static int mqtt_open(nq_comm *c)
 {
     if (c->opts.tls && c->opts.key_path != NULL) {
@@ -100,9 +159,7 @@ static void mqtt_worker_start(nqi_worker *w)
 static void mqtt_session_end(nqi_session *s)
 {
     mqtt_sess *ms = mqtt_sess_of(s);
-    if (s->comm->purpose == NQ_CLIENT) {
-        nqi_timer_cancel(&s->worker->loop, &ms->answer);
-    }
+    nqi_timer_cancel(&s->worker->loop, &ms->answer);
     free(ms->topic);
     ms->topic = NULL;
 }
@@ -164,7 +221,7 @@ const nqi_transport nqi_mqtt_transport = {
     .pausable = 0,
     .open = mqtt_open,
     .worker_start = mqtt_worker_start,
-    .worker_closing = NULL,
+    .worker_closing = mqtt_worker_closing,
     .flush = nqi_mqtt_flush,
     .resume = NULL,
     .session_end = mqtt_session_end,

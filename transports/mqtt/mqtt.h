@@ -89,7 +89,12 @@ typedef struct mqtt_sess {
     nq_id route;
     unsigned epoch;   /* client: its connections so far; a publish of an
                        * earlier one is answered to nobody */
-    nqi_timer answer; /* client reconnecting: a server must answer the INI */
+    nqi_timer answer; /* client reconnecting: a server must answer the INI;
+                       * server closing: a client without a will must be
+                       * heard from */
+    int64_t heard_at; /* server: when the client's last publish came */
+    int announced;    /* server: the client announced its connection (agree.c),
+                       * so it left a will */
     int asked;        /* server: the client asked for acknowledged delivery */
     int told;         /* client: the server asked, for this connection */
 } mqtt_sess;
@@ -139,6 +144,8 @@ void nqi_mqtt_wake_leave(mqtt_comm *st);
 int nqi_mqtt_wake_until(mqtt_comm *st, const int *flag, int64_t timeout_ms);
 
 /* mqtt.c (loop thread) */
+/* Server: a new session's timers. */
+void nqi_mqtt_server_session_init(nqi_session *s);
 /* Client reconnecting: a server must answer its INI within the handshake
  * timeout, or the attempt has failed. */
 void nqi_mqtt_await_answer(nqi_session *s);

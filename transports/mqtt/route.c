@@ -232,6 +232,7 @@ nqi_session *nqi_mqtt_server_session(nqi_worker *w, const nq_id *from, int anew)
         return NULL;
     }
     mqtt_sess *ms = mqtt_sess_of(s);
+    nqi_mqtt_server_session_init(s);
     char hex[NQI_ID_HEX_LEN + 1];
     nqi_id_hex(from, hex);
     ms->route = *from;
@@ -251,6 +252,9 @@ void nqi_mqtt_arrived(nqi_worker *w, const nq_id *from, const MQTTAsync_message 
         return;
     }
     nqi_session_ref(s);
+    if (c->purpose == NQ_SERVER) {
+        mqtt_sess_of(s)->heard_at = nqi_now_ms();
+    }
     int had_ini = s->ini_received;
     int rv = nqi_session_in(s, msg->payload, (size_t)msg->payloadlen);
     if (rv == 0 && !had_ini && s->ini_received && c->purpose == NQ_SERVER &&

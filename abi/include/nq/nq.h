@@ -578,7 +578,12 @@ NQ_API int nq_comm_fd(nq_comm *comm, int *fd);
  * flushed, then the close handshake runs (a client sends FIN after its data
  * and waits for the server's FIN; a server stops accepting and waits until
  * every client has finished), bounded by NQ_OPT_CLOSE_TIMEOUT_MS.  Peers that
- * are lost do not hold it up.  Futures still pending fail with NQ_ECLOSED.
+ * are lost do not hold it up.  Over MQTT the broker tells only of a libnq
+ * peer's loss, so a client that left no will (net-queue's, or an INI
+ * anyone published on an open broker) is waited for while it is heard
+ * from: silent for three NQ_OPT_KEEPALIVE_MS, it is taken for lost
+ * (keep-alive 0: waited for as long as it takes).  Futures still pending
+ * fail with NQ_ECLOSED.
  * Idempotent.  A client returns NQ_OK when its connection ended with a
  * clean handshake, else how it ended (NQ_ECONNREFUSED, NQ_ECONNRESET,
  * NQ_ETLS, ...); a server returns NQ_OK unless a peer was lost while it was
