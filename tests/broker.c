@@ -167,13 +167,32 @@ int nqt_broker_start_with(nqt_broker *b, const char *cert, const char *key, cons
     return -1;
 }
 
+/* Sends sig and reaps the broker.  mosquitto, signalled just after it
+ * started, has been seen to take a SIGTERM and keep running: after five
+ * seconds it is killed. */
+static void end_broker(nqt_broker *b, int sig)
+{
+    if (b->pid <= 0) {
+        return;
+    }
+    kill(b->pid, sig);
+    for (int i = 0; i < 500; i++) {
+        if (waitpid(b->pid, NULL, WNOHANG) == b->pid) {
+            b->pid = 0;
+            return;
+        }
+        struct timespec ts = {0, 10 * 1000 * 1000};
+        nanosleep(&ts, NULL);
+    }
+    fprintf(stderr, "broker: mosquitto outlived signal %d for 5 s; killing it\n", sig);
+    kill(b->pid, SIGKILL);
+    waitpid(b->pid, NULL, 0);
+    b->pid = 0;
+}
+
 int nqt_broker_restart(nqt_broker *b, int sig)
 {
-    if (b->pid > 0) {
-        kill(b->pid, sig);
-        waitpid(b->pid, NULL, 0);
-        b->pid = 0;
-    }
+    end_broker(b, sig);
     for (int attempt = 0; attempt < 50; attempt++) {
         if (launch(b) == 0) {
             return 0;
@@ -187,11 +206,7 @@ int nqt_broker_restart(nqt_broker *b, int sig)
 
 void nqt_broker_stop(nqt_broker *b, int sig)
 {
-    if (b->pid > 0) {
-        kill(b->pid, sig);
-        waitpid(b->pid, NULL, 0);
-        b->pid = 0;
-    }
+    end_broker(b, sig);
     if (b->dir[0] != 0 && getenv("NQ_KEEP_BROKER_DIR") == NULL) {
         char cmd[128];
         snprintf(cmd, sizeof(cmd), "rm -rf %s", b->dir);
