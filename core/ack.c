@@ -11,6 +11,7 @@
 
 #include "core/ack.h"
 #include "core/communicator.h"
+#include "core/transport.h"
 
 /* ---- the output ring ------------------------------------------------------- */
 
@@ -73,11 +74,13 @@ static int send_resume(nqi_session *s)
     return queue_control(s, NQI_CTL_RESUME, p, sizeof(p), NULL);
 }
 
-/* Acknowledges what arrived, one ACK in the queue at a time. */
+/* Acknowledges what arrived, one ACK in the queue at a time; none while
+ * a transport that cannot hold the peer back has its queue full. */
 static void send_ack(nqi_session *s)
 {
     nqi_ack *a = &s->ack;
-    if (a->state != NQI_ACK_ON || a->pending != NULL || a->received == a->told) {
+    if (a->state != NQI_ACK_ON || a->pending != NULL || a->received == a->told ||
+        nqi_ack_withholds(s)) {
         return;
     }
     uint8_t p[8];
@@ -99,6 +102,7 @@ static int keep(nqi_ack *a, nqi_frame *f)
     }
     a->kept[(a->kept_head + a->kept_len) % a->kept_cap] = f;
     a->kept_len++;
+    a->kept_bytes += NQI_HEADER_SIZE + f->payload_len;
     return NQ_OK;
 }
 
@@ -108,6 +112,7 @@ static void settle_oldest(nqi_ack *a, int result)
     nqi_frame *f = a->kept[a->kept_head];
     a->kept_head = (a->kept_head + 1) % a->kept_cap;
     a->kept_len--;
+    a->kept_bytes -= NQI_HEADER_SIZE + f->payload_len;
     a->base++;
     nqi_frame_done(f, result);
 }
@@ -121,6 +126,18 @@ void nqi_ack_fail(nqi_session *s, int err)
     free(a->kept);
     a->kept = NULL;
     a->kept_cap = a->kept_head = 0;
+}
+
+int nqi_ack_window_full(const nqi_session *s)
+{
+    return s->ack.state == NQI_ACK_ON && !s->comm->transport->pausable &&
+           s->ack.kept_bytes >= NQI_ACK_WINDOW;
+}
+
+int nqi_ack_withholds(const nqi_session *s)
+{
+    return s->ack.state == NQI_ACK_ON && !s->comm->transport->pausable &&
+           atomic_load(&s->paused);
 }
 
 int nqi_ack_settled(const nqi_session *s)
@@ -386,11 +403,12 @@ int nqi_ack_control(nqi_session *s, int type, const uint8_t *data, size_t len)
         if (n > a->acked) {
             a->acked = n;
         }
+        int was_full = nqi_ack_window_full(s);
         while (a->kept_len > 0 && a->base < n) {
             settle_oldest(a, NQ_OK);
         }
-        if (nqi_session_finished(s)) {
-            nqi_session_mark_dirty(s); /* the transport ends it */
+        if (nqi_session_finished(s) || (was_full && !nqi_ack_window_full(s))) {
+            nqi_session_mark_dirty(s); /* the transport ends it, or sends on */
         }
         return 0;
     }
@@ -472,6 +490,7 @@ void nqi_ack_rewind(nqi_session *s)
         s->out_len++;
     }
     a->kept_head = 0;
+    a->kept_bytes = 0;
     a->rewound += touched;
     a->beats_alone = 0;
     nqi_ack_stop(s);

@@ -85,6 +85,16 @@ void nqi_ack_delivered(nqi_session *s);
 int nqi_ack_fin(nqi_session *s);
 /* 1 when nothing waits for an acknowledgement. */
 int nqi_ack_settled(const nqi_session *s);
+/* Flow control where the transport has none of its own (MQTT: a broker
+ * takes every publish): a sender lets at most NQI_ACK_WINDOW bytes of data
+ * wait for their acknowledgement, and a receiver whose queue reached
+ * NQ_OPT_QUEUE_SIZE withholds acknowledgements (it is "paused") until
+ * get() makes room, so the sender is held back end to end. */
+#define NQI_ACK_WINDOW ((uint64_t)16 << 20)
+/* 1 when a data frame not yet started must wait for acknowledgements. */
+int nqi_ack_window_full(const nqi_session *s);
+/* 1 while acknowledgements are withheld. */
+int nqi_ack_withholds(const nqi_session *s);
 /* The connection is gone: data frames go back to the head of the output
  * in order (kept ones first), control frames and a queued INI are
  * dropped, and the output starts over from the first byte. */

@@ -303,9 +303,13 @@ static const nqi_session_owner peer_owner = {.ini = on_ini, .end = nqi_session_e
 void nqi_session_resume(nqi_session *s)
 {
     atomic_store(&s->resume_requested, 0);
-    if (atomic_exchange(&s->paused, 0) && !s->ended && s->comm->transport->resume != NULL) {
+    if (!atomic_exchange(&s->paused, 0) || s->ended) {
+        return;
+    }
+    if (s->comm->transport->resume != NULL) {
         s->comm->transport->resume(s);
     }
+    nqi_ack_delivered(s); /* what was withheld */
 }
 
 static void run_resume(nqi_loop *l, nqi_cmd *cmd)

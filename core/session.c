@@ -126,7 +126,8 @@ int nqi_session_out_iov(nqi_session *s, struct iovec *iov, nqi_frame **owners, i
     uint64_t skip = s->out_off + s->out_sent;
     for (size_t k = 0; k < s->out_len && n < max_iov && bytes < max_bytes; k++) {
         nqi_frame *f = s->out[(s->out_head + k) % s->out_cap];
-        if (nqi_ack_holds(s, f)) {
+        if (nqi_ack_holds(s, f) ||
+            (skip == 0 && f->kind == NQI_FRAME_DATA && nqi_ack_window_full(s))) {
             break;
         }
         for (size_t i = 0; i <= f->nchunks && n < max_iov && bytes < max_bytes; i++) {
@@ -482,7 +483,10 @@ int nqi_session_deliver(nqi_session *s)
         }
         return 0;
     }
-    if (c->transport->pausable && queued >= limit && atomic_load(&c->state) == NQI_OPEN &&
+    /* A transport that cannot stop reading a peer withholds its
+     * acknowledgements instead, where they were agreed. */
+    int can_pause = c->transport->pausable || s->ack.state == NQI_ACK_ON;
+    if (can_pause && queued >= limit && atomic_load(&c->state) == NQI_OPEN &&
         !atomic_load(&s->paused)) {
         atomic_store(&s->paused, 1);
         nqi_stat_add(c, NQI_ST_READ_PAUSES, 1);

@@ -41,6 +41,7 @@ typedef struct nqi_ack {
     size_t kept_cap;
     size_t kept_head;
     size_t kept_len;
+    uint64_t kept_bytes; /* their wire bytes                                   */
     uint64_t base;      /* the number of the oldest unacknowledged data frame
                          * (kept, else the first data frame queued)           */
     uint64_t acked;     /* the highest count the peer acknowledged            */

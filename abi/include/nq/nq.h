@@ -172,8 +172,13 @@ typedef enum nq_option {
      * a peer reaches it, libnq stops reading from that peer (the transport's
      * flow control holds the sender back) until get() makes room; nothing is
      * dropped.  A broker cannot hold one publisher back, so over MQTT every
-     * arriving message is queued.  With NQ_OPT_DROP_OLDEST the limit holds
-     * on every transport and the peer's oldest messages make room instead.
+     * arriving message is queued, unless both sides agreed on
+     * NQ_DELIVERY_ACKED: then a receiver withholds its acknowledgements
+     * while the peer's queue is full, and a sender lets at most 16 MiB of
+     * data wait for them, so the sender is held back end to end and the
+     * queue stays within the limit plus that much.  With
+     * NQ_OPT_DROP_OLDEST the limit holds on every transport and the peer's
+     * oldest messages make room instead.
      * 1 .. 2^40, default 2^30. */
     NQ_OPT_QUEUE_SIZE = 5,
     /* Largest message accepted from the wire.  A longer frame is a protocol
@@ -265,7 +270,7 @@ typedef enum nq_option {
     NQ_OPT_RESUME_MS = 17,
     /* Since 1.3.  What a peer's full receive queue (NQ_OPT_QUEUE_SIZE)
      * does.  0, the default: lossless back-pressure, libnq stops reading
-     * from the peer until get() makes room (over MQTT the queue grows).
+     * from the peer until get() makes room (over MQTT, see NQ_OPT_QUEUE_SIZE).
      * 1: reading goes on, and each message beyond the limit drops that
      * peer's oldest undelivered message, on every transport; the drops are
      * counted in NQ_STAT_DROPPED and logged (NQ_LOG_WARN, once per
