@@ -24,6 +24,7 @@
 
 #include "harness.h"
 #include "peers.h"
+#include "proxy.h"
 #include "nq/nq.h"
 
 #define WAIT_MS NQT_WAIT_MS
@@ -259,6 +260,56 @@ static int test_calls_that_never_reached_a_server_leave_the_ini_to_the_next(void
     CHECK_OK(nq_close(s));
     nq_destroy(c);
     nq_destroy(s);
+    return 0;
+}
+
+typedef struct {
+    pthread_mutex_t mu;
+    int streams;
+    int rounds;
+} dialect_log;
+
+static void note_dialect(void *ctx, int level, const char *message)
+{
+    (void)level;
+    dialect_log *d = ctx;
+    pthread_mutex_lock(&d->mu);
+    d->streams += strstr(message, "the server streams") != NULL;
+    d->rounds += strstr(message, "answers in rounds") != NULL;
+    pthread_mutex_unlock(&d->mu);
+}
+
+/* A client whose connection takes longer than the three seconds it gives
+ * a server to show its dialect (a slow path, a server busy with many
+ * connections) still streams with a libnq server: the wait counts from the
+ * connection, not from the call. */
+static int test_a_slow_connection_is_not_taken_for_a_server_in_rounds(void)
+{
+    nq_comm *s = grpc_peer(NQ_SERVER, nqt_opts("127.0.0.1", 0, NULL));
+    CHECK(s != NULL);
+    nqt_proxy px;
+    CHECK(nqt_proxy_start(&px, nqt_port(s)) == 0);
+    nqt_proxy_freeze(&px, 1);
+    dialect_log d = {.mu = PTHREAD_MUTEX_INITIALIZER};
+    nq_opts *o = nqt_opts("127.0.0.1", px.port, NULL);
+    CHECK_OK(nq_opts_set_log(o, note_dialect, &d));
+    CHECK_OK(nq_opts_set_int(o, NQ_OPT_HANDSHAKE_TIMEOUT_MS, 20000));
+    nq_comm *c = grpc_peer(NQ_CLIENT, o);
+    CHECK(c != NULL);
+    CHECK_OK(nq_put(c, &(nq_chunk){"early", 5}, 1, NULL, 0, NULL));
+    usleep(4000 * 1000); /* longer than the dialect wait */
+    nqt_proxy_freeze(&px, 0);
+    CHECK(nqt_expect(s, "early", 5, NULL) == 0);
+    CHECK(nqt_round_trip(s, c) == 0);
+    pthread_mutex_lock(&d.mu);
+    int streams = d.streams, rounds = d.rounds;
+    pthread_mutex_unlock(&d.mu);
+    CHECK(streams == 1 && rounds == 0);
+    CHECK_OK(nq_close(c));
+    CHECK_OK(nq_close(s));
+    nq_destroy(c);
+    nq_destroy(s);
+    nqt_proxy_stop(&px);
     return 0;
 }
 
@@ -804,6 +855,7 @@ static const struct test_case tests[] = {
     TEST(test_server_killed_fails_client_cleanly),
     TEST(test_unreachable_server_fails_futures_and_get),
     TEST(test_calls_that_never_reached_a_server_leave_the_ini_to_the_next),
+    TEST(test_a_slow_connection_is_not_taken_for_a_server_in_rounds),
     TEST(test_tls_with_trusted_and_untrusted_certificates),
     TEST(test_many_clients_stream_at_once),
     TEST(test_large_puts_free_their_buffers_on_completion),

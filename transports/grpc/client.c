@@ -2,7 +2,8 @@
  * A gRPC client on worker 0's loop: it starts a call asking for streaming
  * (nq-stream, with its id in nq-id), learns from the server's initial
  * metadata which dialect the server speaks (one that says nothing for a
- * while answers only at the end of each round: net-queue), and in rounds
+ * while once connected answers only at the end of each round: net-queue),
+ * and in rounds
  * polls with a new call from 1 ms up to 100 ms apart.
  */
 #include <stdio.h>
@@ -11,9 +12,11 @@
 
 #include "transports/grpc/grpc.h"
 
-/* How long a client waits for the server's initial metadata before it
- * assumes a server that answers only at the end of each round. */
+/* How long a client waits, once connected, for the server's initial
+ * metadata before it assumes a server that answers only at the end of
+ * each round; how often it looks whether it is connected before that. */
 #define MODE_WAIT_MS 3000
+#define CONNECTING_CHECK_MS 100
 #define POLL_MIN_MS 1
 #define POLL_MAX_MS 100
 
@@ -260,7 +263,14 @@ void nqi_grpc_client_timer(nqi_timer *t)
     gcall *gc = gs->active;
     int64_t now = nqi_now_ms();
     if (gc != NULL && !gs->learned && !gc->heard_start) {
-        if (now - gc->started_at >= MODE_WAIT_MS) {
+        grpc_state *st = s->comm->tp;
+        if (grpc_channel_check_connectivity_state(st->channel, 0) != GRPC_CHANNEL_READY) {
+            /* Still connecting (a busy server, many clients at once, a
+             * slow path): that says nothing of the server's dialect, so
+             * the wait counts from the connection. */
+            gc->started_at = now;
+            nqi_grpc_arm(s, now + CONNECTING_CHECK_MS);
+        } else if (now - gc->started_at >= MODE_WAIT_MS) {
             /* No answer yet: a server that speaks only at the end of a
              * round.  Half-close so it does. */
             learn(gc, &nqi_grpc_rounds);
