@@ -483,7 +483,24 @@ def promise_of(fn):
     return text.split(". ")[0].rstrip(".") + "."
 
 
+# The load tables (load.py report) live in the same file between these
+# lines; a report of the fault trials keeps them, after its table.
+LOAD_BEGIN, LOAD_END = "<!-- load tables -->", "<!-- end load tables -->"
+
+
+def load_tables_of(path):
+    try:
+        with open(path) as f:
+            text = f.read()
+    except FileNotFoundError:
+        return ""
+    if LOAD_BEGIN not in text or LOAD_END not in text:
+        return ""
+    return LOAD_BEGIN + text.split(LOAD_BEGIN, 1)[1].split(LOAD_END, 1)[0] + LOAD_END + "\n"
+
+
 def write_report(path, rows, long_run):
+    load_tables = load_tables_of(path)
     with open(path, "w") as f:
         f.write("# Fault trials\n\n")
         f.write("Written by `tests/trials/trials.py report` (%s run). Each trial runs a server in\n"
@@ -496,6 +513,8 @@ def write_report(path, rows, long_run):
         for name, promise, transport, r in rows:
             f.write(f"| {name} | {transport} | {promise} | {'yes' if r.held else '**no**'} | "
                     f"{r.measured} | {r.bound} |\n")
+        if load_tables:
+            f.write("\n" + load_tables)
 
 
 if __name__ == "__main__":

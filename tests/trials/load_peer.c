@@ -1,0 +1,786 @@
+/*
+ * load_peer: one side of a load scenario (tests/trials/load.py).  It speaks
+ * through the public API only and reports what it sees as lines
+ *
+ *   <ms since start> <event> [key=value ...]
+ *
+ * which the script reads to time, count and check.
+ *
+ *   load_peer serve --protocol P --port N [options]
+ *       a server that checks every message (its sequence number per peer
+ *       and its bytes) and, with --echo 1 (the default), sends it back to
+ *       its sender.  Reports "listening port=N", "peers n=N" when the count
+ *       changed (looked at every 200 ms), "complete received=N" once --expect
+ *       messages have arrived, and at SIGTERM "summary received=N bytes=N
+ *       corrupt=N duplicates=N out_of_order=N errors=N".  With --pause-ms MS it stops
+ *       calling nq_get for MS once the first message arrived and then
+ *       reports "resumed taken=N bytes=N": what libnq received meanwhile.
+ *   load_peer clients --protocol P --port N --count N [--threads T]
+ *       opens N clients (T threads share the opening), each puts one
+ *       message and waits for its echo.  Reports "opened n=N failed=N ms=N"
+ *       and "echoed n=N of=N ms=N", then holds every connection until
+ *       SIGTERM, when it exits without closing them.
+ *   load_peer flood --protocol P --port N --count N --size B
+ *                   [--send-limit B]
+ *       one client that puts N numbered copied messages as fast as
+ *       nq_put takes them; a put refused with NQ_EFULL is tried again 1 ms
+ *       later.  Reports "efull first sent=N" at the first refusal, "sent n=N
+ *       efull=N first_efull_ms=N ms=N hwm_kib=N" (its peak resident memory)
+ *       and "closed rc=N ms=N".
+ *   load_peer soak --protocol P --port N --clients N [--window W]
+ *                  [--size-max B] [--rate R]
+ *       N clients, each in a thread of its own, that keep W messages of
+ *       varying size (16 .. B bytes) in flight and check each echo: its
+ *       number comes next, its bytes are intact.  With --rate, each client
+ *       sends at most R messages a second.  Reports "ready" once every
+ *       client has its first echo, "progress received=N bytes=N corrupt=N
+ *       duplicates=N out_of_order=N errors=N" (echoes, for all its clients)
+ *       every 250 ms and, at SIGTERM, the same as "summary".
+ *   load_peer exec PROGRAM [ARGS...]
+ *       runs PROGRAM (the script's mosquitto) with the open-files limit
+ *       raised and the parent-death signal set, as below.
+ *
+ * Common options: --host H (default 127.0.0.1), --key F --cert F (TLS over
+ * TCP; a client gives only --cert, the certificate it trusts), --queue N
+ * (NQ_OPT_QUEUE_SIZE), --acked 1 (NQ_DELIVERY_ACKED), --timeout-ms MS (how
+ * long a client waits for what it expects, default 120000).
+ *
+ * Every process raises its soft limit of open files to the hard limit (many
+ * clients need a descriptor or more each) and dies with the process that
+ * started it (PR_SET_PDEATHSIG), so that a killed script leaves nothing
+ * behind.
+ */
+#include <inttypes.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/prctl.h>
+#include <sys/resource.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <nq/nq.h>
+
+/* Every message starts with its sequence number and its length; the rest is
+ * a pattern both derive from the sequence number, so that a changed byte
+ * anywhere is seen. */
+#define HEADER_SIZE 12
+#define MIN_SIZE 16
+
+static volatile sig_atomic_t stopping;
+static struct timespec started;
+
+static int64_t now_ms(void)
+{
+    struct timespec now;
+    clock_gettime(CLOCK_MONOTONIC, &now);
+    return (int64_t)(now.tv_sec - started.tv_sec) * 1000 +
+           (now.tv_nsec - started.tv_nsec) / 1000000;
+}
+
+static void report(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+static void report(const char *fmt, ...)
+{
+    char line[512];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(line, sizeof(line), fmt, ap);
+    va_end(ap);
+    /* One write per line: threads report at once. */
+    flockfile(stdout);
+    printf("%" PRId64 " %s\n", now_ms(), line);
+    fflush(stdout);
+    funlockfile(stdout);
+}
+
+static void on_signal(int sig)
+{
+    (void)sig;
+    stopping = 1;
+}
+
+/* Sleeps ms, or less when asked to stop. */
+static void nap_ms(int64_t ms)
+{
+    int64_t until = now_ms() + ms;
+    while (!stopping && now_ms() < until) {
+        int64_t left = until - now_ms();
+        usleep((useconds_t)(left > 50 ? 50000 : left > 0 ? left * 1000 : 0));
+    }
+}
+
+/* ---- the options ---------------------------------------------------------- */
+
+typedef struct args {
+    const char *mode;
+    nq_protocol protocol;
+    int tls;
+    const char *host;
+    int port;
+    const char *key, *cert;
+    int64_t queue, send_limit, pause_ms, timeout_ms;
+    long count, size, expect, threads, clients, window, size_max, rate;
+    int acked, echo;
+} args;
+
+static void usage(void)
+{
+    fprintf(stderr, "usage: load_peer serve|clients|flood|soak --protocol tcp|tls|mqtt|grpc "
+                    "--port N [options] (see the comment at the top of load_peer.c)\n");
+    exit(2);
+}
+
+static void parse(args *a, int argc, char **argv)
+{
+    memset(a, 0, sizeof(*a));
+    a->host = "127.0.0.1";
+    a->size = 64;
+    a->threads = 1;
+    a->window = 8;
+    a->size_max = 4096;
+    a->echo = 1;
+    a->timeout_ms = 120000;
+    if (argc < 2) {
+        usage();
+    }
+    a->mode = argv[1];
+    for (int i = 2; i + 1 < argc; i += 2) {
+        const char *k = argv[i], *v = argv[i + 1];
+        if (strcmp(k, "--protocol") == 0) {
+            a->tls = strcmp(v, "tls") == 0;
+            a->protocol = strcmp(v, "mqtt") == 0   ? NQ_MQTT
+                          : strcmp(v, "grpc") == 0 ? NQ_GRPC
+                                                   : NQ_TCP;
+        } else if (strcmp(k, "--host") == 0) {
+            a->host = v;
+        } else if (strcmp(k, "--port") == 0) {
+            a->port = atoi(v);
+        } else if (strcmp(k, "--key") == 0) {
+            a->key = v;
+        } else if (strcmp(k, "--cert") == 0) {
+            a->cert = v;
+        } else if (strcmp(k, "--queue") == 0) {
+            a->queue = atoll(v);
+        } else if (strcmp(k, "--send-limit") == 0) {
+            a->send_limit = atoll(v);
+        } else if (strcmp(k, "--pause-ms") == 0) {
+            a->pause_ms = atoll(v);
+        } else if (strcmp(k, "--timeout-ms") == 0) {
+            a->timeout_ms = atoll(v);
+        } else if (strcmp(k, "--count") == 0) {
+            a->count = atol(v);
+        } else if (strcmp(k, "--size") == 0) {
+            a->size = atol(v);
+        } else if (strcmp(k, "--expect") == 0) {
+            a->expect = atol(v);
+        } else if (strcmp(k, "--threads") == 0) {
+            a->threads = atol(v);
+        } else if (strcmp(k, "--clients") == 0) {
+            a->clients = atol(v);
+        } else if (strcmp(k, "--window") == 0) {
+            a->window = atol(v);
+        } else if (strcmp(k, "--size-max") == 0) {
+            a->size_max = atol(v);
+        } else if (strcmp(k, "--rate") == 0) {
+            a->rate = atol(v);
+        } else if (strcmp(k, "--acked") == 0) {
+            a->acked = atoi(v);
+        } else if (strcmp(k, "--echo") == 0) {
+            a->echo = atoi(v);
+        } else {
+            usage();
+        }
+    }
+    if (a->size < MIN_SIZE) {
+        a->size = MIN_SIZE;
+    }
+    if (a->size_max < MIN_SIZE) {
+        a->size_max = MIN_SIZE;
+    }
+    if (a->threads < 1) {
+        a->threads = 1;
+    }
+    if (a->window < 1) {
+        a->window = 1;
+    }
+}
+
+static nq_comm *open_peer(const args *a, nq_purpose purpose, int *rc_out)
+{
+    nq_opts *o = NULL;
+    int rc = nq_opts_new(&o);
+    if (rc == NQ_OK) {
+        rc = nq_opts_set_netloc(o, a->host, (uint16_t)a->port);
+    }
+    /* A peer that cannot finish its close handshake must not hold the
+     * scenario up. */
+    if (rc == NQ_OK) {
+        rc = nq_opts_set_int(o, NQ_OPT_CLOSE_TIMEOUT_MS,
+                             strcmp(a->mode, "flood") == 0 ? a->timeout_ms : 5000);
+    }
+    if (rc == NQ_OK && a->queue > 0) {
+        rc = nq_opts_set_int(o, NQ_OPT_QUEUE_SIZE, a->queue);
+    }
+    if (rc == NQ_OK && a->send_limit > 0) {
+        rc = nq_opts_set_int(o, NQ_OPT_SEND_LIMIT, a->send_limit);
+    }
+    if (rc == NQ_OK && a->acked) {
+        rc = nq_opts_set_int(o, NQ_OPT_DELIVERY, NQ_DELIVERY_ACKED);
+    }
+    if (rc == NQ_OK && (a->tls || a->cert != NULL)) {
+        rc = nq_opts_set_tls(o, purpose == NQ_SERVER ? a->key : NULL, a->cert);
+    }
+    nq_comm *c = NULL;
+    if (rc == NQ_OK) {
+        rc = nq_open(a->protocol, purpose, o, &c);
+    }
+    nq_opts_free(o);
+    if (rc_out != NULL) {
+        *rc_out = rc;
+    }
+    return rc == NQ_OK ? c : NULL;
+}
+
+/* ---- the messages ---------------------------------------------------------- */
+
+static uint8_t pattern_byte(uint64_t seq, size_t i)
+{
+    return (uint8_t)(seq * 131u + i * 7u);
+}
+
+/* Writes message seq of size bytes (at least MIN_SIZE) into buf. */
+static void fill_message(uint8_t *buf, uint64_t seq, size_t size)
+{
+    uint32_t len = (uint32_t)size;
+    memcpy(buf, &seq, 8);
+    memcpy(buf + 8, &len, 4);
+    for (size_t i = HEADER_SIZE; i < size; i++) {
+        buf[i] = pattern_byte(seq, i);
+    }
+}
+
+/* The message's sequence number; *intact says whether its length and every
+ * byte are what fill_message wrote. */
+static uint64_t read_message(const nq_msg *m, int *intact)
+{
+    const void *d = NULL;
+    size_t n = 0;
+    uint64_t seq = UINT64_MAX;
+    *intact = 0;
+    if (nq_msg_data(m, &d, &n) != NQ_OK || n < HEADER_SIZE) {
+        return seq;
+    }
+    const uint8_t *b = d;
+    uint32_t len;
+    memcpy(&seq, b, 8);
+    memcpy(&len, b + 8, 4);
+    int ok = len == n;
+    for (size_t i = HEADER_SIZE; ok && i < n; i++) {
+        ok = b[i] == pattern_byte(seq, i);
+    }
+    *intact = ok;
+    return seq;
+}
+
+/* Which of these happened to a message, against the number expected next. */
+typedef struct tally {
+    atomic_long received, corrupt, duplicates, out_of_order, errors;
+    atomic_llong bytes;
+} tally;
+
+/* Counts message seq of n bytes against *next, the number expected next. */
+static void count_message(tally *t, uint64_t *next, uint64_t seq, size_t n, int intact)
+{
+    atomic_fetch_add(&t->received, 1);
+    atomic_fetch_add(&t->bytes, (long long)n);
+    if (!intact) {
+        if (atomic_fetch_add(&t->corrupt, 1) < 5) {
+            report("corrupt seq=%" PRIu64 " len=%zu", seq, n);
+        }
+        return;
+    }
+    if (seq < *next) {
+        if (atomic_fetch_add(&t->duplicates, 1) < 5) {
+            report("duplicate seq=%" PRIu64 " expected=%" PRIu64, seq, *next);
+        }
+        return;
+    }
+    if (seq > *next && atomic_fetch_add(&t->out_of_order, 1) < 5) {
+        report("gap seq=%" PRIu64 " expected=%" PRIu64, seq, *next);
+    }
+    *next = seq + 1;
+}
+
+static void report_tally(const char *what, tally *t)
+{
+    report("%s received=%ld bytes=%lld corrupt=%ld duplicates=%ld out_of_order=%ld errors=%ld",
+           what, atomic_load(&t->received), atomic_load(&t->bytes), atomic_load(&t->corrupt),
+           atomic_load(&t->duplicates), atomic_load(&t->out_of_order), atomic_load(&t->errors));
+}
+
+/* ---- serve -------------------------------------------------------------------- */
+
+/* The number each peer sends next, in a table of fixed size allocated (and
+ * touched) before the first peer, so that it adds nothing to the memory a
+ * scenario measures.  Open addressing: a peer beyond its capacity is not
+ * checked ("untracked peers=N" says how many were not). */
+#define PEER_TABLE_SIZE 65536
+
+typedef struct peer_next {
+    nq_id id;
+    uint64_t next;
+    int used;
+} peer_next;
+
+static peer_next *peer_table;
+static long untracked_peers;
+
+static uint64_t *next_of(const nq_id *id)
+{
+    uint32_t h = 2166136261u;
+    for (int i = 0; i < 16; i++) {
+        h = (h ^ id->bytes[i]) * 16777619u;
+    }
+    for (uint32_t k = 0; k < PEER_TABLE_SIZE; k++) {
+        peer_next *p = &peer_table[(h + k) % PEER_TABLE_SIZE];
+        if (!p->used) {
+            p->used = 1;
+            p->id = *id;
+            p->next = 0;
+            return &p->next;
+        }
+        if (nq_id_equal(&p->id, id)) {
+            return &p->next;
+        }
+    }
+    untracked_peers++;
+    return NULL;
+}
+
+static int serve(const args *a)
+{
+    peer_table = malloc(PEER_TABLE_SIZE * sizeof(*peer_table));
+    if (peer_table == NULL) {
+        return 1;
+    }
+    memset(peer_table, 0, PEER_TABLE_SIZE * sizeof(*peer_table));
+    int rc;
+    nq_comm *s = open_peer(a, NQ_SERVER, &rc);
+    if (s == NULL) {
+        report("error where=open code=%d", rc);
+        return 1;
+    }
+    uint16_t port = 0;
+    nq_local_port(s, &port);
+    report("listening port=%u", (unsigned)port);
+    static tally t;
+    int64_t last_peers = -1, peers_looked = 0;
+    int paused = a->pause_ms <= 0;
+    while (!stopping) {
+        if (now_ms() - peers_looked >= 200) {
+            int64_t n = 0;
+            nq_stat(s, NQ_STAT_PEERS, &n);
+            if (n != last_peers) {
+                report("peers n=%" PRId64, n);
+                last_peers = n;
+            }
+            peers_looked = now_ms();
+        }
+        if (!paused && atomic_load(&t.received) > 0) {
+            /* The slow consumer: nothing is taken for a while, whatever
+             * arrives. */
+            paused = 1;
+            report("paused");
+            nap_ms(a->pause_ms);
+            int64_t in = 0, bytes_in = 0;
+            nq_stat(s, NQ_STAT_MSGS_IN, &in);
+            nq_stat(s, NQ_STAT_BYTES_IN, &bytes_in);
+            int64_t got = atomic_load(&t.received), got_bytes = atomic_load(&t.bytes);
+            report("resumed taken=%" PRId64 " bytes=%" PRId64, in - got, bytes_in - got_bytes);
+        }
+        nq_msg *m = NULL;
+        rc = nq_get(s, 100, &m);
+        if (rc == NQ_ETIMEDOUT) {
+            continue;
+        }
+        if (rc != NQ_OK) {
+            report("error where=get code=%d", rc);
+            break;
+        }
+        nq_id from;
+        nq_msg_peer(m, &from);
+        int intact;
+        uint64_t seq = read_message(m, &intact);
+        uint64_t *next = next_of(&from);
+        uint64_t ignored = seq;
+        count_message(&t, next != NULL ? next : &ignored, seq, nq_msg_size(m), intact);
+        if (a->echo) {
+            const void *d;
+            size_t n;
+            nq_msg_data(m, &d, &n);
+            nq_chunk ch = {d, n};
+            /* A client killed meanwhile is no longer a peer: nothing to do. */
+            (void)nq_put(s, &ch, 1, &from, 1, NULL);
+        }
+        nq_msg_free(m);
+        if (a->expect > 0 && atomic_load(&t.received) == a->expect) {
+            report("complete received=%ld", a->expect);
+        }
+    }
+    report_tally("summary", &t);
+    if (untracked_peers > 0) {
+        report("untracked peers=%ld", untracked_peers);
+    }
+    int64_t t0 = now_ms();
+    rc = nq_close(s);
+    report("closed rc=%d ms=%" PRId64, rc, now_ms() - t0);
+    nq_destroy(s);
+    free(peer_table);
+    return 0;
+}
+
+/* ---- clients -------------------------------------------------------------------- */
+
+typedef struct share {
+    const args *a;
+    nq_comm **comms;
+    long first, count;
+    atomic_long *ok, *failed;
+} share;
+
+/* Opens a share of the clients and puts one message on each. */
+static void *open_share(void *arg)
+{
+    share *o = arg;
+    uint8_t buf[64];
+    for (long i = o->first; i < o->first + o->count && !stopping; i++) {
+        int rc;
+        o->comms[i] = open_peer(o->a, NQ_CLIENT, &rc);
+        if (o->comms[i] != NULL) {
+            fill_message(buf, 0, sizeof(buf));
+            rc = nq_put(o->comms[i], &(nq_chunk){buf, sizeof(buf)}, 1, NULL, 0, NULL);
+        }
+        if (rc != NQ_OK) {
+            if (atomic_fetch_add(o->failed, 1) < 3) {
+                report("error where=open client=%ld code=%d", i, rc);
+            }
+        } else {
+            atomic_fetch_add(o->ok, 1);
+        }
+    }
+    return NULL;
+}
+
+/* Waits for the echo of each client of a share. */
+static void *echo_share(void *arg)
+{
+    share *o = arg;
+    int64_t until = now_ms() + o->a->timeout_ms;
+    for (long i = o->first; i < o->first + o->count && !stopping; i++) {
+        if (o->comms[i] == NULL) {
+            continue;
+        }
+        nq_msg *m = NULL;
+        int64_t left = until - now_ms();
+        int rc = nq_get(o->comms[i], left > 0 ? left : 0, &m);
+        int intact = 0;
+        uint64_t seq = rc == NQ_OK ? read_message(m, &intact) : UINT64_MAX;
+        nq_msg_free(m);
+        if (rc == NQ_OK && intact && seq == 0) {
+            atomic_fetch_add(o->ok, 1);
+        } else if (atomic_fetch_add(o->failed, 1) < 3) {
+            report("error where=echo client=%ld code=%d seq=%" PRIu64 " intact=%d", i, rc, seq,
+                   intact);
+        }
+    }
+    return NULL;
+}
+
+/* Runs fn over the clients, split into a->threads shares that run at once;
+ * *ok and *bad receive how many clients fn counted as done and as failed. */
+static int run_shares(const args *a, nq_comm **comms, void *(*fn)(void *), long *ok, long *bad)
+{
+    atomic_long done = 0, failed = 0;
+    long n = a->threads;
+    pthread_t *threads = calloc((size_t)n, sizeof(*threads));
+    share *shares = calloc((size_t)n, sizeof(*shares));
+    int *running = calloc((size_t)n, sizeof(*running));
+    if (threads == NULL || shares == NULL || running == NULL) {
+        free(threads);
+        free(shares);
+        free(running);
+        return 1;
+    }
+    for (long k = 0; k < n; k++) {
+        long first = a->count * k / n, next = a->count * (k + 1) / n;
+        shares[k] = (share){a, comms, first, next - first, &done, &failed};
+        running[k] = pthread_create(&threads[k], NULL, fn, &shares[k]) == 0;
+        if (!running[k]) {
+            fn(&shares[k]); /* no thread to spare: this share runs here */
+        }
+    }
+    for (long k = 0; k < n; k++) {
+        if (running[k]) {
+            pthread_join(threads[k], NULL);
+        }
+    }
+    free(threads);
+    free(shares);
+    free(running);
+    *ok = atomic_load(&done);
+    *bad = atomic_load(&failed);
+    return 0;
+}
+
+static int clients(const args *a)
+{
+    if (a->count < 1) {
+        usage();
+    }
+    nq_comm **comms = calloc((size_t)a->count, sizeof(*comms));
+    if (comms == NULL) {
+        return 1;
+    }
+    long ok, bad;
+    if (run_shares(a, comms, open_share, &ok, &bad) != 0) {
+        return 1;
+    }
+    report("opened n=%ld failed=%ld ms=%" PRId64, ok, bad, now_ms());
+    if (run_shares(a, comms, echo_share, &ok, &bad) != 0) {
+        return 1;
+    }
+    report("echoed n=%ld of=%ld ms=%" PRId64, ok, a->count, now_ms());
+    while (!stopping) {
+        nap_ms(1000);
+    }
+    /* The connections end with the process: closing thousands of clients
+     * one by one would take longer than the scenario, and what the server
+     * then sees is no part of it. */
+    _exit(0);
+}
+
+/* ---- flood ---------------------------------------------------------------------- */
+
+/* This process's peak resident memory (VmHWM), in KiB, or -1. */
+static long own_peak_kib(void)
+{
+    FILE *f = fopen("/proc/self/status", "r");
+    long kib = -1;
+    char line[256];
+    while (f != NULL && fgets(line, sizeof(line), f) != NULL) {
+        if (sscanf(line, "VmHWM: %ld kB", &kib) == 1) {
+            break;
+        }
+    }
+    if (f != NULL) {
+        fclose(f);
+    }
+    return kib;
+}
+
+static int flood(const args *a)
+{
+    int rc;
+    nq_comm *c = open_peer(a, NQ_CLIENT, &rc);
+    if (c == NULL) {
+        report("error where=open code=%d", rc);
+        return 1;
+    }
+    uint8_t *buf = malloc((size_t)a->size);
+    if (buf == NULL) {
+        nq_destroy(c);
+        return 1;
+    }
+    long sent = 0, efull = 0;
+    int64_t first_efull = -1, until = now_ms() + a->timeout_ms;
+    while (sent < a->count && !stopping && now_ms() < until) {
+        fill_message(buf, (uint64_t)sent, (size_t)a->size);
+        rc = nq_put(c, &(nq_chunk){buf, (size_t)a->size}, 1, NULL, 0, NULL);
+        if (rc == NQ_EFULL) {
+            /* The send limit is reached: the receiver holds the sender
+             * back.  Try again shortly. */
+            if (efull++ == 0) {
+                first_efull = now_ms();
+                report("efull first sent=%ld", sent);
+            }
+            usleep(1000);
+            continue;
+        }
+        if (rc != NQ_OK) {
+            report("error where=put code=%d", rc);
+            break;
+        }
+        sent++;
+    }
+    report("sent n=%ld efull=%ld first_efull_ms=%" PRId64 " ms=%" PRId64 " hwm_kib=%ld", sent,
+           efull, first_efull, now_ms(), own_peak_kib());
+    int64_t t0 = now_ms();
+    rc = nq_close(c);
+    report("closed rc=%d ms=%" PRId64, rc, now_ms() - t0);
+    nq_destroy(c);
+    free(buf);
+    return sent == a->count ? 0 : 1;
+}
+
+/* ---- soak ------------------------------------------------------------------------ */
+
+typedef struct soaker {
+    const args *a;
+    tally *t;
+    atomic_long *ready;
+    long index;
+} soaker;
+
+/* One client: keeps a->window messages in flight and checks every echo. */
+static void *soak_one(void *arg)
+{
+    soaker *s = arg;
+    const args *a = s->a;
+    int rc;
+    nq_comm *c = open_peer(a, NQ_CLIENT, &rc);
+    uint8_t *buf = malloc((size_t)a->size_max);
+    if (c == NULL || buf == NULL) {
+        report("error where=open client=%ld code=%d", s->index, rc);
+        atomic_fetch_add(&s->t->errors, 1);
+        nq_destroy(c);
+        free(buf);
+        return NULL;
+    }
+    uint64_t sent = 0, next = 0;
+    int64_t start = now_ms();
+    int first = 1;
+    long span = a->size_max - MIN_SIZE + 1;
+    while (!stopping) {
+        int due = a->rate <= 0 || (int64_t)sent * 1000 / a->rate <= now_ms() - start;
+        if (sent - next < (uint64_t)a->window && due) {
+            size_t size = MIN_SIZE + (size_t)((sent * 7919u + (uint64_t)s->index) % (uint64_t)span);
+            fill_message(buf, sent, size);
+            rc = nq_put(c, &(nq_chunk){buf, size}, 1, NULL, 0, NULL);
+            if (rc == NQ_OK) {
+                sent++;
+                continue;
+            }
+            if (rc != NQ_EFULL) {
+                report("error where=put client=%ld code=%d", s->index, rc);
+                atomic_fetch_add(&s->t->errors, 1);
+                break;
+            }
+        }
+        nq_msg *m = NULL;
+        rc = nq_get(c, 20, &m);
+        if (rc == NQ_ETIMEDOUT) {
+            continue;
+        }
+        if (rc != NQ_OK) {
+            report("error where=get client=%ld code=%d", s->index, rc);
+            atomic_fetch_add(&s->t->errors, 1);
+            break;
+        }
+        int intact;
+        uint64_t seq = read_message(m, &intact);
+        count_message(s->t, &next, seq, nq_msg_size(m), intact);
+        nq_msg_free(m);
+        if (first) {
+            first = 0;
+            atomic_fetch_add(s->ready, 1);
+        }
+    }
+    nq_destroy(c);
+    free(buf);
+    return NULL;
+}
+
+static int soak(const args *a)
+{
+    if (a->clients < 1) {
+        usage();
+    }
+    static tally t;
+    atomic_long ready = 0;
+    pthread_t *threads = calloc((size_t)a->clients, sizeof(*threads));
+    soaker *soakers = calloc((size_t)a->clients, sizeof(*soakers));
+    if (threads == NULL || soakers == NULL) {
+        return 1;
+    }
+    long running = 0;
+    for (long i = 0; i < a->clients; i++) {
+        soakers[i] = (soaker){a, &t, &ready, i};
+        if (pthread_create(&threads[running], NULL, soak_one, &soakers[i]) != 0) {
+            report("error where=thread client=%ld", i);
+            atomic_fetch_add(&t.errors, 1);
+            continue;
+        }
+        running++;
+    }
+    int said_ready = 0;
+    while (!stopping) {
+        nap_ms(250);
+        if (!said_ready && atomic_load(&ready) == a->clients) {
+            said_ready = 1;
+            report("ready");
+        }
+        report_tally("progress", &t);
+    }
+    for (long i = 0; i < running; i++) {
+        pthread_join(threads[i], NULL);
+    }
+    report_tally("summary", &t);
+    free(threads);
+    free(soakers);
+    return 0;
+}
+
+/* ---- the process ----------------------------------------------------------------- */
+
+/* A client per descriptor or more: the soft limit goes up to the hard one. */
+static void raise_open_files(void)
+{
+    struct rlimit r;
+    if (getrlimit(RLIMIT_NOFILE, &r) == 0 && r.rlim_cur < r.rlim_max) {
+        r.rlim_cur = r.rlim_max;
+        if (setrlimit(RLIMIT_NOFILE, &r) != 0) {
+            perror("setrlimit");
+        }
+    }
+}
+
+int main(int argc, char **argv)
+{
+    clock_gettime(CLOCK_MONOTONIC, &started);
+    /* Dies with the script; a script already gone leaves init as parent. */
+    prctl(PR_SET_PDEATHSIG, SIGKILL);
+    if (getppid() == 1) {
+        return 1;
+    }
+    raise_open_files();
+    if (argc > 2 && strcmp(argv[1], "exec") == 0) {
+        /* Both survive execvp (the program must not change its user). */
+        execvp(argv[2], argv + 2);
+        perror(argv[2]);
+        return 127;
+    }
+    struct sigaction act = {.sa_handler = on_signal};
+    sigaction(SIGTERM, &act, NULL);
+    sigaction(SIGINT, &act, NULL);
+    signal(SIGPIPE, SIG_IGN);
+    args a;
+    parse(&a, argc, argv);
+    if (strcmp(a.mode, "serve") == 0) {
+        return serve(&a);
+    }
+    if (strcmp(a.mode, "clients") == 0) {
+        return clients(&a);
+    }
+    if (strcmp(a.mode, "flood") == 0) {
+        return flood(&a);
+    }
+    if (strcmp(a.mode, "soak") == 0) {
+        return soak(&a);
+    }
+    usage();
+    return 2;
+}
