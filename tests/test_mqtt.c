@@ -493,9 +493,9 @@ static int test_a_forged_ini_does_not_hold_a_closing_server(void)
 }
 
 /* Communicators of one process wake paho's reading thread for each other
- * while one connects (wake.c), on topics only libnq reads: the server
- * reads every wake (its own and its acknowledging clients') and neither
- * they nor it see anything of them. */
+ * while one connects (wake.c), with UNSUBSCRIBEs the broker answers
+ * itself: the server and its clients, acknowledging or not, see nothing
+ * of them. */
 static int test_communicators_of_one_process_leave_no_trace_connecting(void)
 {
     CHECK(start_broker(0) == 0);
@@ -505,7 +505,7 @@ static int test_communicators_of_one_process_leave_no_trace_connecting(void)
     nq_comm *c[CLIENTS];
     for (int i = 0; i < CLIENTS; i++) {
         nq_opts *o = nqt_opts("127.0.0.1", broker.port, NULL);
-        if (i % 2 == 0) { /* these read a topic of their own, and wake too */
+        if (i % 2 == 0) { /* these read a topic of their own too */
             CHECK_OK(nq_opts_set_int(o, NQ_OPT_DELIVERY, NQ_DELIVERY_ACKED));
         }
         c[i] = mqtt_peer(NQ_CLIENT, o);

@@ -125,7 +125,7 @@ static int mqtt_open(nq_comm *c)
     const char *prefix = c->opts.mqtt_prefix != NULL ? c->opts.mqtt_prefix : "";
     st->prefix_len = strlen(prefix);
     snprintf(st->will_topic, sizeof(st->will_topic), "%snq/lost/%s", prefix, st->own_hex);
-    snprintf(st->wake_topic, sizeof(st->wake_topic), "%snq/ack/%s", prefix, st->own_hex);
+    snprintf(st->wake_topic, sizeof(st->wake_topic), "%snq/wake", prefix);
     if (c->purpose == NQ_SERVER || nqi_ack_wanted(c)) {
         snprintf(st->ack_topic, sizeof(st->ack_topic), "%snq/ack/%s", prefix,
                  c->purpose == NQ_SERVER ? "+" : st->own_hex);

@@ -62,7 +62,7 @@ typedef struct mqtt_comm {
     char will_topic[NQI_MQTT_TOPIC_MAX];
     char ack_topic[NQI_MQTT_TOPIC_MAX]; /* server: nq/ack/+; client: its own
                                          * with acknowledged delivery, else "" */
-    char wake_topic[NQI_MQTT_TOPIC_MAX]; /* nq/ack/<own-hex> (wake.c) */
+    char wake_topic[NQI_MQTT_TOPIC_MAX]; /* nq/wake, which no one reads (wake.c) */
     nqi_node wake_link;                  /* on wake.c's registry */
     size_t prefix_len;
     int qos;
@@ -134,9 +134,8 @@ void nqi_mqtt_watch_server(nq_comm *c, const nq_id *server);
 int nqi_mqtt_wait_flag(mqtt_comm *st, const int *flag, int64_t timeout_ms);
 
 /* wake.c (callers' threads) */
-/* A connected communicator that reads its own wake topic joins the
- * process's registry; leaving is idempotent, and comes before the paho
- * client is destroyed. */
+/* A connected communicator joins the process's registry; leaving is
+ * idempotent, and comes before the paho client is destroyed. */
 void nqi_mqtt_wake_join(mqtt_comm *st);
 void nqi_mqtt_wake_leave(mqtt_comm *st);
 /* nqi_mqtt_wait_flag, while the registry's other communicators wake

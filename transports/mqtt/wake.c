@@ -6,13 +6,13 @@
  * only after the next, so each communicator after the first took about two
  * seconds to open however near the broker.
  *
- * While a communicator connects, the process's other connected
- * communicators wake that thread: one of them publishes a one-byte "w" on
- * its own <prefix>nq/ack/<own-hex>, a topic it reads itself (a server reads
- * nq/ack/+; a client with acknowledged delivery its own), so the broker
- * sends it straight back.  Every receiver, older libnq versions included,
- * ignores a signal it does not know, and a broker's ACL of the documented
- * secure profile lets each peer write there.
+ * While a communicator connects, one of the process's other connected
+ * communicators wakes that thread now and then: it asks the broker to
+ * unsubscribe it from <prefix>nq/wake, a topic no one subscribes to.  A
+ * broker answers every UNSUBSCRIBE with an UNSUBACK, matched or not (MQTT
+ * 3.1.1, 3.10.4), and denies it to no one, so the answer arrives on a
+ * socket that thread reads, and nothing else changes: no message goes to
+ * any peer.
  *
  * Registration and the wake run on callers' threads (nq_open, nq_close);
  * the registry's lock is never held across a wait.
@@ -31,9 +31,6 @@ static nqi_list registry = {{&registry.head, &registry.head}};
 
 void nqi_mqtt_wake_join(mqtt_comm *st)
 {
-    if (st->ack_topic[0] == 0) {
-        return; /* reads no topic of its own to be woken on */
-    }
     pthread_mutex_lock(&registry_mu);
     if (st->wake_link.next == NULL) {
         nqi_list_append(&registry, &st->wake_link);
@@ -61,8 +58,7 @@ static int wake_once(const mqtt_comm *st)
             continue;
         }
         MQTTAsync_responseOptions ro = MQTTAsync_responseOptions_initializer;
-        sent = MQTTAsync_send(other->client, other->wake_topic, 1, "w", 0, 0, &ro) ==
-               MQTTASYNC_SUCCESS;
+        sent = MQTTAsync_unsubscribe(other->client, other->wake_topic, &ro) == MQTTASYNC_SUCCESS;
     }
     pthread_mutex_unlock(&registry_mu);
     return sent;
