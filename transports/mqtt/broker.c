@@ -460,6 +460,8 @@ static void resolve_broker(nq_comm *c, mqtt_comm *st)
     freeaddrinfo(ai);
 }
 
+#define MQTT_KEEPALIVE_MIN_S 2
+
 int nqi_mqtt_connect(nq_comm *c)
 {
     mqtt_comm *st = c->tp;
@@ -498,10 +500,14 @@ int nqi_mqtt_connect(nq_comm *c)
     MQTTAsync_SSLOptions ssl = MQTTAsync_SSLOptions_initializer;
     /* MQTT's keep-alive is whole seconds, and a broker drops a client
      * after 1.5 of them: two thirds of ours keeps both sides' detection
-     * within about twice NQ_OPT_KEEPALIVE_MS, as on TCP. */
+     * within about twice NQ_OPT_KEEPALIVE_MS, as on TCP.  At least two,
+     * though: paho sends its PINGREQ on the first of its rounds (up to
+     * about 1.1 s apart when idle) after the keep-alive is due, so with one
+     * second a busy machine's late ping made the broker drop an idle,
+     * healthy client. */
     int64_t ka = c->opts.ints[NQ_OPT_KEEPALIVE_MS];
     int64_t ka_s = 2 * ka / 3000;
-    co.keepAliveInterval = ka <= 0 ? 0 : ka_s > 0 ? (int)ka_s : 1;
+    co.keepAliveInterval = ka <= 0 ? 0 : ka_s > MQTT_KEEPALIVE_MIN_S ? (int)ka_s : MQTT_KEEPALIVE_MIN_S;
     co.cleansession = 1;
     co.MQTTVersion = MQTTVERSION_3_1_1;
     /* paho 1.3 makes a connection in rounds of its 1-second poll, so a

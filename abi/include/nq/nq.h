@@ -208,6 +208,11 @@ typedef enum nq_option {
      * often (since 1.4), which HTTP/2 proxies count as traffic (keep it
      * below their idle timeouts) and grpc servers at their defaults count
      * as data, and which applications never see.
+     * Over MQTT the broker keeps it, in whole seconds (two thirds of this,
+     * since a broker drops a client after one and a half), and no less
+     * than 3000 ms in effect: the MQTT library sends its pings up to about
+     * a second late, and a broker counting shorter dropped healthy idle
+     * clients.
      * 0 disables keep-alive.  0 or 1000 .. 2^31, default 15000. */
     NQ_OPT_KEEPALIVE_MS = 10,
     /* Milliseconds nq_close waits for the close handshake before it drops
