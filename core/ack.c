@@ -128,16 +128,21 @@ void nqi_ack_fail(nqi_session *s, int err)
     a->kept_cap = a->kept_head = 0;
 }
 
+/* 1 when acknowledgements are the session's flow control: agreed, over a
+ * transport that cannot hold its peer back. */
+static int acks_hold_back(const nqi_session *s)
+{
+    return s->ack.state == NQI_ACK_ON && !s->comm->transport->pausable;
+}
+
 int nqi_ack_window_full(const nqi_session *s)
 {
-    return s->ack.state == NQI_ACK_ON && !s->comm->transport->pausable &&
-           s->ack.kept_bytes >= NQI_ACK_WINDOW;
+    return acks_hold_back(s) && s->ack.kept_bytes >= NQI_ACK_WINDOW;
 }
 
 int nqi_ack_withholds(const nqi_session *s)
 {
-    return s->ack.state == NQI_ACK_ON && !s->comm->transport->pausable &&
-           atomic_load(&s->paused);
+    return acks_hold_back(s) && atomic_load(&s->paused);
 }
 
 int nqi_ack_settled(const nqi_session *s)

@@ -507,7 +507,9 @@ int nqi_mqtt_connect(nq_comm *c)
      * healthy client. */
     int64_t ka = c->opts.ints[NQ_OPT_KEEPALIVE_MS];
     int64_t ka_s = 2 * ka / 3000;
-    co.keepAliveInterval = ka <= 0 ? 0 : ka_s > MQTT_KEEPALIVE_MIN_S ? (int)ka_s : MQTT_KEEPALIVE_MIN_S;
+    co.keepAliveInterval = ka <= 0                      ? 0
+                           : ka_s > MQTT_KEEPALIVE_MIN_S ? (int)ka_s
+                                                         : MQTT_KEEPALIVE_MIN_S;
     co.cleansession = 1;
     co.MQTTVersion = MQTTVERSION_3_1_1;
     /* paho 1.3 makes a connection in rounds of its 1-second poll, so a

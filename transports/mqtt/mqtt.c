@@ -88,9 +88,7 @@ static void mqtt_worker_closing(nqi_worker *w)
         }
         /* Silence before the close does not count: the client had no
          * reason to speak. */
-        if (ms->heard_at < now) {
-            ms->heard_at = now;
-        }
+        ms->heard_at = now;
         quiet_while_closing(&ms->answer);
     }
 }

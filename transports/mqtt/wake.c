@@ -17,8 +17,6 @@
  * Registration and the wake run on callers' threads (nq_open, nq_close);
  * the registry's lock is never held across a wait.
  */
-#include <string.h>
-
 #include "transports/mqtt/mqtt.h"
 
 /* The first wakes come quickly (a connection needs two or three), later
