@@ -215,3 +215,104 @@ void nqt_broker_stop(nqt_broker *b, int sig)
         }
     }
 }
+
+/* ---- a stranger's publishes ------------------------------------------------------ */
+
+/* Appends MQTT's variable-length remaining length. */
+static size_t put_length(uint8_t *at, size_t len)
+{
+    size_t n = 0;
+    do {
+        uint8_t byte = (uint8_t)(len % 128);
+        len /= 128;
+        at[n++] = (uint8_t)(byte | (len > 0 ? 0x80 : 0));
+    } while (len > 0);
+    return n;
+}
+
+static int send_all(int fd, const uint8_t *p, size_t len)
+{
+    while (len > 0) {
+        ssize_t n = send(fd, p, len, MSG_NOSIGNAL);
+        if (n <= 0) {
+            return -1;
+        }
+        p += n;
+        len -= (size_t)n;
+    }
+    return 0;
+}
+
+int nqt_broker_publish(const nqt_broker *b, size_t n, char *const *topics,
+                       const void *const *payloads, const size_t *lens)
+{
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons(b->port)};
+    sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    if (fd < 0 || connect(fd, (struct sockaddr *)&sa, sizeof(sa)) != 0) {
+        fprintf(stderr, "publish: cannot connect to the broker: %s\n", strerror(errno));
+        if (fd >= 0) {
+            close(fd);
+        }
+        return -1;
+    }
+    struct timeval tv = {.tv_sec = 10};
+    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+    /* CONNECT: MQTT 3.1.1, clean session, keep-alive 60 s, client id. */
+    static const char id[] = "nq-test-stranger";
+    uint8_t pkt[512];
+    size_t body = 10 + 2 + sizeof(id) - 1;
+    size_t at = 0;
+    pkt[at++] = 0x10;
+    at += put_length(pkt + at, body);
+    static const uint8_t head[] = {0, 4, 'M', 'Q', 'T', 'T', 4, 0x02, 0, 60};
+    memcpy(pkt + at, head, sizeof(head));
+    at += sizeof(head);
+    pkt[at++] = 0;
+    pkt[at++] = (uint8_t)(sizeof(id) - 1);
+    memcpy(pkt + at, id, sizeof(id) - 1);
+    at += sizeof(id) - 1;
+    uint8_t connack[4];
+    int rv = -1;
+    if (send_all(fd, pkt, at) != 0 || recv(fd, connack, 4, MSG_WAITALL) != 4 ||
+        connack[0] != 0x20 || connack[3] != 0) {
+        fprintf(stderr, "publish: the broker refused the connection\n");
+        goto out;
+    }
+    for (size_t i = 0; i < n; i++) {
+        size_t tlen = strlen(topics[i]);
+        if (tlen > 256 || lens[i] > sizeof(pkt) - 300) {
+            fprintf(stderr, "publish: message %zu too long for this helper\n", i);
+            goto out;
+        }
+        at = 0;
+        pkt[at++] = 0x30; /* PUBLISH, QoS 0 */
+        at += put_length(pkt + at, 2 + tlen + lens[i]);
+        pkt[at++] = (uint8_t)(tlen >> 8);
+        pkt[at++] = (uint8_t)tlen;
+        memcpy(pkt + at, topics[i], tlen);
+        at += tlen;
+        memcpy(pkt + at, payloads[i], lens[i]);
+        at += lens[i];
+        if (send_all(fd, pkt, at) != 0) {
+            fprintf(stderr, "publish: the broker closed the connection at message %zu\n", i);
+            goto out;
+        }
+    }
+    static const uint8_t disconnect[] = {0xe0, 0};
+    if (send_all(fd, disconnect, sizeof(disconnect)) != 0) {
+        goto out;
+    }
+    /* The broker closes once it has read everything before the DISCONNECT. */
+    uint8_t sink[64];
+    ssize_t got;
+    while ((got = recv(fd, sink, sizeof(sink), 0)) > 0) {
+    }
+    rv = got == 0 ? 0 : -1;
+    if (rv != 0) {
+        fprintf(stderr, "publish: the broker did not close the connection\n");
+    }
+out:
+    close(fd);
+    return rv;
+}

@@ -6,6 +6,7 @@
 #ifndef NQ_TESTS_BROKER_H
 #define NQ_TESTS_BROKER_H
 
+#include <stddef.h>
 #include <stdint.h>
 #include <sys/types.h>
 
@@ -37,5 +38,13 @@ int nqt_broker_restart(nqt_broker *b, int sig);
 /* Stops it with sig (SIGTERM normally, SIGKILL to simulate a crash) and
  * removes its directory. */
 void nqt_broker_stop(nqt_broker *b, int sig);
+
+/* Publishes n messages at QoS 0 on one MQTT 3.1.1 connection of its own,
+ * speaking the wire by hand (as a stranger would, with no will and no
+ * subscription): message i goes to topics[i].  Returns once the broker has
+ * read them all (it closed the connection after the DISCONNECT), 0; or -1
+ * with a message on standard error. */
+int nqt_broker_publish(const nqt_broker *b, size_t n, char *const *topics,
+                       const void *const *payloads, const size_t *lens);
 
 #endif

@@ -438,6 +438,21 @@ static size_t peer_count(nq_comm *c)
     return nq_peers(c, ids, 8, &n) == NQ_OK ? n : 999;
 }
 
+/* A broker, a server with keep-alive at 1 s, and a libnq client that has
+ * made a round trip with it. */
+static int quick_server_and_client(nq_comm **s, nq_comm **c)
+{
+    CHECK(start_broker(0) == 0);
+    nq_opts *o = nqt_opts("127.0.0.1", broker.port, NULL);
+    CHECK_OK(nq_opts_set_int(o, NQ_OPT_KEEPALIVE_MS, 1000));
+    *s = mqtt_peer(NQ_SERVER, o);
+    CHECK(*s != NULL);
+    *c = mqtt_peer(NQ_CLIENT, nqt_opts("127.0.0.1", broker.port, NULL));
+    CHECK(*c != NULL);
+    CHECK(nqt_round_trip(*s, *c) == 0);
+    return 0;
+}
+
 /* A closing server waits for its clients' FINs.  An INI anyone published
  * on an open broker (or a net-queue client that died: neither leaves a
  * will) no longer holds the close up for good: silent for three keep-alive
@@ -445,14 +460,8 @@ static size_t peer_count(nq_comm *c)
  * still waited for however quiet. */
 static int test_a_forged_ini_does_not_hold_a_closing_server(void)
 {
-    CHECK(start_broker(0) == 0);
-    nq_opts *o = nqt_opts("127.0.0.1", broker.port, NULL);
-    CHECK_OK(nq_opts_set_int(o, NQ_OPT_KEEPALIVE_MS, 1000));
-    nq_comm *s = mqtt_peer(NQ_SERVER, o);
-    CHECK(s != NULL);
-    nq_comm *c = mqtt_peer(NQ_CLIENT, nqt_opts("127.0.0.1", broker.port, NULL));
-    CHECK(c != NULL);
-    CHECK(nqt_round_trip(s, c) == 0);
+    nq_comm *s, *c;
+    CHECK(quick_server_and_client(&s, &c) == 0);
     /* The forged INI: a frame of 16 bytes, the id its topic names. */
     static const char hex[] = "0123456789abcdef0123456789abcdef";
     uint8_t frame[24];
@@ -486,6 +495,90 @@ static int test_a_forged_ini_does_not_hold_a_closing_server(void)
     pthread_join(t, NULL);
     CHECK(atomic_load(&k.done));
     CHECK_RC(k.rv, NQ_ECONNRESET); /* a peer was lost while it closed */
+    nq_destroy(c);
+    nq_destroy(s);
+    nqt_broker_stop(&broker, SIGTERM);
+    return 0;
+}
+
+/* INIs anyone can publish on an open broker, with no will and never a word
+ * after, cost a bounded number of sessions: past 1024 such strangers the
+ * one silent longest is dropped.  A will-less client that spoke (a
+ * net-queue client) and a libnq client stay, and the exchange goes on. */
+static int test_forged_inis_cost_a_bounded_number_of_sessions(void)
+{
+    enum { BOUND = 1024, FORGED = BOUND + 200 };
+    nq_comm *s, *c;
+    CHECK(quick_server_and_client(&s, &c) == 0);
+    /* First a will-less client that speaks: its INI, then "hi". */
+    enum { N = FORGED + 2 };
+    static char *topics[N];
+    static uint8_t frames[N][24];
+    static const void *payloads[N];
+    static size_t lens[N];
+    nq_id speaker;
+    for (size_t i = 0; i < N; i++) {
+        nq_id id;
+        CHECK_OK(nq_id_random(&id));
+        if (i == 0) {
+            speaker = id;
+        } else if (i == 1) {
+            id = speaker;
+        }
+        char hex[NQ_ID_STRLEN];
+        for (int k = 0; k < 16; k++) {
+            snprintf(hex + 2 * k, 3, "%02x", id.bytes[k]);
+        }
+        topics[i] = malloc(64);
+        CHECK(topics[i] != NULL);
+        snprintf(topics[i], 64, "c2s/%s", hex);
+        if (i == 1) {
+            nqt_put_header(frames[i], 2);
+            memcpy(frames[i] + 8, "hi", 2);
+            lens[i] = 10;
+        } else {
+            nqt_put_header(frames[i], 16);
+            memcpy(frames[i] + 8, id.bytes, 16);
+            lens[i] = 24;
+        }
+        payloads[i] = frames[i];
+    }
+    CHECK(nqt_broker_publish(&broker, N, topics, payloads, lens) == 0);
+    for (size_t i = 0; i < N; i++) {
+        free(topics[i]);
+    }
+    /* Every INI made a session (the client's, the speaker's, the forged
+     * ones); the 200 beyond the bound ended. */
+    CHECK(nqt_wait_stat(s, NQ_STAT_CONNECTIONS, 2 + FORGED) == 0);
+    CHECK(nqt_wait_stat(s, NQ_STAT_CONNECTIONS_LOST, FORGED - BOUND) == 0);
+    usleep(200 * 1000);
+    CHECK(nqt_stat(s, NQ_STAT_CONNECTIONS_LOST) == FORGED - BOUND);
+    CHECK(nqt_stat(s, NQ_STAT_PEERS) == 2 + BOUND);
+    static nq_id listed[4 * BOUND];
+    size_t n = 0;
+    CHECK_OK(nq_peers(s, listed, 4 * BOUND, &n));
+    int has_speaker = 0, has_client = 0;
+    nq_id cid;
+    CHECK_OK(nq_comm_id(c, &cid));
+    for (size_t i = 0; i < n; i++) {
+        has_speaker |= nq_id_equal(&listed[i], &speaker);
+        has_client |= nq_id_equal(&listed[i], &cid);
+    }
+    CHECK(has_speaker && has_client);
+    nq_msg *m = NULL;
+    CHECK_OK(nq_get(s, WAIT_MS, &m));
+    nq_id from;
+    const void *data;
+    size_t len;
+    CHECK_OK(nq_msg_peer(m, &from));
+    CHECK_OK(nq_msg_data(m, &data, &len));
+    CHECK(nq_id_equal(&from, &speaker) && len == 2 && memcmp(data, "hi", 2) == 0);
+    nq_msg_free(m);
+    CHECK(nqt_round_trip(s, c) == 0);
+    CHECK_OK(nq_close(c));
+    /* The strangers and the speaker left no will: silent, they are taken
+     * for lost while the server closes. */
+    CHECK_RC(nq_close(s), NQ_ECONNRESET);
     nq_destroy(c);
     nq_destroy(s);
     nqt_broker_stop(&broker, SIGTERM);
@@ -566,6 +659,7 @@ static const struct test_case tests[] = {
     TEST(test_tls_to_the_broker),
     TEST(test_garbage_on_a_client_topic_hurts_only_that_topic),
     TEST(test_a_forged_ini_does_not_hold_a_closing_server),
+    TEST(test_forged_inis_cost_a_bounded_number_of_sessions),
     TEST(test_broker_restart_is_survived_with_reconnection),
     TEST(test_broker_killed_mid_stream_loses_nothing_acknowledged),
 };

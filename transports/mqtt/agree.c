@@ -97,6 +97,7 @@ void nqi_mqtt_signal(nqi_worker *w, const nq_id *from, const MQTTAsync_message *
     if (s != NULL) {
         mqtt_sess_of(s)->asked = what == 'c';
         mqtt_sess_of(s)->announced = 1;
+        nqi_mqtt_stranger_gone(s);
     }
 }
 

@@ -117,6 +117,7 @@ static int mqtt_open(nq_comm *c)
     pthread_mutex_init(&st->mu, NULL);
     nqi_cond_init(&st->cv);
     nqi_list_init(&st->inflight);
+    nqi_list_init(&st->strangers);
     st->qos = (int)c->opts.ints[NQ_OPT_MQTT_QOS];
     st->redials = c->purpose == NQ_SERVER || c->opts.ints[NQ_OPT_RECONNECT_MS] > 0;
     nqi_id_hex(&c->opts.id, st->own_hex);
@@ -160,6 +161,9 @@ static void mqtt_session_end(nqi_session *s)
     nqi_timer_cancel(&s->worker->loop, &ms->answer);
     free(ms->topic);
     ms->topic = NULL;
+    if (s->comm->purpose == NQ_SERVER) {
+        nqi_mqtt_stranger_gone(s);
+    }
 }
 
 /* A reconnecting client tries again: once its broker connection is back

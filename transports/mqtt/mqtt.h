@@ -80,6 +80,10 @@ typedef struct mqtt_comm {
     int redials;       /* paho reconnects: a server, or a client with
                         * NQ_OPT_RECONNECT_MS */
     nqi_list inflight; /* publishes awaiting paho's answer; loop only */
+    nqi_list strangers; /* server: will-less clients heard from only in their
+                         * INI, longest silent first; loop only (route.c) */
+    size_t nstrangers;
+    uint64_t strangers_dropped;
     mqtt_login login;
 } mqtt_comm;
 
@@ -96,6 +100,7 @@ typedef struct mqtt_sess {
     int announced;    /* server: the client announced its connection (agree.c),
                        * so it left a will */
     int asked;        /* server: the client asked for acknowledged delivery */
+    nqi_node stranger_link; /* server: on mqtt_comm's strangers */
     int told;         /* client: the server asked, for this connection */
 } mqtt_sess;
 
@@ -172,6 +177,9 @@ nqi_session *nqi_mqtt_find(nqi_worker *w, const nq_id *from);
 nqi_session *nqi_mqtt_server_session(nqi_worker *w, const nq_id *from, int anew);
 /* "<prefix><dir><hex>", malloc'd, or NULL. */
 char *nqi_mqtt_topic(const mqtt_comm *st, const char *dir, const char *hex);
+/* Server: the session leaves the strangers (it spoke, announced itself or
+ * ended); a session that is not one is left alone. */
+void nqi_mqtt_stranger_gone(nqi_session *s);
 /* A message from paho arrived for the id in its topic. */
 void nqi_mqtt_arrived(nqi_worker *w, const nq_id *from, const MQTTAsync_message *msg);
 /* The broker published the will of the peer with this id. */

@@ -244,6 +244,46 @@ nqi_session *nqi_mqtt_server_session(nqi_worker *w, const nq_id *from, int anew)
     return s;
 }
 
+/* ---- strangers ------------------------------------------------------------------- */
+
+/* A client that left no will and has said nothing but its INI is either a
+ * net-queue client that only listens or an INI anyone published on an open
+ * broker: nothing on the wire tells them apart.  A server keeps at most
+ * STRANGERS_MAX of them; beyond that, the one silent longest makes room.
+ * Forged INIs so cost a bounded number of sessions however many come, and
+ * a real client is dropped only while they flood. */
+#define STRANGERS_MAX 1024
+
+void nqi_mqtt_stranger_gone(nqi_session *s)
+{
+    mqtt_sess *ms = mqtt_sess_of(s);
+    if (ms->stranger_link.next != NULL) {
+        nqi_list_remove(&ms->stranger_link);
+        ((mqtt_comm *)s->comm->tp)->nstrangers--;
+    }
+}
+
+static void stranger_arrived(nqi_session *s)
+{
+    mqtt_comm *st = s->comm->tp;
+    nqi_list_append(&st->strangers, &mqtt_sess_of(s)->stranger_link);
+    if (++st->nstrangers <= STRANGERS_MAX) {
+        return;
+    }
+    nqi_node *first = nqi_list_first(&st->strangers);
+    mqtt_sess *oldest = NQI_CONTAINER(first, mqtt_sess, stranger_link);
+    nqi_session *gone = NQI_CONTAINER((void *)oldest, nqi_session, tp);
+    nqi_mqtt_stranger_gone(gone);
+    st->strangers_dropped++;
+    if ((st->strangers_dropped & (st->strangers_dropped - 1)) == 0) { /* 1, 2, 4, ... */
+        nqi_logf(&s->comm->log, NQ_LOG_WARN,
+                 "%d MQTT clients that left no will were heard only in their INI: "
+                 "the longest silent is dropped (%llu so far)",
+                 STRANGERS_MAX, (unsigned long long)st->strangers_dropped);
+    }
+    nqi_session_end(gone, NQ_ECONNRESET);
+}
+
 void nqi_mqtt_arrived(nqi_worker *w, const nq_id *from, const MQTTAsync_message *msg)
 {
     nq_comm *c = w->comm;
@@ -252,15 +292,22 @@ void nqi_mqtt_arrived(nqi_worker *w, const nq_id *from, const MQTTAsync_message 
         return;
     }
     nqi_session_ref(s);
+    int had_ini = s->ini_received;
     if (c->purpose == NQ_SERVER) {
         mqtt_sess_of(s)->heard_at = nqi_now_ms();
+        if (had_ini) {
+            nqi_mqtt_stranger_gone(s); /* it spoke */
+        }
     }
-    int had_ini = s->ini_received;
     int rv = nqi_session_in(s, msg->payload, (size_t)msg->payloadlen);
     if (rv == 0 && !had_ini && s->ini_received && c->purpose == NQ_SERVER &&
         !nq_id_equal(&s->peer, &mqtt_sess_of(s)->route)) {
         nqi_logf(&c->log, NQ_LOG_WARN, "INI id differs from the id in the client's topic");
         rv = NQ_EPROTO;
+    }
+    if (rv == 0 && !had_ini && s->ini_received && c->purpose == NQ_SERVER &&
+        !mqtt_sess_of(s)->announced) {
+        stranger_arrived(s);
     }
     if (rv == 0 && !had_ini && s->ini_received && c->purpose == NQ_CLIENT) {
         nqi_mqtt_watch_server(c, &s->peer);

@@ -592,7 +592,10 @@ NQ_API int nq_comm_fd(nq_comm *comm, int *fd);
  * peer's loss, so a client that left no will (net-queue's, or an INI
  * anyone published on an open broker) is waited for while it is heard
  * from: silent for three NQ_OPT_KEEPALIVE_MS, it is taken for lost
- * (keep-alive 0: waited for as long as it takes).  Futures still pending
+ * (keep-alive 0: waited for as long as it takes).  Such clients that said
+ * nothing after their INI are kept 1024 at most by an open MQTT server
+ * (since 1.4): beyond that, the one silent longest ends as lost (logged),
+ * so forged INIs cost a bounded number of sessions.  Futures still pending
  * fail with NQ_ECLOSED.
  * Idempotent.  A client returns NQ_OK when its connection ended with a
  * clean handshake, else how it ended (NQ_ECONNREFUSED, NQ_ECONNRESET,
