@@ -15,13 +15,10 @@
 #include <time.h>
 #include <unistd.h>
 
-#include <grpc/byte_buffer.h>
-#include <grpc/byte_buffer_reader.h>
 #include <grpc/grpc.h>
-#include <grpc/grpc_security.h>
-#include <grpc/support/time.h>
 #include <pthread.h>
 
+#include "grpc_hostile.h"
 #include "harness.h"
 #include "peers.h"
 #include "proxy.h"
@@ -539,148 +536,7 @@ static int test_queue_size_holds_a_sender_back_without_loss(void)
     return 0;
 }
 
-/* ---- hostile callers -------------------------------------------------------------- */
-
-/* A call made by hand on a channel (a connection) of its own: /grpc/comm
- * with nq-id naming id, nq-stream when stream has HOSTILE_STREAM, also
- * nq-heartbeat when it has HOSTILE_BEATS, and one message. */
-#define HOSTILE_STREAM 1
-#define HOSTILE_BEATS 2
-typedef struct hostile {
-    grpc_channel *channel;
-    int own_channel;
-    grpc_completion_queue *cq;
-    grpc_call *call;
-    grpc_metadata_array got_md;
-    grpc_metadata_array initial_md;
-    grpc_status_code status;
-    grpc_slice details;
-} hostile;
-
-/* The call, on h->channel. */
-static int hostile_call(hostile *h, const nq_id *id, int stream, const void *bytes, size_t len)
-{
-    h->cq = grpc_completion_queue_create_for_pluck(NULL);
-    h->call = grpc_channel_create_call(h->channel, NULL, GRPC_PROPAGATE_DEFAULTS, h->cq,
-                                       grpc_slice_from_static_string("/grpc/comm"), NULL,
-                                       gpr_inf_future(GPR_CLOCK_REALTIME), NULL);
-    CHECK(h->call != NULL);
-    char text[NQ_ID_STRLEN];
-    CHECK_OK(nq_id_format(id, text, sizeof(text)));
-    grpc_metadata md[3];
-    memset(md, 0, sizeof(md));
-    md[0].key = grpc_slice_from_static_string("nq-id");
-    md[0].value = grpc_slice_from_copied_string(text);
-    md[1].key = grpc_slice_from_static_string("nq-stream");
-    md[1].value = grpc_slice_from_static_string("1");
-    md[2].key = grpc_slice_from_static_string("nq-heartbeat");
-    md[2].value = grpc_slice_from_static_string("1");
-    grpc_slice payload = grpc_slice_from_copied_buffer(bytes, len);
-    grpc_byte_buffer *bb = grpc_raw_byte_buffer_create(&payload, 1);
-    grpc_slice_unref(payload);
-    grpc_metadata_array_init(&h->got_md);
-    grpc_metadata_array_init(&h->initial_md);
-    h->details = grpc_empty_slice();
-    grpc_op ops[4];
-    memset(ops, 0, sizeof(ops));
-    ops[0].op = GRPC_OP_SEND_INITIAL_METADATA;
-    ops[0].data.send_initial_metadata.count =
-        (stream & HOSTILE_STREAM) == 0 ? 1 : (stream & HOSTILE_BEATS) == 0 ? 2 : 3;
-    ops[0].data.send_initial_metadata.metadata = md;
-    ops[1].op = GRPC_OP_SEND_MESSAGE;
-    ops[1].data.send_message.send_message = bb;
-    ops[2].op = GRPC_OP_RECV_STATUS_ON_CLIENT;
-    ops[2].data.recv_status_on_client.trailing_metadata = &h->got_md;
-    ops[2].data.recv_status_on_client.status = &h->status;
-    ops[2].data.recv_status_on_client.status_details = &h->details;
-    ops[3].op = GRPC_OP_RECV_INITIAL_METADATA;
-    ops[3].data.recv_initial_metadata.recv_initial_metadata = &h->initial_md;
-    CHECK(grpc_call_start_batch(h->call, ops, 4, h, NULL) == GRPC_CALL_OK);
-    grpc_byte_buffer_destroy(bb);
-    grpc_slice_unref(md[0].value);
-    return 0;
-}
-
-static int hostile_start(hostile *h, uint16_t port, const nq_id *id, int stream,
-                         const void *bytes, size_t len)
-{
-    memset(h, 0, sizeof(*h));
-    char target[32];
-    snprintf(target, sizeof(target), "127.0.0.1:%u", (unsigned)port);
-    grpc_arg arg;
-    memset(&arg, 0, sizeof(arg));
-    arg.type = GRPC_ARG_INTEGER;
-    arg.key = GRPC_ARG_USE_LOCAL_SUBCHANNEL_POOL;
-    arg.value.integer = 1;
-    grpc_channel_args args = {1, &arg};
-    grpc_channel_credentials *creds = grpc_insecure_credentials_create();
-    h->channel = grpc_channel_create(target, creds, &args);
-    h->own_channel = 1;
-    grpc_channel_credentials_release(creds);
-    return hostile_call(h, id, stream, bytes, len);
-}
-
-/* Another call on the channel (the connection) of first. */
-static int hostile_again(hostile *h, const hostile *first, const nq_id *id, int stream,
-                         const void *bytes, size_t len)
-{
-    memset(h, 0, sizeof(*h));
-    h->channel = first->channel;
-    return hostile_call(h, id, stream, bytes, len);
-}
-
-/* Waits up to ms for a message on h's call: its length, or -1 when none
- * came (the call is then cancelled).  The first bytes go to head. */
-static long hostile_recv(hostile *h, int ms, uint8_t *head, size_t cap)
-{
-    grpc_byte_buffer *bb = NULL;
-    grpc_op op;
-    memset(&op, 0, sizeof(op));
-    op.op = GRPC_OP_RECV_MESSAGE;
-    op.data.recv_message.recv_message = &bb;
-    int tag;
-    if (grpc_call_start_batch(h->call, &op, 1, &tag, NULL) != GRPC_CALL_OK) {
-        return -1;
-    }
-    gpr_timespec dl = gpr_time_add(gpr_now(GPR_CLOCK_MONOTONIC),
-                                   gpr_time_from_millis(ms, GPR_TIMESPAN));
-    grpc_event ev = grpc_completion_queue_pluck(h->cq, &tag, dl, NULL);
-    if (ev.type == GRPC_QUEUE_TIMEOUT) {
-        grpc_call_cancel(h->call, NULL);
-        grpc_completion_queue_pluck(h->cq, &tag, gpr_inf_future(GPR_CLOCK_REALTIME), NULL);
-    }
-    if (bb == NULL) {
-        return -1;
-    }
-    grpc_byte_buffer_reader reader;
-    grpc_byte_buffer_reader_init(&reader, bb);
-    grpc_slice all = grpc_byte_buffer_reader_readall(&reader);
-    grpc_byte_buffer_reader_destroy(&reader);
-    long len = (long)GRPC_SLICE_LENGTH(all);
-    memcpy(head, GRPC_SLICE_START_PTR(all), (size_t)len < cap ? (size_t)len : cap);
-    grpc_slice_unref(all);
-    grpc_byte_buffer_destroy(bb);
-    return len;
-}
-
-/* Ends the call (cancelling it if the server has not) and frees it all. */
-static void hostile_finish(hostile *h)
-{
-    grpc_call_cancel(h->call, NULL);
-    grpc_completion_queue_pluck(h->cq, h, gpr_inf_future(GPR_CLOCK_REALTIME), NULL);
-    grpc_call_unref(h->call);
-    grpc_completion_queue_shutdown(h->cq);
-    while (grpc_completion_queue_pluck(h->cq, NULL, gpr_inf_future(GPR_CLOCK_REALTIME), NULL)
-               .type != GRPC_QUEUE_SHUTDOWN) {
-    }
-    grpc_completion_queue_destroy(h->cq);
-    if (h->own_channel) {
-        grpc_channel_destroy(h->channel);
-    }
-    grpc_metadata_array_destroy(&h->got_md);
-    grpc_metadata_array_destroy(&h->initial_md);
-    grpc_slice_unref(h->details);
-}
+/* ---- hostile callers (grpc_hostile.h) ------------------------------------------ */
 
 /* A framed message: header then bytes, appended at *at. */
 static void frame_into(uint8_t *buf, size_t *at, const void *payload, size_t len)
@@ -713,16 +569,16 @@ static int test_metadata_alone_cannot_take_a_session(void)
     } attacks[] = {{1, evil, data_only}, {0, evil, data_only}};
     grpc_init();
     for (size_t i = 0; i < sizeof(attacks) / sizeof(attacks[0]); i++) {
-        hostile h;
-        CHECK(hostile_start(&h, nqt_port(s), &victim, attacks[i].stream, attacks[i].bytes,
-                            attacks[i].len) == 0);
+        nqt_hostile h;
+        CHECK(nqt_hostile_start(&h, nqt_port(s), &victim, attacks[i].stream,
+                                attacks[i].bytes, attacks[i].len) == 0);
         /* While the attack is under way the victim's exchange still goes
          * both ways, and nothing of the attacker's reaches get. */
         usleep(200 * 1000);
         CHECK(nqt_round_trip(s, v) == 0);
         CHECK(nqt_wait_stat(s, NQ_STAT_PROTOCOL_ERRORS, (int64_t)i + 1) == 0);
         CHECK(nqt_round_trip(s, v) == 0);
-        hostile_finish(&h);
+        nqt_hostile_finish(&h);
         CHECK(nqt_stat(s, NQ_STAT_PEERS) == 1);
         CHECK(nqt_stat(v, NQ_STAT_CONNECTIONS_LOST) == 0);
     }
@@ -792,18 +648,18 @@ static int test_heartbeat_frames_only_to_a_peer_that_takes_them(void)
         uint8_t ini[32], head[8];
         size_t len = 0;
         frame_into(ini, &len, id.bytes, sizeof(id.bytes));
-        hostile h;
-        CHECK(hostile_start(&h, nqt_port(s), &id, HOSTILE_STREAM | (beats ? HOSTILE_BEATS : 0),
-                            ini, len) == 0);
-        CHECK(hostile_recv(&h, WAIT_MS, head, sizeof(head)) == 24); /* the server's INI */
-        long next = hostile_recv(&h, 2500, head, sizeof(head));
+        nqt_hostile h;
+        int stream = NQT_HOSTILE_STREAM | (beats ? NQT_HOSTILE_BEATS : 0);
+        CHECK(nqt_hostile_start(&h, nqt_port(s), &id, stream, ini, len) == 0);
+        CHECK(nqt_hostile_recv(&h, WAIT_MS, head, sizeof(head)) == 24); /* the server's INI */
+        long next = nqt_hostile_recv(&h, 2500, head, sizeof(head));
         if (beats) {
             CHECK(next == 8);
             CHECK(head[0] == 0x80 && head[1] == 3 && head[6] == 0 && head[7] == 0);
         } else {
             CHECK(next == -1);
         }
-        hostile_finish(&h);
+        nqt_hostile_finish(&h);
     }
     grpc_shutdown();
     nq_close(s); /* the hand-made calls were cut off: close may report it */
@@ -829,15 +685,15 @@ static int test_a_new_stream_on_the_same_connection_is_a_new_session(void)
     frame_into(second_bytes, &second_len, id.bytes, sizeof(id.bytes));
     frame_into(second_bytes, &second_len, "two", 3);
     grpc_init();
-    hostile first, second;
-    CHECK(hostile_start(&first, nqt_port(s), &id, 1, first_bytes, first_len) == 0);
+    nqt_hostile first, second;
+    CHECK(nqt_hostile_start(&first, nqt_port(s), &id, 1, first_bytes, first_len) == 0);
     CHECK(nqt_expect(s, "one", 3, &id) == 0);
-    CHECK(hostile_again(&second, &first, &id, 1, second_bytes, second_len) == 0);
+    CHECK(nqt_hostile_again(&second, &first, &id, 1, second_bytes, second_len) == 0);
     CHECK(nqt_expect(s, "two", 3, &id) == 0);
     CHECK(nqt_stat(s, NQ_STAT_PROTOCOL_ERRORS) == 0);
     CHECK(nqt_stat(s, NQ_STAT_PEERS) == 1);
-    hostile_finish(&second);
-    hostile_finish(&first);
+    nqt_hostile_finish(&second);
+    nqt_hostile_finish(&first);
     grpc_shutdown();
     /* The hand-made calls were cut off: close may report the loss. */
     nq_close(s);

@@ -136,7 +136,7 @@ run_bazel() {
 # suite.  Those running before it are left alone.
 suite_processes() {
     ps -eo pid=,stat=,comm=,args= | awk '$2 !~ /^Z/ &&
-        ($3 ~ /^(mosquitto|haproxy|nginx|nq_trial_peer|nq_load_peer|nq_linkem|nq_conformance|nq_peer|nq_bench|nq_deploy_peer)/ ||
+        ($3 ~ /^(mosquitto|haproxy|nginx|nq_trial_peer|nq_load_peer|nq_hostile_peer|nq_linkem|nq_conformance|nq_peer|nq_bench|nq_deploy_peer)/ ||
          ($3 == "nq" && ($5 == "serve" || $5 == "send"))) {print $1}'
 }
 before=" $(suite_processes | tr '\n' ' ') "

@@ -22,199 +22,22 @@ killed.
 import argparse
 import math
 import os
-import re
-import resource
-import shutil
 import signal
-import socket
-import subprocess
 import sys
-import tempfile
-import textwrap
 import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 # One line reader and one pair of markers for both scripts.
-from trials import LOAD_BEGIN, LOAD_END, TRANSPORTS, Peer  # noqa: E402
-
-MIB = 1 << 20
-TICKS = os.sysconf("SC_CLK_TCK")
-
-
-# ---- what /proc tells about a process ----------------------------------------------
-
-def status_kib(pid, field):
-    """A field of /proc/PID/status in KiB (VmHWM, VmRSS), or None."""
-    try:
-        with open(f"/proc/{pid}/status") as f:
-            for line in f:
-                if line.startswith(field + ":"):
-                    return int(line.split()[1])
-    except OSError:
-        pass
-    return None
-
-
-def cpu_seconds(pid):
-    """utime + stime of a process, in seconds."""
-    with open(f"/proc/{pid}/stat") as f:
-        fields = f.read().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / TICKS
-
-
-def fd_count(pid):
-    return len(os.listdir(f"/proc/{pid}/fd"))
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def open_files_hard_limit():
-    return resource.getrlimit(resource.RLIMIT_NOFILE)[1]
-
-
-# ---- the stage: peers, a broker, certificates ------------------------------------------
-
-class Stage:
-    """A temporary directory, a broker for MQTT, a certificate for TLS, and
-    every process started for one scenario, all of them stopped at its
-    end."""
-
-    def __init__(self, args, transport):
-        self.args = args
-        self.transport = transport
-        self.dir = tempfile.mkdtemp(prefix="nqload-")
-        os.chmod(self.dir, 0o755)
-        self.peers = []
-        self.broker = None
-        self.broker_port = None
-
-    def __enter__(self):
-        try:
-            if self.transport == "tls":
-                self._make_cert()
-            if self.transport == "mqtt":
-                self._start_broker()
-        except BaseException:
-            self.close()
-            raise
-        return self
-
-    def __exit__(self, *exc):
-        self.close()
-        return False
-
-    def close(self):
-        # What is still running is no longer needed: killed, and waited for.
-        for p in self.peers:
-            p.signal(signal.SIGKILL)
-            p.proc.wait()
-            p.reader.join(timeout=5)
-        if self.broker is not None:
-            self.broker.signal(signal.SIGKILL)
-            self.broker.proc.wait()
-        shutil.rmtree(self.dir, ignore_errors=True)
-
-    def _make_cert(self):
-        self.key = os.path.join(self.dir, "key.pem")
-        self.cert = os.path.join(self.dir, "cert.pem")
-        subprocess.run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt",
-                        "ec_paramgen_curve:prime256v1", "-nodes", "-days", "2", "-subj",
-                        "/CN=load", "-addext", "subjectAltName=IP:127.0.0.1", "-keyout",
-                        self.key, "-out", self.cert], check=True, capture_output=True)
-
-    def _start_broker(self):
-        """A mosquitto for thousands of clients: no limit on connections or
-        queued messages, its open-files limit raised by load_peer exec."""
-        mosquitto = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
-        conf = os.path.join(self.dir, "mosquitto.conf")
-        for _ in range(5):
-            port = free_port()
-            with open(conf, "w") as f:
-                f.write("allow_anonymous true\nset_tcp_nodelay true\npersistence false\n"
-                        "log_dest none\nmax_connections -1\nmax_queued_messages 0\n"
-                        "max_queued_bytes 0\nmemory_limit 0\nmessage_size_limit 0\n"
-                        f"listener {port} 127.0.0.1\n")
-                # As root mosquitto would change to its own user, and lose the
-                # parent-death signal with it.
-                if os.geteuid() == 0:
-                    f.write("user root\n")
-            os.chmod(conf, 0o644)
-            proc = subprocess.Popen([self.args.peer, "exec", mosquitto, "-c", conf],
-                                    stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
-                                    start_new_session=True)
-            self.broker = Peer(proc)
-            for _ in range(100):
-                try:
-                    socket.create_connection(("127.0.0.1", port), timeout=1).close()
-                    self.broker_port = port
-                    return
-                except OSError:
-                    if proc.poll() is not None:
-                        break
-                    time.sleep(0.05)
-            self.broker.signal(signal.SIGKILL)
-            proc.wait()
-            self.broker = None
-        raise RuntimeError("mosquitto did not start")
-
-    def start(self, mode, port, extra=()):
-        """A load_peer process in its own process group."""
-        argv = [self.args.peer, mode, "--protocol", self.transport, "--port", str(port)]
-        if self.transport == "tls":
-            argv += ["--cert", self.cert] + (["--key", self.key] if mode == "serve" else [])
-        proc = subprocess.Popen(argv + [str(x) for x in extra], stdout=subprocess.PIPE,
-                                text=True, start_new_session=True)
-        peer = Peer(proc)
-        self.peers.append(peer)
-        return peer
-
-    def serve(self, extra=()):
-        """A server, once it listens: (peer, the port clients use)."""
-        server = self.start("serve", self.broker_port or 0, extra)
-        t, m = server.wait_for(r"listening port=(\d+)", 15)
-        if t is None:
-            raise RuntimeError("the server did not start: %r" % server.lines)
-        return server, self.broker_port or int(m.group(1))
-
-
-def last_counts(peer, kinds=("progress", "summary")):
-    """The counters of a peer's last progress or summary line."""
-    for _, text in reversed(peer.lines):
-        words = text.split()
-        if len(words) > 1 and words[1] in kinds:
-            return {k: int(v) for k, v in re.findall(r"(\w+)=(-?\d+)", text)}
-    return {}
-
-
-def wait_peers(server, n, timeout):
-    """Waits until the server's latest count of peers is n; True if so."""
-    deadline = time.monotonic() + timeout
-    while True:
-        counts = [m.group(1) for _, text in server.lines
-                  for m in [re.search(r" peers n=(\d+)", text)] if m]
-        if counts and int(counts[-1]) == n:
-            return True
-        if time.monotonic() >= deadline or server.proc.poll() is not None:
-            return False
-        time.sleep(0.05)
-
-
-def errors_of(peer, limit=2):
-    return [text.split(" ", 1)[1] for _, text in peer.lines if " error " in f" {text} "][:limit]
+from trials import LOAD_BEGIN, LOAD_END, TRANSPORTS  # noqa: E402
+from rig import (MIB, Stage, budget, cpu_seconds, errors_of, fd_count, git_head,  # noqa: E402
+                 last_counts, markdown_table, mib, open_files_hard_limit, put_block,
+                 status_kib, wait_peers, wrap)
 
 
 class Result:
     def __init__(self, held, cells, note=""):
         self.held, self.cells, self.note = held, cells, note
-
-
-def mib(kib):
-    return "?" if kib is None else f"{kib / 1024:.1f} MiB"
 
 
 def thousands(n):
@@ -464,21 +287,13 @@ SCENARIOS = {
 SHORT_BUDGET_S = 100
 
 
-def _out_of_time(signum, frame):
-    raise TimeoutError(f"the scenario ran out of its {SHORT_BUDGET_S} s")
-
-
 def run_one(args, name, transport):
     """The scenario's results (one or more rows), each held or not."""
-    if not args.long:
-        signal.signal(signal.SIGALRM, _out_of_time)
-        signal.alarm(SHORT_BUDGET_S)
     try:
-        r = SCENARIOS[name](args, transport)
+        with budget(None if args.long else SHORT_BUDGET_S):
+            r = SCENARIOS[name](args, transport)
     except Exception as e:  # a scenario that cannot run has not held
         r = Result(False, None, f"could not run: {e}")
-    finally:
-        signal.alarm(0)
     return r if isinstance(r, list) else [r]
 
 
@@ -557,56 +372,37 @@ HEADERS = {
 }
 
 
-def wrap(text):
-    return textwrap.fill(text, width=80, break_long_words=False, break_on_hyphens=False)
-
-
 def render_tables(tables):
-    rev = subprocess.run(["git", "-C", HERE, "rev-parse", "--short", "HEAD"],
-                         capture_output=True, text=True).stdout.strip() or "unknown"
     out = [LOAD_BEGIN, "", "## Load", "",
-           wrap(f"Written by `tests/trials/load.py report` (long run) at `{rev}`, on 127.0.0.1 "
-           f"with every peer a process of its own (`tests/trials/load_peer.c`), {os.cpu_count()} "
-           "cores shared by all of them; MQTT through one mosquitto the script starts "
-           "(max_connections, max_queued_messages and memory_limit without limit). "
+           wrap(f"Written by `tests/trials/load.py report` (long run) at `{git_head()}`, on "
+           f"127.0.0.1 with every peer a process of its own (`tests/trials/load_peer.c`), "
+           f"{os.cpu_count()} cores shared by all of them; MQTT through one mosquitto the script "
+           "starts (max_connections, max_queued_messages and memory_limit without limit). "
            "`load.py run SCENARIO TRANSPORT --long` runs one row."), ""]
     for name, rows in tables.items():
         text, columns = HEADERS[name]
-        out += [wrap(text), "", "| " + " | ".join(columns) + " |",
-                "|" + "---|" * len(columns)]
-        for cells in rows:
-            cells = list(cells) + [""] * (len(columns) - len(cells))
-            out.append("| " + " | ".join(str(c) for c in cells) + " |")
-        out.append("")
+        out += [wrap(text), ""] + markdown_table(columns, rows) + [""]
     out.append(LOAD_END)
     return "\n".join(out) + "\n"
 
 
+def after_first_table(lines):
+    """Where the load tables go in a file without them: after the file's
+    first table (before the notes that follow it)."""
+    in_table = False
+    for i, line in enumerate(lines):
+        if line.startswith("|"):
+            in_table = True
+        elif in_table:
+            return i
+    return len(lines)
+
+
 def write_tables(path, tables):
     """Puts the tables between the markers in path, or, without markers,
-    after the file's first table (before the notes that follow it); the rest
-    of the file stays as it was."""
-    with open(path) as f:
-        text = f.read()
-    block = render_tables(tables)
-    if LOAD_BEGIN in text and LOAD_END in text:
-        head, rest = text.split(LOAD_BEGIN, 1)
-        tail = rest.split(LOAD_END, 1)[1]
-        text = head + block.rstrip("\n") + tail
-    else:
-        lines = text.split("\n")
-        at = len(lines)
-        in_table = False
-        for i, line in enumerate(lines):
-            if line.startswith("|"):
-                in_table = True
-            elif in_table:
-                at = i
-                break
-        lines[at:at] = ["", block.rstrip("\n")]
-        text = "\n".join(lines)
-    with open(path, "w") as f:
-        f.write(text)
+    after the file's first table; the rest of the file (the fault table,
+    the hostile-peer tables, the notes) stays as it was."""
+    put_block(path, LOAD_BEGIN, LOAD_END, render_tables(tables), after_first_table)
 
 
 if __name__ == "__main__":

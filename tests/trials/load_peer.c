@@ -9,12 +9,17 @@
  *   load_peer serve --protocol P --port N [options]
  *       a server that checks every message (its sequence number per peer
  *       and its bytes) and, with --echo 1 (the default), sends it back to
- *       its sender.  Reports "listening port=N", "peers n=N" when the count
- *       changed (looked at every 200 ms), "complete received=N" once --expect
- *       messages have arrived, and at SIGTERM "summary received=N bytes=N
- *       corrupt=N duplicates=N out_of_order=N errors=N".  With --pause-ms MS it stops
- *       calling nq_get for MS once the first message arrived and then
- *       reports "resumed taken=N bytes=N": what libnq received meanwhile.
+ *       its sender.  Reports "listening port=N id=HEX" (its id, 32 hex
+ *       digits: over MQTT its client id), "peers n=N" when the count changed
+ *       and "stats ..." (below) when a counter changed (looked at every
+ *       200 ms), "complete received=N" once --expect messages have arrived,
+ *       and at SIGTERM "summary received=N bytes=N corrupt=N duplicates=N
+ *       out_of_order=N errors=N".  With --pause-ms MS it stops calling
+ *       nq_get for MS once the first message arrived and then reports
+ *       "resumed taken=N bytes=N": what libnq received meanwhile.  With
+ *       --only HEX it takes messages from that peer alone (nq_get_from)
+ *       until SIGUSR1 ("only over"), so every other peer's messages wait at
+ *       --queue.
  *   load_peer clients --protocol P --port N --count N [--threads T]
  *       opens N clients (T threads share the opening), each puts one
  *       message and waits for its echo.  Reports "opened n=N failed=N ms=N"
@@ -26,7 +31,7 @@
  *       nq_put takes them; a put refused with NQ_EFULL is tried again 1 ms
  *       later.  Reports "efull first sent=N" at the first refusal, "sent n=N
  *       efull=N first_efull_ms=N ms=N hwm_kib=N" (its peak resident memory)
- *       and "closed rc=N ms=N".
+ *       "stats ..." and "closed rc=N ms=N".
  *   load_peer soak --protocol P --port N --clients N [--window W]
  *                  [--size-max B] [--rate R]
  *       N clients, each in a thread of its own, that keep W messages of
@@ -43,7 +48,17 @@
  * Common options: --host H (default 127.0.0.1), --key F --cert F (TLS over
  * TCP; a client gives only --cert, the certificate it trusts), --queue N
  * (NQ_OPT_QUEUE_SIZE), --acked 1 (NQ_DELIVERY_ACKED), --timeout-ms MS (how
- * long a client waits for what it expects, default 120000).
+ * long a client waits for what it expects, default 120000), --keepalive MS
+ * (NQ_OPT_KEEPALIVE_MS), --handshake-ms MS (NQ_OPT_HANDSHAKE_TIMEOUT_MS),
+ * --reconnect MS (NQ_OPT_RECONNECT_MS, with NQ_OPT_RECONNECT_MAX_MS at
+ * 500), --id HEX (the communicator's id; for clients and soak, every
+ * client's), --log 1 (libnq's warnings and errors as "log level=N
+ * message"), --close-timeout MS (NQ_OPT_CLOSE_TIMEOUT_MS; -1 waits as long
+ * as it takes; by default flood waits --timeout-ms, the others 5000).
+ *
+ * "stats peers=N connections=N lost=N protocol_errors=N
+ * handshake_timeouts=N read_pauses=N resumed=N reconnects=N" gives the
+ * communicator's counters (nq_stat).
  *
  * Every process raises its soft limit of open files to the hard limit (many
  * clients need a descriptor or more each) and dies with the process that
@@ -71,7 +86,7 @@
 #define HEADER_SIZE 12
 #define MIN_SIZE 16
 
-static volatile sig_atomic_t stopping;
+static volatile sig_atomic_t stopping, only_over;
 static struct timespec started;
 
 static int64_t now_ms(void)
@@ -99,8 +114,11 @@ static void report(const char *fmt, ...)
 
 static void on_signal(int sig)
 {
-    (void)sig;
-    stopping = 1;
+    if (sig == SIGUSR1) {
+        only_over = 1;
+    } else {
+        stopping = 1;
+    }
 }
 
 /* Sleeps ms, or less when asked to stop. */
@@ -122,9 +140,12 @@ typedef struct args {
     const char *host;
     int port;
     const char *key, *cert;
-    int64_t queue, send_limit, pause_ms, timeout_ms;
+    int64_t queue, send_limit, pause_ms, timeout_ms, keepalive_ms, handshake_ms, reconnect_ms;
+    int64_t close_timeout_ms;
     long count, size, expect, threads, clients, window, size_max, rate;
-    int acked, echo;
+    int acked, echo, log;
+    int has_id, has_only;
+    nq_id id, only;
 } args;
 
 static void usage(void)
@@ -144,6 +165,8 @@ static void parse(args *a, int argc, char **argv)
     a->size_max = 4096;
     a->echo = 1;
     a->timeout_ms = 120000;
+    a->keepalive_ms = -1;
+    a->close_timeout_ms = -2; /* not given */
     if (argc < 2) {
         usage();
     }
@@ -191,6 +214,26 @@ static void parse(args *a, int argc, char **argv)
             a->acked = atoi(v);
         } else if (strcmp(k, "--echo") == 0) {
             a->echo = atoi(v);
+        } else if (strcmp(k, "--keepalive") == 0) {
+            a->keepalive_ms = atoll(v);
+        } else if (strcmp(k, "--handshake-ms") == 0) {
+            a->handshake_ms = atoll(v);
+        } else if (strcmp(k, "--reconnect") == 0) {
+            a->reconnect_ms = atoll(v);
+        } else if (strcmp(k, "--close-timeout") == 0) {
+            a->close_timeout_ms = atoll(v);
+        } else if (strcmp(k, "--log") == 0) {
+            a->log = atoi(v);
+        } else if (strcmp(k, "--id") == 0) {
+            a->has_id = nq_id_parse(v, &a->id) == NQ_OK;
+            if (!a->has_id) {
+                usage();
+            }
+        } else if (strcmp(k, "--only") == 0) {
+            a->has_only = nq_id_parse(v, &a->only) == NQ_OK;
+            if (!a->has_only) {
+                usage();
+            }
         } else {
             usage();
         }
@@ -209,6 +252,51 @@ static void parse(args *a, int argc, char **argv)
     }
 }
 
+/* libnq's warnings and errors, as report lines. */
+static void log_line(void *ctx, int level, const char *message)
+{
+    (void)ctx;
+    if (level <= NQ_LOG_WARN) {
+        report("log level=%d %s", level, message);
+    }
+}
+
+/* The communicator's counters as a "stats" line, reported unless it is the
+ * same as last (NULL: always); last then holds it. */
+static void report_stats(nq_comm *c, char last[256])
+{
+    static const nq_stat_id ids[] = {NQ_STAT_PEERS,          NQ_STAT_CONNECTIONS,
+                                     NQ_STAT_CONNECTIONS_LOST, NQ_STAT_PROTOCOL_ERRORS,
+                                     NQ_STAT_HANDSHAKE_TIMEOUTS, NQ_STAT_READ_PAUSES,
+                                     NQ_STAT_RESUMED,        NQ_STAT_RECONNECTS};
+    int64_t v[sizeof(ids) / sizeof(ids[0])];
+    for (size_t i = 0; i < sizeof(ids) / sizeof(ids[0]); i++) {
+        v[i] = 0;
+        nq_stat(c, ids[i], &v[i]);
+    }
+    char line[256];
+    snprintf(line, sizeof(line),
+             "stats peers=%" PRId64 " connections=%" PRId64 " lost=%" PRId64
+             " protocol_errors=%" PRId64 " handshake_timeouts=%" PRId64 " read_pauses=%" PRId64
+             " resumed=%" PRId64 " reconnects=%" PRId64,
+             v[0], v[1], v[2], v[3], v[4], v[5], v[6], v[7]);
+    if (last == NULL || strcmp(line, last) != 0) {
+        report("%s", line);
+    }
+    if (last != NULL) {
+        memcpy(last, line, sizeof(line));
+    }
+}
+
+/* The id of a communicator as 32 lower-case hex digits (its MQTT client
+ * id). */
+static void format_hex(const nq_id *id, char out[33])
+{
+    for (int i = 0; i < 16; i++) {
+        snprintf(out + 2 * i, 3, "%02x", id->bytes[i]);
+    }
+}
+
 static nq_comm *open_peer(const args *a, nq_purpose purpose, int *rc_out)
 {
     nq_opts *o = NULL;
@@ -220,7 +308,9 @@ static nq_comm *open_peer(const args *a, nq_purpose purpose, int *rc_out)
      * scenario up. */
     if (rc == NQ_OK) {
         rc = nq_opts_set_int(o, NQ_OPT_CLOSE_TIMEOUT_MS,
-                             strcmp(a->mode, "flood") == 0 ? a->timeout_ms : 5000);
+                             a->close_timeout_ms >= -1          ? a->close_timeout_ms
+                             : strcmp(a->mode, "flood") == 0 ? a->timeout_ms
+                                                             : 5000);
     }
     if (rc == NQ_OK && a->queue > 0) {
         rc = nq_opts_set_int(o, NQ_OPT_QUEUE_SIZE, a->queue);
@@ -230,6 +320,24 @@ static nq_comm *open_peer(const args *a, nq_purpose purpose, int *rc_out)
     }
     if (rc == NQ_OK && a->acked) {
         rc = nq_opts_set_int(o, NQ_OPT_DELIVERY, NQ_DELIVERY_ACKED);
+    }
+    if (rc == NQ_OK && a->keepalive_ms >= 0) {
+        rc = nq_opts_set_int(o, NQ_OPT_KEEPALIVE_MS, a->keepalive_ms);
+    }
+    if (rc == NQ_OK && a->handshake_ms > 0) {
+        rc = nq_opts_set_int(o, NQ_OPT_HANDSHAKE_TIMEOUT_MS, a->handshake_ms);
+    }
+    if (rc == NQ_OK && a->reconnect_ms > 0 && purpose == NQ_CLIENT) {
+        rc = nq_opts_set_int(o, NQ_OPT_RECONNECT_MS, a->reconnect_ms);
+        if (rc == NQ_OK) {
+            rc = nq_opts_set_int(o, NQ_OPT_RECONNECT_MAX_MS, 500);
+        }
+    }
+    if (rc == NQ_OK && a->has_id) {
+        rc = nq_opts_set_id(o, &a->id);
+    }
+    if (rc == NQ_OK && a->log) {
+        rc = nq_opts_set_log(o, log_line, NULL);
     }
     if (rc == NQ_OK && (a->tls || a->cert != NULL)) {
         rc = nq_opts_set_tls(o, purpose == NQ_SERVER ? a->key : NULL, a->cert);
@@ -376,10 +484,16 @@ static int serve(const args *a)
     }
     uint16_t port = 0;
     nq_local_port(s, &port);
-    report("listening port=%u", (unsigned)port);
+    nq_id own;
+    char hex[33] = "";
+    if (nq_comm_id(s, &own) == NQ_OK) {
+        format_hex(&own, hex);
+    }
+    report("listening port=%u id=%s", (unsigned)port, hex);
     static tally t;
+    char last_stats[256] = "";
     int64_t last_peers = -1, peers_looked = 0;
-    int paused = a->pause_ms <= 0;
+    int paused = a->pause_ms <= 0, only = a->has_only;
     while (!stopping) {
         if (now_ms() - peers_looked >= 200) {
             int64_t n = 0;
@@ -388,6 +502,7 @@ static int serve(const args *a)
                 report("peers n=%" PRId64, n);
                 last_peers = n;
             }
+            report_stats(s, last_stats);
             peers_looked = now_ms();
         }
         if (!paused && atomic_load(&t.received) > 0) {
@@ -403,7 +518,15 @@ static int serve(const args *a)
             report("resumed taken=%" PRId64 " bytes=%" PRId64, in - got, bytes_in - got_bytes);
         }
         nq_msg *m = NULL;
-        rc = nq_get(s, 100, &m);
+        if (only && only_over) {
+            only = 0;
+            report("only over");
+        }
+        if (only) {
+            rc = nq_get_from(s, &a->only, 1, 100, &m);
+        } else {
+            rc = nq_get(s, 100, &m);
+        }
         if (rc == NQ_ETIMEDOUT) {
             continue;
         }
@@ -620,6 +743,7 @@ static int flood(const args *a)
            efull, first_efull, now_ms(), own_peak_kib());
     int64_t t0 = now_ms();
     rc = nq_close(c);
+    report_stats(c, NULL);
     report("closed rc=%d ms=%" PRId64, rc, now_ms() - t0);
     nq_destroy(c);
     free(buf);
@@ -766,6 +890,7 @@ int main(int argc, char **argv)
     struct sigaction act = {.sa_handler = on_signal};
     sigaction(SIGTERM, &act, NULL);
     sigaction(SIGINT, &act, NULL);
+    sigaction(SIGUSR1, &act, NULL);
     signal(SIGPIPE, SIG_IGN);
     args a;
     parse(&a, argc, argv);

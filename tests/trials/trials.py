@@ -492,24 +492,30 @@ def promise_of(fn):
     return text.split(". ")[0].rstrip(".") + "."
 
 
-# The load tables (load.py report) live in the same file between these
-# lines; a report of the fault trials keeps them, after its table.
+# The load tables (load.py report) and the hostile-peer table (hostile.py
+# report) live in the same file between these lines; a report of the fault
+# trials keeps them, in that order, after its table.
 LOAD_BEGIN, LOAD_END = "<!-- load tables -->", "<!-- end load tables -->"
+HOSTILE_BEGIN, HOSTILE_END = "<!-- hostile tables -->", "<!-- end hostile tables -->"
 
 
-def load_tables_of(path):
+def kept_blocks_of(path):
+    """The load and hostile-peer blocks of path, markers included, each
+    after a blank line; nothing for a block the file lacks."""
     try:
         with open(path) as f:
             text = f.read()
     except FileNotFoundError:
         return ""
-    if LOAD_BEGIN not in text or LOAD_END not in text:
-        return ""
-    return LOAD_BEGIN + text.split(LOAD_BEGIN, 1)[1].split(LOAD_END, 1)[0] + LOAD_END + "\n"
+    kept = ""
+    for begin, end in ((LOAD_BEGIN, LOAD_END), (HOSTILE_BEGIN, HOSTILE_END)):
+        if begin in text and end in text:
+            kept += "\n" + begin + text.split(begin, 1)[1].split(end, 1)[0] + end + "\n"
+    return kept
 
 
 def write_report(path, rows, long_run):
-    load_tables = load_tables_of(path)
+    kept = kept_blocks_of(path)
     with open(path, "w") as f:
         f.write("# Fault trials\n\n")
         f.write("Written by `tests/trials/trials.py report` (%s run). Each trial runs a server in\n"
@@ -523,8 +529,7 @@ def write_report(path, rows, long_run):
         for name, promise, transport, r in rows:
             f.write(f"| {name} | {transport} | {promise} | {'yes' if r.held else '**no**'} | "
                     f"{r.measured} | {r.bound} |\n")
-        if load_tables:
-            f.write("\n" + load_tables)
+        f.write(kept)
 
 
 if __name__ == "__main__":
