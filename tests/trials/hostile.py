@@ -364,7 +364,7 @@ def scenario_before_ini(args, transport):
               (seen is not None, "no protocol error counted"),
               (reached == 0, f"{reached} messages of it reached get"),
               (grew is not None and grew <= RSS_BOUND_MIB, "the server's memory grew"),
-              (pinger_ok, pinger_text)]
+              (pinger_ok, f"the pinger: {pinger_text}")]
     if transport != "mqtt":
         checks.append((taken <= taken_bound, f"the server took {taken / MIB:.1f} MiB"))
     held, why = judge(checks)
@@ -412,7 +412,7 @@ def scenario_paused_reset(args, transport):
                         f"left the peer list after {left_ms} ms"),
                        (lost >= 1, "the reset was not counted as a lost connection"),
                        (spent <= cpu_bound, f"the server spent {spent:.2f} s CPU idle"),
-                       (pinger_ok, pinger_text)])
+                       (pinger_ok, f"the pinger: {pinger_text}")])
     measured = (f"held back (NQ_STAT_READ_PAUSES {'≥ 1' if paused else '0'}), reset: left the "
                 f"peer list after {left_ms} ms; server CPU in the next {idle_s:.0f} s "
                 f"{spent:.2f} s; {cost_text}; {pinger_text}")
@@ -466,7 +466,7 @@ def scenario_flow_control(args, transport):
                        (rc == 0, f"the sender's close returned {rc}"),
                        (clean and summary.get("received", 0) >= count,
                         f"the server got {summary.get('received')}, clean {clean}"),
-                       (pinger_ok, pinger_text)])
+                       (pinger_ok, f"the pinger: {pinger_text}")])
     measured = (f"{count} × 1 MiB held back {hold_s:.0f} s (keep-alive {keepalive} ms"
                 f"{', 3000 in effect' if transport == 'mqtt' else ''}): connections lost "
                 f"{lost}, then all arrived, close rc {rc}; {cost_text}; {pinger_text}")
@@ -496,7 +496,7 @@ def scenario_hijack(args, transport):
     held, why = judge([(refused and ended, "a hijacking call was not refused"),
                        (reached == 0, f"{reached} injected messages reached get"),
                        (stats.get("lost", 1) == 0, "the victim's connection was lost"),
-                       (pinger_ok, pinger_text)])
+                       (pinger_ok, f"the pinger: {pinger_text}")])
     measured = ("; ".join(f"call {'with' if c['stream'] else 'without'} nq-stream ended by the "
                           f"server after {c['ms']} ms (status {c['status']})" for c in calls)
                 + f"; {'nothing' if reached == 0 else reached} reached get; victim: "
@@ -536,7 +536,7 @@ def scenario_server_client_id(args, transport):
     _, _, cost_text = cost(before, after)
     every = alive and all(b is not None for b in back_ms)
     held, why = judge([(every, "the server's echoes did not come back"),
-                       (pinger_ok, pinger_text)])
+                       (pinger_ok, f"the pinger: {pinger_text}")])
     measured = (f"{attacks} takeover{'s' if attacks > 1 else ''} of the server's client id: "
                 "echoes flowing again by "
                 + ", ".join("never" if b is None else f"{b} ms" for b in back_ms)
@@ -605,7 +605,7 @@ def scenario_forged_ini(args, transport):
                        (close_ms is not None and close_ms <= close_bound_ms,
                         f"close took {close_ms if close_ms is not None else waited_ms} ms"),
                        (grew is not None and grew <= RSS_BOUND_MIB, "the server's memory grew"),
-                       (pinger_ok, pinger_text)])
+                       (pinger_ok, f"the pinger: {pinger_text}")])
     measured = (f"{forged:,} forged INIs: at most {most:,} peers listed (the pinger and "
                 f"{most - 1:,} forged); the server's close returned after {close_ms} ms (rc "
                 f"{closed.group(1) if closed else '?'}); {cost_text}; {pinger_text}")
@@ -639,7 +639,7 @@ def scenario_forged_fin(args, transport):
         scene.finish()
     held, why = judge([(served_ms is not None and served_ms <= serve_bound_ms,
                         f"a client with the id was {'not served' if served_ms is None else f'served after {served_ms} ms'}"),
-                       (pinger_ok, pinger_text)])
+                       (pinger_ok, f"the pinger: {pinger_text}")])
     measured = (f"after the forged FIN a client with the victim's id was "
                 + ("never served" if served_ms is None else f"served in {served_ms} ms")
                 + f"; {pinger_text}")
@@ -677,7 +677,7 @@ def scenario_trickle(args, transport):
                         f"closed after {closed_ms} ms"),
                        (counted, "no handshake timeout counted"),
                        (reached == 0, f"{reached} messages of it reached get"),
-                       (pinger_ok, pinger_text)])
+                       (pinger_ok, f"the pinger: {pinger_text}")])
     measured = (f"closed {closed_ms} ms into the trickle, after {sent} bytes; "
                 f"{cost_text}; {pinger_text}")
     bound = (f"closed ≤ {close_bound_ms} ms (handshake timeout {handshake} ms), ping gap ≤ "
@@ -709,7 +709,7 @@ def scenario_id_claim(args, transport):
                        (served_ms <= serve_bound_ms, f"the client waited {served_ms} ms"),
                        (squatter_closed, "the squatter's connection stayed open"),
                        (peers == 1, f"{peers} peers listed"),
-                       (pinger_ok, pinger_text)])
+                       (pinger_ok, f"the pinger: {pinger_text}")])
     measured = (f"client with the claimed id echoed {served_ms} ms after it started; squatter "
                 f"{'closed' if squatter_closed else 'still open'}; {pinger_text}")
     bound = f"served ≤ {serve_bound_ms} ms, squatter closed"
@@ -744,7 +744,7 @@ def scenario_self_connect(args, transport):
                        (echoed is not None and echoed.group(1) == "0",
                         "the client took itself for its server"),
                        (NQ_ECONNREFUSED in codes, f"the client failed with {codes}"),
-                       (pinger_ok, pinger_text)])
+                       (pinger_ok, f"the pinger: {pinger_text}")])
     measured = (f"the connection to port {port} came from port {port} "
                 f"({len(trapped)} time{'s' if len(trapped) != 1 else ''}, logged); the client "
                 f"failed with {codes[0] if codes else '?'} (NQ_ECONNREFUSED), never served; "
@@ -767,14 +767,16 @@ SCENARIOS = {
     "self_connect": (9, scenario_self_connect, ("tcp",)),
 }
 
-# The rows the load tables carry: (row, what, which load rows).
+# The rows the load tables carry: (row, what, transports, which load rows).
 BY_LOAD = [
-    (4, "receive bound per transport", "Slow consumer, every transport: the server's peak "
-     "against its promised bound, written and acked"),
-    (7, "gRPC connect storm", "Many clients, grpc: 5,000 clients connecting at once, each "
-     "echoed"),
-    (8, "no silent MQTT loss with many clients", "Many clients, mqtt: 5,000 clients, every "
-     "echo arrived"),
+    (4, "receive bound per transport", "tcp tls grpc mqtt",
+     "load table \"Slow consumer\": the server's peak RSS against its promised bound, "
+     "written and acked, on every transport"),
+    (7, "gRPC connect storm", "grpc",
+     "load table \"Many clients\", row grpc: every client connects at once and gets its echo"),
+    (8, "no silent MQTT loss at many clients", "mqtt",
+     "load table \"Many clients\", row mqtt: every client's echo arrives through one "
+     "mosquitto"),
 ]
 
 
@@ -833,8 +835,9 @@ def main():
                   f"{r.measured}", flush=True)
             rows.append([row, name, transport, promise_of(fn),
                          "yes" if r.held else f"**no**: {r.why}", r.measured, r.bound])
-    for row, what, where in BY_LOAD:
-        rows.append([row, what, "see the load tables", "", "", where, ""])
+    for row, what, transports, where in BY_LOAD:
+        rows.append([row, what, transports, "as the load table says", "see there", where,
+                     "see there"])
     rows.sort(key=lambda cells: cells[0])
     put_block(args.rest[0], HOSTILE_BEGIN, HOSTILE_END, render(rows), after_load_tables)
     return 0
