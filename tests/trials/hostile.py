@@ -416,8 +416,8 @@ def scenario_paused_reset(args, transport):
     measured = (f"held back (NQ_STAT_READ_PAUSES {'≥ 1' if paused else '0'}), reset: left the "
                 f"peer list after {left_ms} ms; server CPU in the next {idle_s:.0f} s "
                 f"{spent:.2f} s; {cost_text}; {pinger_text}")
-    bound = (f"left ≤ {leave_bound_ms} ms, CPU ≤ {cpu_bound:.2f} s in {idle_s:.0f} s, ping gap "
-             f"≤ {PING_GAP_MS} ms")
+    bound = (f"left ≤ {leave_bound_ms} ms (counters looked at every 200 ms), CPU ≤ "
+             f"{cpu_bound:.2f} s in {idle_s:.0f} s, ping gap ≤ {PING_GAP_MS} ms")
     return Result(held, measured, bound, why)
 
 
@@ -473,7 +473,8 @@ def scenario_flow_control(args, transport):
                        (during and lost == 0, f"the sender lost its connection ({lost})"),
                        (rc == 0, f"the sender's close returned {rc}"),
                        (clean and arrived == count,
-                        f"{arrived} of {count} arrived, clean {clean}"),
+                        f"{arrived} of {count} arrived"
+                        + ("" if clean else ", some corrupt, repeated or out of order")),
                        (pinger_ok, f"the pinger: {pinger_text}")])
     measured = (f"{count} × 1 MiB held back {hold_s:.0f} s (keep-alive {keepalive} ms"
                 f"{', 3000 in effect' if transport == 'mqtt' else ''}): connections lost "
@@ -619,7 +620,7 @@ def scenario_forged_ini(args, transport):
                 f"{most - 1:,} forged); the server's close returned after {close_ms} ms (rc "
                 f"{closed.group(1) if closed else '?'}); {cost_text}; {pinger_text}")
     bound = (f"≤ {STRANGERS_MAX:,} forged kept; close ≤ {close_bound_ms} ms (3 × keep-alive "
-             f"{keepalive} ms + 2 s); RSS +{RSS_BOUND_MIB} MiB")
+             f"{keepalive} ms + 2 s); RSS +{RSS_BOUND_MIB} MiB, ping gap ≤ {PING_GAP_MS} ms")
     return Result(held, measured, bound, why)
 
 
@@ -652,7 +653,7 @@ def scenario_forged_fin(args, transport):
     measured = (f"after the forged FIN a client with the victim's id was "
                 + ("never served" if served_ms is None else f"served in {served_ms} ms")
                 + f"; {pinger_text}")
-    bound = f"served ≤ {serve_bound_ms} ms"
+    bound = f"served ≤ {serve_bound_ms} ms, ping gap ≤ {PING_GAP_MS} ms"
     return Result(held, measured, bound, why)
 
 
@@ -721,7 +722,7 @@ def scenario_id_claim(args, transport):
                        (pinger_ok, f"the pinger: {pinger_text}")])
     measured = (f"client with the claimed id echoed {served_ms} ms after it started; squatter "
                 f"{'closed' if squatter_closed else 'still open'}; {pinger_text}")
-    bound = f"served ≤ {serve_bound_ms} ms, squatter closed"
+    bound = f"served ≤ {serve_bound_ms} ms, squatter closed, ping gap ≤ {PING_GAP_MS} ms"
     return Result(held, measured, bound, why)
 
 
@@ -758,7 +759,7 @@ def scenario_self_connect(args, transport):
                 f"({len(trapped)} time{'s' if len(trapped) != 1 else ''}, logged); the client "
                 f"failed with {codes[0] if codes else '?'} (NQ_ECONNREFUSED), never served; "
                 f"{pinger_text}")
-    bound = "never connected to itself"
+    bound = f"never connected to itself, ping gap ≤ {PING_GAP_MS} ms"
     return Result(held, measured, bound, why)
 
 
@@ -867,6 +868,10 @@ def render(rows):
                 "forms are the CTest tests hostile_SCENARIO_TRANSPORT."), ""]
     out += markdown_table(["row", "scenario", "transport", "promise", "held", "measured",
                            "bound"], rows)
+    if any(cells[4].startswith("**no**") for cells in rows):
+        out += ["", wrap("Where a row does not hold, its held cell says why; its CTest test "
+                         "is listed disabled in `tests/trials/CMakeLists.txt` until the library "
+                         "is fixed.")]
     out += ["", HOSTILE_END]
     return "\n".join(out) + "\n"
 
