@@ -234,9 +234,10 @@ static int test_reset_of_a_paused_peer_is_noticed_without_spinning(void)
 }
 
 /* A sender held back by a reader at NQ_OPT_QUEUE_SIZE is held back, not
- * cut off: for twice keep-alive's whole schedule its connection stays up
- * with its puts pending, and once the reader takes its messages every one
- * arrives and every future succeeds. */
+ * cut off: for four times keep-alive's whole schedule its connection stays
+ * up with its puts pending (long enough for the kernel to space its probes
+ * of the closed window further apart than that schedule), and once the
+ * reader takes its messages every one arrives and every future succeeds. */
 static int test_flow_control_is_not_a_disconnect(void)
 {
     enum { MESSAGES = 64, SIZE = 1 << 20 };
@@ -258,7 +259,7 @@ static int test_flow_control_is_not_a_disconnect(void)
         CHECK_OK(nq_put(c, &ch, 1, NULL, 0, &f[i]));
     }
     CHECK(nqt_wait_stat(s, NQ_STAT_READ_PAUSES, 1) == 0);
-    usleep(8 * 1000 * 1000);
+    usleep(16 * 1000 * 1000);
     int pending = 0;
     for (int i = 0; i < MESSAGES; i++) {
         int rv = nq_future_result(f[i]);

@@ -47,10 +47,13 @@ void nqi_tcp_conn_init(nqi_session *s)
     nqi_timer_init(&t->stall, stall_check);
 }
 
-/* While bytes are in flight (or wait for room), a live peer keeps
- * acknowledging, if only our probes of its zero window; one that
- * acknowledged nothing for keep-alive's whole schedule is gone.  An idle
- * connection is left to keep-alive. */
+/* While bytes are in flight, a live peer keeps acknowledging them; one
+ * that acknowledged nothing for keep-alive's whole schedule is gone.  A
+ * peer that closed its window (nothing in flight, bytes waiting for room:
+ * it holds us back) is alive while it answers the kernel's probes of that
+ * window, which the kernel spaces ever further apart (up to two minutes)
+ * however promptly they are answered: it is gone once NQI_TCP_PROBES of them in a
+ * row went unanswered.  An idle connection is left to keep-alive. */
 static void stall_check(nqi_timer *timer)
 {
     tcp_conn *t = NQI_CONTAINER(timer, tcp_conn, stall);
@@ -66,7 +69,15 @@ static void stall_check(nqi_timer *timer)
         return;
     }
     int64_t dead_after = nqi_tcp_dead_after_ms(c);
-    if ((int64_t)ti.tcpi_last_ack_recv >= dead_after) {
+    int window_closed = ti.tcpi_unacked == 0;
+    if (window_closed && ti.tcpi_probes >= NQI_TCP_PROBES) {
+        nqi_logf(&c->log, NQ_LOG_WARN,
+                 "peer answered none of %u probes of its closed window; dropping it",
+                 (unsigned)ti.tcpi_probes);
+        nqi_session_end(s, NQ_ECONNRESET);
+        return;
+    }
+    if (!window_closed && (int64_t)ti.tcpi_last_ack_recv >= dead_after) {
         nqi_logf(&c->log, NQ_LOG_WARN, "peer acknowledged nothing for %u ms; dropping it",
                  ti.tcpi_last_ack_recv);
         nqi_session_end(s, NQ_ECONNRESET);

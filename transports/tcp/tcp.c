@@ -21,9 +21,6 @@
 /* Reads that do not go straight into a message are staged here. */
 #define STAGE_SIZE (256 * 1024)
 
-/* Keep-alive probes before an idle peer is declared dead. */
-#define PROBES 3
-
 int64_t nqi_tcp_probe_interval_ms(const nq_comm *c)
 {
     int64_t idle_s = c->opts.ints[NQ_OPT_KEEPALIVE_MS] / 1000;
@@ -33,7 +30,7 @@ int64_t nqi_tcp_probe_interval_ms(const nq_comm *c)
 int64_t nqi_tcp_dead_after_ms(const nq_comm *c)
 {
     int64_t ka = c->opts.ints[NQ_OPT_KEEPALIVE_MS];
-    return ka <= 0 ? 0 : ka + PROBES * nqi_tcp_probe_interval_ms(c);
+    return ka <= 0 ? 0 : ka + NQI_TCP_PROBES * nqi_tcp_probe_interval_ms(c);
 }
 
 /* Keep-alive measures a peer that went silent while idle.  No
@@ -51,7 +48,7 @@ void nqi_tcp_socket_options(const nq_comm *c, int fd)
     }
     int idle = (int)(ka / 1000);
     int intvl = (int)(nqi_tcp_probe_interval_ms(c) / 1000);
-    int cnt = PROBES;
+    int cnt = NQI_TCP_PROBES;
     setsockopt(fd, SOL_SOCKET, SO_KEEPALIVE, &one, sizeof(one));
     setsockopt(fd, IPPROTO_TCP, TCP_KEEPIDLE, &idle, sizeof(idle));
     setsockopt(fd, IPPROTO_TCP, TCP_KEEPINTVL, &intvl, sizeof(intvl));

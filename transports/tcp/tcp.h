@@ -111,6 +111,9 @@ size_t nqi_tcp_gather(const struct iovec *in, int n, struct iovec *out, int max_
 /* tcp.c */
 /* Keep-alive and TCP_NODELAY for a new socket. */
 void nqi_tcp_socket_options(const nq_comm *c, int fd);
+/* Unanswered probes (keep-alive's, or of a closed window) before a peer is
+ * declared dead. */
+#define NQI_TCP_PROBES 3
 /* Keep-alive's schedule in ms: the probe interval, and the silence after
  * which a peer is dead (idle time + three intervals); 0 when it is off. */
 int64_t nqi_tcp_probe_interval_ms(const nq_comm *c);

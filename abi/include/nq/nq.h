@@ -202,6 +202,12 @@ typedef enum nq_option {
     NQ_OPT_HANDSHAKE_TIMEOUT_MS = 9,
     /* Idle milliseconds before TCP keep-alive probes start; a peer that
      * stops answering is declared lost about three probe intervals later.
+     * With bytes in flight, a peer that acknowledges none of them for as
+     * long is lost too.  A peer that holds the sender back (its receive
+     * window closed, see NQ_OPT_QUEUE_SIZE) stays as long as it answers
+     * the kernel's probes of that window, and is lost after three of them
+     * go unanswered; the kernel spaces them further apart the longer the
+     * window stays closed, up to two minutes.
      * Over gRPC, grpc pings this often when nothing came in, and no
      * libnq server refuses pings as too frequent; between libnq peers an
      * idle stream also carries a heartbeat frame each way at least this
