@@ -39,7 +39,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 from trials import HOSTILE_BEGIN, HOSTILE_END, LOAD_END  # noqa: E402
 from rig import (MIB, Stage, budget, counts_of, cpu_seconds, errors_of, free_port,  # noqa: E402
-                 git_head, markdown_table, mib, put_block, status_kib, wrap)
+                 git_head, markdown_table, put_block, status_kib, wrap)
 
 # The pinger: one client, one message of at most 64 bytes in flight, 50 a
 # second; load_peer reports its echoes every 250 ms, so a gap is measured
