@@ -13,7 +13,7 @@ packages=(
   libpaho-mqtt-dev mosquitto mosquitto-clients libgrpc-dev protobuf-compiler-grpc
   swig python3-dev python3-pytest python3-setuptools python3-wheel iproute2 libzmq3-dev
   bazel-bootstrap bazel-rules-java bazel-platforms abigail-tools dpkg-dev debhelper
-  man-db mandoc lintian haproxy nginx dh-python python3-all-dev default-jdk
+  man-db mandoc lintian haproxy nginx dh-python python3-all-dev default-jdk linux-perf
 )
 
 missing=()

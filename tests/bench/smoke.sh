@@ -248,6 +248,18 @@ case $case_name in
     need_zmq
     lat_pair "$zmq/zmq_lat"
     ;;
+  profile)
+    # bench/profile on the tree these tools are in: a table of the hottest
+    # symbols for each process of each pair (libnq futures, copies, ZeroMQ).
+    need_zmq
+    root=$(cd "$(dirname "$0")/../.." && pwd)
+    timeout 120 python3 "$root/bench/profile" thr64 --build-dir "$(dirname "$bench")" \
+      --out "$work" --top 5 >"$work/profile.out" 2>"$work/profile.err" ||
+      fail "bench/profile failed"
+    [ "$(grep -c '^| self % |' "$work/thr64.md")" -eq 6 ] || fail "not six profiles"
+    grep -q '| libnq\.so' "$work/thr64.md" || fail "no libnq symbol among the hottest"
+    grep -q '^throughput: [0-9]* \[msg/s\]$' "$work/thr64.md" || fail "no throughput line"
+    ;;
   *) fail "unknown case $case_name" ;;
 esac
 echo "ok $case_name"
