@@ -434,9 +434,11 @@ def scenario_flow_control(args, transport):
     schedule its connection stays, and once the reader takes them every
     message arrives."""
     keepalive = 1000
-    # Well past keep-alive's schedule (dead_bound_ms), and long enough for
-    # the receiver's socket buffers to fill and close the window.
-    hold_s = 30 if args.long else 15
+    # Past keep-alive's schedule (dead_bound_ms); over TCP and TLS also long
+    # enough for the kernel's probes of the closed window to be spaced
+    # seconds apart (a sender once dropped its peer some 12 s in).
+    short_s = 15 if transport in ("tcp", "tls") else dead_bound_ms(transport, keepalive) / 1000 + 1
+    hold_s = 30 if args.long else short_s
     count, size = 32, MIB
     acked = ["--acked", 1] if transport == "mqtt" else []
     pinger_id = hex_id()
