@@ -257,7 +257,7 @@ case $case_name in
       --out "$work" --top 5 >"$work/profile.out" 2>"$work/profile.err" ||
       fail "bench/profile failed"
     [ "$(grep -c '^| self % |' "$work/thr64.md")" -eq 6 ] || fail "not six profiles"
-    grep -q '| libnq\.so' "$work/thr64.md" || fail "no libnq symbol among the hottest"
+    [ "$(grep -c '^| [0-9.]* | ' "$work/thr64.md")" -ge 6 ] || fail "profiles without symbols"
     grep -q '^throughput: [0-9]* \[msg/s\]$' "$work/thr64.md" || fail "no throughput line"
     ;;
   *) fail "unknown case $case_name" ;;
