@@ -37,7 +37,8 @@ import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
-from trials import HOSTILE_BEGIN, HOSTILE_END, LOAD_END  # noqa: E402
+from trials import (HOSTILE_BEGIN, HOSTILE_END, LOAD_END, MQTT_KEEPALIVE_MIN_MS,  # noqa: E402
+                    dead_bound, promise_of)
 from rig import (MIB, Stage, budget, counts_of, cpu_seconds, errors_of, free_port,  # noqa: E402
                  git_head, markdown_table, put_block, status_kib, wrap)
 
@@ -422,10 +423,11 @@ def scenario_paused_reset(args, transport):
 
 
 def dead_bound_ms(transport, keepalive_ms):
-    """When keep-alive would declare a silent peer lost: about twice
-    keep-alive (over MQTT the keep-alive in effect, at least 3000 ms)."""
-    effective = max(keepalive_ms, 3000) if transport == "mqtt" else keepalive_ms
-    return 2 * effective + 2000
+    """When keep-alive would declare a silent peer lost (over MQTT, the
+    keep-alive in effect)."""
+    if transport == "mqtt":
+        keepalive_ms = max(keepalive_ms, MQTT_KEEPALIVE_MIN_MS)
+    return dead_bound(keepalive_ms)
 
 
 def scenario_flow_control(args, transport):
@@ -479,7 +481,7 @@ def scenario_flow_control(args, transport):
                         + ("" if clean else ", some corrupt, repeated or out of order")),
                        (pinger_ok, f"the pinger: {pinger_text}")])
     measured = (f"{count} × 1 MiB held back {hold_s:.0f} s (keep-alive {keepalive} ms"
-                f"{', 3000 in effect' if transport == 'mqtt' else ''}): connections lost "
+                f"{f', {MQTT_KEEPALIVE_MIN_MS} in effect' if transport == 'mqtt' else ''}): connections lost "
                 f"{lost}{' (' + dropped + ')' if dropped else ''}; then {arrived} of {count} "
                 f"arrived, close rc {rc}; {cost_text}; {pinger_text}")
     bound = (f"held {hold_s:.0f} s > {dead_bound_ms(transport, keepalive)} ms with 0 lost; "
@@ -797,11 +799,6 @@ BY_LOAD = [
 # A short scenario's whole budget, under CTest's timeout.
 SHORT_BUDGET_S = 80
 
-
-def promise_of(fn):
-    """A scenario's promise: the first sentence of its docstring."""
-    text = " ".join(fn.__doc__.split())
-    return text.split(". ")[0].rstrip(".") + "."
 
 
 def run_one(args, name, transport):
