@@ -189,13 +189,26 @@ static int64_t beat_period(const nq_comm *c)
     return c->opts.ints[NQ_OPT_KEEPALIVE_MS] / 2;
 }
 
-/* Looks every half keep-alive period from now on. */
+/* A PING, which tells the peer this side's keep-alive.  The first goes
+ * behind this side's INI (a client's is queued before the server's
+ * arrives; a server queues its own after agreeing, then greets). */
+static int tell_keepalive(nqi_session *s)
+{
+    uint8_t p[8];
+    put_u64(p, (uint64_t)s->comm->opts.ints[NQ_OPT_KEEPALIVE_MS]);
+    return queue_control(s, NQI_CTL_PING, p, sizeof(p), NULL);
+}
+
+/* Looks every half keep-alive period from now on; a client tells its
+ * keep-alive at once. */
 static int start_beat(nqi_session *s)
 {
     nqi_ack *a = &s->ack;
     nq_comm *c = s->comm;
-    if (beat_period(c) <= 0) {
-        return NQ_OK;
+    a->peer_keepalive = -1;
+    int rv = c->purpose == NQ_CLIENT ? tell_keepalive(s) : NQ_OK;
+    if (rv != NQ_OK || beat_period(c) <= 0) {
+        return rv;
     }
     nqi_timer_init(&a->beat, beat);
     a->beat_in = s->in_bytes;
@@ -263,7 +276,10 @@ int nqi_ack_greet(nqi_session *s)
 {
     nqi_ack *a = &s->ack;
     if (a->state != NQI_ACK_ON) {
-        return NQ_OK;
+        return a->beats_alone ? tell_keepalive(s) : NQ_OK;
+    }
+    if (tell_keepalive(s) != NQ_OK) {
+        return NQ_ENOMEM;
     }
     if (a->token == 0 && draw_token(s) != NQ_OK) {
         return NQ_ESYS;
@@ -418,6 +434,10 @@ int nqi_ack_control(nqi_session *s, int type, const uint8_t *data, size_t len)
         return 0;
     }
     case NQI_CTL_PING:
+        if (len == 8) {
+            uint64_t ms = get_u64(data);
+            a->peer_keepalive = ms > INT32_MAX ? INT32_MAX : (int64_t)ms;
+        }
         return 0;
     default:
         /* A later version's: nothing to do with it. */
@@ -555,6 +575,28 @@ void nqi_ack_adopt(nqi_session *heir, nqi_session *old)
 
 /* ---- heartbeat ------------------------------------------------------------------------ */
 
+/* How many beats in a row with nothing received mean the peer is gone: three
+ * half periods of the slower side, counted in this side's (a stall of this
+ * process itself costs one beat, not many), or 0 when silence means
+ * nothing (the peer sends no PINGs, or never told how often it does
+ * without acknowledged delivery). */
+static int silence_limit(const nqi_session *s)
+{
+    const nqi_ack *a = &s->ack;
+    int64_t mine = s->comm->opts.ints[NQ_OPT_KEEPALIVE_MS];
+    if (a->peer_keepalive < 0) {
+        return a->state == NQI_ACK_ON ? 3 : 0;
+    }
+    if (a->peer_keepalive == 0) {
+        return 0;
+    }
+    if (a->peer_keepalive <= mine) {
+        return 3;
+    }
+    int64_t beats = (3 * a->peer_keepalive + mine - 1) / mine;
+    return beats > INT32_MAX ? INT32_MAX : (int)beats;
+}
+
 static void beat(nqi_timer *t)
 {
     nqi_ack *a = NQI_CONTAINER(t, nqi_ack, beat);
@@ -565,15 +607,16 @@ static void beat(nqi_timer *t)
     }
     int heard = s->in_bytes != a->beat_in || atomic_load(&s->paused);
     a->beat_in = s->in_bytes;
-    a->silent = heard || a->beats_alone ? 0 : a->silent + 1;
-    if (a->silent >= 3) {
+    int limit = silence_limit(s);
+    a->silent = heard || limit == 0 ? 0 : a->silent + 1;
+    if (limit > 0 && a->silent >= limit) {
         nqi_logf(&c->log, NQ_LOG_WARN, "peer silent for %lld ms; dropping it",
-                 (long long)(3 * beat_period(c)));
+                 (long long)(limit * beat_period(c)));
         s->owner->end(s, NQ_ETIMEDOUT);
         return;
     }
     if (a->out_bytes == a->beat_out) {
-        queue_control(s, NQI_CTL_PING, NULL, 0, NULL);
+        tell_keepalive(s);
     }
     a->beat_out = a->out_bytes;
     nqi_timer_arm(&s->worker->loop, t, nqi_now_ms() + beat_period(c));

@@ -17,17 +17,23 @@
  *           frames an earlier one may have had fail, the rest go to it.
  *   ACK     received (8 bytes): the peer may complete the futures of that
  *           many data frames.
- *   PING    nothing: sent when nothing else went out for half
- *           NQ_OPT_KEEPALIVE_MS, so that silence for three such periods
- *           (while this side does not hold the peer back) means the peer
- *           is gone.
+ *   PING    the sender's NQ_OPT_KEEPALIVE_MS (8 bytes; since 1.4, empty
+ *           before): the first goes as soon as the two sides agreed, then
+ *           whenever nothing else went out for half that period, so that
+ *           silence for three half periods of the slower side (while this
+ *           side does not hold the peer back) means the peer is gone.  A
+ *           peer that tells 0 sends no more, and its silence means
+ *           nothing; one that tells nothing (before 1.4) is judged by this
+ *           side's own period.
  *
  * The heartbeat alone: a transport whose peers did not agree on
  * acknowledged delivery may still agree, in its own way, on PING frames
  * only (its beats hook), so that an idle connection carries messages a
- * proxy counts as traffic.  Nothing else changes: futures mean written,
- * and silence is not judged (the transport's own keep-alive does that;
- * the peers' keep-alive settings may differ).
+ * proxy counts as traffic, and a peer that stopped (SIGSTOP, a hung
+ * process, a dead path) is noticed where the kernels still answer each
+ * other.  Nothing else changes: futures mean written.  Silence is judged
+ * only once the peer told its period (a peer before 1.4 beat without
+ * telling it, and its settings may differ).
  *
  * Everything runs on the session's loop.
  */
@@ -59,9 +65,10 @@ int nqi_ack_beat_alone(nqi_session *s);
 /* A connection without acknowledged delivery is gone: heartbeat frames
  * queued for it go with it (the next peer may not take them). */
 void nqi_ack_forget_beats(nqi_session *s);
-/* Server, agreed, after the session took over any earlier state of its
- * peer (nqi_ack_adopt): queues its RESUME behind its INI and holds data
- * until the client's.  Returns NQ_OK, NQ_ENOMEM or NQ_ESYS. */
+/* Server, after its INI was queued and the session took over any earlier
+ * state of its peer (nqi_ack_adopt): where the two sides beat, tells its
+ * keep-alive behind its INI; agreed, it then queues its RESUME and holds
+ * data until the client's.  Returns NQ_OK, NQ_ENOMEM or NQ_ESYS. */
 int nqi_ack_greet(nqi_session *s);
 /* 1 when out_iov must stop before f (data waits for the peer's RESUME). */
 static inline int nqi_ack_holds(const nqi_session *s, const nqi_frame *f)

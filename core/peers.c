@@ -441,10 +441,14 @@ static void count_end(nqi_session *s, int err)
 }
 
 /* The session is over for good: its queued frames fail, it leaves the
- * worker, a client's get learns the end, and close stops waiting for it. */
+ * worker, a client's get learns the end, and close stops waiting for it.
+ * A session ended by silence (the heartbeat, a handshake never finished)
+ * is NQ_ETIMEDOUT in events only: to futures, get and close, whose
+ * NQ_ETIMEDOUT means that a wait ended, the connection was lost. */
 static void retire(nqi_session *s, int err)
 {
     nq_comm *c = s->comm;
+    err = err == NQ_ETIMEDOUT ? NQ_ECONNRESET : err;
     nqi_session_out_fail(s, err != 0 ? err : NQ_ECONNRESET);
     nqi_list_remove(&s->link);
     if (c->purpose == NQ_CLIENT) {

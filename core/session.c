@@ -254,6 +254,7 @@ size_t nqi_session_withdraw(nqi_session *s, nq_future *fut)
 
 void nqi_session_out_fail(nqi_session *s, int err)
 {
+    err = err == NQ_ETIMEDOUT ? NQ_ECONNRESET : err;
     while (s->out_len > 0) {
         nqi_frame *f = s->out[s->out_head];
         s->out_head = (s->out_head + 1) % s->out_cap;

@@ -60,6 +60,9 @@ typedef struct nqi_ack {
     int silent;         /* beats in a row with nothing received               */
     int beats_alone;    /* only the heartbeat was agreed: PINGs go when idle,
                          * and come; nothing else changes                     */
+    int64_t peer_keepalive; /* the peer's NQ_OPT_KEEPALIVE_MS, as its first
+                         * PING tells; -1 until one does (a peer before 1.4
+                         * tells nothing)                                     */
     uint64_t out_bytes; /* bytes written on the connection                    */
 } nqi_ack;
 
@@ -176,7 +179,9 @@ size_t nqi_session_first_unstarted(const nqi_session *s);
  * (nor gone out on an earlier connection), completing them with
  * NQ_ECANCELED.  Returns how many. */
 size_t nqi_session_withdraw(nqi_session *s, nq_future *fut);
-/* Fails every queued frame with err and empties the ring. */
+/* Fails every queued frame with err and empties the ring.  A session that
+ * ended by silence (NQ_ETIMEDOUT) fails them with NQ_ECONNRESET: a future's
+ * NQ_ETIMEDOUT means that a wait for it ended. */
 void nqi_session_out_fail(nqi_session *s, int err);
 /* Client: makes a session whose connection was lost ready for a new one.
  * Drops what the old connection left half-read, forgets the peer's INI and

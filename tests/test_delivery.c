@@ -552,58 +552,161 @@ static int connected_again(nqt_recorder *r, int64_t ms)
 }
 
 /* The proxy freezes: no byte passes, yet both kernels go on answering.
- * With acknowledged delivery the heartbeat notices within about 1.5 x the
- * keep-alive setting, the client reconnects when the path comes back and
- * the server's session goes on; without it, nothing notices. */
+ * The heartbeat between the two libnq peers notices within about 1.5 x the
+ * keep-alive setting, and the client reconnects when the path comes back;
+ * with acknowledged delivery the server's session goes on.  Over MQTT
+ * without it, the broker's keep-alive notices instead. */
+/* A server and a client with keep-alive at 1 s, the client through a
+ * proxy, its events recorded, one round trip made. */
+typedef struct frozen_rig {
+    nq_comm *s, *c;
+    nqt_proxy px;
+    nqt_recorder rc;
+} frozen_rig;
+
+static int frozen_rig_open(frozen_rig *r, int mode, int reconnect)
+{
+    nq_opts *so = options(NQ_SERVER, 0, mode);
+    CHECK_OK(nq_opts_set_int(so, NQ_OPT_KEEPALIVE_MS, 1000));
+    r->s = server_with(so);
+    CHECK(r->s != NULL);
+    CHECK(nqt_proxy_start(&r->px, server_port(r->s)) == 0);
+    nqt_recorder_init(&r->rc);
+    nq_opts *co = options(NQ_CLIENT, r->px.port, mode);
+    CHECK_OK(nq_opts_set_int(co, NQ_OPT_KEEPALIVE_MS, 1000));
+    if (reconnect) {
+        reconnecting(co, &r->rc);
+    } else {
+        CHECK_OK(nq_opts_set_events(co, nqt_record, &r->rc));
+    }
+    r->c = nqt_open(g_proto, NQ_CLIENT, co);
+    CHECK(r->c != NULL);
+    return nqt_round_trip(r->s, r->c);
+}
+
 static int test_heartbeat_notices_a_frozen_path(void)
 {
     for (int acked = 1; acked >= 0; acked--) {
         int mode = acked ? NQ_DELIVERY_ACKED : NQ_DELIVERY_WRITTEN;
-        nq_opts *so = options(NQ_SERVER, 0, mode);
-        CHECK_OK(nq_opts_set_int(so, NQ_OPT_KEEPALIVE_MS, 1000));
-        nq_comm *s = server_with(so);
-        CHECK(s != NULL);
-        nqt_proxy px;
-        CHECK(nqt_proxy_start(&px, server_port(s)) == 0);
-        nqt_recorder rc;
-        nqt_recorder_init(&rc);
-        nq_opts *co = reconnecting(options(NQ_CLIENT, px.port, mode), &rc);
-        CHECK_OK(nq_opts_set_int(co, NQ_OPT_KEEPALIVE_MS, 1000));
-        nq_comm *c = nqt_open(g_proto, NQ_CLIENT, co);
-        CHECK(c != NULL);
-        CHECK(nqt_round_trip(s, c) == 0);
-        CHECK(nqt_wait_events(&rc, 1) == 0);
-        nqt_proxy_freeze(&px, 1);
+        frozen_rig r;
+        CHECK(frozen_rig_open(&r, mode, 1) == 0);
+        nq_comm *s = r.s, *c = r.c;
+        CHECK(nqt_wait_events(&r.rc, 1) == 0);
+        nqt_proxy_freeze(&r.px, 1);
         int64_t t0 = nqt_now_ms();
         if (!acked && g_proto == NQ_MQTT) {
             /* MQTT's own keep-alive watches the path to the broker: about
              * twice its 3000 ms in effect (the least over MQTT). */
-            CHECK(nqt_wait_events(&rc, 2) == 0);
+            CHECK(nqt_wait_events(&r.rc, 2) == 0);
             CHECK(nqt_now_ms() - t0 < 8000);
-            nqt_proxy_freeze(&px, 0);
-            CHECK(connected_again(&rc, 30000) == 0);
-            CHECK(nqt_round_trip(s, c) == 0);
-        } else if (!acked) {
-            usleep(3500 * 1000);
-            CHECK(nqt_events(&rc) == 1); /* still "connected" */
-            nqt_proxy_freeze(&px, 0);
+            nqt_proxy_freeze(&r.px, 0);
+            CHECK(connected_again(&r.rc, 30000) == 0);
             CHECK(nqt_round_trip(s, c) == 0);
         } else {
-            CHECK(nqt_wait_events(&rc, 2) == 0);
+            CHECK(nqt_wait_events(&r.rc, 2) == 0);
             int64_t took = nqt_now_ms() - t0;
-            fprintf(stderr, "silence noticed after %lld ms\n", (long long)took);
-            CHECK(nqt_is_event(&rc, 1, NQ_EVENT_DISCONNECTED, NULL, NQ_ETIMEDOUT) == 0);
+            fprintf(stderr, "silence noticed after %lld ms (%s)\n", (long long)took,
+                    acked ? "acked" : "written");
+            CHECK(nqt_is_event(&r.rc, 1, NQ_EVENT_DISCONNECTED, NULL, NQ_ETIMEDOUT) == 0);
             CHECK(took >= 1000 && took < 5000);
-            nqt_proxy_freeze(&px, 0);
+            nqt_proxy_freeze(&r.px, 0);
+            CHECK(connected_again(&r.rc, 30000) == 0);
             CHECK(nqt_round_trip(s, c) == 0);
-            CHECK(nqt_stat(s, NQ_STAT_RESUMED) >= 1);
+            if (acked) {
+                CHECK(nqt_stat(s, NQ_STAT_RESUMED) >= 1);
+            }
             CHECK(nqt_stat(s, NQ_STAT_PEERS) == 1);
         }
         CHECK_OK(nq_close(c));
         CHECK_OK(nq_close(s));
-        nqt_proxy_stop(&px);
+        nqt_proxy_stop(&r.px);
         nq_destroy(c);
         nq_destroy(s);
+    }
+    return 0;
+}
+
+/* A client that does not reconnect, cut off by a frozen path: its event
+ * says the heartbeat ended it (NQ_ETIMEDOUT), but get, its futures and
+ * close, where NQ_ETIMEDOUT means that a wait ended, say the connection was
+ * lost (NQ_ECONNRESET), so a loop that waits again on NQ_ETIMEDOUT ends. */
+static int test_a_client_lost_to_silence_is_told_lost(void)
+{
+    for (int acked = 1; acked >= 0; acked--) {
+        int mode = acked ? NQ_DELIVERY_ACKED : NQ_DELIVERY_WRITTEN;
+        frozen_rig r;
+        CHECK(frozen_rig_open(&r, mode, 0) == 0);
+        nq_comm *s = r.s, *c = r.c;
+        nqt_proxy_freeze(&r.px, 1);
+        nq_future *f;
+        CHECK_OK(put(c, "into the void", 13, NULL, &f));
+        int64_t t0 = nqt_now_ms();
+        nq_msg *m = NULL;
+        int rv = NQ_ETIMEDOUT;
+        while (rv == NQ_ETIMEDOUT && nqt_now_ms() - t0 < 20000) {
+            rv = nq_get(c, 200, &m);
+        }
+        fprintf(stderr, "%s: get returned %d after %lld ms\n", acked ? "acked" : "written", rv,
+                (long long)(nqt_now_ms() - t0));
+        CHECK_RC(rv, NQ_ECONNRESET);
+        if (g_proto != NQ_MQTT || acked) {
+            CHECK(nqt_is_event(&r.rc, 1, NQ_EVENT_DISCONNECTED, NULL, NQ_ETIMEDOUT) == 0);
+        }
+        if (acked) {
+            CHECK_RC(settle(f, WAIT_MS), NQ_ECONNRESET); /* the server never had it */
+        }
+        nq_future_free(f);
+        CHECK_RC(nq_close(c), NQ_ECONNRESET);
+        nqt_proxy_freeze(&r.px, 0);
+        nqt_proxy_stop(&r.px);
+        nq_close(s);
+        nq_destroy(c);
+        nq_destroy(s);
+    }
+    return 0;
+}
+
+/* The two sides' keep-alive settings differ (1 s against the default 15 s,
+ * or off): the heartbeat judges silence by the slower side's, so an idle
+ * healthy peer is never dropped.  Over MQTT both sides' keep-alive is at
+ * least 3000 ms in effect, so the idle spell is longer there. */
+static int test_heartbeat_takes_the_slower_side(void)
+{
+    const int64_t settings[][2] = {{1000, 15000}, {15000, 1000}, {1000, 0}, {0, 1000}};
+    const int64_t idle_ms = g_proto == NQ_MQTT ? 10000 : 4500;
+    for (int acked = 1; acked >= 0; acked--) {
+        int mode = acked ? NQ_DELIVERY_ACKED : NQ_DELIVERY_WRITTEN;
+        for (size_t k = 0; k < sizeof(settings) / sizeof(settings[0]); k++) {
+            nqt_recorder rs, rc;
+            nqt_recorder_init(&rs);
+            nqt_recorder_init(&rc);
+            nq_opts *so = options(NQ_SERVER, 0, mode);
+            CHECK_OK(nq_opts_set_int(so, NQ_OPT_KEEPALIVE_MS, settings[k][0]));
+            CHECK_OK(nq_opts_set_events(so, nqt_record, &rs));
+            nq_comm *s = server_with(so);
+            CHECK(s != NULL);
+            nq_opts *co = options(NQ_CLIENT, server_port(s), mode);
+            CHECK_OK(nq_opts_set_int(co, NQ_OPT_KEEPALIVE_MS, settings[k][1]));
+            CHECK_OK(nq_opts_set_events(co, nqt_record, &rc));
+            nq_comm *c = nqt_open(g_proto, NQ_CLIENT, co);
+            CHECK(c != NULL);
+            CHECK(nqt_round_trip(s, c) == 0);
+            usleep((useconds_t)idle_ms * 1000);
+            if (nqt_events(&rs) != 1 || nqt_events(&rc) != 1) {
+                fprintf(stderr, "%s, keep-alive %lld ms (server) and %lld ms (client): "
+                        "%d server and %d client events after %lld ms idle\n",
+                        acked ? "acked" : "written", (long long)settings[k][0],
+                        (long long)settings[k][1], nqt_events(&rs), nqt_events(&rc),
+                        (long long)idle_ms);
+            }
+            CHECK(nqt_events(&rs) == 1); /* connected, and nothing since */
+            CHECK(nqt_events(&rc) == 1);
+            CHECK(nqt_round_trip(s, c) == 0);
+            CHECK_OK(nq_close(c));
+            CHECK_OK(nq_close(s));
+            nq_destroy(c);
+            nq_destroy(s);
+        }
     }
     return 0;
 }
@@ -666,15 +769,20 @@ static int read_exact(int fd, void *buf, size_t len)
     return 0;
 }
 
-/* A peer speaking net-queue's wire by hand, with a one-second receive
- * timeout: an acknowledged-delivery server and client show it exactly the
- * frames net-queue would, and no byte more. */
-static int test_a_net_queue_peer_sees_nothing_of_it(void)
+static nq_opts *idle_beating(nq_opts *o)
+{
+    if (nq_opts_set_int(o, NQ_OPT_KEEPALIVE_MS, 1000) != NQ_OK) {
+        abort();
+    }
+    return o;
+}
+
+static int net_queue_peer_sees_nothing(int mode)
 {
     struct timeval tv = {.tv_sec = 1};
     uint8_t hdr[8], id[16], buf[64];
     /* A server: INI, one message, its echo, FIN. */
-    nq_comm *s = server_with(options(NQ_SERVER, 0, NQ_DELIVERY_ACKED));
+    nq_comm *s = server_with(idle_beating(options(NQ_SERVER, 0, mode)));
     CHECK(s != NULL);
     int fd = nqt_raw_connect(nqt_port(s));
     setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
@@ -690,6 +798,7 @@ static int test_a_net_queue_peer_sees_nothing_of_it(void)
     CHECK_OK(nqt_put_wait(s, "world", 5, &me, 1));
     CHECK(read_exact(fd, hdr, 8) == 0 && read_exact(fd, buf, 5) == 0);
     CHECK(hdr[7] == 5 && hdr[0] == 0 && memcmp(buf, "world", 5) == 0);
+    usleep(1600 * 1000); /* longer than a heartbeat's period */
     CHECK(recv(fd, buf, 1, MSG_DONTWAIT) < 0); /* nothing else came */
     close(fd);
     CHECK(nqt_stat(s, NQ_STAT_ACKED) == 0);
@@ -698,7 +807,7 @@ static int test_a_net_queue_peer_sees_nothing_of_it(void)
     /* A client: its INI, its message, nothing else. */
     uint16_t port;
     int lfd = nqt_raw_listen(&port);
-    nq_comm *c = nqt_open(g_proto, NQ_CLIENT, options(NQ_CLIENT, port, NQ_DELIVERY_ACKED));
+    nq_comm *c = nqt_open(g_proto, NQ_CLIENT, idle_beating(options(NQ_CLIENT, port, mode)));
     CHECK(c != NULL);
     fd = nqt_raw_accept(lfd);
     setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
@@ -711,12 +820,28 @@ static int test_a_net_queue_peer_sees_nothing_of_it(void)
     CHECK(read_exact(fd, hdr, 8) == 0 && read_exact(fd, buf, 2) == 0);
     CHECK(hdr[7] == 2 && hdr[0] == 0 && memcmp(buf, "hi", 2) == 0);
     CHECK_RC(settle(f, WAIT_MS), NQ_OK); /* written is all it can mean here */
-    usleep(100 * 1000);
+    usleep(1600 * 1000);
     CHECK(recv(fd, buf, 1, MSG_DONTWAIT) < 0);
     nq_future_free(f);
     close(fd);
     close(lfd);
     nq_destroy(c);
+    return 0;
+}
+
+/* A peer speaking net-queue's wire by hand, with a one-second receive
+ * timeout: a libnq server and client, with acknowledged delivery or
+ * without (where the heartbeat would go between libnq peers), show it
+ * exactly the frames net-queue would, and no byte more, even idle for
+ * longer than their keep-alive. */
+static int test_a_net_queue_peer_sees_nothing_of_it(void)
+{
+    for (int acked = 1; acked >= 0; acked--) {
+        if (net_queue_peer_sees_nothing(acked ? NQ_DELIVERY_ACKED : NQ_DELIVERY_WRITTEN) != 0) {
+            fprintf(stderr, "with delivery %s\n", acked ? "acked" : "written");
+            return -1;
+        }
+    }
     return 0;
 }
 
@@ -730,6 +855,8 @@ static const struct test_case tests[] = {
     TEST(test_large_messages_go_again_whole_across_resets),
     TEST(test_new_server_fails_what_it_may_not_have_had),
     TEST(test_heartbeat_notices_a_frozen_path),
+    TEST(test_a_client_lost_to_silence_is_told_lost),
+    TEST(test_heartbeat_takes_the_slower_side),
     TEST(test_lost_peer_is_kept_for_resume_ms),
     TEST_TCP(test_a_net_queue_peer_sees_nothing_of_it), /* a raw peer speaks plain TCP */
 };

@@ -261,7 +261,8 @@ def trial_idle_partition(args, transport):
 
 def trial_frozen_server(args, transport):
     """A client notices a server frozen by SIGSTOP (its kernel still answers
-    TCP) within about twice keep-alive."""
+    TCP) within about twice keep-alive: between libnq peers the heartbeat
+    tells (over MQTT, the broker)."""
     with Rig(args, transport) as rig:
         c = rig.client(count=10 ** 6, interval_us=2000)
         time.sleep(1.0)

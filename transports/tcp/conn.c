@@ -25,7 +25,7 @@
 /* Acknowledged delivery is asked for with one urgent byte, the first byte
  * either side sends (before TLS, if any).  Without SO_OOBINLINE the kernel
  * keeps it out of the byte stream, so a peer that does not look for it
- * (net-queue, or libnq without NQ_DELIVERY_ACKED) never sees it.  One that
+ * (net-queue, or libnq that sends none itself) never sees it.  One that
  * looks must do so before its first read, which would skip the byte and
  * forget it: until it knows, it reads nothing (TLS reads through a gate,
  * tls.c). */
@@ -34,6 +34,18 @@
  * certificate) says so with another urgent byte before it closes: a libnq
  * client that finds it reports NQ_EAUTH instead of a lost connection. */
 #define URGENT_REFUSED 0x02
+/* A side that does not ask for acknowledged delivery but keeps a
+ * keep-alive asks for the heartbeat alone (core/ack.h) with this byte
+ * instead (since 1.4): two such sides send each other PING frames. */
+#define URGENT_BEAT 0x03
+
+uint8_t nqi_tcp_own_urgent(const nq_comm *c)
+{
+    if (nqi_ack_wanted(c)) {
+        return URGENT_ASK;
+    }
+    return c->opts.ints[NQ_OPT_KEEPALIVE_MS] > 0 ? URGENT_BEAT : 0;
+}
 
 static void on_event(nqi_watch *w, uint32_t events);
 static void stall_check(nqi_timer *timer);
@@ -174,13 +186,14 @@ void nqi_tcp_flush(nqi_session *s)
 
 int nqi_tcp_urgent_known(tcp_conn *t)
 {
-    if (t->urgent != 0 || !nqi_ack_wanted(t->s->comm)) {
+    if (t->urgent != 0 || nqi_tcp_own_urgent(t->s->comm) == 0) {
         return 1;
     }
     uint8_t b;
     if (recv(t->watch.fd, &b, 1, MSG_OOB | MSG_DONTWAIT) == 1) {
         t->urgent = b == URGENT_ASK ? 1 : -1;
         t->refused = b == URGENT_REFUSED;
+        t->peer_beats = b == URGENT_BEAT;
         return 1;
     }
     if (errno != EINVAL && errno != EAGAIN && errno != EWOULDBLOCK) {
@@ -212,6 +225,12 @@ int nqi_tcp_acked(nqi_session *s)
     }
     nqi_tcp_urgent_known(t);
     return t->urgent == 1 ? 1 : t->urgent == -1 ? 0 : NQ_ECONNRESET;
+}
+
+int nqi_tcp_beats(nqi_session *s)
+{
+    tcp_conn *t = tcp_conn_of(s);
+    return nqi_tcp_own_urgent(s->comm) == URGENT_BEAT && nqi_tcp_urgent_known(t) && t->peer_beats;
 }
 
 /* Client, until the server's INI: looks for the urgent byte of a refusal.
@@ -401,12 +420,10 @@ void nqi_tcp_conn_begin(tcp_conn *t, int fd)
     nqi_session *s = t->s;
     tcp_comm *tc = s->comm->tp;
     t->watch.fd = fd;
-    if (nqi_ack_wanted(s->comm)) {
-        uint8_t ask = URGENT_ASK;
-        if (send(fd, &ask, 1, MSG_OOB | MSG_DONTWAIT | MSG_NOSIGNAL) != 1) {
-            nqi_logf(&s->comm->log, NQ_LOG_DEBUG,
-                     "could not ask for acknowledged delivery; the connection goes without");
-        }
+    uint8_t ask = nqi_tcp_own_urgent(s->comm);
+    if (ask != 0 && send(fd, &ask, 1, MSG_OOB | MSG_DONTWAIT | MSG_NOSIGNAL) != 1) {
+        nqi_logf(&s->comm->log, NQ_LOG_DEBUG, "could not ask for %s; the connection goes without",
+                 ask == URGENT_ASK ? "acknowledged delivery" : "a heartbeat");
     }
     if (tc->ssl_ctx != NULL) {
         int rv = nqi_tls_attach(t, tc->ssl_ctx);

@@ -257,6 +257,7 @@ const nqi_transport nqi_tcp_transport = {
     .session_end = tcp_session_end,
     .redial = tcp_redial,
     .acked = nqi_tcp_acked,
+    .beats = nqi_tcp_beats,
     .close = NULL,
     .shutdown = tcp_shutdown,
 };

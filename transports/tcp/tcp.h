@@ -68,6 +68,8 @@ struct tcp_conn {
                                 * came (1), did not (-1), not known yet (0) */
     int refused;               /* client: the server's urgent byte said it
                                 * refused this client */
+    int peer_beats;            /* the peer's urgent byte asked for the
+                                * heartbeat alone */
     struct addrinfo *addrs;    /* client: the resolved addresses */
     struct addrinfo *addr_next; /* client: the next one to try */
 };
@@ -132,8 +134,14 @@ void nqi_tcp_resume(nqi_session *s);
 /* 1 when the peer asked for acknowledged delivery (its urgent byte), 0
  * when it did not, NQ_ECONNRESET when the connection broke first. */
 int nqi_tcp_acked(nqi_session *s);
-/* 1 once it is known whether the peer sent the urgent byte (or nobody
- * asks): until then nothing may be read from the socket. */
+/* 1 when both sides asked for the heartbeat alone (core/ack.h). */
+int nqi_tcp_beats(nqi_session *s);
+/* The urgent byte this side sends first (acknowledged delivery asked for,
+ * or the heartbeat alone), or 0 for none. */
+uint8_t nqi_tcp_own_urgent(const nq_comm *c);
+/* 1 once it is known whether the peer sent the urgent byte (or this side
+ * sent none, and so looks for none): until then nothing may be read from
+ * the socket. */
 int nqi_tcp_urgent_known(tcp_conn *t);
 /* Server: tells a refused client so (one urgent byte), unless the urgent
  * byte already asked for acknowledged delivery on this connection. */

@@ -218,10 +218,11 @@ static void gate_make(void)
     gate_method = m;
 }
 
-/* The socket, behind the gate when acknowledged delivery is asked for. */
+/* The socket, behind the gate when this side sent an urgent byte (and so
+ * looks for the peer's). */
 static int bind_socket(SSL *ssl, tcp_conn *t)
 {
-    if (!nqi_ack_wanted(t->s->comm)) {
+    if (nqi_tcp_own_urgent(t->s->comm) == 0) {
         return SSL_set_fd(ssl, t->watch.fd) == 1 ? NQ_OK : NQ_ETLS;
     }
     pthread_once(&gate_once, gate_make);

@@ -208,12 +208,19 @@ typedef enum nq_option {
      * the kernel's probes of that window, and is lost after three of them
      * go unanswered; the kernel spaces them further apart the longer the
      * window stays closed, up to two minutes.
+     * Between two libnq peers over TCP, TLS and gRPC whose keep-alive is
+     * on (since 1.4; over MQTT with NQ_DELIVERY_ACKED), an idle connection
+     * also carries a heartbeat frame each way at least this often, which
+     * applications never see and a net-queue peer is never sent: a peer
+     * silent for 1.5 times the larger of the two sides' settings is lost
+     * (NQ_ETIMEDOUT, within one half period more), which notices a peer
+     * that stopped (SIGSTOP, a hung process, a frozen path) where its
+     * kernel still answers TCP's probes.  Silence is not counted while
+     * libnq itself holds the peer back (NQ_OPT_QUEUE_SIZE).
      * Over gRPC, grpc pings this often when nothing came in, and no
-     * libnq server refuses pings as too frequent; between libnq peers an
-     * idle stream also carries a heartbeat frame each way at least this
-     * often (since 1.4), which HTTP/2 proxies count as traffic (keep it
-     * below their idle timeouts) and grpc servers at their defaults count
-     * as data, and which applications never see.
+     * libnq server refuses pings as too frequent; the heartbeat frames are
+     * traffic to HTTP/2 proxies (keep the setting below their idle
+     * timeouts) and data to grpc servers at their defaults.
      * Over MQTT the broker keeps it, in whole seconds (two thirds of this,
      * since a broker drops a client after one and a half), and no less
      * than 3000 ms in effect: the MQTT library sends its pings up to about
@@ -332,9 +339,10 @@ typedef enum nq_option {
  *   old one may or may not have had fail with NQ_ECONNRESET and the rest
  *   go to the new one.  Both sides also send a heartbeat when idle, so a
  *   peer that stops (SIGSTOP, a hung process, a dead path) is noticed
- *   within 1.5 to 2 x NQ_OPT_KEEPALIVE_MS even where TCP's keep-alive
- *   still gets answers (the session ends with NQ_ETIMEDOUT); silence is not counted while libnq itself holds
- *   the peer back (NQ_OPT_QUEUE_SIZE).  A client with NQ_DELIVERY_ACKED
+ *   within 1.5 to 2 x NQ_OPT_KEEPALIVE_MS (the larger of the two sides'
+ *   settings) even where TCP's keep-alive still gets answers (the session
+ *   ends with NQ_ETIMEDOUT); silence is not counted while libnq itself
+ *   holds the peer back (NQ_OPT_QUEUE_SIZE).  A client with NQ_DELIVERY_ACKED
  *   sends its first message once the server has answered its INI. */
 #define NQ_DELIVERY_WRITTEN 0
 #define NQ_DELIVERY_ACKED 1
@@ -564,8 +572,12 @@ NQ_API int nq_put(nq_comm *comm, const nq_chunk *chunks, size_t n, const nq_id *
  * with nq_msg_free).  After nq_close, queued messages are still returned;
  * when none is left the result is NQ_ECLOSED.  A client whose connection
  * failed gets its queued messages, then the failure (NQ_ECONNRESET,
- * NQ_ECONNREFUSED, NQ_ETLS, NQ_EPROTO ...).  Returns NQ_OK, NQ_EINVAL,
- * NQ_ETIMEDOUT or one of those errors.  Thread-safe. */
+ * NQ_ECONNREFUSED, NQ_ETLS, NQ_EPROTO ...).  A connection that ended in
+ * silence (keep-alive, the heartbeat) is NQ_ECONNRESET here, in futures
+ * and in nq_close, whatever its event's reason says: NQ_ETIMEDOUT always
+ * means that the wait ended (before 1.4 a client's get could return it for
+ * good).  Returns NQ_OK, NQ_EINVAL, NQ_ETIMEDOUT or one of those errors.
+ * Thread-safe. */
 NQ_API int nq_get(nq_comm *comm, int64_t timeout_ms, nq_msg **out);
 
 /* Takes the next message from one of the npeers listed peers (since 1.2),
@@ -773,8 +785,10 @@ typedef enum nq_event_type {
      *   NQ_OK          it closed with the FIN handshake
      *   NQ_ECLOSED     this side closed (nq_close dropped it)
      *   NQ_ECONNRESET  it was lost: reset, EOF without FIN, silence for
-     *                  keep-alive's schedule, an MQTT peer whose broker
+     *                  TCP keep-alive's schedule, an MQTT peer whose broker
      *                  connection died
+     *   NQ_ETIMEDOUT   the heartbeat between libnq peers heard nothing
+     *                  from it for its schedule (NQ_OPT_KEEPALIVE_MS)
      *   NQ_EREPLACED   it connected again with the same id; the new
      *                  connection is the peer now (a CONNECTED follows).
      *                  Over MQTT the broker ends the old connection first,
