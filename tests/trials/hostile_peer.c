@@ -32,14 +32,8 @@
 #include <unistd.h>
 
 #include "grpc_hostile.h"
+#include "peer_args.h"
 #include "peers.h"
-
-static int64_t started_ms;
-
-static int64_t now_ms(void)
-{
-    return nqt_now_ms() - started_ms;
-}
 
 typedef struct args {
     const char *mode;
@@ -63,34 +57,21 @@ static void parse(args *a, int argc, char **argv)
     a->max = (int64_t)256 << 20;
     a->for_ms = 3000;
     a->stream = 1;
-    if (argc < 2) {
+    const nqt_opt opts[] = {
+        {"--port", NQT_OPT_INT, &a->port, NULL},
+        {"--len", NQT_OPT_I64, &a->len, NULL},
+        {"--ini", NQT_OPT_INT, &a->ini, NULL},
+        {"--piece", NQT_OPT_I64, &a->piece, NULL},
+        {"--every-ms", NQT_OPT_I64, &a->every_ms, NULL},
+        {"--max", NQT_OPT_I64, &a->max, NULL},
+        {"--for-ms", NQT_OPT_I64, &a->for_ms, NULL},
+        {"--stream", NQT_OPT_INT, &a->stream, NULL},
+        {"--id", NQT_OPT_ID, &a->id, &a->has_id},
+    };
+    if (argc < 2 || nqt_parse_opts(opts, sizeof(opts) / sizeof(opts[0]), 2, argc, argv) != 0) {
         usage();
     }
     a->mode = argv[1];
-    for (int i = 2; i + 1 < argc; i += 2) {
-        const char *k = argv[i], *v = argv[i + 1];
-        if (strcmp(k, "--port") == 0) {
-            a->port = atoi(v);
-        } else if (strcmp(k, "--len") == 0) {
-            a->len = atoll(v);
-        } else if (strcmp(k, "--ini") == 0) {
-            a->ini = atoi(v);
-        } else if (strcmp(k, "--piece") == 0) {
-            a->piece = atoll(v);
-        } else if (strcmp(k, "--every-ms") == 0) {
-            a->every_ms = atoll(v);
-        } else if (strcmp(k, "--max") == 0) {
-            a->max = atoll(v);
-        } else if (strcmp(k, "--for-ms") == 0) {
-            a->for_ms = atoll(v);
-        } else if (strcmp(k, "--stream") == 0) {
-            a->stream = atoi(v);
-        } else if (strcmp(k, "--id") == 0) {
-            a->has_id = nq_id_parse(v, &a->id) == NQ_OK;
-        } else {
-            usage();
-        }
-    }
     if (a->port <= 0 || a->piece < 1 || a->piece > (1 << 24)) {
         usage();
     }
@@ -121,21 +102,21 @@ static int header(const args *a)
     nqt_hostile h;
     if (piece == NULL || nqt_hostile_start(&h, (uint16_t)a->port, &id, NQT_HOSTILE_STREAM,
                                            first, n) != 0) {
-        printf("0 error where=call\n");
+        nqt_report("error where=call");
         free(piece);
         return 1;
     }
-    int64_t t0 = now_ms(), sent = 0, ended_ms = -1;
-    while (sent < a->max && now_ms() - t0 < a->for_ms) {
+    int64_t t0 = nqt_peer_ms(), sent = 0, ended_ms = -1;
+    while (sent < a->max && nqt_peer_ms() - t0 < a->for_ms) {
         if (nqt_hostile_ended(&h, 0)) {
-            ended_ms = now_ms() - t0;
+            ended_ms = nqt_peer_ms() - t0;
             break;
         }
-        int64_t left = a->for_ms - (now_ms() - t0);
+        int64_t left = a->for_ms - (nqt_peer_ms() - t0);
         int rv = nqt_hostile_send(&h, piece, (size_t)a->piece, (int)(left > 0 ? left : 1));
         if (rv == -1) {
             /* The server ended or reset the stream. */
-            ended_ms = now_ms() - t0;
+            ended_ms = nqt_peer_ms() - t0;
             nqt_hostile_ended(&h, 1000);
             break;
         }
@@ -146,17 +127,16 @@ static int header(const args *a)
         if (a->every_ms > 0) {
             /* Waiting for the call's end is the pause between pieces. */
             if (nqt_hostile_ended(&h, (int)a->every_ms)) {
-                ended_ms = now_ms() - t0;
+                ended_ms = nqt_peer_ms() - t0;
                 break;
             }
         }
     }
     if (ended_ms < 0 && nqt_hostile_ended(&h, 0)) {
-        ended_ms = now_ms() - t0;
+        ended_ms = nqt_peer_ms() - t0;
     }
-    printf("%" PRId64 " attack sent=%" PRId64 " ended=%d ms=%" PRId64 " status=%d\n", now_ms(),
-           sent, ended_ms >= 0, ended_ms, h.ended ? (int)h.status : -1);
-    fflush(stdout);
+    nqt_report("attack sent=%" PRId64 " ended=%d ms=%" PRId64 " status=%d", sent, ended_ms >= 0,
+               ended_ms, h.ended ? (int)h.status : -1);
     nqt_hostile_finish(&h);
     free(piece);
     return 0;
@@ -171,23 +151,22 @@ static int hijack(const args *a)
     nqt_put_header(evil, 4);
     memcpy(evil + 8, "evil", 4);
     nqt_hostile h;
-    int64_t t0 = now_ms();
+    int64_t t0 = nqt_peer_ms();
     if (nqt_hostile_start(&h, (uint16_t)a->port, &a->id, a->stream ? NQT_HOSTILE_STREAM : 0, evil,
                           sizeof(evil)) != 0) {
-        printf("0 error where=call\n");
+        nqt_report("error where=call");
         return 1;
     }
     int ended = nqt_hostile_ended(&h, (int)a->for_ms);
-    printf("%" PRId64 " hijack stream=%d ended=%d ms=%" PRId64 " status=%d\n", now_ms(), a->stream,
-           ended, ended ? now_ms() - t0 : -1, ended ? (int)h.status : -1);
-    fflush(stdout);
+    nqt_report("hijack stream=%d ended=%d ms=%" PRId64 " status=%d", a->stream, ended,
+               ended ? nqt_peer_ms() - t0 : -1, ended ? (int)h.status : -1);
     nqt_hostile_finish(&h);
     return 0;
 }
 
 int main(int argc, char **argv)
 {
-    started_ms = nqt_now_ms();
+    nqt_peer_clock_start();
     /* Dies with the script; a script already gone leaves init as parent. */
     prctl(PR_SET_PDEATHSIG, SIGKILL);
     if (getppid() == 1) {

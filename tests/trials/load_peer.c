@@ -68,7 +68,6 @@
 #include <inttypes.h>
 #include <pthread.h>
 #include <signal.h>
-#include <stdarg.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -80,6 +79,8 @@
 
 #include <nq/nq.h>
 
+#include "peer_args.h"
+
 /* Every message starts with its sequence number and its length; the rest is
  * a pattern both derive from the sequence number, so that a changed byte
  * anywhere is seen. */
@@ -87,30 +88,6 @@
 #define MIN_SIZE 16
 
 static volatile sig_atomic_t stopping, only_over;
-static struct timespec started;
-
-static int64_t now_ms(void)
-{
-    struct timespec now;
-    clock_gettime(CLOCK_MONOTONIC, &now);
-    return (int64_t)(now.tv_sec - started.tv_sec) * 1000 +
-           (now.tv_nsec - started.tv_nsec) / 1000000;
-}
-
-static void report(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-static void report(const char *fmt, ...)
-{
-    char line[512];
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(line, sizeof(line), fmt, ap);
-    va_end(ap);
-    /* One write per line: threads report at once. */
-    flockfile(stdout);
-    printf("%" PRId64 " %s\n", now_ms(), line);
-    fflush(stdout);
-    funlockfile(stdout);
-}
 
 static void on_signal(int sig)
 {
@@ -124,9 +101,9 @@ static void on_signal(int sig)
 /* Sleeps ms, or less when asked to stop. */
 static void nap_ms(int64_t ms)
 {
-    int64_t until = now_ms() + ms;
-    while (!stopping && now_ms() < until) {
-        int64_t left = until - now_ms();
+    int64_t until = nqt_peer_ms() + ms;
+    while (!stopping && nqt_peer_ms() < until) {
+        int64_t left = until - nqt_peer_ms();
         usleep((useconds_t)(left > 50 ? 50000 : left > 0 ? left * 1000 : 0));
     }
 }
@@ -167,77 +144,38 @@ static void parse(args *a, int argc, char **argv)
     a->timeout_ms = 120000;
     a->keepalive_ms = -1;
     a->close_timeout_ms = -2; /* not given */
-    if (argc < 2) {
+    const nqt_opt opts[] = {
+        {"--protocol", NQT_OPT_PROTOCOL, &a->protocol, &a->tls},
+        {"--host", NQT_OPT_STR, &a->host, NULL},
+        {"--port", NQT_OPT_INT, &a->port, NULL},
+        {"--key", NQT_OPT_STR, &a->key, NULL},
+        {"--cert", NQT_OPT_STR, &a->cert, NULL},
+        {"--queue", NQT_OPT_I64, &a->queue, NULL},
+        {"--send-limit", NQT_OPT_I64, &a->send_limit, NULL},
+        {"--pause-ms", NQT_OPT_I64, &a->pause_ms, NULL},
+        {"--timeout-ms", NQT_OPT_I64, &a->timeout_ms, NULL},
+        {"--count", NQT_OPT_LONG, &a->count, NULL},
+        {"--size", NQT_OPT_LONG, &a->size, NULL},
+        {"--expect", NQT_OPT_LONG, &a->expect, NULL},
+        {"--threads", NQT_OPT_LONG, &a->threads, NULL},
+        {"--clients", NQT_OPT_LONG, &a->clients, NULL},
+        {"--window", NQT_OPT_LONG, &a->window, NULL},
+        {"--size-max", NQT_OPT_LONG, &a->size_max, NULL},
+        {"--rate", NQT_OPT_LONG, &a->rate, NULL},
+        {"--acked", NQT_OPT_INT, &a->acked, NULL},
+        {"--echo", NQT_OPT_INT, &a->echo, NULL},
+        {"--keepalive", NQT_OPT_I64, &a->keepalive_ms, NULL},
+        {"--handshake-ms", NQT_OPT_I64, &a->handshake_ms, NULL},
+        {"--reconnect", NQT_OPT_I64, &a->reconnect_ms, NULL},
+        {"--close-timeout", NQT_OPT_I64, &a->close_timeout_ms, NULL},
+        {"--log", NQT_OPT_INT, &a->log, NULL},
+        {"--id", NQT_OPT_ID, &a->id, &a->has_id},
+        {"--only", NQT_OPT_ID, &a->only, &a->has_only},
+    };
+    if (argc < 2 || nqt_parse_opts(opts, sizeof(opts) / sizeof(opts[0]), 2, argc, argv) != 0) {
         usage();
     }
     a->mode = argv[1];
-    for (int i = 2; i + 1 < argc; i += 2) {
-        const char *k = argv[i], *v = argv[i + 1];
-        if (strcmp(k, "--protocol") == 0) {
-            a->tls = strcmp(v, "tls") == 0;
-            a->protocol = strcmp(v, "mqtt") == 0   ? NQ_MQTT
-                          : strcmp(v, "grpc") == 0 ? NQ_GRPC
-                                                   : NQ_TCP;
-        } else if (strcmp(k, "--host") == 0) {
-            a->host = v;
-        } else if (strcmp(k, "--port") == 0) {
-            a->port = atoi(v);
-        } else if (strcmp(k, "--key") == 0) {
-            a->key = v;
-        } else if (strcmp(k, "--cert") == 0) {
-            a->cert = v;
-        } else if (strcmp(k, "--queue") == 0) {
-            a->queue = atoll(v);
-        } else if (strcmp(k, "--send-limit") == 0) {
-            a->send_limit = atoll(v);
-        } else if (strcmp(k, "--pause-ms") == 0) {
-            a->pause_ms = atoll(v);
-        } else if (strcmp(k, "--timeout-ms") == 0) {
-            a->timeout_ms = atoll(v);
-        } else if (strcmp(k, "--count") == 0) {
-            a->count = atol(v);
-        } else if (strcmp(k, "--size") == 0) {
-            a->size = atol(v);
-        } else if (strcmp(k, "--expect") == 0) {
-            a->expect = atol(v);
-        } else if (strcmp(k, "--threads") == 0) {
-            a->threads = atol(v);
-        } else if (strcmp(k, "--clients") == 0) {
-            a->clients = atol(v);
-        } else if (strcmp(k, "--window") == 0) {
-            a->window = atol(v);
-        } else if (strcmp(k, "--size-max") == 0) {
-            a->size_max = atol(v);
-        } else if (strcmp(k, "--rate") == 0) {
-            a->rate = atol(v);
-        } else if (strcmp(k, "--acked") == 0) {
-            a->acked = atoi(v);
-        } else if (strcmp(k, "--echo") == 0) {
-            a->echo = atoi(v);
-        } else if (strcmp(k, "--keepalive") == 0) {
-            a->keepalive_ms = atoll(v);
-        } else if (strcmp(k, "--handshake-ms") == 0) {
-            a->handshake_ms = atoll(v);
-        } else if (strcmp(k, "--reconnect") == 0) {
-            a->reconnect_ms = atoll(v);
-        } else if (strcmp(k, "--close-timeout") == 0) {
-            a->close_timeout_ms = atoll(v);
-        } else if (strcmp(k, "--log") == 0) {
-            a->log = atoi(v);
-        } else if (strcmp(k, "--id") == 0) {
-            a->has_id = nq_id_parse(v, &a->id) == NQ_OK;
-            if (!a->has_id) {
-                usage();
-            }
-        } else if (strcmp(k, "--only") == 0) {
-            a->has_only = nq_id_parse(v, &a->only) == NQ_OK;
-            if (!a->has_only) {
-                usage();
-            }
-        } else {
-            usage();
-        }
-    }
     if (a->size < MIN_SIZE) {
         a->size = MIN_SIZE;
     }
@@ -257,7 +195,7 @@ static void log_line(void *ctx, int level, const char *message)
 {
     (void)ctx;
     if (level <= NQ_LOG_WARN) {
-        report("log level=%d %s", level, message);
+        nqt_report("log level=%d %s", level, message);
     }
 }
 
@@ -281,7 +219,7 @@ static void report_stats(nq_comm *c, char last[256])
              " resumed=%" PRId64 " reconnects=%" PRId64,
              v[0], v[1], v[2], v[3], v[4], v[5], v[6], v[7]);
     if (last == NULL || strcmp(line, last) != 0) {
-        report("%s", line);
+        nqt_report("%s", line);
     }
     if (last != NULL) {
         memcpy(last, line, sizeof(line));
@@ -407,25 +345,25 @@ static void count_message(tally *t, uint64_t *next, uint64_t seq, size_t n, int 
     atomic_fetch_add(&t->bytes, (long long)n);
     if (!intact) {
         if (atomic_fetch_add(&t->corrupt, 1) < 5) {
-            report("corrupt seq=%" PRIu64 " len=%zu", seq, n);
+            nqt_report("corrupt seq=%" PRIu64 " len=%zu", seq, n);
         }
         return;
     }
     if (seq < *next) {
         if (atomic_fetch_add(&t->duplicates, 1) < 5) {
-            report("duplicate seq=%" PRIu64 " expected=%" PRIu64, seq, *next);
+            nqt_report("duplicate seq=%" PRIu64 " expected=%" PRIu64, seq, *next);
         }
         return;
     }
     if (seq > *next && atomic_fetch_add(&t->out_of_order, 1) < 5) {
-        report("gap seq=%" PRIu64 " expected=%" PRIu64, seq, *next);
+        nqt_report("gap seq=%" PRIu64 " expected=%" PRIu64, seq, *next);
     }
     *next = seq + 1;
 }
 
 static void report_tally(const char *what, tally *t)
 {
-    report("%s received=%ld bytes=%lld corrupt=%ld duplicates=%ld out_of_order=%ld errors=%ld",
+    nqt_report("%s received=%ld bytes=%lld corrupt=%ld duplicates=%ld out_of_order=%ld errors=%ld",
            what, atomic_load(&t->received), atomic_load(&t->bytes), atomic_load(&t->corrupt),
            atomic_load(&t->duplicates), atomic_load(&t->out_of_order), atomic_load(&t->errors));
 }
@@ -479,7 +417,7 @@ static int serve(const args *a)
     int rc;
     nq_comm *s = open_peer(a, NQ_SERVER, &rc);
     if (s == NULL) {
-        report("error where=open code=%d", rc);
+        nqt_report("error where=open code=%d", rc);
         return 1;
     }
     uint16_t port = 0;
@@ -489,38 +427,38 @@ static int serve(const args *a)
     if (nq_comm_id(s, &own) == NQ_OK) {
         format_hex(&own, hex);
     }
-    report("listening port=%u id=%s", (unsigned)port, hex);
+    nqt_report("listening port=%u id=%s", (unsigned)port, hex);
     static tally t;
     char last_stats[256] = "";
     int64_t last_peers = -1, peers_looked = 0;
     int paused = a->pause_ms <= 0, only = a->has_only;
     while (!stopping) {
-        if (now_ms() - peers_looked >= 200) {
+        if (nqt_peer_ms() - peers_looked >= 200) {
             int64_t n = 0;
             nq_stat(s, NQ_STAT_PEERS, &n);
             if (n != last_peers) {
-                report("peers n=%" PRId64, n);
+                nqt_report("peers n=%" PRId64, n);
                 last_peers = n;
             }
             report_stats(s, last_stats);
-            peers_looked = now_ms();
+            peers_looked = nqt_peer_ms();
         }
         if (!paused && atomic_load(&t.received) > 0) {
             /* The slow consumer: nothing is taken for a while, whatever
              * arrives. */
             paused = 1;
-            report("paused");
+            nqt_report("paused");
             nap_ms(a->pause_ms);
             int64_t in = 0, bytes_in = 0;
             nq_stat(s, NQ_STAT_MSGS_IN, &in);
             nq_stat(s, NQ_STAT_BYTES_IN, &bytes_in);
             int64_t got = atomic_load(&t.received), got_bytes = atomic_load(&t.bytes);
-            report("resumed taken=%" PRId64 " bytes=%" PRId64, in - got, bytes_in - got_bytes);
+            nqt_report("resumed taken=%" PRId64 " bytes=%" PRId64, in - got, bytes_in - got_bytes);
         }
         nq_msg *m = NULL;
         if (only && only_over) {
             only = 0;
-            report("only over");
+            nqt_report("only over");
         }
         if (only) {
             rc = nq_get_from(s, &a->only, 1, 100, &m);
@@ -531,7 +469,7 @@ static int serve(const args *a)
             continue;
         }
         if (rc != NQ_OK) {
-            report("error where=get code=%d", rc);
+            nqt_report("error where=get code=%d", rc);
             break;
         }
         nq_id from;
@@ -551,16 +489,16 @@ static int serve(const args *a)
         }
         nq_msg_free(m);
         if (a->expect > 0 && atomic_load(&t.received) == a->expect) {
-            report("complete received=%ld", a->expect);
+            nqt_report("complete received=%ld", a->expect);
         }
     }
     report_tally("summary", &t);
     if (untracked_peers > 0) {
-        report("untracked peers=%ld", untracked_peers);
+        nqt_report("untracked peers=%ld", untracked_peers);
     }
-    int64_t t0 = now_ms();
+    int64_t t0 = nqt_peer_ms();
     rc = nq_close(s);
-    report("closed rc=%d ms=%" PRId64, rc, now_ms() - t0);
+    nqt_report("closed rc=%d ms=%" PRId64, rc, nqt_peer_ms() - t0);
     nq_destroy(s);
     free(peer_table);
     return 0;
@@ -589,7 +527,7 @@ static void *open_share(void *arg)
         }
         if (rc != NQ_OK) {
             if (atomic_fetch_add(o->failed, 1) < 3) {
-                report("error where=open client=%ld code=%d", i, rc);
+                nqt_report("error where=open client=%ld code=%d", i, rc);
             }
         } else {
             atomic_fetch_add(o->ok, 1);
@@ -602,13 +540,13 @@ static void *open_share(void *arg)
 static void *echo_share(void *arg)
 {
     share *o = arg;
-    int64_t until = now_ms() + o->a->timeout_ms;
+    int64_t until = nqt_peer_ms() + o->a->timeout_ms;
     for (long i = o->first; i < o->first + o->count && !stopping; i++) {
         if (o->comms[i] == NULL) {
             continue;
         }
         nq_msg *m = NULL;
-        int64_t left = until - now_ms();
+        int64_t left = until - nqt_peer_ms();
         int rc = nq_get(o->comms[i], left > 0 ? left : 0, &m);
         int intact = 0;
         uint64_t seq = rc == NQ_OK ? read_message(m, &intact) : UINT64_MAX;
@@ -616,7 +554,7 @@ static void *echo_share(void *arg)
         if (rc == NQ_OK && intact && seq == 0) {
             atomic_fetch_add(o->ok, 1);
         } else if (atomic_fetch_add(o->failed, 1) < 3) {
-            report("error where=echo client=%ld code=%d seq=%" PRIu64 " intact=%d", i, rc, seq,
+            nqt_report("error where=echo client=%ld code=%d seq=%" PRIu64 " intact=%d", i, rc, seq,
                    intact);
         }
     }
@@ -672,11 +610,11 @@ static int clients(const args *a)
     if (run_shares(a, comms, open_share, &ok, &bad) != 0) {
         return 1;
     }
-    report("opened n=%ld failed=%ld ms=%" PRId64, ok, bad, now_ms());
+    nqt_report("opened n=%ld failed=%ld ms=%" PRId64, ok, bad, nqt_peer_ms());
     if (run_shares(a, comms, echo_share, &ok, &bad) != 0) {
         return 1;
     }
-    report("echoed n=%ld of=%ld ms=%" PRId64, ok, a->count, now_ms());
+    nqt_report("echoed n=%ld of=%ld ms=%" PRId64, ok, a->count, nqt_peer_ms());
     while (!stopping) {
         nap_ms(1000);
     }
@@ -710,7 +648,7 @@ static int flood(const args *a)
     int rc;
     nq_comm *c = open_peer(a, NQ_CLIENT, &rc);
     if (c == NULL) {
-        report("error where=open code=%d", rc);
+        nqt_report("error where=open code=%d", rc);
         return 1;
     }
     uint8_t *buf = malloc((size_t)a->size);
@@ -719,32 +657,32 @@ static int flood(const args *a)
         return 1;
     }
     long sent = 0, efull = 0;
-    int64_t first_efull = -1, until = now_ms() + a->timeout_ms;
-    while (sent < a->count && !stopping && now_ms() < until) {
+    int64_t first_efull = -1, until = nqt_peer_ms() + a->timeout_ms;
+    while (sent < a->count && !stopping && nqt_peer_ms() < until) {
         fill_message(buf, (uint64_t)sent, (size_t)a->size);
         rc = nq_put(c, &(nq_chunk){buf, (size_t)a->size}, 1, NULL, 0, NULL);
         if (rc == NQ_EFULL) {
             /* The send limit is reached: the receiver holds the sender
              * back.  Try again shortly. */
             if (efull++ == 0) {
-                first_efull = now_ms();
-                report("efull first sent=%ld", sent);
+                first_efull = nqt_peer_ms();
+                nqt_report("efull first sent=%ld", sent);
             }
             usleep(1000);
             continue;
         }
         if (rc != NQ_OK) {
-            report("error where=put code=%d", rc);
+            nqt_report("error where=put code=%d", rc);
             break;
         }
         sent++;
     }
-    report("sent n=%ld efull=%ld first_efull_ms=%" PRId64 " ms=%" PRId64 " hwm_kib=%ld", sent,
-           efull, first_efull, now_ms(), own_peak_kib());
-    int64_t t0 = now_ms();
+    nqt_report("sent n=%ld efull=%ld first_efull_ms=%" PRId64 " ms=%" PRId64 " hwm_kib=%ld", sent,
+           efull, first_efull, nqt_peer_ms(), own_peak_kib());
+    int64_t t0 = nqt_peer_ms();
     rc = nq_close(c);
     report_stats(c, NULL);
-    report("closed rc=%d ms=%" PRId64, rc, now_ms() - t0);
+    nqt_report("closed rc=%d ms=%" PRId64, rc, nqt_peer_ms() - t0);
     nq_destroy(c);
     free(buf);
     return sent == a->count ? 0 : 1;
@@ -768,18 +706,18 @@ static void *soak_one(void *arg)
     nq_comm *c = open_peer(a, NQ_CLIENT, &rc);
     uint8_t *buf = malloc((size_t)a->size_max);
     if (c == NULL || buf == NULL) {
-        report("error where=open client=%ld code=%d", s->index, rc);
+        nqt_report("error where=open client=%ld code=%d", s->index, rc);
         atomic_fetch_add(&s->t->errors, 1);
         nq_destroy(c);
         free(buf);
         return NULL;
     }
     uint64_t sent = 0, next = 0;
-    int64_t start = now_ms();
+    int64_t start = nqt_peer_ms();
     int first = 1;
     long span = a->size_max - MIN_SIZE + 1;
     while (!stopping) {
-        int due = a->rate <= 0 || (int64_t)sent * 1000 / a->rate <= now_ms() - start;
+        int due = a->rate <= 0 || (int64_t)sent * 1000 / a->rate <= nqt_peer_ms() - start;
         if (sent - next < (uint64_t)a->window && due) {
             size_t size = MIN_SIZE + (size_t)((sent * 7919u + (uint64_t)s->index) % (uint64_t)span);
             fill_message(buf, sent, size);
@@ -789,7 +727,7 @@ static void *soak_one(void *arg)
                 continue;
             }
             if (rc != NQ_EFULL) {
-                report("error where=put client=%ld code=%d", s->index, rc);
+                nqt_report("error where=put client=%ld code=%d", s->index, rc);
                 atomic_fetch_add(&s->t->errors, 1);
                 break;
             }
@@ -800,7 +738,7 @@ static void *soak_one(void *arg)
             continue;
         }
         if (rc != NQ_OK) {
-            report("error where=get client=%ld code=%d", s->index, rc);
+            nqt_report("error where=get client=%ld code=%d", s->index, rc);
             atomic_fetch_add(&s->t->errors, 1);
             break;
         }
@@ -834,7 +772,7 @@ static int soak(const args *a)
     for (long i = 0; i < a->clients; i++) {
         soakers[i] = (soaker){a, &t, &ready, i};
         if (pthread_create(&threads[running], NULL, soak_one, &soakers[i]) != 0) {
-            report("error where=thread client=%ld", i);
+            nqt_report("error where=thread client=%ld", i);
             atomic_fetch_add(&t.errors, 1);
             continue;
         }
@@ -845,7 +783,7 @@ static int soak(const args *a)
         nap_ms(250);
         if (!said_ready && atomic_load(&ready) == a->clients) {
             said_ready = 1;
-            report("ready");
+            nqt_report("ready");
         }
         report_tally("progress", &t);
     }
@@ -874,7 +812,7 @@ static void raise_open_files(void)
 
 int main(int argc, char **argv)
 {
-    clock_gettime(CLOCK_MONOTONIC, &started);
+    nqt_peer_clock_start();
     /* Dies with the script; a script already gone leaves init as parent. */
     prctl(PR_SET_PDEATHSIG, SIGKILL);
     if (getppid() == 1) {

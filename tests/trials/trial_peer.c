@@ -31,7 +31,6 @@
  */
 #include <inttypes.h>
 #include <signal.h>
-#include <stdarg.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -41,30 +40,11 @@
 
 #include <nq/nq.h>
 
+#include "peer_args.h"
+
 #define MAX_PEERS 64
 
 static volatile sig_atomic_t stopping;
-static struct timespec started;
-
-static int64_t ms_since_start(void)
-{
-    struct timespec now;
-    clock_gettime(CLOCK_MONOTONIC, &now);
-    return (int64_t)(now.tv_sec - started.tv_sec) * 1000 + (now.tv_nsec - started.tv_nsec) / 1000000;
-}
-
-static void report(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-static void report(const char *fmt, ...)
-{
-    char line[512];
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(line, sizeof(line), fmt, ap);
-    va_end(ap);
-    printf("%" PRId64 " %s\n", ms_since_start(), line);
-    fflush(stdout);
-}
-
 static void on_signal(int sig)
 {
     (void)sig;
@@ -100,49 +80,28 @@ static void parse(args *a, int argc, char **argv)
     a->host = "127.0.0.1";
     a->keepalive = a->close_timeout = a->queue = a->duration = -1;
     a->size = 16;
-    if (argc < 2) {
+    const nqt_opt opts[] = {
+        {"--protocol", NQT_OPT_PROTOCOL, &a->protocol, &a->tls},
+        {"--host", NQT_OPT_STR, &a->host, NULL},
+        {"--port", NQT_OPT_INT, &a->port, NULL},
+        {"--id", NQT_OPT_STR, &a->id, NULL},
+        {"--keepalive", NQT_OPT_I64, &a->keepalive, NULL},
+        {"--close-timeout", NQT_OPT_I64, &a->close_timeout, NULL},
+        {"--queue", NQT_OPT_I64, &a->queue, NULL},
+        {"--duration", NQT_OPT_I64, &a->duration, NULL},
+        {"--key", NQT_OPT_STR, &a->key, NULL},
+        {"--cert", NQT_OPT_STR, &a->cert, NULL},
+        {"--count", NQT_OPT_LONG, &a->count, NULL},
+        {"--size", NQT_OPT_LONG, &a->size, NULL},
+        {"--interval-us", NQT_OPT_LONG, &a->interval_us, NULL},
+        {"--hold", NQT_OPT_INT, &a->hold, NULL},
+        {"--acked", NQT_OPT_INT, &a->acked, NULL},
+        {"--reconnect", NQT_OPT_I64, &a->reconnect, NULL},
+    };
+    if (argc < 2 || nqt_parse_opts(opts, sizeof(opts) / sizeof(opts[0]), 2, argc, argv) != 0) {
         usage();
     }
     a->mode = argv[1];
-    for (int i = 2; i + 1 < argc; i += 2) {
-        const char *k = argv[i], *v = argv[i + 1];
-        if (strcmp(k, "--protocol") == 0) {
-            a->tls = strcmp(v, "tls") == 0;
-            a->protocol = strcmp(v, "mqtt") == 0 ? NQ_MQTT : strcmp(v, "grpc") == 0 ? NQ_GRPC : NQ_TCP;
-        } else if (strcmp(k, "--host") == 0) {
-            a->host = v;
-        } else if (strcmp(k, "--port") == 0) {
-            a->port = atoi(v);
-        } else if (strcmp(k, "--id") == 0) {
-            a->id = v;
-        } else if (strcmp(k, "--keepalive") == 0) {
-            a->keepalive = atoll(v);
-        } else if (strcmp(k, "--close-timeout") == 0) {
-            a->close_timeout = atoll(v);
-        } else if (strcmp(k, "--queue") == 0) {
-            a->queue = atoll(v);
-        } else if (strcmp(k, "--duration") == 0) {
-            a->duration = atoll(v);
-        } else if (strcmp(k, "--key") == 0) {
-            a->key = v;
-        } else if (strcmp(k, "--cert") == 0) {
-            a->cert = v;
-        } else if (strcmp(k, "--count") == 0) {
-            a->count = atol(v);
-        } else if (strcmp(k, "--size") == 0) {
-            a->size = atol(v);
-        } else if (strcmp(k, "--interval-us") == 0) {
-            a->interval_us = atol(v);
-        } else if (strcmp(k, "--hold") == 0) {
-            a->hold = atoi(v);
-        } else if (strcmp(k, "--acked") == 0) {
-            a->acked = atoi(v);
-        } else if (strcmp(k, "--reconnect") == 0) {
-            a->reconnect = atoll(v);
-        } else {
-            usage();
-        }
-    }
     if (a->size < 8) {
         a->size = 8;
     }
@@ -151,7 +110,7 @@ static void parse(args *a, int argc, char **argv)
 static void on_event(void *ctx, const nq_event *ev)
 {
     (void)ctx;
-    report("event type=%d reason=%d", ev->type, ev->reason);
+    nqt_report("event type=%d reason=%d", ev->type, ev->reason);
 }
 
 static nq_comm *open_peer(const args *a, nq_purpose purpose)
@@ -188,7 +147,7 @@ static nq_comm *open_peer(const args *a, nq_purpose purpose)
     int rc = nq_open(a->protocol, purpose, o, &c);
     nq_opts_free(o);
     if (rc != NQ_OK) {
-        report("error where=open code=%d", rc);
+        nqt_report("error where=open code=%d", rc);
         return NULL;
     }
     return c;
@@ -207,14 +166,14 @@ static uint64_t seq_of(const nq_msg *m)
 
 static int expired(const args *a)
 {
-    return a->duration >= 0 && ms_since_start() >= a->duration;
+    return a->duration >= 0 && nqt_peer_ms() >= a->duration;
 }
 
 static void close_and_report(nq_comm *c)
 {
-    int64_t t0 = ms_since_start();
+    int64_t t0 = nqt_peer_ms();
     int rc = nq_close(c);
-    report("closed rc=%d ms=%" PRId64, rc, ms_since_start() - t0);
+    nqt_report("closed rc=%d ms=%" PRId64, rc, nqt_peer_ms() - t0);
     nq_destroy(c);
 }
 
@@ -233,7 +192,7 @@ static int serve(const args *a)
     }
     uint16_t port = 0;
     nq_local_port(s, &port);
-    report("listening port=%u", (unsigned)port);
+    nqt_report("listening port=%u", (unsigned)port);
     static struct seen peers[MAX_PEERS];
     int npeers = 0;
     long received = 0, dups = 0, reorders = 0;
@@ -242,7 +201,7 @@ static int serve(const args *a)
         size_t count = 0;
         nq_peers(s, NULL, 0, &count);
         if (count != last_count) {
-            report("peers n=%zu", count);
+            nqt_report("peers n=%zu", count);
             last_count = count;
         }
         nq_msg *m = NULL;
@@ -251,7 +210,7 @@ static int serve(const args *a)
             continue;
         }
         if (rc != NQ_OK) {
-            report("error where=get code=%d", rc);
+            nqt_report("error where=get code=%d", rc);
             break;
         }
         nq_id from;
@@ -270,12 +229,12 @@ static int serve(const args *a)
         if (p != NULL) {
             if (seq < p->next) {
                 if (dups++ < 5) {
-                    report("duplicate seq=%" PRIu64 " expected=%" PRIu64 " len=%zu", seq, p->next,
+                    nqt_report("duplicate seq=%" PRIu64 " expected=%" PRIu64 " len=%zu", seq, p->next,
                            nq_msg_size(m));
                 }
             } else {
                 if (seq > p->next && reorders++ < 5) {
-                    report("gap seq=%" PRIu64 " expected=%" PRIu64, seq, p->next);
+                    nqt_report("gap seq=%" PRIu64 " expected=%" PRIu64, seq, p->next);
                 }
                 p->next = seq + 1;
             }
@@ -289,7 +248,7 @@ static int serve(const args *a)
     }
     int64_t resumed = 0;
     nq_stat(s, NQ_STAT_RESUMED, &resumed);
-    report("summary received=%ld duplicates=%ld out_of_order=%ld resumed=%" PRId64, received, dups,
+    nqt_report("summary received=%ld duplicates=%ld out_of_order=%ld resumed=%" PRId64, received, dups,
            reorders, resumed);
     close_and_report(s);
     return 0;
@@ -311,7 +270,7 @@ static void on_done(nq_future *f, int result, void *ctx)
         atomic_fetch_add(&futures_failed, 1);
         int none = 0;
         if (atomic_compare_exchange_strong(&first_future_error, &none, result)) {
-            report("error where=future code=%d", result);
+            nqt_report("error where=future code=%d", result);
         }
     }
 }
@@ -331,7 +290,7 @@ static int send_all(const args *a)
         nq_id sid;
         if (!connected && nq_server_id(c, &sid) == NQ_OK) {
             connected = 1;
-            report("connected");
+            nqt_report("connected");
         }
         struct timespec now;
         clock_gettime(CLOCK_MONOTONIC, &now);
@@ -355,7 +314,7 @@ static int send_all(const args *a)
                 free(data);
             }
             if (rc != NQ_OK) {
-                report("error where=put code=%d", rc);
+                nqt_report("error where=put code=%d", rc);
                 failed = 1;
                 break;
             }
@@ -373,7 +332,7 @@ static int send_all(const args *a)
             echoed++;
             if (seq < next_echo) {
                 if (dups++ < 5) {
-                    report("duplicate seq=%" PRIu64 " expected=%" PRIu64, seq, next_echo);
+                    nqt_report("duplicate seq=%" PRIu64 " expected=%" PRIu64, seq, next_echo);
                 }
             } else {
                 reorders += seq > next_echo;
@@ -381,7 +340,7 @@ static int send_all(const args *a)
             }
             nq_msg_free(m);
         } else if (rc != NQ_ETIMEDOUT) {
-            report("error where=get code=%d", rc);
+            nqt_report("error where=get code=%d", rc);
             failed = 1;
         }
         if (sent == a->count && echoed == a->count && !a->hold) {
@@ -391,10 +350,10 @@ static int send_all(const args *a)
     int64_t reconnects = 0;
     nq_stat(c, NQ_STAT_RECONNECTS, &reconnects);
     /* After close every future has completed. */
-    int64_t t0 = ms_since_start();
+    int64_t t0 = nqt_peer_ms();
     int rc = nq_close(c);
-    report("closed rc=%d ms=%" PRId64, rc, ms_since_start() - t0);
-    report("summary sent=%ld ok=%ld failed=%ld echoed=%ld duplicates=%ld out_of_order=%ld "
+    nqt_report("closed rc=%d ms=%" PRId64, rc, nqt_peer_ms() - t0);
+    nqt_report("summary sent=%ld ok=%ld failed=%ld echoed=%ld duplicates=%ld out_of_order=%ld "
            "reconnects=%" PRId64,
            sent, atomic_load(&futures_ok), atomic_load(&futures_failed), echoed, dups, reorders,
            reconnects);
@@ -404,7 +363,7 @@ static int send_all(const args *a)
 
 int main(int argc, char **argv)
 {
-    clock_gettime(CLOCK_MONOTONIC, &started);
+    nqt_peer_clock_start();
     struct sigaction act = {.sa_handler = on_signal};
     sigaction(SIGTERM, &act, NULL);
     sigaction(SIGINT, &act, NULL);
