@@ -5,6 +5,9 @@
  * freeze that lets no byte through while both kernels keep answering.
  * Over MQTT the proxy stands between the client and the broker.
  */
+#include <dlfcn.h>
+#include <errno.h>
+#include <poll.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdatomic.h>
@@ -862,6 +865,103 @@ static int test_a_net_queue_peer_sees_nothing_of_it(void)
     return 0;
 }
 
+/* ---- an urgent byte that lands between two looks --------------------------------- */
+
+/* recv, as libnq calls it, with one lie on demand: the next urgent read
+ * (MSG_OOB) after g_hide_urgent is set waits until the connection has
+ * bytes to read, then says that no urgent byte has come.  So the byte
+ * lands just after the library looked for it, and just before it peeks at
+ * what follows: the moment a busy machine may give it. */
+typedef ssize_t (*recv_fn)(int, void *, size_t, int);
+static recv_fn g_real_recv;
+static atomic_int g_hide_urgent;
+
+__attribute__((constructor)) static void find_real_recv(void)
+{
+    g_real_recv = (recv_fn)dlsym(RTLD_NEXT, "recv");
+}
+
+ssize_t recv(int fd, void *buf, size_t len, int flags)
+{
+    if ((flags & MSG_OOB) != 0 && atomic_exchange(&g_hide_urgent, 0)) {
+        struct pollfd p = {.fd = fd, .events = POLLIN};
+        poll(&p, 1, 2000);
+        usleep(50 * 1000); /* and whatever was sent behind the byte */
+        errno = EAGAIN;
+        return -1;
+    }
+    return g_real_recv(fd, buf, len, flags);
+}
+
+/* What a libnq peer at keep-alive 1 s sends first: the urgent byte asking
+ * for the heartbeat alone, its INI, and a PING telling its keep-alive. */
+static int send_beating_hello(int fd, const nq_id *id)
+{
+    static const uint8_t beat = 0x03;
+    static const uint8_t ping[16] = {0x80, 3, 0, 0, 0, 0, 0, 8, 0, 0, 0, 0, 0, 0, 0x03, 0xe8};
+    uint8_t hdr[8];
+    nqt_put_header(hdr, 16);
+    return send(fd, &beat, 1, MSG_OOB) == 1 && send(fd, hdr, 8, 0) == 8 &&
+                   send(fd, id->bytes, 16, 0) == 16 && send(fd, ping, 16, 0) == 16
+               ? 0
+               : -1;
+}
+
+/* The frames a libnq peer at keep-alive 1 s answers with: its INI, then
+ * its PING (8 bytes, 1000 ms). */
+static int expect_beating_hello(int fd)
+{
+    uint8_t hdr[8], id[16], ms[8];
+    CHECK(read_exact(fd, hdr, 8) == 0 && read_exact(fd, id, 16) == 0);
+    CHECK(hdr[7] == 16 && hdr[0] == 0);
+    CHECK(read_exact(fd, hdr, 8) == 0);
+    CHECK(hdr[0] == 0x80 && hdr[1] == 3 && hdr[7] == 8);
+    CHECK(read_exact(fd, ms, 8) == 0);
+    CHECK(ms[6] == 0x03 && ms[7] == 0xe8);
+    return 0;
+}
+
+/* The peer's urgent byte arrives after the library looked for it but
+ * before it peeked at the stream (on a loaded machine, TLS clients met it
+ * in a storm of connections).  Bytes behind where the urgent byte would
+ * stand mean the byte, if sent, is there: the library looks again, agrees
+ * on the heartbeat, and reads the peer's PING as one; before, it took the
+ * peer for one that sent no byte and ended on the PING with NQ_EPROTO. */
+static int test_an_urgent_byte_that_lands_late_is_seen(void)
+{
+    struct timeval tv = {.tv_sec = 3};
+    nq_id me;
+    nq_id_random(&me);
+    /* A server. */
+    nq_comm *s = server_with(idle_beating(options(NQ_SERVER, 0, NQ_DELIVERY_WRITTEN)));
+    CHECK(s != NULL);
+    atomic_store(&g_hide_urgent, 1);
+    int fd = nqt_raw_connect(nqt_port(s));
+    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+    CHECK(send_beating_hello(fd, &me) == 0);
+    CHECK(expect_beating_hello(fd) == 0);
+    CHECK(atomic_load(&g_hide_urgent) == 0); /* the lie was told */
+    close(fd);
+    nq_destroy(s);
+
+    /* A client. */
+    uint16_t port;
+    int lfd = nqt_raw_listen(&port);
+    atomic_store(&g_hide_urgent, 1);
+    nq_comm *c =
+        nqt_open(g_proto, NQ_CLIENT, idle_beating(options(NQ_CLIENT, port, NQ_DELIVERY_WRITTEN)));
+    CHECK(c != NULL);
+    fd = nqt_raw_accept(lfd);
+    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+    CHECK(send_beating_hello(fd, &me) == 0);
+    CHECK(expect_beating_hello(fd) == 0);
+    CHECK(atomic_load(&g_hide_urgent) == 0);
+    close(fd);
+    close(lfd);
+    nq_destroy(c);
+    return 0;
+}
+
 static const struct test_case tests[] = {
     TEST(test_agreed_where_the_transport_can_carry_it),
     TEST(test_falls_back_when_one_side_does_not_ask),
@@ -876,6 +976,7 @@ static const struct test_case tests[] = {
     TEST(test_heartbeat_takes_the_slower_side),
     TEST(test_lost_peer_is_kept_for_resume_ms),
     TEST_TCP(test_a_net_queue_peer_sees_nothing_of_it), /* a raw peer speaks plain TCP */
+    TEST_TCP(test_an_urgent_byte_that_lands_late_is_seen),
 };
 
 int main(int argc, char **argv)

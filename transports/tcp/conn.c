@@ -184,11 +184,10 @@ void nqi_tcp_flush(nqi_session *s)
 /* t->urgent once the connection broke before it could tell. */
 #define URGENT_BROKEN (-2)
 
-int nqi_tcp_urgent_known(tcp_conn *t)
+/* Takes the peer's urgent byte if it has come: 1 if so, 0 if not, -1 if
+ * the connection broke. */
+static int take_urgent(tcp_conn *t)
 {
-    if (t->urgent != 0 || nqi_tcp_own_urgent(t->s->comm) == 0) {
-        return 1;
-    }
     uint8_t b;
     if (recv(t->watch.fd, &b, 1, MSG_OOB | MSG_DONTWAIT) == 1) {
         t->urgent = b == URGENT_ASK ? 1 : -1;
@@ -200,14 +199,29 @@ int nqi_tcp_urgent_known(tcp_conn *t)
         /* Reset or closed (an urgent byte may still wait: ENOTCONN): the
          * read that follows reports how. */
         t->urgent = URGENT_BROKEN;
+        return -1;
+    }
+    return 0;
+}
+
+int nqi_tcp_urgent_known(tcp_conn *t)
+{
+    if (t->urgent != 0 || nqi_tcp_own_urgent(t->s->comm) == 0) {
+        return 1;
+    }
+    if (take_urgent(t) != 0) {
         return 1;
     }
     /* No urgent byte known yet.  MSG_PEEK passes over one without
      * consuming it: bytes there to be read behind where it would be mean
-     * that it would have come first, had there been one. */
+     * that it would have come first, had there been one.  It may have
+     * come since the look above, with bytes behind it: look again. */
+    uint8_t b;
     ssize_t n = recv(t->watch.fd, &b, 1, MSG_PEEK | MSG_DONTWAIT);
     if (n > 0) {
-        t->urgent = -1;
+        if (take_urgent(t) == 0) {
+            t->urgent = -1;
+        }
         return 1;
     }
     if (n == 0 || (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR)) {
