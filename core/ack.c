@@ -502,6 +502,7 @@ void nqi_ack_rewind(nqi_session *s)
     a->again = 0;
     s->out_off = 0;
     s->out_sent = 0;
+    s->out_taken = 0;
     /* Kept frames go back in front, newest first so the oldest leads. */
     if (a->kept_len > 0 && nqi_ring_reserve(&s->out, &s->out_cap, &s->out_head, s->out_len,
                                             s->out_len + a->kept_len) != NQ_OK) {

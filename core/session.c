@@ -217,7 +217,7 @@ void nqi_session_out_commit(nqi_session *s, size_t n)
 
 size_t nqi_session_first_unstarted(const nqi_session *s)
 {
-    uint64_t skip = s->out_off + s->out_sent;
+    uint64_t skip = s->out_off + s->out_sent + s->out_taken;
     size_t k = 0;
     while (k < s->out_len && skip > 0) {
         uint64_t size = NQI_HEADER_SIZE + s->out[(s->out_head + k) % s->out_cap]->payload_len;
@@ -263,6 +263,7 @@ void nqi_session_out_fail(nqi_session *s, int err)
     }
     s->out_off = 0;
     s->out_sent = 0;
+    s->out_taken = 0;
     s->hello = NULL;
     s->ack.pending = NULL;
     nqi_ack_fail(s, err);
@@ -292,6 +293,7 @@ int nqi_session_restart(nqi_session *s)
     s->fin_queued = 0;
     s->out_off = 0;
     s->out_sent = 0;
+    s->out_taken = 0;
     if (s->hello != NULL) {
         return NQ_OK; /* the INI still leads the queue */
     }

@@ -104,6 +104,10 @@ struct nqi_session {
     size_t out_len;
     uint64_t out_off;
     uint64_t out_sent; /* bytes past out_off handed over, not yet confirmed */
+    /* Bytes past out_off + out_sent that a write which must be repeated
+     * as it was took (a TLS record the socket has no room for yet, built
+     * from them): they are offered again, and nothing may go in between. */
+    uint64_t out_taken;
     nqi_frame *hello;  /* client: its INI while queued and not wholly sent */
 
     /* input */
@@ -173,7 +177,7 @@ uint64_t nqi_session_out_pending(const nqi_session *s);
 /* Accounts n bytes handed to the transport; completes finished frames. */
 void nqi_session_out_commit(nqi_session *s, size_t n);
 /* The index in the ring of the first frame nothing of which was handed
- * to the transport. */
+ * to the transport, nor taken by a write it must repeat (out_taken). */
 size_t nqi_session_first_unstarted(const nqi_session *s);
 /* Takes out of the ring the copies of fut's put that have not started
  * (nor gone out on an earlier connection), completing them with

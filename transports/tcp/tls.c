@@ -380,6 +380,10 @@ static long tls_read(tcp_conn *t, uint8_t *buf, size_t len)
     return classify(t, r, "TLS read failed");
 }
 
+/* A write that must wait for the socket leaves a record built from the
+ * start of buf in OpenSSL, and maybe sent more of buf already: the next
+ * write must offer the same bytes again (from wherever they are), so the
+ * session may put nothing in between them (out_taken). */
 static long write_record(tcp_conn *t, const void *buf, size_t len)
 {
     size_t n = 0;
@@ -387,9 +391,14 @@ static long write_record(tcp_conn *t, const void *buf, size_t len)
     int r = SSL_write_ex(t->ssl, buf, len, &n);
     if (r == 1) {
         t->tls_want = 0;
+        t->s->out_taken = 0;
         return (long)n;
     }
-    return classify(t, r, "TLS write failed");
+    long rv = classify(t, r, "TLS write failed");
+    if (rv == NQI_WOULDBLOCK && len > t->s->out_taken) {
+        t->s->out_taken = len;
+    }
+    return rv;
 }
 
 /* TLS has no vectored write: when the first piece is small, pieces are
