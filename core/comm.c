@@ -446,7 +446,9 @@ void nq_msg_free(nq_msg *msg)
     if (msg->session != NULL) {
         nqi_session_unref(msg->session);
     }
-    nqi_block_free(msg->data);
+    if (msg->data != nqi_msg_inline(msg)) {
+        nqi_block_free(msg->data);
+    }
     nqi_block_free(msg);
 }
 

@@ -115,16 +115,27 @@ typedef struct nqi_msgq_peer {
     struct nq_msg *last;
 } nqi_msgq_peer;
 
+/* Payloads of at most this many bytes live in their message's block,
+ * right behind it, 16-byte aligned (nqi_msg_inline). */
+#define NQI_MSG_INLINE_MAX 256
+
 struct nq_msg {
     struct nq_msg *next;      /* the arrival queue, both ways */
     struct nq_msg *prev;
     struct nq_msg *peer_next; /* its sender's next one in the queue */
     nqi_msgq_peer *from;      /* its sender's list while queued */
     nq_id peer;
-    uint8_t *data; /* from the block pool, may be NULL when len is 0 */
+    uint8_t *data; /* from the block pool or inline, may be NULL when len is 0 */
     size_t len;
     nqi_session *session; /* counted against its queue_size; may be NULL */
 };
+
+#define NQI_MSG_INLINE_AT ((sizeof(struct nq_msg) + 15) & ~(size_t)15)
+
+static inline uint8_t *nqi_msg_inline(struct nq_msg *m)
+{
+    return (uint8_t *)m + NQI_MSG_INLINE_AT;
+}
 
 typedef struct nqi_msgq {
     pthread_mutex_t mu;

@@ -111,8 +111,21 @@ static void flags_wake(nq_future *f)
  * runs the callback: whichever sets its flag second. */
 static void complete(nq_future *f)
 {
-    f->result = atomic_load(&f->first_error);
-    int old = atomic_fetch_or(&f->flags, COMPLETING);
+    f->result = atomic_load_explicit(&f->first_error, memory_order_relaxed);
+    /* Without a callback the two flags go at once (the common case: one
+     * atomic operation); a callback set meanwhile finds COMPLETING and
+     * runs in nq_future_on_done, as it would have a moment later. */
+    int old = atomic_load_explicit(&f->flags, memory_order_relaxed);
+    while (!(old & CB_SET)) {
+        if (atomic_compare_exchange_weak(&f->flags, &old, old | COMPLETING | DONE)) {
+            if (old & WAITER) {
+                flags_wake(f);
+            }
+            future_unref(f);
+            return;
+        }
+    }
+    old = atomic_fetch_or(&f->flags, COMPLETING);
     if (old & CB_SET) {
         f->cb(f, f->result, f->cb_ctx);
     }
@@ -134,7 +147,10 @@ void nqi_future_note_error(nq_future *f, int result)
 void nqi_future_part_done(nq_future *f, int result)
 {
     nqi_future_note_error(f, result);
-    if (atomic_fetch_sub(&f->parts, 1) == 1) {
+    /* The last part outstanding is this one alone: no other thread counts
+     * it down. */
+    if (atomic_load_explicit(&f->parts, memory_order_acquire) == 1 ||
+        atomic_fetch_sub(&f->parts, 1) == 1) {
         complete(f);
     }
 }

@@ -117,6 +117,7 @@ struct nqi_session {
     int in_slow;         /* looks in a row that found a frame barely moving */
     nq_msg *batch_head; /* messages parsed in this read, not yet queued */
     nq_msg *batch_tail;
+    uint64_t batch_bytes; /* their payload bytes */
     atomic_long queued; /* messages delivered to the queue, not yet taken */
     nqi_msgq_peer inq;  /* those of them still queued (the queue's mutex) */
     char *identity;     /* what the peer's TLS certificate says, or NULL

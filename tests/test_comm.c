@@ -190,6 +190,36 @@ static int test_zero_and_sixteen_byte_payloads(void)
     return 0;
 }
 
+/* Payloads around the size up to which a received payload shares its
+ * message's block arrive intact, 16-byte aligned either way. */
+static int test_small_payloads_arrive_intact_and_aligned(void)
+{
+    static const size_t sizes[] = {1, 15, 64, 255, 256, 257, 300, 1024, 4096};
+    enum { N = sizeof(sizes) / sizeof(sizes[0]) };
+    uint8_t buf[4096 + 16];
+    for (size_t i = 0; i < sizeof(buf); i++) {
+        buf[i] = (uint8_t)(i * 7 + 3);
+    }
+    nq_comm *s = server_on("127.0.0.1");
+    nq_comm *c = client_of(s, NULL);
+    for (int i = 0; i < N; i++) {
+        CHECK_OK(nqt_put_wait(c, buf + i, sizes[i], NULL, 0));
+    }
+    for (int i = 0; i < N; i++) {
+        nq_msg *m;
+        CHECK_OK(nq_get(s, WAIT_MS, &m));
+        const void *data;
+        size_t len;
+        CHECK_OK(nq_msg_data(m, &data, &len));
+        CHECK(len == sizes[i] && memcmp(data, buf + i, len) == 0);
+        CHECK((uintptr_t)data % 16 == 0);
+        nq_msg_free(m);
+    }
+    nq_destroy(c);
+    nq_destroy(s);
+    return 0;
+}
+
 static int test_large_message_arrives_intact(void)
 {
     size_t len = 10 * 1024 * 1024 + 7;
@@ -1284,6 +1314,7 @@ static const struct test_case tests[] = {
     TEST(test_targeted_put_reaches_only_that_client),
     TEST(test_put_to_unknown_peer_fails),
     TEST(test_zero_and_sixteen_byte_payloads),
+    TEST(test_small_payloads_arrive_intact_and_aligned),
     TEST(test_large_message_arrives_intact),
     TEST(test_ten_thousand_messages_keep_order),
     TEST(test_future_callbacks_run),
