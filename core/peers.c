@@ -512,6 +512,11 @@ void nqi_session_end(nqi_session *s, int err)
         return;
     }
     nq_comm *c = s->comm;
+    if (err == NQ_ECONNRESET && nqi_session_exchanged(s)) {
+        /* A peer that answered our FIN and left resets the connection when
+         * a PING of ours comes after it: nothing was lost. */
+        err = 0;
+    }
     s->error = err;
     int again = nqi_redial_wanted(s, err);
     /* A server session with acknowledged delivery waits for its peer

@@ -352,6 +352,19 @@ int nqi_session_finished(const nqi_session *s)
     return s->fin_received && s->fin_queued && s->out_len == 0 && nqi_ack_settled(s);
 }
 
+int nqi_session_exchanged(const nqi_session *s)
+{
+    if (!s->fin_received || !s->fin_queued || !nqi_ack_settled(s)) {
+        return 0;
+    }
+    for (size_t k = 0; k < s->out_len; k++) {
+        if (s->out[(s->out_head + k) % s->out_cap]->kind != NQI_FRAME_CONTROL) {
+            return 0; /* this side's FIN, at least, is still to go */
+        }
+    }
+    return 1;
+}
+
 /* ---- input ----------------------------------------------------------------- */
 
 static int on_frame(void *ctx, uint8_t *data, size_t len)

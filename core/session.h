@@ -200,6 +200,10 @@ int nqi_session_restart(nqi_session *s);
 int nqi_session_queue_fin(nqi_session *s);
 /* 1 when the close handshake has run its course and output is drained. */
 int nqi_session_finished(const nqi_session *s);
+/* 1 when both FINs have passed, the peer has everything this side put,
+ * and nothing but control frames waits: a lost connection now loses
+ * nothing. */
+int nqi_session_exchanged(const nqi_session *s);
 
 /* ---- input ----------------------------------------------------------------- */
 

@@ -12,7 +12,9 @@
 #include <signal.h>
 #include <stdatomic.h>
 #include <stdlib.h>
+#include <string.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "env.h"
@@ -947,9 +949,27 @@ typedef ssize_t (*recv_fn)(int, void *, size_t, int);
 static recv_fn g_real_recv;
 static atomic_int g_hide_urgent;
 
+/* read, as libnq calls it, late on demand: the next read of a socket
+ * after g_late_read is set waits 100 ms first, so that whatever the peer
+ * sends right behind its bytes (a reset) has come too. */
+typedef ssize_t (*read_fn)(int, void *, size_t);
+static read_fn g_real_read;
+static atomic_int g_late_read;
+
 __attribute__((constructor)) static void find_real_recv(void)
 {
     g_real_recv = (recv_fn)dlsym(RTLD_NEXT, "recv");
+    g_real_read = (read_fn)dlsym(RTLD_NEXT, "read");
+}
+
+ssize_t read(int fd, void *buf, size_t len)
+{
+    struct stat st;
+    if (atomic_load(&g_late_read) && fstat(fd, &st) == 0 && S_ISSOCK(st.st_mode) &&
+        atomic_exchange(&g_late_read, 0)) {
+        usleep(100 * 1000);
+    }
+    return g_real_read(fd, buf, len);
 }
 
 ssize_t recv(int fd, void *buf, size_t len, int flags)
@@ -1033,6 +1053,69 @@ static int test_an_urgent_byte_that_lands_late_is_seen(void)
     return 0;
 }
 
+/* ---- a reset behind a complete close --------------------------------------------- */
+
+struct closing {
+    nq_comm *comm;
+    int rv;
+};
+
+static void *close_comm(void *arg)
+{
+    struct closing *cl = arg;
+    cl->rv = nq_close(cl->comm);
+    return NULL;
+}
+
+/* A client that closes before the server's INI has come sends its FIN
+ * first.  The INI then starts the heartbeat, and the client's first PING
+ * goes out behind its FIN.  A server that has answered the FIN and left
+ * resets the connection when that PING comes; the reset lands right
+ * behind the server's FIN.  Both FINs passed and nothing was lost, so the
+ * close succeeds.  Before, the reset ended the session with NQ_ECONNRESET
+ * and nq_close reported it. */
+static int test_a_reset_behind_both_fins_is_a_clean_close(void)
+{
+    struct timeval tv = {.tv_sec = 3};
+    nq_id me;
+    nq_id_random(&me);
+    uint16_t port;
+    int lfd = nqt_raw_listen(&port);
+    CHECK(lfd >= 0);
+    nq_comm *c =
+        nqt_open(g_proto, NQ_CLIENT, idle_beating(options(NQ_CLIENT, port, NQ_DELIVERY_WRITTEN)));
+    CHECK(c != NULL);
+    int fd = nqt_raw_accept(lfd);
+    CHECK(fd >= 0);
+    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+    uint8_t fin[24], ping[16];
+    CHECK(read_exact(fd, fin, 24) == 0); /* its INI */
+    CHECK(fin[0] == 0 && fin[7] == 16);
+
+    struct closing cl = {c, -1};
+    pthread_t closer;
+    CHECK(pthread_create(&closer, NULL, close_comm, &cl) == 0);
+    int ok = read_exact(fd, fin, 24) == 0 && fin[0] == 0 && fin[7] == 16; /* its FIN */
+    ok = ok && send_beating_hello(fd, &me) == 0; /* urgent byte, INI, PING */
+    ok = ok && read_exact(fd, ping, 16) == 0 && ping[0] == 0x80 && ping[1] == 3;
+    /* The FIN, and at once the reset (no linger). */
+    atomic_store(&g_late_read, 1);
+    nqt_put_header(fin, 16);
+    memcpy(fin + 8, me.bytes, 16);
+    ok = ok && send(fd, fin, 24, 0) == 24;
+    struct linger no_linger = {.l_onoff = 1, .l_linger = 0};
+    setsockopt(fd, SOL_SOCKET, SO_LINGER, &no_linger, sizeof(no_linger));
+    close(fd);
+    close(lfd);
+    pthread_join(closer, NULL);
+    int late = atomic_exchange(&g_late_read, 0) == 0; /* the read came late */
+    CHECK(ok);
+    CHECK(late);
+    CHECK_OK(cl.rv);
+    nq_destroy(c);
+    return 0;
+}
+
 static const struct test_case tests[] = {
     TEST(test_agreed_where_the_transport_can_carry_it),
     TEST(test_falls_back_when_one_side_does_not_ask),
@@ -1049,6 +1132,7 @@ static const struct test_case tests[] = {
     TEST(test_beats_of_a_held_back_client_break_no_message),
     TEST_TCP(test_a_net_queue_peer_sees_nothing_of_it), /* a raw peer speaks plain TCP */
     TEST_TCP(test_an_urgent_byte_that_lands_late_is_seen),
+    TEST_TCP(test_a_reset_behind_both_fins_is_a_clean_close),
 };
 
 int main(int argc, char **argv)

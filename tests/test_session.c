@@ -574,6 +574,39 @@ static int test_the_heartbeat_alone_takes_pings_and_nothing_else(void)
     return 0;
 }
 
+/* Once both FINs have passed, a PING still waiting is all that is left:
+ * the exchange is complete, and a reset then loses nothing.  Not while
+ * this side's FIN waits, nor while data waits. */
+static int test_a_ping_left_after_both_fins_is_a_complete_exchange(void)
+{
+    struct fixture *f = fixture_new(1, 100);
+    nqi_session *s = nqi_session_create(&f->comm, &f->worker, &fake_owner, 0);
+    nq_id peer;
+    CHECK(s != NULL && nq_id_random(&peer) == NQ_OK);
+    uint8_t wire[64];
+    size_t n = 0;
+    put_frame(wire, &n, peer.bytes, 16);
+    CHECK_OK(nqi_session_in(s, wire, n));
+    nq_future *fut = queue_data(s, "data");
+    CHECK(fut != NULL);
+    CHECK_OK(nqi_session_queue_fin(s));
+    CHECK(!nqi_session_exchanged(s)); /* the peer's FIN is still to come */
+    CHECK_OK(nqi_session_in(s, wire, n));
+    CHECK(s->fin_received && !nqi_session_exchanged(s)); /* data waits */
+    nqi_session_out_commit(s, NQI_HEADER_SIZE + 4);
+    CHECK(!nqi_session_exchanged(s)); /* our FIN waits */
+    nqi_frame *ping = nqi_frame_control(NQI_CTL_PING, NULL, 0);
+    CHECK(ping != NULL && nqi_session_queue(s, ping) == NQ_OK);
+    nqi_session_out_commit(s, NQI_HEADER_SIZE + 16);
+    CHECK(s->out_len == 1 && !nqi_session_finished(s));
+    CHECK(nqi_session_exchanged(s));
+    CHECK_RC(nq_future_result(fut), NQ_OK);
+    nq_future_free(fut);
+    nqi_session_unref(s);
+    fixture_free(f);
+    return 0;
+}
+
 static const struct test_case tests[] = {
     TEST(test_first_message_must_be_a_16_byte_ini),
     TEST(test_a_stranger_cannot_announce_a_long_frame),
@@ -586,6 +619,7 @@ static const struct test_case tests[] = {
     TEST(test_an_ack_is_never_queued_ahead_of_written_bytes),
     TEST(test_rewind_and_resume_send_what_the_peer_lacks),
     TEST(test_the_heartbeat_alone_takes_pings_and_nothing_else),
+    TEST(test_a_ping_left_after_both_fins_is_a_complete_exchange),
 };
 
 int main(int argc, char **argv)
