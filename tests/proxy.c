@@ -106,10 +106,11 @@ static void *run(void *arg)
         pf[n].fd = p->listen_fd;
         pf[n].events = POLLIN;
         who[n++] = -1;
-        if (!atomic_load(&p->frozen_seen)) {
+        int frozen = atomic_load(&p->frozen_seen);
+        if (frozen != NQT_PROXY_FROZEN) {
             for (int i = 0; i < NQT_PROXY_MAX; i++) {
                 for (int side = 0; side < 2; side++) {
-                    if (p->fds[i][side] >= 0) {
+                    if (p->fds[i][side] >= 0 && (side == 0 || frozen != NQT_PROXY_HELD_BACK)) {
                         pf[n].fd = p->fds[i][side];
                         pf[n].events = POLLIN | POLLPRI;
                         who[n++] = i * 2 + side;

@@ -36,7 +36,13 @@ int nqt_proxy_start(nqt_proxy *p, uint16_t upstream);
 /* Resets every relayed connection and waits (5 s at most) until done.
  * Returns 0, or -1 when the thread did not do it in time. */
 int nqt_proxy_reset(nqt_proxy *p);
-/* Stops (1) or resumes (0) relaying; returns once the thread follows. */
+enum {
+    NQT_PROXY_FLOWING = 0,
+    NQT_PROXY_FROZEN = 1,    /* nothing passes */
+    NQT_PROXY_HELD_BACK = 2, /* what the upstream sends waits; the rest passes */
+};
+/* Stops relaying (NQT_PROXY_FROZEN), one way (NQT_PROXY_HELD_BACK), or
+ * resumes (NQT_PROXY_FLOWING); returns once the thread follows. */
 void nqt_proxy_freeze(nqt_proxy *p, int frozen);
 /* Stops the thread and closes every socket. */
 void nqt_proxy_stop(nqt_proxy *p);

@@ -16,6 +16,7 @@
 #include "broker.h"
 #include "harness.h"
 #include "peers.h"
+#include "proxy.h"
 #include "nq/nq.h"
 
 #define WAIT_MS NQT_WAIT_MS
@@ -648,6 +649,41 @@ static int test_communicators_of_one_process_leave_no_trace_connecting(void)
     return 0;
 }
 
+/* A client watches its server's will once the server's INI has come.  A
+ * server lost after its INI left but before that watch reached the broker
+ * is noticed all the same: the broker keeps a server's will (retained)
+ * until the server connects again.  Here the client's way from the broker
+ * holds back the server's INI until the server is gone.  Before, the will
+ * went by before the client watched for it, and its get timed out. */
+static int test_a_server_lost_before_its_will_is_watched_is_noticed(void)
+{
+    CHECK(start_broker(0) == 0);
+    nqt_proxy ps, pc;
+    CHECK(nqt_proxy_start(&ps, broker.port) == 0);
+    CHECK(nqt_proxy_start(&pc, broker.port) == 0);
+    nq_comm *s = mqtt_peer(NQ_SERVER, nqt_opts("127.0.0.1", ps.port, NULL));
+    CHECK(s != NULL);
+    nqt_proxy_freeze(&ps, NQT_PROXY_FROZEN); /* the client's INI waits at the server's door */
+    nq_comm *c = mqtt_peer(NQ_CLIENT, nqt_opts("127.0.0.1", pc.port, NULL));
+    CHECK(c != NULL);
+    nqt_proxy_freeze(&pc, NQT_PROXY_HELD_BACK); /* the server's INI will wait at the client's */
+    nqt_proxy_freeze(&ps, NQT_PROXY_FLOWING);
+    CHECK(nqt_wait_stat(s, NQ_STAT_PEERS, 1) == 0); /* it answered */
+    usleep(300 * 1000);
+    nqt_proxy_stop(&ps); /* the server's connection to the broker is gone */
+    usleep(300 * 1000);
+    nqt_proxy_freeze(&pc, NQT_PROXY_FLOWING);
+    nq_msg *m = NULL;
+    int64_t t0 = nqt_now_ms();
+    CHECK_RC(nq_get(c, WAIT_MS, &m), NQ_ECONNRESET);
+    printf("the lost server noticed after %lld ms\n", (long long)(nqt_now_ms() - t0));
+    nq_destroy(c);
+    nq_destroy(s);
+    nqt_proxy_stop(&pc);
+    nqt_broker_stop(&broker, SIGTERM);
+    return 0;
+}
+
 static const struct test_case tests[] = {
     TEST(test_slices_carry_a_large_message),
     TEST(test_every_qos_level_works),
@@ -662,6 +698,7 @@ static const struct test_case tests[] = {
     TEST(test_forged_inis_cost_a_bounded_number_of_sessions),
     TEST(test_broker_restart_is_survived_with_reconnection),
     TEST(test_broker_killed_mid_stream_loses_nothing_acknowledged),
+    TEST(test_a_server_lost_before_its_will_is_watched_is_noticed),
 };
 
 int main(int argc, char **argv)

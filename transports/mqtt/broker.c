@@ -182,6 +182,24 @@ static void on_subscribe_failed(void *context, MQTTAsync_failureData *resp)
     signal_ready(c->tp, NQ_ECONNREFUSED);
 }
 
+/* A server's will is retained: a client watches it only once the server's
+ * INI has come, so a server lost between its INI and that subscription is
+ * still noticed.  A live server removes it (an empty retained message) on
+ * every connection, before it subscribes and so before it answers anyone,
+ * and again when someone puts one there while it lives. */
+static void clear_own_will(nq_comm *c)
+{
+    mqtt_comm *st = c->tp;
+    if (c->purpose != NQ_SERVER) {
+        return;
+    }
+    MQTTAsync_responseOptions ro = MQTTAsync_responseOptions_initializer;
+    if (MQTTAsync_send(st->client, st->will_topic, 0, "", st->qos, 1, &ro) !=
+        MQTTASYNC_SUCCESS) {
+        nqi_logf(&c->log, NQ_LOG_WARN, "cannot clear our retained will on %s", st->will_topic);
+    }
+}
+
 /* Subscribes to the peers' topics (and, on a server, to their wills). */
 static int subscribe(nq_comm *c, MQTTAsync_responseOptions *ro)
 {
@@ -216,6 +234,7 @@ static void on_connected(void *context, MQTTAsync_successData *resp)
     if (st->broker.ss_family != 0) {
         each_broker_socket(st, nodelay_if_new);
     }
+    clear_own_will(c);
     MQTTAsync_responseOptions ro = MQTTAsync_responseOptions_initializer;
     ro.onSuccess = on_subscribed;
     ro.onFailure = on_subscribe_failed;
@@ -247,6 +266,7 @@ static void on_reconnected(void *context, char *cause)
     if (!atomic_exchange(&st->reconnecting, 0)) {
         return; /* the first connection, which on_connected handles */
     }
+    clear_own_will(c);
     MQTTAsync_responseOptions ro = MQTTAsync_responseOptions_initializer;
     subscribe(c, &ro);
     atomic_store(&st->lost, 0);
@@ -391,6 +411,16 @@ static int on_message(void *context, char *topic, int topic_len, MQTTAsync_messa
         const char *dir = c->purpose == NQ_SERVER ? "c2s/" : "s2c/";
         ok = topic_id(st, topic, len, dir, &a->from) == 0;
         if (!ok && topic_id(st, topic, len, "nq/lost/", &a->from) == 0) {
+            if (msg->payloadlen == 0) {
+                /* A server's will removed: news of nothing. */
+                free(a);
+                MQTTAsync_free(topic);
+                MQTTAsync_freeMessage(&msg);
+                return 1;
+            }
+            if (c->purpose == NQ_SERVER && nq_id_equal(&a->from, &c->opts.id)) {
+                clear_own_will(c); /* ours, while we live: stale or forged */
+            }
             ok = 1;
             a->kind = ARRIVED_WILL;
         }
@@ -490,7 +520,7 @@ int nqi_mqtt_connect(nq_comm *c)
     will.payload.data = "lost";
     will.payload.len = 4;
     will.qos = st->qos;
-    will.retained = 0;
+    will.retained = c->purpose == NQ_SERVER; /* see clear_own_will */
     co.will = &will;
     if (st->redials) {
         co.automaticReconnect = 1;
