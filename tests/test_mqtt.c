@@ -684,6 +684,43 @@ static int test_a_server_lost_before_its_will_is_watched_is_noticed(void)
     return 0;
 }
 
+/* Someone on an open broker puts a will, retained, where a live server's
+ * goes.  The server hears it and removes it: a client that comes later is
+ * served, not told at once that its server was lost. */
+static int test_a_forged_will_of_a_live_server_does_not_last(void)
+{
+    CHECK(start_broker(0) == 0);
+    nq_id sid;
+    nq_id_random(&sid);
+    nq_comm *s = mqtt_peer(NQ_SERVER, nqt_opts("127.0.0.1", broker.port, &sid));
+    CHECK(s != NULL);
+    char hex[33], cmd[256], look[256];
+    for (int i = 0; i < 16; i++) {
+        snprintf(hex + 2 * i, 3, "%02x", sid.bytes[i]);
+    }
+    snprintf(cmd, sizeof(cmd), "mosquitto_pub -h 127.0.0.1 -p %u -t nq/lost/%s -q 1 -r -m lost",
+             (unsigned)broker.port, hex);
+    CHECK(system(cmd) == 0);
+    /* A subscriber gets a retained message at once, or nothing for 1 s. */
+    snprintf(look, sizeof(look),
+             "mosquitto_sub -h 127.0.0.1 -p %u -t nq/lost/%s -C 1 -W 1 >/dev/null 2>&1",
+             (unsigned)broker.port, hex);
+    int gone = 0;
+    for (int i = 0; i < 5 && !gone; i++) {
+        gone = system(look) != 0;
+    }
+    CHECK(gone);
+    nq_comm *c = mqtt_peer(NQ_CLIENT, nqt_opts("127.0.0.1", broker.port, NULL));
+    CHECK(c != NULL);
+    CHECK(nqt_round_trip(s, c) == 0);
+    CHECK_OK(nq_close(c));
+    CHECK_OK(nq_close(s));
+    nq_destroy(c);
+    nq_destroy(s);
+    nqt_broker_stop(&broker, SIGTERM);
+    return 0;
+}
+
 static const struct test_case tests[] = {
     TEST(test_slices_carry_a_large_message),
     TEST(test_every_qos_level_works),
@@ -699,6 +736,7 @@ static const struct test_case tests[] = {
     TEST(test_broker_restart_is_survived_with_reconnection),
     TEST(test_broker_killed_mid_stream_loses_nothing_acknowledged),
     TEST(test_a_server_lost_before_its_will_is_watched_is_noticed),
+    TEST(test_a_forged_will_of_a_live_server_does_not_last),
 };
 
 int main(int argc, char **argv)
