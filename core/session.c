@@ -349,7 +349,7 @@ int nqi_session_queue_fin(nqi_session *s)
 
 int nqi_session_finished(const nqi_session *s)
 {
-    return s->fin_received && s->fin_queued && s->out_len == 0 && nqi_ack_settled(s);
+    return s->out_len == 0 && nqi_session_exchanged(s);
 }
 
 int nqi_session_exchanged(const nqi_session *s)

@@ -23,6 +23,14 @@
 
 static nqt_broker broker;
 
+/* An id as MQTT topics and client ids carry it: 32 hex digits. */
+static void id_hex(const nq_id *id, char hex[33])
+{
+    for (int i = 0; i < 16; i++) {
+        snprintf(hex + 2 * i, 3, "%02x", id->bytes[i]);
+    }
+}
+
 static nq_comm *mqtt_peer(nq_purpose purpose, nq_opts *o)
 {
     return nqt_open(NQ_MQTT, purpose, o);
@@ -197,9 +205,7 @@ static int test_close_sends_a_clean_disconnect(void)
     /* mosquitto logs "Client <id> disconnected." only for a DISCONNECT
      * packet; a dropped connection reads differently. */
     char hex[33];
-    for (int i = 0; i < 16; i++) {
-        snprintf(hex + 2 * i, 3, "%02x", cid.bytes[i]);
-    }
+    id_hex(&cid, hex);
     char cmd[256];
     snprintf(cmd, sizeof(cmd), "grep -q 'Client %s disconnected\\.' %s/broker.log", hex,
              broker.dir);
@@ -527,9 +533,7 @@ static int test_forged_inis_cost_a_bounded_number_of_sessions(void)
             id = speaker;
         }
         char hex[NQ_ID_STRLEN];
-        for (int k = 0; k < 16; k++) {
-            snprintf(hex + 2 * k, 3, "%02x", id.bytes[k]);
-        }
+        id_hex(&id, hex);
         topics[i] = malloc(64);
         CHECK(topics[i] != NULL);
         snprintf(topics[i], 64, "c2s/%s", hex);
@@ -695,9 +699,7 @@ static int test_a_forged_will_of_a_live_server_does_not_last(void)
     nq_comm *s = mqtt_peer(NQ_SERVER, nqt_opts("127.0.0.1", broker.port, &sid));
     CHECK(s != NULL);
     char hex[33], cmd[256], look[256];
-    for (int i = 0; i < 16; i++) {
-        snprintf(hex + 2 * i, 3, "%02x", sid.bytes[i]);
-    }
+    id_hex(&sid, hex);
     snprintf(cmd, sizeof(cmd), "mosquitto_pub -h 127.0.0.1 -p %u -t nq/lost/%s -q 1 -r -m lost",
              (unsigned)broker.port, hex);
     CHECK(system(cmd) == 0);

@@ -407,21 +407,16 @@ static int on_message(void *context, char *topic, int topic_len, MQTTAsync_messa
     int len = topic_len > 0 ? topic_len : (int)strlen(topic);
     arrival *a = calloc(1, sizeof(*a));
     int ok = a != NULL;
+    int news = 1;
     if (ok) {
         const char *dir = c->purpose == NQ_SERVER ? "c2s/" : "s2c/";
         ok = topic_id(st, topic, len, dir, &a->from) == 0;
         if (!ok && topic_id(st, topic, len, "nq/lost/", &a->from) == 0) {
-            if (msg->payloadlen == 0) {
-                /* A server's will removed: news of nothing. */
-                free(a);
-                MQTTAsync_free(topic);
-                MQTTAsync_freeMessage(&msg);
-                return 1;
-            }
-            if (c->purpose == NQ_SERVER && nq_id_equal(&a->from, &c->opts.id)) {
+            ok = 1;
+            news = msg->payloadlen > 0; /* empty: a server's will removed */
+            if (news && c->purpose == NQ_SERVER && nq_id_equal(&a->from, &c->opts.id)) {
                 clear_own_will(c); /* ours, while we live: stale or forged */
             }
-            ok = 1;
             a->kind = ARRIVED_WILL;
         }
         if (!ok && st->ack_topic[0] != 0 && topic_id(st, topic, len, "nq/ack/", &a->from) == 0) {
@@ -435,7 +430,7 @@ static int on_message(void *context, char *topic, int topic_len, MQTTAsync_messa
         }
     }
     MQTTAsync_free(topic);
-    if (!ok) {
+    if (!ok || !news) {
         free(a);
         MQTTAsync_freeMessage(&msg);
         return 1;
