@@ -7,6 +7,7 @@ net-queue always uses QoS 0).  A gRPC server needs a free --port other than
 0: net-queue does not report the port it bound.
 """
 
+import faulthandler
 import hashlib
 import os
 import sys
@@ -99,6 +100,7 @@ def describe(message):
 def start_watchdog(seconds):
     def expire():
         sys.stderr.write("error watchdog: the run took too long\n")
+        faulthandler.dump_traceback(file=sys.stderr, all_threads=True)
         sys.stderr.flush()
         os._exit(EXIT_WATCHDOG)
 
@@ -240,7 +242,7 @@ def main(argv):
     guard_connection_ini()
     if mqtt and is_server:
         subscribe_before_open(timeout)
-    if mqtt and not is_server:
+    if not is_server:
         pin_client_sessions()
     if grpc and is_server:
         bind_grpc_port_alone()

@@ -101,10 +101,12 @@ def pin_client_sessions():
     Running _c2s and put under the communicator's reentrant lock, and
     _session_fin under it with the key read afresh, closes the windows.
     A gRPC or TCP client's put looks its session up the same way, and is
-    pinned too: a TCP client that queues its messages at once loses those
-    put after the server's INI lands (their futures fail with
-    ConnectionResetError, and nothing is sent), which a slow server makes
-    likely.
+    pinned too: a gRPC client's put raises KeyError when the server's INI
+    lands between reading the key and looking up its channel (about 1 run
+    in 250 of a busy machine), and a TCP client that queues its messages at
+    once loses those put after the server's INI lands (their futures fail
+    with ConnectionResetError, and nothing is sent), which a slow server
+    makes likely.
     None of them waits for the paho thread while holding the lock, and the
     bytes on the wire are unchanged.
     """
