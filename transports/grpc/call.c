@@ -218,6 +218,7 @@ static void on_sent(gcall *gc, int success)
     if (!success) {
         return; /* the call is failing; its end decides */
     }
+    gc->sent += gc->send_len;
     nqi_session_ref(s);
     nqi_session_out_commit(s, gc->send_len);
     nqi_grpc_flush(s);

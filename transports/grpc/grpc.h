@@ -88,6 +88,7 @@ struct gcall {
     int receiving;     /* a receive batch is in flight */
     int held;          /* not receiving: its session is paused */
     size_t send_len;
+    uint64_t sent;     /* bytes of output it carried, for the debug log */
     grpc_byte_buffer *send_buf;
     grpc_byte_buffer *recv_buf;
     int heard_start;   /* client: the server's initial metadata arrived */

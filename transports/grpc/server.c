@@ -127,7 +127,11 @@ void nqi_grpc_server_maybe_finish(gcall *gc)
     if (s == NULL || s->ended) {
         return;
     }
-    if (nqi_session_finished(s)) {
+    int finished = nqi_session_finished(s);
+    nqi_logf(&s->comm->log, NQ_LOG_DEBUG,
+             "gRPC: a %s call from %s ends with %llu bytes of output%s", gc->dialect->name,
+             gc->peer_key, (unsigned long long)gc->sent, finished ? ", the session's last" : "");
+    if (finished) {
         nqi_grpc_detach(gc);
         nqi_session_end(s, 0);
     } else {
@@ -240,6 +244,7 @@ void nqi_grpc_server_new_call(nqi_worker *w, int success)
     if (s == NULL) {
         /* Closing, or a channel whose session is over: a polling client
          * gets an empty round, not an error. */
+        nqi_logf(&c->log, NQ_LOG_DEBUG, "gRPC: an empty round for %s", gc->peer_key);
         gc->state = CALL_HALF_CLOSED;
         nqi_grpc_server_maybe_finish(gc);
         return;
@@ -265,6 +270,10 @@ void nqi_grpc_server_call_over(gcall *gc)
     nqi_session *s = gc->s;
     if (s == NULL) {
         return;
+    }
+    if (gc->cancelled) {
+        nqi_logf(&s->comm->log, NQ_LOG_DEBUG, "gRPC: a %s call from %s was cancelled",
+                 gc->dialect->name, gc->peer_key);
     }
     nqi_session_ref(s);
     nqi_grpc_detach(gc);
