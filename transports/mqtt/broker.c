@@ -193,11 +193,25 @@ static void clear_own_will(nq_comm *c)
     if (c->purpose != NQ_SERVER) {
         return;
     }
+    /* Never behind our DISCONNECT: paho 1.3 never frees a publish queued
+     * after it (and a closing server hears its own "lost" on nq/lost/+).
+     * nqi_mqtt_disconnect waits for a removal already under way. */
+    pthread_mutex_lock(&st->mu);
+    int leaving = st->leaving;
+    st->clearing += !leaving;
+    pthread_mutex_unlock(&st->mu);
+    if (leaving) {
+        return;
+    }
     MQTTAsync_responseOptions ro = MQTTAsync_responseOptions_initializer;
     if (MQTTAsync_send(st->client, st->will_topic, 0, "", st->qos, 1, &ro) !=
         MQTTASYNC_SUCCESS) {
         nqi_logf(&c->log, NQ_LOG_WARN, "cannot clear our retained will on %s", st->will_topic);
     }
+    pthread_mutex_lock(&st->mu);
+    st->clearing--;
+    pthread_cond_broadcast(&st->cv);
+    pthread_mutex_unlock(&st->mu);
 }
 
 /* Subscribes to the peers' topics (and, on a server, to their wills). */
@@ -594,6 +608,12 @@ void nqi_mqtt_disconnect(nq_comm *c)
         return;
     }
     nqi_mqtt_wake_leave(st);
+    struct timespec dl = nqi_deadline_after(1000);
+    pthread_mutex_lock(&st->mu);
+    st->leaving = 1;
+    while (st->clearing > 0 && nqi_cond_until(&st->cv, &st->mu, &dl) == 0) {
+    }
+    pthread_mutex_unlock(&st->mu);
     if (!atomic_load(&st->lost) && MQTTAsync_isConnected(st->client)) {
         /* A DISCONNECT discards the will, but peers whose sessions close
          * dropped (its timeout) still wait for us: say it ourselves.  A

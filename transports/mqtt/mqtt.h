@@ -75,6 +75,8 @@ typedef struct mqtt_comm {
     int connack;       /* paho's code for the failed connection (under mu) */
     int nsub;          /* topics in the last subscription (paho's thread) */
     int disconnected;  /* the DISCONNECT completed */
+    int leaving;       /* close has begun: no retained will is removed now */
+    int clearing;      /* removals of our retained will being queued */
     atomic_int lost;   /* the broker connection is down */
     atomic_int reconnecting; /* lost, and paho reconnects */
     int redials;       /* paho reconnects: a server, or a client with
