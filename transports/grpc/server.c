@@ -244,7 +244,8 @@ void nqi_grpc_server_new_call(nqi_worker *w, int success)
     if (s == NULL) {
         /* Closing, or a channel whose session is over: a polling client
          * gets an empty round, not an error. */
-        nqi_logf(&c->log, NQ_LOG_DEBUG, "gRPC: an empty round for %s", gc->peer_key);
+        nqi_logf(&c->log, NQ_LOG_DEBUG, "gRPC: an empty round for %s",
+                 gc->peer_key != NULL ? gc->peer_key : "an unknown address");
         gc->state = CALL_HALF_CLOSED;
         nqi_grpc_server_maybe_finish(gc);
         return;
