@@ -109,6 +109,19 @@ static void stop_workers(nq_comm *c, int abort_first)
 
 /* ---- open and destroy ------------------------------------------------------ */
 
+/* A message nobody took: the last one of its sender's releases the queue's
+ * reference to the session. */
+static void free_untaken(nq_msg *m)
+{
+    nqi_session *s = m->session;
+    nqi_msgq_peer *from = m->from;
+    m->session = NULL;
+    nq_msg_free(m);
+    if (s != NULL && --from->count == 0) {
+        nqi_session_unref(s);
+    }
+}
+
 static void comm_free(nq_comm *c)
 {
     if (c->transport->shutdown != NULL) {
@@ -121,7 +134,7 @@ static void comm_free(nq_comm *c)
     if (c->client != NULL) {
         nqi_session_unref(c->client);
     }
-    nqi_msgq_fini(&c->msgq, nq_msg_free);
+    nqi_msgq_fini(&c->msgq, free_untaken);
     for (size_t i = 0; i < c->npeers; i++) {
         nqi_session_unref(c->peers[i]);
     }
@@ -279,14 +292,14 @@ void nq_destroy(nq_comm *c)
 
 /* ---- get and messages ------------------------------------------------------- */
 
-/* A message left the arrival queue for the caller. */
-static void taken(nq_msg *m, nq_msg **out)
+/* A message left the arrival queue for the caller, leaving left of its
+ * sender's. */
+static void taken(nq_msg *m, long left, nq_msg **out)
 {
     nqi_session *s = m->session;
     if (s != NULL) {
         m->session = NULL;
-        nqi_session_taken(s);
-        nqi_session_unref(s);
+        nqi_session_taken(s, left);
     }
     *out = m;
 }
@@ -297,9 +310,10 @@ int nq_get(nq_comm *comm, int64_t timeout_ms, nq_msg **out)
         return NQ_EINVAL;
     }
     nq_msg *m;
-    int rv = nqi_msgq_pop(&comm->msgq, timeout_ms, &m);
+    long left = 0;
+    int rv = nqi_msgq_pop(&comm->msgq, timeout_ms, &m, &left);
     if (rv == NQ_OK) {
-        taken(m, out);
+        taken(m, left, out);
     }
     return rv;
 }
@@ -311,9 +325,10 @@ int nq_get_from(nq_comm *comm, const nq_id *peers, size_t npeers, int64_t timeou
         return NQ_EINVAL;
     }
     nq_msg *m;
-    int rv = nqi_msgq_pop_from(&comm->msgq, peers, npeers, timeout_ms, &m);
+    long left = 0;
+    int rv = nqi_msgq_pop_from(&comm->msgq, peers, npeers, timeout_ms, &m, &left);
     if (rv == NQ_OK) {
-        taken(m, out);
+        taken(m, left, out);
     }
     return rv;
 }
@@ -442,9 +457,6 @@ void nq_msg_free(nq_msg *msg)
 {
     if (msg == NULL) {
         return;
-    }
-    if (msg->session != NULL) {
-        nqi_session_unref(msg->session);
     }
     if (msg->data != nqi_msg_inline(msg)) {
         nqi_block_free(msg->data);

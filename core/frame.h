@@ -109,10 +109,12 @@ void nqi_frame_unpin(nqi_frame *f);
 /* ---- received messages ------------------------------------------------- */
 
 /* One sender's messages in the arrival queue, oldest first, linked by
- * peer_next: what NQ_OPT_DROP_OLDEST takes from.  Under the queue's mutex. */
+ * peer_next: what NQ_OPT_DROP_OLDEST takes from, and how many there are.
+ * Under the queue's mutex. */
 typedef struct nqi_msgq_peer {
     struct nq_msg *first;
     struct nq_msg *last;
+    long count;
 } nqi_msgq_peer;
 
 /* Payloads of at most this many bytes live in their message's block,
@@ -157,19 +159,25 @@ int nqi_msgq_fd(nqi_msgq *q, int *fd);
 /* Frees the messages still queued with free_msg, then the queue. */
 void nqi_msgq_fini(nqi_msgq *q, void (*free_msg)(nq_msg *m));
 /* Appends a chain of one sender's messages (first..last, linked by next)
- * to the queue and to the sender's list, and wakes sleeping getters. */
-void nqi_msgq_push(nqi_msgq *q, nqi_msgq_peer *from, nq_msg *first, nq_msg *last);
+ * to the queue and to the sender's list, and wakes sleeping getters.
+ * Returns the sender's count of queued messages after the push. */
+long nqi_msgq_push(nqi_msgq *q, nqi_msgq_peer *from, nq_msg *first, nq_msg *last);
+/* The sender's count of queued messages. */
+long nqi_msgq_count(nqi_msgq *q, const nqi_msgq_peer *from);
 /* Takes up to n of the sender's oldest messages out of the queue and
- * returns how many, linked by next from *out (NULL when none). */
-size_t nqi_msgq_drop_oldest(nqi_msgq *q, nqi_msgq_peer *from, size_t n, nq_msg **out);
+ * returns how many, linked by next from *out (NULL when none); *left gets
+ * the sender's count after. */
+size_t nqi_msgq_drop_oldest(nqi_msgq *q, nqi_msgq_peer *from, size_t n, nq_msg **out,
+                            long *left);
 /* Sets the error get returns once the queue is empty (first one wins). */
 void nqi_msgq_finish(nqi_msgq *q, int err);
-/* Takes the oldest message.  Returns NQ_OK, NQ_ETIMEDOUT or final_error. */
-int nqi_msgq_pop(nqi_msgq *q, int64_t timeout_ms, nq_msg **out);
+/* Takes the oldest message; *left (when not NULL) gets its sender's count
+ * of queued messages after.  Returns NQ_OK, NQ_ETIMEDOUT or final_error. */
+int nqi_msgq_pop(nqi_msgq *q, int64_t timeout_ms, nq_msg **out, long *left);
 /* Takes the oldest message from one of the npeers peers, leaving the
- * others in order.  Returns NQ_OK, NQ_ETIMEDOUT, or final_error once no
- * such message is left. */
+ * others in order, and sets *left as nqi_msgq_pop does.  Returns NQ_OK,
+ * NQ_ETIMEDOUT, or final_error once no such message is left. */
 int nqi_msgq_pop_from(nqi_msgq *q, const nq_id *peers, size_t npeers, int64_t timeout_ms,
-                      nq_msg **out);
+                      nq_msg **out, long *left);
 
 #endif

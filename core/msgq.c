@@ -84,15 +84,17 @@ static void wake(nqi_msgq *q, int waiters)
     }
 }
 
-void nqi_msgq_push(nqi_msgq *q, nqi_msgq_peer *from, nq_msg *first, nq_msg *last)
+long nqi_msgq_push(nqi_msgq *q, nqi_msgq_peer *from, nq_msg *first, nq_msg *last)
 {
     last->next = NULL;
+    long n = 0;
     pthread_mutex_lock(&q->mu);
     nq_msg *prev = q->tail;
     for (nq_msg *m = first; m != NULL; prev = m, m = m->next) {
         m->prev = prev;
         m->peer_next = m->next;
         m->from = from;
+        n++;
     }
     if (q->tail != NULL) {
         q->tail->next = first;
@@ -106,10 +108,20 @@ void nqi_msgq_push(nqi_msgq *q, nqi_msgq_peer *from, nq_msg *first, nq_msg *last
         from->first = first;
     }
     from->last = last;
+    long count = from->count += n;
     sync_fd(q);
     int waiters = q->picky > 0 ? -1 : q->waiters;
     pthread_mutex_unlock(&q->mu);
     wake(q, waiters);
+    return count;
+}
+
+long nqi_msgq_count(nqi_msgq *q, const nqi_msgq_peer *from)
+{
+    pthread_mutex_lock(&q->mu);
+    long count = from->count;
+    pthread_mutex_unlock(&q->mu);
+    return count;
 }
 
 /* Takes m out of the queue; it is its sender's oldest (taken and dropped
@@ -131,11 +143,13 @@ static void unlink_msg(nqi_msgq *q, nq_msg *m)
     if (from->first == NULL) {
         from->last = NULL;
     }
+    from->count--;
     m->next = m->prev = m->peer_next = NULL;
     m->from = NULL;
 }
 
-size_t nqi_msgq_drop_oldest(nqi_msgq *q, nqi_msgq_peer *from, size_t n, nq_msg **out)
+size_t nqi_msgq_drop_oldest(nqi_msgq *q, nqi_msgq_peer *from, size_t n, nq_msg **out,
+                            long *left)
 {
     nq_msg *head = NULL;
     nq_msg *tail = NULL;
@@ -151,6 +165,7 @@ size_t nqi_msgq_drop_oldest(nqi_msgq *q, nqi_msgq_peer *from, size_t n, nq_msg *
         }
         tail = m;
     }
+    *left = from->count;
     sync_fd(q);
     pthread_mutex_unlock(&q->mu);
     *out = head;
@@ -185,7 +200,7 @@ static nq_msg *find(nqi_msgq *q, const nq_id *peers, size_t npeers)
 }
 
 int nqi_msgq_pop_from(nqi_msgq *q, const nq_id *peers, size_t npeers, int64_t timeout_ms,
-                      nq_msg **out)
+                      nq_msg **out, long *left)
 {
     struct timespec dl = {0, 0};
     if (timeout_ms > 0) {
@@ -214,7 +229,11 @@ int nqi_msgq_pop_from(nqi_msgq *q, const nq_id *peers, size_t npeers, int64_t ti
         rv = q->final_error;
     }
     if (rv == NQ_OK) {
+        nqi_msgq_peer *from = m->from;
         unlink_msg(q, m);
+        if (left != NULL) {
+            *left = from->count;
+        }
         *out = m;
         sync_fd(q);
     }
@@ -222,7 +241,7 @@ int nqi_msgq_pop_from(nqi_msgq *q, const nq_id *peers, size_t npeers, int64_t ti
     return rv;
 }
 
-int nqi_msgq_pop(nqi_msgq *q, int64_t timeout_ms, nq_msg **out)
+int nqi_msgq_pop(nqi_msgq *q, int64_t timeout_ms, nq_msg **out, long *left)
 {
-    return nqi_msgq_pop_from(q, NULL, 0, timeout_ms, out);
+    return nqi_msgq_pop_from(q, NULL, 0, timeout_ms, out, left);
 }

@@ -325,15 +325,17 @@ static void discard_resume(nqi_cmd *cmd)
     nqi_session_unref(NQI_CONTAINER(cmd, nqi_session, resume));
 }
 
-void nqi_session_taken(nqi_session *s)
+void nqi_session_taken(nqi_session *s, long left)
 {
     nq_comm *c = s->comm;
-    long left = atomic_fetch_sub(&s->queued, 1) - 1;
     /* One resume in flight at a time: the command lives in the session. */
     if (atomic_load(&s->paused) && left < (long)c->opts.ints[NQ_OPT_QUEUE_SIZE] &&
         !atomic_exchange(&s->resume_requested, 1)) {
         nqi_session_ref(s);
         nqi_loop_post(&s->worker->loop, &s->resume);
+    }
+    if (left == 0) {
+        nqi_session_unref(s);
     }
 }
 

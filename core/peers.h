@@ -29,10 +29,11 @@ void nqi_session_end(nqi_session *s, int err);
 void nqi_peers_event(nq_comm *c, int type, const nq_id *peer, int reason);
 /* A paused session reads again.  Loop thread. */
 void nqi_session_resume(nqi_session *s);
-/* A message of s left the arrival queue: a peer paused by
- * NQ_OPT_QUEUE_SIZE that is now below it is resumed on its loop.  Any
+/* A getter took a message of s, which leaves left of them queued: a peer
+ * paused by NQ_OPT_QUEUE_SIZE that is now below it is resumed on its loop,
+ * and the last one queued releases the queue's reference to s.  Any
  * thread. */
-void nqi_session_taken(nqi_session *s);
+void nqi_session_taken(nqi_session *s, long left);
 
 /* Live-session accounting for close.  Any thread. */
 void nqi_live_inc(nq_comm *c);

@@ -475,16 +475,20 @@ static void drop_oldest(nqi_session *s, size_t n)
 {
     nq_comm *c = s->comm;
     nq_msg *m = NULL;
-    size_t k = nqi_msgq_drop_oldest(&c->msgq, &s->inq, n, &m);
+    long left = 0;
+    size_t k = nqi_msgq_drop_oldest(&c->msgq, &s->inq, n, &m, &left);
     if (k == 0) {
         return;
     }
-    atomic_fetch_sub(&s->queued, (long)k);
     nqi_stat_add(c, NQI_ST_DROPPED, (long long)k);
     while (m != NULL) {
         nq_msg *next = m->next;
-        nq_msg_free(m); /* and its reference to s; the caller holds another */
+        m->session = NULL; /* no longer counted */
+        nq_msg_free(m);
         m = next;
+    }
+    if (left == 0) {
+        nqi_session_unref(s); /* the queue's; the caller holds another */
     }
     if (!s->dropping) {
         s->dropping = 1;
@@ -506,17 +510,20 @@ int nqi_session_deliver(nqi_session *s)
     for (nq_msg *m = first; m != NULL; m = m->next) {
         n++;
     }
-    /* One reference per message, taken at once, and the counters: an
-     * atomic operation per message would cost more than the rest of its
-     * parse. */
-    atomic_fetch_add_explicit(&s->refs, (int)n, memory_order_relaxed);
+    /* The counters once per batch: an atomic operation per message would
+     * cost more than the rest of its parse. */
     nqi_stat_add(s->comm, NQI_ST_MSGS_IN, n);
     nqi_stat_add(s->comm, NQI_ST_BYTES_IN, (long long)s->batch_bytes);
     s->batch_bytes = 0;
     nq_msg *last = s->batch_tail;
     s->batch_head = s->batch_tail = NULL;
-    long queued = atomic_fetch_add(&s->queued, n) + n;
-    nqi_msgq_push(&s->comm->msgq, &s->inq, first, last);
+    long queued = nqi_msgq_push(&s->comm->msgq, &s->inq, first, last);
+    if (queued == n) {
+        /* The queue's reference, for as long as any of them waits (the
+         * getter that takes the last releases it; until this runs, the
+         * caller's reference keeps s). */
+        nqi_session_ref(s);
+    }
     nqi_ack_delivered(s);
 
     nq_comm *c = s->comm;
@@ -535,7 +542,7 @@ int nqi_session_deliver(nqi_session *s)
         atomic_store(&s->paused, 1);
         nqi_stat_add(c, NQI_ST_READ_PAUSES, 1);
         /* A getter may have made room between the count and the flag. */
-        if (atomic_load(&s->queued) < limit) {
+        if (nqi_msgq_count(&c->msgq, &s->inq) < limit) {
             atomic_store(&s->paused, 0);
         }
     }

@@ -118,8 +118,9 @@ struct nqi_session {
     nq_msg *batch_head; /* messages parsed in this read, not yet queued */
     nq_msg *batch_tail;
     uint64_t batch_bytes; /* their payload bytes */
-    atomic_long queued; /* messages delivered to the queue, not yet taken */
-    nqi_msgq_peer inq;  /* those of them still queued (the queue's mutex) */
+    nqi_msgq_peer inq;  /* its messages in the arrival queue, not yet taken
+                         * (the queue's mutex); while there are any, the
+                         * queue holds one reference to the session */
     char *identity;     /* what the peer's TLS certificate says, or NULL
                          * (the communicator's server_id_mu) */
     int dropping;       /* NQ_OPT_DROP_OLDEST has dropped some (logged once) */

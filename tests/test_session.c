@@ -91,10 +91,25 @@ static void put_frame(uint8_t *buf, size_t *at, const void *payload, size_t len)
     *at += NQI_HEADER_SIZE + len;
 }
 
+/* Takes the oldest message as nq_get does: the sender's last one queued
+ * releases the queue's reference to its session. */
+static int pop_msg(struct fixture *f, nq_msg **m)
+{
+    long left = -1;
+    int rv = nqi_msgq_pop(&f->comm.msgq, 0, m, &left);
+    if (rv == NQ_OK && (*m)->session != NULL) {
+        if (left == 0) {
+            nqi_session_unref((*m)->session);
+        }
+        (*m)->session = NULL;
+    }
+    return rv;
+}
+
 static int take_message(struct fixture *f, const char *want, const nq_id *from)
 {
     nq_msg *m;
-    CHECK_OK(nqi_msgq_pop(&f->comm.msgq, 0, &m));
+    CHECK_OK(pop_msg(f, &m));
     CHECK(m->len == strlen(want) && memcmp(m->data, want, m->len) == 0);
     CHECK(nq_id_equal(&m->peer, from));
     nq_msg_free(m);
@@ -179,10 +194,10 @@ static int test_ini_data_and_fin_follow_net_queue_rules(void)
     CHECK(nqi_session_deliver(s) == 0);
     CHECK(take_message(f, "one", &peer) == 0);
     nq_msg *m;
-    CHECK_OK(nqi_msgq_pop(&f->comm.msgq, 0, &m));
+    CHECK_OK(pop_msg(f, &m));
     CHECK(m->len == 16 && memcmp(m->data, other.bytes, 16) == 0);
     nq_msg_free(m);
-    CHECK_OK(nqi_msgq_pop(&f->comm.msgq, 0, &m));
+    CHECK_OK(pop_msg(f, &m));
     CHECK(m->len == 0);
     nq_msg_free(m);
     int64_t in = atomic_load(&f->comm.stats[NQI_ST_MSGS_IN]);
@@ -277,13 +292,18 @@ static int test_deliver_pauses_at_queue_size(void)
         put_frame(wire, &n, "c", 1);
         CHECK_OK(nqi_session_in(s, wire, n));
         CHECK(nqi_session_deliver(s) == pausable);
-        CHECK(atomic_load(&s->queued) == 3);
+        CHECK(nqi_msgq_count(&f->comm.msgq, &s->inq) == 3);
         CHECK(atomic_load(&f->comm.stats[NQI_ST_READ_PAUSES]) == pausable);
+        /* Queued messages hold one reference to their session between
+         * them, released with the last one taken. */
+        CHECK(atomic_load(&s->refs) == 2);
         for (int i = 0; i < 3; i++) {
             nq_msg *m;
-            CHECK_OK(nqi_msgq_pop(&f->comm.msgq, 0, &m));
+            CHECK_OK(pop_msg(f, &m));
             nq_msg_free(m);
+            CHECK(atomic_load(&s->refs) == (i < 2 ? 2 : 1));
         }
+        CHECK(nqi_msgq_count(&f->comm.msgq, &s->inq) == 0);
         nqi_session_unref(s);
         fixture_free(f);
     }

@@ -567,7 +567,7 @@ static void *get_until_finished(void *arg)
     struct getter *g = arg;
     nq_msg *m;
     int rv;
-    while ((rv = nqi_msgq_pop(g->q, -1, &m)) == NQ_OK) {
+    while ((rv = nqi_msgq_pop(g->q, -1, &m, NULL)) == NQ_OK) {
         g->got += (int)m->len;
         nq_msg_free(m);
     }
@@ -585,12 +585,12 @@ static nq_msg *counted_msg(size_t len)
 }
 
 /* A sender's oldest messages leave from the middle of the queue; the rest
- * keep their order, and the sender's list follows takes and drops. */
+ * keep their order, and the sender's list and count follow takes and drops. */
 static int test_arrival_queue_drops_one_senders_oldest(void)
 {
     nqi_msgq q;
     nqi_msgq_init(&q);
-    nqi_msgq_peer a = {NULL, NULL}, b = {NULL, NULL};
+    nqi_msgq_peer a = {NULL, NULL, 0}, b = {NULL, NULL, 0};
     nq_id ida = {{1}}, idb = {{2}};
     /* arrival order: a1 b1 a2 b2 a3 (len = sender * 10 + n) */
     const size_t order[] = {11, 21, 12, 22, 13};
@@ -598,30 +598,34 @@ static int test_arrival_queue_drops_one_senders_oldest(void)
         nq_msg *m = counted_msg(order[i]);
         CHECK(m != NULL);
         m->peer = order[i] < 20 ? ida : idb;
-        nqi_msgq_push(&q, order[i] < 20 ? &a : &b, m, m);
+        CHECK(nqi_msgq_push(&q, order[i] < 20 ? &a : &b, m, m) == (long)(order[i] % 10));
     }
+    CHECK(nqi_msgq_count(&q, &a) == 3 && nqi_msgq_count(&q, &b) == 2);
     nq_msg *dropped = NULL;
-    CHECK(nqi_msgq_drop_oldest(&q, &a, 2, &dropped) == 2);
+    long left = -1;
+    CHECK(nqi_msgq_drop_oldest(&q, &a, 2, &dropped, &left) == 2 && left == 1);
     CHECK(dropped != NULL && dropped->len == 11 && dropped->next != NULL &&
           dropped->next->len == 12 && dropped->next->next == NULL);
     nq_msg_free(dropped->next);
     nq_msg_free(dropped);
     nq_msg *m = NULL;
-    CHECK_OK(nqi_msgq_pop_from(&q, &ida, 1, 0, &m)); /* a3, past b1 and b2 */
-    CHECK(m->len == 13 && a.first == NULL && a.last == NULL);
+    CHECK_OK(nqi_msgq_pop_from(&q, &ida, 1, 0, &m, &left)); /* a3, past b1 and b2 */
+    CHECK(m->len == 13 && a.first == NULL && a.last == NULL && left == 0);
     nq_msg_free(m);
-    CHECK(nqi_msgq_drop_oldest(&q, &a, 1, &dropped) == 0 && dropped == NULL);
-    CHECK_OK(nqi_msgq_pop(&q, 0, &m));
-    CHECK(m->len == 21 && b.first != NULL && b.first->len == 22);
+    CHECK(nqi_msgq_drop_oldest(&q, &a, 1, &dropped, &left) == 0 && dropped == NULL && left == 0);
+    CHECK_OK(nqi_msgq_pop(&q, 0, &m, &left));
+    CHECK(m->len == 21 && b.first != NULL && b.first->len == 22 && left == 1);
     nq_msg_free(m);
-    CHECK(nqi_msgq_drop_oldest(&q, &b, 5, &dropped) == 1 && dropped->len == 22);
+    CHECK(nqi_msgq_drop_oldest(&q, &b, 5, &dropped, &left) == 1 && dropped->len == 22 &&
+          left == 0);
     nq_msg_free(dropped);
     CHECK(q.head == NULL && q.tail == NULL && b.first == NULL && b.last == NULL);
-    CHECK_RC(nqi_msgq_pop(&q, 0, &m), NQ_ETIMEDOUT);
+    CHECK(nqi_msgq_count(&q, &a) == 0 && nqi_msgq_count(&q, &b) == 0);
+    CHECK_RC(nqi_msgq_pop(&q, 0, &m, &left), NQ_ETIMEDOUT);
     /* a sender's list starts again after it emptied */
     nq_msg *x = counted_msg(14);
     CHECK(x != NULL);
-    nqi_msgq_push(&q, &a, x, x);
+    CHECK(nqi_msgq_push(&q, &a, x, x) == 1);
     CHECK(a.first == x && a.last == x && q.head == x);
     nqi_msgq_fini(&q, (void (*)(nq_msg *))nqi_block_free);
     return 0;
@@ -634,7 +638,7 @@ static int test_arrival_queue_wakes_every_sleeping_getter(void)
 {
     nqi_msgq q;
     nqi_msgq_init(&q);
-    nqi_msgq_peer from = {NULL, NULL};
+    nqi_msgq_peer from = {NULL, NULL, 0};
     enum { GETTERS = 4, SINGLES = 20000, CHAINS = 2000, CHAIN = 5 };
     struct getter g[GETTERS];
     pthread_t t[GETTERS];
@@ -683,7 +687,7 @@ static int test_arrival_queue_wakes_every_sleeping_getter(void)
     }
     CHECK(got == SINGLES + CHAINS * CHAIN);
     nq_msg *m;
-    CHECK_RC(nqi_msgq_pop(&q, 0, &m), NQ_ECLOSED);
+    CHECK_RC(nqi_msgq_pop(&q, 0, &m, NULL), NQ_ECLOSED);
     nqi_msgq_fini(&q, nq_msg_free);
     return 0;
 }
