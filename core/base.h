@@ -181,5 +181,7 @@ void nqi_mpsc_push(nqi_mpsc *q, nqi_mpsc_node *n);
 /* Returns the oldest node, or NULL when empty (or when a producer is midway
  * through a push; that producer wakes the consumer afterwards). */
 nqi_mpsc_node *nqi_mpsc_pop(nqi_mpsc *q);
+/* Consumer: 1 when no node is queued and no push is under way. */
+int nqi_mpsc_empty(nqi_mpsc *q);
 
 #endif

@@ -33,6 +33,11 @@ void nqi_future_part_done(nq_future *f, int result);
 /* Records result as the first error (if it is one) without finishing a
  * part; the part follows with nqi_future_part_done(f, NQ_OK). */
 void nqi_future_note_error(nq_future *f, int result);
+/* On this thread (an I/O thread), from now on (on 1) or no longer (0),
+ * completions wake sleeping waiters only at nqi_future_release_wakes,
+ * which the thread calls at the end of each round. */
+void nqi_future_hold_wakes(int on);
+void nqi_future_release_wakes(void);
 /* Cancellation (nq_future_cancel): the communicator the put went through;
  * the request (cancel_asked returns whether it was made before); each
  * copy withdrawn is counted.  Any thread. */
@@ -141,11 +146,11 @@ static inline uint8_t *nqi_msg_inline(struct nq_msg *m)
 
 typedef struct nqi_msgq {
     pthread_mutex_t mu;
-    pthread_cond_t cv;
+    atomic_uint seq; /* changes when sleeping getters must look (futex) */
     nq_msg *head;
     nq_msg *tail;
     int final_error; /* 0 while messages may still come */
-    int waiters;     /* getters asleep on cv */
+    int waiters;     /* getters asleep on seq */
     int picky;       /* those of them that take only some peers' messages */
     int fd;          /* readiness eventfd once asked for, else -1 */
     int signalled;   /* its counter is not zero */

@@ -106,6 +106,54 @@ static void flags_wake(nq_future *f)
     syscall(SYS_futex, &f->flags, FUTEX_WAKE_PRIVATE, INT_MAX, NULL, NULL, 0);
 }
 
+/* ---- wake-ups held to the end of an I/O thread's round ----------------------
+ *
+ * One write can complete hundreds of futures, and a caller that waits on
+ * the oldest of them, woken at the first, would sleep again at the next
+ * one still open.  On an I/O thread that holds them, completions that find
+ * a sleeping waiter keep the future and wake it when the round ends, once
+ * the rest of the write is complete too.  DONE is set at once either way:
+ * a waiter that has not gone to sleep yet does not wait for the round. */
+
+enum { HELD_MAX = 64 };
+
+typedef struct held_wakes {
+    int on;
+    int n;
+    nq_future *f[HELD_MAX];
+} held_wakes;
+
+static _Thread_local held_wakes held;
+
+/* The completion's last duty: wake the sleepers (now or at the round's
+ * end) and drop its reference. */
+static void wake_and_release(nq_future *f, int waiter)
+{
+    if (waiter && held.on && held.n < HELD_MAX) {
+        held.f[held.n++] = f; /* the completion's reference goes with it */
+        return;
+    }
+    if (waiter) {
+        flags_wake(f);
+    }
+    future_unref(f);
+}
+
+void nqi_future_hold_wakes(int on)
+{
+    nqi_future_release_wakes();
+    held.on = on;
+}
+
+void nqi_future_release_wakes(void)
+{
+    for (int i = 0; i < held.n; i++) {
+        flags_wake(held.f[i]);
+        future_unref(held.f[i]);
+    }
+    held.n = 0;
+}
+
 /* The callback runs before waiters wake, so a wait that returns has seen
  * the callback's effects.  Exactly one of complete() and nq_future_on_done
  * runs the callback: whichever sets its flag second. */
@@ -118,10 +166,7 @@ static void complete(nq_future *f)
     int old = atomic_load_explicit(&f->flags, memory_order_relaxed);
     while (!(old & CB_SET)) {
         if (atomic_compare_exchange_weak(&f->flags, &old, old | COMPLETING | DONE)) {
-            if (old & WAITER) {
-                flags_wake(f);
-            }
-            future_unref(f);
+            wake_and_release(f, old & WAITER);
             return;
         }
     }
@@ -130,10 +175,7 @@ static void complete(nq_future *f)
         f->cb(f, f->result, f->cb_ctx);
     }
     old = atomic_fetch_or(&f->flags, DONE);
-    if (old & WAITER) {
-        flags_wake(f);
-    }
-    future_unref(f);
+    wake_and_release(f, old & WAITER);
 }
 
 void nqi_future_note_error(nq_future *f, int result)

@@ -1,5 +1,6 @@
 /*
- * The generic event loop (see loop.h): epoll, level-triggered, one thread.
+ * The generic event loop (see loop.h): epoll, level-triggered (its own
+ * wake-up descriptor edge-triggered), one thread.
  * Other threads hand it commands through a lock-free queue and wake it
  * with an eventfd, written only when the loop is not already due to wake.
  * Timers sit in a binary min-heap, so thousands of per-session deadlines
@@ -13,6 +14,7 @@
 #include <sys/eventfd.h>
 #include <unistd.h>
 
+#include "core/frame.h"
 #include "core/loop.h"
 
 #define MAX_EVENTS 64
@@ -188,8 +190,9 @@ static int wait_ms(const nqi_loop *l)
 void nqi_loop_post(nqi_loop *l, nqi_cmd *c)
 {
     nqi_mpsc_push(&l->cmds, &c->node);
-    /* A wake-up already pending covers this command too: the loop clears
-     * the flag, then fences, then drains the queue.  Reading the flag before
+    /* A wake-up already pending covers this command too, and so does a
+     * loop that is awake: before it sleeps the loop clears the flag, then
+     * fences, then looks at the queue again.  Reading the flag before
      * writing it spares its cache line a transfer on every put. */
     atomic_thread_fence(memory_order_seq_cst);
     if (!atomic_load_explicit(&l->wake_pending, memory_order_relaxed) &&
@@ -256,15 +259,14 @@ static void run_tasks(nqi_loop *l)
 
 /* ---- the thread -------------------------------------------------------------- */
 
+/* The eventfd is watched edge-triggered: every write is an event of its
+ * own, so the counter is never read back (a system call less per wake-up;
+ * it would take 2^64 wake-ups to fill).  The flag it stands for is cleared
+ * just before the loop sleeps (loop_main), not here. */
 static void on_wake(nqi_watch *w, uint32_t events)
 {
+    (void)w;
     (void)events;
-    nqi_loop *l = NQI_CONTAINER(w, nqi_loop, wake);
-    uint64_t v;
-    while (read(w->fd, &v, sizeof(v)) < 0 && errno == EINTR) {
-    }
-    atomic_store(&l->wake_pending, 0);
-    atomic_thread_fence(memory_order_seq_cst);
 }
 
 int nqi_loop_init(nqi_loop *l, void *data)
@@ -281,7 +283,7 @@ int nqi_loop_init(nqi_loop *l, void *data)
     if (l->epfd < 0 || l->wake.fd < 0) {
         return NQ_ESYS;
     }
-    return nqi_watch_set(l, &l->wake, EPOLLIN);
+    return nqi_watch_set(l, &l->wake, EPOLLIN | EPOLLET);
 }
 
 static void *loop_main(void *arg)
@@ -289,12 +291,26 @@ static void *loop_main(void *arg)
     nqi_loop *l = arg;
     struct epoll_event evs[MAX_EVENTS];
 
+    /* A round's completions wake their sleeping waiters once, at its end
+     * (core/future.c). */
+    nqi_future_hold_wakes(1);
     if (l->on_start != NULL) {
         l->on_start(l);
     }
     run_tasks(l);
     while (!l->stopping) {
-        int n = epoll_wait(l->epfd, evs, MAX_EVENTS, wait_ms(l));
+        nqi_future_release_wakes();
+        int timeout = wait_ms(l);
+        if (timeout != 0) {
+            /* About to sleep: from here a post must wake the loop.  A
+             * command posted before the fence is seen here instead. */
+            atomic_store(&l->wake_pending, 0);
+            atomic_thread_fence(memory_order_seq_cst);
+            if (!nqi_mpsc_empty(&l->cmds)) {
+                timeout = 0;
+            }
+        }
+        int n = epoll_wait(l->epfd, evs, MAX_EVENTS, timeout);
         if (n < 0 && errno != EINTR) {
             break; /* only a broken epoll descriptor gets here */
         }
@@ -315,6 +331,7 @@ static void *loop_main(void *arg)
     /* Commands that raced with the stop still own references. */
     run_commands(l);
     run_tasks(l);
+    nqi_future_hold_wakes(0);
     return NULL;
 }
 

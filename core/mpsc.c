@@ -44,3 +44,12 @@ nqi_mpsc_node *nqi_mpsc_pop(nqi_mpsc *q)
     }
     return NULL;
 }
+
+int nqi_mpsc_empty(nqi_mpsc *q)
+{
+    /* A tail other than the stub is a node not yet taken; a head other
+     * than the stub, a push under way or done. */
+    return q->tail == &q->stub &&
+           atomic_load_explicit(&q->stub.next, memory_order_acquire) == NULL &&
+           atomic_load_explicit(&q->head, memory_order_acquire) == &q->stub;
+}

@@ -1,8 +1,13 @@
 /* The arrival queue: every received message of a communicator, in arrival
  * order, waiting for get.  Loops push, callers of get pop: one mutex, and
- * a condition variable for getters that sleep. */
+ * a futex word for getters that sleep.  Not a condition variable: glibc's
+ * condition wait takes the mutex back marked contended, so the woken
+ * getter's unlock would cost a system call on its way to the caller. */
 #include <errno.h>
+#include <limits.h>
+#include <linux/futex.h>
 #include <sys/eventfd.h>
+#include <sys/syscall.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -11,7 +16,7 @@
 void nqi_msgq_init(nqi_msgq *q)
 {
     pthread_mutex_init(&q->mu, NULL);
-    nqi_cond_init(&q->cv);
+    atomic_init(&q->seq, 0);
     q->head = q->tail = NULL;
     q->final_error = 0;
     q->waiters = 0;
@@ -34,7 +39,6 @@ void nqi_msgq_fini(nqi_msgq *q, void (*free_msg)(nq_msg *m))
         q->fd = -1;
     }
     pthread_mutex_destroy(&q->mu);
-    pthread_cond_destroy(&q->cv);
 }
 
 /* The descriptor follows the queue: its counter is set while a get would
@@ -69,18 +73,35 @@ int nqi_msgq_fd(nqi_msgq *q, int *fd)
     return rv;
 }
 
-/* Only a getter that sleeps needs a wake-up, and after the unlock, so that
- * it does not wake only to wait for the mutex. */
-static void wake(nqi_msgq *q, int waiters)
+/* Getters sleep while seq keeps the value they read under the mutex; a
+ * push or the final error changes it (under the mutex) when any sleeps.
+ * Returns 0, or ETIMEDOUT once the CLOCK_MONOTONIC deadline (NULL: none)
+ * has passed. */
+static int sleep_on(nqi_msgq *q, unsigned seen, const struct timespec *dl)
 {
-    if (waiters < 0) {
-        /* A getter that takes only some peers' messages sleeps: every
-         * getter must look. */
-        pthread_cond_broadcast(&q->cv);
-    } else if (waiters == 1) {
-        pthread_cond_signal(&q->cv);
-    } else if (waiters > 1) {
-        pthread_cond_broadcast(&q->cv);
+    long rv = syscall(SYS_futex, &q->seq, FUTEX_WAIT_BITSET_PRIVATE, seen, dl, NULL,
+                      FUTEX_BITSET_MATCH_ANY);
+    return rv != 0 && errno == ETIMEDOUT ? ETIMEDOUT : 0;
+}
+
+/* Under the mutex: how many sleeping getters to wake (0: none, -1: all). */
+static int to_wake(nqi_msgq *q)
+{
+    if (q->waiters == 0) {
+        return 0;
+    }
+    atomic_fetch_add_explicit(&q->seq, 1, memory_order_relaxed);
+    /* A getter that takes only some peers' messages sleeps: every getter
+     * must look. */
+    return q->picky > 0 || q->waiters > 1 ? -1 : 1;
+}
+
+/* After the unlock, so that a getter does not wake only to wait for the
+ * mutex. */
+static void wake(nqi_msgq *q, int n)
+{
+    if (n != 0) {
+        syscall(SYS_futex, &q->seq, FUTEX_WAKE_PRIVATE, n < 0 ? INT_MAX : n, NULL, NULL, 0);
     }
 }
 
@@ -110,9 +131,9 @@ long nqi_msgq_push(nqi_msgq *q, nqi_msgq_peer *from, nq_msg *first, nq_msg *last
     from->last = last;
     long count = from->count += n;
     sync_fd(q);
-    int waiters = q->picky > 0 ? -1 : q->waiters;
+    int woken = to_wake(q);
     pthread_mutex_unlock(&q->mu);
-    wake(q, waiters);
+    wake(q, woken);
     return count;
 }
 
@@ -179,8 +200,9 @@ void nqi_msgq_finish(nqi_msgq *q, int err)
         q->final_error = err;
     }
     sync_fd(q);
-    pthread_cond_broadcast(&q->cv);
+    int woken = to_wake(q) != 0 ? -1 : 0;
     pthread_mutex_unlock(&q->mu);
+    wake(q, woken);
 }
 
 /* The first queued message from one of the peers (all when npeers is 0). */
@@ -216,7 +238,10 @@ int nqi_msgq_pop_from(nqi_msgq *q, const nq_id *peers, size_t npeers, int64_t ti
         }
         q->waiters++;
         q->picky += npeers > 0;
-        int timed_out = nqi_cond_until(&q->cv, &q->mu, timeout_ms < 0 ? NULL : &dl) != 0;
+        unsigned seen = atomic_load_explicit(&q->seq, memory_order_relaxed);
+        pthread_mutex_unlock(&q->mu);
+        int timed_out = sleep_on(q, seen, timeout_ms < 0 ? NULL : &dl) == ETIMEDOUT;
+        pthread_mutex_lock(&q->mu);
         q->waiters--;
         q->picky -= npeers > 0;
         m = find(q, peers, npeers);

@@ -274,11 +274,105 @@ static int test_commands_run_in_order_and_late_ones_are_discarded(void)
     return 0;
 }
 
+/* ---- wake-ups ---------------------------------------------------------------------- */
+
+/* One command at a time: the poster waits until the loop has run it, so the
+ * loop drains its queue and sleeps again before nearly every post. */
+struct ping {
+    nqi_cmd cmd; /* first member */
+    struct pinger *by;
+};
+
+struct pinger {
+    nqi_loop *loop;
+    pthread_mutex_t *mu;
+    pthread_cond_t *cv;
+    struct ping ping; /* outlives the poster: it may still be queued */
+    int ran;          /* this poster's commands run, under mu */
+    int stalled;      /* one did not run within the bound */
+};
+
+static void run_ping(nqi_loop *l, nqi_cmd *c)
+{
+    (void)l;
+    struct pinger *p = ((struct ping *)c)->by;
+    pthread_mutex_lock(p->mu);
+    p->ran++;
+    pthread_cond_broadcast(p->cv);
+    pthread_mutex_unlock(p->mu);
+}
+
+static void run_stop(nqi_loop *l, nqi_cmd *c)
+{
+    (void)c;
+    nqi_loop_stop(l);
+}
+
+static void discard_nothing(nqi_cmd *c)
+{
+    (void)c;
+}
+
+enum { PINGS = 10000 };
+
+static void *ping_and_wait(void *arg)
+{
+    struct pinger *p = arg;
+    p->ping = (struct ping){{.run = run_ping, .discard = discard_nothing}, p};
+    for (int i = 0; i < PINGS && !p->stalled; i++) {
+        nqi_loop_post(p->loop, &p->ping.cmd);
+        struct timespec dl = nqi_deadline_after(10000);
+        pthread_mutex_lock(p->mu);
+        while (p->ran == i && !p->stalled) {
+            if (nqi_cond_until(p->cv, p->mu, &dl) != 0) {
+                p->stalled = 1;
+            }
+        }
+        pthread_mutex_unlock(p->mu);
+    }
+    return NULL;
+}
+
+/* Two threads post to a loop that sleeps between their commands, each
+ * waiting for its command to run before the next: every post wakes the
+ * loop (a lost wake-up leaves a poster waiting out its 10 s bound). */
+static int test_every_post_wakes_a_sleeping_loop(void)
+{
+    nqi_loop l;
+    CHECK_OK(nqi_loop_init(&l, NULL));
+    CHECK_OK(nqi_loop_start(&l, NULL));
+    pthread_mutex_t mu = PTHREAD_MUTEX_INITIALIZER;
+    pthread_cond_t cv;
+    nqi_cond_init(&cv);
+    struct pinger p[2] = {{.loop = &l, .mu = &mu, .cv = &cv}, {.loop = &l, .mu = &mu, .cv = &cv}};
+    pthread_t th[2];
+    for (int i = 0; i < 2; i++) {
+        CHECK(pthread_create(&th[i], NULL, ping_and_wait, &p[i]) == 0);
+    }
+    for (int i = 0; i < 2; i++) {
+        CHECK(pthread_join(th[i], NULL) == 0);
+    }
+    nqi_cmd stop = {.run = run_stop, .discard = discard_nothing};
+    nqi_loop_post(&l, &stop);
+    /* Woken by hand as well, so that a loop that lost its wake-ups fails
+     * the checks below rather than hanging here. */
+    uint64_t one = 1;
+    CHECK(write(l.wake.fd, &one, sizeof(one)) == sizeof(one));
+    nqi_loop_join(&l);
+    nqi_loop_fini(&l);
+    CHECK(!p[0].stalled && !p[1].stalled);
+    CHECK(p[0].ran == PINGS && p[1].ran == PINGS);
+    pthread_cond_destroy(&cv);
+    pthread_mutex_destroy(&mu);
+    return 0;
+}
+
 static const struct test_case tests[] = {
     TEST(test_timers_fire_in_time_order),
     TEST(test_timer_heap_survives_random_changes),
     TEST(test_watchers_report_readiness_and_stop_cleanly),
     TEST(test_commands_run_in_order_and_late_ones_are_discarded),
+    TEST(test_every_post_wakes_a_sleeping_loop),
 };
 
 int main(int argc, char **argv)

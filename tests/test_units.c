@@ -313,6 +313,33 @@ static int test_mpsc_keeps_each_producers_order(void)
     return 0;
 }
 
+/* The consumer's look before it sleeps: nothing queued and no push under
+ * way, whatever state the last pops left (a node still to take as the
+ * tail, a push between its exchange and its link). */
+static int test_mpsc_is_empty_only_with_nothing_on_its_way(void)
+{
+    nqi_mpsc q;
+    nqi_mpsc_init(&q);
+    CHECK(nqi_mpsc_empty(&q));
+    struct item a = {{NULL}, 0, 1}, b = {{NULL}, 0, 2}, c = {{NULL}, 0, 3};
+    nqi_mpsc_push(&q, &a.node);
+    nqi_mpsc_push(&q, &b.node);
+    CHECK(!nqi_mpsc_empty(&q));
+    CHECK(nqi_mpsc_pop(&q) == &a.node);
+    CHECK(!nqi_mpsc_empty(&q)); /* b is the tail, not taken yet */
+    CHECK(nqi_mpsc_pop(&q) == &b.node);
+    CHECK(nqi_mpsc_pop(&q) == NULL && nqi_mpsc_empty(&q));
+    /* The first half of a push by hand: exchanged, not linked. */
+    atomic_store(&c.node.next, NULL);
+    nqi_mpsc_node *prev = atomic_exchange(&q.head, &c.node);
+    CHECK(nqi_mpsc_pop(&q) == NULL && !nqi_mpsc_empty(&q));
+    atomic_store(&prev->next, &c.node);
+    CHECK(!nqi_mpsc_empty(&q));
+    CHECK(nqi_mpsc_pop(&q) == &c.node);
+    CHECK(nqi_mpsc_pop(&q) == NULL && nqi_mpsc_empty(&q));
+    return 0;
+}
+
 /* ---- small blocks --------------------------------------------------------------- */
 
 static int test_blocks_keep_contents_through_realloc(void)
@@ -692,6 +719,47 @@ static int test_arrival_queue_wakes_every_sleeping_getter(void)
     return 0;
 }
 
+struct sleeper {
+    nq_future *f;
+    int result;
+    atomic_int back; /* nq_future_wait returned */
+};
+
+static void *wait_long(void *arg)
+{
+    struct sleeper *w = arg;
+    w->result = nq_future_wait(w->f, 20000);
+    atomic_store(&w->back, 1);
+    return NULL;
+}
+
+/* On a thread that holds wake-ups (an I/O thread in its round), a future
+ * completes at once (its result reads at once), but a waiter already asleep
+ * is woken only when the thread releases them, and then is. */
+static int test_held_wake_ups_wait_for_their_release(void)
+{
+    struct sleeper w = {nqi_future_new(1), 0, 0};
+    CHECK(w.f != NULL);
+    pthread_t t;
+    CHECK(pthread_create(&t, NULL, wait_long, &w) == 0);
+    nanosleep(&(struct timespec){0, 100 * 1000000}, NULL); /* let it sleep */
+    nqi_future_hold_wakes(1);
+    nqi_future_part_done(w.f, NQ_OK);
+    CHECK_OK(nq_future_result(w.f));
+    nanosleep(&(struct timespec){0, 200 * 1000000}, NULL);
+    CHECK(!atomic_load(&w.back));
+    nqi_future_release_wakes();
+    for (int ms = 0; ms < 10000 && !atomic_load(&w.back); ms++) {
+        nanosleep(&(struct timespec){0, 1000000}, NULL);
+    }
+    CHECK(atomic_load(&w.back));
+    CHECK(pthread_join(t, NULL) == 0);
+    CHECK_OK(w.result);
+    nqi_future_hold_wakes(0);
+    nq_future_free(w.f);
+    return 0;
+}
+
 /* A pinned frame's future waits for the last pin, errors included. */
 static int test_pinned_frame_defers_its_future(void)
 {
@@ -900,6 +968,7 @@ static const struct test_case tests[] = {
     TEST(test_parser_window_reads_straight_into_message),
     TEST(test_parser_stops_when_callback_fails),
     TEST(test_mpsc_keeps_each_producers_order),
+    TEST(test_mpsc_is_empty_only_with_nothing_on_its_way),
     TEST(test_blocks_keep_contents_through_realloc),
     TEST(test_blocks_move_between_threads),
     TEST(test_future_completes_after_every_part),
@@ -908,6 +977,7 @@ static const struct test_case tests[] = {
     TEST(test_arrival_queue_drops_one_senders_oldest),
     TEST(test_arrival_queue_wakes_every_sleeping_getter),
     TEST(test_large_blocks_are_reused_within_a_bound),
+    TEST(test_held_wake_ups_wait_for_their_release),
     TEST(test_pinned_frame_defers_its_future),
     TEST(test_pins_released_on_another_thread),
     TEST(test_options_validate_ranges),
