@@ -606,6 +606,10 @@ static void beat(nqi_timer *t)
     if (s->ended || (a->state != NQI_ACK_ON && !a->beats_alone)) {
         return;
     }
+    nqi_session_take_input(s);
+    if (s->ended) {
+        return;
+    }
     int heard = s->in_bytes != a->beat_in || atomic_load(&s->paused);
     a->beat_in = s->in_bytes;
     int limit = silence_limit(s);

@@ -376,6 +376,10 @@ static void watch_input(nqi_timer *t)
         nqi_session_end(s, NQ_ETIMEDOUT);
         return;
     }
+    nqi_session_take_input(s);
+    if (s->ended) {
+        return;
+    }
     uint64_t gained = s->in_bytes - s->in_mark;
     s->in_mark = s->in_bytes;
     /* Two looks in a row, so that a frame that just began is not judged by

@@ -469,6 +469,13 @@ int nqi_session_in_commit(nqi_session *s, size_t n)
     return parse_result(s, nqi_parser_commit(&s->parser, n, on_frame, s));
 }
 
+void nqi_session_take_input(nqi_session *s)
+{
+    if (s->comm->transport->take_input != NULL) {
+        s->comm->transport->take_input(s);
+    }
+}
+
 /* NQ_OPT_DROP_OLDEST: the peer's n oldest undelivered messages make room
  * (fewer when getters took some meanwhile). */
 static void drop_oldest(nqi_session *s, size_t n)

@@ -213,6 +213,10 @@ int nqi_session_in(nqi_session *s, const uint8_t *data, size_t len);
 /* Reading straight into the current message (see nqi_parser_window). */
 int nqi_session_in_window(nqi_session *s, uint8_t **ptr, size_t *len);
 int nqi_session_in_commit(nqi_session *s, size_t n);
+/* Before a timer judges the peer by its input (the input watch, the
+ * heartbeat): the transport reads what has arrived and waits below its
+ * wake-up mark.  May end the session. */
+void nqi_session_take_input(nqi_session *s);
 /* Hands parsed messages to the arrival queue and pauses reading when the
  * peer's queue is full.  Returns 1 when the session should stop reading. */
 int nqi_session_deliver(nqi_session *s);

@@ -34,6 +34,11 @@ struct nqi_transport {
     void (*flush)(nqi_session *s);
     /* A paused session may read again (NULL unless pausable). */
     void (*resume)(nqi_session *s);
+    /* Reads now what has arrived and waits to be read, before the input
+     * watch judges a frame's progress: a transport that asked to be woken
+     * only for a large part of a payload must not look stalled (may be
+     * NULL). */
+    void (*take_input)(nqi_session *s);
     /* The session ended: release its connection's resources (its memory
      * goes with the session). */
     void (*session_end)(nqi_session *s);

@@ -43,7 +43,7 @@ static void drop(nqt_proxy *p, int i, int rst)
 
 /* Relays what side of pair i has to the other side; 0, or -1 when the pair
  * is over.  The urgent byte, if the first byte was one, goes as one. */
-static int relay(nqt_proxy *p, int i, int side)
+static int relay(nqt_proxy *p, int i, int side, size_t most)
 {
     int from = p->fds[i][side];
     int to = p->fds[i][1 - side];
@@ -61,7 +61,7 @@ static int relay(nqt_proxy *p, int i, int side)
         }
         p->looked[i][side] = 1;
     }
-    ssize_t n = recv(from, buf, sizeof(buf), MSG_DONTWAIT);
+    ssize_t n = recv(from, buf, most < sizeof(buf) ? most : sizeof(buf), MSG_DONTWAIT);
     if (n == 0) {
         return -1;
     }
@@ -123,9 +123,13 @@ static void *run(void *arg)
         }
         for (int k = 1; k < n; k++) {
             int i = who[k] / 2;
-            if (pf[k].revents != 0 && p->fds[i][0] >= 0 && relay(p, i, who[k] % 2) != 0) {
+            size_t most = frozen == NQT_PROXY_TRICKLE ? NQT_PROXY_TRICKLE_BYTES : SIZE_MAX;
+            if (pf[k].revents != 0 && p->fds[i][0] >= 0 && relay(p, i, who[k] % 2, most) != 0) {
                 drop(p, i, 0);
             }
+        }
+        if (frozen == NQT_PROXY_TRICKLE) {
+            nanosleep(&(struct timespec){0, 50 * 1000000}, NULL);
         }
         if (pf[0].revents & POLLIN) {
             int c = accept(p->listen_fd, NULL, NULL);

@@ -4,8 +4,8 @@
  * included (the first byte of each direction may be one), until the test
  * resets every relayed connection (both ends get an RST) or freezes the
  * proxy (it stops relaying, so the peers' kernels still acknowledge and
- * answer keep-alive probes while no byte passes).  One thread; every wait
- * in it is bounded.
+ * answer keep-alive probes while no byte passes), or slows it to a trickle.
+ * One thread; every wait in it is bounded.
  */
 #ifndef NQ_TESTS_PROXY_H
 #define NQ_TESTS_PROXY_H
@@ -40,9 +40,13 @@ enum {
     NQT_PROXY_FLOWING = 0,
     NQT_PROXY_FROZEN = 1,    /* nothing passes */
     NQT_PROXY_HELD_BACK = 2, /* what the upstream sends waits; the rest passes */
+    NQT_PROXY_TRICKLE = 3,   /* everything passes, slowly: NQT_PROXY_TRICKLE_BYTES
+                              * per connection and direction every 50 ms */
 };
-/* Stops relaying (NQT_PROXY_FROZEN), one way (NQT_PROXY_HELD_BACK), or
- * resumes (NQT_PROXY_FLOWING); returns once the thread follows. */
+#define NQT_PROXY_TRICKLE_BYTES 8192
+/* Stops relaying (NQT_PROXY_FROZEN), one way (NQT_PROXY_HELD_BACK), slows
+ * it (NQT_PROXY_TRICKLE), or resumes (NQT_PROXY_FLOWING); returns once the
+ * thread follows. */
 void nqt_proxy_freeze(nqt_proxy *p, int frozen);
 /* Stops the thread and closes every socket. */
 void nqt_proxy_stop(nqt_proxy *p);

@@ -679,6 +679,50 @@ static int test_a_client_lost_to_silence_is_told_lost(void)
     return 0;
 }
 
+/* A large message that comes slowly (the proxy passes 160 KiB/s) is not
+ * silence: the server, which asks its kernel to wake it only for big parts
+ * of a payload, reads what has come before each heartbeat judges the
+ * client, so neither side drops the other and the message arrives whole. */
+static int test_a_large_message_arriving_slowly_is_not_silence(void)
+{
+    enum { LEN = 768 * 1024 };
+    static uint8_t data[LEN];
+    for (size_t i = 0; i < LEN; i++) {
+        data[i] = (uint8_t)(i * 7 + 3);
+    }
+    for (int acked = 1; acked >= 0; acked--) {
+        int mode = acked ? NQ_DELIVERY_ACKED : NQ_DELIVERY_WRITTEN;
+        frozen_rig r;
+        CHECK(frozen_rig_open(&r, mode, 0) == 0);
+        nqt_proxy_freeze(&r.px, NQT_PROXY_TRICKLE);
+        int64_t t0 = nqt_now_ms();
+        nq_future *f;
+        CHECK_OK(put(r.c, data, LEN, NULL, &f));
+        nq_msg *m = NULL;
+        CHECK_OK(nq_get(r.s, 30000, &m));
+        int64_t took = nqt_now_ms() - t0;
+        fprintf(stderr, "%s: %d bytes in %lld ms\n", acked ? "acked" : "written", LEN,
+                (long long)took);
+        const void *got;
+        size_t len;
+        CHECK_OK(nq_msg_data(m, &got, &len));
+        CHECK(len == LEN && memcmp(got, data, LEN) == 0);
+        nq_msg_free(m);
+        CHECK(took >= 3000); /* it did come slowly: 512 KiB alone takes 3.2 s */
+        CHECK_RC(settle(f, WAIT_MS), NQ_OK);
+        nq_future_free(f);
+        CHECK(nqt_events(&r.rc) == 1); /* connected, never lost */
+        CHECK(nqt_stat(r.s, NQ_STAT_CONNECTIONS_LOST) == 0);
+        nqt_proxy_freeze(&r.px, NQT_PROXY_FLOWING);
+        CHECK_OK(nq_close(r.c));
+        CHECK_OK(nq_close(r.s));
+        nqt_proxy_stop(&r.px);
+        nq_destroy(r.c);
+        nq_destroy(r.s);
+    }
+    return 0;
+}
+
 /* The two sides' keep-alive settings differ (1 s against the default 15 s,
  * or off): the heartbeat judges silence by the slower side's, so an idle
  * healthy peer is never dropped.  The pairs idle side by side, for about
@@ -1136,6 +1180,7 @@ static const struct test_case tests[] = {
     TEST(test_heartbeat_notices_a_frozen_path),
     TEST(test_a_client_lost_to_silence_is_told_lost),
     TEST(test_heartbeat_takes_the_slower_side),
+    TEST_TCP(test_a_large_message_arriving_slowly_is_not_silence), /* the mark is plain TCP's */
     TEST(test_lost_peer_is_kept_for_resume_ms),
     TEST(test_beats_of_a_held_back_client_break_no_message),
     TEST_TCP(test_a_net_queue_peer_sees_nothing_of_it), /* a raw peer speaks plain TCP */

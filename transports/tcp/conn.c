@@ -18,8 +18,10 @@
 /* Bytes a connection reads per event, so one busy peer cannot starve the
  * others on its worker. */
 #define READ_BUDGET (8 * 1024 * 1024)
-/* Payload reads go straight into the message when at least this much of
- * it is still to come. */
+/* Payload reads go straight into the message when it is at least this
+ * long.  After such a message the next header is read alone: a read into
+ * the stage would run on into the next payload, and that part would be
+ * copied twice. */
 #define DIRECT_READ_MIN (64 * 1024)
 
 /* Acknowledged delivery is asked for with one urgent byte, the first byte
@@ -301,6 +303,34 @@ void nqi_tcp_address(nqi_session *s, char *buf, size_t len)
     }
 }
 
+/* While a large payload is being read, a plain socket wakes its loop only
+ * once LOW_WATER_MAX bytes of it (or all that is left of it) have come, not
+ * for every few segments: a fast sender's receiver otherwise sleeps and
+ * wakes several times a message.  Never more than the payload still owes,
+ * so the wait always ends; a FIN or an error ends it as well.  The timers
+ * that judge a peer by its input (the input watch, the heartbeat) first
+ * read what waits below the mark (nqi_tcp_take_input), so a slow sender is
+ * not taken for a silent one. */
+#define LOW_WATER_MAX (256 * 1024)
+
+static void set_low_water(tcp_conn *t)
+{
+    nqi_session *s = t->s;
+    if (t->ops->holds_input) {
+        return; /* TLS: the layer may already hold some of the bytes owed */
+    }
+    int want = 1;
+    if (s->parser.in_payload && s->parser.need >= DIRECT_READ_MIN && !t->draining) {
+        uint64_t left = s->parser.need - s->parser.have;
+        want = left < LOW_WATER_MAX ? (int)left : LOW_WATER_MAX;
+    }
+    int have = t->low_water > 0 ? t->low_water : 1;
+    if (want != have &&
+        setsockopt(t->watch.fd, SOL_SOCKET, SO_RCVLOWAT, &want, sizeof(want)) == 0) {
+        t->low_water = want;
+    }
+}
+
 /* Reads what the connection has, within a budget (unless the layer holds
  * input of its own).  A connection whose peer is gone is drained to its
  * end, paused or not: what arrived is delivered, then the session ends. */
@@ -320,10 +350,14 @@ static void do_read(tcp_conn *t)
             nqi_session_end(s, direct);
             return;
         }
-        uint64_t left = direct ? s->parser.need - s->parser.have : 0;
-        int into_msg = direct && left >= DIRECT_READ_MIN;
+        int into_msg = direct && s->parser.need >= DIRECT_READ_MIN;
         uint8_t *buf = into_msg ? win : tw->stage;
         size_t cap = into_msg ? winlen : tw->stage_cap;
+        if (!direct && t->after_large) {
+            cap = NQI_HEADER_SIZE - s->parser.header_have;
+        } else if (direct) {
+            t->after_large = into_msg;
+        }
         look_for_refusal(t);
         long n = t->ops->read(t, buf, cap);
         if (n == NQI_WOULDBLOCK) {
@@ -362,6 +396,7 @@ static void do_read(tcp_conn *t)
     }
     if (!s->ended) {
         nqi_session_deliver(s);
+        set_low_water(t);
         if (s->flush.queued || nqi_session_finished(s)) {
             nqi_tcp_flush(s);
         }
@@ -452,6 +487,14 @@ void nqi_tcp_conn_begin(tcp_conn *t, int fd)
     t->state = TCP_OPEN;
     nqi_tcp_update_events(t);
     nqi_tcp_flush(s);
+}
+
+void nqi_tcp_take_input(nqi_session *s)
+{
+    tcp_conn *t = tcp_conn_of(s);
+    if (t->low_water > 1 && t->state == TCP_OPEN && !atomic_load(&s->paused)) {
+        do_read(t);
+    }
 }
 
 void nqi_tcp_resume(nqi_session *s)

@@ -254,6 +254,7 @@ const nqi_transport nqi_tcp_transport = {
     .address = nqi_tcp_address,
     .flush = nqi_tcp_flush,
     .resume = nqi_tcp_resume,
+    .take_input = nqi_tcp_take_input,
     .session_end = tcp_session_end,
     .redial = tcp_redial,
     .acked = nqi_tcp_acked,

@@ -64,6 +64,9 @@ struct tcp_conn {
     uint8_t *tls_stage;        /* TLS: small frames gathered into one record */
     nqi_timer stall;           /* while bytes are in flight: is the peer alive? */
     int draining;              /* the peer is gone: read what is left, paused or not */
+    int after_large;           /* the last payload was read in place: read the
+                                * next header alone */
+    int low_water;             /* SO_RCVLOWAT as set (0: the kernel's 1) */
     int urgent;                /* acknowledged delivery: the peer's urgent byte
                                 * came (1), did not (-1), not known yet (0) */
     int refused;               /* client: the server's urgent byte said it
@@ -131,6 +134,8 @@ void nqi_tcp_conn_begin(tcp_conn *t, int fd);
 void nqi_tcp_update_events(tcp_conn *t);
 void nqi_tcp_flush(nqi_session *s);
 void nqi_tcp_resume(nqi_session *s);
+/* Reads what waits below the socket's low-water mark (transport hook). */
+void nqi_tcp_take_input(nqi_session *s);
 /* 1 when the peer asked for acknowledged delivery (its urgent byte), 0
  * when it did not, NQ_ECONNRESET when the connection broke first. */
 int nqi_tcp_acked(nqi_session *s);
