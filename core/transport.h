@@ -35,9 +35,9 @@ struct nqi_transport {
     /* A paused session may read again (NULL unless pausable). */
     void (*resume)(nqi_session *s);
     /* Reads now what has arrived and waits to be read, before the input
-     * watch judges a frame's progress: a transport that asked to be woken
-     * only for a large part of a payload must not look stalled (may be
-     * NULL). */
+     * watch or the heartbeat judges the peer by its input: a transport
+     * that asked to be woken only for a large part of a payload must not
+     * look stalled or silent (may be NULL). */
     void (*take_input)(nqi_session *s);
     /* The session ended: release its connection's resources (its memory
      * goes with the session). */
