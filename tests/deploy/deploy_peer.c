@@ -344,6 +344,42 @@ static int ping(nq_comm *c)
     return 0;
 }
 
+/* What a failed exchange leaves to go on: the counters of the client and of
+ * each server, and the last events each server saw. */
+static void describe(const char *who, nq_comm *c)
+{
+    static const struct {
+        nq_stat_id id;
+        const char *name;
+    } stats[] = {{NQ_STAT_MSGS_OUT, "out"},           {NQ_STAT_MSGS_IN, "in"},
+                 {NQ_STAT_PEERS, "peers"},            {NQ_STAT_CONNECTIONS, "connections"},
+                 {NQ_STAT_CONNECTIONS_LOST, "lost"},  {NQ_STAT_RECONNECTS, "reconnects"},
+                 {NQ_STAT_HANDSHAKE_TIMEOUTS, "ini timeouts"}, {NQ_STAT_PROTOCOL_ERRORS,
+                                                                 "protocol errors"}};
+    fprintf(stderr, "  %s:", who);
+    for (size_t i = 0; i < sizeof(stats) / sizeof(stats[0]); i++) {
+        fprintf(stderr, " %s %" PRId64, stats[i].name, nqt_stat(c, stats[i].id));
+    }
+    fprintf(stderr, "\n");
+}
+
+static void describe_all(nq_comm *client, server *servers, int nservers)
+{
+    describe("client", client);
+    for (int j = 0; j < nservers; j++) {
+        char name[32];
+        snprintf(name, sizeof(name), "server %d", j);
+        describe(name, servers[j].comm);
+        int nevents = nqt_events(&servers[j].events);
+        for (int e = nevents > 16 ? nevents - 16 : 0; e < nevents; e++) {
+            nq_event ev = nqt_event(&servers[j].events, e);
+            char id[NQ_ID_STRLEN];
+            nq_id_format(&ev.peer, id, sizeof(id));
+            fprintf(stderr, "    event %d peer %s reason %d\n", ev.type, id, ev.reason);
+        }
+    }
+}
+
 /* Each client puts count messages of size bytes, numbered from first, all
  * of them before any echo is read; then each reads its echoes, which must
  * come back in order and from one server, whose index among servers goes
@@ -363,6 +399,7 @@ static int exchange_from(nq_comm **clients, int n, uint32_t first, int count, si
             int rv = nq_get(clients[i], NQT_WAIT_MS, &m);
             if (rv != NQ_OK) {
                 fprintf(stderr, "client %d, echo %d: %s\n", i, k, nq_strerror(rv));
+                describe_all(clients[i], servers, nservers);
                 return 1;
             }
             const void *data;
@@ -931,6 +968,10 @@ static int test_a_client_reconnects_through_a_restarted_proxy(void)
         rv = exchange_from(&c, 1, 10, 10, 64, backend, 2, &landed);
         printf("reconnected and answered %" PRId64 " ms after the proxy was back\n",
                nqt_now_ms() - back);
+    }
+    for (int e = 0; rv != 0 && e < nqt_events(&events); e++) {
+        nq_event ev = nqt_event(&events, e);
+        fprintf(stderr, "  client event %d reason %d\n", ev.type, ev.reason);
     }
     if (proxy > 0) {
         close_clients(&c, 1);
