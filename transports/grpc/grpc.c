@@ -9,6 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "core/heap.h"
 #include "transports/grpc/grpc.h"
 #include "transports/registry.h"
 
@@ -199,6 +200,8 @@ static int grpc_open(nq_comm *c)
     if (rv != NQ_OK) {
         return rv;
     }
+    /* grpc's receive buffers are fresh memory for every read otherwise. */
+    nqi_heap_tune(&c->log);
     grpc_state *st = calloc(1, sizeof(*st));
     if (st == NULL) {
         return NQ_ENOMEM;

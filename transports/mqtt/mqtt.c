@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "core/ack.h"
+#include "core/heap.h"
 #include "transports/mqtt/mqtt.h"
 #include "transports/registry.h"
 
@@ -109,6 +110,8 @@ static int mqtt_open(nq_comm *c)
     if (rv != NQ_OK) {
         return rv;
     }
+    /* paho's buffer for each packet is fresh memory otherwise. */
+    nqi_heap_tune(&c->log);
     mqtt_comm *st = calloc(1, sizeof(*st));
     if (st == NULL) {
         return NQ_ENOMEM;

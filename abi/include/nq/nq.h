@@ -136,6 +136,15 @@ NQ_API int nq_id_equal(const nq_id *a, const nq_id *b);
 /* Options                                                                   */
 /* ------------------------------------------------------------------------ */
 
+/* Memory: the first MQTT or gRPC communicator of a process sets glibc's
+ * M_MMAP_THRESHOLD to 32 MiB and M_TRIM_THRESHOLD to 64 MiB (where glibc's
+ * own sliding thresholds end once a program frees a 32 MiB block), since
+ * paho and grpc read every message into buffers of their own and glibc
+ * would otherwise map fresh pages for most of them.  A process may then
+ * keep up to 64 MiB of freed memory at the top of each malloc heap.  The
+ * environment variable NQ_MALLOC_TUNING=off leaves malloc as it is, and so
+ * does any malloc parameter the environment sets (GLIBC_TUNABLES
+ * glibc.malloc.*, MALLOC_*_).  TCP changes nothing. */
 typedef enum nq_protocol {
     NQ_TCP = 0,  /* TCP, optionally with TLS (see nq_opts_set_tls) */
     NQ_MQTT = 1, /* MQTT through a broker                          */
