@@ -33,8 +33,14 @@
 
 #include "core/heap.h"
 
+/* What the first call found or did. */
+static enum {
+    HEAP_TUNED = 1,     /* the thresholds are set */
+    HEAP_OFF,           /* NQ_MALLOC_TUNING=off */
+    HEAP_APP_CHOSE,     /* the environment sets malloc's parameters */
+    HEAP_NOT_GLIBC,     /* another malloc, or a sanitizer's */
+} state;
 static pthread_once_t once = PTHREAD_ONCE_INIT;
-static nqi_heap_state state;
 
 static int environment_chose(void)
 {
@@ -53,30 +59,29 @@ static void decide(void)
 {
     const char *off = getenv("NQ_MALLOC_TUNING");
     if (off != NULL && (strcmp(off, "off") == 0 || strcmp(off, "0") == 0)) {
-        state = NQI_HEAP_OFF;
+        state = HEAP_OFF;
     } else if (environment_chose()) {
-        state = NQI_HEAP_APP_CHOSE;
+        state = HEAP_APP_CHOSE;
     } else if (mallopt(M_MMAP_THRESHOLD, NQI_HEAP_MMAP_THRESHOLD) == 1 &&
                mallopt(M_TRIM_THRESHOLD, NQI_HEAP_TRIM_THRESHOLD) == 1) {
-        state = NQI_HEAP_TUNED;
+        state = HEAP_TUNED;
     } else {
-        state = NQI_HEAP_NOT_GLIBC; /* a sanitizer's malloc answers 0 */
+        state = HEAP_NOT_GLIBC; /* a sanitizer's malloc answers 0 */
     }
 }
 
-nqi_heap_state nqi_heap_tune(const nqi_log *log)
+void nqi_heap_tune(const nqi_log *log)
 {
     static atomic_int logged;
     pthread_once(&once, decide);
     if (atomic_exchange(&logged, 1) == 0) {
-        if (state == NQI_HEAP_TUNED) {
+        if (state == HEAP_TUNED) {
             nqi_logf(log, NQ_LOG_INFO,
                      "malloc: blocks up to %d MiB from the heap, up to %d MiB kept free at its "
                      "top (NQ_MALLOC_TUNING=off leaves malloc as it is)",
                      NQI_HEAP_MMAP_THRESHOLD >> 20, NQI_HEAP_TRIM_THRESHOLD >> 20);
-        } else if (state == NQI_HEAP_APP_CHOSE) {
+        } else if (state == HEAP_APP_CHOSE) {
             nqi_logf(log, NQ_LOG_INFO, "malloc: left as the environment sets it");
         }
     }
-    return state;
 }

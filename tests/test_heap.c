@@ -52,6 +52,17 @@ static nq_comm *open_grpc_server(void)
     return nqt_open(NQ_GRPC, NQ_SERVER, o);
 }
 
+/* is_mmapped(PROBE_BYTES) while a gRPC server is open; -1 if none opens. */
+static int probe_beside_a_server(void)
+{
+    nq_comm *c = open_grpc_server();
+    if (c == NULL) {
+        return -1;
+    }
+    int mmapped = is_mmapped(PROBE_BYTES);
+    return nq_close(c) == NQ_OK ? mmapped : -1;
+}
+
 /* Without a gRPC communicator glibc mmaps the probe; with one it does not,
  * and the choice is logged once however many communicators open. */
 static int test_a_grpc_communicator_keeps_large_blocks_on_the_heap(void)
@@ -72,10 +83,7 @@ static int test_a_grpc_communicator_keeps_large_blocks_on_the_heap(void)
 static int test_malloc_tuning_off_leaves_malloc_as_it_is(void)
 {
     CHECK(setenv("NQ_MALLOC_TUNING", "off", 1) == 0);
-    nq_comm *c = open_grpc_server();
-    CHECK(c != NULL);
-    CHECK(is_mmapped(PROBE_BYTES) == 1);
-    CHECK_OK(nq_close(c));
+    CHECK(probe_beside_a_server() == 1);
     CHECK(atomic_load(&malloc_lines) == 0);
     return 0;
 }
@@ -86,10 +94,7 @@ static int test_malloc_tuning_off_leaves_malloc_as_it_is(void)
 static int test_a_malloc_variable_in_the_environment_is_respected(void)
 {
     CHECK(setenv("MALLOC_TRIM_THRESHOLD_", "131072", 1) == 0);
-    nq_comm *c = open_grpc_server();
-    CHECK(c != NULL);
-    CHECK(is_mmapped(PROBE_BYTES) == 1);
-    CHECK_OK(nq_close(c));
+    CHECK(probe_beside_a_server() == 1);
     CHECK(atomic_load(&malloc_lines) == 1); /* "left as the environment sets it" */
     return 0;
 }
@@ -97,10 +102,7 @@ static int test_a_malloc_variable_in_the_environment_is_respected(void)
 static int test_malloc_tunables_in_the_environment_are_respected(void)
 {
     CHECK(setenv("GLIBC_TUNABLES", "glibc.malloc.arena_max=2", 1) == 0);
-    nq_comm *c = open_grpc_server();
-    CHECK(c != NULL);
-    CHECK(is_mmapped(PROBE_BYTES) == 1);
-    CHECK_OK(nq_close(c));
+    CHECK(probe_beside_a_server() == 1);
     return 0;
 }
 

@@ -363,6 +363,18 @@ static void describe(const char *who, nq_comm *c)
     fprintf(stderr, "\n");
 }
 
+/* The last (at most) n events of r, each on a line of its own. */
+static void describe_events(const char *who, nqt_recorder *r, int n)
+{
+    int nevents = nqt_events(r);
+    for (int e = nevents > n ? nevents - n : 0; e < nevents; e++) {
+        nq_event ev = nqt_event(r, e);
+        char id[NQ_ID_STRLEN];
+        nq_id_format(&ev.peer, id, sizeof(id));
+        fprintf(stderr, "    %s event %d peer %s reason %d\n", who, ev.type, id, ev.reason);
+    }
+}
+
 static void describe_all(nq_comm *client, server *servers, int nservers)
 {
     describe("client", client);
@@ -370,13 +382,7 @@ static void describe_all(nq_comm *client, server *servers, int nservers)
         char name[32];
         snprintf(name, sizeof(name), "server %d", j);
         describe(name, servers[j].comm);
-        int nevents = nqt_events(&servers[j].events);
-        for (int e = nevents > 16 ? nevents - 16 : 0; e < nevents; e++) {
-            nq_event ev = nqt_event(&servers[j].events, e);
-            char id[NQ_ID_STRLEN];
-            nq_id_format(&ev.peer, id, sizeof(id));
-            fprintf(stderr, "    event %d peer %s reason %d\n", ev.type, id, ev.reason);
-        }
+        describe_events(name, &servers[j].events, 16);
     }
 }
 
@@ -969,9 +975,8 @@ static int test_a_client_reconnects_through_a_restarted_proxy(void)
         printf("reconnected and answered %" PRId64 " ms after the proxy was back\n",
                nqt_now_ms() - back);
     }
-    for (int e = 0; rv != 0 && e < nqt_events(&events); e++) {
-        nq_event ev = nqt_event(&events, e);
-        fprintf(stderr, "  client event %d reason %d\n", ev.type, ev.reason);
+    if (rv != 0) {
+        describe_events("client", &events, 64);
     }
     if (proxy > 0) {
         close_clients(&c, 1);
