@@ -35,22 +35,30 @@ typedef int (*test_fn)(void);
 struct test_case {
     const char *name;
     test_fn fn;
-    int tcp_only; /* uses raw sockets or TCP-only features */
+    int tcp_only; /* 1: uses raw sockets or plain TCP's features; 2: TCP's,
+                   * with or without TLS */
 };
 
 #define TEST(name) {#name, name, 0}
 #define TEST_TCP(name) {#name, name, 1}
+#define TEST_STREAM(name) {#name, name, 2}
 #define TEST_COUNT(a) (sizeof(a) / sizeof((a)[0]))
 
-/* Runs the test named by argv[1], or all; with tcp 0 the TCP-only ones are
- * left out. */
+/* What a program's run speaks, for run_tests_for. */
+enum { NQT_NOT_TCP = 0, NQT_PLAIN_TCP = 1, NQT_TLS = 2 };
+
+/* Runs the test named by argv[1], or all; the TCP-only ones only over
+ * plain TCP (tcp NQT_PLAIN_TCP, or 1), the TEST_STREAM ones over TLS as
+ * well (NQT_TLS). */
 static inline int run_tests_for(const struct test_case *tests, size_t n, int argc, char **argv,
                                 int tcp)
 {
     int failed = 0;
     int ran = 0;
     for (size_t i = 0; i < n; i++) {
-        if ((argc > 1 && strcmp(argv[1], tests[i].name) != 0) || (!tcp && tests[i].tcp_only)) {
+        int only = tests[i].tcp_only;
+        int left_out = (only == 1 && tcp != NQT_PLAIN_TCP) || (only == 2 && tcp == NQT_NOT_TCP);
+        if ((argc > 1 && strcmp(argv[1], tests[i].name) != 0) || left_out) {
             continue;
         }
         ran++;

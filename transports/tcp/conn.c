@@ -303,11 +303,14 @@ void nqi_tcp_address(nqi_session *s, char *buf, size_t len)
     }
 }
 
-/* While a large payload is being read, a plain socket wakes its loop only
+/* While a large payload is being read, the socket wakes its loop only
  * once LOW_WATER_MAX bytes of it (or all that is left of it) have come, not
  * for every few segments: a fast sender's receiver otherwise sleeps and
- * wakes several times a message.  Never more than the payload still owes,
- * so the wait always ends; a FIN or an error ends it as well.  The timers
+ * wakes several times a message.  Never more than the payload still owes
+ * the socket, so the wait always ends: a layer that holds input (TLS) may
+ * hold up to held_max bytes of it once its read would block, the only way
+ * do_read stops reading unpaused.  A FIN or an error ends the wait as
+ * well.  The timers
  * that judge a peer by its input (the input watch, the heartbeat) first
  * read what waits below the mark (nqi_tcp_take_input), so a slow sender is
  * not taken for a silent one. */
@@ -316,12 +319,11 @@ void nqi_tcp_address(nqi_session *s, char *buf, size_t len)
 static void set_low_water(tcp_conn *t)
 {
     nqi_session *s = t->s;
-    if (t->ops->holds_input) {
-        return; /* TLS: the layer may already hold some of the bytes owed */
-    }
     int want = 1;
     if (s->parser.in_payload && s->parser.need >= DIRECT_READ_MIN && !t->draining) {
         uint64_t left = s->parser.need - s->parser.have;
+        size_t held = t->ops->held_max;
+        left = left > held ? left - held : 1;
         want = left < LOW_WATER_MAX ? (int)left : LOW_WATER_MAX;
     }
     int have = t->low_water > 0 ? t->low_water : 1;

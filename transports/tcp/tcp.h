@@ -32,6 +32,9 @@ typedef struct nqi_stream_ops {
     /* 1 when the layer may hold input the socket no longer signals, so a
      * read goes on until it would block. */
     int holds_input;
+    /* The most bytes of input the layer may keep from the socket once a
+     * read would block (TLS: the start of one record), or 0. */
+    size_t held_max;
     /* Reads up to len bytes: the count, 0 at EOF, NQI_WOULDBLOCK, or an nq
      * error. */
     long (*read)(tcp_conn *t, uint8_t *buf, size_t len);

@@ -20,6 +20,8 @@
 /* Pieces of output per write; small ones are gathered into one record. */
 #define MAX_PIECES 256
 #define STAGE (16 * 1024)
+/* OpenSSL's read buffer: two records of the largest size. */
+#define READ_AHEAD (2 * (SSL3_RT_HEADER_LENGTH + SSL3_RT_MAX_ENCRYPTED_LENGTH))
 
 /* Logs OpenSSL's error queue (and clears it) with a leading context. */
 static void log_ssl_errors(nq_comm *c, const char *what)
@@ -139,6 +141,10 @@ int nqi_tls_ctx_new(nq_comm *c, void **out)
     /* Peers often close without close_notify; the FIN handshake, not TLS,
      * says whether the session ended cleanly. */
     SSL_CTX_set_options(ctx, SSL_OP_IGNORE_UNEXPECTED_EOF);
+    /* Records are read a few at a time, not header and body apart: half the
+     * reads.  The buffer holds two full records. */
+    SSL_CTX_set_read_ahead(ctx, 1);
+    SSL_CTX_set_default_read_buffer_len(ctx, READ_AHEAD);
     int64_t client_auth = c->opts.ints[NQ_OPT_TLS_CLIENT_AUTH];
     if (load_identity(c, ctx) != NQ_OK) {
         goto fail;
@@ -447,6 +453,7 @@ static void tls_release(tcp_conn *t)
 const nqi_stream_ops nqi_tls_ops = {
     .max_pieces = MAX_PIECES,
     .holds_input = 1,
+    .held_max = SSL3_RT_HEADER_LENGTH + SSL3_RT_MAX_ENCRYPTED_LENGTH,
     .read = tls_read,
     .write = tls_write,
     .handshake = tls_handshake,
