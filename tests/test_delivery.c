@@ -570,8 +570,9 @@ static int connected_again(nqt_recorder *r, int64_t ms)
  * with acknowledged delivery the server's session goes on.  Over MQTT
  * without it, the broker's keep-alive notices instead. */
 /* A server and a client with keep-alive at keepalive_ms (0: off), the
- * server's watch of its input (NQ_OPT_HANDSHAKE_TIMEOUT_MS) at watch_ms, the
- * client through a proxy, its events recorded, one round trip made. */
+ * server's watch of its input (NQ_OPT_HANDSHAKE_TIMEOUT_MS) at watch_ms (0:
+ * the default), the client through a proxy, its events recorded, one round
+ * trip made. */
 typedef struct frozen_rig {
     nq_comm *s, *c;
     nqt_proxy px;
@@ -583,7 +584,9 @@ static int frozen_rig_open_with(frozen_rig *r, int mode, int reconnect, int64_t 
 {
     nq_opts *so = options(NQ_SERVER, 0, mode);
     CHECK_OK(nq_opts_set_int(so, NQ_OPT_KEEPALIVE_MS, keepalive_ms));
-    CHECK_OK(nq_opts_set_int(so, NQ_OPT_HANDSHAKE_TIMEOUT_MS, watch_ms));
+    if (watch_ms > 0) {
+        CHECK_OK(nq_opts_set_int(so, NQ_OPT_HANDSHAKE_TIMEOUT_MS, watch_ms));
+    }
     r->s = server_with(so);
     CHECK(r->s != NULL);
     CHECK(nqt_proxy_start(&r->px, server_port(r->s)) == 0);
@@ -615,7 +618,7 @@ static int frozen_rig_close(frozen_rig *r)
 /* ... with keep-alive at 1 s and the default watch. */
 static int frozen_rig_open(frozen_rig *r, int mode, int reconnect)
 {
-    return frozen_rig_open_with(r, mode, reconnect, 1000, 10000);
+    return frozen_rig_open_with(r, mode, reconnect, 1000, 0);
 }
 
 static int test_heartbeat_notices_a_frozen_path(void)

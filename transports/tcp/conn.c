@@ -309,11 +309,10 @@ void nqi_tcp_address(nqi_session *s, char *buf, size_t len)
  * wakes several times a message.  Never more than the payload still owes
  * the socket, so the wait always ends: a layer that holds input (TLS) may
  * hold up to held_max bytes of it once its read would block, the only way
- * do_read stops reading unpaused.  A FIN or an error ends the wait as
- * well.  The timers
- * that judge a peer by its input (the input watch, the heartbeat) first
- * read what waits below the mark (nqi_tcp_take_input), so a slow sender is
- * not taken for a silent one. */
+ * do_read stops reading unpaused.  A FIN or an error ends the wait as well.
+ * The timers that judge a peer by its input (the input watch, the
+ * heartbeat) first read what waits below the mark (nqi_tcp_take_input), so
+ * a slow sender is not taken for a silent one. */
 #define LOW_WATER_MAX (256 * 1024)
 
 static void set_low_water(tcp_conn *t)

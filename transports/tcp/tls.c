@@ -20,8 +20,10 @@
 /* Pieces of output per write; small ones are gathered into one record. */
 #define MAX_PIECES 256
 #define STAGE (16 * 1024)
+/* The largest record on the wire (TLS 1.2's bound, above TLS 1.3's). */
+#define RECORD_MAX (SSL3_RT_HEADER_LENGTH + SSL3_RT_MAX_ENCRYPTED_LENGTH)
 /* OpenSSL's read buffer: two records of the largest size. */
-#define READ_AHEAD (2 * (SSL3_RT_HEADER_LENGTH + SSL3_RT_MAX_ENCRYPTED_LENGTH))
+#define READ_AHEAD (2 * RECORD_MAX)
 
 /* Logs OpenSSL's error queue (and clears it) with a leading context. */
 static void log_ssl_errors(nq_comm *c, const char *what)
@@ -453,7 +455,7 @@ static void tls_release(tcp_conn *t)
 const nqi_stream_ops nqi_tls_ops = {
     .max_pieces = MAX_PIECES,
     .holds_input = 1,
-    .held_max = SSL3_RT_HEADER_LENGTH + SSL3_RT_MAX_ENCRYPTED_LENGTH,
+    .held_max = RECORD_MAX,
     .read = tls_read,
     .write = tls_write,
     .handshake = tls_handshake,
