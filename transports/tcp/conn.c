@@ -388,7 +388,7 @@ static void do_read(tcp_conn *t)
             nqi_tcp_update_events(t);
             break;
         }
-        if (!t->ops->holds_input && !t->draining) {
+        if (t->ops->held_max == 0 && !t->draining) {
             if ((size_t)n >= budget) {
                 break;
             }

@@ -114,7 +114,6 @@ static void plain_release(tcp_conn *t)
 
 const nqi_stream_ops nqi_plain_ops = {
     .max_pieces = GATHER_IOV,
-    .holds_input = 0,
     .held_max = 0,
     .read = plain_read,
     .write = plain_write,

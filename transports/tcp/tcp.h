@@ -29,11 +29,10 @@ typedef struct tcp_conn tcp_conn;
 typedef struct nqi_stream_ops {
     /* Most pieces of output handed to one write. */
     int max_pieces;
-    /* 1 when the layer may hold input the socket no longer signals, so a
-     * read goes on until it would block. */
-    int holds_input;
     /* The most bytes of input the layer may keep from the socket once a
-     * read would block (TLS: the start of one record), or 0. */
+     * read would block (TLS: the start of one record), or 0.  A layer that
+     * may hold input the socket no longer signals is read until its read
+     * would block. */
     size_t held_max;
     /* Reads up to len bytes: the count, 0 at EOF, NQI_WOULDBLOCK, or an nq
      * error. */

@@ -454,7 +454,6 @@ static void tls_release(tcp_conn *t)
 
 const nqi_stream_ops nqi_tls_ops = {
     .max_pieces = MAX_PIECES,
-    .holds_input = 1,
     .held_max = RECORD_MAX,
     .read = tls_read,
     .write = tls_write,
