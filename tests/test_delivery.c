@@ -654,11 +654,7 @@ static int test_heartbeat_notices_a_frozen_path(void)
             }
             CHECK(nqt_stat(s, NQ_STAT_PEERS) == 1);
         }
-        CHECK_OK(nq_close(c));
-        CHECK_OK(nq_close(s));
-        nqt_proxy_stop(&r.px);
-        nq_destroy(c);
-        nq_destroy(s);
+        CHECK(frozen_rig_close(&r) == 0);
     }
     return 0;
 }
